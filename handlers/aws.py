@@ -1,0 +1,32 @@
+"""AWS clients, made once per execution environment.
+
+Clients are created on first use rather than at import so that importing a
+handler costs nothing and tests can start their emulator first.
+`AWS_ENDPOINT_URL` (set by the local cloud) is honoured by boto3 itself.
+"""
+from __future__ import annotations
+
+from functools import cache
+
+import boto3
+from botocore.config import Config
+
+# Standard retry mode backs off on throttling inside the invocation; what still
+# fails is reported as a batch item failure and retried by SQS.
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
+
+
+@cache
+def client(service: str):
+    return boto3.client(service, config=_CONFIG)
+
+
+@cache
+def table(name: str):
+    return boto3.resource("dynamodb", config=_CONFIG).Table(name)
+
+
+def reset() -> None:
+    """Forget cached clients (tests that start a fresh emulator call this)."""
+    client.cache_clear()
+    table.cache_clear()

@@ -1,0 +1,96 @@
+"""The claim check: the only message that travels between stages.
+
+A claim check is a small, versioned JSON reference to one S3 object event,
+never the bytes. This module owns its schema, the image id and the rules for
+comparing S3 sequencers, so every stage reads them the same way.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+CLAIM_CHECK_VERSION = 1
+CREATED = "created"
+REMOVED = "removed"
+# S3 sequencers are hex strings of varying length; AWS says to pad the shorter
+# one with zeros on the right and compare lexicographically. Storing them
+# padded to one width lets DynamoDB compare them in condition expressions.
+SEQUENCER_WIDTH = 32
+
+
+class InvalidClaimCheck(ValueError):
+    """A message that is not a claim check this code understands (permanent)."""
+
+
+def image_id(bucket: str, key: str) -> str:
+    """Stable id of an image: the same bucket and key always give the same record."""
+    return hashlib.sha256(f"{bucket}/{key}".encode()).hexdigest()[:32]
+
+
+def normalize_sequencer(sequencer: str | None, event_time: str) -> str:
+    """Return a sequencer that orders events on one key by string comparison.
+
+    Real S3 always sends `sequencer`; when it is missing (some emulators) the
+    event time stands in, which orders events to the millisecond.
+    """
+    if sequencer:
+        value = sequencer.strip().upper()
+        if not value or any(c not in "0123456789ABCDEF" for c in value) or len(value) > SEQUENCER_WIDTH:
+            raise InvalidClaimCheck(f"sequencer {sequencer!r} is not a hex string of at most {SEQUENCER_WIDTH} digits")
+        return value.ljust(SEQUENCER_WIDTH, "0")
+    try:
+        when = datetime.fromisoformat(event_time.replace("Z", "+00:00"))
+    except (AttributeError, ValueError) as exc:
+        raise InvalidClaimCheck(f"event has neither a sequencer nor a valid eventTime ({event_time!r})") from exc
+    micros = int(when.astimezone(timezone.utc).timestamp() * 1_000_000)
+    # A leading "T" keeps time-derived values apart from real hex sequencers.
+    return ("T" + format(micros, "X").rjust(SEQUENCER_WIDTH - 1, "0"))
+
+
+@dataclass(frozen=True)
+class ClaimCheck:
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str | None
+    size: int
+    format: str | None
+    sequencer: str
+    event: str
+    event_time: str
+    v: int = CLAIM_CHECK_VERSION
+
+    @property
+    def image_id(self) -> str:
+        return image_id(self.bucket, self.key)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, body: str) -> ClaimCheck:
+        try:
+            data: Any = json.loads(body)
+        except (TypeError, ValueError) as exc:
+            raise InvalidClaimCheck(f"message body is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise InvalidClaimCheck("message body is not a JSON object")
+        if data.get("v") != CLAIM_CHECK_VERSION:
+            raise InvalidClaimCheck(f"unsupported claim check version {data.get('v')!r} (expected {CLAIM_CHECK_VERSION})")
+        expected = set(cls.__dataclass_fields__)
+        if set(data) != expected:
+            missing, extra = sorted(expected - set(data)), sorted(set(data) - expected)
+            raise InvalidClaimCheck(f"claim check fields differ from v1: missing {missing}, unexpected {extra}")
+        claim = cls(**data)
+        if claim.event not in (CREATED, REMOVED):
+            raise InvalidClaimCheck(f"unknown claim check event {claim.event!r}")
+        if not isinstance(claim.bucket, str) or not isinstance(claim.key, str) or not claim.bucket or not claim.key:
+            raise InvalidClaimCheck("claim check has no bucket or key")
+        if not isinstance(claim.size, int) or claim.size < 0:
+            raise InvalidClaimCheck(f"claim check size {claim.size!r} is not a byte count")
+        if not isinstance(claim.sequencer, str) or len(claim.sequencer) != SEQUENCER_WIDTH:
+            raise InvalidClaimCheck("claim check sequencer is not normalized")
+        return claim

@@ -1,0 +1,61 @@
+"""What a function is configured with: its environment variables, parsed once.
+
+Limits and their defaults are decided in infra/settings.py and arrive here as
+environment variables; this module only reads them and fails loudly when one
+is missing or malformed.
+"""
+from __future__ import annotations
+
+import os
+from functools import cache, cached_property
+
+
+class ConfigurationError(RuntimeError):
+    """A required environment variable is missing or malformed."""
+
+
+def _get(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None or value == "":
+        raise ConfigurationError(f"environment variable {name} is not set")
+    return value
+
+
+def _int(name: str, default: str | None = None) -> int:
+    raw = _get(name, default)
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"environment variable {name}={raw!r} is not an integer") from exc
+
+
+def _list(name: str, default: str | None = None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in _get(name, default).split(",") if part.strip())
+
+
+class Environment:
+    """Each setting is read on first use, so a function needs only the variables it uses."""
+
+    table_name = property(lambda self: _get("TABLE_NAME"))
+    topic_arn = property(lambda self: _get("TOPIC_ARN"))
+    thumbnails_bucket = property(lambda self: _get("THUMBNAILS_BUCKET"))
+    allowed_formats = cached_property(lambda self: _list("ALLOWED_FORMATS"))
+    label_formats = cached_property(lambda self: _list("LABEL_FORMATS"))
+    max_upload_bytes = cached_property(lambda self: _int("MAX_UPLOAD_BYTES"))
+    max_pixels = cached_property(lambda self: _int("MAX_PIXELS"))
+    max_frames = cached_property(lambda self: _int("MAX_FRAMES"))
+    # Largest first: each size is made from the one before it.
+    thumbnail_sizes = cached_property(lambda self: tuple(sorted({int(s) for s in _list("THUMBNAIL_SIZES")}, reverse=True)))
+    output_format = cached_property(lambda self: _get("OUTPUT_FORMAT").lower())
+    output_quality = cached_property(lambda self: _int("OUTPUT_QUALITY"))
+    max_labels = cached_property(lambda self: _int("MAX_LABELS"))
+    min_confidence = cached_property(lambda self: float(_get("MIN_CONFIDENCE")))
+    store_gps = cached_property(lambda self: _get("STORE_GPS", "false").lower() == "true")
+    # Set by the local cloud: its Rekognition answers canned labels.
+    labels_emulated = cached_property(lambda self: _get("LABELS_EMULATED", "false").lower() == "true")
+
+
+@cache
+def load() -> Environment:
+    """The function's settings, one instance per execution environment."""
+    return Environment()

@@ -1,0 +1,243 @@
+"""The thumbnail engine: one bounded decode, every size, oriented, no metadata.
+
+Decoding is where time and memory go, so the image is decoded once, at the
+smallest JPEG draft scale that still covers the largest size, and each
+smaller size is resized from the one before it. EXIF orientation is applied to
+the small outputs, never to the full image (`exif_transpose` would force a
+full-size decode). Every EXIF value is untrusted input.
+"""
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from PIL import ExifTags, Image, ImageFile
+
+from handlers.failures import PermanentFailure
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file fails; it is never padded
+
+CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+
+# EXIF orientation -> the transpose that makes the image display upright.
+_ORIENT = {
+    2: (Image.Transpose.FLIP_LEFT_RIGHT,),
+    3: (Image.Transpose.ROTATE_180,),
+    4: (Image.Transpose.FLIP_TOP_BOTTOM,),
+    5: (Image.Transpose.TRANSPOSE,),
+    6: (Image.Transpose.ROTATE_270,),
+    7: (Image.Transpose.TRANSVERSE,),
+    8: (Image.Transpose.ROTATE_90,),
+}
+_MAX_TEXT = 128
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_pixels: int
+    max_frames: int
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    size: int  # the bounding box it was made for
+    width: int
+    height: int
+    data: bytes
+    format: str
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.format]
+
+    @property
+    def extension(self) -> str:
+        return EXTENSIONS[self.format]
+
+
+@dataclass
+class Result:
+    thumbnails: list[Thumbnail]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, quality: int, limits: Limits,
+                    store_gps: bool = False) -> Result:
+    """Decode `data` once and return a thumbnail for each size (fit in a size x size box)."""
+    if output_format not in CONTENT_TYPES:
+        raise ValueError(f"unsupported output format {output_format!r}")
+    sizes = tuple(sorted(set(sizes), reverse=True))
+    try:
+        image, metadata = _open(data, limits, store_gps)
+        base = _decode(image, sizes[0])
+    except PermanentFailure:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise PermanentFailure(f"the image is too large to decode safely ({exc})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise PermanentFailure(_decode_reason(exc)) from exc
+    orientation = metadata.get("orientation", 1)
+    outputs: list[Thumbnail] = []
+    current = base
+    for size in sizes:
+        current = _fit(current, size)
+        upright = current
+        for method in _ORIENT.get(orientation, ()):
+            upright = upright.transpose(method)
+        outputs.append(_encode(upright, size, output_format, quality))
+    return Result(outputs, metadata)
+
+
+def _decode_reason(exc: BaseException) -> str:
+    text = str(exc)
+    if "truncated" in text or isinstance(exc, EOFError):
+        return "the image data is truncated"
+    if "cannot identify image file" in text:
+        return "the image data cannot be decoded"
+    return f"the image cannot be decoded: {text[:200]}"
+
+
+def _open(data: bytes, limits: Limits, store_gps: bool) -> tuple[Image.Image, dict[str, Any]]:
+    """Open (header only) and check the limits before any pixel is decoded."""
+    Image.MAX_IMAGE_PIXELS = limits.max_pixels
+    with warnings.catch_warnings():
+        # Pillow only warns between the limit and twice the limit; here the limit is the limit.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombWarning as exc:
+            raise PermanentFailure(f"the image is over the limit of {limits.max_pixels / 1e6:.1f} MP ({exc})") from exc
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise PermanentFailure(
+            f"the image is {width}x{height} ({width * height / 1e6:.1f} MP), over the limit of {limits.max_pixels / 1e6:.1f} MP")
+    frames = getattr(image, "n_frames", 1)
+    if frames > limits.max_frames:
+        raise PermanentFailure(f"the image has {frames} frames, over the limit of {limits.max_frames}")
+    return image, extract_metadata(image, store_gps)
+
+
+def _decode(image: Image.Image, largest: int) -> Image.Image:
+    """Decode once, at the smallest draft scale that still covers `largest`."""
+    if image.format == "JPEG":
+        scale = largest / max(image.size)
+        if scale < 1:
+            target = (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))
+            image.draft(None, target)
+    image.load()
+    return _normalize_mode(image)
+
+
+def _normalize_mode(image: Image.Image) -> Image.Image:
+    """8-bit RGB, RGBA or L: what the encoders and resamplers take."""
+    mode = image.mode
+    if mode in ("RGB", "RGBA", "L"):
+        return image
+    if mode.startswith("I;16") or mode == "I":
+        # Scale 16-bit samples down rather than clipping them to white.
+        return image.convert("I").point(lambda v: v * (1 / 256)).convert("L")
+    if mode == "P" or mode == "PA":
+        return image.convert("RGBA" if "transparency" in image.info or mode == "PA" else "RGB")
+    if mode in ("LA", "La", "RGBa"):
+        return image.convert("RGBA")
+    if mode == "1":
+        return image.convert("L")
+    return image.convert("RGB")  # CMYK, YCbCr, LAB, F, ...
+
+
+def _fit(image: Image.Image, size: int) -> Image.Image:
+    width, height = image.size
+    scale = min(size / width, size / height, 1.0)
+    target = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if target == image.size:
+        return image
+    return image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def _encode(image: Image.Image, size: int, output_format: str, quality: int) -> Thumbnail:
+    if output_format == "jpeg" and image.mode == "RGBA":
+        flat = Image.new("RGB", image.size, (255, 255, 255))
+        flat.paste(image, mask=image.getchannel("A"))
+        image = flat
+    buffer = io.BytesIO()
+    options: dict[str, Any] = {"quality": quality}
+    if output_format == "png":
+        options = {"optimize": False, "compress_level": 6}
+    # No exif= or icc_profile= is passed: thumbnails carry no metadata.
+    image.save(buffer, format=output_format.upper(), **options)
+    return Thumbnail(size=size, width=image.width, height=image.height, data=buffer.getvalue(), format=output_format)
+
+
+def extract_metadata(image: Image.Image, store_gps: bool) -> dict[str, Any]:
+    """Format, size, mode, orientation, camera and time taken; GPS only when asked. Bad tags are skipped."""
+    metadata: dict[str, Any] = {"format": (image.format or "").lower(), "mode": image.mode}
+    width, height = image.size
+    try:
+        exif = image.getexif()
+    except Exception:  # noqa: BLE001 - a malformed EXIF block must not stop thumbnails
+        exif = Image.Exif()
+    orientation = _safe(lambda: int(exif.get(ExifTags.Base.Orientation, 1)))
+    orientation = orientation if orientation in range(1, 9) else 1
+    metadata["orientation"] = orientation
+    # Width and height as displayed, after orientation.
+    metadata["width"], metadata["height"] = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    make = _safe(lambda: _text(exif.get(ExifTags.Base.Make)))
+    model = _safe(lambda: _text(exif.get(ExifTags.Base.Model)))
+    if make:
+        metadata["camera_make"] = make
+    if model:
+        metadata["camera_model"] = model
+    taken = _safe(lambda: _taken_at(exif))
+    if taken:
+        metadata["taken_at"] = taken
+    if store_gps:
+        gps = _safe(lambda: _gps(exif))
+        if gps:
+            metadata["gps"] = gps
+    return metadata
+
+
+def _safe(read):
+    try:
+        return read()
+    except Exception:  # noqa: BLE001 - any malformed value is skipped
+        return None
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return None
+    cleaned = "".join(ch for ch in value if ch.isprintable()).strip()
+    return cleaned[:_MAX_TEXT] or None
+
+
+def _taken_at(exif: Image.Exif) -> str | None:
+    ifd = exif.get_ifd(ExifTags.IFD.Exif)
+    raw = _text(ifd.get(ExifTags.Base.DateTimeOriginal) or exif.get(ExifTags.Base.DateTime))
+    if not raw:
+        return None
+    return datetime.strptime(raw[:19], "%Y:%m:%d %H:%M:%S").isoformat()
+
+
+def _gps(exif: Image.Exif) -> dict[str, str] | None:
+    ifd = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    if not ifd:
+        return None
+
+    def degrees(values: Any, ref: Any) -> float:
+        d, m, s = (float(v) for v in values)
+        value = d + m / 60 + s / 3600
+        if not (0 <= value <= 180):
+            raise ValueError("out of range")
+        return -value if _text(ref) in ("S", "W") else value
+
+    lat = degrees(ifd[ExifTags.GPS.GPSLatitude], ifd.get(ExifTags.GPS.GPSLatitudeRef))
+    lon = degrees(ifd[ExifTags.GPS.GPSLongitude], ifd.get(ExifTags.GPS.GPSLongitudeRef))
+    return {"latitude": f"{lat:.6f}", "longitude": f"{lon:.6f}"}

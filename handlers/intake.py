@@ -1,0 +1,189 @@
+"""Intake: S3 event -> validated image record -> one claim check.
+
+Reads only the first bytes of each upload (format by content, never by name),
+applies the size and pixel gates, records the verdict and publishes a claim
+check for accepted uploads and deletions. Never imports Pillow.
+"""
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
+
+from handlers import aws, contracts, environment, records
+from handlers.failures import PermanentFailure, as_permanent
+from handlers.observability import count, logger, metrics, run_batch
+from handlers.sniff import SNIFF_BYTES, Sniffed, sniff
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return run_batch(event, context, record_handler)
+
+
+def record_handler(record: SQSRecord) -> None:
+    try:
+        body = json.loads(record.body)
+    except ValueError:
+        logger.error("message is not JSON; dropped", extra={"message_id": record.message_id})
+        count("InvalidEvents")
+        return
+    if body.get("Event") == "s3:TestEvent":
+        logger.info("s3:TestEvent acknowledged")
+        return
+    events = body.get("Records")
+    if not isinstance(events, list):
+        logger.error("message is not an S3 event notification; dropped", extra={"message_id": record.message_id})
+        count("InvalidEvents")
+        return
+    for s3_event in events:
+        handle_s3_event(s3_event)
+
+
+def handle_s3_event(s3_event: dict[str, Any]) -> None:
+    try:
+        bucket = s3_event["s3"]["bucket"]["name"]
+        obj = s3_event["s3"]["object"]
+        key = unquote_plus(obj["key"])  # S3 encodes keys like a form: '+' is a space
+        event_name = s3_event["eventName"]
+        sequencer = contracts.normalize_sequencer(obj.get("sequencer"), s3_event.get("eventTime", ""))
+    except (KeyError, TypeError, contracts.InvalidClaimCheck) as exc:
+        logger.error("malformed S3 event record; dropped", extra={"error": str(exc)})
+        count("InvalidEvents")
+        return
+    image_id = contracts.image_id(bucket, key)
+    logger.append_keys(image_id=image_id, key=key)
+    try:
+        if event_name.startswith("ObjectCreated"):
+            _created(bucket, key, obj, sequencer, s3_event.get("eventTime", ""))
+        elif event_name.startswith("ObjectRemoved"):
+            _removed(bucket, key, obj, sequencer, s3_event.get("eventTime", ""))
+        else:
+            logger.info("event ignored", extra={"event_name": event_name})
+    finally:
+        logger.remove_keys(["image_id", "key"])
+
+
+def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_time: str) -> None:
+    env = environment.load()
+    size = int(obj.get("size") or 0)
+    claim = contracts.ClaimCheck(
+        bucket=bucket, key=key, version_id=obj.get("versionId") or None, etag=obj.get("eTag") or None,
+        size=size, format=None, sequencer=sequencer, event=contracts.CREATED, event_time=event_time,
+    )
+    try:
+        found = _inspect(claim, env)
+        reason = ""
+    except PermanentFailure as failure:
+        found, reason = None, failure.reason
+    status = records.ACCEPTED if found else records.REJECTED
+    fmt = found.format if found else None
+    expected = ["thumbnails"] + (["labels"] if fmt in env.label_formats else [])
+    result = records.record_event(env.table_name, claim.image_id, sequencer, {
+        "status": status, "reason": reason, "bucket": bucket, "key": key, "format": fmt, "size": size,
+        "etag": claim.etag, "version_id": claim.version_id, "event_time": event_time,
+        "width": found.width if found else None, "height": found.height if found else None,
+        "expected_stages": expected if found else [],
+    })
+    if result.outcome == records.STALE:
+        logger.info("older than the recorded event; nothing changed")
+        count("StaleEvents")
+        return
+    if result.outcome == records.DUPLICATE:
+        count("DuplicateEvents")
+        if (result.item or {}).get("status") != records.ACCEPTED:
+            return  # already rejected or finished: nothing downstream is waiting
+    if status == records.REJECTED:
+        logger.info("rejected", extra={"reason": reason})
+        count("Rejected")
+        return
+    _publish(contracts.ClaimCheck(**{**claim.__dict__, "format": fmt}))
+    logger.info("accepted", extra={"format": fmt, "size": size})
+    count("Accepted")
+
+
+def _removed(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_time: str) -> None:
+    env = environment.load()
+    claim = contracts.ClaimCheck(
+        bucket=bucket, key=key, version_id=obj.get("versionId") or None, etag=None, size=0, format=None,
+        sequencer=sequencer, event=contracts.REMOVED, event_time=event_time,
+    )
+    result = records.record_event(env.table_name, claim.image_id, sequencer, {
+        "status": records.DELETED, "reason": "the upload was deleted", "bucket": bucket, "key": key,
+        "event_time": event_time, "expected_stages": [],
+    })
+    if result.outcome == records.STALE:
+        count("StaleEvents")
+        return
+    _publish(claim)
+    logger.info("deleted")
+    count("Deleted")
+
+
+def _inspect(claim: contracts.ClaimCheck, env: environment.Environment) -> Sniffed:
+    """Decide from size and the first bytes whether an upload is an image this pipeline takes."""
+    if claim.size == 0:
+        raise PermanentFailure("the file is empty (0 bytes)")
+    if claim.size > env.max_upload_bytes:
+        raise PermanentFailure(f"the file is {claim.size:,} bytes, over the upload limit of {env.max_upload_bytes:,} bytes")
+    head = _read_head(claim)
+    found = sniff(head)
+    named = _extension_note(claim.key, found.format)
+    if found.format is None:
+        raise PermanentFailure(f"not an image: the content is {found.description}{named}")
+    if found.format not in env.allowed_formats:
+        allowed = ", ".join(env.allowed_formats)
+        raise PermanentFailure(f"{found.format.upper()} images are not accepted{named} (allowed: {allowed})")
+    if found.width is not None and found.height is not None:
+        if found.width == 0 or found.height == 0:
+            raise PermanentFailure(f"the image header declares an empty size ({found.width}x{found.height})")
+        pixels = found.width * found.height
+        if pixels > env.max_pixels:
+            raise PermanentFailure(
+                f"the image is {found.width}x{found.height} ({pixels / 1e6:.1f} MP), "
+                f"over the limit of {env.max_pixels / 1e6:.1f} MP")
+    return found
+
+
+def _read_head(claim: contracts.ClaimCheck) -> bytes:
+    """The first bytes of exactly the object version the event names."""
+    params: dict[str, Any] = {"Bucket": claim.bucket, "Key": claim.key, "Range": f"bytes=0-{SNIFF_BYTES - 1}"}
+    if claim.version_id:
+        params["VersionId"] = claim.version_id
+    elif claim.etag:
+        params["IfMatch"] = f'"{claim.etag}"'
+    try:
+        return aws.client("s3").get_object(**params)["Body"].read()
+    except Exception as exc:
+        permanent = as_permanent(exc)
+        if permanent is None:
+            raise
+        raise permanent from exc
+
+
+_EXTENSIONS = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "gif": "gif", "webp": "webp", "tif": "tiff",
+               "tiff": "tiff", "bmp": "bmp", "heic": "heic", "heif": "heic", "avif": "avif"}
+
+
+def _extension_note(key: str, fmt: str | None) -> str:
+    """' despite its .jpg name' when the name promises a format the content is not."""
+    extension = key.rsplit(".", 1)[-1].lower() if "." in key.rsplit("/", 1)[-1] else ""
+    claimed = _EXTENSIONS.get(extension)
+    if claimed and claimed != fmt:
+        return f" despite its .{extension} name"
+    return ""
+
+
+def _publish(claim: contracts.ClaimCheck) -> None:
+    aws.client("sns").publish(
+        TopicArn=environment.load().topic_arn,
+        Message=claim.to_json(),
+        MessageAttributes={
+            # Subscriptions filter on these: labels only for formats Rekognition reads.
+            "format": {"DataType": "String", "StringValue": claim.format or "none"},
+            "event": {"DataType": "String", "StringValue": claim.event},
+        },
+    )

@@ -1,0 +1,78 @@
+"""Label stage: claim check -> Rekognition DetectLabels on the S3 object -> labels on the record.
+
+Rekognition reads the object from S3 itself; the image bytes never pass
+through this function.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from handlers import aws, contracts, environment, records
+from handlers.failures import as_permanent
+from handlers.observability import count, duration, logger, run_batch
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+STAGE = "labels"
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return run_batch(event, context, record_handler)
+
+
+def record_handler(record: SQSRecord) -> None:
+    try:
+        claim = contracts.ClaimCheck.from_json(record.body)
+    except contracts.InvalidClaimCheck as exc:
+        logger.error("not a claim check this stage understands; dropped", extra={"error": str(exc)})
+        count("InvalidClaimChecks")
+        return
+    if claim.event != contracts.CREATED:
+        return  # a deleted image has no labels to compute
+    logger.append_keys(image_id=claim.image_id, key=claim.key)
+    try:
+        _label(claim)
+    finally:
+        logger.remove_keys(["image_id", "key"])
+
+
+def _label(claim: contracts.ClaimCheck) -> None:
+    env = environment.load()
+    current = records.get(env.table_name, claim.image_id)
+    if current is None or current.get("sequencer") != claim.sequencer or current.get("status") != records.ACCEPTED:
+        logger.info("claim check is stale or already settled; nothing to do")
+        count("SkippedClaimChecks")
+        return
+    if claim.format not in env.label_formats:
+        _record(env, claim, {"status": "unavailable",
+                             "reason": f"Rekognition reads only {', '.join(env.label_formats).upper()}; this image is {claim.format}"})
+        return
+    started = perf_counter()
+    s3_object: dict[str, str] = {"Bucket": claim.bucket, "Name": claim.key}
+    if claim.version_id:
+        s3_object["Version"] = claim.version_id
+    try:
+        response = aws.client("rekognition").detect_labels(
+            Image={"S3Object": s3_object}, MaxLabels=env.max_labels, MinConfidence=env.min_confidence)
+    except Exception as exc:
+        permanent = as_permanent(exc)
+        if permanent is None:
+            raise  # throttling, 5xx, timeouts: retried through batchItemFailures
+        _record(env, claim, {"status": "unavailable", "reason": permanent.reason})
+        logger.info("labels unavailable", extra={"reason": permanent.reason})
+        return
+    labels = [{"name": label["Name"], "confidence": Decimal(str(round(label["Confidence"], 2)))}
+              for label in response.get("Labels", [])]
+    source = "emulated" if env.labels_emulated else "rekognition"
+    _record(env, claim, {"status": "done", "labels": labels, "source": source})
+    duration("LabelDuration", (perf_counter() - started) * 1000)
+    count("Processed")
+    logger.info("labels stored", extra={"count": len(labels), "source": source})
+
+
+def _record(env: environment.Environment, claim: contracts.ClaimCheck, result: dict[str, Any]) -> None:
+    records.record_stage(env.table_name, claim.image_id, claim.sequencer, STAGE, result)

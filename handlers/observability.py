@@ -1,0 +1,32 @@
+"""Logging, metrics and the partial-batch loop every handler shares."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+logger = Logger()
+metrics = Metrics(namespace="claimcheck")
+
+
+def count(name: str, value: int = 1) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def duration(name: str, millis: float) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=round(millis, 1))
+
+
+def run_batch(event: dict[str, Any], context: Any, record_handler: Callable[[SQSRecord], None]) -> dict[str, Any]:
+    """Process an SQS batch; only the records whose handler raised are retried."""
+    processor = BatchProcessor(event_type=EventType.SQS)
+    try:
+        return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    finally:
+        if metrics.metric_set:  # a batch of test events emits nothing; that is not a warning
+            metrics.flush_metrics()

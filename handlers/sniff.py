@@ -1,0 +1,123 @@
+"""Tell an image's format (and, where the header says, its dimensions) from its first bytes.
+
+The intake reads only a small prefix of each upload, so this stays a few
+header checks: the file's name and Content-Type never decide the format.
+No Pillow here: the intake function must start fast.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+# Enough for the signatures below and, almost always, a JPEG's frame header.
+SNIFF_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Sniffed:
+    format: str | None  # an image format name, or None when this is not an image
+    description: str  # what the bytes look like, for a person
+    width: int | None = None
+    height: int | None = None
+
+
+_OTHER_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"8BPS", "a Photoshop document (PSD)"),
+    (b"\x7fELF", "an executable"),
+    (b"MZ", "a Windows executable"),
+    (b"<?xml", "an XML/SVG document"),
+    (b"<svg", "an SVG document"),
+)
+
+_HEIF_BRANDS = {b"heic": "heic", b"heix": "heic", b"hevc": "heic", b"heim": "heic", b"heis": "heic",
+                b"mif1": "heic", b"msf1": "heic", b"avif": "avif", b"avis": "avif"}
+
+
+def sniff(head: bytes) -> Sniffed:
+    """Identify `head`, the first bytes of a file."""
+    if not head:
+        return Sniffed(None, "an empty file")
+    if head.startswith(b"\xff\xd8\xff"):
+        width, height = _jpeg_size(head)
+        return Sniffed("jpeg", "a JPEG image", width, height)
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        if len(head) >= 24 and head[12:16] == b"IHDR":
+            width, height = struct.unpack(">II", head[16:24])
+            return Sniffed("png", "a PNG image", width, height)
+        return Sniffed("png", "a PNG image")
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        if len(head) >= 10:
+            width, height = struct.unpack("<HH", head[6:10])
+            return Sniffed("gif", "a GIF image", width, height)
+        return Sniffed("gif", "a GIF image")
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        width, height = _webp_size(head)
+        return Sniffed("webp", "a WebP image", width, height)
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return Sniffed("tiff", "a TIFF image")
+    if head[:2] == b"BM" and len(head) >= 26:
+        return Sniffed("bmp", "a BMP image")
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        fmt = _HEIF_BRANDS[head[8:12]]
+        return Sniffed(fmt, f"an {fmt.upper()} image")
+    for signature, description in _OTHER_SIGNATURES:
+        if head.startswith(signature):
+            return Sniffed(None, description)
+    if _looks_like_text(head):
+        return Sniffed(None, "a text file")
+    return Sniffed(None, "unrecognised binary data")
+
+
+def _looks_like_text(head: bytes) -> bool:
+    sample = head[:512]
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(b >= 0x20 or b in b"\t\r\n" for b in sample)
+
+
+def _jpeg_size(data: bytes) -> tuple[int | None, int | None]:
+    """Walk JPEG markers to the frame header (SOFn); give up quietly at the buffer's end."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None, None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if length < 2:
+            return None, None
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if pos + 9 <= len(data):
+                height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+                return width, height
+            return None, None
+        pos += 2 + length
+    return None, None
+
+
+def _webp_size(data: bytes) -> tuple[int | None, int | None]:
+    chunk = data[12:16]
+    try:
+        if chunk == b"VP8X" and len(data) >= 30:
+            width = 1 + int.from_bytes(data[24:27], "little")
+            height = 1 + int.from_bytes(data[27:30], "little")
+            return width, height
+        if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+            width, height = struct.unpack("<HH", data[26:30])
+            return width & 0x3FFF, height & 0x3FFF
+        if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+            bits = int.from_bytes(data[21:25], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    except (struct.error, IndexError):
+        pass
+    return None, None

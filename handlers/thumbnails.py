@@ -1,0 +1,138 @@
+"""Thumbnail stage: claim check -> the named object version -> thumbnails + metadata.
+
+Output keys are derived from the image id and the object's ETag, so doing the
+same work twice writes the same objects; when the record has moved on to a
+newer event while this one ran, what it wrote is removed again.
+"""
+from __future__ import annotations
+
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from handlers import aws, contracts, environment, imaging, records
+from handlers.failures import as_permanent
+from handlers.observability import count, duration, logger, run_batch
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+STAGE = "thumbnails"
+# Thumbnail keys never change content, so caches may keep them for a year.
+CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return run_batch(event, context, record_handler)
+
+
+def record_handler(record: SQSRecord) -> None:
+    try:
+        claim = contracts.ClaimCheck.from_json(record.body)
+    except contracts.InvalidClaimCheck as exc:
+        logger.error("not a claim check this stage understands; dropped", extra={"error": str(exc)})
+        count("InvalidClaimChecks")
+        return
+    logger.append_keys(image_id=claim.image_id, key=claim.key)
+    try:
+        if claim.event == contracts.REMOVED:
+            _remove(claim)
+        else:
+            _create(claim)
+    finally:
+        logger.remove_keys(["image_id", "key"])
+
+
+def image_prefix(image_id: str) -> str:
+    return f"thumbnails/{image_id}/"
+
+
+def version_prefix(claim: contracts.ClaimCheck) -> str:
+    tag = (claim.etag or claim.version_id or claim.sequencer).replace("/", "_")
+    return f"{image_prefix(claim.image_id)}{tag}/"
+
+
+def _create(claim: contracts.ClaimCheck) -> None:
+    env = environment.load()
+    current = records.get(env.table_name, claim.image_id)
+    if current is None or current.get("sequencer") != claim.sequencer or current.get("status") != records.ACCEPTED:
+        logger.info("claim check is stale or already settled; nothing to do")
+        count("SkippedClaimChecks")
+        return
+    started = perf_counter()
+    try:
+        result = imaging.make_thumbnails(
+            _fetch(claim), env.thumbnail_sizes, env.output_format, env.output_quality,
+            imaging.Limits(env.max_pixels, env.max_frames), env.store_gps)
+    except Exception as exc:
+        permanent = as_permanent(exc)
+        if permanent is None:
+            raise  # transient: retried through batchItemFailures
+        records.record_stage(env.table_name, claim.image_id, claim.sequencer, STAGE,
+                             {"status": "failed", "reason": permanent.reason})
+        logger.info("thumbnails failed", extra={"reason": permanent.reason})
+        count("Failed")
+        return
+    outputs = [_store(claim, thumbnail, env.thumbnails_bucket) for thumbnail in result.thumbnails]
+    written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, STAGE,
+                                   {"status": "done", "outputs": outputs}, metadata=result.metadata)
+    if written.outcome == records.STALE:
+        _discard_stale(claim, outputs, written.item, env.thumbnails_bucket)
+        count("SkippedClaimChecks")
+        return
+    _delete_under(env.thumbnails_bucket, image_prefix(claim.image_id), keep={o["key"] for o in outputs})
+    duration("ThumbnailDuration", (perf_counter() - started) * 1000)
+    count("Processed")
+    logger.info("thumbnails stored", extra={"outputs": [o["key"] for o in outputs]})
+
+
+def _fetch(claim: contracts.ClaimCheck) -> bytes:
+    params: dict[str, Any] = {"Bucket": claim.bucket, "Key": claim.key}
+    if claim.version_id:
+        params["VersionId"] = claim.version_id
+    elif claim.etag:
+        params["IfMatch"] = f'"{claim.etag}"'
+    return aws.client("s3").get_object(**params)["Body"].read()
+
+
+def _store(claim: contracts.ClaimCheck, thumbnail: imaging.Thumbnail, bucket: str) -> dict[str, Any]:
+    key = f"{version_prefix(claim)}{thumbnail.size}.{thumbnail.extension}"
+    aws.client("s3").put_object(
+        Bucket=bucket, Key=key, Body=thumbnail.data, ContentType=thumbnail.content_type,
+        CacheControl=CACHE_CONTROL, Metadata={"image-id": claim.image_id, "source-etag": claim.etag or ""},
+    )
+    return {"key": key, "size": thumbnail.size, "width": thumbnail.width, "height": thumbnail.height,
+            "bytes": len(thumbnail.data), "content_type": thumbnail.content_type}
+
+
+def _discard_stale(claim: contracts.ClaimCheck, outputs: list[dict[str, Any]], current: dict[str, Any] | None,
+                   bucket: str) -> None:
+    """The record moved on while this ran: remove what it wrote, unless the newer event has the same content."""
+    if current is not None and current.get("etag") == claim.etag and current.get("status") != records.DELETED:
+        return  # same bytes, same keys: the newer event owns them now
+    s3 = aws.client("s3")
+    for output in outputs:
+        s3.delete_object(Bucket=bucket, Key=output["key"])
+
+
+def _remove(claim: contracts.ClaimCheck) -> None:
+    env = environment.load()
+    current = records.get(env.table_name, claim.image_id)
+    if current is None or current.get("sequencer") != claim.sequencer:
+        logger.info("deletion is stale; the image was uploaded again")
+        count("SkippedClaimChecks")
+        return
+    removed = _delete_under(env.thumbnails_bucket, image_prefix(claim.image_id), keep=set())
+    logger.info("thumbnails deleted", extra={"count": removed})
+    count("Processed")
+
+
+def _delete_under(bucket: str, prefix: str, keep: set[str]) -> int:
+    """Delete every object under `prefix` except `keep` (thumbnails of older versions)."""
+    s3 = aws.client("s3")
+    doomed = [obj["Key"]
+              for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+              for obj in page.get("Contents", []) if obj["Key"] not in keep]
+    for start in range(0, len(doomed), 1000):
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in doomed[start:start + 1000]], "Quiet": True})
+    return len(doomed)

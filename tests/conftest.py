@@ -1,0 +1,139 @@
+"""Shared fixtures: an in-process AWS emulator with the pipeline's stores, for handler tests."""
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote_plus
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from handlers import aws, environment
+from localcloud.lambda_events import LambdaContext, sqs_event, sqs_record
+
+REGION = "us-east-1"
+HANDLER_ENV = {
+    "TABLE_NAME": "images",
+    "THUMBNAILS_BUCKET": "thumbs",
+    "ALLOWED_FORMATS": "jpeg,png,webp,gif",
+    "LABEL_FORMATS": "jpeg,png",
+    "MAX_UPLOAD_BYTES": "5000000",
+    "MAX_PIXELS": "50000000",
+    "MAX_FRAMES": "50",
+    "THUMBNAIL_SIZES": "256,128,64",
+    "OUTPUT_FORMAT": "jpeg",
+    "OUTPUT_QUALITY": "85",
+    "MAX_LABELS": "10",
+    "MIN_CONFIDENCE": "50",
+    "POWERTOOLS_SERVICE_NAME": "claimcheck-test",
+    "POWERTOOLS_METRICS_NAMESPACE": "claimcheck",
+}
+
+
+@pytest.fixture(autouse=True)
+def _fake_credentials(monkeypatch):
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@dataclass
+class Cloud:
+    """The pipeline's stores in moto, and helpers that speak S3 and SQS the way AWS does."""
+
+    s3: Any
+    sqs: Any
+    table: Any
+    topic_arn: str
+    capture_url: str
+    uploads: str = "uploads-bucket"
+    thumbnails: str = "thumbs"
+    _sequence: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def put(self, key: str, data: bytes) -> dict[str, Any]:
+        """Upload and return the S3 event record S3 would send for it."""
+        response = self.s3.put_object(Bucket=self.uploads, Key=key, Body=data)
+        return self.s3_event("ObjectCreated:Put", key, size=len(data), etag=response["ETag"].strip('"'),
+                             version_id=response.get("VersionId"))
+
+    def delete(self, key: str) -> dict[str, Any]:
+        response = self.s3.delete_object(Bucket=self.uploads, Key=key)
+        return self.s3_event("ObjectRemoved:DeleteMarkerCreated", key, version_id=response.get("VersionId"))
+
+    def s3_event(self, name: str, key: str, size: int = 0, etag: str | None = None,
+                 version_id: str | None = None) -> dict[str, Any]:
+        obj: dict[str, Any] = {"key": quote_plus(key), "sequencer": format(next(self._sequence) * 1000 + 0x5F00000000, "018X")}
+        if name.startswith("ObjectCreated"):
+            obj.update(size=size, eTag=etag)
+        if version_id:
+            obj["versionId"] = version_id
+        return {"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": REGION,
+                "eventTime": "2026-11-23T10:00:00.000Z", "eventName": name,
+                "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": self.uploads, "arn": f"arn:aws:s3:::{self.uploads}"},
+                       "object": obj}}
+
+    def record(self, key: str) -> dict[str, Any] | None:
+        from handlers.contracts import image_id
+
+        return self.table.get_item(Key={"image_id": image_id(self.uploads, key)}, ConsistentRead=True).get("Item")
+
+    def published(self) -> list[dict[str, Any]]:
+        """Claim checks published to the topic since the last call, with their attributes."""
+        found = []
+        while True:
+            batch = self.sqs.receive_message(QueueUrl=self.capture_url, MaxNumberOfMessages=10,
+                                             MessageAttributeNames=["All"]).get("Messages", [])
+            if not batch:
+                return found
+            for message in batch:
+                found.append({"claim": json.loads(message["Body"]), "attributes": {
+                    k: v["StringValue"] for k, v in message.get("MessageAttributes", {}).items()}})
+                self.sqs.delete_message(QueueUrl=self.capture_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def thumbnail_keys(self) -> list[str]:
+        return sorted(o["Key"] for o in self.s3.list_objects_v2(Bucket=self.thumbnails).get("Contents", []))
+
+
+@pytest.fixture
+def cloud(monkeypatch):
+    with mock_aws():
+        aws.reset()
+        environment.load.cache_clear()
+        s3 = boto3.client("s3", region_name=REGION)
+        sqs = boto3.client("sqs", region_name=REGION)
+        sns = boto3.client("sns", region_name=REGION)
+        dynamodb = boto3.resource("dynamodb", region_name=REGION)
+        for bucket in ("uploads-bucket", "thumbs"):
+            s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket="uploads-bucket", VersioningConfiguration={"Status": "Enabled"})
+        table = dynamodb.create_table(TableName="images", BillingMode="PAY_PER_REQUEST",
+                                      KeySchema=[{"AttributeName": "image_id", "KeyType": "HASH"}],
+                                      AttributeDefinitions=[{"AttributeName": "image_id", "AttributeType": "S"}])
+        topic_arn = sns.create_topic(Name="claim-checks")["TopicArn"]
+        capture_url = sqs.create_queue(QueueName="capture")["QueueUrl"]
+        capture_arn = sqs.get_queue_attributes(QueueUrl=capture_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=capture_arn, Attributes={"RawMessageDelivery": "true"})
+        for name, value in {**HANDLER_ENV, "TOPIC_ARN": topic_arn}.items():
+            monkeypatch.setenv(name, value)
+        yield Cloud(s3=s3, sqs=sqs, table=table, topic_arn=topic_arn, capture_url=capture_url)
+        aws.reset()
+        environment.load.cache_clear()
+
+
+def invoke(module, bodies: list[str], function_name: str = "fn") -> dict[str, Any]:
+    """Run a handler on one SQS batch, as Lambda would; returns its partial batch response."""
+    records = [sqs_record(body, "arn:aws:sqs:us-east-1:123456789012:q", message_id=f"m{i}") for i, body in enumerate(bodies)]
+    return module.handler(sqs_event(records), LambdaContext(function_name=function_name))
+
+
+def s3_message(*events: dict[str, Any]) -> str:
+    return json.dumps({"Records": list(events)})
+
+
+def failed_ids(response: dict[str, Any]) -> list[str]:
+    return [item["itemIdentifier"] for item in response["batchItemFailures"]]

@@ -1,0 +1,73 @@
+"""Images the tests need, generated on the fly (nothing is shipped)."""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+from PIL import Image
+
+
+def photo(width: int = 640, height: int = 480, mode: str = "RGB") -> Image.Image:
+    """A smooth gradient with a marker in the top-left corner, so orientation can be checked."""
+    image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    blue = Image.new("RGB", (width, height), (30, 60, 200))
+    image = Image.blend(image, blue, 0.3)
+    marker = Image.new("RGB", (width // 4, height // 4), (255, 0, 0))
+    image.paste(marker, (0, 0))
+    return image.convert(mode) if mode != "RGB" else image
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def jpeg(width: int = 640, height: int = 480, orientation: int | None = None, exif: Image.Exif | None = None,
+         mode: str = "RGB") -> bytes:
+    image = photo(width, height, mode)
+    exif = exif or Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    return encode(image, "JPEG", quality=90, exif=exif.tobytes())
+
+
+def png(width: int = 320, height: int = 200, mode: str = "RGB") -> bytes:
+    return encode(photo(width, height, "RGB").convert(mode), "PNG")
+
+
+def webp(width: int = 320, height: int = 200) -> bytes:
+    return encode(photo(width, height), "WEBP", quality=80)
+
+
+def gif(frames: int = 1, width: int = 64, height: int = 64) -> bytes:
+    images = [Image.new("P", (width, height), i % 256) for i in range(frames)]
+    return encode(images[0], "GIF", save_all=frames > 1, append_images=images[1:])
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A valid PNG signature and IHDR claiming any size, with one tiny IDAT: a decompression bomb header."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+
+
+def sixteen_bit_png(width: int = 64, height: int = 48) -> bytes:
+    image = Image.new("I;16", (width, height))
+    image.putdata([(x * 1000) % 65536 for x in range(width * height)])
+    return encode(image, "PNG")
+
+
+def palette_png_with_transparency(width: int = 64, height: int = 48) -> bytes:
+    image = Image.new("P", (width, height), 0)
+    image.putpalette([255, 0, 0, 0, 255, 0] + [0] * (256 * 3 - 6))
+    image.paste(1, (0, 0, width // 2, height))
+    return encode(image, "PNG", transparency=0)
+
+
+def psd_header() -> bytes:
+    return b"8BPS\x00\x01" + b"\x00" * 20

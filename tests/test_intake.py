@@ -1,0 +1,151 @@
+"""Intake: S3 events in, image records and claim checks out."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from handlers import intake
+from tests import images
+from tests.conftest import failed_ids, invoke, s3_message
+
+
+def test_s3_test_event_is_acknowledged_and_does_nothing(cloud):
+    body = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": cloud.uploads})
+    response = invoke(intake, [body])
+    assert response["batchItemFailures"] == []
+    assert cloud.published() == []
+    assert cloud.table.scan()["Items"] == []
+
+
+@pytest.mark.parametrize("key", [
+    "uploads/holiday photo.jpg",
+    "uploads/a+b=c.jpg",
+    "uploads/100% real.jpg",
+    "uploads/café/日本/naïve ☃.jpg",
+    "uploads/deep/er/and/deeper/x.jpg",
+    "uploads/%2B already encoded %2B.jpg",
+])
+def test_keys_are_decoded_once_and_correctly(cloud, key):
+    event = cloud.put(key, images.jpeg(100, 80))
+    invoke(intake, [s3_message(event)])
+    record = cloud.record(key)
+    assert record["status"] == "accepted", record
+    assert record["key"] == key
+    [published] = cloud.published()
+    assert published["claim"]["key"] == key
+    assert published["claim"]["v"] == 1
+
+
+def test_accepted_jpeg_publishes_one_claim_check_with_format_attribute(cloud):
+    event = cloud.put("uploads/cat.jpg", images.jpeg(400, 300))
+    response = invoke(intake, [s3_message(event)])
+    assert response["batchItemFailures"] == []
+    record = cloud.record("uploads/cat.jpg")
+    assert (record["status"], record["format"], record["width"], record["height"]) == ("accepted", "jpeg", 400, 300)
+    assert record["expected_stages"] == ["thumbnails", "labels"]
+    [published] = cloud.published()
+    claim = published["claim"]
+    assert published["attributes"] == {"format": "jpeg", "event": "created"}
+    assert set(claim) == {"v", "bucket", "key", "version_id", "etag", "size", "format", "sequencer", "event", "event_time"}
+    assert claim["version_id"] == event["s3"]["object"]["versionId"]
+    assert claim["size"] == event["s3"]["object"]["size"]
+
+
+def test_webp_is_accepted_without_a_label_stage(cloud):
+    invoke(intake, [s3_message(cloud.put("uploads/w.webp", images.webp()))])
+    record = cloud.record("uploads/w.webp")
+    assert record["status"] == "accepted" and record["expected_stages"] == ["thumbnails"]
+    assert cloud.published()[0]["attributes"]["format"] == "webp"
+
+
+@pytest.mark.parametrize("key, data, reason", [
+    ("uploads/empty.jpg", b"", "the file is empty (0 bytes)"),
+    ("uploads/notes.jpg", b"just some text, not an image\n", "not an image: the content is a text file despite its .jpg name"),
+    ("uploads/layers.jpg", images.psd_header(), "not an image: the content is a Photoshop document (PSD) despite its .jpg name"),
+    ("uploads/huge.png", images.png_header_only(20000, 20000), "the image is 20000x20000 (400.0 MP), over the limit of 50.0 MP"),
+    ("uploads/big.png", images.png_header_only(10000, 10000), "the image is 10000x10000 (100.0 MP), over the limit of 50.0 MP"),
+])
+def test_bad_uploads_are_rejected_with_a_reason_and_publish_nothing(cloud, key, data, reason):
+    response = invoke(intake, [s3_message(cloud.put(key, data))])
+    assert response["batchItemFailures"] == []
+    record = cloud.record(key)
+    assert record["status"] == "rejected"
+    assert record["reason"] == reason
+    assert cloud.published() == []
+
+
+def test_a_gif_named_jpg_is_judged_by_content(cloud, monkeypatch):
+    monkeypatch.setenv("ALLOWED_FORMATS", "jpeg,png")
+    invoke(intake, [s3_message(cloud.put("uploads/anim.jpg", images.gif(3)))])
+    record = cloud.record("uploads/anim.jpg")
+    assert record["status"] == "rejected"
+    assert record["reason"] == "GIF images are not accepted despite its .jpg name (allowed: jpeg, png)"
+
+
+def test_oversized_upload_is_rejected_without_reading_it(cloud, monkeypatch):
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", "1000")
+    invoke(intake, [s3_message(cloud.put("uploads/big.jpg", images.jpeg(300, 300)))])
+    record = cloud.record("uploads/big.jpg")
+    assert record["status"] == "rejected"
+    assert "over the upload limit of 1,000 bytes" in record["reason"]
+
+
+def test_object_deleted_before_intake_is_rejected_not_retried(cloud):
+    event = cloud.put("uploads/gone.jpg", images.jpeg())
+    cloud.s3.delete_object(Bucket=cloud.uploads, Key="uploads/gone.jpg", VersionId=event["s3"]["object"]["versionId"])
+    response = invoke(intake, [s3_message(event)])
+    assert response["batchItemFailures"] == []
+    record = cloud.record("uploads/gone.jpg")
+    assert record["status"] == "rejected" and "gone" in record["reason"]
+
+
+def test_the_same_event_twice_gives_one_record_and_republishes_while_pending(cloud):
+    event = cloud.put("uploads/dup.jpg", images.jpeg())
+    invoke(intake, [s3_message(event)])
+    first = cloud.record("uploads/dup.jpg")
+    invoke(intake, [s3_message(event)])
+    assert cloud.table.scan()["Count"] == 1
+    second = cloud.record("uploads/dup.jpg")
+    assert second["sequencer"] == first["sequencer"] and second["created_at"] == first["created_at"]
+    # Still pending: the claim check is published again (the first publish may have been lost); stages are idempotent.
+    assert len(cloud.published()) == 2
+
+
+def test_an_older_event_changes_nothing(cloud):
+    old = cloud.put("uploads/k.jpg", images.jpeg(100, 100))
+    new = cloud.put("uploads/k.jpg", images.png(50, 40))
+    invoke(intake, [s3_message(new)])
+    invoke(intake, [s3_message(old)])
+    record = cloud.record("uploads/k.jpg")
+    assert (record["format"], record["version_id"]) == ("png", new["s3"]["object"]["versionId"])
+    assert [p["claim"]["format"] for p in cloud.published()] == ["png"]
+
+
+def test_delete_marks_record_deleted_and_publishes_removed_claim(cloud):
+    invoke(intake, [s3_message(cloud.put("uploads/d.jpg", images.jpeg()))])
+    cloud.published()
+    invoke(intake, [s3_message(cloud.delete("uploads/d.jpg"))])
+    record = cloud.record("uploads/d.jpg")
+    assert record["status"] == "deleted"
+    [published] = cloud.published()
+    assert published["claim"]["event"] == "removed"
+    assert published["attributes"] == {"format": "none", "event": "removed"}
+
+
+def test_batch_of_ten_with_one_poison_record_fails_alone(cloud, monkeypatch):
+    bodies = [s3_message(cloud.put(f"uploads/{i}.jpg", images.jpeg(60, 40))) for i in range(9)]
+    poison = cloud.s3_event("ObjectCreated:Put", "uploads/poison.jpg", size=10, etag="x")
+    poison["s3"]["bucket"]["name"] = "no-such-bucket"  # S3 answers NoSuchBucket: not a known permanent error
+    bodies.insert(4, s3_message(poison))
+    response = invoke(intake, bodies)
+    assert failed_ids(response) == ["m4"]
+    assert sum(1 for i in range(9) if cloud.record(f"uploads/{i}.jpg")["status"] == "accepted") == 9
+
+
+def test_importing_intake_does_not_import_pillow():
+    code = "import sys, handlers.intake; print('PIL' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
