@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import struct
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from PIL import ExifTags, Image, ImageFile
 
 from handlers.failures import PermanentFailure
+from handlers.limits import check_pixels
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file fails; it is never padded
 
@@ -104,18 +104,12 @@ def _decode_reason(exc: BaseException) -> str:
 
 def _open(data: bytes, limits: Limits, store_gps: bool) -> tuple[Image.Image, dict[str, Any]]:
     """Open (header only) and check the limits before any pixel is decoded."""
-    Image.MAX_IMAGE_PIXELS = limits.max_pixels
-    with warnings.catch_warnings():
-        # Pillow only warns between the limit and twice the limit; here the limit is the limit.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data))
-        except Image.DecompressionBombWarning as exc:
-            raise PermanentFailure(f"the image is over the limit of {limits.max_pixels / 1e6:.1f} MP ({exc})") from exc
-    width, height = image.size
-    if width * height > limits.max_pixels:
-        raise PermanentFailure(
-            f"the image is {width}x{height} ({width * height / 1e6:.1f} MP), over the limit of {limits.max_pixels / 1e6:.1f} MP")
+    # Pillow's own check only warns between the limit and twice the limit; the
+    # limit here is strict and checked on the header, before any pixel is decoded.
+    Image.MAX_IMAGE_PIXELS = None
+    image = Image.open(io.BytesIO(data))
+    check_pixels(*image.size, limits.max_pixels)
+    Image.MAX_IMAGE_PIXELS = limits.max_pixels  # frames read later are checked by Pillow too
     frames = getattr(image, "n_frames", 1)
     if frames > limits.max_frames:
         raise PermanentFailure(f"the image has {frames} frames, over the limit of {limits.max_frames}")

@@ -12,7 +12,8 @@ from urllib.parse import unquote_plus
 
 from handlers import aws, contracts, environment, records
 from handlers.failures import PermanentFailure, as_permanent
-from handlers.observability import count, logger, metrics, run_batch
+from handlers.limits import check_pixels
+from handlers.observability import count, logger, run_batch
 from handlers.sniff import SNIFF_BYTES, Sniffed, sniff
 
 if TYPE_CHECKING:
@@ -138,13 +139,7 @@ def _inspect(claim: contracts.ClaimCheck, env: environment.Environment) -> Sniff
         allowed = ", ".join(env.allowed_formats)
         raise PermanentFailure(f"{found.format.upper()} images are not accepted{named} (allowed: {allowed})")
     if found.width is not None and found.height is not None:
-        if found.width == 0 or found.height == 0:
-            raise PermanentFailure(f"the image header declares an empty size ({found.width}x{found.height})")
-        pixels = found.width * found.height
-        if pixels > env.max_pixels:
-            raise PermanentFailure(
-                f"the image is {found.width}x{found.height} ({pixels / 1e6:.1f} MP), "
-                f"over the limit of {env.max_pixels / 1e6:.1f} MP")
+        check_pixels(found.width, found.height, env.max_pixels)
     return found
 
 

@@ -42,7 +42,13 @@ def webp(width: int = 320, height: int = 200) -> bytes:
 
 
 def gif(frames: int = 1, width: int = 64, height: int = 64) -> bytes:
-    images = [Image.new("P", (width, height), i % 256) for i in range(frames)]
+    palette = [channel for i in range(256) for channel in (i, 255 - i, (i * 7) % 256)]
+    images = []
+    for i in range(frames):
+        frame = Image.new("P", (width, height), 0)
+        frame.putpalette(palette)
+        frame.paste(i % 256, (0, 0, width // 2, height // 2))  # each frame differs, so none is merged
+        images.append(frame)
     return encode(images[0], "GIF", save_all=frames > 1, append_images=images[1:])
 
 

@@ -1,0 +1,236 @@
+"""Thumbnail stage: the named object version in, oriented metadata-free thumbnails and a settled record out."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from botocore.exceptions import ClientError
+from PIL import Image
+
+from handlers import imaging, intake, thumbnails
+from tests import images
+from tests.conftest import failed_ids, invoke, s3_message
+
+
+def accept(cloud, key, data):
+    """Upload through intake and return the claim check it published (as the thumbnail queue would receive it)."""
+    invoke(intake, [s3_message(cloud.put(key, data))])
+    published = cloud.published()
+    assert published, cloud.record(key)
+    return published[-1]["claim"]
+
+
+def run(claims):
+    import json
+
+    return invoke(thumbnails, [json.dumps(c) for c in claims])
+
+
+def thumbnail(cloud, key):
+    return Image.open(io.BytesIO(cloud.s3.get_object(Bucket=cloud.thumbnails, Key=key)["Body"].read()))
+
+
+def test_webp_gets_every_size_and_the_record_is_done(cloud):
+    claim = accept(cloud, "uploads/w.webp", images.webp(400, 200))
+    assert run([claim])["batchItemFailures"] == []
+    record = cloud.record("uploads/w.webp")
+    assert record["status"] == "done"  # webp expects no labels
+    outputs = record["thumbnails"]["outputs"]
+    assert [(o["size"], o["width"], o["height"]) for o in outputs] == [(256, 256, 128), (128, 128, 64), (64, 64, 32)]
+    assert cloud.thumbnail_keys() == sorted(o["key"] for o in outputs)
+    head = cloud.s3.head_object(Bucket=cloud.thumbnails, Key=outputs[0]["key"])
+    assert head["ContentType"] == "image/jpeg"
+    assert record["metadata"]["format"] == "webp" and record["metadata"]["width"] == 400
+
+
+def test_jpeg_waits_for_labels_before_done(cloud):
+    claim = accept(cloud, "uploads/j.jpg", images.jpeg(300, 200))
+    run([claim])
+    record = cloud.record("uploads/j.jpg")
+    assert record["status"] == "accepted" and record["thumbnails"]["status"] == "done"
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_displays_upright_without_exif(cloud, orientation):
+    # The stored pixels are the upright image transformed the way a camera would store them.
+    upright = images.photo(240, 160)  # red marker top-left, landscape
+    inverse = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+               4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90,
+               7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270}[orientation]
+    stored = upright if inverse is None else upright.transpose(inverse)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0x010F] = "Canon"
+    data = images.encode(stored, "JPEG", quality=95, exif=exif.tobytes())
+    claim = accept(cloud, f"uploads/o{orientation}.jpg", data)
+    run([claim])
+    record = cloud.record(f"uploads/o{orientation}.jpg")
+    assert record["metadata"]["orientation"] == orientation
+    assert (record["metadata"]["width"], record["metadata"]["height"]) == (240, 160)
+    out = thumbnail(cloud, record["thumbnails"]["outputs"][1]["key"])  # the 128 box
+    assert out.size == (128, 85)
+    assert not out.getexif(), "thumbnails carry no EXIF"
+    red = out.convert("RGB").getpixel((5, 5))
+    assert red[0] > 180 and red[1] < 80 and red[2] < 80, f"orientation {orientation}: top-left is {red}"
+    far = out.getpixel((out.width - 5, out.height - 5))
+    assert far[0] < 180, f"orientation {orientation}: marker also at bottom-right {far}"
+
+
+@pytest.mark.parametrize("name, data, mode", [
+    ("cmyk.jpg", images.encode(images.photo(200, 100, "CMYK"), "JPEG"), "RGB"),
+    ("deep.png", images.sixteen_bit_png(), "L"),
+    ("palette.png", images.palette_png_with_transparency(), "RGB"),
+    ("gray.png", images.png(100, 80, "L"), "L"),
+])
+def test_unusual_modes_become_correct_thumbnails(cloud, name, data, mode):
+    claim = accept(cloud, f"uploads/{name}", data)
+    run([claim])
+    record = cloud.record(f"uploads/{name}")
+    assert record["thumbnails"]["status"] == "done", record
+    out = thumbnail(cloud, record["thumbnails"]["outputs"][0]["key"])
+    assert out.mode == mode
+    if name == "deep.png":  # 16-bit samples are scaled, not clipped to white
+        assert out.convert("L").getextrema()[0] < 200
+    if name == "palette.png":  # opaque left half stays green, transparent right half is flattened onto white
+        left, right = out.getpixel((2, out.height // 2)), out.getpixel((out.width - 2, out.height // 2))
+        assert left[1] > 200 and left[0] < 60
+        assert min(right) > 240
+
+
+def test_pngs_keep_transparency_when_output_is_webp(cloud, monkeypatch):
+    monkeypatch.setenv("OUTPUT_FORMAT", "webp")
+    claim = accept(cloud, "uploads/t.png", images.palette_png_with_transparency())
+    run([claim])
+    record = cloud.record("uploads/t.png")
+    out = thumbnail(cloud, record["thumbnails"]["outputs"][0]["key"])
+    assert out.format == "WEBP" and out.mode == "RGBA"
+    assert record["thumbnails"]["outputs"][0]["key"].endswith(".webp")
+
+
+def test_truncated_jpeg_fails_cleanly_and_is_recorded(cloud):
+    data = images.jpeg(400, 300)
+    claim = accept(cloud, "uploads/cut.jpg", data[: len(data) // 2])
+    response = run([claim])
+    assert response["batchItemFailures"] == []
+    record = cloud.record("uploads/cut.jpg")
+    assert record["thumbnails"] == {**record["thumbnails"], "status": "failed", "reason": "the image data is truncated"}
+    assert cloud.thumbnail_keys() == []
+
+
+def test_animated_gif_over_the_frame_limit_fails(cloud, monkeypatch):
+    monkeypatch.setenv("MAX_FRAMES", "10")
+    claim = accept(cloud, "uploads/anim.gif", images.gif(frames=40))
+    run([claim])
+    record = cloud.record("uploads/anim.gif")
+    assert record["status"] == "failed"
+    assert record["reason"] == "thumbnails: the image has 40 frames, over the limit of 10"
+
+
+def test_pixel_limit_is_enforced_before_decoding(cloud, monkeypatch):
+    # A header the intake could not size (its dimensions sit past the sniffed prefix) still stops at the stage.
+    monkeypatch.setenv("MAX_PIXELS", "10000")
+    claim = accept(cloud, "uploads/p.webp", images.webp(100, 99))
+    monkeypatch.setenv("MAX_PIXELS", "5000")
+    from handlers import environment
+
+    environment.load.cache_clear()
+    run([claim])
+    record = cloud.record("uploads/p.webp")
+    assert record["status"] == "failed"
+    assert record["reason"] == "thumbnails: the image is 100x99 (9,900 pixels), over the limit of 5,000 pixels"
+
+
+def test_duplicate_claim_checks_give_one_set_of_thumbnails(cloud):
+    claim = accept(cloud, "uploads/d.webp", images.webp())
+    run([claim])
+    keys = cloud.thumbnail_keys()
+    before = cloud.record("uploads/d.webp")
+    run([claim])
+    assert cloud.thumbnail_keys() == keys
+    assert cloud.record("uploads/d.webp")["thumbnails"] == before["thumbnails"]
+
+
+def test_overwrite_replaces_thumbnails_and_a_late_old_claim_changes_nothing(cloud):
+    old = accept(cloud, "uploads/o.webp", images.webp(300, 300))
+    new = accept(cloud, "uploads/o.webp", images.webp(300, 150))
+    run([new])
+    keys = cloud.thumbnail_keys()
+    run([old])  # delivered late, after the newer version was processed
+    record = cloud.record("uploads/o.webp")
+    assert record["version_id"] == new["version_id"] and record["status"] == "done"
+    assert cloud.thumbnail_keys() == keys
+    assert all(new["etag"] in k for k in keys)
+
+
+def test_object_gone_between_event_and_fetch_is_recorded_not_retried(cloud):
+    claim = accept(cloud, "uploads/g.webp", images.webp())
+    cloud.s3.delete_object(Bucket=cloud.uploads, Key="uploads/g.webp", VersionId=claim["version_id"])
+    response = run([claim])
+    assert response["batchItemFailures"] == []
+    record = cloud.record("uploads/g.webp")
+    assert record["status"] == "failed"
+    assert "gone" in record["reason"]
+
+
+def test_removed_claim_deletes_the_thumbnails(cloud):
+    claim = accept(cloud, "uploads/r.webp", images.webp())
+    run([claim])
+    assert cloud.thumbnail_keys()
+    invoke(intake, [s3_message(cloud.delete("uploads/r.webp"))])
+    [removed] = [p["claim"] for p in cloud.published()]
+    run([removed])
+    assert cloud.thumbnail_keys() == []
+    assert cloud.record("uploads/r.webp")["status"] == "deleted"
+
+
+def test_unknown_claim_version_is_dropped_and_valid_ones_in_the_batch_succeed(cloud):
+    good = accept(cloud, "uploads/v.webp", images.webp())
+    response = run([{**good, "v": 2}, good])
+    assert response["batchItemFailures"] == []
+    assert cloud.record("uploads/v.webp")["status"] == "done"
+
+
+def test_transient_s3_error_fails_only_that_record_and_is_retried(cloud, monkeypatch):
+    slow = accept(cloud, "uploads/slow.webp", images.webp())
+    good = accept(cloud, "uploads/ok.webp", images.webp(100, 100))
+    real_fetch = thumbnails._fetch
+
+    def flaky_fetch(claim):
+        if claim.key == "uploads/slow.webp":
+            raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "GetObject")
+        return real_fetch(claim)
+
+    monkeypatch.setattr(thumbnails, "_fetch", flaky_fetch)
+    response = run([slow, good])
+    assert failed_ids(response) == ["m0"]
+    assert cloud.record("uploads/ok.webp")["status"] == "done"
+    assert cloud.record("uploads/slow.webp")["status"] == "accepted"  # nothing recorded: it will be retried
+    monkeypatch.setattr(thumbnails, "_fetch", real_fetch)
+    assert run([slow])["batchItemFailures"] == []
+    assert cloud.record("uploads/slow.webp")["status"] == "done"
+
+
+def test_metadata_reads_camera_and_time_and_skips_malformed_tags():
+    exif = Image.Exif()
+    exif[0x010F] = "Nikon\x00\x01"
+    exif[0x0110] = "Z 6"
+    exif[0x0132] = "not a date"
+    exif[0x0112] = 99  # not an orientation
+    data = images.jpeg(80, 60, exif=exif)
+    result = imaging.make_thumbnails(data, (32,), "jpeg", 80, imaging.Limits(10**7, 10))
+    assert result.metadata["camera_make"] == "Nikon"
+    assert result.metadata["camera_model"] == "Z 6"
+    assert result.metadata["orientation"] == 1
+    assert "taken_at" not in result.metadata
+
+
+def test_gps_only_when_configured():
+    exif = Image.Exif()
+    gps = exif.get_ifd(0x8825)
+    gps.update({1: "N", 2: (52.0, 30.0, 0.0), 3: "W", 4: (1.0, 15.0, 0.0)})
+    exif[0x9003] = "2024:05:06 07:08:09"
+    data = images.jpeg(80, 60, exif=exif)
+    limits = imaging.Limits(10**7, 10)
+    assert "gps" not in imaging.make_thumbnails(data, (32,), "jpeg", 80, limits).metadata
+    with_gps = imaging.make_thumbnails(data, (32,), "jpeg", 80, limits, store_gps=True).metadata
+    assert with_gps["gps"] == {"latitude": "52.500000", "longitude": "-1.250000"}
