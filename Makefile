@@ -1,0 +1,27 @@
+# The two commands: `make demo` runs the pipeline locally, `make test` runs the tests.
+# Each creates .venv and installs the pinned requirements first; nothing else is needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test up bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "claimcheck needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m localcloud demo
+
+up: $(STAMP)
+	$(BIN)/python -m localcloud up
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) build out .localcloud .pytest_cache

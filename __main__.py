@@ -1,0 +1,16 @@
+"""claimcheck: an event-driven image pipeline on AWS, using the Claim Check pattern."""
+import pulumi
+
+from infra import settings
+from infra.pipeline import ClaimCheckPipeline
+
+pipeline = ClaimCheckPipeline("claimcheck", settings.load())
+
+pulumi.export("uploadsBucket", pipeline.uploads_bucket)
+pulumi.export("thumbnailsBucket", pipeline.thumbnails_bucket)
+pulumi.export("tableName", pipeline.table_name)
+pulumi.export("claimCheckTopicArn", pipeline.claim_check_topic_arn)
+pulumi.export("alarmTopicArn", pipeline.alarm_topic_arn)
+pulumi.export("queueUrls", pipeline.queue_urls)
+pulumi.export("deadLetterQueueUrls", pipeline.dlq_urls)
+pulumi.export("dashboardUrl", pipeline.dashboard_url)

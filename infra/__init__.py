@@ -1,0 +1,1 @@
+"""The Pulumi side of claimcheck: settings, packaging, IAM and the components."""

@@ -1,0 +1,209 @@
+"""ClaimCheckPipeline: the whole pipeline as one component.
+
+uploads bucket --S3 notification--> intake queue --> intake function
+  --> claim-check topic --> ThumbnailStage, LabelStage --> results table
+with a DLQ and alarms on every hop, an alarm topic and a dashboard.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import iam, packaging
+from infra.settings import Settings
+from infra.stages import LabelStage, StageArgs, ThumbnailStage
+from infra.worker import WorkerArgs, build_worker
+
+UPLOADS_PREFIX = "uploads/"
+
+
+@dataclass
+class PrivateBucket:
+    bucket: aws.s3.Bucket
+    policy: aws.s3.BucketPolicy
+
+
+def private_bucket(name: str, parent: pulumi.Resource, versioned: bool,
+                   lifecycle_rules: list[aws.s3.BucketLifecycleConfigurationRuleArgs]) -> PrivateBucket:
+    """A bucket nobody outside the account can reach: public access blocked, owner-enforced,
+    encrypted at rest, TLS-only."""
+    opts = pulumi.ResourceOptions(parent=parent)
+    bucket = aws.s3.Bucket(name, opts=opts)
+    child = pulumi.ResourceOptions(parent=bucket)
+    block = aws.s3.BucketPublicAccessBlock(f"{name}-public-access-block", bucket=bucket.id, block_public_acls=True,
+                                           block_public_policy=True, ignore_public_acls=True,
+                                           restrict_public_buckets=True, opts=child)
+    aws.s3.BucketOwnershipControls(f"{name}-ownership", bucket=bucket.id, rule=aws.s3.BucketOwnershipControlsRuleArgs(
+        object_ownership="BucketOwnerEnforced"), opts=child)
+    aws.s3.BucketServerSideEncryptionConfiguration(f"{name}-encryption", bucket=bucket.id, rules=[
+        aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+            apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                sse_algorithm="AES256"),
+            bucket_key_enabled=True)], opts=child)
+    if versioned:
+        aws.s3.BucketVersioning(f"{name}-versioning", bucket=bucket.id,
+                                versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+                                opts=child)
+    aws.s3.BucketLifecycleConfiguration(f"{name}-lifecycle", bucket=bucket.id, rules=[
+        *lifecycle_rules,
+        aws.s3.BucketLifecycleConfigurationRuleArgs(
+            id="abort-incomplete-uploads", status="Enabled",
+            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+            abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                days_after_initiation=7)),
+    ], opts=child)
+    policy = aws.s3.BucketPolicy(f"{name}-policy", bucket=bucket.id, policy=iam.document([{
+        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+        "Resource": [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }]), opts=pulumi.ResourceOptions(parent=bucket, depends_on=[block]))
+    return PrivateBucket(bucket, policy)
+
+
+class ClaimCheckPipeline(pulumi.ComponentResource):
+    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("claimcheck:index:ClaimCheckPipeline", name, None, opts)
+        s = settings
+        child = pulumi.ResourceOptions(parent=self)
+        account_id = aws.get_caller_identity_output().account_id
+        region = aws.get_region_output().region
+        partition = aws.get_partition_output().partition
+
+        # Stores
+        uploads = private_bucket(f"{name}-uploads", self, versioned=True, lifecycle_rules=[
+            aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="originals-to-infrequent-access", status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=UPLOADS_PREFIX),
+                transitions=[aws.s3.BucketLifecycleConfigurationRuleTransitionArgs(
+                    days=s.originals_transition_days, storage_class="STANDARD_IA")],
+                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                    noncurrent_days=s.noncurrent_version_days)),
+        ])
+        thumbnails = private_bucket(f"{name}-thumbnails", self, versioned=False, lifecycle_rules=[])
+        table = aws.dynamodb.Table(
+            f"{name}-images", billing_mode="PAY_PER_REQUEST", hash_key="image_id",
+            attributes=[aws.dynamodb.TableAttributeArgs(name="image_id", type="S")],
+            point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
+            server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
+            opts=child)
+
+        # Topics, encrypted with a key CloudWatch may use too (the AWS-managed SNS key would refuse alarms).
+        key = aws.kms.Key(f"{name}-topics-key", description="claimcheck topics", enable_key_rotation=True,
+                          deletion_window_in_days=30, policy=iam.document([
+                              {"Sid": "AccountAdministers", "Effect": "Allow",
+                               "Principal": {"AWS": pulumi.Output.concat("arn:", partition, ":iam::", account_id, ":root")},
+                               "Action": "kms:*", "Resource": "*"},
+                              {"Sid": "CloudWatchPublishesAlarms", "Effect": "Allow",
+                               "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                               "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
+                               "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}},
+                          ]), opts=child)
+        alarm_topic = aws.sns.Topic(f"{name}-alarms", kms_master_key_id=key.arn, opts=child)
+        if s.alarm_email:
+            aws.sns.TopicSubscription(f"{name}-alarm-email", topic=alarm_topic.arn, protocol="email",
+                                      endpoint=s.alarm_email, opts=child)
+        claim_checks = aws.sns.Topic(f"{name}-claim-checks", kms_master_key_id=key.arn, opts=child)
+        topic_policy_doc = iam.document([{
+            "Sid": "OwnerOnly", "Effect": "Allow",
+            "Principal": {"AWS": pulumi.Output.concat("arn:", partition, ":iam::", account_id, ":root")},
+            "Action": ["sns:Publish", "sns:Subscribe", "sns:GetTopicAttributes"], "Resource": claim_checks.arn,
+        }])
+        aws.sns.TopicPolicy(f"{name}-claim-checks-policy", arn=claim_checks.arn, policy=topic_policy_doc, opts=child)
+
+        powertools = pulumi.Output.all(partition, region).apply(
+            lambda pr: packaging.powertools_layer_arn(pr[0], pr[1], s.runtime, s.architecture))
+        pillow = aws.lambda_.LayerVersion(
+            f"{name}-pillow", layer_name=f"{name}-pillow-{s.architecture}",
+            code=pulumi.FileArchive(str(packaging.pillow_layer(s.architecture, s.runtime))),
+            compatible_runtimes=[s.runtime], compatible_architectures=[s.architecture],
+            description=f"{packaging.PILLOW_REQUIREMENT} for {s.runtime} on {s.architecture}", opts=child)
+
+        # Intake: S3 events in, claim checks out.
+        table_access = iam.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [table.arn])
+        intake = build_worker(f"{name}-intake", WorkerArgs(
+            function="intake", settings=s, alarm_topic_arn=alarm_topic.arn, layers=[powertools],
+            environment={
+                "TABLE_NAME": table.name, "TOPIC_ARN": claim_checks.arn,
+                "ALLOWED_FORMATS": ",".join(s.allowed_formats), "LABEL_FORMATS": ",".join(s.label_formats),
+                "MAX_UPLOAD_BYTES": str(s.max_upload_bytes), "MAX_PIXELS": str(s.max_pixels),
+            },
+            statements=[
+                iam.allow(["s3:GetObject", "s3:GetObjectVersion"], [iam.s3_objects(uploads.bucket.arn, UPLOADS_PREFIX)]),
+                table_access,
+                iam.allow(["sns:Publish"], [claim_checks.arn]),
+                iam.allow(["kms:GenerateDataKey", "kms:Decrypt"], [key.arn]),
+            ],
+        ), parent=self)
+        intake_policy = aws.sqs.QueuePolicy(f"{name}-intake-queue-policy", queue_url=intake.queue.id, policy=iam.document([{
+            "Sid": "UploadEventsFromThisBucket", "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
+            "Action": "sqs:SendMessage", "Resource": intake.queue.arn,
+            "Condition": {"ArnEquals": {"aws:SourceArn": uploads.bucket.arn},
+                          "StringEquals": {"aws:SourceAccount": account_id}},
+        }]), opts=child)
+        aws.s3.BucketNotification(f"{name}-upload-events", bucket=uploads.bucket.id, queues=[
+            aws.s3.BucketNotificationQueueArgs(queue_arn=intake.queue.arn, filter_prefix=UPLOADS_PREFIX,
+                                               events=["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]),
+        ], opts=pulumi.ResourceOptions(parent=self, depends_on=[intake_policy]))
+
+        # Stages
+        stage_args = StageArgs(
+            settings=s, topic_arn=claim_checks.arn, table_name=table.name, table_arn=table.arn,
+            uploads_bucket_arn=uploads.bucket.arn, alarm_topic_arn=alarm_topic.arn,
+            thumbnails_bucket_name=thumbnails.bucket.bucket, thumbnails_bucket_arn=thumbnails.bucket.arn,
+            pillow_layer_arn=pillow.arn, powertools_layer_arn=powertools)
+        thumbnail_stage = ThumbnailStage(f"{name}-thumbnail-stage", stage_args, opts=child)
+        label_stage = LabelStage(f"{name}-label-stage", stage_args, opts=child) if s.label_formats else None
+
+        workers = {"intake": intake, "thumbnails": thumbnail_stage.worker}
+        if label_stage:
+            workers["labels"] = label_stage.worker
+        dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard", dashboard_name=f"claimcheck-{pulumi.get_stack()}",
+            dashboard_body=_dashboard_body(region, workers), opts=child)
+
+        self.uploads_bucket = uploads.bucket.bucket
+        self.thumbnails_bucket = thumbnails.bucket.bucket
+        self.table_name = table.name
+        self.claim_check_topic_arn = claim_checks.arn
+        self.alarm_topic_arn = alarm_topic.arn
+        self.queue_urls = {stage: w.queue.url for stage, w in workers.items()}
+        self.dlq_urls = {stage: w.dlq.url for stage, w in workers.items()}
+        self.dashboard_url = pulumi.Output.concat(
+            "https://", region, ".console.aws.amazon.com/cloudwatch/home?region=", region,
+            "#dashboards:name=", dashboard.dashboard_name)
+        self.register_outputs({
+            "uploads_bucket": self.uploads_bucket, "thumbnails_bucket": self.thumbnails_bucket,
+            "table_name": self.table_name, "claim_check_topic_arn": self.claim_check_topic_arn,
+            "alarm_topic_arn": self.alarm_topic_arn, "dashboard_url": self.dashboard_url,
+        })
+
+
+def _dashboard_body(region: pulumi.Input[str], workers: dict[str, Any]) -> pulumi.Output[str]:
+    names = {stage: pulumi.Output.all(w.queue.name, w.dlq.name, w.function.name) for stage, w in workers.items()}
+
+    def body(args: list[Any]) -> str:
+        region_name, resolved = args[0], dict(zip(names, args[1:]))
+
+        def widget(title: str, metrics: list[list[Any]], stat: str) -> dict[str, Any]:
+            return {"type": "metric", "width": 12, "height": 6, "properties": {
+                "title": title, "region": region_name, "stat": stat, "period": 60, "view": "timeSeries",
+                "metrics": metrics}}
+
+        queues = [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q[0], {"label": f"{s} queue"}]
+                  for s, q in resolved.items()]
+        dlqs = [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q[1], {"label": f"{s} DLQ"}]
+                for s, q in resolved.items()]
+        fn = lambda metric: [["AWS/Lambda", metric, "FunctionName", q[2], {"label": s}] for s, q in resolved.items()]  # noqa: E731
+        return json.dumps({"widgets": [
+            widget("Queue depth", queues, "Maximum"), widget("Dead-letter queues", dlqs, "Maximum"),
+            widget("Function errors", fn("Errors"), "Sum"), widget("Function duration", fn("Duration"), "p95"),
+            widget("Function throttles", fn("Throttles"), "Sum"), widget("Oldest message age",
+                [["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", q[0], {"label": s}] for s, q in resolved.items()],
+                "Maximum"),
+        ]})
+
+    return pulumi.Output.all(region, *names.values()).apply(body)

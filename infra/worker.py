@@ -1,0 +1,113 @@
+"""A queue-fed Lambda function, written once: queue + DLQ + role + log group + function +
+event source mapping + alarms. The intake and every stage are built from it."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import iam, packaging
+from infra.settings import Settings
+
+DAY = 86_400
+
+
+@dataclass
+class WorkerArgs:
+    function: str  # a key of packaging.FUNCTIONS
+    settings: Settings
+    environment: dict[str, pulumi.Input[str]]
+    statements: list[dict[str, Any]]  # what the handler calls, besides reading its own queue and logging
+    alarm_topic_arn: pulumi.Input[str]
+    layers: list[pulumi.Input[str]] = field(default_factory=list)
+
+
+@dataclass
+class Worker:
+    queue: aws.sqs.Queue
+    dlq: aws.sqs.Queue
+    function: aws.lambda_.Function
+    role: aws.iam.Role
+    log_group: aws.cloudwatch.LogGroup
+    mapping: aws.lambda_.EventSourceMapping
+    alarms: list[aws.cloudwatch.MetricAlarm]
+
+
+def build_worker(name: str, args: WorkerArgs, parent: pulumi.Resource) -> Worker:
+    """Create the worker's resources as children of `parent`."""
+    s = args.settings
+    stage = s.stage(args.function)
+    package = packaging.FUNCTIONS[args.function]
+    opts = pulumi.ResourceOptions(parent=parent)
+
+    dlq = aws.sqs.Queue(f"{name}-dlq", sqs_managed_sse_enabled=True,
+                        message_retention_seconds=s.dlq_retention_days * DAY, opts=opts)
+    queue = aws.sqs.Queue(
+        f"{name}-queue",
+        sqs_managed_sse_enabled=True,  # SSE-SQS: S3 and SNS can still send to it
+        visibility_timeout_seconds=stage.queue_visibility_timeout,
+        message_retention_seconds=s.queue_retention_days * DAY,
+        redrive_policy=dlq.arn.apply(lambda arn: json.dumps({"deadLetterTargetArn": arn,
+                                                              "maxReceiveCount": s.max_receive_count})),
+        opts=opts,
+    )
+    log_group = aws.cloudwatch.LogGroup(
+        f"{name}-logs", name=f"/claimcheck/{pulumi.get_stack()}/{name}",
+        retention_in_days=s.log_retention_days, opts=opts)
+    statements = [
+        iam.allow(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"],
+                  [queue.arn]),
+        iam.allow(["logs:CreateLogStream", "logs:PutLogEvents"], [pulumi.Output.concat(log_group.arn, ":*")]),
+        *args.statements,
+    ]
+    role, policy = iam.function_role(name, statements, s.tracing, parent)
+    function = aws.lambda_.Function(
+        f"{name}-function",
+        role=role.arn,
+        runtime=s.runtime,
+        architectures=[s.architecture],
+        handler=package.handler,
+        code=pulumi.FileArchive(str(packaging.function_archive(args.function))),
+        memory_size=stage.memory,
+        timeout=stage.timeout,
+        layers=args.layers,
+        environment=aws.lambda_.FunctionEnvironmentArgs(variables={
+            "POWERTOOLS_SERVICE_NAME": f"claimcheck-{args.function}",
+            "POWERTOOLS_METRICS_NAMESPACE": "claimcheck",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+            **args.environment,
+        }),
+        tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active" if s.tracing else "PassThrough"),
+        logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=log_group.name),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[policy, log_group]),
+    )
+    mapping = aws.lambda_.EventSourceMapping(
+        f"{name}-mapping",
+        event_source_arn=queue.arn,
+        function_name=function.arn,
+        batch_size=stage.batch_size,
+        maximum_batching_window_in_seconds=stage.batching_window,
+        function_response_types=["ReportBatchItemFailures"],
+        scaling_config=aws.lambda_.EventSourceMappingScalingConfigArgs(maximum_concurrency=stage.max_concurrency),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[policy]),
+    )
+    alarms = [
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-dlq-alarm",
+            alarm_description=f"Messages in the {name} dead-letter queue: they failed {s.max_receive_count} times.",
+            namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible",
+            dimensions={"QueueName": dlq.name}, statistic="Maximum", period=60, evaluation_periods=1,
+            threshold=0, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
+            alarm_actions=[args.alarm_topic_arn], ok_actions=[args.alarm_topic_arn], opts=opts),
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-age-alarm",
+            alarm_description=f"The oldest message in the {name} queue is over {s.oldest_message_alarm_seconds} s old.",
+            namespace="AWS/SQS", metric_name="ApproximateAgeOfOldestMessage",
+            dimensions={"QueueName": queue.name}, statistic="Maximum", period=60, evaluation_periods=5,
+            threshold=s.oldest_message_alarm_seconds, comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching", alarm_actions=[args.alarm_topic_arn], opts=opts),
+    ]
+    return Worker(queue, dlq, function, role, log_group, mapping, alarms)

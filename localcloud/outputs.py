@@ -1,0 +1,167 @@
+"""What the AWS provider would return for each resource the program declares.
+
+Shared by the unit tests' mocks and the local cloud's mocks, so both see the
+same ids, names, ARNs and URLs. A type not listed here is an error that names
+it: a new resource must be taught to the mocks, never silently skipped.
+"""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+PARTITION = "aws"
+
+
+class UnknownResourceType(KeyError):
+    def __str__(self) -> str:
+        return f"the local cloud does not know the resource type {self.args[0]!r}; teach localcloud/outputs.py about it"
+
+
+@dataclass(frozen=True)
+class Context:
+    account: str = ACCOUNT_ID
+    region: str = REGION
+
+
+def physical_name(logical: str, inputs: dict[str, Any], key: str = "name", lower: bool = False) -> str:
+    """The provider's autoname: the logical name plus a short stable suffix, unless a name was given."""
+    given = inputs.get(key)
+    if given:
+        return given
+    suffix = hashlib.sha256(logical.encode()).hexdigest()[:7]
+    name = f"{logical}-{suffix}"
+    return name.lower() if lower else name
+
+
+def _bucket(name, inputs, c):
+    bucket = physical_name(name, inputs, "bucket", lower=True)
+    return bucket, {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}", "region": c.region,
+                    "bucketDomainName": f"{bucket}.s3.amazonaws.com",
+                    "bucketRegionalDomainName": f"{bucket}.s3.{c.region}.amazonaws.com"}
+
+
+def _queue(name, inputs, c):
+    queue = physical_name(name, inputs)
+    url = f"https://sqs.{c.region}.amazonaws.com/{c.account}/{queue}"
+    return url, {"name": queue, "url": url, "arn": f"arn:aws:sqs:{c.region}:{c.account}:{queue}"}
+
+
+def _topic(name, inputs, c):
+    topic = physical_name(name, inputs)
+    arn = f"arn:aws:sns:{c.region}:{c.account}:{topic}"
+    return arn, {"name": topic, "arn": arn}
+
+
+def _subscription(name, inputs, c):
+    arn = f"{inputs.get('topic', 'arn:aws:sns:::topic')}:{uuid.uuid5(uuid.NAMESPACE_URL, name)}"
+    return arn, {"arn": arn}
+
+
+def _table(name, inputs, c):
+    table = physical_name(name, inputs)
+    return table, {"name": table, "arn": f"arn:aws:dynamodb:{c.region}:{c.account}:table/{table}"}
+
+
+def _function(name, inputs, c):
+    fn = physical_name(name, inputs)
+    arn = f"arn:aws:lambda:{c.region}:{c.account}:function:{fn}"
+    return fn, {"name": fn, "arn": arn, "qualifiedArn": f"{arn}:$LATEST", "version": "$LATEST",
+                "invokeArn": f"arn:aws:apigateway:{c.region}:lambda:path/2015-03-31/functions/{arn}/invocations"}
+
+
+def _layer(name, inputs, c):
+    layer = inputs.get("layerName") or physical_name(name, inputs)
+    layer_arn = f"arn:aws:lambda:{c.region}:{c.account}:layer:{layer}"
+    return f"{layer_arn}:1", {"arn": f"{layer_arn}:1", "layerArn": layer_arn, "version": "1"}
+
+
+def _mapping(name, inputs, c):
+    mapping = str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+    return mapping, {"uuid": mapping, "functionArn": inputs.get("functionName"), "state": "Enabled"}
+
+
+def _role(name, inputs, c):
+    role = physical_name(name, inputs)
+    return role, {"name": role, "arn": f"arn:aws:iam::{c.account}:role/{role}",
+                  "uniqueId": "AROA" + hashlib.sha256(role.encode()).hexdigest()[:17].upper()}
+
+
+def _log_group(name, inputs, c):
+    group = physical_name(name, inputs)
+    return group, {"name": group, "arn": f"arn:aws:logs:{c.region}:{c.account}:log-group:{group}"}
+
+
+def _alarm(name, inputs, c):
+    alarm = physical_name(name, inputs)
+    return alarm, {"name": alarm, "arn": f"arn:aws:cloudwatch:{c.region}:{c.account}:alarm:{alarm}"}
+
+
+def _dashboard(name, inputs, c):
+    dashboard = inputs.get("dashboardName") or physical_name(name, inputs)
+    return dashboard, {"dashboardArn": f"arn:aws:cloudwatch::{c.account}:dashboard/{dashboard}"}
+
+
+def _key(name, inputs, c):
+    key_id = str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+    return key_id, {"keyId": key_id, "arn": f"arn:aws:kms:{c.region}:{c.account}:key/{key_id}"}
+
+
+def _by(field: str) -> Callable[[str, dict[str, Any], Context], tuple[str, dict[str, Any]]]:
+    """Resources whose id is one of their inputs (policies and settings attached to something)."""
+    return lambda name, inputs, c: (str(inputs.get(field) or name), {})
+
+
+PROVIDERS: dict[str, Callable[[str, dict[str, Any], Context], tuple[str, dict[str, Any]]]] = {
+    "aws:s3/bucket:Bucket": _bucket,
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": _by("bucket"),
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": _by("bucket"),
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": _by("bucket"),
+    "aws:s3/bucketVersioning:BucketVersioning": _by("bucket"),
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": _by("bucket"),
+    "aws:s3/bucketPolicy:BucketPolicy": _by("bucket"),
+    "aws:s3/bucketNotification:BucketNotification": _by("bucket"),
+    "aws:sqs/queue:Queue": _queue,
+    "aws:sqs/queuePolicy:QueuePolicy": _by("queueUrl"),
+    "aws:sns/topic:Topic": _topic,
+    "aws:sns/topicPolicy:TopicPolicy": _by("arn"),
+    "aws:sns/topicSubscription:TopicSubscription": _subscription,
+    "aws:dynamodb/table:Table": _table,
+    "aws:kms/key:Key": _key,
+    "aws:lambda/function:Function": _function,
+    "aws:lambda/layerVersion:LayerVersion": _layer,
+    "aws:lambda/eventSourceMapping:EventSourceMapping": _mapping,
+    "aws:iam/role:Role": _role,
+    "aws:iam/rolePolicy:RolePolicy": lambda name, inputs, c: (f"{inputs.get('role')}:{name}", {"name": name}),
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": lambda name, inputs, c: (f"{inputs.get('role')}-{name}", {}),
+    "aws:cloudwatch/logGroup:LogGroup": _log_group,
+    "aws:cloudwatch/metricAlarm:MetricAlarm": _alarm,
+    "aws:cloudwatch/dashboard:Dashboard": _dashboard,
+}
+
+
+def resource_outputs(typ: str, name: str, inputs: dict[str, Any], context: Context = Context()) -> tuple[str, dict[str, Any]]:
+    """(id, state) for a custom resource: its inputs plus what the provider computes."""
+    try:
+        provider = PROVIDERS[typ]
+    except KeyError:
+        raise UnknownResourceType(typ) from None
+    resource_id, computed = provider(name, inputs, context)
+    return resource_id, {**inputs, **computed}
+
+
+def call_outputs(token: str, context: Context = Context()) -> dict[str, Any]:
+    """Results of the provider functions the program calls."""
+    if token == "aws:index/getCallerIdentity:getCallerIdentity":
+        return {"accountId": context.account, "arn": f"arn:aws:iam::{context.account}:user/local",
+                "id": context.account, "userId": "AIDALOCAL"}
+    if token == "aws:index/getRegion:getRegion":
+        return {"name": context.region, "region": context.region, "id": context.region,
+                "description": context.region, "endpoint": f"ec2.{context.region}.amazonaws.com"}
+    if token == "aws:index/getPartition:getPartition":
+        return {"partition": PARTITION, "dnsSuffix": "amazonaws.com", "id": PARTITION,
+                "reverseDnsPrefix": "com.amazonaws"}
+    raise UnknownResourceType(token)

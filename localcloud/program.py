@@ -1,0 +1,133 @@
+"""Run the project's unchanged `__main__.py` under Pulumi mocks, with no CLI and no plugins."""
+from __future__ import annotations
+
+import json
+import logging
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from localcloud.outputs import Context, call_outputs, resource_outputs
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROGRAM = PROJECT_ROOT / "__main__.py"
+PROJECT = "claimcheck"
+
+
+@dataclass
+class Registered:
+    """One resource the program declared: its type, logical name, inputs (camelCase) and state."""
+
+    typ: str
+    name: str
+    inputs: dict[str, Any]
+    id: str = ""
+    state: dict[str, Any] = field(default_factory=dict)
+    urn: str = ""
+
+    parents: list[str] = field(default_factory=list)  # types of its ancestors, outermost first
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Mocks that answer like the AWS provider and remember every resource registered."""
+
+    def __init__(self, context: Context = Context()):
+        self.context = context
+        self.resources: list[Registered] = []
+
+    def create(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Where a subclass makes the resource real; here only the provider's outputs are computed."""
+        return resource_outputs(typ, name, inputs, self.context)
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        if not args.custom:  # component resources have no provider
+            self.resources.append(Registered(args.typ, args.name, dict(args.inputs)))
+            return f"{args.name}-id", {}
+        resource_id, state = self.create(args.typ, args.name, dict(args.inputs))
+        self.resources.append(Registered(args.typ, args.name, dict(args.inputs), resource_id, state))
+        return resource_id, state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return call_outputs(args.token, self.context), []
+
+
+@dataclass
+class Deployment:
+    resources: list[Registered]
+    outputs: dict[str, Any]
+    warnings: list[str]
+
+    def of_type(self, typ: str) -> list[Registered]:
+        return [r for r in self.resources if r.typ == typ]
+
+    def named(self, name: str) -> Registered:
+        [found] = [r for r in self.resources if r.name == name]
+        return found
+
+
+def run(mocks: RecordingMocks, config: dict[str, Any] | None = None, stack: str = "dev") -> Deployment:
+    """Run __main__.py with `config` (keys without the project prefix) and return what it declared."""
+    pulumi.runtime.set_all_config({f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v)
+                                   for k, v in (config or {}).items()})
+    warnings = _WarningCollector()
+    engine_log = logging.getLogger("claimcheck.engine")
+    engine_log.addHandler(warnings)
+    engine_log.propagate = False
+    monitor = _ParentRecordingMonitor(mocks)
+    pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=engine_log, monitor=monitor)
+    try:
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
+    finally:
+        engine_log.removeHandler(warnings)
+    urns = {(_type_of(urn), urn.split("::")[-1]): urn for urn in monitor.parent_of}
+    for registered in mocks.resources:
+        registered.urn = urns.get((registered.typ, registered.name), "")
+        parent = monitor.parent_of.get(registered.urn, "")
+        while parent:
+            registered.parents.insert(0, _type_of(parent))
+            parent = monitor.parent_of.get(parent, "")
+    stack_outputs = _stack_outputs()
+    return Deployment(mocks.resources, stack_outputs, warnings.messages)
+
+
+def _type_of(urn: str) -> str:
+    return urn.split("::")[2].split("$")[-1]
+
+
+class _ParentRecordingMonitor(pulumi_mocks.MockMonitor):
+    """The mock monitor, remembering each resource's parent so the whole ancestry can be read."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks):
+        super().__init__(mocks)
+        self.parent_of: dict[str, str] = {}
+
+    def RegisterResource(self, request):  # noqa: N802 - the gRPC method's name
+        response = super().RegisterResource(request)
+        self.parent_of[response.urn] = request.parent
+        return response
+
+
+class _WarningCollector(logging.Handler):
+    """Keeps what the engine was told at warning level or above (deprecations among them)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _stack_outputs() -> dict[str, Any]:
+    root = pulumi.runtime.settings.get_root_resource()
+    outputs = getattr(root, "outputs", {}) or {}
+    resolved: dict[str, Any] = {}
+    for key, value in outputs.items():
+        resolved[key] = _sync_await(pulumi.Output.from_input(value).future())
+    return resolved

@@ -1,0 +1,256 @@
+"""The Pulumi program under mocks: wiring, hardening and limits, asserted on every registered resource."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from localcloud import program
+from localcloud.outputs import ACCOUNT_ID
+from tests.infra_helpers import (ALARM, BUCKET, FUNCTION, MAPPING, QUEUE, ROLE, SUBSCRIPTION, TOPIC, as_list,
+                                 by_bucket, dlq_arns, function_grants, queue_by_arn, role_policies, statements)
+
+STAGE_TYPES = {"thumbnails": "claimcheck:index:ThumbnailStage", "labels": "claimcheck:index:LabelStage"}
+
+
+@pytest.fixture(scope="module")
+def stack():
+    return program.run(program.RecordingMocks())
+
+
+def test_defaults_produce_a_valid_stack_with_no_warnings(stack):
+    assert stack.warnings == []
+    assert {"uploadsBucket", "thumbnailsBucket", "tableName", "claimCheckTopicArn", "alarmTopicArn", "queueUrls",
+            "deadLetterQueueUrls", "dashboardUrl"} <= set(stack.outputs)
+    assert set(stack.outputs["queueUrls"]) == {"intake", "thumbnails", "labels"}
+    assert stack.outputs["dashboardUrl"].endswith("#dashboards:name=claimcheck-dev")
+
+
+def test_upload_events_reach_the_intake_queue_from_this_bucket_only(stack):
+    [notification] = stack.of_type("aws:s3/bucketNotification:BucketNotification")
+    uploads = stack.outputs["uploadsBucket"]
+    assert notification.inputs["bucket"] == uploads
+    [target] = notification.inputs["queues"]
+    assert target["filterPrefix"] == "uploads/"
+    assert set(target["events"]) == {"s3:ObjectCreated:*", "s3:ObjectRemoved:*"}
+    intake_queue = queue_by_arn(stack)[target["queueArn"]]
+    assert intake_queue.state["url"] == stack.outputs["queueUrls"]["intake"]
+    [policy] = [p for p in stack.of_type("aws:sqs/queuePolicy:QueuePolicy") if p.inputs["queueUrl"] == intake_queue.state["url"]]
+    [statement] = statements(policy)
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": f"arn:aws:s3:::{uploads}"},
+                                      "StringEquals": {"aws:SourceAccount": ACCOUNT_ID}}
+
+
+def test_each_mapping_feeds_its_components_function_from_its_queue_with_partial_batches(stack):
+    functions = {f.state["arn"]: f for f in stack.of_type(FUNCTION)}
+    queues = queue_by_arn(stack)
+    mappings = stack.of_type(MAPPING)
+    assert len(mappings) == 3
+    for mapping in mappings:
+        fn, queue = functions[mapping.inputs["functionName"]], queues[mapping.inputs["eventSourceArn"]]
+        assert fn.parents == queue.parents == mapping.parents
+        assert mapping.inputs["functionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert mapping.inputs["scalingConfig"]["maximumConcurrency"] >= 2
+    assert {f.inputs["handler"] for f in functions.values()} == {
+        "handlers.intake.handler", "handlers.thumbnails.handler", "handlers.labels.handler"}
+
+
+def test_topic_fans_out_to_both_stage_queues_raw_and_labels_are_filtered(stack):
+    queues = queue_by_arn(stack)
+    subscriptions = {s.parents[-1]: s for s in stack.of_type(SUBSCRIPTION) if s.parents[-1] in STAGE_TYPES.values()}
+    assert set(subscriptions) == set(STAGE_TYPES.values())
+    for stage_type, subscription in subscriptions.items():
+        assert subscription.inputs["topic"] == stack.outputs["claimCheckTopicArn"]
+        assert subscription.inputs["protocol"] == "sqs" and subscription.inputs["rawMessageDelivery"] is True
+        assert queues[subscription.inputs["endpoint"]].parents[-1] == stage_type
+    assert "filterPolicy" not in subscriptions[STAGE_TYPES["thumbnails"]].inputs
+    label = subscriptions[STAGE_TYPES["labels"]].inputs
+    assert json.loads(label["filterPolicy"]) == {"format": ["jpeg", "png"], "event": ["created"]}
+    assert label["filterPolicyScope"] == "MessageAttributes"
+
+
+def test_stage_queues_accept_only_the_claim_check_topic(stack):
+    queues = queue_by_arn(stack)
+    stage_policies = [p for p in stack.of_type("aws:sqs/queuePolicy:QueuePolicy") if p.parents[-1] in STAGE_TYPES.values()]
+    assert len(stage_policies) == 2
+    for policy in stage_policies:
+        [statement] = statements(policy)
+        assert statement["Principal"] == {"Service": "sns.amazonaws.com"}
+        assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": stack.outputs["claimCheckTopicArn"]}}
+        assert queues[statement["Resource"]].state["url"] == policy.inputs["queueUrl"]
+
+
+def test_every_queue_redrives_to_a_dlq_that_keeps_messages_longer(stack):
+    queues = queue_by_arn(stack)
+    dlqs = dlq_arns(stack)
+    sources = [q for q in stack.of_type(QUEUE) if q.state["arn"] not in dlqs]
+    assert len(sources) == 3 and len(dlqs) == 3
+    for queue in sources:
+        redrive = json.loads(queue.inputs["redrivePolicy"])
+        assert redrive["maxReceiveCount"] >= 3
+        dlq = queues[redrive["deadLetterTargetArn"]]
+        assert dlq.inputs["messageRetentionSeconds"] > queue.inputs["messageRetentionSeconds"]
+
+
+def test_every_dlq_has_an_alarm_that_notifies_the_alarm_topic(stack):
+    queues = queue_by_arn(stack)
+    alarmed = {a.inputs["dimensions"]["QueueName"]: a for a in stack.of_type(ALARM)
+               if a.inputs["metricName"] == "ApproximateNumberOfMessagesVisible"}
+    for arn in dlq_arns(stack):
+        alarm = alarmed[queues[arn].state["name"]]
+        assert alarm.inputs["threshold"] == 0 and alarm.inputs["comparisonOperator"] == "GreaterThanThreshold"
+        assert alarm.inputs["alarmActions"] == [stack.outputs["alarmTopicArn"]]
+    aged = {a.inputs["dimensions"]["QueueName"] for a in stack.of_type(ALARM) if a.inputs["metricName"] == "ApproximateAgeOfOldestMessage"}
+    assert aged == {q.state["name"] for q in stack.of_type(QUEUE) if q.state["arn"] not in dlq_arns(stack)}
+
+
+def test_each_stages_resources_live_under_the_stage(stack):
+    for stage_type in STAGE_TYPES.values():
+        children = {r.typ for r in stack.resources if stage_type in r.parents}
+        assert {QUEUE, FUNCTION, MAPPING, SUBSCRIPTION, ALARM, ROLE, "aws:sqs/queuePolicy:QueuePolicy",
+                "aws:cloudwatch/logGroup:LogGroup"} <= children
+    assert all("claimcheck:index:ClaimCheckPipeline" in r.parents for r in stack.resources if r.typ.startswith("aws:"))
+
+
+def test_every_bucket_is_private_encrypted_and_tls_only(stack):
+    buckets = [b.state["bucket"] for b in stack.of_type(BUCKET)]
+    assert len(buckets) == 2
+    blocks = by_bucket(stack, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    ownership = by_bucket(stack, "aws:s3/bucketOwnershipControls:BucketOwnershipControls")
+    encryption = by_bucket(stack, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    policies = by_bucket(stack, "aws:s3/bucketPolicy:BucketPolicy")
+    for bucket in buckets:
+        assert all(blocks[bucket].inputs[flag] is True for flag in
+                   ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+        assert ownership[bucket].inputs["rule"]["objectOwnership"] == "BucketOwnerEnforced"
+        [rule] = encryption[bucket].inputs["rules"]
+        assert rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] in ("AES256", "aws:kms")
+        deny = [s for s in statements(policies[bucket]) if s["Effect"] == "Deny"]
+        assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} and s["Action"] == "s3:*" for s in deny)
+        assert not [s for s in statements(policies[bucket]) if s["Effect"] == "Allow" and s.get("Principal") == "*"]
+
+
+def test_uploads_are_versioned_and_originals_move_to_a_cheaper_tier():
+    stack = program.run(program.RecordingMocks(), {"originalsTransitionDays": 45})
+    uploads = stack.outputs["uploadsBucket"]
+    versioning = by_bucket(stack, "aws:s3/bucketVersioning:BucketVersioning")
+    assert set(versioning) == {uploads}
+    assert versioning[uploads].inputs["versioningConfiguration"]["status"] == "Enabled"
+    rules = by_bucket(stack, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")[uploads].inputs["rules"]
+    [tiering] = [r for r in rules if r.get("transitions")]
+    assert tiering["filter"]["prefix"] == "uploads/"
+    assert tiering["transitions"] == [{"days": 45, "storageClass": "STANDARD_IA"}]
+
+
+def test_queues_topics_and_table_are_encrypted(stack):
+    for queue in stack.of_type(QUEUE):
+        assert queue.inputs["sqsManagedSseEnabled"] is True, queue.name
+    keys = {k.state["arn"] for k in stack.of_type("aws:kms/key:Key")}
+    for topic in stack.of_type(TOPIC):
+        assert topic.inputs["kmsMasterKeyId"] in keys, topic.name
+    [table] = stack.of_type("aws:dynamodb/table:Table")
+    assert table.inputs["billingMode"] == "PAY_PER_REQUEST"
+    assert table.inputs["pointInTimeRecovery"]["enabled"] is True
+    assert table.inputs["serverSideEncryption"]["enabled"] is True
+
+
+def test_timeouts_fit_the_visibility_rule_for_every_function(stack):
+    functions = {f.state["arn"]: f for f in stack.of_type(FUNCTION)}
+    queues = queue_by_arn(stack)
+    for mapping in stack.of_type(MAPPING):
+        fn, queue = functions[mapping.inputs["functionName"]], queues[mapping.inputs["eventSourceArn"]]
+        assert fn.inputs["timeout"] <= queue.inputs["visibilityTimeoutSeconds"]
+        assert queue.inputs["visibilityTimeoutSeconds"] >= 6 * fn.inputs["timeout"]
+
+
+def test_functions_trace_log_with_retention_and_run_on_arm64(stack):
+    groups = {g.state["name"]: g for g in stack.of_type("aws:cloudwatch/logGroup:LogGroup")}
+    for fn in stack.of_type(FUNCTION):
+        assert fn.inputs["tracingConfig"]["mode"] == "Active"
+        assert fn.inputs["architectures"] == ["arm64"] and fn.inputs["runtime"] == "python3.13"
+        assert groups[fn.inputs["loggingConfig"]["logGroup"]].inputs["retentionInDays"] == 30
+        assert any("AWSLambdaPowertoolsPythonV3-python313-arm64" in layer for layer in fn.inputs["layers"])
+
+
+def test_each_function_has_its_own_role(stack):
+    roles = [fn.inputs["role"] for fn in stack.of_type(FUNCTION)]
+    assert len(roles) == len(set(roles)) == len(stack.of_type(ROLE)) == 3
+    for role in stack.of_type(ROLE):
+        trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+        assert trust == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+    attachments = stack.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert {a.inputs["policyArn"] for a in attachments} == {"arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess"}
+
+
+def test_no_wildcards_except_detect_labels(stack):
+    for role, role_statements in role_policies(stack).items():
+        for statement in role_statements:
+            actions, resources = as_list(statement["Action"]), as_list(statement["Resource"])
+            assert not any("*" in action for action in actions), (role, actions)
+            if "*" in resources:
+                assert actions == ["rekognition:DetectLabels"], (role, statement)
+
+
+def test_each_role_allows_exactly_what_its_handler_calls(stack):
+    out = stack.outputs
+    uploads, thumbs = f"arn:aws:s3:::{out['uploadsBucket']}", f"arn:aws:s3:::{out['thumbnailsBucket']}"
+    table = f"arn:aws:dynamodb:us-east-1:{ACCOUNT_ID}:table/{out['tableName']}"
+    grants = function_grants(stack)
+    consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility",
+               "logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem", "dynamodb:UpdateItem"}
+    read_uploads = {"s3:GetObject": {f"{uploads}/uploads/*"}, "s3:GetObjectVersion": {f"{uploads}/uploads/*"}}
+    expected = {
+        "claimcheck-intake-function": consume | {"s3:GetObject", "s3:GetObjectVersion", "sns:Publish",
+                                                 "kms:GenerateDataKey", "kms:Decrypt"},
+        "claimcheck-thumbnail-stage-function": consume | {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject",
+                                                          "s3:DeleteObject", "s3:ListBucket"},
+        "claimcheck-label-stage-function": consume | {"s3:GetObject", "s3:GetObjectVersion", "rekognition:DetectLabels"},
+    }
+    assert {name: set(actions) for name, actions in grants.items()} == expected
+    for name, actions in grants.items():
+        for action, resources in read_uploads.items():
+            assert actions[action] == resources, (name, action)
+        assert actions["dynamodb:UpdateItem"] == {table}
+    thumbnail = grants["claimcheck-thumbnail-stage-function"]
+    assert thumbnail["s3:PutObject"] == thumbnail["s3:DeleteObject"] == {f"{thumbs}/thumbnails/*"}
+    assert thumbnail["s3:ListBucket"] == {thumbs}
+    assert grants["claimcheck-intake-function"]["sns:Publish"] == {out["claimCheckTopicArn"]}
+
+
+def test_dashboard_uses_real_dimensions(stack):
+    [dashboard] = stack.of_type("aws:cloudwatch/dashboard:Dashboard")
+    body = json.loads(dashboard.inputs["dashboardBody"])
+    dimensions = {m[3] for w in body["widgets"] for m in w["properties"]["metrics"]}
+    assert {q.state["name"] for q in stack.of_type(QUEUE)} <= dimensions
+    assert {f.state["name"] for f in stack.of_type(FUNCTION)} <= dimensions
+
+
+def test_alarm_email_is_subscribed_only_when_configured(stack):
+    assert not [s for s in stack.of_type(SUBSCRIPTION) if s.inputs["protocol"] == "email"]
+    with_email = program.run(program.RecordingMocks(), {"alarmEmail": "ops@example.com"})
+    [email] = [s for s in with_email.of_type(SUBSCRIPTION) if s.inputs["protocol"] == "email"]
+    assert email.inputs["endpoint"] == "ops@example.com"
+    assert email.inputs["topic"] == with_email.outputs["alarmTopicArn"]
+
+
+def test_settings_reach_the_functions_environment():
+    stack = program.run(program.RecordingMocks(), {
+        "thumbnailSizes": [800, 200], "outputFormat": "webp", "allowedFormats": ["png", "webp"],
+        "maxReceiveCount": 7, "architecture": "x86_64", "thumbnails": {"timeout": 20, "memory": 2048}})
+    env = {f.name: f.inputs["environment"]["variables"] for f in stack.of_type(FUNCTION)}
+    thumb = env["claimcheck-thumbnail-stage-function"]
+    assert (thumb["THUMBNAIL_SIZES"], thumb["OUTPUT_FORMAT"]) == ("800,200", "webp")
+    assert env["claimcheck-intake-function"]["LABEL_FORMATS"] == "png"
+    assert env["claimcheck-label-stage-function"]["LABEL_FORMATS"] == "png"
+    fn = stack.named("claimcheck-thumbnail-stage-function")
+    assert (fn.inputs["timeout"], fn.inputs["memorySize"], fn.inputs["architectures"]) == (20, 2048, ["x86_64"])
+    assert stack.named("claimcheck-thumbnail-stage-queue").inputs["visibilityTimeoutSeconds"] == 6 * 20 + 1
+    assert all(json.loads(q.inputs["redrivePolicy"])["maxReceiveCount"] == 7
+               for q in stack.of_type(QUEUE) if "redrivePolicy" in q.inputs)
+
+
+def test_without_rekognition_formats_there_is_no_label_stage():
+    stack = program.run(program.RecordingMocks(), {"allowedFormats": ["webp", "gif"]})
+    assert not [r for r in stack.resources if r.typ == STAGE_TYPES["labels"]]
+    assert set(stack.outputs["queueUrls"]) == {"intake", "thumbnails"}
