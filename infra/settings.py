@@ -1,7 +1,8 @@
 """Every tunable of the pipeline, read from `pulumi config` into one validated object.
 
-Defaults live here and only here; `Pulumi.yaml` documents the same keys. A bad
-value stops the program with a message naming the key and what it accepts.
+Defaults live here; `Pulumi.yaml` declares the same keys with the same defaults
+for the CLI (a test keeps the two equal). A bad value stops the program with a
+message naming the key and what it accepts.
 """
 from __future__ import annotations
 

@@ -44,3 +44,23 @@ def test_defaults_are_valid_and_derive_visibility_from_timeout():
     settings = validate(Settings())
     assert settings.thumbnails.queue_visibility_timeout == 6 * settings.thumbnails.timeout + settings.thumbnails.batching_window
     assert settings.label_formats == ("jpeg", "png")
+
+
+def test_pulumi_yaml_declares_the_same_defaults_as_the_settings():
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    from infra.settings import _KEYS
+
+    declared = yaml.safe_load((Path(__file__).parent.parent / "Pulumi.yaml").read_text())["config"]
+    defaults = Settings()
+    for key, spec in declared.items():
+        attr, _ = _KEYS[key]
+        value = getattr(defaults, attr)
+        assert (list(value) if isinstance(value, tuple) else value) == spec["default"], key
+        assert spec.get("description"), key
+    undeclared = {k for k, (attr, kind) in _KEYS.items() if kind != "stage"} - set(declared) - {"alarmEmail", "labelsEmulated"}
+    assert not undeclared
+    assert {f.name for f in dataclasses.fields(Settings)} == {attr for attr, _ in _KEYS.values()}

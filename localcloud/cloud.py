@@ -1,0 +1,194 @@
+"""The local cloud: emulator + the program deployed into it + pollers running the handlers."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus
+
+import boto3
+
+from localcloud import program
+from localcloud.emulator import Emulator
+from localcloud.mocks import CloudMocks
+from localcloud.overrides import LOCAL_CONFIG, MAX_LOCAL_CONCURRENCY
+from localcloud.pollers import FunctionSpec, MappingSpec, Poller
+
+FINAL_STATUSES = ("done", "rejected", "failed", "deleted")
+DEFAULT_WORKDIR = program.PROJECT_ROOT / ".localcloud"
+
+
+@dataclass
+class DeadLetter:
+    queue: str  # which stage's DLQ
+    key: str | None  # the upload it concerns, when the message names one
+    body: str
+    receive_count: int
+
+
+class LocalCloud:
+    """Use as a context manager; nothing is left running after it exits."""
+
+    def __init__(self, config: dict[str, Any] | None = None, faults: dict[str, list[dict[str, Any]]] | None = None,
+                 workdir: Path = DEFAULT_WORKDIR):
+        self.config = {**LOCAL_CONFIG, **(config or {})}
+        self.faults = faults or {}
+        self.workdir = Path(workdir)
+        self.emulator = Emulator()
+        self.pollers: dict[str, Poller] = {}
+        self.deployment: program.Deployment | None = None
+        self._saved_environment: dict[str, str | None] = {}
+
+    # lifecycle
+    def __enter__(self) -> LocalCloud:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.emulator.start()
+        for name, value in self.emulator.environment().items():
+            self._saved_environment.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+        try:
+            self.deployment = program.run(CloudMocks(), self.config, stack="local")
+            self._start_pollers()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for poller in self.pollers.values():
+            poller.stop()
+        self.pollers.clear()
+        self.emulator.stop()
+        for name, value in self._saved_environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_environment.clear()
+
+    # what was deployed
+    @property
+    def outputs(self) -> dict[str, Any]:
+        assert self.deployment is not None
+        return self.deployment.outputs
+
+    @property
+    def endpoint(self) -> str:
+        return self.emulator.endpoint
+
+    def _start_pollers(self) -> None:
+        assert self.deployment is not None
+        functions = {f.state["arn"]: f for f in self.deployment.of_type("aws:lambda/function:Function")}
+        queues = {q.state["arn"]: q for q in self.deployment.of_type("aws:sqs/queue:Queue")}
+        logs = self.workdir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for mapping in self.deployment.of_type("aws:lambda/eventSourceMapping:EventSourceMapping"):
+            fn = functions[mapping.inputs["functionName"]]
+            queue = queues[mapping.inputs["eventSourceArn"]]
+            stage = fn.inputs["handler"].split(".")[1]  # handlers.<stage>.handler
+            spec = self._function_spec(fn, stage)
+            concurrency = min(int(mapping.inputs.get("scalingConfig", {}).get("maximumConcurrency", 2)), MAX_LOCAL_CONCURRENCY)
+            poller = Poller(spec, MappingSpec(
+                queue_url=queue.state["url"], queue_arn=queue.state["arn"],
+                batch_size=int(mapping.inputs.get("batchSize", 10)),
+                batching_window=float(mapping.inputs.get("maximumBatchingWindowInSeconds", 0)),
+                concurrency=concurrency), log_path=logs / f"{stage}.log")
+            poller.start()
+            self.pollers[stage] = poller
+
+    def _function_spec(self, fn: program.Registered, stage: str) -> FunctionSpec:
+        code_dir = self.workdir / "functions" / stage
+        shutil.rmtree(code_dir, ignore_errors=True)
+        code_dir.mkdir(parents=True)
+        with zipfile.ZipFile(fn.inputs["code"].path) as archive:
+            archive.extractall(code_dir)
+        environment = {
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "AWS_LAMBDA_FUNCTION_NAME": fn.state["name"],
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(int(fn.inputs["memorySize"])),
+            **self.emulator.environment(),
+            **fn.inputs.get("environment", {}).get("variables", {}),
+        }
+        if self.faults.get(stage):
+            environment["LOCALCLOUD_FAULTS"] = json.dumps(self.faults[stage])
+        return FunctionSpec(name=fn.state["name"], handler=fn.inputs["handler"], code_dir=code_dir,
+                            timeout=float(fn.inputs["timeout"]), memory=int(fn.inputs["memorySize"]),
+                            environment=environment)
+
+    # using it
+    def client(self, service: str) -> Any:
+        return boto3.client(service)
+
+    def upload(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> dict[str, Any]:
+        return self.client("s3").put_object(Bucket=self.outputs["uploadsBucket"], Key=key, Body=data, ContentType=content_type)
+
+    def delete(self, key: str) -> dict[str, Any]:
+        return self.client("s3").delete_object(Bucket=self.outputs["uploadsBucket"], Key=key)
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        """Every image record, by upload key."""
+        table = boto3.resource("dynamodb").Table(self.outputs["tableName"])
+        items: list[dict[str, Any]] = []
+        response = table.scan(ConsistentRead=True)
+        items.extend(response["Items"])
+        while "LastEvaluatedKey" in response:
+            response = table.scan(ConsistentRead=True, ExclusiveStartKey=response["LastEvaluatedKey"])
+            items.extend(response["Items"])
+        return {item["key"]: item for item in items if "key" in item}
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """What every DLQ holds, left in place (received with a zero visibility timeout)."""
+        sqs = self.client("sqs")
+        found: list[DeadLetter] = []
+        for stage, url in self.outputs["deadLetterQueueUrls"].items():
+            seen: set[str] = set()
+            for _ in range(20):
+                messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0,
+                                               AttributeNames=["All"]).get("Messages", [])
+                fresh = [m for m in messages if m["MessageId"] not in seen]
+                if not fresh:
+                    break
+                for message in fresh:
+                    seen.add(message["MessageId"])
+                    found.append(DeadLetter(stage, _key_of(message["Body"]), message["Body"],
+                                            int(message["Attributes"].get("ApproximateReceiveCount", "0"))))
+        return found
+
+    def idle(self) -> bool:
+        """No message waiting or in flight in any work queue, and no invocation running."""
+        sqs = self.client("sqs")
+        for url in self.outputs["queueUrls"].values():
+            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+            if int(attributes["ApproximateNumberOfMessages"]) or int(attributes["ApproximateNumberOfMessagesNotVisible"]):
+                return False
+        return not any(p.busy for p in self.pollers.values())
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {stage: dict(p.stats) for stage, p in self.pollers.items()}
+
+
+def _key_of(body: str) -> str | None:
+    """The upload key a dead letter concerns: from an S3 event (URL-encoded) or a claim check (decoded)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(data, dict) and isinstance(data.get("Records"), list) and data["Records"]:
+        try:
+            return unquote_plus(data["Records"][0]["s3"]["object"]["key"])
+        except (KeyError, TypeError):
+            return None
+    if isinstance(data, dict) and isinstance(data.get("key"), str):
+        return data["key"]
+    return None

@@ -1,0 +1,186 @@
+"""Lambda's SQS event source mapping, played locally.
+
+For each mapping the program declared, up to `maximumConcurrency` execution
+environments (one process each, see runtime.py) take batches of up to
+`batchSize` messages, gathered for up to `maximumBatchingWindowInSeconds`.
+Messages are deleted only when the invocation succeeds and the message is not
+in `batchItemFailures`; everything else becomes visible again when the
+queue's visibility timeout ends, and the queue's own redrive policy moves it to
+its DLQ after maxReceiveCount receives. An invocation that outlives the
+function's timeout is killed, like Lambda does, and its batch is retried.
+"""
+from __future__ import annotations
+
+import json
+import selectors
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from localcloud import runtime as runtime_module
+from localcloud.lambda_events import sqs_event, sqs_record
+
+RUNTIME_SCRIPT = Path(runtime_module.__file__).resolve()
+INIT_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str  # the function's physical name
+    handler: str
+    code_dir: Path
+    timeout: float
+    memory: int
+    environment: dict[str, str]
+
+
+@dataclass(frozen=True)
+class MappingSpec:
+    queue_url: str
+    queue_arn: str
+    batch_size: int
+    batching_window: float
+    concurrency: int
+
+
+class FunctionTimeout(Exception):
+    pass
+
+
+class ExecutionEnvironment:
+    """One warm process running one function."""
+
+    def __init__(self, function: FunctionSpec, log: Any):
+        self.function = function
+        self.process = subprocess.Popen(
+            [sys.executable, str(RUNTIME_SCRIPT), str(function.code_dir), function.handler],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1,
+            env=function.environment, cwd=function.code_dir)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self.process.stdout, selectors.EVENT_READ)
+        ready = self._read(INIT_TIMEOUT_S)
+        if not ready.get("ready"):
+            raise RuntimeError(f"{function.name} failed to start")
+
+    def _read(self, timeout: float) -> dict[str, Any]:
+        if not self._selector.select(timeout):
+            raise FunctionTimeout(f"{self.function.name} did not answer within {timeout:.1f} s")
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.function.name} exited (code {self.process.poll()})")
+        return json.loads(line)
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        self.process.stdin.write(json.dumps({"event": event, "timeout": self.function.timeout}) + "\n")
+        self.process.stdin.flush()
+        return self._read(self.function.timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self._selector.close()
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+@dataclass
+class Poller:
+    """Feeds one function from one queue until stopped."""
+
+    function: FunctionSpec
+    mapping: MappingSpec
+    log_path: Path
+    stats: Counter = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._sqs = boto3.client("sqs")
+        self._lock = threading.Lock()
+        self.busy = 0
+
+    def start(self) -> None:
+        for index in range(self.mapping.concurrency):
+            thread = threading.Thread(target=self._run, name=f"poller-{self.function.name}-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.function.timeout + 5)
+
+    def _run(self) -> None:
+        environment: ExecutionEnvironment | None = None
+        with open(self.log_path, "a", buffering=1) as log:
+            try:
+                while not self._stop.is_set():
+                    messages = self._receive()
+                    if not messages:
+                        continue
+                    if environment is None:
+                        environment = ExecutionEnvironment(self.function, log)
+                        self._count("cold_starts")
+                    with self._lock:
+                        self.busy += 1
+                    try:
+                        environment = self._deliver(environment, messages)
+                    finally:
+                        with self._lock:
+                            self.busy -= 1
+            finally:
+                if environment is not None:
+                    environment.kill()
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.stats[name] += n
+
+    def _receive(self) -> list[dict[str, Any]]:
+        batch: list[dict[str, Any]] = []
+        deadline = time.monotonic() + self.mapping.batching_window
+        while len(batch) < self.mapping.batch_size and not self._stop.is_set():
+            response = self._sqs.receive_message(
+                QueueUrl=self.mapping.queue_url, MaxNumberOfMessages=min(10, self.mapping.batch_size - len(batch)),
+                WaitTimeSeconds=1 if not batch else 0, AttributeNames=["All"], MessageAttributeNames=["All"])
+            batch.extend(response.get("Messages", []))
+            if not batch or time.monotonic() >= deadline:
+                break
+        return batch
+
+    def _deliver(self, environment: ExecutionEnvironment, messages: list[dict[str, Any]]) -> ExecutionEnvironment | None:
+        records = [sqs_record(m["Body"], self.mapping.queue_arn, message_id=m["MessageId"],
+                              receipt_handle=m["ReceiptHandle"], attributes=m.get("Attributes"),
+                              message_attributes=m.get("MessageAttributes")) for m in messages]
+        self._count("invocations")
+        self._count("messages", len(messages))
+        retries = sum(1 for m in messages if int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")) > 1)
+        self._count("redeliveries", retries)
+        try:
+            reply = environment.invoke(sqs_event(records))
+        except (FunctionTimeout, RuntimeError):
+            # Like Lambda: the environment is discarded and the whole batch is retried.
+            self._count("timeouts")
+            environment.kill()
+            return None
+        if not reply.get("ok"):
+            self._count("function_errors")
+            return environment
+        failed = {item["itemIdentifier"] for item in (reply.get("result") or {}).get("batchItemFailures", [])}
+        self._count("item_failures", len(failed))
+        done = [m for m in messages if m["MessageId"] not in failed]
+        for start in range(0, len(done), 10):
+            self._sqs.delete_message_batch(QueueUrl=self.mapping.queue_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start:start + 10])])
+        return environment
