@@ -74,6 +74,7 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
     sizes = tuple(sorted(set(sizes), reverse=True))
     try:
         image, metadata = _open(data, limits, store_gps)
+        image_size = image.size
         base = _decode(image, sizes[0])
     except PermanentFailure:
         raise
@@ -85,7 +86,9 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
     outputs: list[Thumbnail] = []
     current = base
     for size in sizes:
-        current = _fit(current, size)
+        # Each size is resized from the one before it, to dimensions computed from the original,
+        # so every size is exact whatever the draft scale and the cascade did.
+        current = _resize(current, _fit(image_size, size))
         upright = current
         for method in _ORIENT.get(orientation, ()):
             upright = upright.transpose(method)
@@ -144,10 +147,14 @@ def _normalize_mode(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # CMYK, YCbCr, LAB, F, ...
 
 
-def _fit(image: Image.Image, size: int) -> Image.Image:
-    width, height = image.size
-    scale = min(size / width, size / height, 1.0)
-    target = (max(1, round(width * scale)), max(1, round(height * scale)))
+def _fit(size: tuple[int, int], box: int) -> tuple[int, int]:
+    """The largest size with the same aspect that fits in box x box; never larger than the original."""
+    width, height = size
+    scale = min(box / width, box / height, 1.0)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _resize(image: Image.Image, target: tuple[int, int]) -> Image.Image:
     if target == image.size:
         return image
     return image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)

@@ -34,11 +34,11 @@ class LocalCloud:
     """Use as a context manager; nothing is left running after it exits."""
 
     def __init__(self, config: dict[str, Any] | None = None, faults: dict[str, list[dict[str, Any]]] | None = None,
-                 workdir: Path = DEFAULT_WORKDIR):
-        self.config = {**LOCAL_CONFIG, **(config or {})}
+                 workdir: Path = DEFAULT_WORKDIR, port: int = 0):
+        self.config = merge(LOCAL_CONFIG, config or {})
         self.faults = faults or {}
         self.workdir = Path(workdir)
-        self.emulator = Emulator()
+        self.emulator = Emulator(port)
         self.pollers: dict[str, Poller] = {}
         self.deployment: program.Deployment | None = None
         self._saved_environment: dict[str, str | None] = {}
@@ -57,7 +57,8 @@ class LocalCloud:
             self._saved_environment.setdefault(name, os.environ.get(name))
             os.environ[name] = value
         try:
-            self.deployment = program.run(CloudMocks(), self.config, stack="local")
+            self._mocks = CloudMocks()
+            self.deployment = program.run(self._mocks, self.config, stack="local")
             self._start_pollers()
         except BaseException:
             self.stop()
@@ -174,8 +175,21 @@ class LocalCloud:
                 return False
         return not any(p.busy for p in self.pollers.values())
 
+    @property
+    def gaps(self) -> list[str]:
+        """Declared settings the emulator could not apply (see CloudMocks)."""
+        return self._mocks.gaps
+
     def stats(self) -> dict[str, dict[str, int]]:
         return {stage: dict(p.stats) for stage, p in self.pollers.items()}
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` on top of `base`, merging per-function objects field by field."""
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = {**base[key], **value} if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
 
 
 def _key_of(body: str) -> str | None:

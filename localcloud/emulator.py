@@ -1,8 +1,9 @@
 """The AWS emulator: moto's server, in this process, on a free loopback port.
 
 moto's S3 notifications leave out `sequencer` and `versionId`, which real S3
-sends and the handlers rely on for ordering and exact-version reads; the
-emulator adds them here (a monotonic sequencer, the object's version), so the
+sends and the handlers rely on for ordering and exact-version reads, and send
+nothing when a delete in a versioned bucket creates a delete marker (S3 sends
+s3:ObjectRemoved:DeleteMarkerCreated). The emulator adds these here, so the
 handlers run unchanged against behaviour that matches AWS.
 """
 from __future__ import annotations
@@ -11,9 +12,11 @@ import itertools
 import logging
 import os
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 from moto.s3 import notifications
+from moto.s3.models import S3Backend
 from moto.server import ThreadedMotoServer
 
 REGION = "us-east-1"
@@ -33,18 +36,34 @@ def _event_like_s3(event_name: str, bucket: Any, key: Any, notification_id: str)
     version = getattr(key, "version_id", None)
     if version and version != "null":
         obj["versionId"] = version
+    if event_name.startswith("s3:ObjectRemoved"):
+        obj.pop("size", None)  # S3 describes a removal by key, version and sequencer only
+        obj.pop("eTag", None)
     return event
+
+
+_original_set_delete_marker = S3Backend._set_delete_marker
+
+
+def _set_delete_marker_and_notify(self: S3Backend, bucket_name: str, key_name: str) -> Any:
+    marker = _original_set_delete_marker(self, bucket_name, key_name)
+    removed = SimpleNamespace(name=key_name, etag="", size=0, version_id=marker.version_id)
+    notifications.send_event(self.account_id, notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_MARKER_CREATED_EVENT,
+                             self.get_bucket(bucket_name), removed)
+    return marker
 
 
 class Emulator:
     """moto server on 127.0.0.1; `endpoint` is what AWS_ENDPOINT_URL should say."""
 
-    def __init__(self) -> None:
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    def __init__(self, port: int = 0) -> None:
+        # Loopback only, never 0.0.0.0; port 0 asks the OS for a free one.
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.endpoint = ""
 
     def start(self) -> Emulator:
         notifications._get_s3_event = _event_like_s3
+        S3Backend._set_delete_marker = _set_delete_marker_and_notify
         # AWS's managed policies (AWSXRayDaemonWriteAccess) exist in every account; moto loads them on request.
         os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per emulated request
@@ -55,7 +74,9 @@ class Emulator:
 
     def stop(self) -> None:
         self._server.stop()
+        self._server._server.server_close()  # stop() leaves the listening socket open
         notifications._get_s3_event = _original_event
+        S3Backend._set_delete_marker = _original_set_delete_marker
 
     def environment(self) -> dict[str, str]:
         """What a client (a handler, the AWS CLI, boto3) needs to reach the emulator."""

@@ -109,6 +109,7 @@ class Poller:
         self._sqs = boto3.client("sqs")
         self._lock = threading.Lock()
         self.busy = 0
+        self.pids: list[int] = []  # every execution environment it started
 
     def start(self) -> None:
         for index in range(self.mapping.concurrency):
@@ -131,6 +132,7 @@ class Poller:
                         continue
                     if environment is None:
                         environment = ExecutionEnvironment(self.function, log)
+                        self.pids.append(environment.process.pid)
                         self._count("cold_starts")
                     with self._lock:
                         self.busy += 1

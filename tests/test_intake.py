@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from handlers import intake
-from tests import images
+from localcloud import samples as images
 from tests.conftest import failed_ids, invoke, s3_message
 
 

@@ -7,7 +7,7 @@ import pytest
 from botocore.stub import Stubber
 
 from handlers import aws, intake, labels, thumbnails
-from tests import images
+from localcloud import samples as images
 from tests.conftest import failed_ids, invoke, s3_message
 
 

@@ -8,7 +8,7 @@ from botocore.exceptions import ClientError
 from PIL import Image
 
 from handlers import imaging, intake, thumbnails
-from tests import images
+from localcloud import samples as images
 from tests.conftest import failed_ids, invoke, s3_message
 
 

@@ -1,9 +1,13 @@
-"""Images the tests need, generated on the fly (nothing is shipped)."""
+"""Images generated on the fly: the demo's sample set and the inputs the tests need.
+
+Nothing is shipped: every image, good or bad, is made here.
+"""
 from __future__ import annotations
 
 import io
 import struct
 import zlib
+from pathlib import Path
 
 from PIL import Image
 
@@ -77,3 +81,33 @@ def palette_png_with_transparency(width: int = 64, height: int = 48) -> bytes:
 
 def psd_header() -> bytes:
     return b"8BPS\x00\x01" + b"\x00" * 20
+
+
+def sample_set() -> dict[str, bytes]:
+    """The demo's uploads (name -> bytes): a few good images and a few bad inputs, each for a reason."""
+    camera = Image.Exif()
+    camera[0x010F], camera[0x0110] = "Fujifilm", "X-T5"
+    camera.get_ifd(0x8769)[0x9003] = "2026:07:14 18:42:05"
+    return {
+        "beach-portrait.jpg": jpeg(3000, 2000, orientation=6, exif=camera),  # stored sideways, shown upright
+        "harbour.jpg": jpeg(1600, 1200),
+        "diagram.png": png(1200, 800),
+        "sunset.webp": webp(1024, 640),
+        "spinner.gif": gif(frames=12, width=96, height=96),
+        "logo-transparent.png": palette_png_with_transparency(400, 200),
+        "scan-16bit.png": sixteen_bit_png(600, 400),
+        "notes.jpg": b"meeting notes, definitely not a photo\n",  # text with an image's name
+        "empty.jpg": b"",
+        "bomb.png": png_header_only(20000, 20000),  # 400 MP claimed in 100 bytes
+        "truncated.jpg": jpeg(1200, 900)[:6000],  # cut off mid-scan
+    }
+
+
+def write_sample_set(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, data in sample_set().items():
+        path = directory / name
+        path.write_bytes(data)
+        paths.append(path)
+    return paths

@@ -1,0 +1,127 @@
+"""python -m localcloud: run the whole pipeline on this machine.
+
+  demo [PATH ...] [--out DIR] [--json FILE]   deploy, upload, wait, report
+  up [--port N]                               deploy and keep running for your own uploads
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from localcloud import report, samples
+from localcloud.cloud import LocalCloud
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localcloud", description="claimcheck's local cloud")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="deploy locally, upload images, wait for every one, report")
+    demo.add_argument("paths", nargs="*", type=Path, help="images or folders to upload (default: a generated sample set)")
+    demo.add_argument("--out", type=Path, default=Path("out"), help="where thumbnails are written (default: out/)")
+    demo.add_argument("--json", type=Path, help="write a JSON summary here")
+    demo.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for every upload to settle")
+    up = commands.add_parser("up", help="deploy locally and keep running until Ctrl-C")
+    up.add_argument("--port", type=int, default=0, help="emulator port on 127.0.0.1 (default: a free one)")
+    args = parser.parse_args(argv)
+    return run_demo(args) if args.command == "demo" else run_up(args)
+
+
+def files_to_upload(paths: list[Path]) -> dict[str, Path]:
+    """Upload key -> file: a file goes under uploads/ by name, a folder keeps its tree under uploads/<folder>/."""
+    found: dict[str, Path] = {}
+    for path in paths:
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                found[f"uploads/{path.name}/{file.relative_to(path).as_posix()}"] = file
+        elif path.is_file():
+            found[f"uploads/{path.name}"] = path
+        else:
+            raise SystemExit(f"no such file or folder: {path}")
+    return found
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory() as scratch:
+        if args.paths:
+            uploads = files_to_upload(args.paths)
+        else:
+            sample_dir = Path(scratch) / "samples"
+            samples.write_sample_set(sample_dir)
+            uploads = files_to_upload([sample_dir])
+        print("Starting the local cloud (moto on 127.0.0.1) and deploying __main__.py into it …", flush=True)
+        started = time.monotonic()
+        with LocalCloud() as cloud:
+            resources = len(cloud.deployment.resources) if cloud.deployment else 0
+            print(f"  deployed {resources} resources in {time.monotonic() - started:.1f} s; emulator at {cloud.endpoint}")
+            for gap in cloud.gaps:
+                print(f"  note: {gap}")
+            for key, path in uploads.items():
+                cloud.upload(key, path.read_bytes())
+            print(f"Uploaded {len(uploads)} files to s3://{cloud.outputs['uploadsBucket']}/uploads/")
+            summary = wait_until_settled(cloud, list(uploads), args.timeout)
+            print()
+            print(report.table(summary))
+            print()
+            letters = summary.dead_letters
+            print(f"Dead-letter queues: {len(letters)} message(s)")
+            for letter in letters:
+                print(f"  {letter.queue}: {letter.key or '(no key)'} after {letter.receive_count} receives")
+            written = report.write_thumbnails(cloud, summary, args.out)
+            print(f"Wrote {written} thumbnails under {args.out}/")
+            if any(image["labels_emulated"] for image in summary.as_json()["images"]):
+                print("Labels come from the emulator's canned Rekognition answer: they are marked (emulated).")
+            if args.json:
+                args.json.write_text(json.dumps(summary.as_json(), indent=2) + "\n")
+                print(f"Wrote {args.json}")
+        missing = summary.unaccounted()
+        if missing:
+            print(f"UNACCOUNTED for: {', '.join(missing)}", file=sys.stderr)
+            return 1
+        counts = summary.counts()
+        print("Every upload accounted for: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+        return 0
+
+
+def wait_until_settled(cloud: LocalCloud, keys: list[str], timeout: float) -> report.Summary:
+    deadline = time.monotonic() + timeout
+    while True:
+        summary = report.collect(cloud, keys)
+        settled = len(keys) - len(summary.unaccounted())
+        print(f"\r  settled {settled}/{len(keys)}", end="", flush=True)
+        if (settled == len(keys) and cloud.idle()) or time.monotonic() > deadline:
+            return summary
+        time.sleep(0.5)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    with LocalCloud(port=args.port) as cloud:
+        out = cloud.outputs
+        env = cloud.emulator.environment()
+        print(f"The local cloud is up at {cloud.endpoint} (Ctrl-C stops it).\n")
+        print("Stack outputs:")
+        for name, value in out.items():
+            print(f"  {name}: {json.dumps(value) if isinstance(value, dict) else value}")
+        print("\nPoint the AWS CLI or boto3 at it, then upload under uploads/:")
+        print("  export " + " ".join(f"{k}={v}" for k, v in sorted(env.items()) if k != "AWS_SESSION_TOKEN"))
+        print(f"  aws s3 cp photo.jpg s3://{out['uploadsBucket']}/uploads/photo.jpg")
+        print(f"  aws dynamodb scan --table-name {out['tableName']}\n")
+        seen: dict[str, str] = {}
+        try:
+            while True:
+                for key, record in sorted(cloud.records().items()):
+                    status = record.get("status", "")
+                    if seen.get(key) != status:
+                        seen[key] = status
+                        print(f"  {key}: {status} {record.get('reason') or ''}".rstrip(), flush=True)
+                time.sleep(1)
+        except KeyboardInterrupt:
+            print("\nStopping …")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Turning the local cloud's state into what the demo prints and writes."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from localcloud.cloud import FINAL_STATUSES, DeadLetter, LocalCloud
+
+
+@dataclass
+class Summary:
+    uploaded: list[str]
+    records: dict[str, dict[str, Any]]
+    dead_letters: list[DeadLetter]
+
+    def status(self, key: str) -> str:
+        record = self.records.get(key)
+        if record and record.get("status") in FINAL_STATUSES:
+            return record["status"]
+        if any(letter.key == key for letter in self.dead_letters):
+            return "dead-lettered"
+        return record["status"] if record else "unaccounted"
+
+    def settled(self, key: str) -> bool:
+        return self.status(key) in (*FINAL_STATUSES, "dead-lettered")
+
+    def unaccounted(self) -> list[str]:
+        return [key for key in self.uploaded if not self.settled(key)]
+
+    def counts(self) -> Counter:
+        return Counter(self.status(key) for key in self.uploaded)
+
+    def as_json(self) -> dict[str, Any]:
+        counts = self.counts()
+        return {
+            "uploaded": len(self.uploaded),
+            "done": counts["done"], "rejected": counts["rejected"], "failed": counts["failed"],
+            "deleted": counts["deleted"], "dead_lettered": counts["dead-lettered"],
+            "unaccounted": len(self.unaccounted()),
+            "images": [image_json(key, self.status(key), self.records.get(key, {})) for key in self.uploaded],
+            "dead_letters": [{"queue": d.queue, "key": d.key, "receive_count": d.receive_count} for d in self.dead_letters],
+        }
+
+
+def collect(cloud: LocalCloud, uploaded: list[str]) -> Summary:
+    return Summary(list(dict.fromkeys(uploaded)), cloud.records(), cloud.dead_letters())
+
+
+def image_json(key: str, status: str, record: dict[str, Any]) -> dict[str, Any]:
+    metadata = record.get("metadata") or {}
+    labels = record.get("labels") or {}
+    emulated = labels.get("source") == "emulated"
+    return {
+        "key": key, "status": status, "reason": record.get("reason") or labels.get("reason") or "",
+        "format": record.get("format"),
+        "width": _int(metadata.get("width", record.get("width"))), "height": _int(metadata.get("height", record.get("height"))),
+        "thumbnails": [{"key": o["key"], "width": _int(o["width"]), "height": _int(o["height"]), "bytes": _int(o["bytes"])}
+                       for o in (record.get("thumbnails") or {}).get("outputs", [])],
+        "labels": [{"name": label["name"], "confidence": float(label["confidence"]), "emulated": emulated}
+                   for label in labels.get("labels", [])],
+        "labels_emulated": emulated,
+    }
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def table(summary: Summary) -> str:
+    rows = [("KEY", "STATUS", "FORMAT", "SIZE", "THUMBNAILS", "LABELS", "REASON")]
+    for key in summary.uploaded:
+        image = image_json(key, summary.status(key), summary.records.get(key, {}))
+        size = f"{image['width']}x{image['height']}" if image["width"] else "-"
+        thumbs = ",".join(str(t["width"]) for t in image["thumbnails"]) or "-"
+        labels = ", ".join(label["name"] for label in image["labels"][:3])
+        if labels and image["labels_emulated"]:
+            labels += " (emulated)"
+        rows.append((key, image["status"], image["format"] or "-", size, thumbs, labels or "-", image["reason"] or ""))
+    widths = [min(max(len(str(row[i])) for row in rows), limit) for i, limit in enumerate((40, 13, 6, 11, 14, 34, 70))]
+    return "\n".join("  ".join(_cell(str(value), width) for value, width in zip(row, widths)).rstrip() for row in rows)
+
+
+def _cell(text: str, width: int) -> str:
+    return (text if len(text) <= width else text[: width - 1] + "…").ljust(width)
+
+
+def write_thumbnails(cloud: LocalCloud, summary: Summary, out: Path) -> int:
+    """Copy every thumbnail to out/<upload key without uploads/>/<box>.<ext>; returns how many."""
+    s3 = cloud.client("s3")
+    bucket = cloud.outputs["thumbnailsBucket"]
+    written = 0
+    for key in summary.uploaded:
+        for output in (summary.records.get(key, {}).get("thumbnails") or {}).get("outputs", []):
+            target = out / key.removeprefix("uploads/") / output["key"].rsplit("/", 1)[-1]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(s3.get_object(Bucket=bucket, Key=output["key"])["Body"].read())
+            written += 1
+    return written
