@@ -60,11 +60,13 @@ class Emulator:
         # Loopback only, never 0.0.0.0; port 0 asks the OS for a free one.
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.endpoint = ""
+        self._saved_managed_policies: str | None = None
 
     def start(self) -> Emulator:
         notifications._get_s3_event = _event_like_s3
         S3Backend._set_delete_marker = _set_delete_marker_and_notify
         # AWS's managed policies (AWSXRayDaemonWriteAccess) exist in every account; moto loads them on request.
+        self._saved_managed_policies = os.environ.get("MOTO_IAM_LOAD_MANAGED_POLICIES")
         os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per emulated request
         self._server.start()
@@ -77,11 +79,11 @@ class Emulator:
         self._server._server.server_close()  # stop() leaves the listening socket open
         notifications._get_s3_event = _original_event
         S3Backend._set_delete_marker = _original_set_delete_marker
+        if self._saved_managed_policies is None:
+            os.environ.pop("MOTO_IAM_LOAD_MANAGED_POLICIES", None)
+        else:
+            os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = self._saved_managed_policies
 
     def environment(self) -> dict[str, str]:
         """What a client (a handler, the AWS CLI, boto3) needs to reach the emulator."""
         return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
-
-    def apply_to_process(self) -> None:
-        os.environ.update(self.environment())
-        os.environ.pop("AWS_PROFILE", None)

@@ -37,6 +37,14 @@ def jpeg(width: int = 640, height: int = 480, orientation: int | None = None, ex
     return encode(image, "JPEG", quality=90, exif=exif.tobytes())
 
 
+def sideways_jpeg(width: int, height: int, exif: Image.Exif | None = None) -> bytes:
+    """A width x height photo stored rotated, as a camera held upright stores it, tagged orientation 6."""
+    exif = exif or Image.Exif()
+    exif[0x0112] = 6
+    stored = photo(width, height).transpose(Image.Transpose.ROTATE_90)
+    return encode(stored, "JPEG", quality=90, exif=exif.tobytes())
+
+
 def png(width: int = 320, height: int = 200, mode: str = "RGB") -> bytes:
     return encode(photo(width, height, "RGB").convert(mode), "PNG")
 
@@ -89,7 +97,7 @@ def sample_set() -> dict[str, bytes]:
     camera[0x010F], camera[0x0110] = "Fujifilm", "X-T5"
     camera.get_ifd(0x8769)[0x9003] = "2026:07:14 18:42:05"
     return {
-        "beach-portrait.jpg": jpeg(3000, 2000, orientation=6, exif=camera),  # stored sideways, shown upright
+        "beach-portrait.jpg": sideways_jpeg(2000, 3000, camera),  # stored sideways with orientation 6, shown upright
         "harbour.jpg": jpeg(1600, 1200),
         "diagram.png": png(1200, 800),
         "sunset.webp": webp(1024, 640),

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 
 from handlers import imaging, intake, thumbnails
 from localcloud import samples as images
@@ -234,3 +235,20 @@ def test_gps_only_when_configured():
     assert "gps" not in imaging.make_thumbnails(data, (32,), "jpeg", 80, limits).metadata
     with_gps = imaging.make_thumbnails(data, (32,), "jpeg", 80, limits, store_gps=True).metadata
     assert with_gps["gps"] == {"latitude": "52.500000", "longitude": "-1.250000"}
+
+
+CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "exif-orientation"
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared EXIF orientation corpus is not present")
+@pytest.mark.parametrize("shape", ["Landscape", "Portrait"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_corpus_orientations_all_look_like_the_upright_reference(shape, orientation):
+    def thumb(name: str) -> Image.Image:
+        result = imaging.make_thumbnails((CORPUS / f"{name}.jpg").read_bytes(), (128,), "png", 90, imaging.Limits(10**8, 1))
+        return Image.open(io.BytesIO(result.thumbnails[0].data)).convert("L")
+
+    reference, candidate = thumb(f"{shape}_0"), thumb(f"{shape}_{orientation}")
+    assert candidate.size == reference.size
+    difference = ImageStat.Stat(ImageChops.difference(reference, candidate)).mean[0]
+    assert difference < 12, f"{shape}_{orientation} differs from the upright reference by {difference:.1f} per pixel"
