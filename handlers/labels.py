@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from handlers import aws, contracts, environment, records
 from handlers.failures import as_permanent
 from handlers.observability import count, duration, logger, run_batch
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from handlers.stage import for_claim_check, pending_record
 
 STAGE = "labels"
 
@@ -24,28 +22,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return run_batch(event, context, record_handler)
 
 
-def record_handler(record: SQSRecord) -> None:
-    try:
-        claim = contracts.ClaimCheck.from_json(record.body)
-    except contracts.InvalidClaimCheck as exc:
-        logger.error("not a claim check this stage understands; dropped", extra={"error": str(exc)})
-        count("InvalidClaimChecks")
-        return
-    if claim.event != contracts.CREATED:
-        return  # a deleted image has no labels to compute
-    logger.append_keys(image_id=claim.image_id, key=claim.key)
-    try:
-        _label(claim)
-    finally:
-        logger.remove_keys(["image_id", "key"])
-
 
 def _label(claim: contracts.ClaimCheck) -> None:
+    if claim.event != contracts.CREATED:
+        return  # a deleted image has no labels to compute
     env = environment.load()
-    current = records.get(env.table_name, claim.image_id)
-    if current is None or current.get("sequencer") != claim.sequencer or current.get("status") != records.ACCEPTED:
-        logger.info("claim check is stale or already settled; nothing to do")
-        count("SkippedClaimChecks")
+    if pending_record(env.table_name, claim) is None:
         return
     if claim.format not in env.label_formats:
         _record(env, claim, {"status": "unavailable",
@@ -76,3 +58,7 @@ def _label(claim: contracts.ClaimCheck) -> None:
 
 def _record(env: environment.Environment, claim: contracts.ClaimCheck, result: dict[str, Any]) -> None:
     records.record_stage(env.table_name, claim.image_id, claim.sequencer, STAGE, result)
+
+
+# Defined last: it wraps the work above.
+record_handler = for_claim_check(_label)

@@ -7,14 +7,12 @@ newer event while this one ran, what it wrote is removed again.
 from __future__ import annotations
 
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from handlers import aws, contracts, environment, imaging, records
 from handlers.failures import as_permanent
 from handlers.observability import count, duration, logger, run_batch
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from handlers.stage import for_claim_check, pending_record
 
 STAGE = "thumbnails"
 # Thumbnail keys never change content, so caches may keep them for a year.
@@ -26,21 +24,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return run_batch(event, context, record_handler)
 
 
-def record_handler(record: SQSRecord) -> None:
-    try:
-        claim = contracts.ClaimCheck.from_json(record.body)
-    except contracts.InvalidClaimCheck as exc:
-        logger.error("not a claim check this stage understands; dropped", extra={"error": str(exc)})
-        count("InvalidClaimChecks")
-        return
-    logger.append_keys(image_id=claim.image_id, key=claim.key)
-    try:
-        if claim.event == contracts.REMOVED:
-            _remove(claim)
-        else:
-            _create(claim)
-    finally:
-        logger.remove_keys(["image_id", "key"])
+
+def _dispatch(claim: contracts.ClaimCheck) -> None:
+    if claim.event == contracts.REMOVED:
+        _remove(claim)
+    else:
+        _create(claim)
 
 
 def image_prefix(image_id: str) -> str:
@@ -54,10 +43,7 @@ def version_prefix(claim: contracts.ClaimCheck) -> str:
 
 def _create(claim: contracts.ClaimCheck) -> None:
     env = environment.load()
-    current = records.get(env.table_name, claim.image_id)
-    if current is None or current.get("sequencer") != claim.sequencer or current.get("status") != records.ACCEPTED:
-        logger.info("claim check is stale or already settled; nothing to do")
-        count("SkippedClaimChecks")
+    if pending_record(env.table_name, claim) is None:
         return
     started = perf_counter()
     try:
@@ -136,3 +122,7 @@ def _delete_under(bucket: str, prefix: str, keep: set[str]) -> int:
     for start in range(0, len(doomed), 1000):
         s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in doomed[start:start + 1000]], "Quiet": True})
     return len(doomed)
+
+
+# Defined last: it wraps the work above.
+record_handler = for_claim_check(_dispatch)

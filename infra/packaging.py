@@ -40,8 +40,8 @@ class FunctionPackage:
 
 FUNCTIONS: dict[str, FunctionPackage] = {
     "intake": FunctionPackage("intake", "handlers.intake.handler", (*_COMMON, "intake.py", "sniff.py"), False),
-    "thumbnails": FunctionPackage("thumbnails", "handlers.thumbnails.handler", (*_COMMON, "thumbnails.py", "imaging.py"), True),
-    "labels": FunctionPackage("labels", "handlers.labels.handler", (*_COMMON, "labels.py"), False),
+    "thumbnails": FunctionPackage("thumbnails", "handlers.thumbnails.handler", (*_COMMON, "stage.py", "thumbnails.py", "imaging.py"), True),
+    "labels": FunctionPackage("labels", "handlers.labels.handler", (*_COMMON, "stage.py", "labels.py"), False),
 }
 
 PILLOW_REQUIREMENT = "pillow==13.0.0"

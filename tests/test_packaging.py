@@ -12,8 +12,8 @@ from infra import packaging
 
 @pytest.mark.parametrize("name, extra", [
     ("intake", {"intake.py", "sniff.py"}),
-    ("thumbnails", {"thumbnails.py", "imaging.py"}),
-    ("labels", {"labels.py"}),
+    ("thumbnails", {"stage.py", "thumbnails.py", "imaging.py"}),
+    ("labels", {"stage.py", "labels.py"}),
 ])
 def test_archives_contain_exactly_the_expected_files(name, extra):
     common = {"__init__.py", "aws.py", "contracts.py", "environment.py", "failures.py", "limits.py",
