@@ -10,6 +10,9 @@ import pytest
 from localcloud import samples
 from localcloud.__main__ import wait_until_settled
 from localcloud.cloud import LocalCloud
+from localcloud.mocks import CloudMocks
+from localcloud.outputs import UnknownResourceType
+from localcloud.program import RecordingMocks
 
 POISON_FAULT = {"thumbnails": [{"operation": "s3.GetObject", "match": {"Key": "poison"}, "code": "InternalError", "status": 500}]}
 FAST = {  # visibility timeouts of 6 s, so the poison message is retried and dead-lettered within ~20 s
@@ -109,3 +112,9 @@ def test_nothing_is_left_running(run):
     for pid in run["pids"]:  # every execution environment was stopped and reaped
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+@pytest.mark.parametrize("mocks", [RecordingMocks, CloudMocks])
+def test_an_unknown_resource_type_is_an_error_that_names_it(mocks):
+    with pytest.raises(UnknownResourceType, match="aws:ec2/instance:Instance"):
+        mocks().create("aws:ec2/instance:Instance", "web", {})
