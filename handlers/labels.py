@@ -12,7 +12,7 @@ from typing import Any
 from handlers import aws, contracts, environment, records
 from handlers.failures import as_permanent
 from handlers.observability import count, duration, logger, run_batch
-from handlers.stage import for_claim_check, pending_record
+from handlers.stage import for_claim_check, is_pending
 
 STAGE = "labels"
 
@@ -27,7 +27,7 @@ def _label(claim: contracts.ClaimCheck) -> None:
     if claim.event != contracts.CREATED:
         return  # a deleted image has no labels to compute
     env = environment.load()
-    if pending_record(env.table_name, claim) is None:
+    if not is_pending(records.get(env.table_name, claim.image_id), claim):
         return
     if claim.format not in env.label_formats:
         _record(env, claim, {"status": "unavailable",

@@ -30,11 +30,10 @@ def for_claim_check(work: Callable[[contracts.ClaimCheck], None]) -> Callable[[S
     return record_handler
 
 
-def pending_record(table_name: str, claim: contracts.ClaimCheck) -> dict[str, Any] | None:
-    """The image record if it still waits for this claim check's work, else None (stale or settled)."""
-    current = records.get(table_name, claim.image_id)
+def is_pending(current: dict[str, Any] | None, claim: contracts.ClaimCheck) -> bool:
+    """Whether the image record still waits for this claim check's work (not stale, not settled)."""
     if current is None or current.get("sequencer") != claim.sequencer or current.get("status") != records.ACCEPTED:
         logger.info("claim check is stale or already settled; nothing to do")
         count("SkippedClaimChecks")
-        return None
-    return current
+        return False
+    return True

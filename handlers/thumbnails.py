@@ -12,7 +12,7 @@ from typing import Any
 from handlers import aws, contracts, environment, imaging, records
 from handlers.failures import as_permanent
 from handlers.observability import count, duration, logger, run_batch
-from handlers.stage import for_claim_check, pending_record
+from handlers.stage import for_claim_check, is_pending
 
 STAGE = "thumbnails"
 # Thumbnail keys never change content, so caches may keep them for a year.
@@ -43,7 +43,10 @@ def version_prefix(claim: contracts.ClaimCheck) -> str:
 
 def _create(claim: contracts.ClaimCheck) -> None:
     env = environment.load()
-    if pending_record(env.table_name, claim) is None:
+    current = records.get(env.table_name, claim.image_id)
+    if not is_pending(current, claim):
+        # An earlier delivery may have stored thumbnails and died before recording them.
+        _discard_stale(claim, _stored(env.thumbnails_bucket, version_prefix(claim)), current, env.thumbnails_bucket)
         return
     started = perf_counter()
     try:
@@ -63,7 +66,7 @@ def _create(claim: contracts.ClaimCheck) -> None:
     written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, STAGE,
                                    {"status": "done", "outputs": outputs}, metadata=result.metadata)
     if written.outcome == records.STALE:
-        _discard_stale(claim, outputs, written.item, env.thumbnails_bucket)
+        _discard_stale(claim, [o["key"] for o in outputs], written.item, env.thumbnails_bucket)
         count("SkippedClaimChecks")
         return
     _delete_under(env.thumbnails_bucket, image_prefix(claim.image_id), keep={o["key"] for o in outputs})
@@ -91,14 +94,19 @@ def _store(claim: contracts.ClaimCheck, thumbnail: imaging.Thumbnail, bucket: st
             "bytes": len(thumbnail.data), "content_type": thumbnail.content_type}
 
 
-def _discard_stale(claim: contracts.ClaimCheck, outputs: list[dict[str, Any]], current: dict[str, Any] | None,
-                   bucket: str) -> None:
-    """The record moved on while this ran: remove what it wrote, unless the newer event has the same content."""
+def _discard_stale(claim: contracts.ClaimCheck, keys: list[str], current: dict[str, Any] | None, bucket: str) -> None:
+    """The record moved on: remove what this claim check wrote, unless the record now owns the same keys."""
+    if not keys:
+        return
     if current is not None and current.get("etag") == claim.etag and current.get("status") != records.DELETED:
-        return  # same bytes, same keys: the newer event owns them now
+        return  # same bytes, same keys: the current version owns them
+    aws.client("s3").delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+
+
+def _stored(bucket: str, prefix: str) -> list[str]:
     s3 = aws.client("s3")
-    for output in outputs:
-        s3.delete_object(Bucket=bucket, Key=output["key"])
+    return [obj["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for obj in page.get("Contents", [])]
 
 
 def _remove(claim: contracts.ClaimCheck) -> None:
@@ -116,9 +124,7 @@ def _remove(claim: contracts.ClaimCheck) -> None:
 def _delete_under(bucket: str, prefix: str, keep: set[str]) -> int:
     """Delete every object under `prefix` except `keep` (thumbnails of older versions)."""
     s3 = aws.client("s3")
-    doomed = [obj["Key"]
-              for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-              for obj in page.get("Contents", []) if obj["Key"] not in keep]
+    doomed = [key for key in _stored(bucket, prefix) if key not in keep]
     for start in range(0, len(doomed), 1000):
         s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in doomed[start:start + 1000]], "Quiet": True})
     return len(doomed)

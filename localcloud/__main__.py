@@ -2,6 +2,7 @@
 
   demo [PATH ...] [--out DIR] [--json FILE]   deploy, upload, wait, report
   up [--port N]                               deploy and keep running for your own uploads
+  soak [--images N] [--fault-rate P] …        uploads under injected faults, then reconcile: lost must be 0
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from localcloud import report, samples
+from localcloud import report, samples, soak
 from localcloud.cloud import LocalCloud
 
 
@@ -26,8 +27,35 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for every upload to settle")
     up = commands.add_parser("up", help="deploy locally and keep running until Ctrl-C")
     up.add_argument("--port", type=int, default=0, help="emulator port on 127.0.0.1 (default: a free one)")
+    soak_parser = commands.add_parser("soak", help="many uploads with faults injected, then reconcile everything")
+    defaults = soak.SoakPlan()
+    soak_parser.add_argument("--images", type=int, default=defaults.images, help="uploads (default %(default)s)")
+    soak_parser.add_argument("--fault-rate", type=float, default=defaults.fault_rate,
+                             help="probability that an S3, DynamoDB, SNS or Rekognition call fails (default %(default)s)")
+    soak_parser.add_argument("--duplicate-rate", type=float, default=defaults.duplicate_rate)
+    soak_parser.add_argument("--delay-rate", type=float, default=defaults.delay_rate)
+    soak_parser.add_argument("--kill-rate", type=float, default=defaults.kill_rate)
+    soak_parser.add_argument("--seed", type=int, default=defaults.seed)
+    soak_parser.add_argument("--timeout", type=float, default=defaults.timeout, help="seconds (default %(default)s)")
     args = parser.parse_args(argv)
-    return run_demo(args) if args.command == "demo" else run_up(args)
+    return {"demo": run_demo, "up": run_up, "soak": run_soak}[args.command](args)
+
+
+def run_soak(args: argparse.Namespace) -> int:
+    plan = soak.SoakPlan(images=args.images, fault_rate=args.fault_rate, duplicate_rate=args.duplicate_rate,
+                         delay_rate=args.delay_rate, kill_rate=args.kill_rate, seed=args.seed, timeout=args.timeout)
+    print(f"Soak: {plan.images} uploads, AWS call faults {plan.fault_rate:.0%}, duplicates {plan.duplicate_rate:.0%}, "
+          f"delays {plan.delay_rate:.0%}, kills {plan.kill_rate:.0%} (seed {plan.seed}) …", flush=True)
+
+    def progress(cloud, keys):
+        print(f"\r  {len(keys) - len(soak._unsettled(cloud, keys))}/{len(keys)} keys settled", end="", flush=True)
+
+    result = soak.run(plan, progress=progress)
+    print()
+    for problem in result.problems:
+        print(f"  LOST {problem}")
+    print(result.line())
+    return 1 if result.lost else 0
 
 
 def files_to_upload(paths: list[Path]) -> dict[str, Path]:

@@ -16,7 +16,7 @@ from localcloud import program
 from localcloud.emulator import Emulator
 from localcloud.mocks import CloudMocks
 from localcloud.overrides import LOCAL_CONFIG, MAX_LOCAL_CONCURRENCY
-from localcloud.pollers import FunctionSpec, MappingSpec, Poller
+from localcloud.pollers import Chaos, FunctionSpec, MappingSpec, Poller
 
 FINAL_STATUSES = ("done", "rejected", "failed", "deleted")
 DEFAULT_WORKDIR = program.PROJECT_ROOT / ".localcloud"
@@ -34,9 +34,11 @@ class LocalCloud:
     """Use as a context manager; nothing is left running after it exits."""
 
     def __init__(self, config: dict[str, Any] | None = None, faults: dict[str, list[dict[str, Any]]] | None = None,
-                 workdir: Path = DEFAULT_WORKDIR, port: int = 0):
+                 workdir: Path = DEFAULT_WORKDIR, port: int = 0, chaos: Chaos | None = None, record_calls: bool = False):
         self.config = merge(LOCAL_CONFIG, config or {})
-        self.faults = faults or {}
+        self.faults = faults or {}  # stage -> rules for runtime.install_faults
+        self.chaos = chaos or Chaos()
+        self.record_calls = record_calls
         self.workdir = Path(workdir)
         self.emulator = Emulator(port)
         self.pollers: dict[str, Poller] = {}
@@ -91,7 +93,8 @@ class LocalCloud:
         functions = {f.state["arn"]: f for f in self.deployment.of_type("aws:lambda/function:Function")}
         queues = {q.state["arn"]: q for q in self.deployment.of_type("aws:sqs/queue:Queue")}
         logs = self.workdir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(logs, ignore_errors=True)
+        logs.mkdir(parents=True)
         for mapping in self.deployment.of_type("aws:lambda/eventSourceMapping:EventSourceMapping"):
             fn = functions[mapping.inputs["functionName"]]
             queue = queues[mapping.inputs["eventSourceArn"]]
@@ -102,7 +105,7 @@ class LocalCloud:
                 queue_url=queue.state["url"], queue_arn=queue.state["arn"],
                 batch_size=int(mapping.inputs.get("batchSize", 10)),
                 batching_window=float(mapping.inputs.get("maximumBatchingWindowInSeconds", 0)),
-                concurrency=concurrency), log_path=logs / f"{stage}.log")
+                concurrency=concurrency), log_path=logs / f"{stage}.log", chaos=self.chaos)
             poller.start()
             self.pollers[stage] = poller
 
@@ -122,6 +125,8 @@ class LocalCloud:
         }
         if self.faults.get(stage):
             environment["LOCALCLOUD_FAULTS"] = json.dumps(self.faults[stage])
+        if self.record_calls:
+            environment["LOCALCLOUD_CALL_LOG"] = str(self.workdir / "logs" / f"{stage}.calls.jsonl")
         return FunctionSpec(name=fn.state["name"], handler=fn.inputs["handler"], code_dir=code_dir,
                             timeout=float(fn.inputs["timeout"]), memory=int(fn.inputs["memorySize"]),
                             environment=environment)
@@ -182,6 +187,28 @@ class LocalCloud:
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {stage: dict(p.stats) for stage, p in self.pollers.items()}
+
+    def calls(self, stage: str) -> list[dict[str, Any]]:
+        """The AWS calls `stage`'s handler made (with record_calls=True)."""
+        path = self.workdir / "logs" / f"{stage}.calls.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """EMF metrics the handlers emitted, summed per stage, read from their logs."""
+        totals: dict[str, dict[str, float]] = {}
+        for stage in self.pollers:
+            path = self.workdir / "logs" / f"{stage}.log"
+            sums: dict[str, float] = {}
+            for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+                if not line.startswith('{"_aws"'):
+                    continue
+                document = json.loads(line)
+                for directive in document["_aws"]["CloudWatchMetrics"]:
+                    for metric in directive["Metrics"]:
+                        values = document.get(metric["Name"], [])
+                        sums[metric["Name"]] = sums.get(metric["Name"], 0) + sum(values if isinstance(values, list) else [values])
+            totals[stage] = sums
+        return totals
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -8,10 +8,15 @@ in `batchItemFailures`; everything else becomes visible again when the
 queue's visibility timeout ends, and the queue's own redrive policy moves it to
 its DLQ after maxReceiveCount receives. An invocation that outlives the
 function's timeout is killed, like Lambda does, and its batch is retried.
+
+`Chaos` makes delivery as hostile as SQS is allowed to be, from outside the
+handlers: a message delivered twice (as a second SQS message), a message held
+back so later ones overtake it, an execution environment killed mid-batch.
 """
 from __future__ import annotations
 
 import json
+import random
 import selectors
 import subprocess
 import sys
@@ -23,11 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 from localcloud import runtime as runtime_module
 from localcloud.lambda_events import sqs_event, sqs_record
 
 RUNTIME_SCRIPT = Path(runtime_module.__file__).resolve()
+# Marks a copy made by Chaos, so a copy is not copied again.
+DUPLICATE_MARK = "localcloud-duplicate"
 INIT_TIMEOUT_S = 30.0
 
 
@@ -48,6 +56,16 @@ class MappingSpec:
     batch_size: int
     batching_window: float
     concurrency: int
+
+
+@dataclass(frozen=True)
+class Chaos:
+    """Per-delivery probabilities of what at-least-once, unordered delivery allows."""
+
+    duplicate_rate: float = 0.0  # the message is sent again as a new SQS message
+    delay_rate: float = 0.0  # the message is held back 1-3 s, so later messages overtake it
+    kill_rate: float = 0.0  # the execution environment is killed while handling the batch
+    seed: int | None = None
 
 
 class FunctionTimeout(Exception):
@@ -77,9 +95,13 @@ class ExecutionEnvironment:
             raise RuntimeError(f"{self.function.name} exited (code {self.process.poll()})")
         return json.loads(line)
 
-    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+    def invoke(self, event: dict[str, Any], kill_after: float | None = None) -> dict[str, Any]:
         self.process.stdin.write(json.dumps({"event": event, "timeout": self.function.timeout}) + "\n")
         self.process.stdin.flush()
+        if kill_after is not None:
+            time.sleep(kill_after)
+            self.process.kill()
+            raise RuntimeError(f"{self.function.name} was killed mid-batch")
         return self._read(self.function.timeout)
 
     def kill(self) -> None:
@@ -101,6 +123,7 @@ class Poller:
     function: FunctionSpec
     mapping: MappingSpec
     log_path: Path
+    chaos: Chaos = field(default_factory=Chaos)
     stats: Counter = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
@@ -110,6 +133,7 @@ class Poller:
         self._lock = threading.Lock()
         self.busy = 0
         self.pids: list[int] = []  # every execution environment it started
+        self._random = random.Random(self.chaos.seed)
 
     def start(self) -> None:
         for index in range(self.mapping.concurrency):
@@ -127,7 +151,13 @@ class Poller:
         with open(self.log_path, "a", buffering=1) as log:
             try:
                 while not self._stop.is_set():
-                    messages = self._receive()
+                    try:
+                        messages = self._receive()
+                    except (BotoCoreError, ClientError):
+                        # The emulator is not thread-safe everywhere; Lambda's poller retries too.
+                        self._count("poller_errors")
+                        time.sleep(0.2)
+                        continue
                     if not messages:
                         continue
                     if environment is None:
@@ -161,7 +191,33 @@ class Poller:
                 break
         return batch
 
+    def _roll(self, rate: float) -> bool:
+        with self._lock:
+            return rate > 0 and self._random.random() < rate
+
+    def _disturb(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Apply Chaos on a message's first delivery (as producers do): duplicate some, hold some back.
+        Returns what is delivered now."""
+        delivered = []
+        for message in messages:
+            first = message.get("Attributes", {}).get("ApproximateReceiveCount", "1") == "1"
+            attributes = message.get("MessageAttributes", {})
+            if first and DUPLICATE_MARK not in attributes and self._roll(self.chaos.duplicate_rate):
+                self._sqs.send_message(QueueUrl=self.mapping.queue_url, MessageBody=message["Body"], MessageAttributes={
+                    **attributes, DUPLICATE_MARK: {"DataType": "String", "StringValue": "true"}})
+                self._count("duplicated")
+            if first and self._roll(self.chaos.delay_rate):
+                self._sqs.change_message_visibility(QueueUrl=self.mapping.queue_url, ReceiptHandle=message["ReceiptHandle"],
+                                                    VisibilityTimeout=self._random.randint(1, 3))
+                self._count("delayed")
+                continue
+            delivered.append(message)
+        return delivered
+
     def _deliver(self, environment: ExecutionEnvironment, messages: list[dict[str, Any]]) -> ExecutionEnvironment | None:
+        messages = self._disturb(messages)
+        if not messages:
+            return environment
         records = [sqs_record(m["Body"], self.mapping.queue_arn, message_id=m["MessageId"],
                               receipt_handle=m["ReceiptHandle"], attributes=m.get("Attributes"),
                               message_attributes=m.get("MessageAttributes")) for m in messages]
@@ -169,11 +225,12 @@ class Poller:
         self._count("messages", len(messages))
         retries = sum(1 for m in messages if int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")) > 1)
         self._count("redeliveries", retries)
+        kill_after = self._random.uniform(0, 0.05) if self._roll(self.chaos.kill_rate) else None
         try:
-            reply = environment.invoke(sqs_event(records))
+            reply = environment.invoke(sqs_event(records), kill_after=kill_after)
         except (FunctionTimeout, RuntimeError):
             # Like Lambda: the environment is discarded and the whole batch is retried.
-            self._count("timeouts")
+            self._count("killed" if kill_after is not None else "timeouts")
             environment.kill()
             return None
         if not reply.get("ok"):
@@ -183,6 +240,9 @@ class Poller:
         self._count("item_failures", len(failed))
         done = [m for m in messages if m["MessageId"] not in failed]
         for start in range(0, len(done), 10):
-            self._sqs.delete_message_batch(QueueUrl=self.mapping.queue_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start:start + 10])])
+            try:
+                self._sqs.delete_message_batch(QueueUrl=self.mapping.queue_url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start:start + 10])])
+            except (BotoCoreError, ClientError):
+                self._count("poller_errors")  # not deleted: redelivered later, which handlers must tolerate
         return environment

@@ -252,3 +252,16 @@ def test_corpus_orientations_all_look_like_the_upright_reference(shape, orientat
     assert candidate.size == reference.size
     difference = ImageStat.Stat(ImageChops.difference(reference, candidate)).mean[0]
     assert difference < 12, f"{shape}_{orientation} differs from the upright reference by {difference:.1f} per pixel"
+
+
+def test_a_retried_stale_claim_removes_thumbnails_an_interrupted_run_left(cloud):
+    old = accept(cloud, "uploads/k.webp", images.webp(300, 300))
+    new = accept(cloud, "uploads/k.webp", images.webp(200, 100))
+    run([new])
+    # GIVEN a slow delivery of the old version stored its thumbnails after that, and died before recording them
+    prefix = thumbnails.version_prefix(thumbnails.contracts.ClaimCheck(**old))
+    cloud.s3.put_object(Bucket=cloud.thumbnails, Key=f"{prefix}256.jpg", Body=b"left over")
+    # WHEN the old claim check is delivered again, now stale
+    assert run([old])["batchItemFailures"] == []
+    # THEN only the current version's thumbnails remain
+    assert cloud.thumbnail_keys() == sorted(o["key"] for o in cloud.record("uploads/k.webp")["thumbnails"]["outputs"])

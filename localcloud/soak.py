@@ -1,0 +1,200 @@
+"""Fault injection under load: many uploads, hostile delivery, failing AWS calls, then a reconciliation.
+
+Faults come from outside the handlers: AWS errors through botocore hooks in
+each execution environment (runtime.install_faults), duplicate and delayed
+deliveries and killed environments from the pollers (pollers.Chaos). At the
+end the uploads bucket is reconciled against the results table, the
+thumbnails bucket and the dead-letter queues.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from handlers.contracts import image_id
+from localcloud import samples
+from localcloud.cloud import FINAL_STATUSES, LocalCloud
+from localcloud.pollers import Chaos
+
+POISON_KEY_PART = "poison"
+
+
+@dataclass(frozen=True)
+class SoakPlan:
+    images: int = 300
+    fault_rate: float = 0.05  # each matching AWS call fails with this probability
+    duplicate_rate: float = 0.1
+    delay_rate: float = 0.05
+    kill_rate: float = 0.02
+    seed: int = 7
+    timeout: float = 600.0
+    # Enough retries that random faults almost never exhaust them; the poison message always does.
+    max_receive_count: int = 10
+    function_timeout: int = 2
+
+
+@dataclass
+class SoakResult:
+    uploaded: int  # objects put (overwrites included)
+    keys: int  # distinct upload keys, each of which must reach one final state
+    done: int
+    rejected: int
+    failed: int
+    deleted: int
+    dead_lettered: int
+    retried: int
+    duplicates_suppressed: int
+    lost: int
+    images_per_second: float
+    problems: list[str] = field(default_factory=list)
+    poller_stats: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def line(self) -> str:
+        return (f"uploaded={self.uploaded} keys={self.keys} done={self.done} rejected={self.rejected} failed={self.failed} "
+                f"deleted={self.deleted} dead-lettered={self.dead_lettered} retried={self.retried} "
+                f"duplicates-suppressed={self.duplicates_suppressed} lost={self.lost} "
+                f"images/s={self.images_per_second:.1f}")
+
+
+def faults(rate: float) -> dict[str, list[dict[str, Any]]]:
+    """Throttling and 5xx from S3, DynamoDB, SNS and Rekognition, plus one upload every stage-2 read fails on."""
+    def rule(operation: str, code: str, status: int, **extra: Any) -> dict[str, Any]:
+        return {"operation": operation, "code": code, "status": status, "rate": rate, **extra}
+
+    table = [rule("dynamodb.UpdateItem", "ProvisionedThroughputExceededException", 400),
+             rule("dynamodb.GetItem", "InternalServerError", 500)]
+    return {
+        "intake": [rule("s3.GetObject", "SlowDown", 503), rule("sns.Publish", "Throttling", 400), *table],
+        "thumbnails": [rule("s3.GetObject", "InternalError", 500), rule("s3.PutObject", "SlowDown", 503), *table,
+                       {"operation": "s3.GetObject", "match": {"Key": POISON_KEY_PART}, "code": "InternalError",
+                        "status": 500, "rate": 1.0}],
+        "labels": [rule("rekognition.DetectLabels", "ThrottlingException", 400), *table],
+    }
+
+
+def workload(count: int, rng: random.Random) -> list[tuple[str, str, bytes | None]]:
+    """(action, key, bytes) in upload order: mostly good images of mixed formats and sizes, some bad
+    inputs, some overwrites of an earlier key, some deletes, and one poison upload."""
+    actions: list[tuple[str, str, bytes | None]] = []
+    makers = [
+        lambda w, h: ("jpg", samples.jpeg(w, h, orientation=rng.choice([None, 1, 3, 6, 8]))),
+        lambda w, h: ("png", samples.png(w, h)),
+        lambda w, h: ("webp", samples.webp(w, h)),
+        lambda w, h: ("gif", samples.gif(frames=rng.randint(1, 4), width=min(w, 200), height=min(h, 200))),
+    ]
+    bad = [b"", b"plain text, not an image\n", samples.png_header_only(30000, 30000), samples.jpeg(400, 300)[:900]]
+    keys: list[str] = []
+    for index in range(count - 1):
+        roll = rng.random()
+        if roll < 0.08:
+            actions.append(("put", f"uploads/soak/bad-{index}.jpg", rng.choice(bad)))
+            continue
+        if roll < 0.16 and keys:
+            key = rng.choice(keys)  # overwrite: the newest version must win
+        elif roll < 0.21 and keys:
+            actions.append(("delete", rng.choice(keys), None))
+            continue
+        else:
+            key = ""
+        width, height = rng.choice([(160, 120), (640, 480), (1024, 768), (1600, 1200), (300, 900)])
+        extension, data = rng.choice(makers)(width, height)
+        key = key or f"uploads/soak/{index}.{extension}"
+        keys.append(key)
+        actions.append(("put", key, data))
+    actions.append(("put", f"uploads/soak/{POISON_KEY_PART}.jpg", samples.jpeg(320, 240)))
+    return actions
+
+
+def run(plan: SoakPlan, workdir: Path | None = None, progress: Any = None) -> SoakResult:
+    rng = random.Random(plan.seed)
+    actions = workload(plan.images, rng)
+    timeouts = {"timeout": plan.function_timeout}
+    config = {"intake": timeouts, "thumbnails": timeouts, "labels": timeouts, "maxReceiveCount": plan.max_receive_count}
+    chaos = Chaos(duplicate_rate=plan.duplicate_rate, delay_rate=plan.delay_rate, kill_rate=plan.kill_rate, seed=plan.seed)
+    options: dict[str, Any] = {"workdir": workdir} if workdir else {}
+    with LocalCloud(config=config, faults=faults(plan.fault_rate), chaos=chaos, **options) as cloud:
+        started = time.monotonic()
+        for action, key, data in actions:
+            if action == "put":
+                cloud.upload(key, data or b"")
+            else:
+                cloud.delete(key)
+        keys = list(dict.fromkeys(key for _, key, _ in actions))
+        while time.monotonic() - started < plan.timeout:
+            if cloud.idle() and not _unsettled(cloud, keys):
+                break
+            if progress:
+                progress(cloud, keys)
+            time.sleep(1)
+        elapsed = time.monotonic() - started
+        result = reconcile(cloud, keys, elapsed)
+        result.uploaded = sum(1 for action, _, _ in actions if action == "put")
+        return result
+
+
+def _unsettled(cloud: LocalCloud, keys: list[str]) -> list[str]:
+    records = cloud.records()
+    letters = {d.key for d in cloud.dead_letters()}
+    return [k for k in keys if records.get(k, {}).get("status") not in FINAL_STATUSES and k not in letters]
+
+
+def reconcile(cloud: LocalCloud, keys: list[str], elapsed: float) -> SoakResult:
+    """Hold the uploads bucket against the table, the thumbnails bucket and the DLQs; count what is lost."""
+    s3 = cloud.client("s3")
+    uploads_bucket, thumbs_bucket = cloud.outputs["uploadsBucket"], cloud.outputs["thumbnailsBucket"]
+    current: dict[str, str] = {}  # key -> current version id, for every object still in the bucket
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=uploads_bucket, Prefix="uploads/"):
+        for version in page.get("Versions", []):
+            if version["IsLatest"]:
+                current[version["Key"]] = version["VersionId"]
+    records = cloud.records()
+    letters = cloud.dead_letters()
+    lettered = {d.key for d in letters}
+    thumbnails = {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=thumbs_bucket)
+                  for o in page.get("Contents", [])}
+    problems: list[str] = []
+    statuses: dict[str, str] = {}
+    for key in keys:
+        record = records.get(key)
+        if key in lettered:
+            statuses[key] = "dead-lettered"
+        elif record is None or record.get("status") not in FINAL_STATUSES:
+            problems.append(f"{key}: no final record ({record.get('status') if record else 'none'})")
+        elif key in current and record["status"] == "deleted":
+            problems.append(f"{key}: still in the bucket but recorded as deleted")
+        elif key not in current and record["status"] != "deleted":
+            problems.append(f"{key}: deleted from the bucket but recorded as {record['status']}")
+        elif key in current and record.get("version_id") != current[key]:
+            problems.append(f"{key}: record reflects version {record.get('version_id')}, the bucket holds {current[key]}")
+        else:
+            statuses[key] = record["status"]
+    referenced: set[str] = set()
+    for key, record in records.items():
+        if key not in keys:
+            problems.append(f"{key}: a record for no upload")
+        if record.get("status") == "done":
+            outputs = {o["key"] for o in record["thumbnails"]["outputs"]}
+            missing = outputs - thumbnails
+            if missing:
+                problems.append(f"{key}: {len(missing)} thumbnail(s) missing")
+            referenced |= outputs
+    # A dead-lettered image may hold thumbnails its unfinished work stored: redriving the DLQ finishes it.
+    parked = {f"thumbnails/{image_id(uploads_bucket, key)}/" for key in lettered if key}
+    for orphan in sorted(thumbnails - referenced):
+        if not any(orphan.startswith(prefix) for prefix in parked):
+            problems.append(f"{orphan}: a thumbnail without a finished upload")
+    stats = cloud.stats()
+    metrics = cloud.metrics()
+    suppressed = sum(m.get(name, 0) for m in metrics.values()
+                     for name in ("DuplicateEvents", "StaleEvents", "SkippedClaimChecks"))
+    counts = {status: sum(1 for s in statuses.values() if s == status)
+              for status in ("done", "rejected", "failed", "deleted", "dead-lettered")}
+    return SoakResult(
+        uploaded=len(keys), keys=len(keys), done=counts["done"], rejected=counts["rejected"], failed=counts["failed"],
+        deleted=counts["deleted"], dead_lettered=counts["dead-lettered"],
+        retried=sum(s.get("redeliveries", 0) for s in stats.values()),
+        duplicates_suppressed=int(suppressed), lost=len(problems),
+        images_per_second=len(statuses) / elapsed if elapsed else 0.0, problems=problems, poller_stats=stats)
