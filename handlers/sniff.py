@@ -66,6 +66,8 @@ def sniff(head: bytes) -> Sniffed:
     for signature, description in _OTHER_SIGNATURES:
         if head.startswith(signature):
             return Sniffed(None, description)
+    if head[:64].lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return Sniffed(None, "an HTML document")
     if _looks_like_text(head):
         return Sniffed(None, "a text file")
     return Sniffed(None, "unrecognised binary data")

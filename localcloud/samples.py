@@ -119,3 +119,47 @@ def write_sample_set(directory: Path) -> list[Path]:
         path.write_bytes(data)
         paths.append(path)
     return paths
+
+
+def _with_sof_size(data: bytes, width: int, height: int) -> bytes:
+    """A JPEG whose frame header claims another size (the scan data stays small)."""
+    start = data.index(b"\xff\xc0")
+    return data[: start + 5] + struct.pack(">HH", height, width) + data[start + 9:]
+
+
+def nasty_set() -> dict[str, tuple[bytes, str]]:
+    """Hostile inputs (name -> (bytes, the final status a person would call right)). Names lie on purpose."""
+    big_exif = Image.Exif()
+    big_exif[0x010F] = "Canon"
+    big_exif[0x9286] = b"UNICODE\x00" + b"\x00A" * 30000  # a ~60 KB UserComment, near the APP1 limit
+    garbage_exif = jpeg(200, 150)
+    garbage_exif = garbage_exif[:2] + b"\xff\xe1\x00\x20Exif\x00\x00II*\x00\xff\xff\xff\x7f" + b"\xee" * 16 + garbage_exif[2:]
+    return {
+        "bomb.png": (png_header_only(30000, 30000), "rejected"),
+        "bomb.jpg": (_with_sof_size(jpeg(64, 64), 60000, 60000), "rejected"),
+        "bomb.gif": (b"GIF89a" + struct.pack("<HH", 65535, 65535) + b"\x00\x00\x00;", "rejected"),
+        "bomb.webp": (b"RIFF\x1e\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x00\x00\x00\x00"
+                      + (16383 - 1).to_bytes(3, "little") + (16383 - 1).to_bytes(3, "little"), "rejected"),
+        "truncated.png": (png(400, 300)[:700], "failed"),
+        "truncated.jpg": (jpeg(800, 600)[:3000], "failed"),
+        "polyglot-zip.jpg": (jpeg(300, 200) + b"PK\x03\x04" + b"\x00" * 26 + b"evil.sh", "done"),
+        "gifar.gif": (gif(frames=2) + b"PK\x03\x04" + b"\x00" * 40, "done"),
+        "huge-exif.jpg": (jpeg(200, 150, exif=big_exif), "done"),
+        "garbage-exif.jpg": (garbage_exif, "done"),
+        "really-a-png.gif": (png(120, 80), "done"),
+        "zero.jpg": (b"", "rejected"),
+        "random.jpg": (bytes(random_bytes(4096)), "rejected"),
+        "page.png": (b"<!doctype html><html><body>hi</body></html>", "rejected"),
+        "drawing.png": (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "rejected"),
+        "layers.jpg": (psd_header(), "rejected"),
+        "tiny.png": (png(1, 1), "done"),
+    }
+
+
+def random_bytes(count: int, seed: int = 3) -> list[int]:
+    import random
+
+    rng = random.Random(seed)
+    data = [rng.randrange(256) for _ in range(count)]
+    data[0] = 0x00  # never a known signature by chance
+    return data
