@@ -1,0 +1,213 @@
+"""The security baseline, one rule per setting, each named by its Checkov id or Security Hub control.
+
+Each rule reads the resource graph the program registered under mocks and
+returns its violations; an empty list means the rule holds.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from localcloud.program import Deployment
+from tests.infra_helpers import BUCKET, FUNCTION, QUEUE, ROLE, ROLE_POLICY, TOPIC, as_list, by_bucket, statements
+
+MANAGED_FULL_ACCESS = ("AdministratorAccess", "FullAccess", "PowerUserAccess")
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    check: Callable[[Deployment], list[str]]
+
+
+def _buckets(d: Deployment) -> list[str]:
+    return [b.state["bucket"] for b in d.of_type(BUCKET)]
+
+
+def public_access_blocked(d: Deployment) -> list[str]:
+    blocks = by_bucket(d, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    flags = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    return [f"{b}: {flag} is not on" for b in _buckets(d) for flag in flags
+            if not (b in blocks and blocks[b].inputs.get(flag) is True)]
+
+
+def ownership_enforced(d: Deployment) -> list[str]:
+    controls = by_bucket(d, "aws:s3/bucketOwnershipControls:BucketOwnershipControls")
+    return [f"{b}: ACLs still apply" for b in _buckets(d)
+            if controls.get(b) is None or controls[b].inputs["rule"]["objectOwnership"] != "BucketOwnerEnforced"]
+
+
+def buckets_encrypted(d: Deployment) -> list[str]:
+    sse = by_bucket(d, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    return [f"{b}: no default encryption" for b in _buckets(d)
+            if b not in sse or not any(r.get("applyServerSideEncryptionByDefault", {}).get("sseAlgorithm") in ("AES256", "aws:kms", "aws:kms:dsse")
+                                       for r in sse[b].inputs.get("rules", []))]
+
+
+def tls_only(d: Deployment) -> list[str]:
+    policies = by_bucket(d, "aws:s3/bucketPolicy:BucketPolicy")
+    problems = []
+    for b in _buckets(d):
+        denies = statements(policies[b]) if b in policies else []
+        if not any(s["Effect"] == "Deny" and s.get("Principal") == "*" and s["Action"] in ("s3:*", ["s3:*"])
+                   and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+                   and {f"arn:aws:s3:::{b}", f"arn:aws:s3:::{b}/*"} <= set(as_list(s["Resource"])) for s in denies):
+            problems.append(f"{b}: requests without TLS are not denied")
+    return problems
+
+
+def uploads_versioned(d: Deployment) -> list[str]:
+    versioning = by_bucket(d, "aws:s3/bucketVersioning:BucketVersioning")
+    uploads = d.outputs["uploadsBucket"]
+    ok = uploads in versioning and versioning[uploads].inputs["versioningConfiguration"]["status"] == "Enabled"
+    return [] if ok else [f"{uploads}: versioning is not enabled"]
+
+
+def _resource_policies(d: Deployment) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for typ in ("aws:s3/bucketPolicy:BucketPolicy", "aws:sqs/queuePolicy:QueuePolicy", "aws:sns/topicPolicy:TopicPolicy",
+                "aws:kms/key:Key"):
+        for resource in d.of_type(typ):
+            found.extend((resource.name, s) for s in statements(resource))
+    return found
+
+
+def no_public_principals(d: Deployment) -> list[str]:
+    problems = []
+    for name, s in _resource_policies(d):
+        principal = s.get("Principal")
+        public = principal == "*" or (isinstance(principal, dict) and "*" in as_list(principal.get("AWS", [])))
+        if s["Effect"] == "Allow" and public:
+            problems.append(f"{name}: allows anyone ({s.get('Sid', '')})")
+    return problems
+
+
+def queues_encrypted(d: Deployment) -> list[str]:
+    return [f"{q.name}: not encrypted" for q in d.of_type(QUEUE)
+            if not (q.inputs.get("sqsManagedSseEnabled") is True or q.inputs.get("kmsMasterKeyId"))]
+
+
+def topics_encrypted(d: Deployment) -> list[str]:
+    return [f"{t.name}: not encrypted with KMS" for t in d.of_type(TOPIC) if not t.inputs.get("kmsMasterKeyId")]
+
+
+def queue_senders_scoped(d: Deployment) -> list[str]:
+    """Only S3 from this bucket and account may send to the intake queue; only this topic to a stage queue."""
+    queues = {q.state["url"]: q for q in d.of_type(QUEUE)}
+    policies = {p.inputs["queueUrl"]: p for p in d.of_type("aws:sqs/queuePolicy:QueuePolicy")}
+    uploads = f"arn:aws:s3:::{d.outputs['uploadsBucket']}"
+    expected = {d.outputs["queueUrls"]["intake"]: ("s3.amazonaws.com", {
+        "ArnEquals": {"aws:SourceArn": uploads}, "StringEquals": {"aws:SourceAccount": "123456789012"}})}
+    for stage, url in d.outputs["queueUrls"].items():
+        if stage != "intake":
+            expected[url] = ("sns.amazonaws.com", {"ArnEquals": {"aws:SourceArn": d.outputs["claimCheckTopicArn"]}})
+    problems = []
+    for url, (service, condition) in expected.items():
+        if url not in policies:
+            problems.append(f"{queues[url].name}: no queue policy")
+            continue
+        allows = [s for s in statements(policies[url]) if s["Effect"] == "Allow"]
+        scoped = (len(allows) == 1 and allows[0].get("Principal") == {"Service": service}
+                  and allows[0].get("Action") == "sqs:SendMessage" and allows[0].get("Condition") == condition)
+        if not scoped:
+            problems.append(f"{queues[url].name}: senders are not limited to {service} with {condition}")
+    return problems
+
+
+def table_encrypted_with_pitr(d: Deployment) -> list[str]:
+    problems = []
+    for table in d.of_type("aws:dynamodb/table:Table"):
+        if not table.inputs.get("serverSideEncryption", {}).get("enabled"):
+            problems.append(f"{table.name}: no KMS encryption at rest")
+        if not table.inputs.get("pointInTimeRecovery", {}).get("enabled"):
+            problems.append(f"{table.name}: no point-in-time recovery")
+    return problems
+
+
+def log_retention(d: Deployment) -> list[str]:
+    groups = {g.state["name"]: g for g in d.of_type("aws:cloudwatch/logGroup:LogGroup")}
+    problems = []
+    for fn in d.of_type(FUNCTION):
+        group = groups.get(fn.inputs.get("loggingConfig", {}).get("logGroup", ""))
+        if group is None or not group.inputs.get("retentionInDays"):
+            problems.append(f"{fn.name}: logs kept forever")
+    return problems
+
+
+def tracing(d: Deployment) -> list[str]:
+    return [f"{fn.name}: X-Ray tracing is off" for fn in d.of_type(FUNCTION)
+            if fn.inputs.get("tracingConfig", {}).get("mode") != "Active"]
+
+
+def role_per_function(d: Deployment) -> list[str]:
+    roles = [fn.inputs["role"] for fn in d.of_type(FUNCTION)]
+    return [f"{role} is shared by {roles.count(role)} functions" for role in sorted(set(roles)) if roles.count(role) > 1]
+
+
+def _inline_statements(d: Deployment) -> list[tuple[str, dict[str, Any]]]:
+    return [(p.name, s) for p in d.of_type(ROLE_POLICY) for s in statements(p)]
+
+
+def no_wildcard_actions(d: Deployment) -> list[str]:
+    return [f"{name}: action {a}" for name, s in _inline_statements(d) for a in as_list(s["Action"]) if "*" in a]
+
+
+def no_wildcard_resources(d: Deployment) -> list[str]:
+    return [f"{name}: '*' resource for {as_list(s['Action'])}" for name, s in _inline_statements(d)
+            if "*" in as_list(s["Resource"]) and as_list(s["Action"]) != ["rekognition:DetectLabels"]]
+
+
+def s3_scoped_to_prefixes(d: Deployment) -> list[str]:
+    problems = []
+    for name, s in _inline_statements(d):
+        for action in as_list(s["Action"]):
+            if not action.startswith("s3:"):
+                continue
+            for resource in as_list(s["Resource"]):
+                if action == "s3:ListBucket":
+                    prefixes = s.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
+                    if not prefixes or any(p in ("*", "") for p in as_list(prefixes)):
+                        problems.append(f"{name}: {action} on {resource} without a prefix condition")
+                elif not (fnmatch.fnmatch(resource, "arn:aws:s3:::*/uploads/*") or fnmatch.fnmatch(resource, "arn:aws:s3:::*/thumbnails/*")):
+                    problems.append(f"{name}: {action} on {resource}, outside uploads/ and thumbnails/")
+    return problems
+
+
+def no_managed_full_access(d: Deployment) -> list[str]:
+    return [f"{a.name}: {a.inputs['policyArn']}" for a in d.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+            if any(word in a.inputs["policyArn"] for word in MANAGED_FULL_ACCESS)]
+
+
+def trust_only_lambda(d: Deployment) -> list[str]:
+    problems = []
+    for role in d.of_type(ROLE):
+        trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+        if any(s.get("Principal") != {"Service": "lambda.amazonaws.com"} for s in trust):
+            problems.append(f"{role.name}: assumable by more than Lambda")
+    return problems
+
+
+RULES = [
+    Rule("CKV_AWS_53/54/55/56, S3.8", "S3 Block Public Access: all four settings on every bucket", public_access_blocked),
+    Rule("S3.12", "S3 object ownership enforced (ACLs disabled)", ownership_enforced),
+    Rule("CKV_AWS_19", "S3 default encryption on every bucket", buckets_encrypted),
+    Rule("S3.5", "S3 buckets deny requests without TLS", tls_only),
+    Rule("CKV_AWS_21, S3.14", "S3 versioning on the uploads bucket", uploads_versioned),
+    Rule("S3.2, S3.3, SNS.4, SQS.3", "no resource policy allows a public principal", no_public_principals),
+    Rule("CKV_AWS_27, SQS.1", "SQS queues encrypted at rest", queues_encrypted),
+    Rule("CKV_AWS_26, SNS.1", "SNS topics encrypted with KMS", topics_encrypted),
+    Rule("confused deputy (aws:SourceArn/aws:SourceAccount)", "queues accept only this bucket's S3 events or this topic",
+         queue_senders_scoped),
+    Rule("CKV_AWS_28, DynamoDB.2", "DynamoDB encrypted and point-in-time recovery on", table_encrypted_with_pitr),
+    Rule("CKV_AWS_66", "Lambda log groups have a retention", log_retention),
+    Rule("CKV_AWS_50", "Lambda X-Ray tracing active", tracing),
+    Rule("least privilege: role per function", "no two functions share a role", role_per_function),
+    Rule("CKV_AWS_62/63, IAM.1", "no '*' action in any policy", no_wildcard_actions),
+    Rule("CKV_AWS_355, CKV_AWS_290", "no '*' resource except rekognition:DetectLabels", no_wildcard_resources),
+    Rule("least privilege: S3 prefixes", "S3 permissions scoped to uploads/ and thumbnails/", s3_scoped_to_prefixes),
+    Rule("CKV_AWS_274, IAM.1", "no managed full-access or administrator policies", no_managed_full_access),
+    Rule("least privilege: trust", "function roles assumable only by Lambda", trust_only_lambda),
+]
