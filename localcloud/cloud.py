@@ -34,10 +34,11 @@ class LocalCloud:
     """Use as a context manager; nothing is left running after it exits."""
 
     def __init__(self, config: dict[str, Any] | None = None, faults: dict[str, list[dict[str, Any]]] | None = None,
-                 workdir: Path = DEFAULT_WORKDIR, port: int = 0, chaos: Chaos | None = None, record_calls: bool = False):
+                 workdir: Path = DEFAULT_WORKDIR, port: int = 0, chaos: Chaos | dict[str, Chaos] | None = None,
+                 record_calls: bool = False):
         self.config = merge(LOCAL_CONFIG, config or {})
         self.faults = faults or {}  # stage -> rules for runtime.install_faults
-        self.chaos = chaos or Chaos()
+        self.chaos = chaos or Chaos()  # for every stage, or per stage
         self.record_calls = record_calls
         self.workdir = Path(workdir)
         self.emulator = Emulator(port)
@@ -105,7 +106,8 @@ class LocalCloud:
                 queue_url=queue.state["url"], queue_arn=queue.state["arn"],
                 batch_size=int(mapping.inputs.get("batchSize", 10)),
                 batching_window=float(mapping.inputs.get("maximumBatchingWindowInSeconds", 0)),
-                concurrency=concurrency), log_path=logs / f"{stage}.log", chaos=self.chaos)
+                concurrency=concurrency), log_path=logs / f"{stage}.log",
+                chaos=self.chaos.get(stage, Chaos()) if isinstance(self.chaos, dict) else self.chaos)
             poller.start()
             self.pollers[stage] = poller
 

@@ -231,13 +231,16 @@ class Poller:
         except (FunctionTimeout, RuntimeError):
             # Like Lambda: the environment is discarded and the whole batch is retried.
             self._count("killed" if kill_after is not None else "timeouts")
+            self._count("failed_deliveries", len(messages))
             environment.kill()
             return None
         if not reply.get("ok"):
             self._count("function_errors")
+            self._count("failed_deliveries", len(messages))
             return environment
         failed = {item["itemIdentifier"] for item in (reply.get("result") or {}).get("batchItemFailures", [])}
         self._count("item_failures", len(failed))
+        self._count("failed_deliveries", len(failed))
         done = [m for m in messages if m["MessageId"] not in failed]
         for start in range(0, len(done), 10):
             try:
