@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test up bench clean
+.PHONY: demo test up soak bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "claimcheck needs Python 3.11 or newer")'
@@ -19,6 +19,9 @@ demo: $(STAMP)
 
 up: $(STAMP)
 	$(BIN)/python -m localcloud up
+
+soak: $(STAMP)
+	$(BIN)/python -m localcloud soak
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -12,6 +12,7 @@ import itertools
 import logging
 import os
 import threading
+import urllib.request
 from types import SimpleNamespace
 from typing import Any
 
@@ -72,9 +73,14 @@ class Emulator:
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
+        self.reset()  # moto keeps its state per process: every local cloud starts empty
         return self
 
+    def reset(self) -> None:
+        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=10).close()
+
     def stop(self) -> None:
+        self.reset()
         self._server.stop()
         self._server._server.server_close()  # stop() leaves the listening socket open
         notifications._get_s3_event = _original_event
