@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test up soak bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-bench.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "claimcheck needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
@@ -19,6 +19,9 @@ demo: $(STAMP)
 
 up: $(STAMP)
 	$(BIN)/python -m localcloud up
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 soak: $(STAMP)
 	$(BIN)/python -m localcloud soak

@@ -1,0 +1,186 @@
+"""make bench: python -m bench [--images DIR] [--quick] [--repeats N] [--out FILE]
+
+Writes bench/results.json and prints a table. Every figure is compared as a ratio with another measured
+in the same run; absolute times vary from machine to machine and run to run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from bench import cost, engines, inputs
+from infra import packaging
+from infra.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+INPUT_DIR = ROOT / "build" / "bench-inputs"
+TARGETS = {"engine_vs_pyvips": 1.0, "naive_vs_engine": 3.0, "engine_vs_floor": 2.5, "psnr_db": 40.0,
+           "rss_vs_pyvips": 1.5, "no_draft_vs_pyvips": 1.3, "intake_import_ms": 150.0, "archive_bytes": 100_000,
+           "pipeline_share": 0.5}
+
+
+def measure(engine: str, path: Path, repeats: int, settings: Settings) -> dict[str, float]:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.worker", engine, str(path), str(repeats),
+         ",".join(map(str, settings.thumbnail_sizes)), settings.output_format, str(settings.output_quality)],
+        capture_output=True, text=True, cwd=ROOT, check=True)
+    return json.loads(result.stdout)
+
+
+def bench_inputs(paths: list[Path], repeats: int, settings: Settings) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    have_vips = engines.pyvips_available()
+    for path in paths:
+        row: dict[str, Any] = {"bytes": path.stat().st_size}
+        for name in ("engine", "naive", "pyvips", "floor"):
+            if name == "pyvips" and not have_vips:
+                row["pyvips_ms"] = row["pyvips_rss_mb"] = None
+                continue
+            figures = measure(name, path, repeats, settings)
+            row[f"{name}_ms"] = round(figures["median_ms"], 1)
+            row[f"{name}_rss_mb"] = round(figures["peak_rss_mb"], 1)
+        row["peak_rss_mb"] = row.pop("engine_rss_mb")
+        data = path.read_bytes()
+        row["psnr_db"] = round(engines.psnr(data, max(settings.thumbnail_sizes)), 2)
+        results[path.name] = row
+    return results
+
+
+def bench_formats(path: Path, repeats: int, settings: Settings) -> dict[str, Any]:
+    """Encode time and bytes of the configured sizes in each output format, from one decode."""
+    data = path.read_bytes()
+    found = {}
+    for fmt, quality in (("jpeg", settings.output_quality), ("webp", settings.output_quality), ("png", 100)):
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            outputs = engines.engine(data, settings.thumbnail_sizes, fmt, quality)
+            times.append((time.perf_counter() - started) * 1000)
+        found[fmt] = {"quality": quality, "ms": round(statistics.median(times), 1), "bytes": sum(map(len, outputs))}
+    return found
+
+
+def bench_cold_start() -> dict[str, Any]:
+    found: dict[str, Any] = {"import_ms": {}, "archive_bytes": {}, "loads_pillow": {}}
+    for name, package in packaging.FUNCTIONS.items():
+        archive = packaging.function_archive(name)
+        found["archive_bytes"][name] = archive.stat().st_size
+        with tempfile.TemporaryDirectory() as code:
+            zipfile.ZipFile(archive).extractall(code)
+            script = (f"import sys, time; sys.path.insert(0, {code!r}); t = time.perf_counter(); "
+                      f"import {package.module}; ms = (time.perf_counter() - t) * 1000; "
+                      "print(ms, 'PIL' in sys.modules)")
+            runs = [subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, check=True).stdout.split()
+                    for _ in range(5)]
+        found["import_ms"][name] = round(statistics.median(float(r[0]) for r in runs), 1)
+        found["loads_pillow"][name] = runs[0][1] == "True"
+    try:
+        layer = packaging.pillow_layer(Settings().architecture, Settings().runtime)
+        found["layer_bytes"] = {"zipped": layer.stat().st_size,
+                                "unzipped": sum(i.file_size for i in zipfile.ZipFile(layer).infolist())}
+    except RuntimeError as exc:  # no access to PyPI
+        found["layer_bytes"] = {"error": str(exc)[:200]}
+    return found
+
+
+def bench_pipeline(count: int, settings: Settings) -> dict[str, Any]:
+    """Images per second through the local cloud, against the engine alone on the same images."""
+    from localcloud.cloud import LocalCloud
+
+    images = [inputs.jpeg_sideways(1600, 1200) for _ in range(count)]
+    started = time.perf_counter()
+    for data in images:
+        engines.engine(data, settings.thumbnail_sizes, settings.output_format, settings.output_quality)
+    engine_rate = count / (time.perf_counter() - started)
+    with tempfile.TemporaryDirectory() as work, LocalCloud(workdir=Path(work)) as cloud:
+        keys = [f"uploads/bench/{i}.jpg" for i in range(count)]
+        started = time.perf_counter()
+        for key, data in zip(keys, images):
+            cloud.upload(key, data)
+        while True:
+            records = cloud.records()
+            if all(records.get(k, {}).get("thumbnails", {}).get("status") == "done" for k in keys):
+                break
+            if time.perf_counter() - started > 300:
+                raise RuntimeError("the pipeline did not finish in 300 s")
+            time.sleep(0.05)
+        pipeline_rate = count / (time.perf_counter() - started)
+        stats = cloud.stats()
+    return {"images": count, "pipeline_images_per_s": round(pipeline_rate, 2), "engine_images_per_s": round(engine_rate, 2),
+            "share": round(pipeline_rate / engine_rate, 2), "poller_stats": stats}
+
+
+def verdicts(results: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, row in results["inputs"].items():
+        if row.get("pyvips_ms") and name.startswith("jpeg"):
+            lines.append(f"{name}: engine/pyvips {row['engine_ms'] / row['pyvips_ms']:.2f} (target <= {TARGETS['engine_vs_pyvips']}), "
+                         f"naive/engine {row['naive_ms'] / row['engine_ms']:.1f}x (>= {TARGETS['naive_vs_engine']}), "
+                         f"engine/floor {row['engine_ms'] / row['floor_ms']:.2f} (<= {TARGETS['engine_vs_floor']}), "
+                         f"PSNR {row['psnr_db']} dB (>= {TARGETS['psnr_db']}), "
+                         f"RSS/pyvips {row['peak_rss_mb'] / row['pyvips_rss_mb']:.2f} (<= {TARGETS['rss_vs_pyvips']})")
+        elif row.get("pyvips_ms"):
+            lines.append(f"{name}: engine/pyvips {row['engine_ms'] / row['pyvips_ms']:.2f} (target <= {TARGETS['no_draft_vs_pyvips']}), "
+                         f"PSNR {row['psnr_db']} dB")
+    cold = results["cold_start"]
+    lines.append(f"intake import {cold['import_ms']['intake']} ms (<= {TARGETS['intake_import_ms']}), loads Pillow: "
+                 f"{cold['loads_pillow']['intake']}; archives {cold['archive_bytes']} (each <= {TARGETS['archive_bytes']:,})")
+    if "pipeline" in results:
+        p = results["pipeline"]
+        lines.append(f"pipeline {p['pipeline_images_per_s']} img/s vs engine {p['engine_images_per_s']} img/s: "
+                     f"{p['share']:.0%} (>= {TARGETS['pipeline_share']:.0%})")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--images", type=Path, help="a folder of your own images to add")
+    parser.add_argument("--quick", action="store_true", help="one tiny input, one repeat, a tiny pipeline (keeps the bench working)")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--pipeline-images", type=int, default=24)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    repeats = 1 if args.quick else args.repeats
+    paths = inputs.write(INPUT_DIR, inputs.TINY if args.quick else inputs.STANDARD)
+    if args.images:
+        paths += sorted(p for p in args.images.iterdir() if p.is_file())
+    results: dict[str, Any] = {
+        "settings": {"sizes": list(settings.thumbnail_sizes), "format": settings.output_format,
+                     "quality": settings.output_quality, "architecture": settings.architecture},
+        "inputs": bench_inputs(paths, repeats, settings),
+        "formats": bench_formats(paths[0], repeats, settings),
+        "cold_start": bench_cold_start(),
+        "pipeline": bench_pipeline(2 if args.quick else args.pipeline_images, settings),
+    }
+    first = results["inputs"][paths[0].name]
+    results["usd_per_million"] = cost.per_million(
+        first["engine_ms"], {n: settings.stage(n).memory for n in ("intake", "thumbnails", "labels")},
+        settings.architecture, len(settings.thumbnail_sizes), {n: settings.stage(n).batch_size for n in ("intake", "thumbnails", "labels")})
+    results["prices_date"] = cost.PRICES_DATE
+    results["verdicts"] = verdicts(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"{'input':<24}{'engine':>9}{'naive':>9}{'pyvips':>9}{'floor':>9}{'PSNR':>8}{'RSS MB':>8}")
+    for name, row in results["inputs"].items():
+        vips = f"{row['pyvips_ms']:.0f}" if row.get("pyvips_ms") else "-"
+        print(f"{name:<24}{row['engine_ms']:>9.0f}{row['naive_ms']:>9.0f}{vips:>9}{row['floor_ms']:>9.0f}"
+              f"{row['psnr_db']:>8.1f}{row['peak_rss_mb']:>8.0f}")
+    print("formats (configured sizes, one decode):", json.dumps(results["formats"]))
+    print(f"USD per million images ({cost.PRICES_DATE} prices):", json.dumps(results["usd_per_million"]))
+    for line in results["verdicts"]:
+        print(" ", line)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The contenders, each making the same sizes in the same format from the same bytes."""
+from __future__ import annotations
+
+import io
+import math
+from typing import Callable
+
+from PIL import Image, ImageChops, ImageOps, ImageStat
+
+from handlers import imaging
+
+Engine = Callable[[bytes, tuple[int, ...], str, int], list[bytes]]
+LIMITS = imaging.Limits(max_pixels=200_000_000, max_frames=1000)
+
+
+def engine(data: bytes, sizes: tuple[int, ...], fmt: str, quality: int) -> list[bytes]:
+    """The project's thumbnail engine, as the thumbnail stage runs it."""
+    return [t.data for t in imaging.make_thumbnails(data, sizes, fmt, quality, LIMITS).thumbnails]
+
+
+def _save(image: Image.Image, fmt: str, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    if fmt == "jpeg" and image.mode != "RGB":
+        image = image.convert("RGB")
+    image.save(buffer, format=fmt.upper(), **({"quality": quality} if fmt != "png" else {}))
+    return buffer.getvalue()
+
+
+def naive(data: bytes, sizes: tuple[int, ...], fmt: str, quality: int) -> list[bytes]:
+    """What most code does: full decode, exif_transpose, then each size from the full image."""
+    image = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    image = image.convert("RGB")
+    outputs = []
+    for size in sizes:
+        copy = image.copy()
+        copy.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=None)
+        outputs.append(_save(copy, fmt, quality))
+    return outputs
+
+
+def floor(data: bytes, sizes: tuple[int, ...], fmt: str, quality: int) -> list[bytes]:
+    """The decoder's floor: decode only, at the smallest draft scale the largest size allows; no resize, no encode."""
+    image = Image.open(io.BytesIO(data))
+    if image.format == "JPEG":
+        largest = max(sizes)
+        scale = largest / max(image.size)
+        if scale < 1:
+            image.draft("RGB", (math.ceil(image.size[0] * scale), math.ceil(image.size[1] * scale)))
+    image.load()
+    return []
+
+
+def pyvips_engine(data: bytes, sizes: tuple[int, ...], fmt: str, quality: int) -> list[bytes]:
+    """libvips at its best for several sizes: shrink-on-load for each size, autorotated."""
+    import pyvips
+
+    suffix = {"jpeg": f".jpg[Q={quality},strip]", "webp": f".webp[Q={quality},strip]", "png": ".png[strip]"}[fmt]
+    return [pyvips.Image.thumbnail_buffer(data, size, height=size).write_to_buffer(suffix) for size in sizes]
+
+
+def pyvips_available() -> bool:
+    try:
+        import pyvips  # noqa: F401
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+ENGINES: dict[str, Engine] = {"engine": engine, "naive": naive, "floor": floor, "pyvips": pyvips_engine}
+
+
+def psnr(data: bytes, size: int) -> float:
+    """PSNR (dB) of the engine's pixels for `size` (lossless output) against a full-decode Lanczos reference."""
+    [ours] = imaging.make_thumbnails(data, (size,), "png", 100, LIMITS).thumbnails
+    candidate = Image.open(io.BytesIO(ours.data)).convert("RGB")
+    reference = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    reference = reference.resize(candidate.size, Image.Resampling.LANCZOS)
+    mse = sum(v * v for v in ImageStat.Stat(ImageChops.difference(candidate, reference)).rms) / 3
+    return float("inf") if mse == 0 else 10 * math.log10(255 ** 2 / mse)

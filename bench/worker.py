@@ -1,0 +1,32 @@
+"""Time one engine on one input in a fresh process, so peak RSS is that engine's alone.
+
+python -m bench.worker ENGINE PATH REPEATS SIZES FORMAT QUALITY  ->  {"median_ms", "peak_rss_mb"}
+"""
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from bench.engines import ENGINES
+
+
+def main(name: str, path: str, repeats: int, sizes: str, fmt: str, quality: int) -> None:
+    data = Path(path).read_bytes()
+    size_tuple = tuple(int(s) for s in sizes.split(","))
+    run = ENGINES[name]
+    run(data, size_tuple, fmt, quality)  # warm-up: imports, codec tables
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run(data, size_tuple, fmt, quality)
+        times.append((time.perf_counter() - started) * 1000)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"median_ms": statistics.median(times), "peak_rss_mb": peak_kb / 1024}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], int(sys.argv[6]))

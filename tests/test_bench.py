@@ -1,0 +1,26 @@
+"""The benchmark keeps working: one tiny input, end to end. Nothing about speed is asserted here."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_benchmark_writes_every_figure(tmp_path):
+    out = tmp_path / "results.json"
+    run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = json.loads(out.read_text())
+    [row] = results["inputs"].values()
+    assert {"engine_ms", "naive_ms", "pyvips_ms", "floor_ms", "psnr_db", "peak_rss_mb"} <= set(row)
+    assert row["engine_ms"] > 0 and row["psnr_db"] > 20
+    cold = results["cold_start"]
+    assert set(cold["import_ms"]) == set(cold["archive_bytes"]) == {"intake", "thumbnails", "labels"}
+    assert cold["loads_pillow"]["intake"] is False
+    assert results["pipeline"]["pipeline_images_per_s"] > 0 and results["pipeline"]["engine_images_per_s"] > 0
+    assert results["usd_per_million"]["total"] > 0 and results["prices_date"]
+    assert set(results["formats"]) == {"jpeg", "webp", "png"}
