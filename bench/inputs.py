@@ -21,8 +21,9 @@ def photo_like(width: int, height: int, seed: int = 1) -> Image.Image:
     # Fine texture, as foliage and sensor noise give real photos; generated small and scaled up to stay quick.
     noise = Image.effect_noise((max(1, width // 4), max(1, height // 4)), 40).resize((width, height), Image.Resampling.BILINEAR)
     image = Image.composite(image, image.filter(ImageFilter.GaussianBlur(2)), noise.point(lambda v: 255 if v > 128 else 0))
-    grain = Image.effect_noise((width, height), 12).convert("RGB")
-    return Image.blend(image, grain, 0.08)
+    # Full-resolution grain and colour detail: real 12 MP camera JPEGs are 3-6 MB, not a few hundred KB.
+    grain = Image.merge("RGB", [Image.effect_noise((width, height), 64) for _ in range(3)])
+    return Image.blend(image, grain, 0.22)
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:

