@@ -76,6 +76,15 @@ def pyvips_available() -> bool:
 ENGINES: dict[str, Engine] = {"engine": engine, "naive": naive, "floor": floor, "pyvips": pyvips_engine}
 
 
+def _psnr(a: Image.Image, b: Image.Image) -> float:
+    mse = sum(v * v for v in ImageStat.Stat(ImageChops.difference(a, b)).rms) / 3
+    return PSNR_IDENTICAL if mse == 0 else min(PSNR_IDENTICAL, 10 * math.log10(255 ** 2 / mse))
+
+
+def psnr_between(encoded: bytes, reference: bytes) -> float:
+    return _psnr(Image.open(io.BytesIO(encoded)).convert("RGB"), Image.open(io.BytesIO(reference)).convert("RGB"))
+
+
 def psnr(data: bytes, sizes: tuple[int, ...]) -> float:
     """The lowest PSNR (dB) over the sizes of the engine's pixels (lossless output, so the encoder is left
     out) against a full decode, oriented, resized with Lanczos to the same size."""
@@ -83,8 +92,5 @@ def psnr(data: bytes, sizes: tuple[int, ...]) -> float:
     lowest = PSNR_IDENTICAL
     for ours in imaging.make_thumbnails(data, sizes, "png", 100, LIMITS).thumbnails:
         candidate = Image.open(io.BytesIO(ours.data)).convert("RGB")
-        reference = full.resize(candidate.size, Image.Resampling.LANCZOS)
-        mse = sum(v * v for v in ImageStat.Stat(ImageChops.difference(candidate, reference)).rms) / 3
-        if mse:
-            lowest = min(lowest, 10 * math.log10(255 ** 2 / mse))
+        lowest = min(lowest, _psnr(candidate, full.resize(candidate.size, Image.Resampling.LANCZOS)))
     return lowest

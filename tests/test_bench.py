@@ -23,4 +23,5 @@ def test_quick_benchmark_writes_every_figure(tmp_path):
     assert cold["loads_pillow"]["intake"] is False
     assert results["pipeline"]["pipeline_images_per_s"] > 0 and results["pipeline"]["engine_images_per_s"] > 0
     assert results["usd_per_million"]["total"] > 0 and results["prices_date"]
-    assert set(results["formats"]) == {"jpeg", "webp", "png"}
+    for formats in results["formats"].values():
+        assert set(formats) == {"jpeg", "webp", "png"} and formats["png"]["psnr_db"] == 100.0
