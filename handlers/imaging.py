@@ -21,6 +21,13 @@ from handlers.limits import check_pixels
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file fails; it is never padded
 
+try:  # HEIC (iPhone photos): pillow-heif is in the layer only when the allowed formats include it
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+except ImportError:  # pragma: no cover - depends on the layer
+    pillow_heif = None
+
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
 

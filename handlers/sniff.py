@@ -60,9 +60,10 @@ def sniff(head: bytes) -> Sniffed:
         return Sniffed("tiff", "a TIFF image")
     if head[:2] == b"BM" and len(head) >= 26:
         return Sniffed("bmp", "a BMP image")
-    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
-        fmt = _HEIF_BRANDS[head[8:12]]
-        return Sniffed(fmt, f"an {fmt.upper()} image")
+    if head[4:8] == b"ftyp":
+        fmt = _heif_family(head)
+        if fmt:
+            return Sniffed(fmt, f"an {fmt.upper()} image")
     for signature, description in _OTHER_SIGNATURES:
         if head.startswith(signature):
             return Sniffed(None, description)
@@ -71,6 +72,17 @@ def sniff(head: bytes) -> Sniffed:
     if _looks_like_text(head):
         return Sniffed(None, "a text file")
     return Sniffed(None, "unrecognised binary data")
+
+
+def _heif_family(head: bytes) -> str | None:
+    """heic or avif from the ftyp box's major and compatible brands (AVIF files may say mif1 first)."""
+    size = int.from_bytes(head[0:4], "big")
+    box = head[8:min(max(size, 16), len(head), 256)]
+    brands = {box[i:i + 4] for i in range(0, len(box) - 3, 4)} - {b"\x00\x00\x00\x00"}
+    families = {_HEIF_BRANDS[b] for b in brands if b in _HEIF_BRANDS}
+    if "avif" in families:
+        return "avif"
+    return "heic" if families else None
 
 
 def _looks_like_text(head: bytes) -> bool:

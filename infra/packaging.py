@@ -45,6 +45,7 @@ FUNCTIONS: dict[str, FunctionPackage] = {
 }
 
 PILLOW_REQUIREMENT = "pillow==13.0.0"
+HEIF_REQUIREMENT = "pillow-heif==1.8.1"  # iPhone photos (HEIC); only when the allowed formats include it
 # Pillow 13 publishes manylinux_2_28 wheels only; the older tag is accepted too in case a pin moves back.
 PLATFORM_TAGS = {
     "arm64": ("manylinux_2_28_aarch64", "manylinux2014_aarch64"),
@@ -87,12 +88,15 @@ def function_archive(name: str) -> Path:
     return write_zip(BUILD_DIR / "functions" / f"{name}.zip", files)
 
 
-def pillow_layer(architecture: str, runtime: str) -> Path:
-    """A zip with python/PIL for Lambda's `architecture` and `runtime`, built by pip once and cached."""
+def pillow_layer(architecture: str, runtime: str, heif: bool = False) -> Path:
+    """A zip with python/PIL (and pillow_heif when `heif`) for Lambda's `architecture` and `runtime`,
+    built by pip once and cached."""
     python_version = runtime.removeprefix("python")
     tags = PLATFORM_TAGS[architecture]
-    digest = hashlib.sha256(json.dumps([PILLOW_REQUIREMENT, architecture, python_version, tags]).encode()).hexdigest()[:16]
-    destination = BUILD_DIR / "layers" / f"pillow-{architecture}-py{python_version}-{digest}.zip"
+    requirements = [PILLOW_REQUIREMENT, *([HEIF_REQUIREMENT] if heif else [])]
+    digest = hashlib.sha256(json.dumps([requirements, architecture, python_version, tags]).encode()).hexdigest()[:16]
+    name = "pillow-heif" if heif else "pillow"
+    destination = BUILD_DIR / "layers" / f"{name}-{architecture}-py{python_version}-{digest}.zip"
     if destination.exists():
         return destination
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +104,7 @@ def pillow_layer(architecture: str, runtime: str) -> Path:
         target = Path(work) / "python"
         command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
                    "--target", str(target), "--implementation", "cp", "--python-version", python_version,
-                   "--only-binary=:all:", *(f"--platform={tag}" for tag in tags), PILLOW_REQUIREMENT]
+                   "--only-binary=:all:", *(f"--platform={tag}" for tag in tags), *requirements]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"building the Pillow layer for {architecture}/{runtime} failed:\n{result.stderr.strip()}")

@@ -118,9 +118,10 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
             lambda pr: packaging.powertools_layer_arn(pr[0], pr[1], s.runtime, s.architecture))
         pillow = aws.lambda_.LayerVersion(
             f"{name}-pillow", layer_name=f"{name}-pillow-{s.architecture}",
-            code=pulumi.FileArchive(str(packaging.pillow_layer(s.architecture, s.runtime))),
+            code=pulumi.FileArchive(str(packaging.pillow_layer(s.architecture, s.runtime, heif=s.needs_heif))),
             compatible_runtimes=[s.runtime], compatible_architectures=[s.architecture],
-            description=f"{packaging.PILLOW_REQUIREMENT} for {s.runtime} on {s.architecture}", opts=child)
+            description=f"{packaging.PILLOW_REQUIREMENT}{' + ' + packaging.HEIF_REQUIREMENT if s.needs_heif else ''} "
+                        f"for {s.runtime} on {s.architecture}", opts=child)
 
         # Intake: S3 events in, claim checks out.
         table_access = iam.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [table.arn])

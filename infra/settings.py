@@ -11,7 +11,9 @@ from typing import Any
 
 import pulumi
 
-KNOWN_FORMATS = ("jpeg", "png", "webp", "gif", "tiff")
+KNOWN_FORMATS = ("jpeg", "png", "webp", "gif", "tiff", "heic", "avif")
+# Formats whose decoder is not in Pillow itself: the layer adds pillow-heif for them.
+HEIF_FORMATS = ("heic",)
 # Rekognition DetectLabels reads only these; the label subscription filters on them.
 REKOGNITION_FORMATS = ("jpeg", "png")
 OUTPUT_FORMATS = ("jpeg", "webp", "png")
@@ -83,6 +85,10 @@ class Settings:
     tracing: bool = True
     oldest_message_alarm_seconds: int = 900
     labels_emulated: bool = False  # set only by the local cloud
+
+    @property
+    def needs_heif(self) -> bool:
+        return any(f in HEIF_FORMATS for f in self.allowed_formats)
 
     @property
     def label_formats(self) -> tuple[str, ...]:

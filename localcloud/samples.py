@@ -64,6 +64,22 @@ def gif(frames: int = 1, width: int = 64, height: int = 64) -> bytes:
     return encode(images[0], "GIF", save_all=frames > 1, append_images=images[1:])
 
 
+def heic(width: int = 400, height: int = 300, orientation: int | None = None) -> bytes:
+    """An iPhone-style HEIC photo (pillow-heif encodes it)."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Apple", "iPhone 15"
+    if orientation is not None:
+        exif[0x0112] = orientation
+    return encode(photo(width, height), "HEIF", quality=80, exif=exif.tobytes())
+
+
+def avif(width: int = 400, height: int = 300) -> bytes:
+    return encode(photo(width, height), "AVIF", quality=70)
+
+
 def png_header_only(width: int, height: int) -> bytes:
     """A valid PNG signature and IHDR claiming any size, with one tiny IDAT: a decompression bomb header."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
