@@ -85,6 +85,13 @@ class Settings:
     tracing: bool = True
     oldest_message_alarm_seconds: int = 900
     labels_emulated: bool = False  # set only by the local cloud
+    upload_api: bool = False
+    upload_expiry_seconds: int = 300
+    jwt_issuer: str | None = None  # with jwt_audience: API Gateway with a JWT authorizer instead of IAM
+    jwt_audience: str | None = None
+    cdn: bool = False
+    cdn_domain: str | None = None
+    cdn_certificate_arn: str | None = None
 
     @property
     def needs_heif(self) -> bool:
@@ -126,6 +133,13 @@ _KEYS: dict[str, tuple[str, str]] = {
     "tracing": ("tracing", "bool"),
     "oldestMessageAlarmSeconds": ("oldest_message_alarm_seconds", "int"),
     "labelsEmulated": ("labels_emulated", "bool"),
+    "uploadApi": ("upload_api", "bool"),
+    "uploadExpirySeconds": ("upload_expiry_seconds", "int"),
+    "jwtIssuer": ("jwt_issuer", "str"),
+    "jwtAudience": ("jwt_audience", "str"),
+    "cdn": ("cdn", "bool"),
+    "cdnDomain": ("cdn_domain", "str"),
+    "cdnCertificateArn": ("cdn_certificate_arn", "str"),
 }
 
 
@@ -230,6 +244,13 @@ def validate(s: Settings) -> Settings:
     check("logRetentionDays", s.log_retention_days in LOG_RETENTION_DAYS, ", ".join(map(str, LOG_RETENTION_DAYS)),
           s.log_retention_days)
     in_range("oldestMessageAlarmSeconds", s.oldest_message_alarm_seconds, 60, 1_209_600)
+    in_range("uploadExpirySeconds", s.upload_expiry_seconds, 10, 3600)
+    check("jwtIssuer", (s.jwt_issuer is None) == (s.jwt_audience is None) and (s.jwt_issuer or "https://").startswith("https://"),
+          "an https:// issuer URL, set together with jwtAudience (or neither: IAM auth)", s.jwt_issuer)
+    check("cdnDomain", (s.cdn_domain is None) == (s.cdn_certificate_arn is None),
+          "set together with cdnCertificateArn (or neither: the distribution's own domain)", s.cdn_domain)
+    check("cdnCertificateArn", s.cdn_certificate_arn is None or s.cdn_certificate_arn.startswith("arn:aws:acm:us-east-1:"),
+          "an ACM certificate ARN in us-east-1 (CloudFront reads certificates only there)", s.cdn_certificate_arn)
     for name in STAGE_DEFAULTS:
         _validate_stage(name, s.stage(name), errors)
     if errors:

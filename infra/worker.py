@@ -36,11 +36,45 @@ class Worker:
     alarms: list[aws.cloudwatch.MetricAlarm]
 
 
+def build_function(name: str, function: str, s: Settings, memory: int, timeout: int,
+                   environment: dict[str, pulumi.Input[str]], statements: list[dict[str, Any]],
+                   layers: list[pulumi.Input[str]], parent: pulumi.Resource,
+                   ) -> tuple[aws.lambda_.Function, aws.iam.Role, aws.cloudwatch.LogGroup, aws.iam.RolePolicy]:
+    """One function with its own role (its `statements` plus writing its own logs), log group with retention,
+    tracing and its archive of handler files."""
+    package = packaging.FUNCTIONS[function]
+    log_group = aws.cloudwatch.LogGroup(
+        f"{name}-logs", name=f"/claimcheck/{pulumi.get_stack()}/{name}",
+        retention_in_days=s.log_retention_days, opts=pulumi.ResourceOptions(parent=parent))
+    logs = iam.allow(["logs:CreateLogStream", "logs:PutLogEvents"], [pulumi.Output.concat(log_group.arn, ":*")])
+    role, policy = iam.function_role(name, [logs, *statements], s.tracing, parent)
+    lambda_function = aws.lambda_.Function(
+        f"{name}-function",
+        role=role.arn,
+        runtime=s.runtime,
+        architectures=[s.architecture],
+        handler=package.handler,
+        code=pulumi.FileArchive(str(packaging.function_archive(function))),
+        memory_size=memory,
+        timeout=timeout,
+        layers=layers,
+        environment=aws.lambda_.FunctionEnvironmentArgs(variables={
+            "POWERTOOLS_SERVICE_NAME": f"claimcheck-{function}",
+            "POWERTOOLS_METRICS_NAMESPACE": "claimcheck",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+            **environment,
+        }),
+        tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active" if s.tracing else "PassThrough"),
+        logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=log_group.name),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[policy, log_group]),
+    )
+    return lambda_function, role, log_group, policy
+
+
 def build_worker(name: str, args: WorkerArgs, parent: pulumi.Resource) -> Worker:
     """Create the worker's resources as children of `parent`."""
     s = args.settings
     stage = s.stage(args.function)
-    package = packaging.FUNCTIONS[args.function]
     opts = pulumi.ResourceOptions(parent=parent)
 
     dlq = aws.sqs.Queue(f"{name}-dlq", sqs_managed_sse_enabled=True,
@@ -54,36 +88,11 @@ def build_worker(name: str, args: WorkerArgs, parent: pulumi.Resource) -> Worker
                                                               "maxReceiveCount": s.max_receive_count})),
         opts=opts,
     )
-    log_group = aws.cloudwatch.LogGroup(
-        f"{name}-logs", name=f"/claimcheck/{pulumi.get_stack()}/{name}",
-        retention_in_days=s.log_retention_days, opts=opts)
-    statements = [
-        iam.allow(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"],
-                  [queue.arn]),
-        iam.allow(["logs:CreateLogStream", "logs:PutLogEvents"], [pulumi.Output.concat(log_group.arn, ":*")]),
-        *args.statements,
-    ]
-    role, policy = iam.function_role(name, statements, s.tracing, parent)
-    function = aws.lambda_.Function(
-        f"{name}-function",
-        role=role.arn,
-        runtime=s.runtime,
-        architectures=[s.architecture],
-        handler=package.handler,
-        code=pulumi.FileArchive(str(packaging.function_archive(args.function))),
-        memory_size=stage.memory,
-        timeout=stage.timeout,
-        layers=args.layers,
-        environment=aws.lambda_.FunctionEnvironmentArgs(variables={
-            "POWERTOOLS_SERVICE_NAME": f"claimcheck-{args.function}",
-            "POWERTOOLS_METRICS_NAMESPACE": "claimcheck",
-            "POWERTOOLS_LOG_LEVEL": "INFO",
-            **args.environment,
-        }),
-        tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active" if s.tracing else "PassThrough"),
-        logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=log_group.name),
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[policy, log_group]),
-    )
+    consume = iam.allow(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                         "sqs:ChangeMessageVisibility"], [queue.arn])
+    function, role, log_group, policy = build_function(
+        name, args.function, s, memory=stage.memory, timeout=stage.timeout, environment=args.environment,
+        statements=[consume, *args.statements], layers=args.layers, parent=parent)
     mapping = aws.lambda_.EventSourceMapping(
         f"{name}-mapping",
         event_source_arn=queue.arn,

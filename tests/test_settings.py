@@ -12,7 +12,7 @@ from localcloud import program
     ({"thumbnailSizes": [256, 256]}, "claimcheck:thumbnailSizes = [256, 256] is out of range"),
     ({"maxReceiveCount": 0}, "claimcheck:maxReceiveCount = 0 is out of range (accepted: 3 to 1,000)"),
     ({"maxUploadBytes": -1}, "claimcheck:maxUploadBytes = -1 is out of range (accepted: 1 to 5,368,709,120)"),
-    ({"allowedFormats": ["jpeg", "bmpx"]}, "claimcheck:allowedFormats = ['jpeg', 'bmpx'] is out of range (accepted: a non-empty list without repeats of jpeg, png, webp, gif, tiff)"),
+    ({"allowedFormats": ["jpeg", "bmpx"]}, "claimcheck:allowedFormats = ['jpeg', 'bmpx'] is out of range (accepted: a non-empty list without repeats of jpeg, png, webp, gif, tiff, heic, avif)"),
     ({"outputFormat": "avif"}, "claimcheck:outputFormat = 'avif' is out of range (accepted: jpeg | webp | png)"),
     ({"thumbnails": {"timeout": 60, "visibilityTimeout": 100}},
      "claimcheck:thumbnails.visibilityTimeout = 100 is out of range (accepted: 361 to 43,200 seconds: at least 6 x timeout (60) + batchingWindow (1))"),
@@ -26,6 +26,9 @@ from localcloud import program
     ({"maxPixels": "lots"}, "claimcheck:maxPixels: 'lots' is not a whole number"),
     ({"storeGps": "yes"}, "claimcheck:storeGps: 'yes' is not true or false"),
     ({"originalsTransitionDays": 7}, "claimcheck:originalsTransitionDays = 7 is out of range (accepted: 30 to 3,650)"),
+    ({"jwtIssuer": "https://login.example.com"}, "claimcheck:jwtIssuer = 'https://login.example.com' is out of range (accepted: an https:// issuer URL, set together with jwtAudience"),
+    ({"cdnDomain": "img.example.com", "cdnCertificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/x"},
+     "claimcheck:cdnCertificateArn = 'arn:aws:acm:eu-west-1:123456789012:certificate/x' is out of range (accepted: an ACM certificate ARN in us-east-1"),
 ])
 def test_bad_values_stop_the_program_naming_key_and_range(config, message):
     with pytest.raises(SettingsError) as raised:
@@ -61,6 +64,7 @@ def test_pulumi_yaml_declares_the_same_defaults_as_the_settings():
         value = getattr(defaults, attr)
         assert (list(value) if isinstance(value, tuple) else value) == spec["default"], key
         assert spec.get("description"), key
-    undeclared = {k for k, (attr, kind) in _KEYS.items() if kind != "stage"} - set(declared) - {"alarmEmail", "labelsEmulated"}
+    optional = {"alarmEmail", "labelsEmulated", "jwtIssuer", "jwtAudience", "cdnDomain", "cdnCertificateArn"}
+    undeclared = {k for k, (attr, kind) in _KEYS.items() if kind != "stage"} - set(declared) - optional
     assert not undeclared
     assert {f.name for f in dataclasses.fields(Settings)} == {attr for attr, _ in _KEYS.values()}
