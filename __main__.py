@@ -14,3 +14,8 @@ pulumi.export("alarmTopicArn", pipeline.alarm_topic_arn)
 pulumi.export("queueUrls", pipeline.queue_urls)
 pulumi.export("deadLetterQueueUrls", pipeline.dlq_urls)
 pulumi.export("dashboardUrl", pipeline.dashboard_url)
+if pipeline.upload_api:
+    pulumi.export("uploadApiUrl", pipeline.upload_api.url)
+    pulumi.export("uploadApiAuth", pipeline.upload_api.auth)
+if pipeline.thumbnails_url:
+    pulumi.export("thumbnailsUrl", pipeline.thumbnails_url)

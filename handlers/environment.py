@@ -39,6 +39,10 @@ class Environment:
     table_name = property(lambda self: _get("TABLE_NAME"))
     topic_arn = property(lambda self: _get("TOPIC_ARN"))
     thumbnails_bucket = property(lambda self: _get("THUMBNAILS_BUCKET"))
+    uploads_bucket = property(lambda self: _get("UPLOADS_BUCKET"))
+    upload_expiry_seconds = cached_property(lambda self: _int("UPLOAD_EXPIRY_SECONDS"))
+    # Set when thumbnails are served through CloudFront: each output gets its URL.
+    thumbnails_base_url = cached_property(lambda self: os.environ.get("THUMBNAILS_BASE_URL", "").rstrip("/"))
     allowed_formats = cached_property(lambda self: _list("ALLOWED_FORMATS"))
     label_formats = cached_property(lambda self: _list("LABEL_FORMATS"))
     max_upload_bytes = cached_property(lambda self: _int("MAX_UPLOAD_BYTES"))

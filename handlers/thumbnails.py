@@ -90,8 +90,12 @@ def _store(claim: contracts.ClaimCheck, thumbnail: imaging.Thumbnail, bucket: st
         Bucket=bucket, Key=key, Body=thumbnail.data, ContentType=thumbnail.content_type,
         CacheControl=CACHE_CONTROL, Metadata={"image-id": claim.image_id, "source-etag": claim.etag or ""},
     )
-    return {"key": key, "size": thumbnail.size, "width": thumbnail.width, "height": thumbnail.height,
-            "bytes": len(thumbnail.data), "content_type": thumbnail.content_type}
+    output = {"key": key, "size": thumbnail.size, "width": thumbnail.width, "height": thumbnail.height,
+              "bytes": len(thumbnail.data), "content_type": thumbnail.content_type}
+    base_url = environment.load().thumbnails_base_url
+    if base_url:
+        output["url"] = f"{base_url}/{key}"
+    return output
 
 
 def _discard_stale(claim: contracts.ClaimCheck, keys: list[str], current: dict[str, Any] | None, bucket: str) -> None:

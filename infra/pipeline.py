@@ -14,6 +14,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import iam, packaging
+from infra.edges import ThumbnailCdn, ThumbnailCdnArgs, UploadApi, UploadApiArgs
 from infra.settings import Settings
 from infra.stages import LabelStage, StageArgs, ThumbnailStage
 from infra.worker import WorkerArgs, build_worker
@@ -23,14 +24,23 @@ UPLOADS_PREFIX = "uploads/"
 
 @dataclass
 class PrivateBucket:
+    name: str
     bucket: aws.s3.Bucket
-    policy: aws.s3.BucketPolicy
+    public_access_block: aws.s3.BucketPublicAccessBlock
+
+    def tls_only_policy(self, *allow: dict) -> aws.s3.BucketPolicy:
+        """The bucket policy: deny every request without TLS; then only the `allow` statements given."""
+        return aws.s3.BucketPolicy(f"{self.name}-policy", bucket=self.bucket.id, policy=iam.document([{
+            "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+            "Resource": [self.bucket.arn, pulumi.Output.concat(self.bucket.arn, "/*")],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }, *allow]), opts=pulumi.ResourceOptions(parent=self.bucket, depends_on=[self.public_access_block]))
 
 
 def private_bucket(name: str, parent: pulumi.Resource, versioned: bool,
                    lifecycle_rules: list[aws.s3.BucketLifecycleConfigurationRuleArgs]) -> PrivateBucket:
     """A bucket nobody outside the account can reach: public access blocked, owner-enforced,
-    encrypted at rest, TLS-only."""
+    encrypted at rest; its TLS-only policy comes from PrivateBucket.tls_only_policy."""
     opts = pulumi.ResourceOptions(parent=parent)
     bucket = aws.s3.Bucket(name, opts=opts)
     child = pulumi.ResourceOptions(parent=bucket)
@@ -56,12 +66,7 @@ def private_bucket(name: str, parent: pulumi.Resource, versioned: bool,
             abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
                 days_after_initiation=7)),
     ], opts=child)
-    policy = aws.s3.BucketPolicy(f"{name}-policy", bucket=bucket.id, policy=iam.document([{
-        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-        "Resource": [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
-        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-    }]), opts=pulumi.ResourceOptions(parent=bucket, depends_on=[block]))
-    return PrivateBucket(bucket, policy)
+    return PrivateBucket(name, bucket, block)
 
 
 class ClaimCheckPipeline(pulumi.ComponentResource):
@@ -83,7 +88,11 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
                 noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
                     noncurrent_days=s.noncurrent_version_days)),
         ])
+        uploads.tls_only_policy()
         thumbnails = private_bucket(f"{name}-thumbnails", self, versioned=False, lifecycle_rules=[])
+        cdn = ThumbnailCdn(f"{name}-cdn", ThumbnailCdnArgs(s, thumbnails.bucket.bucket_regional_domain_name),
+                           opts=child) if s.cdn else None
+        thumbnails.tls_only_policy(*([cdn.read_statement(thumbnails.bucket.arn)] if cdn else []))
         table = aws.dynamodb.Table(
             f"{name}-images", billing_mode="PAY_PER_REQUEST", hash_key="image_id",
             attributes=[aws.dynamodb.TableAttributeArgs(name="image_id", type="S")],
@@ -155,7 +164,7 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
             settings=s, topic_arn=claim_checks.arn, table_name=table.name, table_arn=table.arn,
             uploads_bucket_arn=uploads.bucket.arn, alarm_topic_arn=alarm_topic.arn,
             thumbnails_bucket_name=thumbnails.bucket.bucket, thumbnails_bucket_arn=thumbnails.bucket.arn,
-            pillow_layer_arn=pillow.arn, powertools_layer_arn=powertools)
+            pillow_layer_arn=pillow.arn, powertools_layer_arn=powertools, thumbnails_base_url=cdn.url if cdn else None)
         thumbnail_stage = ThumbnailStage(f"{name}-thumbnail-stage", stage_args, opts=child)
         label_stage = LabelStage(f"{name}-label-stage", stage_args, opts=child) if s.label_formats else None
 
@@ -173,6 +182,10 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         self.alarm_topic_arn = alarm_topic.arn
         self.queue_urls = {stage: w.queue.url for stage, w in workers.items()}
         self.dlq_urls = {stage: w.dlq.url for stage, w in workers.items()}
+        self.upload_api = UploadApi(f"{name}-upload-api", UploadApiArgs(
+            settings=s, uploads_bucket_name=uploads.bucket.bucket, uploads_bucket_arn=uploads.bucket.arn,
+            powertools_layer_arn=powertools, uploads_prefix=UPLOADS_PREFIX), opts=child) if s.upload_api else None
+        self.thumbnails_url = cdn.url if cdn else None
         self.dashboard_url = pulumi.Output.concat(
             "https://", region, ".console.aws.amazon.com/cloudwatch/home?region=", region,
             "#dashboards:name=", dashboard.dashboard_name)

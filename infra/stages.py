@@ -30,6 +30,7 @@ class StageArgs:
     thumbnails_bucket_arn: pulumi.Input[str] | None = None
     pillow_layer_arn: pulumi.Input[str] | None = None
     powertools_layer_arn: pulumi.Input[str] | None = None
+    thumbnails_base_url: pulumi.Input[str] | None = None  # CloudFront, when it serves the thumbnails
 
 
 class Stage(pulumi.ComponentResource):
@@ -98,6 +99,7 @@ class ThumbnailStage(Stage):
             "MAX_PIXELS": str(s.max_pixels),
             "MAX_FRAMES": str(s.max_frames),
             "STORE_GPS": str(s.store_gps).lower(),
+            **({"THUMBNAILS_BASE_URL": args.thumbnails_base_url} if args.thumbnails_base_url is not None else {}),
         }
 
     def _statements(self, args: StageArgs) -> list[dict[str, Any]]:

@@ -19,6 +19,17 @@ RECORDED_ONLY = {
     "aws:lambda/function:Function",
     "aws:lambda/layerVersion:LayerVersion",
     "aws:lambda/eventSourceMapping:EventSourceMapping",
+    # Served locally by localcloud/api.py (the upload API) or not at all (CloudFront: records carry its URLs).
+    "aws:lambda/functionUrl:FunctionUrl",
+    "aws:lambda/permission:Permission",
+    "aws:apigatewayv2/api:Api",
+    "aws:apigatewayv2/authorizer:Authorizer",
+    "aws:apigatewayv2/integration:Integration",
+    "aws:apigatewayv2/route:Route",
+    "aws:apigatewayv2/stage:Stage",
+    "aws:cloudfront/originAccessControl:OriginAccessControl",
+    "aws:cloudfront/cachePolicy:CachePolicy",
+    "aws:cloudfront/distribution:Distribution",
 }
 
 

@@ -165,3 +165,41 @@ def call_outputs(token: str, context: Context = Context()) -> dict[str, Any]:
         return {"partition": PARTITION, "dnsSuffix": "amazonaws.com", "id": PARTITION,
                 "reverseDnsPrefix": "com.amazonaws"}
     raise UnknownResourceType(token)
+
+
+def _distribution(name, inputs, c):
+    distribution = hashlib.sha256(name.encode()).hexdigest()[:14].upper()
+    return distribution, {"arn": f"arn:aws:cloudfront::{c.account}:distribution/{distribution}",
+                          "domainName": f"d{distribution.lower()}.cloudfront.net", "hostedZoneId": "Z2FDTNDATAQYW2",
+                          "status": "Deployed"}
+
+
+def _function_url(name, inputs, c):
+    url_id = hashlib.sha256(name.encode()).hexdigest()[:32]
+    return url_id, {"functionUrl": f"https://{url_id}.lambda-url.{c.region}.on.aws/", "urlId": url_id}
+
+
+def _http_api(name, inputs, c):
+    api = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return api, {"apiEndpoint": f"https://{api}.execute-api.{c.region}.amazonaws.com",
+                 "executionArn": f"arn:aws:execute-api:{c.region}:{c.account}:{api}",
+                 "arn": f"arn:aws:apigateway:{c.region}::/apis/{api}"}
+
+
+def _api_stage(name, inputs, c):
+    return str(inputs.get("name", "$default")), {
+        "invokeUrl": f"https://{inputs.get('apiId')}.execute-api.{c.region}.amazonaws.com/"}
+
+
+PROVIDERS.update({
+    "aws:cloudfront/originAccessControl:OriginAccessControl": lambda n, i, c: (hashlib.sha256(n.encode()).hexdigest()[:14].upper(), {"etag": "E1"}),
+    "aws:cloudfront/cachePolicy:CachePolicy": lambda n, i, c: (str(uuid.uuid5(uuid.NAMESPACE_URL, n)), {"etag": "E1"}),
+    "aws:cloudfront/distribution:Distribution": _distribution,
+    "aws:lambda/functionUrl:FunctionUrl": _function_url,
+    "aws:lambda/permission:Permission": lambda n, i, c: (n, {}),
+    "aws:apigatewayv2/api:Api": _http_api,
+    "aws:apigatewayv2/authorizer:Authorizer": lambda n, i, c: (hashlib.sha256(n.encode()).hexdigest()[:6], {}),
+    "aws:apigatewayv2/integration:Integration": lambda n, i, c: (hashlib.sha256(n.encode()).hexdigest()[:7], {}),
+    "aws:apigatewayv2/route:Route": lambda n, i, c: (hashlib.sha256(n.encode()).hexdigest()[:7], {}),
+    "aws:apigatewayv2/stage:Stage": _api_stage,
+})
