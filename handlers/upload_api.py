@@ -44,7 +44,10 @@ def upload_key(filename: str) -> str:
 @app.post("/uploads")
 def create_upload() -> Response:
     env = environment.load()
-    body: Any = app.current_event.json_body if app.current_event.body else None
+    try:
+        body: Any = app.current_event.json_body if app.current_event.body else None
+    except ValueError:
+        body = None
     if not isinstance(body, dict):
         raise BadRequestError('send a JSON object: {"filename": "photo.jpg", "contentType": "image/jpeg", "size": 12345}')
     content_type = body.get("contentType")

@@ -265,3 +265,11 @@ def test_a_retried_stale_claim_removes_thumbnails_an_interrupted_run_left(cloud)
     assert run([old])["batchItemFailures"] == []
     # THEN only the current version's thumbnails remain
     assert cloud.thumbnail_keys() == sorted(o["key"] for o in cloud.record("uploads/k.webp")["thumbnails"]["outputs"])
+
+
+def test_thumbnail_entries_carry_the_cdn_url_when_one_serves_them(cloud, monkeypatch):
+    monkeypatch.setenv("THUMBNAILS_BASE_URL", "https://dexample.cloudfront.net/")
+    claim = accept(cloud, "uploads/c.webp", images.webp())
+    run([claim])
+    outputs = cloud.record("uploads/c.webp")["thumbnails"]["outputs"]
+    assert [o["url"] for o in outputs] == [f"https://dexample.cloudfront.net/{o['key']}" for o in outputs]

@@ -1,0 +1,106 @@
+"""Upload API and CloudFront, switched on by config: wiring and least privilege under mocks."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from localcloud import program
+from tests.infra_helpers import FUNCTION, function_grants, statements
+from tests.security_rules import RULES
+
+ALL_ON = {"cdn": True, "uploadApi": True}
+JWT = {**ALL_ON, "jwtIssuer": "https://id.example.com/", "jwtAudience": "claimcheck",
+       "cdnDomain": "img.example.com", "cdnCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/abc"}
+
+
+@pytest.fixture(scope="module")
+def stack():
+    return program.run(program.RecordingMocks(), ALL_ON)
+
+
+@pytest.fixture(scope="module")
+def jwt_stack():
+    return program.run(program.RecordingMocks(), JWT)
+
+
+def test_off_by_default():
+    plain = program.run(program.RecordingMocks())
+    assert not [r for r in plain.resources if r.typ.startswith(("aws:cloudfront", "aws:apigatewayv2")) or "upload-api" in r.name]
+    assert "uploadApiUrl" not in plain.outputs and "thumbnailsUrl" not in plain.outputs
+
+
+@pytest.mark.parametrize("config", [ALL_ON, JWT], ids=["iam", "jwt"])
+def test_the_security_baseline_holds_with_everything_on(config):
+    deployment = program.run(program.RecordingMocks(), config)
+    assert {rule.id: rule.check(deployment) for rule in RULES if rule.check(deployment)} == {}
+
+
+def test_distribution_reads_the_private_bucket_through_oac_over_https(stack):
+    [distribution] = stack.of_type("aws:cloudfront/distribution:Distribution")
+    [oac] = stack.of_type("aws:cloudfront/originAccessControl:OriginAccessControl")
+    [cache] = stack.of_type("aws:cloudfront/cachePolicy:CachePolicy")
+    [origin] = distribution.inputs["origins"]
+    thumbs = stack.outputs["thumbnailsBucket"]
+    assert origin["domainName"] == f"{thumbs}.s3.us-east-1.amazonaws.com"
+    assert origin["originAccessControlId"] == oac.id and oac.inputs["signingBehavior"] == "always"
+    behaviour = distribution.inputs["defaultCacheBehavior"]
+    assert behaviour["viewerProtocolPolicy"] == "https-only" and behaviour["cachePolicyId"] == cache.id
+    assert cache.inputs["minTtl"] == cache.inputs["defaultTtl"] == 31_536_000
+    assert distribution.inputs["viewerCertificate"] == {"cloudfrontDefaultCertificate": True}
+    assert stack.outputs["thumbnailsUrl"] == f"https://{distribution.state['domainName']}"
+
+
+def test_only_this_distribution_may_read_thumbnails(stack):
+    [distribution] = stack.of_type("aws:cloudfront/distribution:Distribution")
+    thumbs = stack.outputs["thumbnailsBucket"]
+    [policy] = [p for p in stack.of_type("aws:s3/bucketPolicy:BucketPolicy") if p.inputs["bucket"] == thumbs]
+    [allow] = [s for s in statements(policy) if s["Effect"] == "Allow"]
+    assert allow["Principal"] == {"Service": "cloudfront.amazonaws.com"} and allow["Action"] == "s3:GetObject"
+    assert allow["Resource"] == f"arn:aws:s3:::{thumbs}/thumbnails/*"
+    assert allow["Condition"] == {"StringEquals": {"AWS:SourceArn": distribution.state["arn"]}}
+    uploads = [p for p in stack.of_type("aws:s3/bucketPolicy:BucketPolicy") if p.inputs["bucket"] == stack.outputs["uploadsBucket"]]
+    assert not [s for s in statements(uploads[0]) if s["Effect"] == "Allow"]  # originals are never served
+
+
+def test_thumbnail_records_get_distribution_urls(stack):
+    env = stack.named("claimcheck-thumbnail-stage-function").inputs["environment"]["variables"]
+    assert env["THUMBNAILS_BASE_URL"] == stack.outputs["thumbnailsUrl"]
+
+
+def test_custom_domain_uses_its_certificate(jwt_stack):
+    [distribution] = jwt_stack.of_type("aws:cloudfront/distribution:Distribution")
+    assert distribution.inputs["aliases"] == ["img.example.com"]
+    assert distribution.inputs["viewerCertificate"] == {
+        "acmCertificateArn": JWT["cdnCertificateArn"], "sslSupportMethod": "sni-only", "minimumProtocolVersion": "TLSv1.2_2021"}
+    assert jwt_stack.outputs["thumbnailsUrl"] == "https://img.example.com"
+
+
+def test_upload_api_uses_iam_by_default_and_may_only_put_under_uploads(stack):
+    [url] = stack.of_type("aws:lambda/functionUrl:FunctionUrl")
+    fn = stack.named("claimcheck-upload-api-function")
+    assert url.inputs["authorizationType"] == "AWS_IAM" and url.inputs["functionName"] == fn.state["name"]
+    assert stack.outputs["uploadApiAuth"] == "aws_iam" and stack.outputs["uploadApiUrl"] == url.state["functionUrl"]
+    grants = function_grants(stack)["claimcheck-upload-api-function"]
+    uploads = stack.outputs["uploadsBucket"]
+    assert grants["s3:PutObject"] == {f"arn:aws:s3:::{uploads}/uploads/*"}
+    assert set(grants) == {"s3:PutObject", "logs:CreateLogStream", "logs:PutLogEvents"}
+    env = fn.inputs["environment"]["variables"]
+    assert (env["UPLOADS_BUCKET"], env["MAX_UPLOAD_BYTES"], env["UPLOAD_API_KIND"]) == (uploads, "26214400", "function-url")
+
+
+def test_upload_api_behind_a_jwt_authorizer_when_configured(jwt_stack):
+    assert not jwt_stack.of_type("aws:lambda/functionUrl:FunctionUrl")
+    [authorizer] = jwt_stack.of_type("aws:apigatewayv2/authorizer:Authorizer")
+    assert authorizer.inputs["authorizerType"] == "JWT"
+    assert authorizer.inputs["jwtConfiguration"] == {"issuer": "https://id.example.com/", "audiences": ["claimcheck"]}
+    [route] = jwt_stack.of_type("aws:apigatewayv2/route:Route")
+    assert (route.inputs["routeKey"], route.inputs["authorizationType"], route.inputs["authorizerId"]) == (
+        "POST /uploads", "JWT", authorizer.id)
+    [permission] = jwt_stack.of_type("aws:lambda/permission:Permission")
+    assert permission.inputs["principal"] == "apigateway.amazonaws.com"
+    assert permission.inputs["sourceArn"].endswith("/*/POST/uploads")
+    assert jwt_stack.outputs["uploadApiAuth"] == "jwt"
+    fn = jwt_stack.named("claimcheck-upload-api-function")
+    assert fn.inputs["environment"]["variables"]["UPLOAD_API_KIND"] == "http-api"
+    assert len(jwt_stack.of_type(FUNCTION)) == 4
