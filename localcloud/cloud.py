@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import mimetypes
 import os
 import shutil
 import zipfile
@@ -11,8 +12,10 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import boto3
+import requests
 
 from localcloud import program
+from localcloud.api import FunctionEndpoint
 from localcloud.emulator import Emulator
 from localcloud.mocks import CloudMocks
 from localcloud.overrides import LOCAL_CONFIG, MAX_LOCAL_CONCURRENCY
@@ -30,6 +33,14 @@ class DeadLetter:
     receive_count: int
 
 
+@dataclass
+class ApiUpload:
+    api_status: int  # what the upload API answered
+    message: str  # its message, when it refused
+    key: str | None  # the key it chose
+    s3_status: int | None  # what S3 answered the presigned POST
+
+
 class LocalCloud:
     """Use as a context manager; nothing is left running after it exits."""
 
@@ -43,6 +54,7 @@ class LocalCloud:
         self.workdir = Path(workdir)
         self.emulator = Emulator(port)
         self.pollers: dict[str, Poller] = {}
+        self.endpoints: dict[str, FunctionEndpoint] = {}
         self.deployment: program.Deployment | None = None
         self._saved_environment: dict[str, str | None] = {}
 
@@ -63,6 +75,7 @@ class LocalCloud:
             self._mocks = CloudMocks()
             self.deployment = program.run(self._mocks, self.config, stack="local")
             self._start_pollers()
+            self._start_endpoints()
         except BaseException:
             self.stop()
             raise
@@ -71,6 +84,9 @@ class LocalCloud:
         for poller in self.pollers.values():
             poller.stop()
         self.pollers.clear()
+        for endpoint in self.endpoints.values():
+            endpoint.stop()
+        self.endpoints.clear()
         self.emulator.stop()
         for name, value in self._saved_environment.items():
             if value is None:
@@ -110,6 +126,32 @@ class LocalCloud:
                 chaos=self.chaos.get(stage, Chaos()) if isinstance(self.chaos, dict) else self.chaos)
             poller.start()
             self.pollers[stage] = poller
+
+    def _start_endpoints(self) -> None:
+        """Serve each function the program puts behind a URL (the upload API) on 127.0.0.1."""
+        assert self.deployment is not None
+        for fn in self.deployment.of_type("aws:lambda/function:Function"):
+            stage = fn.inputs["handler"].split(".")[1]
+            if stage == "upload_api":
+                log = open(self.workdir / "logs" / f"{stage}.log", "a", buffering=1)  # noqa: SIM115 - lives with the endpoint
+                self.endpoints[stage] = FunctionEndpoint(self._function_spec(fn, stage), log).start()
+
+    @property
+    def upload_api_url(self) -> str:
+        """Where the local upload API listens (deploy with uploadApi on)."""
+        return self.endpoints["upload_api"].url
+
+    def upload_through_api(self, filename: str, data: bytes, content_type: str | None = None,
+                           declared_size: int | None = None) -> ApiUpload:
+        """Ask the upload API for a presigned POST, then POST the file to S3 with it, as a client would."""
+        content_type = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        request = {"filename": filename, "contentType": content_type, "size": len(data) if declared_size is None else declared_size}
+        response = requests.post(f"{self.upload_api_url}/uploads", json=request, timeout=30)
+        grant = response.json()
+        if response.status_code != 201:
+            return ApiUpload(response.status_code, grant.get("message", ""), None, None)
+        posted = requests.post(grant["url"], data=grant["fields"], files={"file": (filename, data, content_type)}, timeout=60)
+        return ApiUpload(response.status_code, "", grant["key"], posted.status_code)
 
     def _function_spec(self, fn: program.Registered, stage: str) -> FunctionSpec:
         code_dir = self.workdir / "functions" / stage
