@@ -86,7 +86,7 @@ def test_formats_rekognition_cannot_read_are_never_sent(cloud):
     # Intake does not expect labels for WebP and the subscription filters it out; if one arrives anyway:
     cloud.table.update_item(Key={"image_id": labels.contracts.image_id(cloud.uploads, "uploads/w.webp")},
                             UpdateExpression="SET expected_stages = :s", ExpressionAttributeValues={":s": ["thumbnails", "labels"]})
-    with Stubber(aws.client("rekognition")) as stub:  # no responses queued: any call would fail the test
+    with Stubber(aws.client("rekognition")):  # no responses queued: any call would fail the test
         assert run([claim])["batchItemFailures"] == []
     record = cloud.record("uploads/w.webp")
     assert record["labels"]["status"] == "unavailable"
