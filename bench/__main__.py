@@ -24,6 +24,14 @@ from infra.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 INPUT_DIR = ROOT / "build" / "bench-inputs"
+# Why a target can be missed on some runs, and what the real limit is (see README, Performance).
+LIMITS = {
+    "no_draft_vs_pyvips": "Pillow decodes PNG and WebP only at full size; its decode alone (floor_ms) is about "
+                          "pyvips' whole run, which shrinks while it decodes",
+    "intake_import_ms": "botocore (~105 ms) and Powertools' batch utility (~70 ms) alone take about 150 ms here",
+    "pipeline_share": "the emulator answers ~25 calls per image in Python and uses about as much CPU per image "
+                      "as the engine, on the same cores",
+}
 TARGETS = {"engine_vs_pyvips": 1.0, "naive_vs_engine": 3.0, "engine_vs_floor": 2.5, "psnr_db": 40.0,
            "rss_vs_pyvips": 1.5, "no_draft_vs_pyvips": 1.3, "intake_import_ms": 150.0, "archive_bytes": 100_000,
            "pipeline_share": 0.5}
@@ -198,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.architecture, len(settings.thumbnail_sizes), {n: settings.stage(n).batch_size for n in ("intake", "thumbnails", "labels")})
     results["prices_date"] = cost.PRICES_DATE
     results["verdicts"] = verdicts(results)
+    results["limits"] = LIMITS
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"{'input':<24}{'engine':>9}{'naive':>9}{'pyvips':>9}{'floor':>9}{'PSNR':>8}{'RSS MB':>8}")
