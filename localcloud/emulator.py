@@ -16,9 +16,10 @@ import urllib.request
 from types import SimpleNamespace
 from typing import Any
 
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.s3 import notifications
 from moto.s3.models import S3Backend
-from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
 
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "localcloud", "AWS_SECRET_ACCESS_KEY": "localcloud",
@@ -54,12 +55,29 @@ def _set_delete_marker_and_notify(self: S3Backend, bucket_name: str, key_name: s
     return marker
 
 
+class _OneRequestAtATime:
+    """moto's backends are not thread-safe: an SQS receive racing a send (an S3 notification) can drop
+    the message. The emulator answers one request at a time, which one Python process does anyway."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        with self._lock:
+            return list(self._app(environ, start_response))
+
+
 class Emulator:
-    """moto server on 127.0.0.1; `endpoint` is what AWS_ENDPOINT_URL should say."""
+    """moto's server on 127.0.0.1, in this process; `endpoint` is what AWS_ENDPOINT_URL should say.
+
+    Requests are served one at a time (see _OneRequestAtATime), so clients must not long-poll:
+    the pollers use short receives."""
 
     def __init__(self, port: int = 0) -> None:
-        # Loopback only, never 0.0.0.0; port 0 asks the OS for a free one.
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._port = port  # 0 asks the OS for a free one
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
         self.endpoint = ""
         self._saved_managed_policies: str | None = None
 
@@ -70,8 +88,12 @@ class Emulator:
         self._saved_managed_policies = os.environ.get("MOTO_IAM_LOAD_MANAGED_POLICIES")
         os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per emulated request
-        self._server.start()
-        host, port = self._server.get_host_and_port()
+        app = _OneRequestAtATime(DomainDispatcherApplication(create_backend_app))
+        # Loopback only, never 0.0.0.0.
+        self._server = make_server("127.0.0.1", self._port, app, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="emulator", daemon=True)
+        self._thread.start()
+        host, port = self._server.server_address[:2]
         self.endpoint = f"http://{host}:{port}"
         self.reset()  # moto keeps its state per process: every local cloud starts empty
         return self
@@ -81,8 +103,10 @@ class Emulator:
 
     def stop(self) -> None:
         self.reset()
-        self._server.stop()
-        self._server._server.server_close()  # stop() leaves the listening socket open
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
         notifications._get_s3_event = _original_event
         S3Backend._set_delete_marker = _original_set_delete_marker
         if self._saved_managed_policies is None:

@@ -37,6 +37,7 @@ RUNTIME_SCRIPT = Path(runtime_module.__file__).resolve()
 # Marks a copy made by Chaos, so a copy is not copied again.
 DUPLICATE_MARK = "localcloud-duplicate"
 INIT_TIMEOUT_S = 30.0
+POLL_INTERVAL_S = 0.1  # between empty receives
 
 
 @dataclass(frozen=True)
@@ -183,11 +184,15 @@ class Poller:
         batch: list[dict[str, Any]] = []
         deadline = time.monotonic() + self.mapping.batching_window
         while len(batch) < self.mapping.batch_size and not self._stop.is_set():
+            # Short receives: the emulator serves one request at a time, so a long poll would stall it.
             response = self._sqs.receive_message(
                 QueueUrl=self.mapping.queue_url, MaxNumberOfMessages=min(10, self.mapping.batch_size - len(batch)),
-                WaitTimeSeconds=1 if not batch else 0, AttributeNames=["All"], MessageAttributeNames=["All"])
+                WaitTimeSeconds=0, AttributeNames=["All"], MessageAttributeNames=["All"])
             batch.extend(response.get("Messages", []))
-            if not batch or time.monotonic() >= deadline:
+            if not batch:
+                self._stop.wait(POLL_INTERVAL_S)
+                break
+            if time.monotonic() >= deadline:
                 break
         return batch
 

@@ -10,7 +10,7 @@ from localcloud.__main__ import wait_until_settled
 from localcloud.cloud import LocalCloud
 
 SHARED_CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
-FAST = {"intake": {"timeout": 1}, "thumbnails": {"timeout": 2}, "labels": {"timeout": 1}}
+FAST = {"intake": {"timeout": 2}, "thumbnails": {"timeout": 2}, "labels": {"timeout": 2}}
 
 
 def shared_corpus() -> dict[str, bytes]:

@@ -12,7 +12,7 @@ LIMIT = 300_000
 
 @pytest.fixture(scope="module")
 def uploaded(tmp_path_factory):
-    config = {**UPLOAD_CONFIG, "maxUploadBytes": LIMIT, "intake": {"timeout": 1}, "thumbnails": {"timeout": 2}}
+    config = {**UPLOAD_CONFIG, "maxUploadBytes": LIMIT, "intake": {"timeout": 2}, "thumbnails": {"timeout": 2}}
     with LocalCloud(config=config, workdir=tmp_path_factory.mktemp("upload")) as cloud:
         results = {
             "iphone": cloud.upload_through_api("IMG_4021.HEIC", samples.heic(1200, 900, orientation=6)),

