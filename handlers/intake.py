@@ -6,6 +6,7 @@ check for accepted uploads and deletions. Never imports Pillow.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
@@ -101,7 +102,7 @@ def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
         logger.info("rejected", extra={"reason": reason})
         count("Rejected")
         return
-    _publish(contracts.ClaimCheck(**{**claim.__dict__, "format": fmt}))
+    _publish(dataclasses.replace(claim, format=fmt))
     logger.info("accepted", extra={"format": fmt, "size": size})
     count("Accepted")
 
