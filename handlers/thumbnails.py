@@ -45,8 +45,9 @@ def _create(claim: contracts.ClaimCheck) -> None:
     env = environment.load()
     current = records.get(env.table_name, claim.image_id)
     if not is_pending(current, claim):
-        # An earlier delivery may have stored thumbnails and died before recording them.
-        _discard_stale(claim, _stored(env.thumbnails_bucket, version_prefix(claim)), current, env.thumbnails_bucket)
+        if not _owns_keys(current, claim):
+            # An earlier delivery may have stored thumbnails and died before recording them.
+            _delete(env.thumbnails_bucket, _stored(env.thumbnails_bucket, version_prefix(claim)))
         return
     started = perf_counter()
     try:
@@ -66,7 +67,8 @@ def _create(claim: contracts.ClaimCheck) -> None:
     written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, STAGE,
                                    {"status": "done", "outputs": outputs}, metadata=result.metadata)
     if written.outcome == records.STALE:
-        _discard_stale(claim, [o["key"] for o in outputs], written.item, env.thumbnails_bucket)
+        if not _owns_keys(written.item, claim):
+            _delete(env.thumbnails_bucket, [o["key"] for o in outputs])
         count("SkippedClaimChecks")
         return
     _delete_under(env.thumbnails_bucket, image_prefix(claim.image_id), keep={o["key"] for o in outputs})
@@ -98,13 +100,15 @@ def _store(claim: contracts.ClaimCheck, thumbnail: imaging.Thumbnail, bucket: st
     return output
 
 
-def _discard_stale(claim: contracts.ClaimCheck, keys: list[str], current: dict[str, Any] | None, bucket: str) -> None:
-    """The record moved on: remove what this claim check wrote, unless the record now owns the same keys."""
-    if not keys:
-        return
-    if current is not None and current.get("etag") == claim.etag and current.get("status") != records.DELETED:
-        return  # same bytes, same keys: the current version owns them
-    aws.client("s3").delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+def _owns_keys(current: dict[str, Any] | None, claim: contracts.ClaimCheck) -> bool:
+    """Whether the record's current version has this claim check's thumbnail keys (same bytes, same keys)."""
+    return current is not None and current.get("etag") == claim.etag and current.get("status") != records.DELETED
+
+
+def _delete(bucket: str, keys: list[str]) -> None:
+    s3 = aws.client("s3")
+    for start in range(0, len(keys), 1000):
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]], "Quiet": True})
 
 
 def _stored(bucket: str, prefix: str) -> list[str]:
@@ -127,10 +131,8 @@ def _remove(claim: contracts.ClaimCheck) -> None:
 
 def _delete_under(bucket: str, prefix: str, keep: set[str]) -> int:
     """Delete every object under `prefix` except `keep` (thumbnails of older versions)."""
-    s3 = aws.client("s3")
     doomed = [key for key in _stored(bucket, prefix) if key not in keep]
-    for start in range(0, len(doomed), 1000):
-        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in doomed[start:start + 1000]], "Quiet": True})
+    _delete(bucket, doomed)
     return len(doomed)
 
 

@@ -57,6 +57,7 @@ class LocalCloud:
         self.endpoints: dict[str, FunctionEndpoint] = {}
         self.deployment: program.Deployment | None = None
         self._saved_environment: dict[str, str | None] = {}
+        self._clients: dict[str, Any] = {}
 
     # lifecycle
     def __enter__(self) -> LocalCloud:
@@ -94,6 +95,7 @@ class LocalCloud:
             else:
                 os.environ[name] = value
         self._saved_environment.clear()
+        self._clients.clear()
 
     # what was deployed
     @property
@@ -177,7 +179,10 @@ class LocalCloud:
 
     # using it
     def client(self, service: str) -> Any:
-        return boto3.client(service)
+        """A client for the emulator, made once (the wait loops ask for them many times a second)."""
+        if service not in self._clients:
+            self._clients[service] = boto3.client(service)
+        return self._clients[service]
 
     def upload(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> dict[str, Any]:
         return self.client("s3").put_object(Bucket=self.outputs["uploadsBucket"], Key=key, Body=data, ContentType=content_type)
@@ -187,7 +192,9 @@ class LocalCloud:
 
     def records(self) -> dict[str, dict[str, Any]]:
         """Every image record, by upload key."""
-        table = boto3.resource("dynamodb").Table(self.outputs["tableName"])
+        if "table" not in self._clients:
+            self._clients["table"] = boto3.resource("dynamodb").Table(self.outputs["tableName"])
+        table = self._clients["table"]
         items: list[dict[str, Any]] = []
         response = table.scan(ConsistentRead=True)
         items.extend(response["Items"])
