@@ -1,8 +1,9 @@
-"""The pipeline's edges, each switched on by config: an upload API that hands out presigned POSTs,
-and CloudFront in front of the thumbnails bucket."""
+"""The pipeline's edges, each switched on by config: an upload API that hands out one-use presigned
+uploads, and CloudFront in front of the thumbnails bucket."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -13,6 +14,19 @@ from infra.worker import build_function
 
 YEAR = 31_536_000
 UPLOAD_API_MEMORY, UPLOAD_API_TIMEOUT = 256, 10
+# Keys the upload API mints live under this prefix (uploads/api/<owner>/<date>/<token>.<ext>): the bucket policy
+# requires every PUT there to be a create-only conditional write.
+API_PREFIX = "uploads/api/"
+# What a browser's preflight must be allowed to send to the API.
+API_CORS_HEADERS = ["authorization", "content-type", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256"]
+
+
+def conditional_puts_only(bucket_arn: pulumi.Input[str]) -> dict[str, Any]:
+    """A bucket-policy statement: a PUT under the API's prefix must carry If-None-Match (so an upload grant,
+    replayed, cannot replace what it uploaded). S3 User Guide, "Enforce conditional writes": the condition key
+    s3:if-none-match is absent (Null) when the header is."""
+    return {"Sid": "ApiUploadsAreCreateOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+            "Resource": iam.s3_objects(bucket_arn, API_PREFIX), "Condition": {"Null": {"s3:if-none-match": "true"}}}
 
 
 @dataclass
@@ -25,8 +39,8 @@ class UploadApiArgs:
 
 
 class UploadApi(pulumi.ComponentResource):
-    """A function that presigns POSTs for new keys under uploads/, behind IAM (function URL) or a JWT
-    authorizer (API Gateway HTTP API). Never unauthenticated."""
+    """A function that presigns one create-only PUT for a new key under uploads/api/, behind IAM (function URL)
+    or a JWT authorizer (API Gateway HTTP API). Never unauthenticated; its concurrency is capped."""
 
     def __init__(self, name: str, args: UploadApiArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("claimcheck:index:UploadApi", name, None, opts)
@@ -38,20 +52,31 @@ class UploadApi(pulumi.ComponentResource):
             environment={"UPLOADS_BUCKET": args.uploads_bucket_name, "ALLOWED_FORMATS": ",".join(s.allowed_formats),
                          "MAX_UPLOAD_BYTES": str(s.max_upload_bytes), "UPLOAD_EXPIRY_SECONDS": str(s.upload_expiry_seconds),
                          "UPLOAD_API_KIND": "http-api" if jwt else "function-url"},
-            # Presigning is local; the POST it signs is allowed by exactly this grant.
-            statements=[iam.allow(["s3:PutObject"], [iam.s3_objects(args.uploads_bucket_arn, args.uploads_prefix)])],
-            layers=[args.powertools_layer_arn], parent=self)
-        self.url = self._http_api(name, s, child) if jwt else self._function_url(name, child)
+            # Presigning is local; the PUT it signs is allowed by exactly this grant.
+            statements=[iam.allow(["s3:PutObject"], [iam.s3_objects(args.uploads_bucket_arn, API_PREFIX)])],
+            layers=[args.powertools_layer_arn], parent=self,
+            # At most this many grants are minted at once, whatever the caller sends (Checkov CKV_AWS_115).
+            reserved_concurrency=s.upload_api_concurrency)
+        cors = self._cors(s)
+        self.url = self._http_api(name, s, cors, child) if jwt else self._function_url(name, cors, child)
         self.auth = "jwt" if jwt else "aws_iam"
         self.register_outputs({"url": self.url, "auth": self.auth})
 
-    def _function_url(self, name: str, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
+    @staticmethod
+    def _cors(s: Settings) -> dict[str, Any] | None:
+        if not s.upload_allowed_origins:
+            return None
+        return {"allow_origins": list(s.upload_allowed_origins), "allow_methods": ["POST"],
+                "allow_headers": API_CORS_HEADERS, "max_age": 300}
+
+    def _function_url(self, name: str, cors: dict[str, Any] | None, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
         url = aws.lambda_.FunctionUrl(f"{name}-url", function_name=self.function.name, authorization_type="AWS_IAM",
-                                      opts=child)
+                                      cors=cors, opts=child)
         return url.function_url
 
-    def _http_api(self, name: str, s: Settings, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
-        api = aws.apigatewayv2.Api(f"{name}-http", protocol_type="HTTP", opts=child)
+    def _http_api(self, name: str, s: Settings, cors: dict[str, Any] | None,
+                  child: pulumi.ResourceOptions) -> pulumi.Output[str]:
+        api = aws.apigatewayv2.Api(f"{name}-http", protocol_type="HTTP", cors_configuration=cors, opts=child)
         authorizer = aws.apigatewayv2.Authorizer(
             f"{name}-jwt", api_id=api.id, authorizer_type="JWT", identity_sources=["$request.header.Authorization"],
             jwt_configuration=aws.apigatewayv2.AuthorizerJwtConfigurationArgs(issuer=s.jwt_issuer, audiences=[s.jwt_audience]),
@@ -59,10 +84,25 @@ class UploadApi(pulumi.ComponentResource):
         integration = aws.apigatewayv2.Integration(
             f"{name}-integration", api_id=api.id, integration_type="AWS_PROXY", integration_uri=self.function.arn,
             payload_format_version="2.0", opts=child)
+        # With scopes, an access token must carry one of them; an ID token (no scope) is refused
+        # (API Gateway developer guide, "Controlling access to HTTP APIs with JWT authorizers").
         aws.apigatewayv2.Route(f"{name}-route", api_id=api.id, route_key="POST /uploads", authorization_type="JWT",
                                authorizer_id=authorizer.id, target=pulumi.Output.concat("integrations/", integration.id),
-                               opts=child)
-        stage = aws.apigatewayv2.Stage(f"{name}-stage", api_id=api.id, name="$default", auto_deploy=True, opts=child)
+                               authorization_scopes=list(s.upload_scopes) or None, opts=child)
+        access_logs = aws.cloudwatch.LogGroup(
+            f"{name}-access-logs", name=f"/claimcheck/{pulumi.get_stack()}/{name}-access",
+            retention_in_days=s.log_retention_days, opts=child)
+        stage = aws.apigatewayv2.Stage(
+            f"{name}-stage", api_id=api.id, name="$default", auto_deploy=True,
+            # Bounds how many grants (and so uploads) callers can mint, whoever they are.
+            default_route_settings={"throttling_rate_limit": s.upload_rate_limit,
+                                    "throttling_burst_limit": s.upload_burst_limit},
+            # Who asked for which grant (Checkov CKV_AWS_76): the JWT subject is in the log line.
+            access_log_settings={"destination_arn": access_logs.arn, "format": pulumi.Output.json_dumps({
+                "requestId": "$context.requestId", "ip": "$context.identity.sourceIp", "time": "$context.requestTime",
+                "route": "$context.routeKey", "status": "$context.status", "sub": "$context.authorizer.claims.sub",
+                "error": "$context.authorizer.error"})},
+            opts=child)
         aws.lambda_.Permission(f"{name}-invoke", action="lambda:InvokeFunction", function=self.function.name,
                                principal="apigateway.amazonaws.com",
                                source_arn=pulumi.Output.concat(api.execution_arn, "/*/POST/uploads"), opts=child)
@@ -78,7 +118,7 @@ class ThumbnailCdnArgs:
 
 class ThumbnailCdn(pulumi.ComponentResource):
     """CloudFront over the private thumbnails bucket: Origin Access Control, HTTPS only, year-long caching
-    (thumbnail keys never change content). `read_statement` is what the bucket policy must add."""
+    (thumbnail keys never change content), security headers. `read_statement` is what the bucket policy must add."""
 
     def __init__(self, name: str, args: ThumbnailCdnArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("claimcheck:index:ThumbnailCdn", name, None, opts)
@@ -96,6 +136,15 @@ class ThumbnailCdn(pulumi.ComponentResource):
                     query_string_behavior="none"),
                 enable_accept_encoding_gzip=False, enable_accept_encoding_brotli=False),  # images are compressed already
             opts=child)
+        # nosniff: a thumbnail is only ever an image; HSTS: browsers never try plain HTTP (Checkov CKV2_AWS_32).
+        headers = aws.cloudfront.ResponseHeadersPolicy(
+            f"{name}-headers", comment="claimcheck thumbnails: security headers", security_headers_config={
+                "content_type_options": {"override": True},
+                "strict_transport_security": {"access_control_max_age_sec": YEAR, "include_subdomains": True,
+                                              "preload": False, "override": True},
+                "frame_options": {"frame_option": "DENY", "override": True},
+                "referrer_policy": {"referrer_policy": "no-referrer", "override": True}},
+            opts=child)
         custom = s.cdn_domain is not None
         self.distribution = aws.cloudfront.Distribution(
             f"{name}-distribution", enabled=True, comment="claimcheck thumbnails", http_version="http2and3",
@@ -104,9 +153,12 @@ class ThumbnailCdn(pulumi.ComponentResource):
                 origin_id="thumbnails", domain_name=args.bucket_regional_domain_name, origin_access_control_id=oac.id)],
             default_cache_behavior=aws.cloudfront.DistributionDefaultCacheBehaviorArgs(
                 target_origin_id="thumbnails", viewer_protocol_policy="https-only", cache_policy_id=cache.id,
+                response_headers_policy_id=headers.id,
                 allowed_methods=["GET", "HEAD"], cached_methods=["GET", "HEAD"], compress=False),
             restrictions=aws.cloudfront.DistributionRestrictionsArgs(
                 geo_restriction=aws.cloudfront.DistributionRestrictionsGeoRestrictionArgs(restriction_type="none")),
+            # The distribution's own certificate allows TLS 1.0 (CloudFront developer guide, "Supported protocols and
+            # ciphers between viewers and CloudFront"); a custom domain gets TLS 1.2 at least.
             viewer_certificate=aws.cloudfront.DistributionViewerCertificateArgs(
                 acm_certificate_arn=s.cdn_certificate_arn, ssl_support_method="sni-only", minimum_protocol_version="TLSv1.2_2021")
             if custom else aws.cloudfront.DistributionViewerCertificateArgs(cloudfront_default_certificate=True),

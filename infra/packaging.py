@@ -2,15 +2,17 @@
 
 Each function's archive is made from an explicit list of handler files, so it
 holds exactly what that function imports. Pillow goes in a layer built by pip
-from manylinux wheels for the target architecture and Python; the layer is
-cached by a hash of what goes into it, so repeated runs do not rebuild.
-Powertools comes from AWS's public layer.
+from manylinux wheels for the target architecture and Python, checked against
+the glibc of the runtime's Amazon Linux; the layer is cached by a hash of what
+goes into it, so repeated runs do not rebuild. Powertools comes from AWS's
+public layer, resolved for the version requirements.txt pins.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -21,6 +23,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 HANDLERS_DIR = PROJECT_ROOT / "handlers"
 BUILD_DIR = PROJECT_ROOT / "build"
+REQUIREMENTS = PROJECT_ROOT / "requirements.txt"
 
 _COMMON = ("__init__.py", "aws.py", "contracts.py", "environment.py", "failures.py", "limits.py",
            "observability.py", "records.py")
@@ -40,29 +43,75 @@ class FunctionPackage:
 
 FUNCTIONS: dict[str, FunctionPackage] = {
     "intake": FunctionPackage("intake", "handlers.intake.handler", (*_COMMON, "intake.py", "sniff.py"), False),
-    "thumbnails": FunctionPackage("thumbnails", "handlers.thumbnails.handler", (*_COMMON, "stage.py", "thumbnails.py", "imaging.py"), True),
+    "thumbnails": FunctionPackage("thumbnails", "handlers.thumbnails.handler",
+                                  (*_COMMON, "stage.py", "thumbnails.py", "imaging.py"), True),
     "labels": FunctionPackage("labels", "handlers.labels.handler", (*_COMMON, "stage.py", "labels.py"), False),
     "upload_api": FunctionPackage("upload_api", "handlers.upload_api.handler",
                                   ("__init__.py", "aws.py", "environment.py", "observability.py", "upload_api.py"), False),
 }
 
-PILLOW_REQUIREMENT = "pillow==13.0.0"
-HEIF_REQUIREMENT = "pillow-heif==1.8.1"  # iPhone photos (HEIC); only when the allowed formats include it
-# Pillow 13 publishes manylinux_2_28 wheels only; the older tag is accepted too in case a pin moves back.
-PLATFORM_TAGS = {
-    "arm64": ("manylinux_2_28_aarch64", "manylinux2014_aarch64"),
-    "x86_64": ("manylinux_2_28_x86_64", "manylinux2014_x86_64"),
-}
 
-# Powertools for AWS Lambda (Python) v3, AWS's public layer; version pinned here, bumped deliberately.
-POWERTOOLS_ACCOUNT = "017000801446"
-POWERTOOLS_LAYER_VERSION = 27
+def pinned(name: str) -> str:
+    """The exact version requirements.txt pins for `name` (one place for every pin)."""
+    for line in REQUIREMENTS.read_text().splitlines():
+        match = re.fullmatch(r"\s*([A-Za-z0-9_.-]+)\s*==\s*([^\s;#]+).*", line)
+        if match and match.group(1).lower().replace("_", "-") == name.lower():
+            return match.group(2)
+    raise LookupError(f"requirements.txt does not pin {name}")
 
 
-def powertools_layer_arn(partition: str, region: str, runtime: str, architecture: str) -> str:
-    python = runtime.replace(".", "")  # python3.13 -> python313
-    return (f"arn:{partition}:lambda:{region}:{POWERTOOLS_ACCOUNT}:layer:"
-            f"AWSLambdaPowertoolsPythonV3-{python}-{architecture}:{POWERTOOLS_LAYER_VERSION}")
+PILLOW_REQUIREMENT = f"pillow=={pinned('pillow')}"
+HEIF_REQUIREMENT = f"pillow-heif=={pinned('pillow-heif')}"  # iPhone photos (HEIC); only when the allowed formats include it
+MACHINES = {"arm64": "aarch64", "x86_64": "x86_64"}
+# The lambda layer size limits (Lambda quotas page): 50 MB zipped for a direct upload, 250 MB unzipped for the
+# function and all its layers together.
+LAYER_ZIPPED_LIMIT = 50 * 1000**2
+UNZIPPED_LIMIT = 250 * 1000**2
+
+
+def powertools_parameter(runtime: str, architecture: str) -> str:
+    """The public SSM parameter AWS publishes for the Powertools layer of the pinned version
+    (/aws/service/powertools/python/{arch}/{runtime}/{version}, Powertools docs, "Lambda Layer")."""
+    return f"/aws/service/powertools/python/{architecture}/{runtime}/{pinned('aws-lambda-powertools')}"
+
+
+def platform_tags(architecture: str, glibc: tuple[int, int]) -> list[str]:
+    """Every manylinux tag a runtime with `glibc` loads (pip takes only the tags it is given, without expanding)."""
+    machine = MACHINES[architecture]
+    major, minor = glibc
+    return [*(f"manylinux_{major}_{m}_{machine}" for m in range(minor, 16, -1)), f"manylinux2014_{machine}"]
+
+
+def _glibc_of(tag: str) -> tuple[int, int] | None:
+    legacy = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+    match = re.match(r"manylinux_(\d+)_(\d+)_", tag)
+    if match:
+        return int(match.group(1)), int(match.group(2))
+    return next((v for k, v in legacy.items() if tag.startswith(k + "_")), None)
+
+
+def check_wheels(site: Path, architecture: str, runtime: str, glibc: tuple[int, int]) -> None:
+    """Stop with a clear message unless every installed wheel loads on `runtime`'s Amazon Linux."""
+    python = "cp" + runtime.removeprefix("python").replace(".", "")
+    machine = MACHINES[architecture]
+    problems = []
+    for wheel in sorted(site.glob("*.dist-info/WHEEL")):
+        tags = [line.split(":", 1)[1].strip() for line in wheel.read_text().splitlines() if line.startswith("Tag:")]
+
+        def loads(tag: str) -> bool:
+            interpreter, _, platform = tag.split("-", 2)
+            if platform == "any":
+                return True
+            needed = _glibc_of(platform)
+            return (interpreter in (python, "py3") and platform.endswith("_" + machine)
+                    and needed is not None and needed <= glibc)
+
+        if not any(loads(tag) for tag in tags):
+            problems.append(f"{wheel.parent.name}: {', '.join(tags)}")
+    if problems:
+        raise RuntimeError(
+            f"the layer for {runtime} on {architecture} needs wheels for {python} and glibc {glibc[0]}.{glibc[1]} "
+            f"(Amazon Linux of {runtime}), but pip installed: " + "; ".join(problems))
 
 
 def write_zip(destination: Path, files: dict[str, Path]) -> Path:
@@ -90,11 +139,11 @@ def function_archive(name: str) -> Path:
     return write_zip(BUILD_DIR / "functions" / f"{name}.zip", files)
 
 
-def pillow_layer(architecture: str, runtime: str, heif: bool = False) -> Path:
+def pillow_layer(architecture: str, runtime: str, glibc: tuple[int, int], heif: bool = False) -> Path:
     """A zip with python/PIL (and pillow_heif when `heif`) for Lambda's `architecture` and `runtime`,
-    built by pip once and cached."""
+    built by pip once, checked against the runtime's glibc, and cached."""
     python_version = runtime.removeprefix("python")
-    tags = PLATFORM_TAGS[architecture]
+    tags = platform_tags(architecture, glibc)
     requirements = [PILLOW_REQUIREMENT, *([HEIF_REQUIREMENT] if heif else [])]
     digest = hashlib.sha256(json.dumps([requirements, architecture, python_version, tags]).encode()).hexdigest()[:16]
     name = "pillow-heif" if heif else "pillow"
@@ -109,7 +158,9 @@ def pillow_layer(architecture: str, runtime: str, heif: bool = False) -> Path:
                    "--only-binary=:all:", *(f"--platform={tag}" for tag in tags), *requirements]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
-            raise RuntimeError(f"building the Pillow layer for {architecture}/{runtime} failed:\n{result.stderr.strip()}")
+            raise RuntimeError(f"building the Pillow layer for {architecture}/{runtime} (glibc {glibc[0]}.{glibc[1]}) "
+                               f"failed: no wheel of {', '.join(requirements)} fits it:\n{result.stderr.strip()[-2000:]}")
+        check_wheels(target, architecture, runtime, glibc)
         files = {str(path.relative_to(work)): path for path in target.rglob("*")
                  if path.is_file() and "__pycache__" not in path.parts}
         write_zip(destination, files)

@@ -7,6 +7,7 @@ with a DLQ and alarms on every hop, an alarm topic and a dashboard.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,12 +15,19 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import iam, packaging
-from infra.edges import ThumbnailCdn, ThumbnailCdnArgs, UploadApi, UploadApiArgs
-from infra.settings import Settings
+from infra.edges import ThumbnailCdn, ThumbnailCdnArgs, UploadApi, UploadApiArgs, conditional_puts_only
+from infra.settings import RUNTIME_GLIBC, Settings
 from infra.stages import LabelStage, StageArgs, ThumbnailStage
 from infra.worker import WorkerArgs, build_worker
 
 UPLOADS_PREFIX = "uploads/"
+ACCESS_LOGS_PREFIX = "uploads-bucket/"
+
+
+def dashboard_name(project: str, stack: str) -> str:
+    """CloudWatch dashboard names take only A-Za-z0-9, '-' and '_', up to 255 (PutDashboard API reference);
+    stack names may hold '.', and two projects may have a stack of the same name in one account."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", f"{project}-{stack}")[:255]
 
 
 @dataclass
@@ -38,11 +46,13 @@ class PrivateBucket:
 
 
 def private_bucket(name: str, parent: pulumi.Resource, versioned: bool,
-                   lifecycle_rules: list[aws.s3.BucketLifecycleConfigurationRuleArgs]) -> PrivateBucket:
+                   lifecycle_rules: list[aws.s3.BucketLifecycleConfigurationRuleArgs],
+                   force_destroy: bool) -> PrivateBucket:
     """A bucket nobody outside the account can reach: public access blocked, owner-enforced,
-    encrypted at rest; its TLS-only policy comes from PrivateBucket.tls_only_policy."""
+    encrypted at rest (SSE-S3: the only kind S3 access logs and CloudFront OAC without a KMS grant can use);
+    its TLS-only policy comes from PrivateBucket.tls_only_policy."""
     opts = pulumi.ResourceOptions(parent=parent)
-    bucket = aws.s3.Bucket(name, opts=opts)
+    bucket = aws.s3.Bucket(name, force_destroy=force_destroy, opts=opts)
     child = pulumi.ResourceOptions(parent=bucket)
     block = aws.s3.BucketPublicAccessBlock(f"{name}-public-access-block", bucket=bucket.id, block_public_acls=True,
                                            block_public_policy=True, ignore_public_acls=True,
@@ -77,9 +87,10 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         account_id = aws.get_caller_identity_output().account_id
         region = aws.get_region_output().region
         partition = aws.get_partition_output().partition
+        account_root = iam.account_root(partition, account_id)
 
         # Stores
-        uploads = private_bucket(f"{name}-uploads", self, versioned=True, lifecycle_rules=[
+        uploads = private_bucket(f"{name}-uploads", self, versioned=True, force_destroy=s.force_destroy, lifecycle_rules=[
             aws.s3.BucketLifecycleConfigurationRuleArgs(
                 id="originals-to-infrequent-access", status="Enabled",
                 filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=UPLOADS_PREFIX),
@@ -87,9 +98,25 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
                     days=s.originals_transition_days, storage_class="STANDARD_IA")],
                 noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
                     noncurrent_days=s.noncurrent_version_days)),
+            # Once a deleted upload's old versions have expired, only its delete marker is left: remove it too.
+            # (S3 User Guide, "Removing expired object delete markers"; it takes no Days and no tag filter.)
+            aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="expired-delete-markers", status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=UPLOADS_PREFIX),
+                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(expired_object_delete_marker=True)),
         ])
-        uploads.tls_only_policy()
-        thumbnails = private_bucket(f"{name}-thumbnails", self, versioned=False, lifecycle_rules=[])
+        uploads.tls_only_policy(*([conditional_puts_only(uploads.bucket.arn)] if s.upload_api else []))
+        if s.access_logging:
+            self._access_logs(name, uploads, account_id, s)
+        if s.upload_allowed_origins:
+            # Browsers PUT straight to S3 with the grant the upload API hands out.
+            aws.s3.BucketCorsConfiguration(f"{name}-uploads-cors", bucket=uploads.bucket.id, cors_rules=[{
+                "allowed_methods": ["PUT"], "allowed_origins": list(s.upload_allowed_origins),
+                "allowed_headers": ["content-type", "content-length", "if-none-match", "x-amz-meta-owner"],
+                "expose_headers": ["etag", "x-amz-version-id"], "max_age_seconds": 3000}],
+                opts=pulumi.ResourceOptions(parent=uploads.bucket))
+        thumbnails = private_bucket(f"{name}-thumbnails", self, versioned=False, lifecycle_rules=[],
+                                    force_destroy=s.force_destroy)
         cdn = ThumbnailCdn(f"{name}-cdn", ThumbnailCdnArgs(s, thumbnails.bucket.bucket_regional_domain_name),
                            opts=child) if s.cdn else None
         thumbnails.tls_only_policy(*([cdn.read_statement(thumbnails.bucket.arn)] if cdn else []))
@@ -98,13 +125,13 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
             attributes=[aws.dynamodb.TableAttributeArgs(name="image_id", type="S")],
             point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
             server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
+            deletion_protection_enabled=not s.force_destroy,
             opts=child)
 
         # Topics, encrypted with a key CloudWatch may use too (the AWS-managed SNS key would refuse alarms).
         key = aws.kms.Key(f"{name}-topics-key", description="claimcheck topics", enable_key_rotation=True,
                           deletion_window_in_days=30, policy=iam.document([
-                              {"Sid": "AccountAdministers", "Effect": "Allow",
-                               "Principal": {"AWS": pulumi.Output.concat("arn:", partition, ":iam::", account_id, ":root")},
+                              {"Sid": "AccountAdministers", "Effect": "Allow", "Principal": {"AWS": account_root},
                                "Action": "kms:*", "Resource": "*"},
                               {"Sid": "CloudWatchPublishesAlarms", "Effect": "Allow",
                                "Principal": {"Service": "cloudwatch.amazonaws.com"},
@@ -117,17 +144,17 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
                                       endpoint=s.alarm_email, opts=child)
         claim_checks = aws.sns.Topic(f"{name}-claim-checks", kms_master_key_id=key.arn, opts=child)
         topic_policy_doc = iam.document([{
-            "Sid": "OwnerOnly", "Effect": "Allow",
-            "Principal": {"AWS": pulumi.Output.concat("arn:", partition, ":iam::", account_id, ":root")},
+            "Sid": "OwnerOnly", "Effect": "Allow", "Principal": {"AWS": account_root},
             "Action": ["sns:Publish", "sns:Subscribe", "sns:GetTopicAttributes"], "Resource": claim_checks.arn,
         }])
         aws.sns.TopicPolicy(f"{name}-claim-checks-policy", arn=claim_checks.arn, policy=topic_policy_doc, opts=child)
 
-        powertools = pulumi.Output.all(partition, region).apply(
-            lambda pr: packaging.powertools_layer_arn(pr[0], pr[1], s.runtime, s.architecture))
+        # AWS's public Powertools layer for the version requirements.txt pins, in this region.
+        powertools = aws.ssm.get_parameter_output(name=packaging.powertools_parameter(s.runtime, s.architecture)).value
         pillow = aws.lambda_.LayerVersion(
             f"{name}-pillow", layer_name=f"{name}-pillow-{s.architecture}",
-            code=pulumi.FileArchive(str(packaging.pillow_layer(s.architecture, s.runtime, heif=s.needs_heif))),
+            code=pulumi.FileArchive(str(packaging.pillow_layer(s.architecture, s.runtime, RUNTIME_GLIBC[s.runtime],
+                                                               heif=s.needs_heif))),
             compatible_runtimes=[s.runtime], compatible_architectures=[s.architecture],
             description=f"{packaging.PILLOW_REQUIREMENT}{' + ' + packaging.HEIF_REQUIREMENT if s.needs_heif else ''} "
                         f"for {s.runtime} on {s.architecture}", opts=child)
@@ -136,13 +163,16 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         table_access = iam.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [table.arn])
         intake = build_worker(f"{name}-intake", WorkerArgs(
             function="intake", settings=s, alarm_topic_arn=alarm_topic.arn, layers=[powertools],
+            dropped_metric="InvalidEvents",
             environment={
                 "TABLE_NAME": table.name, "TOPIC_ARN": claim_checks.arn,
-                "ALLOWED_FORMATS": ",".join(s.allowed_formats), "LABEL_FORMATS": ",".join(s.label_formats),
+                "ALLOWED_FORMATS": ",".join(s.allowed_formats),
+                # Empty when no allowed format is one Rekognition reads: then no image waits for labels.
+                "LABEL_FORMATS": ",".join(s.label_formats),
                 "MAX_UPLOAD_BYTES": str(s.max_upload_bytes), "MAX_PIXELS": str(s.max_pixels),
             },
             statements=[
-                iam.allow(["s3:GetObject", "s3:GetObjectVersion"], [iam.s3_objects(uploads.bucket.arn, UPLOADS_PREFIX)]),
+                *iam.read_uploads(uploads.bucket.arn, UPLOADS_PREFIX),
                 table_access,
                 iam.allow(["sns:Publish"], [claim_checks.arn]),
                 iam.allow(["kms:GenerateDataKey", "kms:Decrypt"], [key.arn]),
@@ -154,6 +184,7 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
             "Condition": {"ArnEquals": {"aws:SourceArn": uploads.bucket.arn},
                           "StringEquals": {"aws:SourceAccount": account_id}},
         }]), opts=child)
+        # S3 checks that it may send to the queue when the notification is put (PutBucketNotificationConfiguration).
         aws.s3.BucketNotification(f"{name}-upload-events", bucket=uploads.bucket.id, queues=[
             aws.s3.BucketNotificationQueueArgs(queue_arn=intake.queue.arn, filter_prefix=UPLOADS_PREFIX,
                                                events=["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]),
@@ -164,7 +195,9 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
             settings=s, topic_arn=claim_checks.arn, table_name=table.name, table_arn=table.arn,
             uploads_bucket_arn=uploads.bucket.arn, alarm_topic_arn=alarm_topic.arn,
             thumbnails_bucket_name=thumbnails.bucket.bucket, thumbnails_bucket_arn=thumbnails.bucket.arn,
-            pillow_layer_arn=pillow.arn, powertools_layer_arn=powertools, thumbnails_base_url=cdn.url if cdn else None)
+            pillow_layer_arn=pillow.arn, powertools_layer_arn=powertools, thumbnails_base_url=cdn.url if cdn else None,
+            distribution_id=cdn.distribution.id if cdn else None,
+            distribution_arn=cdn.distribution.arn if cdn else None)
         thumbnail_stage = ThumbnailStage(f"{name}-thumbnail-stage", stage_args, opts=child)
         label_stage = LabelStage(f"{name}-label-stage", stage_args, opts=child) if s.label_formats else None
 
@@ -172,7 +205,7 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         if label_stage:
             workers["labels"] = label_stage.worker
         dashboard = aws.cloudwatch.Dashboard(
-            f"{name}-dashboard", dashboard_name=f"claimcheck-{pulumi.get_stack()}",
+            f"{name}-dashboard", dashboard_name=dashboard_name(pulumi.get_project(), pulumi.get_stack()),
             dashboard_body=_dashboard_body(region, workers), opts=child)
 
         self.uploads_bucket = uploads.bucket.bucket
@@ -194,6 +227,27 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
             "table_name": self.table_name, "claim_check_topic_arn": self.claim_check_topic_arn,
             "alarm_topic_arn": self.alarm_topic_arn, "dashboard_url": self.dashboard_url,
         })
+
+    def _access_logs(self, name: str, uploads: PrivateBucket, account_id: pulumi.Input[str], s: Settings) -> None:
+        """Server access logs of the uploads bucket (who read or wrote which original), kept for a while in a
+        private bucket of their own. S3 delivers them with the logging service principal, which the log bucket's
+        policy admits for this source bucket and account only (S3 User Guide, "Enabling Amazon S3 server access
+        logging"); the log bucket must use SSE-S3."""
+        logs = private_bucket(f"{name}-access-logs", self, versioned=False, force_destroy=s.force_destroy, lifecycle_rules=[
+            aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="expire-access-logs", status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=ACCESS_LOGS_PREFIX),
+                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=s.access_log_retention_days))])
+        policy = logs.tls_only_policy({
+            "Sid": "S3ServerAccessLogsFromTheUploadsBucket", "Effect": "Allow",
+            "Principal": {"Service": "logging.s3.amazonaws.com"}, "Action": "s3:PutObject",
+            "Resource": iam.s3_objects(logs.bucket.arn, ACCESS_LOGS_PREFIX),
+            "Condition": {"ArnLike": {"aws:SourceArn": uploads.bucket.arn},
+                          "StringEquals": {"aws:SourceAccount": account_id}}})
+        # S3 checks the log bucket admits the logging service when logging is switched on.
+        aws.s3.BucketLogging(f"{name}-uploads-access-logging", bucket=uploads.bucket.id, target_bucket=logs.bucket.id,
+                             target_prefix=ACCESS_LOGS_PREFIX,
+                             opts=pulumi.ResourceOptions(parent=uploads.bucket, depends_on=[policy]))
 
 
 def _dashboard_body(region: pulumi.Input[str], workers: dict[str, Any]) -> pulumi.Output[str]:

@@ -1,15 +1,18 @@
 """Every tunable of the pipeline, read from `pulumi config` into one validated object.
 
-Defaults live here; `Pulumi.yaml` declares the same keys with the same defaults
-for the CLI (a test keeps the two equal). A bad value stops the program with a
-message naming the key and what it accepts.
+Each setting is declared once, as a field of `Settings`: its config key, kind,
+default, accepted range and description live together, and `Pulumi.yaml`'s
+`config:` block is generated from them (`python -m infra.settings` rewrites
+it; a test fails when it is stale). A bad value stops the program with a
+message naming the key and what it accepts, every bad key at once.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
-
-import pulumi
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 KNOWN_FORMATS = ("jpeg", "png", "webp", "gif", "tiff", "heic", "avif")
 # Formats whose decoder is not in Pillow itself: the layer adds pillow-heif for them.
@@ -18,16 +21,60 @@ HEIF_FORMATS = ("heic",)
 REKOGNITION_FORMATS = ("jpeg", "png")
 OUTPUT_FORMATS = ("jpeg", "webp", "png")
 ARCHITECTURES = ("arm64", "x86_64")
-RUNTIMES = ("python3.11", "python3.12", "python3.13")
+# Lambda's Python runtimes and the glibc of the Amazon Linux they run on (Lambda runtimes page:
+# python3.12 and python3.13 on Amazon Linux 2023, glibc 2.34). python3.11 runs on Amazon Linux 2
+# (glibc 2.26), which cannot load Pillow 13's manylinux_2_28 wheels, so it is not offered.
+RUNTIME_GLIBC = {"python3.12": (2, 34), "python3.13": (2, 34)}
+RUNTIMES = tuple(RUNTIME_GLIBC)
+# CloudWatch Logs PutRetentionPolicy: the only values retentionInDays takes.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
                       2922, 3288, 3653)
 MAX_VISIBILITY_TIMEOUT = 43_200  # SQS: 12 hours
 # Lambda's guidance for SQS sources: visibility timeout >= 6 x function timeout (+ batching window).
 VISIBILITY_FACTOR = 6
+# Lambda allocates CPU in proportion to memory: 1,769 MB is one vCPU (Lambda developer guide, "Memory and computing power").
+MB_PER_VCPU = 1769
+
+# The thumbnail stage's worst-case memory, per decoded pixel, by input format: what a decode at `maxPixels` may
+# take on top of the function's own footprint. Measured by the hostile-image suite (tests/test_hostile.py prints
+# the peak of each case); the intake's header check keeps every upload within maxPixels.
+#   jpeg: progressive CMYK keeps full-size coefficient buffers (4 components x 2 bytes) plus the draft output.
+#   png, gif, tiff: the full-size decode, one RGBA copy for the mode conversion.
+#   webp, heic, avif: the decoder's RGBA buffer and Pillow's copy of it.
+DECODE_BYTES_PER_PIXEL = {"jpeg": 10, "png": 9, "gif": 6, "tiff": 9, "webp": 9, "heic": 9, "avif": 9}
+FUNCTION_FOOTPRINT_MB = 120  # the Python runtime, boto3, Powertools and Pillow, measured in a warm thumbnail process
+MEMORY_HEADROOM = 0.85  # of the configured memory; the rest is left for the allocator's fragmentation
 
 
 class SettingsError(ValueError):
     """One or more config values are out of range; the message lists each."""
+
+
+@dataclass(frozen=True)
+class Accepts:
+    """A rule for one value: `ok` decides, `text` says what is accepted."""
+
+    ok: Callable[[Any], bool]
+    text: str
+
+
+def between(low: float, high: float) -> Accepts:
+    return Accepts(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high,
+                   f"{low:,} to {high:,}")
+
+
+def one_of(*choices: Any, sep: str = " | ") -> Accepts:
+    return Accepts(lambda v: v in choices, sep.join(map(str, choices)))
+
+
+def setting(default: Any, key: str, kind: str, description: str, accepts: Accepts | None = None,
+            declared: bool = True) -> Any:
+    """A Settings field with its config key. `kind`: int, float, str, bool, list, stage.
+    `declared`: in Pulumi.yaml (optional keys without a default are not: the CLI would require them)."""
+    metadata = {"key": key, "kind": kind, "description": description, "accepts": accepts, "declared": declared}
+    if isinstance(default, (list, dict)):
+        raise TypeError("use a tuple for list defaults")
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -47,51 +94,139 @@ class StageSettings:
             return self.visibility_timeout
         return VISIBILITY_FACTOR * self.timeout + self.batching_window
 
+    @property
+    def vcpus(self) -> float:
+        return min(self.memory / MB_PER_VCPU, 6.0)
+
 
 STAGE_DEFAULTS = {
     "intake": StageSettings(memory=256, timeout=30, batch_size=10, batching_window=0, max_concurrency=10),
     "thumbnails": StageSettings(memory=1024, timeout=60, batch_size=5, batching_window=1, max_concurrency=20),
     "labels": StageSettings(memory=256, timeout=30, batch_size=10, batching_window=1, max_concurrency=5),
 }
-_STAGE_KEYS = {"memory": "memory", "timeout": "timeout", "batchSize": "batch_size",
-               "batchingWindow": "batching_window", "maxConcurrency": "max_concurrency",
-               "visibilityTimeout": "visibility_timeout"}
+STAGE_KEYS = {"memory": "memory", "timeout": "timeout", "batchSize": "batch_size",
+              "batchingWindow": "batching_window", "maxConcurrency": "max_concurrency",
+              "visibilityTimeout": "visibility_timeout"}
+_STAGE_LIMITS = {"memory": (128, 10240), "timeout": (1, 900), "batchSize": (1, 10000),
+                 "batchingWindow": (0, 300), "maxConcurrency": (2, 1000)}
+
+
+def _formats_ok(value: Any) -> bool:
+    return (isinstance(value, tuple) and bool(value) and all(f in KNOWN_FORMATS for f in value)
+            and len(set(value)) == len(value))
+
+
+def _sizes_ok(value: Any) -> bool:
+    return (isinstance(value, tuple) and 1 <= len(value) <= 10 and len(set(value)) == len(value)
+            and all(isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 4096 for v in value))
+
+
+def _strings_ok(value: Any) -> bool:
+    return isinstance(value, tuple) and all(isinstance(v, str) and v and " " not in v for v in value)
+
+
+def _origins_ok(value: Any) -> bool:
+    return _strings_ok(value) and all(v == "*" or v.startswith(("https://", "http://localhost", "http://127.0.0.1"))
+                                      for v in value) and len(value) <= 100
 
 
 @dataclass(frozen=True)
 class Settings:
-    allowed_formats: tuple[str, ...] = ("jpeg", "png", "webp", "gif")
-    max_upload_bytes: int = 25 * 1024 * 1024
-    max_pixels: int = 50_000_000
-    max_frames: int = 100
-    thumbnail_sizes: tuple[int, ...] = (1024, 512, 128)
-    output_format: str = "jpeg"
-    output_quality: int = 82
-    max_labels: int = 20
-    min_confidence: float = 70.0
-    store_gps: bool = False
-    intake: StageSettings = STAGE_DEFAULTS["intake"]
-    thumbnails: StageSettings = STAGE_DEFAULTS["thumbnails"]
-    labels: StageSettings = STAGE_DEFAULTS["labels"]
-    max_receive_count: int = 5
-    architecture: str = "arm64"
-    runtime: str = "python3.13"
-    alarm_email: str | None = None
-    originals_transition_days: int = 30
-    noncurrent_version_days: int = 30
-    queue_retention_days: int = 4
-    dlq_retention_days: int = 14
-    log_retention_days: int = 30
-    tracing: bool = True
-    oldest_message_alarm_seconds: int = 900
-    labels_emulated: bool = False  # set only by the local cloud
-    upload_api: bool = False
-    upload_expiry_seconds: int = 300
-    jwt_issuer: str | None = None  # with jwt_audience: API Gateway with a JWT authorizer instead of IAM
-    jwt_audience: str | None = None
-    cdn: bool = False
-    cdn_domain: str | None = None
-    cdn_certificate_arn: str | None = None
+    allowed_formats: tuple[str, ...] = setting(
+        ("jpeg", "png", "webp", "gif"), "allowedFormats", "list",
+        f"Image formats accepted at intake, judged by content ({', '.join(KNOWN_FORMATS)}).",
+        Accepts(_formats_ok, f"a non-empty list without repeats of {', '.join(KNOWN_FORMATS)}"))
+    max_upload_bytes: int = setting(25 * 1024 * 1024, "maxUploadBytes", "int",
+                                    "Largest upload accepted, in bytes (1 to 5 GiB).", between(1, 5 * 1024**3))
+    max_pixels: int = setting(50_000_000, "maxPixels", "int",
+                              "Largest image accepted, in pixels (width x height), checked on the header before decoding.",
+                              between(1, 1_000_000_000))
+    max_frames: int = setting(100, "maxFrames", "int", "Most frames (or pages) an animated image may have.",
+                              between(1, 10_000))
+    max_jpeg_scans: int = setting(100, "maxJpegScans", "int",
+                                  "Most scans a progressive JPEG may have (each scan is another pass over the image).",
+                                  between(1, 10_000))
+    max_jpeg_segments: int = setting(1000, "maxJpegSegments", "int",
+                                     "Most marker segments a JPEG may have before its first scan.", between(16, 65_535))
+    thumbnail_sizes: tuple[int, ...] = setting(
+        (1024, 512, 128), "thumbnailSizes", "list", "Bounding boxes of the thumbnails, in pixels (16 to 4096, no repeats).",
+        Accepts(_sizes_ok, "1 to 10 different whole numbers, each 16 to 4,096 pixels"))
+    output_format: str = setting("jpeg", "outputFormat", "str", f"Thumbnail format ({', '.join(OUTPUT_FORMATS)}).",
+                                 one_of(*OUTPUT_FORMATS))
+    output_quality: int = setting(82, "outputQuality", "int", "Encoder quality for jpeg and webp thumbnails (1 to 100).",
+                                  between(1, 100))
+    max_labels: int = setting(20, "maxLabels", "int", "Most labels Rekognition returns per image.", between(1, 1000))
+    min_confidence: int = setting(70, "minConfidence", "int", "Lowest label confidence kept, in percent (0 to 100).",
+                                  between(0, 100))
+    store_gps: bool = setting(False, "storeGps", "bool", "Keep GPS coordinates from EXIF in the image record.")
+    intake: StageSettings = setting(STAGE_DEFAULTS["intake"], "intake", "stage", "The intake function.", declared=False)
+    thumbnails: StageSettings = setting(STAGE_DEFAULTS["thumbnails"], "thumbnails", "stage", "The thumbnail function.",
+                                        declared=False)
+    labels: StageSettings = setting(STAGE_DEFAULTS["labels"], "labels", "stage", "The label function.", declared=False)
+    max_receive_count: int = setting(5, "maxReceiveCount", "int",
+                                     "Deliveries before a message goes to its dead-letter queue (3 to 1000).",
+                                     between(3, 1000))
+    architecture: str = setting("arm64", "architecture", "str", f"Lambda architecture ({', '.join(ARCHITECTURES)}).",
+                                one_of(*ARCHITECTURES))
+    runtime: str = setting("python3.13", "runtime", "str", f"Lambda Python runtime ({', '.join(RUNTIMES)}).",
+                           Accepts(lambda v: v in RUNTIMES, " | ".join(RUNTIMES) + " (python3.11 runs on Amazon Linux 2, "
+                                   "whose glibc 2.26 cannot load Pillow 13)"))
+    alarm_email: str | None = setting(None, "alarmEmail", "str", "An address subscribed to the alarm topic.",
+                                      Accepts(lambda v: v is None or ("@" in v and " " not in v), "an e-mail address, or unset"),
+                                      declared=False)
+    originals_transition_days: int = setting(30, "originalsTransitionDays", "int",
+                                             "Days before originals move to STANDARD_IA (30 or more).",
+                                             between(30, 3650))  # STANDARD_IA needs >= 30
+    noncurrent_version_days: int = setting(30, "noncurrentVersionDays", "int",
+                                           "Days an overwritten or deleted upload version is kept.", between(1, 3650))
+    queue_retention_days: int = setting(4, "queueRetentionDays", "int", "Days a message may wait in a work queue (1 to 13).",
+                                        between(1, 13))
+    dlq_retention_days: int = setting(14, "dlqRetentionDays", "int",
+                                      "Days a message is kept in a dead-letter queue (more than queueRetentionDays, at most 14).",
+                                      between(2, 14))
+    log_retention_days: int = setting(30, "logRetentionDays", "int", "Days function logs are kept (a CloudWatch Logs retention value).",
+                                      one_of(*LOG_RETENTION_DAYS, sep=", "))
+    tracing: bool = setting(True, "tracing", "bool", "X-Ray active tracing on every function.")
+    oldest_message_alarm_seconds: int = setting(900, "oldestMessageAlarmSeconds", "int",
+                                                "Alarm when a queue's oldest message is older than this.",
+                                                between(60, 1_209_600))
+    access_logging: bool = setting(True, "accessLogging", "bool",
+                                   "S3 server access logs of the uploads bucket, into a private log bucket.")
+    access_log_retention_days: int = setting(90, "accessLogRetentionDays", "int",
+                                             "Days access logs are kept in the log bucket.", between(1, 3650))
+    force_destroy: bool = setting(False, "forceDestroy", "bool",
+                                  "Let `pulumi destroy` delete the buckets with everything in them and the table "
+                                  "(for dev stacks; off keeps data safe).")
+    labels_emulated: bool = setting(False, "labelsEmulated", "bool", "Set only by the local cloud.", declared=False)
+    upload_api: bool = setting(False, "uploadApi", "bool",
+                               "An authenticated endpoint that hands out one-use presigned uploads (IAM, or JWT when "
+                               "jwtIssuer and jwtAudience are set).")
+    upload_expiry_seconds: int = setting(300, "uploadExpirySeconds", "int",
+                                         "How long an upload grant stays valid (10 to 3600 s).", between(10, 3600))
+    upload_allowed_origins: tuple[str, ...] = setting(
+        (), "uploadAllowedOrigins", "list",
+        "Web origins allowed to call the upload API and upload from a browser (CORS); empty: no CORS.",
+        Accepts(_origins_ok, "a list of https:// origins (or http://localhost…, or *)"))
+    upload_scopes: tuple[str, ...] = setting(
+        (), "uploadScopes", "list", "OAuth scopes the JWT route requires (one of them); empty: any token of the audience.",
+        Accepts(_strings_ok, "a list of scope names"))
+    upload_rate_limit: int = setting(10, "uploadRateLimit", "int",
+                                     "Upload grants per second the HTTP API allows (steady rate, JWT mode).",
+                                     between(1, 10_000))
+    upload_burst_limit: int = setting(20, "uploadBurstLimit", "int", "Upload grants the HTTP API allows in a burst (JWT mode).",
+                                      between(1, 5_000))
+    upload_api_concurrency: int = setting(5, "uploadApiConcurrency", "int",
+                                          "Reserved concurrency of the upload function: at most this many grants at once.",
+                                          between(1, 1000))
+    jwt_issuer: str | None = setting(None, "jwtIssuer", "str", "With jwtAudience: the upload API's JWT issuer.",
+                                     declared=False)
+    jwt_audience: str | None = setting(None, "jwtAudience", "str", "With jwtIssuer: the audience tokens must carry.",
+                                       declared=False)
+    cdn: bool = setting(False, "cdn", "bool",
+                        "Serve thumbnails through CloudFront with Origin Access Control (the bucket stays private).")
+    cdn_domain: str | None = setting(None, "cdnDomain", "str", "A custom domain for the distribution.", declared=False)
+    cdn_certificate_arn: str | None = setting(None, "cdnCertificateArn", "str",
+                                              "The ACM certificate (us-east-1) of cdnDomain.", declared=False)
 
     @property
     def needs_heif(self) -> bool:
@@ -105,55 +240,29 @@ class Settings:
     def stage(self, name: str) -> StageSettings:
         return getattr(self, name)
 
-
-# key in pulumi config -> (attribute, kind)
-_KEYS: dict[str, tuple[str, str]] = {
-    "allowedFormats": ("allowed_formats", "list"),
-    "maxUploadBytes": ("max_upload_bytes", "int"),
-    "maxPixels": ("max_pixels", "int"),
-    "maxFrames": ("max_frames", "int"),
-    "thumbnailSizes": ("thumbnail_sizes", "list"),
-    "outputFormat": ("output_format", "str"),
-    "outputQuality": ("output_quality", "int"),
-    "maxLabels": ("max_labels", "int"),
-    "minConfidence": ("min_confidence", "float"),
-    "storeGps": ("store_gps", "bool"),
-    "intake": ("intake", "stage"),
-    "thumbnails": ("thumbnails", "stage"),
-    "labels": ("labels", "stage"),
-    "maxReceiveCount": ("max_receive_count", "int"),
-    "architecture": ("architecture", "str"),
-    "runtime": ("runtime", "str"),
-    "alarmEmail": ("alarm_email", "str"),
-    "originalsTransitionDays": ("originals_transition_days", "int"),
-    "noncurrentVersionDays": ("noncurrent_version_days", "int"),
-    "queueRetentionDays": ("queue_retention_days", "int"),
-    "dlqRetentionDays": ("dlq_retention_days", "int"),
-    "logRetentionDays": ("log_retention_days", "int"),
-    "tracing": ("tracing", "bool"),
-    "oldestMessageAlarmSeconds": ("oldest_message_alarm_seconds", "int"),
-    "labelsEmulated": ("labels_emulated", "bool"),
-    "uploadApi": ("upload_api", "bool"),
-    "uploadExpirySeconds": ("upload_expiry_seconds", "int"),
-    "jwtIssuer": ("jwt_issuer", "str"),
-    "jwtAudience": ("jwt_audience", "str"),
-    "cdn": ("cdn", "bool"),
-    "cdnDomain": ("cdn_domain", "str"),
-    "cdnCertificateArn": ("cdn_certificate_arn", "str"),
-}
+    def thumbnail_peak_mb(self) -> dict[str, int]:
+        """Worst-case memory of one decode at maxPixels, per allowed format (see DECODE_BYTES_PER_PIXEL)."""
+        return {f: FUNCTION_FOOTPRINT_MB + math.ceil(self.max_pixels * DECODE_BYTES_PER_PIXEL[f] / 2**20)
+                for f in self.allowed_formats}
 
 
-def load(config: pulumi.Config | None = None) -> Settings:
+FIELDS = {f.metadata["key"]: f for f in dataclasses.fields(Settings)}
+
+
+def load(config: Any = None) -> Settings:
     """Read and validate the project's config; raise SettingsError listing every bad key."""
-    config = config or pulumi.Config()
+    if config is None:
+        import pulumi
+
+        config = pulumi.Config()
     errors: list[str] = []
     values: dict[str, Any] = {}
-    for key, (attr, kind) in _KEYS.items():
+    for key, spec in FIELDS.items():
         raw = config.get(key)
         if raw is None:
             continue
         try:
-            values[attr] = _parse(kind, raw, key)
+            values[spec.name] = _parse(spec.metadata["kind"], raw, key)
         except (ValueError, TypeError) as exc:
             errors.append(f"claimcheck:{key}: {exc}")
     if errors:
@@ -162,14 +271,10 @@ def load(config: pulumi.Config | None = None) -> Settings:
 
 
 def _parse(kind: str, raw: str, key: str) -> Any:
-    import json
-
     if kind == "str":
         return raw.strip() or None
     if kind == "int":
         return _int(raw)
-    if kind == "float":
-        return float(raw)
     if kind == "bool":
         if raw.lower() not in ("true", "false"):
             raise ValueError(f"{raw!r} is not true or false")
@@ -181,12 +286,11 @@ def _parse(kind: str, raw: str, key: str) -> Any:
         return tuple(value)
     if kind == "stage":
         if not isinstance(value, dict):
-            raise ValueError(f"expected an object with {', '.join(_STAGE_KEYS)}, got {raw!r}")
-        unknown = sorted(set(value) - set(_STAGE_KEYS))
+            raise ValueError(f"expected an object with {', '.join(STAGE_KEYS)}, got {raw!r}")
+        unknown = sorted(set(value) - set(STAGE_KEYS))
         if unknown:
-            raise ValueError(f"unknown field(s) {unknown}; accepted: {', '.join(_STAGE_KEYS)}")
-        base = STAGE_DEFAULTS[key]
-        return replace(base, **{_STAGE_KEYS[k]: _int(v) for k, v in value.items()})
+            raise ValueError(f"unknown field(s) {unknown}; accepted: {', '.join(STAGE_KEYS)}")
+        return replace(STAGE_DEFAULTS[key], **{STAGE_KEYS[k]: _int(v) for k, v in value.items()})
     raise AssertionError(kind)
 
 
@@ -207,65 +311,45 @@ def validate(s: Settings) -> Settings:
     """Check every value against its accepted range; raise one SettingsError naming each bad key."""
     errors: list[str] = []
 
-    def check(key: str, ok: bool, accepted: str, value: Any) -> None:
-        if not ok:
-            errors.append(f"claimcheck:{key} = {value!r} is out of range (accepted: {accepted})")
+    def bad(key: str, value: Any, accepted: str) -> None:
+        errors.append(f"claimcheck:{key} = {_show(value)} is out of range (accepted: {accepted})")
 
-    def in_range(key: str, value: Any, low: float, high: float) -> None:
-        check(key, isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high,
-              f"{low:,} to {high:,}", value)
-
-    unknown = [f for f in s.allowed_formats if f not in KNOWN_FORMATS]
-    check("allowedFormats", bool(s.allowed_formats) and not unknown and len(set(s.allowed_formats)) == len(s.allowed_formats),
-          f"a non-empty list without repeats of {', '.join(KNOWN_FORMATS)}", list(s.allowed_formats))
-    in_range("maxUploadBytes", s.max_upload_bytes, 1, 5 * 1024**3)
-    in_range("maxPixels", s.max_pixels, 1, 1_000_000_000)
-    in_range("maxFrames", s.max_frames, 1, 10_000)
-    sizes_ok = (1 <= len(s.thumbnail_sizes) <= 10
-                and all(isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 4096 for v in s.thumbnail_sizes)
-                and len(set(s.thumbnail_sizes)) == len(s.thumbnail_sizes))
-    check("thumbnailSizes", sizes_ok, "1 to 10 different whole numbers, each 16 to 4,096 pixels", list(s.thumbnail_sizes))
-    check("outputFormat", s.output_format in OUTPUT_FORMATS, " | ".join(OUTPUT_FORMATS), s.output_format)
-    in_range("outputQuality", s.output_quality, 1, 100)
-    in_range("maxLabels", s.max_labels, 1, 1000)
-    in_range("minConfidence", s.min_confidence, 0, 100)
-    in_range("maxReceiveCount", s.max_receive_count, 3, 1000)
-    check("architecture", s.architecture in ARCHITECTURES, " | ".join(ARCHITECTURES), s.architecture)
-    check("runtime", s.runtime in RUNTIMES, " | ".join(RUNTIMES), s.runtime)
-    check("alarmEmail", s.alarm_email is None or ("@" in s.alarm_email and " " not in s.alarm_email),
-          "an e-mail address, or unset", s.alarm_email)
-    in_range("originalsTransitionDays", s.originals_transition_days, 30, 3650)  # STANDARD_IA needs >= 30
-    in_range("noncurrentVersionDays", s.noncurrent_version_days, 1, 3650)
-    in_range("queueRetentionDays", s.queue_retention_days, 1, 13)
-    in_range("dlqRetentionDays", s.dlq_retention_days, 2, 14)
+    for key, spec in FIELDS.items():
+        accepts: Accepts | None = spec.metadata["accepts"]
+        value = getattr(s, spec.name)
+        if accepts is not None and not accepts.ok(value):
+            bad(key, value, accepts.text)
     if not errors and s.dlq_retention_days <= s.queue_retention_days:
-        check("dlqRetentionDays", False, f"more than queueRetentionDays ({s.queue_retention_days}) and at most 14",
-              s.dlq_retention_days)
-    check("logRetentionDays", s.log_retention_days in LOG_RETENTION_DAYS, ", ".join(map(str, LOG_RETENTION_DAYS)),
-          s.log_retention_days)
-    in_range("oldestMessageAlarmSeconds", s.oldest_message_alarm_seconds, 60, 1_209_600)
-    in_range("uploadExpirySeconds", s.upload_expiry_seconds, 10, 3600)
-    check("jwtIssuer", (s.jwt_issuer is None) == (s.jwt_audience is None) and (s.jwt_issuer or "https://").startswith("https://"),
-          "an https:// issuer URL, set together with jwtAudience (or neither: IAM auth)", s.jwt_issuer)
-    check("cdnDomain", (s.cdn_domain is None) == (s.cdn_certificate_arn is None),
-          "set together with cdnCertificateArn (or neither: the distribution's own domain)", s.cdn_domain)
-    check("cdnCertificateArn", s.cdn_certificate_arn is None or s.cdn_certificate_arn.startswith("arn:aws:acm:us-east-1:"),
-          "an ACM certificate ARN in us-east-1 (CloudFront reads certificates only there)", s.cdn_certificate_arn)
+        bad("dlqRetentionDays", s.dlq_retention_days, f"more than queueRetentionDays ({s.queue_retention_days}) and at most 14")
+    if (s.jwt_issuer is None) != (s.jwt_audience is None) or not (s.jwt_issuer or "https://").startswith("https://"):
+        bad("jwtIssuer", s.jwt_issuer, "an https:// issuer URL, set together with jwtAudience (or neither: IAM auth)")
+    if s.upload_scopes and s.jwt_issuer is None:
+        bad("uploadScopes", s.upload_scopes, "empty unless jwtIssuer and jwtAudience are set (scopes are a JWT feature)")
+    if s.upload_burst_limit < s.upload_rate_limit:
+        bad("uploadBurstLimit", s.upload_burst_limit, f"at least uploadRateLimit ({s.upload_rate_limit})")
+    if (s.cdn_domain is None) != (s.cdn_certificate_arn is None):
+        bad("cdnDomain", s.cdn_domain, "set together with cdnCertificateArn (or neither: the distribution's own domain)")
+    if s.cdn_certificate_arn is not None and not s.cdn_certificate_arn.startswith("arn:aws:acm:us-east-1:"):
+        bad("cdnCertificateArn", s.cdn_certificate_arn, "an ACM certificate ARN in us-east-1 (CloudFront reads certificates only there)")
     for name in STAGE_DEFAULTS:
         _validate_stage(name, s.stage(name), errors)
+    if not errors:
+        _validate_memory(s, errors)
     if errors:
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(errors))
     return s
+
+
+def _show(value: Any) -> str:
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)
 
 
 def _validate_stage(name: str, st: StageSettings, errors: list[str]) -> None:
     def bad(field_name: str, value: Any, accepted: str) -> None:
         errors.append(f"claimcheck:{name}.{field_name} = {value!r} is out of range (accepted: {accepted})")
 
-    limits = {"memory": (128, 10240), "timeout": (1, 900), "batchSize": (1, 10000),
-              "batchingWindow": (0, 300), "maxConcurrency": (2, 1000)}
-    for key, (low, high) in limits.items():
-        value = getattr(st, _STAGE_KEYS[key])
+    for key, (low, high) in _STAGE_LIMITS.items():
+        value = getattr(st, STAGE_KEYS[key])
         if not low <= value <= high:
             bad(key, value, f"{low:,} to {high:,}")
     if st.batch_size > 10 and st.batching_window < 1:
@@ -275,3 +359,43 @@ def _validate_stage(name: str, st: StageSettings, errors: list[str]) -> None:
         bad("visibilityTimeout", st.visibility_timeout,
             f"{minimum:,} to {MAX_VISIBILITY_TIMEOUT:,} seconds: at least {VISIBILITY_FACTOR} x timeout ({st.timeout}) "
             f"+ batchingWindow ({st.batching_window})")
+
+
+def _validate_memory(s: Settings, errors: list[str]) -> None:
+    """The worst decode maxPixels allows, in any allowed format, must fit the thumbnail function's memory."""
+    budget = s.thumbnails.memory * MEMORY_HEADROOM
+    over = {f: mb for f, mb in s.thumbnail_peak_mb().items() if mb > budget}
+    if over:
+        worst = max(over, key=over.get)
+        needed = math.ceil(over[worst] / MEMORY_HEADROOM)
+        fits = math.floor((budget - FUNCTION_FOOTPRINT_MB) * 2**20 / DECODE_BYTES_PER_PIXEL[worst])
+        errors.append(
+            f"claimcheck:thumbnails.memory = {s.thumbnails.memory} is too small for maxPixels = {s.max_pixels:,}: a "
+            f"{worst.upper()} of that size may need {over[worst]:,} MB to decode (accepted: thumbnails.memory of at least "
+            f"{needed:,}, or maxPixels of at most {fits:,})")
+
+
+def pulumi_yaml_config() -> dict[str, Any]:
+    """The `config:` block Pulumi.yaml declares, from the fields above (types the CLI's schema accepts)."""
+    types = {"int": "integer", "str": "string", "bool": "boolean", "list": "array"}
+    declared: dict[str, Any] = {}
+    for key, spec in FIELDS.items():
+        if not spec.metadata["declared"]:
+            continue
+        kind = spec.metadata["kind"]
+        entry: dict[str, Any] = {"type": types[kind]}
+        default = spec.default
+        if kind == "list":
+            item = "integer" if default and isinstance(default[0], int) else "string"
+            entry["items"] = {"type": item}
+            default = list(default)
+        entry["description"] = spec.metadata["description"]
+        entry["default"] = default
+        declared[key] = entry
+    return declared
+
+
+if __name__ == "__main__":  # python -m infra.settings: rewrite Pulumi.yaml's config block
+    from infra import project_file
+
+    project_file.write_config(pulumi_yaml_config())

@@ -31,6 +31,8 @@ class StageArgs:
     pillow_layer_arn: pulumi.Input[str] | None = None
     powertools_layer_arn: pulumi.Input[str] | None = None
     thumbnails_base_url: pulumi.Input[str] | None = None  # CloudFront, when it serves the thumbnails
+    distribution_id: pulumi.Input[str] | None = None  # ... and the distribution whose cache must forget deleted ones
+    distribution_arn: pulumi.Input[str] | None = None
 
 
 class Stage(pulumi.ComponentResource):
@@ -100,14 +102,17 @@ class ThumbnailStage(Stage):
             "MAX_FRAMES": str(s.max_frames),
             "STORE_GPS": str(s.store_gps).lower(),
             **({"THUMBNAILS_BASE_URL": args.thumbnails_base_url} if args.thumbnails_base_url is not None else {}),
+            **({"DISTRIBUTION_ID": args.distribution_id} if args.distribution_id is not None else {}),
         }
 
     def _statements(self, args: StageArgs) -> list[dict[str, Any]]:
         return [
-            iam.allow(["s3:GetObject", "s3:GetObjectVersion"], [iam.s3_objects(args.uploads_bucket_arn, "uploads/")]),
+            *iam.read_uploads(args.uploads_bucket_arn, "uploads/"),
             iam.allow(["s3:PutObject", "s3:DeleteObject"], [iam.s3_objects(args.thumbnails_bucket_arn, "thumbnails/")]),
             iam.allow(["s3:ListBucket"], [args.thumbnails_bucket_arn],
                       condition={"StringLike": {"s3:prefix": ["thumbnails/*"]}}),
+            # Removed thumbnails must also leave the CDN's cache (it keeps them a year): this distribution only.
+            *([iam.allow(["cloudfront:CreateInvalidation"], [args.distribution_arn])] if args.distribution_arn else []),
         ]
 
     def _layers(self, args: StageArgs) -> list[pulumi.Input[str]]:

@@ -13,6 +13,7 @@ from infra import iam, packaging
 from infra.settings import Settings
 
 DAY = 86_400
+METRICS_NAMESPACE = "claimcheck"  # Powertools' EMF namespace; each function adds the dimension service=claimcheck-<function>
 
 
 @dataclass
@@ -23,6 +24,8 @@ class WorkerArgs:
     statements: list[dict[str, Any]]  # what the handler calls, besides reading its own queue and logging
     alarm_topic_arn: pulumi.Input[str]
     layers: list[pulumi.Input[str]] = field(default_factory=list)
+    # The metric the handler emits for each message it drops as malformed (acknowledged, never retried).
+    dropped_metric: str = "InvalidClaimChecks"
 
 
 @dataclass
@@ -36,18 +39,22 @@ class Worker:
     alarms: list[aws.cloudwatch.MetricAlarm]
 
 
+def service_name(function: str) -> str:
+    return f"claimcheck-{function}"
+
+
 def build_function(name: str, function: str, s: Settings, memory: int, timeout: int,
                    environment: dict[str, pulumi.Input[str]], statements: list[dict[str, Any]],
-                   layers: list[pulumi.Input[str]], parent: pulumi.Resource,
-                   ) -> tuple[aws.lambda_.Function, aws.iam.Role, aws.cloudwatch.LogGroup, aws.iam.RolePolicy]:
+                   layers: list[pulumi.Input[str]], parent: pulumi.Resource, reserved_concurrency: int | None = None,
+                   ) -> tuple[aws.lambda_.Function, aws.iam.Role, aws.cloudwatch.LogGroup, list[pulumi.Resource]]:
     """One function with its own role (its `statements` plus writing its own logs), log group with retention,
-    tracing and its archive of handler files."""
+    tracing and its archive of handler files. It is created only after everything its role is granted."""
     package = packaging.FUNCTIONS[function]
     log_group = aws.cloudwatch.LogGroup(
         f"{name}-logs", name=f"/claimcheck/{pulumi.get_stack()}/{name}",
         retention_in_days=s.log_retention_days, opts=pulumi.ResourceOptions(parent=parent))
     logs = iam.allow(["logs:CreateLogStream", "logs:PutLogEvents"], [pulumi.Output.concat(log_group.arn, ":*")])
-    role, policy = iam.function_role(name, [logs, *statements], s.tracing, parent)
+    role, grants = iam.function_role(name, [logs, *statements], s.tracing, parent)
     lambda_function = aws.lambda_.Function(
         f"{name}-function",
         role=role.arn,
@@ -58,17 +65,19 @@ def build_function(name: str, function: str, s: Settings, memory: int, timeout: 
         memory_size=memory,
         timeout=timeout,
         layers=layers,
+        reserved_concurrent_executions=reserved_concurrency,
         environment=aws.lambda_.FunctionEnvironmentArgs(variables={
-            "POWERTOOLS_SERVICE_NAME": f"claimcheck-{function}",
-            "POWERTOOLS_METRICS_NAMESPACE": "claimcheck",
+            "POWERTOOLS_SERVICE_NAME": service_name(function),
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
             **environment,
         }),
         tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active" if s.tracing else "PassThrough"),
         logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=log_group.name),
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[policy, log_group]),
+        # Lambda checks the role when the function is created and invoked: its grants must exist first.
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[*grants, log_group]),
     )
-    return lambda_function, role, log_group, policy
+    return lambda_function, role, log_group, grants
 
 
 def build_worker(name: str, args: WorkerArgs, parent: pulumi.Resource) -> Worker:
@@ -90,7 +99,7 @@ def build_worker(name: str, args: WorkerArgs, parent: pulumi.Resource) -> Worker
     )
     consume = iam.allow(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
                          "sqs:ChangeMessageVisibility"], [queue.arn])
-    function, role, log_group, policy = build_function(
+    function, role, log_group, grants = build_function(
         name, args.function, s, memory=stage.memory, timeout=stage.timeout, environment=args.environment,
         statements=[consume, *args.statements], layers=args.layers, parent=parent)
     mapping = aws.lambda_.EventSourceMapping(
@@ -101,16 +110,17 @@ def build_worker(name: str, args: WorkerArgs, parent: pulumi.Resource) -> Worker
         maximum_batching_window_in_seconds=stage.batching_window,
         function_response_types=["ReportBatchItemFailures"],
         scaling_config=aws.lambda_.EventSourceMappingScalingConfigArgs(maximum_concurrency=stage.max_concurrency),
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[policy]),
+        # Lambda checks that the role may read the queue when the mapping is created.
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=grants),
     )
+    actions = {"alarm_actions": [args.alarm_topic_arn], "ok_actions": [args.alarm_topic_arn]}
     alarms = [
         aws.cloudwatch.MetricAlarm(
             f"{name}-dlq-alarm",
             alarm_description=f"Messages in the {name} dead-letter queue: they failed {s.max_receive_count} times.",
             namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible",
             dimensions={"QueueName": dlq.name}, statistic="Maximum", period=60, evaluation_periods=1,
-            threshold=0, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
-            alarm_actions=[args.alarm_topic_arn], ok_actions=[args.alarm_topic_arn], opts=opts),
+            threshold=0, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching", **actions, opts=opts),
         aws.cloudwatch.MetricAlarm(
             f"{name}-age-alarm",
             alarm_description=f"The oldest message in the {name} queue is over {s.oldest_message_alarm_seconds} s old.",
@@ -118,5 +128,13 @@ def build_worker(name: str, args: WorkerArgs, parent: pulumi.Resource) -> Worker
             dimensions={"QueueName": queue.name}, statistic="Maximum", period=60, evaluation_periods=5,
             threshold=s.oldest_message_alarm_seconds, comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching", alarm_actions=[args.alarm_topic_arn], opts=opts),
+        # A malformed message is logged, counted and acknowledged (no retry can fix it); someone must still hear of it.
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-dropped-alarm",
+            alarm_description=f"The {name} function dropped messages it could not read ({args.dropped_metric}); "
+                              "see its logs for each one.",
+            namespace=METRICS_NAMESPACE, metric_name=args.dropped_metric,
+            dimensions={"service": service_name(args.function)}, statistic="Sum", period=300, evaluation_periods=1,
+            threshold=0, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching", **actions, opts=opts),
     ]
     return Worker(queue, dlq, function, role, log_group, mapping, alarms)

@@ -29,6 +29,7 @@ RECORDED_ONLY = {
     "aws:apigatewayv2/stage:Stage",
     "aws:cloudfront/originAccessControl:OriginAccessControl",
     "aws:cloudfront/cachePolicy:CachePolicy",
+    "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy",
     "aws:cloudfront/distribution:Distribution",
 }
 
@@ -66,6 +67,11 @@ class CloudMocks(RecordingMocks):
                 Bucket=i["bucket"], LifecycleConfiguration={"Rules": pascal(i["rules"])}) and None,
             "aws:s3/bucketPolicy:BucketPolicy": self._bucket_policy,
             "aws:s3/bucketNotification:BucketNotification": self._notification,
+            "aws:s3/bucketLogging:BucketLogging": lambda n, i, o: self.aws("s3").put_bucket_logging(
+                Bucket=i["bucket"], BucketLoggingStatus={"LoggingEnabled": {
+                    "TargetBucket": i["targetBucket"], "TargetPrefix": i["targetPrefix"]}}) and None,
+            "aws:s3/bucketCorsConfiguration:BucketCorsConfiguration": lambda n, i, o: self.aws("s3").put_bucket_cors(
+                Bucket=i["bucket"], CORSConfiguration={"CORSRules": pascal(i["corsRules"])}) and None,
             "aws:sqs/queue:Queue": self._queue,
             "aws:sqs/queuePolicy:QueuePolicy": lambda n, i, o: self.aws("sqs").set_queue_attributes(
                 QueueUrl=i["queueUrl"], Attributes={"Policy": i["policy"]}) and None,

@@ -7,6 +7,7 @@ it: a new resource must be taught to the mocks, never silently skipped.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -124,6 +125,8 @@ PROVIDERS: dict[str, Callable[[str, dict[str, Any], Context], tuple[str, dict[st
     "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": _by("bucket"),
     "aws:s3/bucketPolicy:BucketPolicy": _by("bucket"),
     "aws:s3/bucketNotification:BucketNotification": _by("bucket"),
+    "aws:s3/bucketLogging:BucketLogging": _by("bucket"),
+    "aws:s3/bucketCorsConfiguration:BucketCorsConfiguration": _by("bucket"),
     "aws:sqs/queue:Queue": _queue,
     "aws:sqs/queuePolicy:QueuePolicy": _by("queueUrl"),
     "aws:sns/topic:Topic": _topic,
@@ -153,8 +156,9 @@ def resource_outputs(typ: str, name: str, inputs: dict[str, Any], context: Conte
     return resource_id, {**inputs, **computed}
 
 
-def call_outputs(token: str, context: Context = Context()) -> dict[str, Any]:
+def call_outputs(token: str, context: Context = Context(), args: dict[str, Any] | None = None) -> dict[str, Any]:
     """Results of the provider functions the program calls."""
+    args = args or {}
     if token == "aws:index/getCallerIdentity:getCallerIdentity":
         return {"accountId": context.account, "arn": f"arn:aws:iam::{context.account}:user/local",
                 "id": context.account, "userId": "AIDALOCAL"}
@@ -164,7 +168,21 @@ def call_outputs(token: str, context: Context = Context()) -> dict[str, Any]:
     if token == "aws:index/getPartition:getPartition":
         return {"partition": PARTITION, "dnsSuffix": "amazonaws.com", "id": PARTITION,
                 "reverseDnsPrefix": "com.amazonaws"}
+    if token == "aws:ssm/getParameter:getParameter":
+        return {"name": args.get("name", ""), "type": "String", "value": _public_parameter(args.get("name", ""), context),
+                "version": 1, "id": args.get("name", "")}
     raise UnknownResourceType(token)
+
+
+def _public_parameter(name: str, context: Context) -> str:
+    """The value AWS publishes for the public parameters the program reads (the Powertools layer's ARN).
+    The layer's own version number is AWS's; 1 stands in for it."""
+    match = re.fullmatch(r"/aws/service/powertools/python/(arm64|x86_64)/python3\.(\d+)/[0-9.]+", name)
+    if not match:
+        raise UnknownResourceType(f"aws:ssm/getParameter {name}")
+    architecture, minor = match.groups()
+    return (f"arn:{PARTITION}:lambda:{context.region}:017000801446:layer:"
+            f"AWSLambdaPowertoolsPythonV3-python3{minor}-{architecture}:1")
 
 
 def _distribution(name, inputs, c):
@@ -194,6 +212,7 @@ def _api_stage(name, inputs, c):
 PROVIDERS.update({
     "aws:cloudfront/originAccessControl:OriginAccessControl": lambda n, i, c: (hashlib.sha256(n.encode()).hexdigest()[:14].upper(), {"etag": "E1"}),
     "aws:cloudfront/cachePolicy:CachePolicy": lambda n, i, c: (str(uuid.uuid5(uuid.NAMESPACE_URL, n)), {"etag": "E1"}),
+    "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy": lambda n, i, c: (str(uuid.uuid5(uuid.NAMESPACE_URL, n)), {"etag": "E1"}),
     "aws:cloudfront/distribution:Distribution": _distribution,
     "aws:lambda/functionUrl:FunctionUrl": _function_url,
     "aws:lambda/permission:Permission": lambda n, i, c: (n, {}),

@@ -32,6 +32,7 @@ class Registered:
     urn: str = ""
 
     parents: list[str] = field(default_factory=list)  # types of its ancestors, outermost first
+    depends_on: list[str] = field(default_factory=list)  # URNs it was declared to wait for (depends_on)
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -40,6 +41,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self, context: Context = Context()):
         self.context = context
         self.resources: list[Registered] = []
+        self.calls: list[tuple[str, dict[str, Any]]] = []  # provider functions the program called, with their args
 
     def create(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """Where a subclass makes the resource real; here only the provider's outputs are computed."""
@@ -54,7 +56,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
-        return call_outputs(args.token, self.context), []
+        self.calls.append((args.token, dict(args.args)))
+        return call_outputs(args.token, self.context, dict(args.args)), []
 
 
 @dataclass
@@ -62,9 +65,18 @@ class Deployment:
     resources: list[Registered]
     outputs: dict[str, Any]
     warnings: list[str]
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def of_type(self, typ: str) -> list[Registered]:
         return [r for r in self.resources if r.typ == typ]
+
+    def by_urn(self, urn: str) -> Registered:
+        [found] = [r for r in self.resources if r.urn == urn]
+        return found
+
+    def waits_for(self, resource: Registered) -> list[Registered]:
+        """What `resource` was declared to depend on."""
+        return [self.by_urn(urn) for urn in resource.depends_on]
 
     def named(self, name: str) -> Registered:
         [found] = [r for r in self.resources if r.name == name]
@@ -80,6 +92,8 @@ def run(mocks: RecordingMocks, config: dict[str, Any] | None = None, stack: str 
     engine_log.addHandler(warnings)
     engine_log.propagate = False
     monitor = _ParentRecordingMonitor(mocks)
+    # A fresh root stack per run: set_mocks keeps an existing one, and with it the previous run's exports.
+    pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
     pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=engine_log, monitor=monitor)
     try:
         _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
@@ -88,12 +102,13 @@ def run(mocks: RecordingMocks, config: dict[str, Any] | None = None, stack: str 
     urns = {(_type_of(urn), urn.split("::")[-1]): urn for urn in monitor.parent_of}
     for registered in mocks.resources:
         registered.urn = urns.get((registered.typ, registered.name), "")
+        registered.depends_on = monitor.dependencies.get(registered.urn, [])
         parent = monitor.parent_of.get(registered.urn, "")
         while parent:
             registered.parents.insert(0, _type_of(parent))
             parent = monitor.parent_of.get(parent, "")
     stack_outputs = _stack_outputs()
-    return Deployment(mocks.resources, stack_outputs, warnings.messages)
+    return Deployment(mocks.resources, stack_outputs, warnings.messages, mocks.calls)
 
 
 def _type_of(urn: str) -> str:
@@ -101,15 +116,18 @@ def _type_of(urn: str) -> str:
 
 
 class _ParentRecordingMonitor(pulumi_mocks.MockMonitor):
-    """The mock monitor, remembering each resource's parent so the whole ancestry can be read."""
+    """The mock monitor, remembering each resource's parent (so the whole ancestry can be read) and what it
+    was declared to depend on."""
 
     def __init__(self, mocks: pulumi.runtime.Mocks):
         super().__init__(mocks)
         self.parent_of: dict[str, str] = {}
+        self.dependencies: dict[str, list[str]] = {}
 
     def RegisterResource(self, request):  # noqa: N802 - the gRPC method's name
         response = super().RegisterResource(request)
         self.parent_of[response.urn] = request.parent
+        self.dependencies[response.urn] = list(request.dependencies)
         return response
 
 

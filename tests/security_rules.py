@@ -161,12 +161,15 @@ def no_wildcard_resources(d: Deployment) -> list[str]:
 
 
 def s3_scoped_to_prefixes(d: Deployment) -> list[str]:
+    uploads = f"arn:aws:s3:::{d.outputs['uploadsBucket']}"
     problems = []
     for name, s in _inline_statements(d):
         for action in as_list(s["Action"]):
             if not action.startswith("s3:"):
                 continue
             for resource in as_list(s["Resource"]):
+                if action == "s3:ListBucket" and resource == uploads:
+                    continue  # on the bucket itself, so a missing upload answers 404 (infra/iam.py, read_uploads)
                 if action == "s3:ListBucket":
                     prefixes = s.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
                     if not prefixes or any(p in ("*", "") for p in as_list(prefixes)):
@@ -190,6 +193,42 @@ def trust_only_lambda(d: Deployment) -> list[str]:
     return problems
 
 
+def uploads_access_logged(d: Deployment) -> list[str]:
+    """Server access logs of the uploads bucket go to a bucket of the stack that admits only S3's logging service."""
+    uploads = d.outputs["uploadsBucket"]
+    logging = by_bucket(d, "aws:s3/bucketLogging:BucketLogging").get(uploads)
+    if logging is None:
+        return [f"{uploads}: no server access logging"]
+    target = logging.inputs["targetBucket"]
+    policy = by_bucket(d, "aws:s3/bucketPolicy:BucketPolicy").get(target)
+    admits = [s for s in (statements(policy) if policy else []) if s["Effect"] == "Allow"
+              and s.get("Principal") == {"Service": "logging.s3.amazonaws.com"}
+              and s.get("Condition", {}).get("ArnLike", {}).get("aws:SourceArn") == f"arn:aws:s3:::{uploads}"]
+    return [] if target in _buckets(d) and admits else [f"{uploads}: logs go to {target}, which does not admit them"]
+
+
+def cdn_security_headers(d: Deployment) -> list[str]:
+    policies = {p.id: p for p in d.of_type("aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy")}
+    problems = []
+    for distribution in d.of_type("aws:cloudfront/distribution:Distribution"):
+        policy = policies.get(distribution.inputs["defaultCacheBehavior"].get("responseHeadersPolicyId"))
+        headers = policy.inputs.get("securityHeadersConfig", {}) if policy else {}
+        if not (headers.get("contentTypeOptions", {}).get("override")
+                and headers.get("strictTransportSecurity", {}).get("accessControlMaxAgeSec", 0) >= 31_536_000):
+            problems.append(f"{distribution.name}: no nosniff and year-long HSTS response headers")
+    return problems
+
+
+def api_access_logged(d: Deployment) -> list[str]:
+    return [f"{stage.name}: no access logs" for stage in d.of_type("aws:apigatewayv2/stage:Stage")
+            if not stage.inputs.get("accessLogSettings", {}).get("destinationArn")]
+
+
+def upload_api_concurrency_capped(d: Deployment) -> list[str]:
+    return [f"{fn.name}: no reserved concurrency" for fn in d.of_type(FUNCTION)
+            if fn.inputs["handler"] == "handlers.upload_api.handler" and not fn.inputs.get("reservedConcurrentExecutions")]
+
+
 RULES = [
     Rule("CKV_AWS_53/54/55/56, S3.8", "S3 Block Public Access: all four settings on every bucket", public_access_blocked),
     Rule("S3.12", "S3 object ownership enforced (ACLs disabled)", ownership_enforced),
@@ -210,4 +249,8 @@ RULES = [
     Rule("least privilege: S3 prefixes", "S3 permissions scoped to uploads/ and thumbnails/", s3_scoped_to_prefixes),
     Rule("CKV_AWS_274, IAM.1", "no managed full-access or administrator policies", no_managed_full_access),
     Rule("least privilege: trust", "function roles assumable only by Lambda", trust_only_lambda),
+    Rule("CKV_AWS_18", "S3 server access logging on the uploads bucket", uploads_access_logged),
+    Rule("CKV2_AWS_32", "CloudFront sends security headers (nosniff, HSTS)", cdn_security_headers),
+    Rule("CKV_AWS_76", "API Gateway stage access logging", api_access_logged),
+    Rule("CKV_AWS_115", "the upload API function has reserved concurrency", upload_api_concurrency_capped),
 ]

@@ -82,7 +82,7 @@ def test_upload_api_uses_iam_by_default_and_may_only_put_under_uploads(stack):
     assert stack.outputs["uploadApiAuth"] == "aws_iam" and stack.outputs["uploadApiUrl"] == url.state["functionUrl"]
     grants = function_grants(stack)["claimcheck-upload-api-function"]
     uploads = stack.outputs["uploadsBucket"]
-    assert grants["s3:PutObject"] == {f"arn:aws:s3:::{uploads}/uploads/*"}
+    assert grants["s3:PutObject"] == {f"arn:aws:s3:::{uploads}/uploads/api/*"}
     assert set(grants) == {"s3:PutObject", "logs:CreateLogStream", "logs:PutLogEvents"}
     env = fn.inputs["environment"]["variables"]
     assert (env["UPLOADS_BUCKET"], env["MAX_UPLOAD_BYTES"], env["UPLOAD_API_KIND"]) == (uploads, "26214400", "function-url")
@@ -103,3 +103,68 @@ def test_upload_api_behind_a_jwt_authorizer_when_configured(jwt_stack):
     fn = jwt_stack.named("claimcheck-upload-api-function")
     assert fn.inputs["environment"]["variables"]["UPLOAD_API_KIND"] == "http-api"
     assert len(jwt_stack.of_type(FUNCTION)) == 4
+
+
+def test_api_uploads_must_be_create_only_writes(stack):
+    uploads = stack.outputs["uploadsBucket"]
+    [policy] = [p for p in stack.of_type("aws:s3/bucketPolicy:BucketPolicy") if p.inputs["bucket"] == uploads]
+    [deny] = [s for s in statements(policy) if s.get("Sid") == "ApiUploadsAreCreateOnly"]
+    assert deny == {"Sid": "ApiUploadsAreCreateOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+                    "Resource": f"arn:aws:s3:::{uploads}/uploads/api/*", "Condition": {"Null": {"s3:if-none-match": "true"}}}
+    plain = program.run(program.RecordingMocks())
+    [plain_policy] = [p for p in plain.of_type("aws:s3/bucketPolicy:BucketPolicy") if p.inputs["bucket"] == plain.outputs["uploadsBucket"]]
+    assert [s["Sid"] for s in statements(plain_policy)] == ["DenyInsecureTransport"]
+
+
+def test_minting_is_bounded(stack, jwt_stack):
+    for deployment in (stack, jwt_stack):
+        fn = deployment.named("claimcheck-upload-api-function")
+        assert fn.inputs["reservedConcurrentExecutions"] == 5
+    [stage] = jwt_stack.of_type("aws:apigatewayv2/stage:Stage")
+    assert stage.inputs["defaultRouteSettings"] == {"throttlingRateLimit": 10, "throttlingBurstLimit": 20}
+    groups = {g.state["arn"]: g for g in jwt_stack.of_type("aws:cloudwatch/logGroup:LogGroup")}
+    access = groups[stage.inputs["accessLogSettings"]["destinationArn"]]
+    assert access.inputs["retentionInDays"] == 30
+    assert "$context.authorizer.claims.sub" in stage.inputs["accessLogSettings"]["format"]
+
+
+def test_jwt_route_requires_the_configured_scopes():
+    scoped = program.run(program.RecordingMocks(), {**JWT, "uploadScopes": ["uploads:write"]})
+    [route] = scoped.of_type("aws:apigatewayv2/route:Route")
+    assert route.inputs["authorizationScopes"] == ["uploads:write"]
+
+
+def test_browsers_are_allowed_only_from_the_configured_origins(stack):
+    assert "cors" not in stack.named("claimcheck-upload-api-url").inputs
+    assert not stack.of_type("aws:s3/bucketCorsConfiguration:BucketCorsConfiguration")
+    origins = {"uploadAllowedOrigins": ["https://app.example.com"]}
+    web = program.run(program.RecordingMocks(), {**ALL_ON, **origins})
+    cors = web.named("claimcheck-upload-api-url").inputs["cors"]
+    assert cors["allowOrigins"] == ["https://app.example.com"] and cors["allowMethods"] == ["POST"]
+    [bucket_cors] = web.of_type("aws:s3/bucketCorsConfiguration:BucketCorsConfiguration")
+    assert bucket_cors.inputs["bucket"] == web.outputs["uploadsBucket"]
+    [rule] = bucket_cors.inputs["corsRules"]
+    assert rule["allowedOrigins"] == ["https://app.example.com"] and rule["allowedMethods"] == ["PUT"]
+    assert "if-none-match" in rule["allowedHeaders"]
+    api = program.run(program.RecordingMocks(), {**JWT, **origins})
+    [http] = api.of_type("aws:apigatewayv2/api:Api")
+    assert http.inputs["corsConfiguration"]["allowOrigins"] == ["https://app.example.com"]
+
+
+def test_the_distribution_sends_security_headers(stack):
+    [distribution] = stack.of_type("aws:cloudfront/distribution:Distribution")
+    [headers] = stack.of_type("aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy")
+    assert distribution.inputs["defaultCacheBehavior"]["responseHeadersPolicyId"] == headers.id
+    config = headers.inputs["securityHeadersConfig"]
+    assert config["contentTypeOptions"] == {"override": True}
+    assert config["strictTransportSecurity"]["accessControlMaxAgeSec"] == 31_536_000
+
+
+def test_the_thumbnail_stage_may_invalidate_only_this_distribution(stack):
+    [distribution] = stack.of_type("aws:cloudfront/distribution:Distribution")
+    grants = function_grants(stack)["claimcheck-thumbnail-stage-function"]
+    assert grants["cloudfront:CreateInvalidation"] == {distribution.state["arn"]}
+    env = stack.named("claimcheck-thumbnail-stage-function").inputs["environment"]["variables"]
+    assert env["DISTRIBUTION_ID"] == distribution.id
+    plain = program.run(program.RecordingMocks())
+    assert "cloudfront:CreateInvalidation" not in function_grants(plain)["claimcheck-thumbnail-stage-function"]

@@ -115,7 +115,7 @@ def test_each_stages_resources_live_under_the_stage(stack):
 
 def test_every_bucket_is_private_encrypted_and_tls_only(stack):
     buckets = [b.state["bucket"] for b in stack.of_type(BUCKET)]
-    assert len(buckets) == 2
+    assert len(buckets) == 3  # uploads, thumbnails, access logs
     blocks = by_bucket(stack, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
     ownership = by_bucket(stack, "aws:s3/bucketOwnershipControls:BucketOwnershipControls")
     encryption = by_bucket(stack, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
@@ -125,7 +125,8 @@ def test_every_bucket_is_private_encrypted_and_tls_only(stack):
                    ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
         assert ownership[bucket].inputs["rule"]["objectOwnership"] == "BucketOwnerEnforced"
         [rule] = encryption[bucket].inputs["rules"]
-        assert rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] in ("AES256", "aws:kms")
+        # SSE-S3, not KMS: CloudFront's OAC reads and S3's access-log delivery cannot use a KMS key without grants.
+        assert rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
         deny = [s for s in statements(policies[bucket]) if s["Effect"] == "Deny"]
         assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} and s["Action"] == "s3:*" for s in deny)
         assert not [s for s in statements(policies[bucket]) if s["Effect"] == "Allow" and s.get("Principal") == "*"]
@@ -201,7 +202,7 @@ def test_each_role_allows_exactly_what_its_handler_calls(stack):
                "logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem", "dynamodb:UpdateItem"}
     read_uploads = {"s3:GetObject": {f"{uploads}/uploads/*"}, "s3:GetObjectVersion": {f"{uploads}/uploads/*"}}
     expected = {
-        "claimcheck-intake-function": consume | {"s3:GetObject", "s3:GetObjectVersion", "sns:Publish",
+        "claimcheck-intake-function": consume | {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "sns:Publish",
                                                  "kms:GenerateDataKey", "kms:Decrypt"},
         "claimcheck-thumbnail-stage-function": consume | {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject",
                                                           "s3:DeleteObject", "s3:ListBucket"},
@@ -214,8 +215,18 @@ def test_each_role_allows_exactly_what_its_handler_calls(stack):
         assert actions["dynamodb:UpdateItem"] == {table}
     thumbnail = grants["claimcheck-thumbnail-stage-function"]
     assert thumbnail["s3:PutObject"] == thumbnail["s3:DeleteObject"] == {f"{thumbs}/thumbnails/*"}
-    assert thumbnail["s3:ListBucket"] == {thumbs}
+    # On the uploads bucket so a missing upload answers 404, not 403; on thumbnails (prefix-conditioned) to clean up.
+    assert thumbnail["s3:ListBucket"] == {thumbs, uploads}
+    assert grants["claimcheck-intake-function"]["s3:ListBucket"] == {uploads}
     assert grants["claimcheck-intake-function"]["sns:Publish"] == {out["claimCheckTopicArn"]}
+
+
+def test_dashboard_name_is_valid_for_any_stack_name():
+    # CloudWatch dashboard names: A-Za-z0-9, '-' and '_' only (PutDashboard); stack names may hold '.'.
+    stack = program.run(program.RecordingMocks(), stack="prod.eu")
+    [dashboard] = stack.of_type("aws:cloudwatch/dashboard:Dashboard")
+    assert dashboard.inputs["dashboardName"] == "claimcheck-prod-eu"
+    assert stack.outputs["dashboardUrl"].endswith("#dashboards:name=claimcheck-prod-eu")
 
 
 def test_dashboard_uses_real_dimensions(stack):
@@ -254,3 +265,57 @@ def test_without_rekognition_formats_there_is_no_label_stage():
     stack = program.run(program.RecordingMocks(), {"allowedFormats": ["webp", "gif"]})
     assert not [r for r in stack.resources if r.typ == STAGE_TYPES["labels"]]
     assert set(stack.outputs["queueUrls"]) == {"intake", "thumbnails"}
+    # The intake is told that no format goes to labels (an empty list, which it must read as "none").
+    assert stack.named("claimcheck-intake-function").inputs["environment"]["variables"]["LABEL_FORMATS"] == ""
+
+
+def test_lone_delete_markers_expire_after_their_versions(stack):
+    rules = by_bucket(stack, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")[
+        stack.outputs["uploadsBucket"]].inputs["rules"]
+    [markers] = [r for r in rules if r.get("expiration", {}).get("expiredObjectDeleteMarker")]
+    assert markers["status"] == "Enabled" and markers["filter"] == {"prefix": "uploads/"}
+    assert "days" not in markers["expiration"]  # S3 refuses Days together with ExpiredObjectDeleteMarker
+    [versions] = [r for r in rules if r.get("noncurrentVersionExpiration")]
+    assert versions["noncurrentVersionExpiration"] == {"noncurrentDays": 30}
+
+
+def test_uploads_bucket_access_is_logged_to_a_private_bucket_that_expires_logs(stack):
+    uploads = stack.outputs["uploadsBucket"]
+    [logging] = stack.of_type("aws:s3/bucketLogging:BucketLogging")
+    assert logging.inputs["bucket"] == uploads and logging.inputs["targetPrefix"] == "uploads-bucket/"
+    target = logging.inputs["targetBucket"]
+    [policy] = [p for p in stack.of_type("aws:s3/bucketPolicy:BucketPolicy") if p.inputs["bucket"] == target]
+    [admit] = [s for s in statements(policy) if s["Effect"] == "Allow"]
+    assert admit == {"Sid": "S3ServerAccessLogsFromTheUploadsBucket", "Effect": "Allow",
+                     "Principal": {"Service": "logging.s3.amazonaws.com"}, "Action": "s3:PutObject",
+                     "Resource": f"arn:aws:s3:::{target}/uploads-bucket/*",
+                     "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{uploads}"},
+                                   "StringEquals": {"aws:SourceAccount": ACCOUNT_ID}}}
+    assert policy in stack.waits_for(logging)  # S3 checks the target admits it when logging is switched on
+    [expiry] = [r for r in by_bucket(stack, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")[target]
+                .inputs["rules"] if r.get("expiration")]
+    assert expiry["expiration"] == {"days": 90}
+    off = program.run(program.RecordingMocks(), {"accessLogging": False})
+    assert not off.of_type("aws:s3/bucketLogging:BucketLogging") and len(off.of_type(BUCKET)) == 2
+
+
+def test_data_survives_destroy_unless_the_stack_says_otherwise(stack):
+    assert all(b.inputs.get("forceDestroy") is False for b in stack.of_type(BUCKET))
+    [table] = stack.of_type("aws:dynamodb/table:Table")
+    assert table.inputs["deletionProtectionEnabled"] is True
+    dev = program.run(program.RecordingMocks(), {"forceDestroy": True})
+    assert all(b.inputs["forceDestroy"] is True for b in dev.of_type(BUCKET))
+    assert dev.of_type("aws:dynamodb/table:Table")[0].inputs["deletionProtectionEnabled"] is False
+
+
+def test_dropped_messages_raise_an_alarm_for_every_function(stack):
+    dropped = {a.inputs["dimensions"]["service"]: a for a in stack.of_type(ALARM) if a.inputs["namespace"] == "claimcheck"}
+    assert set(dropped) == {"claimcheck-intake", "claimcheck-thumbnails", "claimcheck-labels"}
+    assert dropped["claimcheck-intake"].inputs["metricName"] == "InvalidEvents"
+    assert dropped["claimcheck-thumbnails"].inputs["metricName"] == "InvalidClaimChecks"
+    for alarm in dropped.values():
+        assert (alarm.inputs["statistic"], alarm.inputs["threshold"], alarm.inputs["comparisonOperator"]) == (
+            "Sum", 0, "GreaterThanThreshold")
+        assert alarm.inputs["alarmActions"] == alarm.inputs["okActions"] == [stack.outputs["alarmTopicArn"]]
+    functions = {f.inputs["environment"]["variables"]["POWERTOOLS_SERVICE_NAME"] for f in stack.of_type(FUNCTION)}
+    assert set(dropped) <= functions

@@ -44,14 +44,8 @@ def test_handler_setting_resolves_to_a_function_inside_the_archive(name, tmp_pat
 
 @pytest.mark.network
 def test_pillow_layer_for_arm64_holds_an_aarch64_extension():
-    layer = packaging.pillow_layer("arm64", "python3.13")
+    layer = packaging.pillow_layer("arm64", "python3.13", (2, 34))
     names = zipfile.ZipFile(layer).namelist()
     assert any(n.startswith("python/PIL/_imaging.cpython-313-aarch64-linux-gnu") and n.endswith(".so") for n in names)
     assert not any("__pycache__" in n for n in names)
-    assert packaging.pillow_layer("arm64", "python3.13") == layer  # cached: the same file, not rebuilt
-
-
-def test_powertools_layer_arn_names_region_runtime_and_architecture():
-    arn = packaging.powertools_layer_arn("aws", "eu-west-1", "python3.12", "x86_64")
-    assert arn == (f"arn:aws:lambda:eu-west-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-x86_64:"
-                   f"{packaging.POWERTOOLS_LAYER_VERSION}")
+    assert packaging.pillow_layer("arm64", "python3.13", (2, 34)) == layer  # cached: the same file, not rebuilt

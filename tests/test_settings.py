@@ -21,7 +21,13 @@ from localcloud import program
     ({"intake": {"timeOut": 5}}, "claimcheck:intake: unknown field(s) ['timeOut']; accepted: memory, timeout, batchSize"),
     ({"logRetentionDays": 8}, "claimcheck:logRetentionDays = 8 is out of range (accepted: 1, 3, 5, 7, 14, 30"),
     ({"architecture": "arm"}, "claimcheck:architecture = 'arm' is out of range (accepted: arm64 | x86_64)"),
-    ({"runtime": "python3.9"}, "claimcheck:runtime = 'python3.9' is out of range (accepted: python3.11 | python3.12 | python3.13)"),
+    ({"runtime": "python3.9"}, "claimcheck:runtime = 'python3.9' is out of range (accepted: python3.12 | python3.13"),
+    ({"runtime": "python3.11"}, "python3.11 runs on Amazon Linux 2, whose glibc 2.26 cannot load Pillow 13"),
+    ({"minConfidence": "72.5"}, "claimcheck:minConfidence: '72.5' is not a whole number"),
+    ({"uploadAllowedOrigins": ["ftp://x"]}, "claimcheck:uploadAllowedOrigins = ['ftp://x'] is out of range (accepted: a list of https:// origins"),
+    ({"uploadScopes": ["uploads:write"]}, "claimcheck:uploadScopes = ['uploads:write'] is out of range (accepted: empty unless jwtIssuer"),
+    ({"uploadRateLimit": 50, "uploadBurstLimit": 10}, "claimcheck:uploadBurstLimit = 10 is out of range (accepted: at least uploadRateLimit (50))"),
+    ({"maxPixels": 200_000_000}, "claimcheck:thumbnails.memory = 1024 is too small for maxPixels = 200,000,000"),
     ({"queueRetentionDays": 10, "dlqRetentionDays": 7}, "claimcheck:dlqRetentionDays = 7 is out of range (accepted: more than queueRetentionDays (10) and at most 14)"),
     ({"maxPixels": "lots"}, "claimcheck:maxPixels: 'lots' is not a whole number"),
     ({"storeGps": "yes"}, "claimcheck:storeGps: 'yes' is not true or false"),
@@ -49,22 +55,20 @@ def test_defaults_are_valid_and_derive_visibility_from_timeout():
     assert settings.label_formats == ("jpeg", "png")
 
 
-def test_pulumi_yaml_declares_the_same_defaults_as_the_settings():
-    import dataclasses
-    from pathlib import Path
+def test_memory_that_cannot_hold_the_largest_decode_is_refused_with_what_would_fit():
+    with pytest.raises(SettingsError) as raised:
+        program.run(program.RecordingMocks(), {"maxPixels": 100_000_000, "thumbnails": {"memory": 1024}})
+    text = str(raised.value)
+    assert "a JPEG of that size may need" in text and "thumbnails.memory of at least" in text
+    assert "or maxPixels of at most" in text
+    # ... and the same pixels with enough memory are fine
+    program.run(program.RecordingMocks(), {"maxPixels": 100_000_000, "thumbnails": {"memory": 2048}})
 
-    import yaml
 
-    from infra.settings import _KEYS
+def test_every_setting_has_a_key_a_description_and_a_valid_default():
+    from infra.settings import FIELDS
 
-    declared = yaml.safe_load((Path(__file__).parent.parent / "Pulumi.yaml").read_text())["config"]
-    defaults = Settings()
-    for key, spec in declared.items():
-        attr, _ = _KEYS[key]
-        value = getattr(defaults, attr)
-        assert (list(value) if isinstance(value, tuple) else value) == spec["default"], key
-        assert spec.get("description"), key
-    optional = {"alarmEmail", "labelsEmulated", "jwtIssuer", "jwtAudience", "cdnDomain", "cdnCertificateArn"}
-    undeclared = {k for k, (attr, kind) in _KEYS.items() if kind != "stage"} - set(declared) - optional
-    assert not undeclared
-    assert {f.name for f in dataclasses.fields(Settings)} == {attr for attr, _ in _KEYS.values()}
+    assert len(FIELDS) == len({f.metadata["key"] for f in FIELDS.values()})
+    for key, spec in FIELDS.items():
+        assert spec.metadata["description"].endswith("."), key
+    validate(Settings())  # the defaults pass their own rules
