@@ -33,6 +33,13 @@ def _list(name: str, default: str | None = None) -> tuple[str, ...]:
     return tuple(part.strip() for part in _get(name, default).split(",") if part.strip())
 
 
+def _present_list(name: str) -> tuple[str, ...]:
+    """A list that may be empty (the variable set to ""), but must be set: empty means none."""
+    if name not in os.environ:
+        raise ConfigurationError(f"environment variable {name} is not set")
+    return tuple(part.strip() for part in os.environ[name].split(",") if part.strip())
+
+
 class Environment:
     """Each setting is read on first use, so a function needs only the variables it uses."""
 
@@ -44,7 +51,10 @@ class Environment:
     # Set when thumbnails are served through CloudFront: each output gets its URL.
     thumbnails_base_url = cached_property(lambda self: os.environ.get("THUMBNAILS_BASE_URL", "").rstrip("/"))
     allowed_formats = cached_property(lambda self: _list("ALLOWED_FORMATS"))
-    label_formats = cached_property(lambda self: _list("LABEL_FORMATS"))
+    # Empty when the stack sends no format to Rekognition (allowedFormats without jpeg and png).
+    label_formats = cached_property(lambda self: _present_list("LABEL_FORMATS"))
+    # Set when thumbnails are served through CloudFront: removed thumbnails are invalidated there.
+    distribution_id = cached_property(lambda self: os.environ.get("DISTRIBUTION_ID", ""))
     max_upload_bytes = cached_property(lambda self: _int("MAX_UPLOAD_BYTES"))
     max_pixels = cached_property(lambda self: _int("MAX_PIXELS"))
     max_frames = cached_property(lambda self: _int("MAX_FRAMES"))

@@ -2,7 +2,11 @@
 
 Reads only the first bytes of each upload (format by content, never by name),
 applies the size and pixel gates, records the verdict and publishes a claim
-check for accepted uploads and deletions. Never imports Pillow.
+check for accepted uploads, and a `removed` claim check whenever the key no
+longer holds an accepted image (deleted, or overwritten by a rejected upload)
+so its thumbnails go too. In a versioned bucket an `ObjectRemoved` event only
+says "this key changed": S3 itself says whether the image is gone, replaced or
+back. Never imports Pillow.
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from handlers import aws, contracts, environment, records
-from handlers.failures import PermanentFailure, as_permanent
+from handlers.failures import PermanentFailure, as_permanent, error_code
 from handlers.limits import check_pixels
 from handlers.observability import count, logger, run_batch
 from handlers.sniff import SNIFF_BYTES, Sniffed, sniff
@@ -96,19 +100,49 @@ def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
         return
     if result.outcome == records.DUPLICATE:
         count("DuplicateEvents")
-        if (result.item or {}).get("status") != records.ACCEPTED:
-            return  # already rejected or finished: nothing downstream is waiting
+        recorded = (result.item or {}).get("status")
+        if recorded == records.REJECTED:
+            # The first delivery may have died before its removal claim went out: send it again (idempotent).
+            _publish(_removal(claim))
+            return
+        if recorded != records.ACCEPTED:
+            return  # already finished: nothing downstream is waiting
     if status == records.REJECTED:
         logger.info("rejected", extra={"reason": reason})
         count("Rejected")
+        if result.previous_status not in (None, records.REJECTED, records.DELETED):
+            # An earlier version of this key was an image: its thumbnails must not outlive it.
+            _publish(_removal(claim))
         return
     _publish(dataclasses.replace(claim, format=fmt))
     logger.info("accepted", extra={"format": fmt, "size": size})
     count("Accepted")
 
 
+def _removal(claim: contracts.ClaimCheck) -> contracts.ClaimCheck:
+    return dataclasses.replace(claim, etag=None, size=0, format=None, event=contracts.REMOVED)
+
+
 def _removed(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_time: str) -> None:
+    """S3 sends ObjectRemoved:Delete when one version is deleted for good, including a delete marker (an
+    undelete), and ObjectRemoved:DeleteMarkerCreated for a plain delete (S3 User Guide, "Event notification
+    types and destinations", "Working with delete markers"). Which of gone, replaced or back it is, only the
+    bucket can say: its current version."""
     env = environment.load()
+    current = _current_version(bucket, key)
+    if current is not None:
+        record = records.get(env.table_name, contracts.image_id(bucket, key))
+        if record is not None and record.get("status") != records.DELETED and record.get("version_id") == current["versionId"]:
+            logger.info("an older version was removed; the current one is unchanged",
+                        extra={"removed_version": obj.get("versionId"), "current_version": current["versionId"]})
+            count("NoncurrentVersionsRemoved")
+            return
+        # Back (a delete marker was removed) or replaced by another version: the current one is processed as an
+        # upload, ordered by this event's sequencer.
+        logger.info("the key's current version changed; processing it", extra={"current_version": current["versionId"]})
+        count("Restored")
+        _created(bucket, key, current, sequencer, event_time)
+        return
     claim = contracts.ClaimCheck(
         bucket=bucket, key=key, version_id=obj.get("versionId") or None, etag=None, size=0, format=None,
         sequencer=sequencer, event=contracts.REMOVED, event_time=event_time,
@@ -142,6 +176,19 @@ def _inspect(claim: contracts.ClaimCheck, env: environment.Environment) -> Sniff
     if found.width is not None and found.height is not None:
         check_pixels(found.width, found.height, env.max_pixels)
     return found
+
+
+def _current_version(bucket: str, key: str) -> dict[str, Any] | None:
+    """The key's current version as an S3 event would describe it ({versionId, eTag, size}), or None when it has
+    none (deleted: a delete marker is current, or no version is left). HEAD answers 404 for both, given
+    s3:ListBucket (without it S3 answers 403, which stays a transient error and alarms)."""
+    try:
+        head = aws.client("s3").head_object(Bucket=bucket, Key=key)
+    except Exception as exc:  # noqa: BLE001 - classified below
+        if error_code(exc) in ("404", "NoSuchKey"):
+            return None
+        raise
+    return {"versionId": head.get("VersionId"), "eTag": head.get("ETag", "").strip('"'), "size": head.get("ContentLength", 0)}
 
 
 def _read_head(claim: contracts.ClaimCheck) -> bytes:

@@ -27,6 +27,7 @@ WRITTEN, DUPLICATE, STALE = "written", "duplicate", "stale"
 class WriteResult:
     outcome: str  # WRITTEN, DUPLICATE (same sequencer already recorded) or STALE (a newer one is)
     item: dict[str, Any] | None
+    previous_status: str | None = None  # for an intake write: the status the record had before it (None: no record)
 
 
 def now() -> str:
@@ -35,8 +36,9 @@ def now() -> str:
 
 def _update(table_name: str, image_id: str, set_values: dict[str, Any], condition: str,
             condition_values: dict[str, Any], remove: tuple[str, ...] = (), if_not_exists: dict[str, Any] | None = None,
-            ) -> tuple[bool, dict[str, Any] | None]:
-    """One conditional UpdateItem. Returns (written, item): the new item, or the old one when the condition failed."""
+            return_values: str = "ALL_NEW") -> tuple[bool, dict[str, Any] | None]:
+    """One conditional UpdateItem. Returns (written, item): what `return_values` asks for, or the stored item
+    when the condition failed."""
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
     sets = []
@@ -62,7 +64,7 @@ def _update(table_name: str, image_id: str, set_values: dict[str, Any], conditio
             ConditionExpression=condition,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
-            ReturnValues="ALL_NEW",
+            ReturnValues=return_values,
         )
         return True, response.get("Attributes")
     except ClientError as exc:
@@ -89,9 +91,10 @@ def record_event(table_name: str, image_id: str, sequencer: str, attributes: dic
         remove=STAGE_ATTRIBUTES,
         condition="attribute_not_exists(#seq) OR #seq < :seq",
         condition_values={":seq": sequencer},
+        return_values="UPDATED_OLD",  # what the record said before: whether an earlier version may have outputs
     )
     if written:
-        return WriteResult(WRITTEN, item)
+        return WriteResult(WRITTEN, None, (item or {}).get("status"))
     if item is not None and item.get("sequencer") == sequencer:
         return WriteResult(DUPLICATE, item)
     return WriteResult(STALE, item)

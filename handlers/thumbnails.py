@@ -1,8 +1,11 @@
 """Thumbnail stage: claim check -> the named object version -> thumbnails + metadata.
 
-Output keys are derived from the image id and the object's ETag, so doing the
-same work twice writes the same objects; when the record has moved on to a
-newer event while this one ran, what it wrote is removed again.
+Output keys are derived from the image id and the object's version, so doing the same work twice writes the
+same objects, and a public thumbnail URL says nothing about the original's bytes (an ETag would be its MD5).
+Whenever the image ends anything but `done` (failed, deleted, replaced by a rejected upload), or a newer
+version's thumbnails replace an older one's, what no longer belongs to the record is removed, and, when a
+CDN serves them, invalidated there; when the record has moved on to a newer event while this one ran, what
+it wrote is removed again.
 """
 from __future__ import annotations
 
@@ -24,7 +27,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return run_batch(event, context, record_handler)
 
 
-
 def _dispatch(claim: contracts.ClaimCheck) -> None:
     if claim.event == contracts.REMOVED:
         _remove(claim)
@@ -36,9 +38,13 @@ def image_prefix(image_id: str) -> str:
     return f"thumbnails/{image_id}/"
 
 
+def _version_tag(version_id: str | None, sequencer: str) -> str:
+    # The version id is opaque; an unversioned object falls back on the event's sequencer, equally opaque.
+    return (version_id or sequencer).replace("/", "_")
+
+
 def version_prefix(claim: contracts.ClaimCheck) -> str:
-    tag = (claim.etag or claim.version_id or claim.sequencer).replace("/", "_")
-    return f"{image_prefix(claim.image_id)}{tag}/"
+    return f"{image_prefix(claim.image_id)}{_version_tag(claim.version_id, claim.sequencer)}/"
 
 
 def _create(claim: contracts.ClaimCheck) -> None:
@@ -58,10 +64,13 @@ def _create(claim: contracts.ClaimCheck) -> None:
         permanent = as_permanent(exc)
         if permanent is None:
             raise  # transient: retried through batchItemFailures
-        records.record_stage(env.table_name, claim.image_id, claim.sequencer, STAGE,
-                             {"status": "failed", "reason": permanent.reason})
+        written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, STAGE,
+                                       {"status": "failed", "reason": permanent.reason})
         logger.info("thumbnails failed", extra={"reason": permanent.reason})
         count("Failed")
+        if written.outcome == records.WRITTEN:
+            # The image is now failed: an earlier version's thumbnails must not outlive it.
+            _clear(claim, keep=set())
         return
     outputs = [_store(claim, thumbnail, env.thumbnails_bucket) for thumbnail in result.thumbnails]
     written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, STAGE,
@@ -71,7 +80,7 @@ def _create(claim: contracts.ClaimCheck) -> None:
             _delete(env.thumbnails_bucket, [o["key"] for o in outputs])
         count("SkippedClaimChecks")
         return
-    _delete_under(env.thumbnails_bucket, image_prefix(claim.image_id), keep={o["key"] for o in outputs})
+    _clear(claim, keep={o["key"] for o in outputs})
     duration("ThumbnailDuration", (perf_counter() - started) * 1000)
     count("Processed")
     logger.info("thumbnails stored", extra={"outputs": [o["key"] for o in outputs]})
@@ -90,7 +99,7 @@ def _store(claim: contracts.ClaimCheck, thumbnail: imaging.Thumbnail, bucket: st
     key = f"{version_prefix(claim)}{thumbnail.size}.{thumbnail.extension}"
     aws.client("s3").put_object(
         Bucket=bucket, Key=key, Body=thumbnail.data, ContentType=thumbnail.content_type,
-        CacheControl=CACHE_CONTROL, Metadata={"image-id": claim.image_id, "source-etag": claim.etag or ""},
+        CacheControl=CACHE_CONTROL, Metadata={"image-id": claim.image_id},
     )
     output = {"key": key, "size": thumbnail.size, "width": thumbnail.width, "height": thumbnail.height,
               "bytes": len(thumbnail.data), "content_type": thumbnail.content_type}
@@ -101,8 +110,10 @@ def _store(claim: contracts.ClaimCheck, thumbnail: imaging.Thumbnail, bucket: st
 
 
 def _owns_keys(current: dict[str, Any] | None, claim: contracts.ClaimCheck) -> bool:
-    """Whether the record's current version has this claim check's thumbnail keys (same bytes, same keys)."""
-    return current is not None and current.get("etag") == claim.etag and current.get("status") != records.DELETED
+    """Whether the record's current version is this claim check's (its thumbnails live under the same keys)."""
+    return (current is not None and current.get("status") != records.DELETED
+            and _version_tag(current.get("version_id"), str(current.get("sequencer", "")))
+            == _version_tag(claim.version_id, claim.sequencer))
 
 
 def _delete(bucket: str, keys: list[str]) -> None:
@@ -118,21 +129,30 @@ def _stored(bucket: str, prefix: str) -> list[str]:
 
 
 def _remove(claim: contracts.ClaimCheck) -> None:
+    """The key no longer holds an accepted image (deleted, or overwritten by a rejected upload): its thumbnails go."""
     env = environment.load()
     current = records.get(env.table_name, claim.image_id)
     if current is None or current.get("sequencer") != claim.sequencer:
-        logger.info("deletion is stale; the image was uploaded again")
+        logger.info("removal is stale; the key was uploaded again")
         count("SkippedClaimChecks")
         return
-    removed = _delete_under(env.thumbnails_bucket, image_prefix(claim.image_id), keep=set())
-    logger.info("thumbnails deleted", extra={"count": removed})
+    removed = _clear(claim, keep=set())
+    logger.info("thumbnails removed", extra={"count": removed})
     count("Processed")
 
 
-def _delete_under(bucket: str, prefix: str, keep: set[str]) -> int:
-    """Delete every object under `prefix` except `keep` (thumbnails of older versions)."""
-    doomed = [key for key in _stored(bucket, prefix) if key not in keep]
-    _delete(bucket, doomed)
+def _clear(claim: contracts.ClaimCheck, keep: set[str]) -> int:
+    """Delete every thumbnail of the image but `keep`; then make the CDN forget them (one wildcard path)."""
+    env = environment.load()
+    doomed = [key for key in _stored(env.thumbnails_bucket, image_prefix(claim.image_id)) if key not in keep]
+    _delete(env.thumbnails_bucket, doomed)
+    if doomed and env.distribution_id:
+        # Deleted first, then invalidated, so no request in between can cache them again. The caller reference
+        # names this piece of work: a retry of it asks for the same invalidation, which CloudFront does once.
+        aws.client("cloudfront").create_invalidation(DistributionId=env.distribution_id, InvalidationBatch={
+            "Paths": {"Quantity": 1, "Items": [f"/{image_prefix(claim.image_id)}*"]},
+            "CallerReference": f"{claim.image_id}-{claim.sequencer}"})
+        count("Invalidations")
     return len(doomed)
 
 

@@ -65,6 +65,17 @@ class Cloud:
         response = self.s3.delete_object(Bucket=self.uploads, Key=key)
         return self.s3_event("ObjectRemoved:DeleteMarkerCreated", key, version_id=response.get("VersionId"))
 
+    def delete_version(self, key: str, version_id: str) -> dict[str, Any]:
+        """Delete one version for good (a delete marker too: that is an undelete); S3 sends ObjectRemoved:Delete."""
+        self.s3.delete_object(Bucket=self.uploads, Key=key, VersionId=version_id)
+        return self.s3_event("ObjectRemoved:Delete", key, version_id=version_id)
+
+    def versions(self, key: str) -> list[dict[str, Any]]:
+        """Every version and delete marker of `key`, newest first."""
+        listed = self.s3.list_object_versions(Bucket=self.uploads, Prefix=key)
+        entries = [*listed.get("Versions", []), *listed.get("DeleteMarkers", [])]
+        return sorted((e for e in entries if e["Key"] == key), key=lambda e: e["LastModified"], reverse=True)
+
     def s3_event(self, name: str, key: str, size: int = 0, etag: str | None = None,
                  version_id: str | None = None) -> dict[str, Any]:
         obj: dict[str, Any] = {"key": quote_plus(key), "sequencer": format(next(self._sequence) * 1000 + 0x5F00000000, "018X")}

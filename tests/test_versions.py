@@ -1,0 +1,210 @@
+"""Versions, overwrites and deletes, the way S3 defines them, through the real handlers on moto.
+
+In a versioned bucket S3 sends ObjectRemoved:Delete for a version deleted for good (a delete marker too:
+that is an undelete) and ObjectRemoved:DeleteMarkerCreated for a plain delete (S3 User Guide, "Event
+notification types and destinations"). Every case ends with the README's invariant: thumbnails exist only for
+`done` records, exactly the configured sizes.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+
+from handlers import aws, contracts, environment, intake, labels, thumbnails
+from localcloud import samples as images
+from tests.conftest import HANDLER_ENV, failed_ids, invoke, s3_message
+
+SIZES = sorted(int(s) for s in HANDLER_ENV["THUMBNAIL_SIZES"].split(","))
+
+
+def deliver(cloud, event) -> list[dict]:
+    """S3 event -> intake -> every claim check it published -> both stages; returns the claims."""
+    assert invoke(intake, [s3_message(event)])["batchItemFailures"] == []
+    claims = [p["claim"] for p in cloud.published()]
+    for claim in claims:
+        assert invoke(thumbnails, [json.dumps(claim)])["batchItemFailures"] == []
+        if claim["event"] == "created" and claim["format"] in ("jpeg", "png"):
+            assert invoke(labels, [json.dumps(claim)])["batchItemFailures"] == []
+    return claims
+
+
+def assert_thumbnails_only_for_done(cloud) -> None:
+    """The invariant over the whole table and bucket."""
+    stored = set(cloud.thumbnail_keys())
+    expected: set[str] = set()
+    for item in cloud.table.scan()["Items"]:
+        prefix = thumbnails.image_prefix(item["image_id"])
+        mine = {k for k in stored if k.startswith(prefix)}
+        if item["status"] == "done":
+            outputs = {o["key"] for o in item["thumbnails"]["outputs"]}
+            assert mine == outputs, item["key"]
+            assert sorted(int(o["size"]) for o in item["thumbnails"]["outputs"]) == SIZES
+            expected |= outputs
+        else:
+            assert mine == set(), f"{item['key']} is {item['status']} but has thumbnails {sorted(mine)}"
+    assert stored == expected, "thumbnails that belong to no record"
+
+
+@pytest.fixture
+def done(cloud):
+    """A finished upload: (key, its version id, its thumbnail keys)."""
+    key = "uploads/live.webp"
+    deliver(cloud, cloud.put(key, images.webp(400, 300)))
+    record = cloud.record(key)
+    assert record["status"] == "done"
+    return key, record["version_id"], sorted(o["key"] for o in record["thumbnails"]["outputs"])
+
+
+def test_deleting_an_old_version_leaves_the_live_image_alone(cloud, done):
+    key, first, _ = done
+    # GIVEN the image was overwritten, and the new version finished
+    deliver(cloud, cloud.put(key, images.webp(200, 100)))
+    live = cloud.record(key)
+    assert live["status"] == "done" and live["version_id"] != first
+    kept = sorted(o["key"] for o in live["thumbnails"]["outputs"])
+    # WHEN the old version is deleted for good (version clean-up)
+    claims = deliver(cloud, cloud.delete_version(key, first))
+    # THEN nothing changes: no claim check, the same record, the same thumbnails
+    assert claims == []
+    assert cloud.record(key) == live
+    assert cloud.thumbnail_keys() == kept
+    assert_thumbnails_only_for_done(cloud)
+
+
+def test_undeleting_brings_the_image_back_with_thumbnails(cloud, done):
+    key, version, _ = done
+    marker = cloud.delete(key)
+    deliver(cloud, marker)
+    assert cloud.record(key)["status"] == "deleted" and cloud.thumbnail_keys() == []
+    # WHEN the delete marker is deleted (S3's undelete): ObjectRemoved:Delete, and no create event
+    claims = deliver(cloud, cloud.delete_version(key, marker["s3"]["object"]["versionId"]))
+    # THEN the current version is processed like a new upload, ordered by the undelete's own sequencer
+    assert [c["event"] for c in claims] == ["created"]
+    record = cloud.record(key)
+    assert (record["status"], record["version_id"]) == ("done", version)
+    assert len(cloud.thumbnail_keys()) == len(SIZES)
+    assert_thumbnails_only_for_done(cloud)
+
+
+def test_deleting_the_only_version_deletes_the_image(cloud, done):
+    key, version, _ = done
+    deliver(cloud, cloud.delete_version(key, version))
+    record = cloud.record(key)
+    assert (record["status"], record["reason"]) == ("deleted", "the upload was deleted")
+    assert_thumbnails_only_for_done(cloud)
+
+
+def test_deleting_the_current_version_falls_back_to_the_previous_one(cloud, done):
+    key, first, _ = done
+    second = cloud.put(key, images.png(120, 90))
+    deliver(cloud, second)
+    # WHEN the current version is deleted for good, the older one is current again
+    deliver(cloud, cloud.delete_version(key, second["s3"]["object"]["versionId"]))
+    record = cloud.record(key)
+    assert (record["status"], record["version_id"], record["format"]) == ("done", first, "webp")
+    assert_thumbnails_only_for_done(cloud)
+
+
+def test_a_rejected_overwrite_takes_the_old_thumbnails_with_it(cloud, done):
+    key, _, old = done
+    assert cloud.thumbnail_keys() == old
+    claims = deliver(cloud, cloud.put(key, b"meeting notes, not a photo\n"))
+    record = cloud.record(key)
+    assert record["status"] == "rejected" and "not an image" in record["reason"]
+    assert [c["event"] for c in claims] == ["removed"]
+    assert cloud.thumbnail_keys() == []
+    assert_thumbnails_only_for_done(cloud)
+
+
+def test_a_first_rejection_publishes_nothing(cloud):
+    assert deliver(cloud, cloud.put("uploads/new.jpg", b"")) == []
+    assert cloud.record("uploads/new.jpg")["status"] == "rejected"
+
+
+def test_a_rejection_delivered_twice_sends_its_removal_again(cloud, done):
+    key, _, _ = done
+    event = cloud.put(key, b"text\n")
+    deliver(cloud, event)
+    # The first delivery might have died between recording and publishing: the second publishes again.
+    assert [c["event"] for c in deliver(cloud, event)] == ["removed"]
+    assert_thumbnails_only_for_done(cloud)
+
+
+def test_an_overwrite_that_fails_to_decode_takes_the_old_thumbnails_with_it(cloud, done):
+    key, _, old = done
+    good = images.webp(800, 600)
+    deliver(cloud, cloud.put(key, good[: len(good) // 3]))  # sniffs as WebP, cannot be decoded
+    record = cloud.record(key)
+    assert record["status"] == "failed" and record["reason"].startswith("thumbnails: ")
+    assert cloud.thumbnail_keys() == []
+    assert_thumbnails_only_for_done(cloud)
+
+
+def test_a_late_removal_for_a_replaced_image_changes_nothing(cloud, done):
+    key, first, _ = done
+    marker = cloud.delete(key)
+    deliver(cloud, cloud.put(key, images.webp(90, 60)))  # uploaded again before the delete was processed
+    assert deliver(cloud, marker) == []  # the key's current version is the one the record holds
+    assert cloud.record(key)["status"] == "done"
+    assert_thumbnails_only_for_done(cloud)
+
+
+def test_without_rekognition_formats_every_upload_is_processed_without_labels(cloud, monkeypatch):
+    monkeypatch.setenv("ALLOWED_FORMATS", "webp,gif")
+    monkeypatch.setenv("LABEL_FORMATS", "")  # what the program sets when no allowed format goes to Rekognition
+    deliver(cloud, cloud.put("uploads/a.gif", images.gif(frames=3)))
+    record = cloud.record("uploads/a.gif")
+    assert (record["status"], record["expected_stages"]) == ("done", ["thumbnails"])
+
+
+def test_a_missing_label_formats_setting_is_a_configuration_error(cloud, monkeypatch):
+    monkeypatch.delenv("LABEL_FORMATS")
+    with pytest.raises(environment.ConfigurationError, match="LABEL_FORMATS is not set"):
+        environment.load().label_formats
+
+
+def test_removed_thumbnails_are_invalidated_in_the_cdn(cloud, done, monkeypatch):
+    key, _, _ = done
+    cf = aws.client("cloudfront")
+    distribution = cf.create_distribution(DistributionConfig={
+        "CallerReference": "t", "Comment": "", "Enabled": True,
+        "Origins": {"Quantity": 1, "Items": [{"Id": "o", "DomainName": "thumbs.s3.us-east-1.amazonaws.com",
+                                              "S3OriginConfig": {"OriginAccessIdentity": ""}}]},
+        "DefaultCacheBehavior": {"TargetOriginId": "o", "ViewerProtocolPolicy": "https-only",
+                                 "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
+                                 "MinTTL": 0}})["Distribution"]["Id"]
+    monkeypatch.setenv("DISTRIBUTION_ID", distribution)
+    environment.load.cache_clear()
+    removal = cloud.delete(key)
+    deliver(cloud, removal)
+    deliver(cloud, removal)  # delivered twice: the same piece of work asks for the same invalidation
+    listed = cf.list_invalidations(DistributionId=distribution)["InvalidationList"].get("Items", [])
+    assert len(listed) == 1
+    batch = cf.get_invalidation(DistributionId=distribution, Id=listed[0]["Id"])["Invalidation"]["InvalidationBatch"]
+    image = contracts.image_id(cloud.uploads, key)
+    assert batch["Paths"]["Items"] == [f"/thumbnails/{image}/*"]
+    assert_thumbnails_only_for_done(cloud)
+
+
+def test_a_head_refused_for_lack_of_list_bucket_is_retried_not_recorded(cloud, done, monkeypatch):
+    key, _, _ = done
+    event = cloud.delete(key)
+
+    def refused(**_):
+        # What S3 answers for a missing key when the caller may not s3:ListBucket (S3 API reference, HeadObject).
+        raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
+
+    monkeypatch.setattr(aws.client("s3"), "head_object", refused)
+    healthy = s3_message(cloud.put("uploads/other.webp", images.webp(50, 50)))
+    assert failed_ids(invoke(intake, [s3_message(event), healthy])) == ["m0"]
+    assert cloud.record(key)["status"] == "done"  # nothing recorded: retried, then dead-lettered with an alarm
+
+
+def test_thumbnail_keys_reveal_nothing_about_the_originals_bytes(cloud, done):
+    key, version, keys = done
+    etag = cloud.s3.head_object(Bucket=cloud.uploads, Key=key)["ETag"].strip('"')
+    assert all(etag not in k and f"/{version}/" in k for k in keys)
+    head = cloud.s3.head_object(Bucket=cloud.thumbnails, Key=keys[0])
+    assert etag not in json.dumps(head["Metadata"])
