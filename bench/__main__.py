@@ -20,7 +20,7 @@ from typing import Any
 
 from bench import cost, engines, inputs
 from infra import packaging
-from infra.settings import Settings
+from infra.settings import RUNTIME_GLIBC, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 INPUT_DIR = ROOT / "build" / "bench-inputs"
@@ -104,7 +104,8 @@ def bench_cold_start() -> dict[str, Any]:
         found["import_ms"][name] = round(statistics.median(float(r[0]) for r in runs), 1)
         found["loads_pillow"][name] = runs[0][1] == "True"
     try:
-        layer = packaging.pillow_layer(Settings().architecture, Settings().runtime)
+        s = Settings()
+        layer = packaging.pillow_layer(s.architecture, s.runtime, RUNTIME_GLIBC[s.runtime])
         found["layer_bytes"] = {"zipped": layer.stat().st_size,
                                 "unzipped": sum(i.file_size for i in zipfile.ZipFile(layer).infolist())}
     except RuntimeError as exc:  # no access to PyPI

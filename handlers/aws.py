@@ -26,7 +26,18 @@ def table(name: str):
     return boto3.resource("dynamodb", config=_CONFIG).Table(name)
 
 
+@cache
+def s3_presigner():
+    """An S3 client for presigning: SigV4 (S3 refuses SigV2 on buckets created since June 2020, and botocore still
+    signs presigned POSTs with SigV2 in older regions unless told), against the bucket's regional virtual-hosted
+    endpoint (us-east-1 included: the global one is legacy). With AWS_ENDPOINT_URL on an IP address (an emulator)
+    botocore falls back to path style by itself."""
+    return boto3.client("s3", config=Config(signature_version="s3v4", s3={
+        "addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"}))
+
+
 def reset() -> None:
     """Forget cached clients (tests that start a fresh emulator call this)."""
     client.cache_clear()
     table.cache_clear()
+    s3_presigner.cache_clear()

@@ -70,7 +70,7 @@ def handle_s3_event(s3_event: dict[str, Any]) -> None:
         else:
             logger.info("event ignored", extra={"event_name": event_name})
     finally:
-        logger.remove_keys(["image_id", "key"])
+        logger.remove_keys(["image_id", "key", "owner"])
 
 
 def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_time: str) -> None:
@@ -80,11 +80,15 @@ def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
         bucket=bucket, key=key, version_id=obj.get("versionId") or None, etag=obj.get("eTag") or None,
         size=size, format=None, sequencer=sequencer, event=contracts.CREATED, event_time=event_time,
     )
+    metadata: dict[str, str] = {}
     try:
-        found = _inspect(claim, env)
+        found = _inspect(claim, env, metadata)
         reason = ""
     except PermanentFailure as failure:
         found, reason = None, failure.reason
+    owner = _owner(key, metadata)
+    if owner:
+        logger.append_keys(owner=owner)
     status = records.ACCEPTED if found else records.REJECTED
     fmt = found.format if found else None
     expected = ["thumbnails"] + (["labels"] if fmt in env.label_formats else [])
@@ -92,7 +96,7 @@ def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
         "status": status, "reason": reason, "bucket": bucket, "key": key, "format": fmt, "size": size,
         "etag": claim.etag, "version_id": claim.version_id, "event_time": event_time,
         "width": found.width if found else None, "height": found.height if found else None,
-        "expected_stages": expected if found else [],
+        "expected_stages": expected if found else [], "owner": owner,
     })
     if result.outcome == records.STALE:
         logger.info("older than the recorded event; nothing changed")
@@ -159,13 +163,27 @@ def _removed(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
     count("Deleted")
 
 
-def _inspect(claim: contracts.ClaimCheck, env: environment.Environment) -> Sniffed:
-    """Decide from size and the first bytes whether an upload is an image this pipeline takes."""
+API_PREFIX = "uploads/api/"
+
+
+def _owner(key: str, metadata: dict[str, str]) -> str | None:
+    """Who uploaded it, when the upload API granted it: the owner the grant signed into the object's metadata
+    (S3 refused the PUT without it), else the namespace of the key the API chose."""
+    if metadata.get("owner"):
+        return metadata["owner"]
+    if key.startswith(API_PREFIX):
+        return key[len(API_PREFIX):].split("/", 1)[0] or None
+    return None
+
+
+def _inspect(claim: contracts.ClaimCheck, env: environment.Environment, metadata: dict[str, str]) -> Sniffed:
+    """Decide from size and the first bytes whether an upload is an image this pipeline takes
+    (`metadata` receives the object's user metadata when it is read)."""
     if claim.size == 0:
         raise PermanentFailure("the file is empty (0 bytes)")
     if claim.size > env.max_upload_bytes:
         raise PermanentFailure(f"the file is {claim.size:,} bytes, over the upload limit of {env.max_upload_bytes:,} bytes")
-    head = _read_head(claim)
+    head = _read_head(claim, metadata)
     found = sniff(head)
     named = _extension_note(claim.key, found.format)
     if found.format is None:
@@ -191,15 +209,17 @@ def _current_version(bucket: str, key: str) -> dict[str, Any] | None:
     return {"versionId": head.get("VersionId"), "eTag": head.get("ETag", "").strip('"'), "size": head.get("ContentLength", 0)}
 
 
-def _read_head(claim: contracts.ClaimCheck) -> bytes:
-    """The first bytes of exactly the object version the event names."""
+def _read_head(claim: contracts.ClaimCheck, metadata: dict[str, str]) -> bytes:
+    """The first bytes of exactly the object version the event names (and its user metadata, into `metadata`)."""
     params: dict[str, Any] = {"Bucket": claim.bucket, "Key": claim.key, "Range": f"bytes=0-{SNIFF_BYTES - 1}"}
     if claim.version_id:
         params["VersionId"] = claim.version_id
     elif claim.etag:
         params["IfMatch"] = f'"{claim.etag}"'
     try:
-        return aws.client("s3").get_object(**params)["Body"].read()
+        response = aws.client("s3").get_object(**params)
+        metadata.update(response.get("Metadata") or {})
+        return response["Body"].read()
     except Exception as exc:
         permanent = as_permanent(exc)
         if permanent is None:

@@ -1,77 +1,147 @@
-"""Upload API: hands an authenticated caller a presigned POST for one new key under uploads/.
+"""Upload API: hands an authenticated caller one presigned, create-only PUT for one new key.
 
-The server chooses the key (the caller only names the file), the POST may
-carry only an allowed image type and at most the upload limit, and it expires
-quickly. Authentication happens before this code runs: IAM on the function
-URL, or API Gateway's JWT authorizer. Bad requests get a 4xx and a message.
+The server chooses the key, under the caller's own namespace (an opaque hash of who they are: the JWT's
+issuer and subject, or the IAM principal); the grant is signed with SigV4 for exactly that key, content type,
+length and owner, and with `If-None-Match: *`, so S3 itself refuses a second upload with it (conditional
+writes; the bucket policy also refuses any PUT there without that header). Authentication happens before
+this code runs: IAM on the function URL, or API Gateway's JWT authorizer. Every bad request gets a 4xx and a
+message a person can read.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
 import re
+import unicodedata
 import uuid
 from datetime import datetime, timezone
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, LambdaFunctionUrlResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import BadRequestError, RequestEntityTooLargeError
 
 from handlers import aws, environment
 from handlers.observability import logger
 
-# Content-Type a client may declare -> the format name the settings use.
-CONTENT_TYPES = {"image/jpeg": "jpeg", "image/png": "png", "image/webp": "webp", "image/gif": "gif",
-                 "image/tiff": "tiff", "image/heic": "heic", "image/heif": "heic", "image/avif": "avif"}
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# Content-Type a client may declare (any case) -> the format name the settings use.
+CONTENT_TYPES = {"image/jpeg": "jpeg", "image/jpg": "jpeg", "image/pjpeg": "jpeg", "image/png": "png",
+                 "image/webp": "webp", "image/gif": "gif", "image/tiff": "tiff", "image/heic": "heic",
+                 "image/heif": "heic", "image/avif": "avif"}
+CANONICAL_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif",
+                   "tiff": "image/tiff", "heic": "image/heic", "avif": "image/avif"}
+EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif", "tiff": "tif", "heic": "heic", "avif": "avif"}
+API_PREFIX = "uploads/api/"
+MAX_BODY_BYTES = 16 * 1024  # a request is a few fields; anything larger is refused before it is parsed
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_SHOWN = 80  # characters of a client's value echoed back in a message
 
 # Function URLs and HTTP APIs both send payload format 2.0; the resolver matches how the API is deployed.
 app = APIGatewayHttpResolver() if os.environ.get("UPLOAD_API_KIND") == "http-api" else LambdaFunctionUrlResolver()
 
 
-def upload_key(filename: str) -> str:
-    """A new, unguessable key for `filename` under uploads/, or BadRequestError when the name is not a plain name."""
+class Refused(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def shown(value: Any) -> str:
+    """A client's value as a message may quote it: at most _SHOWN characters of it."""
+    text = repr(value)
+    size = len(value) if isinstance(value, str) else len(text)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + f"… ({size:,} characters)"
+
+
+def caller(event: dict[str, Any]) -> tuple[str, str]:
+    """(principal, owner): who is asking, as the authorizer established it, and the opaque id their keys go under."""
+    authorizer = event.get("requestContext", {}).get("authorizer") or {}
+    claims = (authorizer.get("jwt") or {}).get("claims") or {}
+    if claims.get("sub"):
+        principal = f"{claims.get('iss', '')}|{claims['sub']}"
+    else:
+        iam = authorizer.get("iam") or {}
+        principal = iam.get("userArn") or iam.get("callerId") or ""
+    if not principal:
+        raise Refused(401, "the request carries no authenticated caller")
+    return principal, hashlib.sha256(principal.encode()).hexdigest()[:24]
+
+
+def upload_key(owner: str, filename: Any, fmt: str) -> str:
+    """A new, unguessable key under the owner's namespace, named after the file; the extension is the type's."""
     if not isinstance(filename, str) or not filename.strip():
-        raise BadRequestError("filename is required: the name of the file you will upload, such as photo.jpg")
+        raise Refused(400, "filename is required: the name of the file you will upload, such as photo.jpg")
     if len(filename) > 255:
-        raise BadRequestError("filename is longer than 255 characters")
-    if "/" in filename or "\\" in filename or ".." in filename or any(ord(c) < 32 for c in filename):
-        raise BadRequestError(f"filename must be a plain file name, without folders or '..' (got {filename!r})")
-    safe = _UNSAFE.sub("-", filename).strip("-.")[:100] or "upload"
+        raise Refused(400, f"filename is longer than 255 characters ({len(filename):,})")
+    if "/" in filename or "\\" in filename or any(ord(c) < 32 or ord(c) == 127 for c in filename):
+        raise Refused(400, f"filename must be a plain file name, without folders or control characters (got {shown(filename)})")
+    stem = filename.rsplit(".", 1)[0] if "." in filename.strip(".") else filename
+    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    safe = _UNSAFE.sub("-", ascii_stem).strip("-")[:60] or "upload"
     day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
-    return f"uploads/{day}/{uuid.uuid4().hex[:16]}-{safe}"
+    return f"{API_PREFIX}{owner}/{day}/{uuid.uuid4().hex[:16]}-{safe}.{EXTENSIONS[fmt]}"
+
+
+def _body(event: dict[str, Any]) -> dict[str, Any]:
+    raw = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        try:
+            raw = base64.b64decode(raw, validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            raise Refused(400, "the request body is not valid base64 UTF-8") from None
+    if len(raw.encode("utf-8", "replace")) > MAX_BODY_BYTES:
+        raise Refused(413, f"the request body is over {MAX_BODY_BYTES:,} bytes; send only the upload's description")
+    content_type = {k.lower(): v for k, v in (event.get("headers") or {}).items()}.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise Refused(415, f"send the request as application/json (got Content-Type {shown(content_type)})")
+    try:
+        body = json.loads(raw) if raw else None
+    except (ValueError, RecursionError):
+        body = None
+    if not isinstance(body, dict):
+        raise Refused(400, 'send a JSON object: {"filename": "photo.jpg", "contentType": "image/jpeg", "size": 12345}')
+    return body
+
+
+def grant(event: dict[str, Any]) -> dict[str, Any]:
+    env = environment.load()
+    principal, owner = caller(event)
+    body = _body(event)
+    declared = body.get("contentType")
+    fmt = CONTENT_TYPES.get(declared.strip().lower()) if isinstance(declared, str) else None
+    if fmt is None or fmt not in env.allowed_formats:
+        allowed = sorted(CANONICAL_TYPES[f] for f in env.allowed_formats if f in CANONICAL_TYPES)
+        raise Refused(415, f"contentType {shown(declared)} is not accepted; use one of {', '.join(allowed)}")
+    size = body.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise Refused(400, f"size is required: the file's length in bytes, a positive whole number (got {shown(size)})")
+    if size > env.max_upload_bytes:
+        raise Refused(413, f"the file is {size:,} bytes, over the upload limit of {env.max_upload_bytes:,} bytes")
+    key = upload_key(owner, body.get("filename"), fmt)
+    content_type = CANONICAL_TYPES[fmt]
+    # Everything below is signed: S3 refuses the PUT unless it carries exactly these headers, this length, and
+    # finds no object at the key (If-None-Match: *), so the grant buys one upload.
+    headers = {"Content-Type": content_type, "If-None-Match": "*", "x-amz-meta-owner": owner}
+    url = aws.s3_presigner().generate_presigned_url("put_object", ExpiresIn=env.upload_expiry_seconds, Params={
+        "Bucket": env.uploads_bucket, "Key": key, "ContentType": content_type, "ContentLength": size,
+        "IfNoneMatch": "*", "Metadata": {"owner": owner}})
+    logger.info("upload granted", extra={"key": key, "owner": owner, "principal": principal,
+                                         "content_type": content_type, "size": size})
+    return {"key": key, "url": url, "method": "PUT", "headers": headers, "size": size, "owner": owner,
+            "expires_in": env.upload_expiry_seconds, "max_bytes": env.max_upload_bytes}
+
+
+def _json(status: int, body: dict[str, Any]) -> Response:
+    return Response(status_code=status, content_type="application/json", body=json.dumps(body))
 
 
 @app.post("/uploads")
 def create_upload() -> Response:
-    env = environment.load()
     try:
-        body: Any = app.current_event.json_body if app.current_event.body else None
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise BadRequestError('send a JSON object: {"filename": "photo.jpg", "contentType": "image/jpeg", "size": 12345}')
-    content_type = body.get("contentType")
-    fmt = CONTENT_TYPES.get(content_type) if isinstance(content_type, str) else None
-    if fmt is None or fmt not in env.allowed_formats:
-        allowed = sorted(t for t, f in CONTENT_TYPES.items() if f in env.allowed_formats)
-        return Response(status_code=415, content_type="application/json",
-                        body={"message": f"contentType {content_type!r} is not accepted; use one of {', '.join(allowed)}"})
-    size = body.get("size")
-    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
-        raise BadRequestError("size, when given, is the file's length in bytes (a positive whole number)")
-    if size is not None and size > env.max_upload_bytes:
-        raise RequestEntityTooLargeError(f"the file is {size:,} bytes, over the upload limit of {env.max_upload_bytes:,} bytes")
-    key = upload_key(body.get("filename"))
-    post = aws.client("s3").generate_presigned_post(
-        Bucket=env.uploads_bucket, Key=key,
-        Fields={"Content-Type": content_type},
-        # S3 itself refuses anything else: another type, an empty file, a file over the limit.
-        Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, env.max_upload_bytes]],
-        ExpiresIn=env.upload_expiry_seconds)
-    logger.info("upload granted", extra={"key": key, "content_type": content_type})
-    return Response(status_code=201, content_type="application/json", body={
-        "key": key, "url": post["url"], "fields": post["fields"], "expires_in": env.upload_expiry_seconds,
-        "max_bytes": env.max_upload_bytes})
+        return _json(201, grant(app.current_event.raw_event))
+    except Refused as refused:
+        logger.info("upload refused", extra={"status": refused.status, "reason": refused.message})
+        return _json(refused.status, {"message": refused.message})
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -97,8 +97,9 @@ def build_worker(name: str, args: WorkerArgs, parent: pulumi.Resource) -> Worker
                                                               "maxReceiveCount": s.max_receive_count})),
         opts=opts,
     )
-    consume = iam.allow(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
-                         "sqs:ChangeMessageVisibility"], [queue.arn])
+    # What the event source mapping needs of the execution role (Lambda developer guide, "Using Lambda with
+    # Amazon SQS", and AWS's AWSLambdaSQSQueueExecutionRole): no more.
+    consume = iam.allow(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], [queue.arn])
     function, role, log_group, grants = build_function(
         name, args.function, s, memory=stage.memory, timeout=stage.timeout, environment=args.environment,
         statements=[consume, *args.statements], layers=args.layers, parent=parent)

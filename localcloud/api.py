@@ -1,8 +1,10 @@
 """HTTP endpoints for the functions the program exposes (the upload API), served on 127.0.0.1.
 
-Each request becomes a payload-format-2.0 event for the function, run in its own execution
-environment like every other function here. The emulator cannot check IAM signatures or JWTs,
-so this endpoint does not authenticate: the deployed one always does (AWS_IAM or a JWT authorizer).
+Each request becomes a payload-format-2.0 event for the function, run in its own execution environment like
+every other function here. The deployed endpoint authenticates every caller (IAM, or a JWT authorizer); this
+one cannot check IAM signatures or JWTs, so it stands in for them: the caller is the local user, or whoever a
+local-only `X-Localcloud-Caller` header names (tests use it to be several people). It refuses what a front
+door should: a foreign Host (DNS rebinding), a missing, malformed or oversized Content-Length.
 """
 from __future__ import annotations
 
@@ -15,11 +17,17 @@ from urllib.parse import urlsplit
 
 from localcloud.pollers import ExecutionEnvironment, FunctionSpec
 
+LOCAL_CALLER = "arn:aws:iam::123456789012:user/localcloud"
+CALLER_HEADER = "X-Localcloud-Caller"
+# Lambda's synchronous request payload limit (Lambda quotas): 6 MB.
+MAX_REQUEST_BYTES = 6 * 1024 * 1024
+
 
 class FunctionEndpoint:
-    def __init__(self, function: FunctionSpec, log: Any):
+    def __init__(self, function: FunctionSpec, log: Any, jwt: bool = False):
         self.function = function
         self._log = log
+        self._jwt = jwt
         self._environment: ExecutionEnvironment | None = None
         self._lock = threading.Lock()  # one request at a time per environment, as Lambda does
         endpoint = self
@@ -28,14 +36,16 @@ class FunctionEndpoint:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 endpoint._serve(self)
 
-            do_GET = do_PUT = do_DELETE = do_POST  # noqa: N815 - let the function route (and 404) them
+            do_GET = do_PUT = do_DELETE = do_OPTIONS = do_POST  # noqa: N815 - let the function route (and 404) them
 
             def log_message(self, *args: Any) -> None:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name=f"endpoint-{function.name}")
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self._hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
 
     def start(self) -> FunctionEndpoint:
         self._thread.start()
@@ -48,16 +58,37 @@ class FunctionEndpoint:
             if self._environment is not None:
                 self._environment.kill()
 
+    def _answer(self, request: BaseHTTPRequestHandler, status: int, payload: str, headers: dict[str, str] | None = None) -> None:
+        data = payload.encode()
+        request.send_response(status)
+        for name, value in (headers or {"content-type": "application/json"}).items():
+            request.send_header(name, value)
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        request.wfile.write(data)
+
     def _serve(self, request: BaseHTTPRequestHandler) -> None:
-        body = request.rfile.read(int(request.headers.get("Content-Length") or 0)).decode("utf-8", "replace")
+        if request.headers.get("Host") not in self._hosts:
+            return self._answer(request, 421, json.dumps({"message": "this endpoint answers only for its own host"}))
+        length_text = request.headers.get("Content-Length") or "0"
+        if not length_text.isdigit():
+            return self._answer(request, 400, json.dumps({"message": f"Content-Length {length_text[:20]!r} is not a byte count"}))
+        length = int(length_text)
+        if length > MAX_REQUEST_BYTES:
+            request.close_connection = True
+            return self._answer(request, 413, json.dumps({"message": f"the request is over {MAX_REQUEST_BYTES:,} bytes"}))
+        body = request.rfile.read(length).decode("utf-8", "replace")
         path = urlsplit(request.path)
+        principal = request.headers.get(CALLER_HEADER) or LOCAL_CALLER
+        authorizer = ({"jwt": {"claims": {"iss": "https://localcloud/", "sub": principal}, "scopes": []}} if self._jwt
+                      else {"iam": {"userArn": principal, "accountId": "123456789012", "callerId": principal}})
         event = {
             "version": "2.0", "routeKey": "$default", "rawPath": path.path, "rawQueryString": path.query,
-            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "headers": {k.lower(): v for k, v in request.headers.items() if k.lower() != CALLER_HEADER.lower()},
             "requestContext": {"http": {"method": request.command, "path": path.path, "protocol": "HTTP/1.1",
                                         "sourceIp": request.client_address[0], "userAgent": request.headers.get("User-Agent", "")},
                                "requestId": str(uuid.uuid4()), "accountId": "123456789012", "stage": "$default",
-                               "domainName": urlsplit(self.url).netloc},
+                               "domainName": urlsplit(self.url).netloc, "authorizer": authorizer},
             "body": body or None, "isBase64Encoded": False,
         }
         with self._lock:
@@ -66,13 +97,5 @@ class FunctionEndpoint:
             reply = self._environment.invoke(event)
         if reply.get("ok"):
             result = reply["result"]
-            status, headers, payload = result.get("statusCode", 200), result.get("headers", {}), result.get("body", "")
-        else:
-            status, headers, payload = 502, {"content-type": "application/json"}, json.dumps({"message": reply.get("error")})
-        data = payload.encode()
-        request.send_response(status)
-        for name, value in headers.items():
-            request.send_header(name, value)
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
+            return self._answer(request, result.get("statusCode", 200), result.get("body", ""), result.get("headers", {}))
+        return self._answer(request, 502, json.dumps({"message": reply.get("error")}))

@@ -1,9 +1,11 @@
 """The local cloud: emulator + the program deployed into it + pollers running the handlers."""
 from __future__ import annotations
 
+import hashlib
 import json
 import mimetypes
 import os
+import secrets
 import shutil
 import zipfile
 from dataclasses import dataclass
@@ -38,7 +40,8 @@ class ApiUpload:
     api_status: int  # what the upload API answered
     message: str  # its message, when it refused
     key: str | None  # the key it chose
-    s3_status: int | None  # what S3 answered the presigned POST
+    s3_status: int | None  # what S3 answered the presigned PUT
+    grant: dict[str, Any] | None = None  # the whole grant, to replay it
 
 
 class LocalCloud:
@@ -46,13 +49,14 @@ class LocalCloud:
 
     def __init__(self, config: dict[str, Any] | None = None, faults: dict[str, list[dict[str, Any]]] | None = None,
                  workdir: Path = DEFAULT_WORKDIR, port: int = 0, chaos: Chaos | dict[str, Chaos] | None = None,
-                 record_calls: bool = False):
+                 stack: str = "local"):
         self.config = merge(LOCAL_CONFIG, config or {})
         self.faults = faults or {}  # stage -> rules for runtime.install_faults
         self.chaos = chaos or Chaos()  # for every stage, or per stage
-        self.record_calls = record_calls
+        self.stack = stack
         self.workdir = Path(workdir)
-        self.emulator = Emulator(port)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.emulator = Emulator(port, log_path=self.workdir / "emulator.log")
         self.pollers: dict[str, Poller] = {}
         self.endpoints: dict[str, FunctionEndpoint] = {}
         self.deployment: program.Deployment | None = None
@@ -74,7 +78,9 @@ class LocalCloud:
             os.environ[name] = value
         try:
             self._mocks = CloudMocks()
-            self.deployment = program.run(self._mocks, self.config, stack="local")
+            self.deployment = program.run(self._mocks, self.config, stack=self.stack)
+            self.credentials = function_credentials(self.deployment)
+            self.emulator.configure(*grants(self.deployment, self.credentials))
             self._start_pollers()
             self._start_endpoints()
         except BaseException:
@@ -136,7 +142,8 @@ class LocalCloud:
             stage = fn.inputs["handler"].split(".")[1]
             if stage == "upload_api":
                 log = open(self.workdir / "logs" / f"{stage}.log", "a", buffering=1)  # noqa: SIM115 - lives with the endpoint
-                self.endpoints[stage] = FunctionEndpoint(self._function_spec(fn, stage), log).start()
+                jwt = fn.inputs["environment"]["variables"].get("UPLOAD_API_KIND") == "http-api"
+                self.endpoints[stage] = FunctionEndpoint(self._function_spec(fn, stage), log, jwt=jwt).start()
 
     @property
     def upload_api_url(self) -> str:
@@ -144,16 +151,23 @@ class LocalCloud:
         return self.endpoints["upload_api"].url
 
     def upload_through_api(self, filename: str, data: bytes, content_type: str | None = None,
-                           declared_size: int | None = None) -> ApiUpload:
-        """Ask the upload API for a presigned POST, then POST the file to S3 with it, as a client would."""
+                           declared_size: int | None = None, caller: str | None = None) -> ApiUpload:
+        """Ask the upload API for a grant, then PUT the file to S3 with it, as a client would."""
+        from localcloud.api import CALLER_HEADER
+
         content_type = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
         request = {"filename": filename, "contentType": content_type, "size": len(data) if declared_size is None else declared_size}
-        response = requests.post(f"{self.upload_api_url}/uploads", json=request, timeout=30)
+        response = requests.post(f"{self.upload_api_url}/uploads", json=request, timeout=30,
+                                 headers={CALLER_HEADER: caller} if caller else {})
         grant = response.json()
         if response.status_code != 201:
             return ApiUpload(response.status_code, grant.get("message", ""), None, None)
-        posted = requests.post(grant["url"], data=grant["fields"], files={"file": (filename, data, content_type)}, timeout=60)
-        return ApiUpload(response.status_code, "", grant["key"], posted.status_code)
+        return ApiUpload(response.status_code, "", grant["key"], self.put_with_grant(grant, data), grant)
+
+    @staticmethod
+    def put_with_grant(grant: dict[str, Any], data: bytes) -> int:
+        """PUT `data` with an upload grant's URL and headers; S3's status code."""
+        return requests.put(grant["url"], data=data, headers=grant["headers"], timeout=60).status_code
 
     def _function_spec(self, fn: program.Registered, stage: str) -> FunctionSpec:
         code_dir = self.workdir / "functions" / stage
@@ -167,12 +181,12 @@ class LocalCloud:
             "AWS_LAMBDA_FUNCTION_NAME": fn.state["name"],
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(int(fn.inputs["memorySize"])),
             **self.emulator.environment(),
+            # The function's own credentials: the emulator allows them exactly what its role allows.
+            **self.credentials[fn.state["name"]],
             **fn.inputs.get("environment", {}).get("variables", {}),
         }
         if self.faults.get(stage):
             environment["LOCALCLOUD_FAULTS"] = json.dumps(self.faults[stage])
-        if self.record_calls:
-            environment["LOCALCLOUD_CALL_LOG"] = str(self.workdir / "logs" / f"{stage}.calls.jsonl")
         return FunctionSpec(name=fn.state["name"], handler=fn.inputs["handler"], code_dir=code_dir,
                             timeout=float(fn.inputs["timeout"]), memory=int(fn.inputs["memorySize"]),
                             environment=environment)
@@ -239,11 +253,6 @@ class LocalCloud:
     def stats(self) -> dict[str, dict[str, int]]:
         return {stage: dict(p.stats) for stage, p in self.pollers.items()}
 
-    def calls(self, stage: str) -> list[dict[str, Any]]:
-        """The AWS calls `stage`'s handler made (with record_calls=True)."""
-        path = self.workdir / "logs" / f"{stage}.calls.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
     def metrics(self) -> dict[str, dict[str, float]]:
         """EMF metrics the handlers emitted, summed per stage, read from their logs."""
         totals: dict[str, dict[str, float]] = {}
@@ -260,6 +269,35 @@ class LocalCloud:
                         sums[metric["Name"]] = sums.get(metric["Name"], 0) + sum(values if isinstance(values, list) else [values])
             totals[stage] = sums
         return totals
+
+
+def function_credentials(deployment: program.Deployment) -> dict[str, dict[str, str]]:
+    """Credentials of each function's role (as Lambda hands a function its execution role's), by function name."""
+    found = {}
+    for fn in deployment.of_type("aws:lambda/function:Function"):
+        key = "LOCAL" + hashlib.sha256(fn.state["name"].encode()).hexdigest()[:15].upper()
+        found[fn.state["name"]] = {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secrets.token_hex(20)}
+    return found
+
+
+def grants(deployment: program.Deployment, credentials: dict[str, dict[str, str]]
+           ) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]], dict[str, str]]:
+    """What the emulator judges requests by, from what the program declared: each function's credentials with its
+    role's inline statements, every bucket policy as declared, and each encrypted topic's key."""
+    roles = {r.state["arn"]: r.state["name"] for r in deployment.of_type("aws:iam/role:Role")}
+    statements: dict[str, list[dict[str, Any]]] = {}
+    for policy in deployment.of_type("aws:iam/rolePolicy:RolePolicy"):
+        statements.setdefault(policy.inputs["role"], []).extend(json.loads(policy.inputs["policy"])["Statement"])
+    identities = {}
+    for fn in deployment.of_type("aws:lambda/function:Function"):
+        creds = credentials[fn.state["name"]]
+        identities[creds["AWS_ACCESS_KEY_ID"]] = {"name": fn.state["name"], "secret": creds["AWS_SECRET_ACCESS_KEY"],
+                                                  "statements": statements.get(roles[fn.inputs["role"]], [])}
+    bucket_policies = {p.inputs["bucket"]: json.loads(p.inputs["policy"])["Statement"]
+                       for p in deployment.of_type("aws:s3/bucketPolicy:BucketPolicy")}
+    topics = {t.state["arn"]: t.inputs["kmsMasterKeyId"] for t in deployment.of_type("aws:sns/topic:Topic")
+              if t.inputs.get("kmsMasterKeyId")}
+    return identities, bucket_policies, topics
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -1,119 +1,378 @@
-"""The AWS emulator: moto's server, in this process, on a free loopback port.
+"""The AWS emulator: moto's server in a process of its own, on a free loopback port, made strict.
 
-moto's S3 notifications leave out `sequencer` and `versionId`, which real S3
-sends and the handlers rely on for ordering and exact-version reads, and send
-nothing when a delete in a versioned bucket creates a delete marker (S3 sends
-s3:ObjectRemoved:DeleteMarkerCreated). The emulator adds these here, so the
-handlers run unchanged against behaviour that matches AWS.
+It runs apart from the local cloud's pollers and harness so that moto's request handling has a Python
+interpreter (and a core) to itself. In that process:
+  - moto's S3 events are made to say what S3 says: `sequencer` and `versionId` on every event,
+    ObjectRemoved:DeleteMarkerCreated for a plain delete in a versioned bucket, and ObjectRemoved:Delete for
+    every version deleted for good, a delete marker included (moto sends nothing for a delete marker and
+    sends ObjectRemoved:Delete only when the last version goes);
+  - moto's SQS queues are made safe to use concurrently (its delete rebuilt the message list unlocked, so a
+    message sent meanwhile was lost): each queue's own lock covers receive, delete and visibility changes,
+    and long polls wait on it, so nothing else need be serialized but DynamoDB, whose conditional writes
+    must be atomic per item as DynamoDB makes them;
+  - every request goes through localcloud/authorizer.py first: each function's own credentials carry
+    exactly its role's statements, bucket policies' Denies apply, missing keys answer 403 without
+    s3:ListBucket, SigV2 is refused and presigned PUTs and POSTs are verified as S3 verifies them.
+
+    python -m localcloud.emulator [--port N]   prints {"endpoint": ...} once it listens
 """
 from __future__ import annotations
 
+import argparse
+import io
 import itertools
+import json
 import logging
 import os
+import subprocess
+import sys
 import threading
+import time
 import urllib.request
+from collections import Counter
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable, Iterator
+from urllib.parse import parse_qsl, urlsplit
 
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from moto.s3 import notifications
-from moto.s3.models import S3Backend
-from werkzeug.serving import make_server
+from localcloud.authorizer import Authorizer, Identity, Need, Refusal, Request, access_key_of, needs, refuse_sigv2, service_of, \
+    verify_post_policy, verify_presigned
 
 REGION = "us-east-1"
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "localcloud", "AWS_SECRET_ACCESS_KEY": "localcloud",
-                    "AWS_SESSION_TOKEN": "localcloud", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
+ACCOUNT = "123456789012"
+# The local cloud's own credentials (the harness, the mocks that deploy, the pollers' bookkeeping): unrestricted.
+ADMIN_KEY = "localcloud"
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": ADMIN_KEY, "AWS_SECRET_ACCESS_KEY": ADMIN_KEY,
+                    "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
+STARTUP_TIMEOUT_S = 60.0
+
+
+# --- the parent's side ------------------------------------------------------------------------------------
+
+class Emulator:
+    """moto's server on 127.0.0.1 in a child process; `endpoint` is what AWS_ENDPOINT_URL should say."""
+
+    def __init__(self, port: int = 0, log_path: Path | None = None) -> None:
+        self._port = port  # 0 asks the OS for a free one
+        self._log_path = log_path
+        self._process: subprocess.Popen[str] | None = None
+        self.endpoint = ""
+
+    def start(self) -> Emulator:
+        log = open(self._log_path, "a") if self._log_path else subprocess.DEVNULL  # noqa: SIM115 - lives with the child
+        environment = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "PYTHONUNBUFFERED": "1"}
+        environment.pop("AWS_ENDPOINT_URL", None)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "localcloud.emulator", "--port", str(self._port)], stdout=subprocess.PIPE,
+            stderr=log, text=True, env=environment, cwd=Path(__file__).resolve().parent.parent)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        line = ""
+        while time.monotonic() < deadline and self._process.poll() is None:
+            line = self._process.stdout.readline()
+            if line.startswith("{"):
+                break
+        if not line.startswith("{"):
+            self.stop()
+            raise RuntimeError("the emulator did not start (see its log)")
+        self.endpoint = json.loads(line)["endpoint"]
+        self.reset()  # every local cloud starts empty
+        return self
+
+    def _post(self, path: str, document: Any = None) -> Any:
+        data = json.dumps(document).encode() if document is not None else b""
+        request = urllib.request.Request(f"{self.endpoint}{path}", data=data, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = response.read()
+        return json.loads(body) if body.startswith(b"{") else None
+
+    def reset(self) -> None:
+        self._post("/moto-api/reset")
+        self._post("/_localcloud/configure", {"identities": {}})
+
+    def configure(self, identities: dict[str, dict[str, Any]], bucket_policies: dict[str, list[dict[str, Any]]],
+                  topics: dict[str, str]) -> None:
+        """Who may do what: access key -> {name, secret, statements}, the declared bucket policies, and each
+        encrypted topic's key."""
+        self._post("/_localcloud/configure", {"identities": identities, "bucket_policies": bucket_policies,
+                                              "topics": topics})
+
+    def stats(self) -> dict[str, Any]:
+        """Requests served per service, the CPU seconds the emulator's process has used, and, per function, every
+        (action, resource) its requests were allowed."""
+        with urllib.request.urlopen(f"{self.endpoint}/_localcloud/stats", timeout=10) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        if self._process.poll() is None and self.endpoint:
+            try:
+                self.reset()
+            except OSError:
+                pass
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process.stdout.close()
+        self._process = None
+
+    def environment(self) -> dict[str, str]:
+        """What a client (the harness, the AWS CLI, boto3) needs to reach the emulator with full access."""
+        return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
+
+
+# --- the child's side: moto made to behave like AWS --------------------------------------------------------
 
 _sequence = itertools.count(1)
 _sequence_lock = threading.Lock()
-_original_event = notifications._get_s3_event
+_quiet = threading.local()
 
 
-def _event_like_s3(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, Any]:
-    event = _original_event(event_name, bucket, key, notification_id)
-    obj = event["Records"][0]["s3"]["object"]
-    with _sequence_lock:
-        obj["sequencer"] = format(next(_sequence), "016X")
-    version = getattr(key, "version_id", None)
-    if version and version != "null":
-        obj["versionId"] = version
-    if event_name.startswith("s3:ObjectRemoved"):
-        obj.pop("size", None)  # S3 describes a removal by key, version and sequencer only
-        obj.pop("eTag", None)
-    return event
+def _install_patches() -> None:
+    from moto.s3 import notifications
+    from moto.s3.models import S3Backend
+    from moto.sqs.models import Queue, SQSBackend
+
+    original_event = notifications._get_s3_event
+    original_send = notifications.send_event
+
+    def event_like_s3(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, Any]:
+        event = original_event(event_name, bucket, key, notification_id)
+        obj = event["Records"][0]["s3"]["object"]
+        with _sequence_lock:
+            obj["sequencer"] = format(next(_sequence), "016X")
+        version = getattr(key, "version_id", None)
+        if version and version != "null":
+            obj["versionId"] = version
+        if event_name.startswith("s3:ObjectRemoved"):
+            obj.pop("size", None)  # S3 describes a removal by key, version and sequencer only
+            obj.pop("eTag", None)
+        return event
+
+    def send_unless_quiet(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
+        if getattr(_quiet, "removals", False) and str(event_name).startswith("s3:ObjectRemoved"):
+            return
+        original_send(account_id, event_name, bucket, key)
+
+    notifications._get_s3_event = event_like_s3
+    notifications.send_event = send_unless_quiet
+    removed_event = notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_EVENT
+    marker_event = notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_MARKER_CREATED_EVENT
+
+    original_marker = S3Backend._set_delete_marker
+
+    def set_delete_marker_and_notify(self: S3Backend, bucket_name: str, key_name: str) -> Any:
+        marker = original_marker(self, bucket_name, key_name)
+        removed = SimpleNamespace(name=key_name, etag="", size=0, version_id=marker.version_id)
+        original_send(self.account_id, marker_event, self.get_bucket(bucket_name), removed)
+        return marker
+
+    original_delete = S3Backend.delete_object
+
+    def delete_object_and_notify(self: S3Backend, bucket_name: str, key_name: str, version_id: str | None = None,
+                                 bypass: bool = False) -> Any:
+        bucket = self.get_bucket(bucket_name)
+        if not bucket.is_versioned or version_id is None:
+            return original_delete(self, bucket_name, key_name, version_id, bypass)
+        existed = any(str(k.version_id) == str(version_id) for k in bucket.keys.getlist(key_name, []))
+        _quiet.removals = True
+        try:
+            result = original_delete(self, bucket_name, key_name, version_id, bypass)
+        finally:
+            _quiet.removals = False
+        if existed:
+            removed = SimpleNamespace(name=key_name, etag="", size=0, version_id=version_id)
+            original_send(self.account_id, removed_event, bucket, removed)
+        return result
+
+    S3Backend._set_delete_marker = set_delete_marker_and_notify
+    S3Backend.delete_object = delete_object_and_notify
+
+    def under_queue_lock(method: Callable[..., Any]) -> Callable[..., Any]:
+        def locked(self: SQSBackend, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+            queue = self.get_queue(queue_name)
+            with queue._messages_lock:  # an RLock-based Condition: a long poll's wait releases it
+                return method(self, queue_name, *args, **kwargs)
+        return locked
+
+    SQSBackend.receive_message = under_queue_lock(SQSBackend.receive_message)
+    SQSBackend.change_message_visibility = under_queue_lock(SQSBackend.change_message_visibility)
+    original_queue_delete = Queue.delete_message
+
+    def delete_locked(self: Queue, receipt_handle: str) -> None:
+        with self._messages_lock:
+            original_queue_delete(self, receipt_handle)
+
+    Queue.delete_message = delete_locked
 
 
-_original_set_delete_marker = S3Backend._set_delete_marker
+_S3_ERROR = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>localcloud</RequestId></Error>'
+_QUERY_ERROR = ('<?xml version="1.0"?>\n<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>'
+                '</Error><RequestId>localcloud</RequestId></ErrorResponse>')
 
 
-def _set_delete_marker_and_notify(self: S3Backend, bucket_name: str, key_name: str) -> Any:
-    marker = _original_set_delete_marker(self, bucket_name, key_name)
-    removed = SimpleNamespace(name=key_name, etag="", size=0, version_id=marker.version_id)
-    notifications.send_event(self.account_id, notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_MARKER_CREATED_EVENT,
-                             self.get_bucket(bucket_name), removed)
-    return marker
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-class _OneRequestAtATime:
-    """moto's backends are not thread-safe: an SQS receive racing a send (an S3 notification) can drop
-    the message. The emulator answers one request at a time, which one Python process does anyway."""
+class Gateway:
+    """WSGI middleware in front of moto: identify, judge, then serve (see the module docstring)."""
 
-    def __init__(self, app: Any) -> None:
-        self._app = app
-        self._lock = threading.Lock()
+    def __init__(self, app: Any, authorizer: Authorizer) -> None:
+        self.app = app
+        self.authorizer = authorizer
+        self._dynamodb = threading.Lock()
+        self._counts: Counter = Counter()
+        self._counts_lock = threading.Lock()
+        self._used: dict[str, set[tuple[str, str]]] = {}  # function -> (action, resource) it was allowed
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        with self._lock:
-            return list(self._app(environ, start_response))
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_localcloud/"):
+            return self._admin(path, environ, start_response)
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)) if environ.get("CONTENT_LENGTH") else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or path
+        parts = urlsplit(raw)
+        request = Request(environ["REQUEST_METHOD"], parts.path, parse_qsl(parts.query, keep_blank_values=True),
+                          {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+                          | {"content-type": environ.get("CONTENT_TYPE", ""), "content-length": environ.get("CONTENT_LENGTH", "")},
+                          body)
+        if not request.headers["content-type"]:
+            del request.headers["content-type"]
+        if not request.headers["content-length"]:
+            del request.headers["content-length"]
+        service = "moto-api" if path.startswith("/moto-api") else service_of(request)
+        with self._counts_lock:
+            self._counts[service] += 1
+        identity = None
+        if service != "moto-api" and request.method != "OPTIONS":
+            try:
+                identity, wanted = self._identify(request, environ)
+                wanted = wanted or needs(request, ACCOUNT, REGION, self.authorizer.topics)
+                self.authorizer.judge(identity, wanted)
+                if identity.restricted:
+                    with self._counts_lock:
+                        self._used.setdefault(identity.name, set()).update((n.action, n.resource) for n in wanted)
+            except Refusal as refusal:
+                return self._refuse(service, refusal, start_response)
+        if service == "dynamodb":
+            with self._dynamodb:
+                return list(self.app(environ, start_response))
+        if identity is not None and identity.restricted and service == "s3" and request.method in ("GET", "HEAD"):
+            return self._missing_as_403(request, identity, environ, start_response)
+        return self.app(environ, start_response)
 
+    def _identify(self, request: Request, environ: dict[str, Any]) -> tuple[Identity, list[Need]]:
+        """Who signed the request, and (for a form POST, whose key is in the form) what it needs."""
+        identities = self.authorizer.identities
+        now = datetime.now(timezone.utc)
+        if request.has("X-Amz-Signature") or request.has("Signature"):
+            return identities[verify_presigned(request, identities, now)], []
+        if (request.method == "POST" and request.headers.get("content-type", "").startswith("multipart/form-data")
+                and "authorization" not in request.headers):
+            from werkzeug.formparser import parse_form_data
 
-class Emulator:
-    """moto's server on 127.0.0.1, in this process; `endpoint` is what AWS_ENDPOINT_URL should say.
+            copy = {**environ, "wsgi.input": io.BytesIO(request.body)}
+            _, form, files = parse_form_data(copy)
+            upload = files.get("file")
+            size = len(upload.read()) if upload else 0
+            bucket = request.path.strip("/").split("/")[0]
+            signer = identities[verify_post_policy(dict(form.items()), bucket, size, identities, now)]
+            return signer, [Need("s3:PutObject", f"arn:aws:s3:::{bucket}/{form.get('key', '')}")]
+        refuse_sigv2(request)
+        key = access_key_of(request)
+        if key is None:
+            raise Refusal(403, "AccessDenied", "Anonymous requests are not allowed (Block Public Access is on)")
+        if key not in identities:
+            raise Refusal(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
+        return identities[key], []
 
-    Requests are served one at a time (see _OneRequestAtATime), so clients must not long-poll:
-    the pollers use short receives."""
+    def _missing_as_403(self, request: Request, identity: Identity, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        bucket = request.path.lstrip("/").split("/")[0]
+        held: dict[str, Any] = {}
 
-    def __init__(self, port: int = 0) -> None:
-        self._port = port  # 0 asks the OS for a free one
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self.endpoint = ""
-        self._saved_managed_policies: str | None = None
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            held.update(status=status, headers=headers)
+            return lambda data: None
 
-    def start(self) -> Emulator:
-        notifications._get_s3_event = _event_like_s3
-        S3Backend._set_delete_marker = _set_delete_marker_and_notify
-        # AWS's managed policies (AWSXRayDaemonWriteAccess) exist in every account; moto loads them on request.
-        self._saved_managed_policies = os.environ.get("MOTO_IAM_LOAD_MANAGED_POLICIES")
-        os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per emulated request
-        app = _OneRequestAtATime(DomainDispatcherApplication(create_backend_app))
-        # Loopback only, never 0.0.0.0.
-        self._server = make_server("127.0.0.1", self._port, app, threaded=True, request_handler=MotoRequestHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="emulator", daemon=True)
-        self._thread.start()
-        host, port = self._server.server_address[:2]
-        self.endpoint = f"http://{host}:{port}"
-        self.reset()  # moto keeps its state per process: every local cloud starts empty
-        return self
+        chunks = list(self.app(environ, capture))
+        if held["status"].startswith("404") and "/" in request.path.strip("/") and not self.authorizer.may_list(identity, bucket):
+            # S3 API reference, GetObject: "If you don't have the s3:ListBucket permission, Amazon S3 returns an
+            # HTTP status code 403 Access Denied error" for a key that does not exist.
+            return self._refuse("s3", Refusal(403, "AccessDenied", "Access Denied"), start_response,
+                                head=request.method == "HEAD")
+        start_response(held["status"], held["headers"])
+        return chunks
 
-    def reset(self) -> None:
-        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=10).close()
-
-    def stop(self) -> None:
-        self.reset()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        notifications._get_s3_event = _original_event
-        S3Backend._set_delete_marker = _original_set_delete_marker
-        if self._saved_managed_policies is None:
-            os.environ.pop("MOTO_IAM_LOAD_MANAGED_POLICIES", None)
+    def _refuse(self, service: str, refusal: Refusal, start_response: Any, head: bool = False) -> list[bytes]:
+        reason = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error"}.get(refusal.status, "Error")
+        if service in ("dynamodb", "sqs", "rekognition", "kms", "logs"):
+            code = "AccessDeniedException" if refusal.code == "AccessDenied" and service != "sqs" else refusal.code
+            body = json.dumps({"__type": code, "message": refusal.message}).encode()
+            content_type = "application/x-amz-json-1.0"
+            status = 400 if refusal.status == 403 and service in ("dynamodb",) else refusal.status
         else:
-            os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = self._saved_managed_policies
+            template = _S3_ERROR if service == "s3" else _QUERY_ERROR
+            code = "AuthorizationError" if service == "sns" and refusal.code == "AccessDenied" else refusal.code
+            body = template.format(code=code, message=_escape(refusal.message)).encode()
+            content_type, status = "application/xml", refusal.status
+        start_response(f"{status} {reason}", [("Content-Type", content_type), ("Content-Length", str(0 if head else len(body)))])
+        return [] if head else [body]
 
-    def environment(self) -> dict[str, str]:
-        """What a client (a handler, the AWS CLI, boto3) needs to reach the emulator."""
-        return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
+    def _admin(self, path: str, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if path == "/_localcloud/configure":
+            document = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)) or b"{}")
+            identities = {ADMIN_KEY: {"name": "the local cloud", "secret": ADMIN_KEY, "statements": None},
+                          **document.get("identities", {})}
+            self.authorizer.configure({**document, "identities": identities})
+            with self._counts_lock:
+                self._used.clear()
+            body = b"{}"
+        elif path == "/_localcloud/stats":
+            with self._counts_lock:
+                counts = dict(self._counts)
+                used = {name: sorted(pairs) for name, pairs in self._used.items()}
+            body = json.dumps({"requests": counts, "cpu_seconds": round(time.process_time(), 2), "used": used}).encode()
+        else:
+            start_response("404 Not Found", [("Content-Length", "0")])
+            return []
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+@contextmanager
+def _serving(port: int) -> Iterator[Any]:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    _install_patches()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per emulated request
+    gateway = Gateway(DomainDispatcherApplication(create_backend_app), Authorizer(ACCOUNT, REGION))
+    gateway.authorizer.configure({"identities": {ADMIN_KEY: {"name": "the local cloud", "secret": ADMIN_KEY,
+                                                            "statements": None}}})
+    # Loopback only, never 0.0.0.0.
+    server = make_server("127.0.0.1", port, gateway, threaded=True, request_handler=MotoRequestHandler)
+    try:
+        yield server
+    finally:
+        server.server_close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m localcloud.emulator")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    with _serving(args.port) as server:
+        host, port = server.server_address[:2]
+        print(json.dumps({"endpoint": f"http://{host}:{port}"}), flush=True)
+        server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

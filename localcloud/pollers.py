@@ -37,7 +37,8 @@ RUNTIME_SCRIPT = Path(runtime_module.__file__).resolve()
 # Marks a copy made by Chaos, so a copy is not copied again.
 DUPLICATE_MARK = "localcloud-duplicate"
 INIT_TIMEOUT_S = 30.0
-POLL_INTERVAL_S = 0.1  # between empty receives
+# Lambda's pollers long-poll (up to 20 s); 1 s here keeps stopping quick, and costs the emulator nothing while idle.
+LONG_POLL_S = 1
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,12 @@ class Poller:
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._sqs = boto3.client("sqs")
+        # Lambda's event source mapping reads the queue with the function's execution role, so the poller uses
+        # the function's own credentials: a role that may not receive from its queue fails here, as on AWS.
+        self._sqs = boto3.client("sqs", aws_access_key_id=self.function.environment.get("AWS_ACCESS_KEY_ID"),
+                                 aws_secret_access_key=self.function.environment.get("AWS_SECRET_ACCESS_KEY"),
+                                 aws_session_token=None)
+        self._chaos_sqs = boto3.client("sqs")  # duplicates are the local cloud's own doing, not the function's
         self._lock = threading.Lock()
         self.busy = 0
         self.pids: list[int] = []  # every execution environment it started
@@ -169,6 +175,9 @@ class Poller:
                         self.busy += 1
                     try:
                         environment = self._deliver(environment, messages)
+                    except (BotoCoreError, ClientError):
+                        # The messages were not deleted: they come back after their visibility timeout.
+                        self._count("poller_errors")
                     finally:
                         with self._lock:
                             self.busy -= 1
@@ -182,18 +191,21 @@ class Poller:
 
     def _receive(self) -> list[dict[str, Any]]:
         batch: list[dict[str, Any]] = []
-        deadline = time.monotonic() + self.mapping.batching_window
+        deadline: float | None = None
         while len(batch) < self.mapping.batch_size and not self._stop.is_set():
-            # Short receives: the emulator serves one request at a time, so a long poll would stall it.
+            # A long poll for the first message; then, within the batching window, whatever else is there.
             response = self._sqs.receive_message(
                 QueueUrl=self.mapping.queue_url, MaxNumberOfMessages=min(10, self.mapping.batch_size - len(batch)),
-                WaitTimeSeconds=0, AttributeNames=["All"], MessageAttributeNames=["All"])
-            batch.extend(response.get("Messages", []))
+                WaitTimeSeconds=0 if batch else LONG_POLL_S, AttributeNames=["All"], MessageAttributeNames=["All"])
+            found = response.get("Messages", [])
+            batch.extend(found)
             if not batch:
-                self._stop.wait(POLL_INTERVAL_S)
                 break
-            if time.monotonic() >= deadline:
+            deadline = deadline or time.monotonic() + self.mapping.batching_window
+            if time.monotonic() >= deadline or (not found and self.mapping.batching_window == 0):
                 break
+            if not found:
+                self._stop.wait(0.05)
         return batch
 
     def _roll(self, rate: float) -> bool:
@@ -208,11 +220,11 @@ class Poller:
             first = message.get("Attributes", {}).get("ApproximateReceiveCount", "1") == "1"
             attributes = message.get("MessageAttributes", {})
             if first and DUPLICATE_MARK not in attributes and self._roll(self.chaos.duplicate_rate):
-                self._sqs.send_message(QueueUrl=self.mapping.queue_url, MessageBody=message["Body"], MessageAttributes={
+                self._chaos_sqs.send_message(QueueUrl=self.mapping.queue_url, MessageBody=message["Body"], MessageAttributes={
                     **attributes, DUPLICATE_MARK: {"DataType": "String", "StringValue": "true"}})
                 self._count("duplicated")
             if first and self._roll(self.chaos.delay_rate):
-                self._sqs.change_message_visibility(QueueUrl=self.mapping.queue_url, ReceiptHandle=message["ReceiptHandle"],
+                self._chaos_sqs.change_message_visibility(QueueUrl=self.mapping.queue_url, ReceiptHandle=message["ReceiptHandle"],
                                                     VisibilityTimeout=self._random.randint(1, 3))
                 self._count("delayed")
                 continue

@@ -8,8 +8,6 @@ logs) goes to stderr, as Lambda sends it to CloudWatch Logs.
 
 `LOCALCLOUD_FAULTS` (JSON) injects AWS errors from outside the handler, through
 botocore's event hooks, so the code under test is the real, unchanged handler.
-`LOCALCLOUD_CALL_LOG` (a path) records every AWS call the handler makes, one
-JSON line each, so tests can hold the calls against the function's IAM policy.
 """
 from __future__ import annotations
 
@@ -48,27 +46,12 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-RECORDED_PARAMS = ("Bucket", "Key", "VersionId", "Prefix", "TableName", "TopicArn", "Image")
-
-
 def _session() -> Any:
     import boto3
 
     if boto3.DEFAULT_SESSION is None:
         boto3.setup_default_session()
     return boto3.DEFAULT_SESSION
-
-
-def install_call_log(path: str) -> None:
-    """Append {"service", "operation", "params"} for every AWS call made through boto3's default session."""
-    log = open(path, "a", buffering=1)  # noqa: SIM115 - open for the life of the process
-
-    def record(params: dict[str, Any], event_name: str, **_: Any) -> None:
-        _, service, operation = event_name.split(".", 2)
-        kept = {name: params[name] for name in RECORDED_PARAMS if name in params}
-        log.write(json.dumps({"service": service, "operation": operation, "params": kept}, default=str) + "\n")
-
-    _session().events.register("provide-client-params", record)
 
 
 def install_faults(rules: list[dict[str, Any]]) -> None:
@@ -93,8 +76,6 @@ def main(code_dir: str, handler_path: str) -> None:
     os.dup2(2, 1)  # the handler's prints and logs go to stderr
     sys.stdout = sys.stderr
     sys.path.insert(0, code_dir)
-    if os.environ.get("LOCALCLOUD_CALL_LOG"):
-        install_call_log(os.environ["LOCALCLOUD_CALL_LOG"])
     faults = os.environ.get("LOCALCLOUD_FAULTS")
     if faults:
         install_faults(json.loads(faults))

@@ -198,7 +198,7 @@ def test_each_role_allows_exactly_what_its_handler_calls(stack):
     uploads, thumbs = f"arn:aws:s3:::{out['uploadsBucket']}", f"arn:aws:s3:::{out['thumbnailsBucket']}"
     table = f"arn:aws:dynamodb:us-east-1:{ACCOUNT_ID}:table/{out['tableName']}"
     grants = function_grants(stack)
-    consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility",
+    consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
                "logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem", "dynamodb:UpdateItem"}
     read_uploads = {"s3:GetObject": {f"{uploads}/uploads/*"}, "s3:GetObjectVersion": {f"{uploads}/uploads/*"}}
     expected = {

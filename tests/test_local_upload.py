@@ -1,37 +1,75 @@
-"""Through the local cloud with the edges on: the upload API's presigned POST, an iPhone photo, CDN URLs."""
+"""Through the local cloud with the edges on: the upload API's presigned PUT, held by the strict emulator to what
+S3 enforces; one grant buys one upload; who sent each image reaches its record; an iPhone photo; CDN URLs."""
 from __future__ import annotations
 
+import hashlib
+import http.client
+import json
+from urllib.parse import urlsplit
+
 import pytest
+import requests
 
 from localcloud import samples
 from localcloud.__main__ import UPLOAD_CONFIG, wait_until_settled
 from localcloud.cloud import LocalCloud
 
 LIMIT = 300_000
+CAROL = "arn:aws:iam::123456789012:user/carol"
 
 
 @pytest.fixture(scope="module")
 def uploaded(tmp_path_factory):
-    config = {**UPLOAD_CONFIG, "maxUploadBytes": LIMIT, "intake": {"timeout": 2}, "thumbnails": {"timeout": 2}}
+    config = {**UPLOAD_CONFIG, "maxUploadBytes": LIMIT}
     with LocalCloud(config=config, workdir=tmp_path_factory.mktemp("upload")) as cloud:
         results = {
             "iphone": cloud.upload_through_api("IMG_4021.HEIC", samples.heic(1200, 900, orientation=6)),
-            "jpeg": cloud.upload_through_api("holiday.jpg", samples.jpeg(800, 600)),
+            "jpeg": cloud.upload_through_api("holiday.jpg", samples.jpeg(800, 600), caller=CAROL),
             "path": cloud.upload_through_api("../../etc/passwd.jpg", samples.jpeg()),
             "svg": cloud.upload_through_api("logo.svg", b"<svg/>", "image/svg+xml"),
             "too-big": cloud.upload_through_api("big.jpg", b"\xff" * (LIMIT + 1)),
-            # A client that lies about the size: real S3 refuses the POST (content-length-range), the emulator does not.
-            "liar": cloud.upload_through_api("liar.png", samples.png(200, 200) + b"\0" * LIMIT, declared_size=1000),
+            # A client that lies about the size: the signed Content-Length no longer matches, S3 refuses the PUT.
+            "liar": cloud.upload_through_api("liar.png", samples.png(200, 200) + b"\0" * 1000, declared_size=1000),
         }
-        keys = [r.key for r in results.values() if r.key]
+        replay = {}
+        grant = results["jpeg"].grant
+        original = samples.jpeg(800, 600)
+        replay["again"] = cloud.put_with_grant(grant, original)
+        replay["swap"] = cloud.put_with_grant(grant, bytes(reversed(original)))  # other bytes of the signed length
+        replay["longer"] = cloud.put_with_grant(grant, original + b"\0")  # the signed length is part of the grant
+        front_door = front_door_answers(cloud.upload_api_url)
+        keys = [r.key for r in results.values() if r.key and r.s3_status == 200]
         summary = wait_until_settled(cloud, keys, timeout=90)
-        return {"results": results, "summary": summary, "cdn": cloud.outputs["thumbnailsUrl"]}
+        versions = cloud.client("s3").list_object_versions(Bucket=cloud.outputs["uploadsBucket"], Prefix=grant["key"])
+        accepted = cloud.metrics()["intake"].get("Accepted", 0)
+        return {"results": results, "summary": summary, "cdn": cloud.outputs["thumbnailsUrl"], "replay": replay,
+                "versions": versions.get("Versions", []), "front_door": front_door, "accepted": accepted,
+                "logs": (cloud.workdir / "logs" / "upload_api.log").read_text()}
 
 
-def test_the_api_chooses_unique_keys_under_uploads(uploaded):
+def test_the_api_chooses_unique_keys_in_the_callers_namespace(uploaded):
     results = uploaded["results"]
-    assert results["iphone"].api_status == 201 and results["iphone"].s3_status == 204
-    assert results["iphone"].key.startswith("uploads/") and results["iphone"].key.endswith("-IMG_4021.HEIC")
+    assert results["iphone"].api_status == 201 and results["iphone"].s3_status == 200
+    assert results["iphone"].key.startswith("uploads/api/") and results["iphone"].key.endswith("-IMG_4021.heic")
+    carol = hashlib.sha256(CAROL.encode()).hexdigest()[:24]
+    assert results["jpeg"].key.startswith(f"uploads/api/{carol}/")
+
+
+def test_a_replayed_grant_never_reaches_the_stages(uploaded):
+    # S3's conditional write refuses the second PUT, with the same bytes or others.
+    assert uploaded["replay"] == {"again": 412, "swap": 412, "longer": 403}
+    assert len(uploaded["versions"]) == 1
+    record = uploaded["summary"].records[uploaded["results"]["jpeg"].key]
+    assert record["status"] == "done" and record["version_id"] == uploaded["versions"][0]["VersionId"]
+    assert uploaded["accepted"] == 2  # the iPhone photo and the JPEG, each once
+
+
+def test_who_sent_each_image_is_on_its_record_and_in_the_grant_log(uploaded):
+    carol = hashlib.sha256(CAROL.encode()).hexdigest()[:24]
+    record = uploaded["summary"].records[uploaded["results"]["jpeg"].key]
+    assert record["owner"] == carol
+    granted = [json.loads(line) for line in uploaded["logs"].splitlines() if '"upload granted"' in line]
+    assert any(g["principal"] == CAROL and g["owner"] == carol for g in granted)
 
 
 def test_bad_requests_are_refused_with_4xx_and_a_message(uploaded):
@@ -40,6 +78,12 @@ def test_bad_requests_are_refused_with_4xx_and_a_message(uploaded):
     assert "plain file name" in results["path"].message
     assert results["svg"].api_status == 415 and "not accepted" in results["svg"].message
     assert results["too-big"].api_status == 413 and "over the upload limit" in results["too-big"].message
+
+
+def test_a_body_longer_than_the_grant_is_refused_by_the_emulator_as_by_s3(uploaded):
+    liar = uploaded["results"]["liar"]
+    assert liar.api_status == 201 and liar.s3_status == 403
+    assert liar.key not in uploaded["summary"].records
 
 
 def test_an_iphone_photo_gets_upright_thumbnails_served_through_the_distribution(uploaded):
@@ -52,12 +96,36 @@ def test_an_iphone_photo_gets_upright_thumbnails_served_through_the_distribution
     assert "labels" not in record  # HEIC never goes to Rekognition
 
 
-def test_the_intake_size_gate_catches_what_the_emulator_let_through(uploaded):
-    record = uploaded["summary"].records[uploaded["results"]["liar"].key]
-    assert record["status"] == "rejected"
-    assert f"over the upload limit of {LIMIT:,} bytes" in record["reason"]
-
-
 def test_everything_uploaded_is_accounted_for(uploaded):
     assert uploaded["summary"].unaccounted() == []
-    assert uploaded["summary"].records[uploaded["results"]["jpeg"].key]["status"] == "done"
+
+
+def raw_request(endpoint: str, headers: dict[str, str], body: bytes = b"") -> int:
+    parts = urlsplit(endpoint)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    connection.putrequest("POST", "/uploads", skip_host=True, skip_accept_encoding=True)
+    for name, value in headers.items():
+        connection.putheader(name, value)
+    connection.endheaders(body)
+    status = connection.getresponse().status
+    connection.close()
+    return status
+
+
+def front_door_answers(endpoint: str) -> dict[str, int]:
+    host = urlsplit(endpoint).netloc
+    json_type = {"Content-Type": "application/json"}
+    cross_site = requests.post(f"{endpoint}/uploads", data='{"filename": "a.jpg", "contentType": "image/jpeg", "size": 5}',
+                               headers={"Content-Type": "text/plain"}, timeout=10)
+    return {
+        "negative length": raw_request(endpoint, {"Host": host, "Content-Length": "-1", **json_type}),
+        "text length": raw_request(endpoint, {"Host": host, "Content-Length": "abc", **json_type}),
+        "huge length": raw_request(endpoint, {"Host": host, "Content-Length": str(10**14), **json_type}),
+        "foreign host": raw_request(endpoint, {"Host": "evil.example.com", "Content-Length": "2", **json_type}, b"{}"),
+        "cross-site form": cross_site.status_code,
+    }
+
+
+def test_the_local_endpoint_refuses_what_a_front_door_should(uploaded):
+    assert uploaded["front_door"] == {"negative length": 400, "text length": 400, "huge length": 413,
+                                      "foreign host": 421, "cross-site form": 415}

@@ -1,0 +1,169 @@
+"""The local cloud refuses what AWS refuses: each function's calls are judged by its own role, a missing key is a
+403 without s3:ListBucket, SigV2 is refused, and presigned PUTs and POSTs are held to their signature, expiry
+and conditions, as S3 holds them."""
+from __future__ import annotations
+
+import time
+
+import boto3
+import pytest
+import requests
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from localcloud.cloud import LocalCloud
+
+UPLOAD_API = "claimcheck-upload-api-function"
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    with LocalCloud(config={"uploadApi": True}, workdir=tmp_path_factory.mktemp("rules")) as cloud:
+        cloud.upload("uploads/present.jpg", b"\xff\xd8\xff" + b"\0" * 100)
+        yield cloud
+
+
+def as_function(cloud: LocalCloud, function_logical_name: str, service: str, **config):
+    fn = cloud.deployment.named(function_logical_name)
+    creds = cloud.credentials[fn.state["name"]]
+    return boto3.client(service, aws_access_key_id=creds["AWS_ACCESS_KEY_ID"], aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+                        aws_session_token=None, endpoint_url=cloud.endpoint, region_name="us-east-1",
+                        config=Config(**config) if config else None)
+
+
+def code(raised) -> str:
+    return raised.value.response["Error"]["Code"]
+
+
+def test_a_function_may_do_only_what_its_role_allows(cloud):
+    intake = as_function(cloud, "claimcheck-intake-function", "s3")
+    assert intake.get_object(Bucket=cloud.outputs["uploadsBucket"], Key="uploads/present.jpg")["ContentLength"] == 103
+    with pytest.raises(ClientError) as raised:
+        intake.put_object(Bucket=cloud.outputs["thumbnailsBucket"], Key="thumbnails/x/1.jpg", Body=b"x")
+    assert code(raised) == "AccessDenied"
+    table = as_function(cloud, "claimcheck-intake-function", "dynamodb")
+    with pytest.raises(ClientError) as raised:  # the intake may Get and Update items, never Delete them
+        table.delete_item(TableName=cloud.outputs["tableName"], Key={"image_id": {"S": "x"}})
+    assert code(raised) == "AccessDeniedException"
+    labels = as_function(cloud, "claimcheck-label-stage-function", "sns")
+    with pytest.raises(ClientError) as raised:
+        labels.publish(TopicArn=cloud.outputs["claimCheckTopicArn"], Message="{}")
+    assert code(raised) == "AuthorizationError"
+
+
+def test_a_missing_key_is_403_without_list_bucket_and_404_with_it(cloud):
+    bucket = cloud.outputs["uploadsBucket"]
+    # The label stage may read uploads (Rekognition reads them as it) but not list the bucket.
+    labels = as_function(cloud, "claimcheck-label-stage-function", "s3")
+    with pytest.raises(ClientError) as raised:
+        labels.get_object(Bucket=bucket, Key="uploads/missing.jpg")
+    assert (code(raised), raised.value.response["ResponseMetadata"]["HTTPStatusCode"]) == ("AccessDenied", 403)
+    intake = as_function(cloud, "claimcheck-intake-function", "s3")  # holds s3:ListBucket on the uploads bucket
+    with pytest.raises(ClientError) as raised:
+        intake.get_object(Bucket=bucket, Key="uploads/missing.jpg")
+    assert code(raised) == "NoSuchKey"
+    with pytest.raises(ClientError) as raised:
+        intake.head_object(Bucket=bucket, Key="uploads/missing.jpg")
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_unknown_credentials_are_refused(cloud):
+    stranger = boto3.client("s3", aws_access_key_id="AKIASTRANGER", aws_secret_access_key="x", aws_session_token=None,
+                            endpoint_url=cloud.endpoint, region_name="us-east-1")
+    with pytest.raises(ClientError) as raised:
+        stranger.list_objects_v2(Bucket=cloud.outputs["uploadsBucket"])
+    assert code(raised) == "InvalidAccessKeyId"
+
+
+def api_signer(cloud, **config):
+    return as_function(cloud, UPLOAD_API, "s3", **config)
+
+
+def admin_signer(cloud, **config):
+    return boto3.client("s3", aws_access_key_id="localcloud", aws_secret_access_key="localcloud", aws_session_token=None,
+                        endpoint_url=cloud.endpoint, region_name="us-east-1", config=Config(**config))
+
+
+def test_a_sigv2_presigned_post_is_refused_as_s3_refuses_it(cloud):
+    # What botocore signs by default in older regions (S3 refuses SigV2 on buckets created since June 2020).
+    post = admin_signer(cloud, signature_version="s3").generate_presigned_post(
+        cloud.outputs["uploadsBucket"], "uploads/form/y.jpg")
+    assert "AWSAccessKeyId" in post["fields"] and "signature" in post["fields"]
+    answer = requests.post(post["url"], data=post["fields"], files={"file": ("y.jpg", b"\xff\xd8\xff")}, timeout=30)
+    assert answer.status_code == 400
+    assert "Please use AWS4-HMAC-SHA256" in answer.text
+
+
+def sigv4_post(cloud, key: str, expires: int = 60, max_bytes: int = 1000):
+    return admin_signer(cloud, signature_version="s3v4").generate_presigned_post(
+        cloud.outputs["uploadsBucket"], key, Fields={"Content-Type": "image/jpeg"},
+        Conditions=[{"Content-Type": "image/jpeg"}, ["content-length-range", 1, max_bytes]], ExpiresIn=expires)
+
+
+def test_a_sigv4_post_is_held_to_its_policy(cloud):
+    good = sigv4_post(cloud, "uploads/form/good.jpg")
+    assert requests.post(good["url"], data=good["fields"], files={"file": ("g", b"\xff\xd8\xff")}, timeout=30).status_code == 204
+    other_key = sigv4_post(cloud, "uploads/form/signed.jpg")
+    swapped = {**other_key["fields"], "key": "uploads/form/elsewhere.jpg"}
+    answer = requests.post(other_key["url"], data=swapped, files={"file": ("g", b"\xff\xd8\xff")}, timeout=30)
+    assert answer.status_code == 403 and "Policy Condition failed" in answer.text
+    too_big = sigv4_post(cloud, "uploads/form/big.jpg", max_bytes=10)
+    answer = requests.post(too_big["url"], data=too_big["fields"], files={"file": ("g", b"\xff" * 11)}, timeout=30)
+    assert answer.status_code == 400 and "EntityTooLarge" in answer.text
+    wrong_type = {**good["fields"], "Content-Type": "text/html"}
+    answer = requests.post(good["url"], data=wrong_type, files={"file": ("g", b"<html>")}, timeout=30)
+    assert answer.status_code == 403
+    extra = {**good["fields"], "x-amz-meta-owner": "someone-else"}
+    answer = requests.post(good["url"], data=extra, files={"file": ("g", b"\xff\xd8\xff")}, timeout=30)
+    assert answer.status_code == 403 and "Extra input fields" in answer.text
+    # A form POST cannot carry If-None-Match, so under the upload API's prefix the bucket policy refuses it.
+    api = sigv4_post(cloud, "uploads/api/x/form.jpg")
+    answer = requests.post(api["url"], data=api["fields"], files={"file": ("g", b"\xff\xd8\xff")}, timeout=30)
+    assert answer.status_code == 403 and "denied by the bucket policy" in answer.text
+
+
+def test_an_expired_post_is_refused(cloud):
+    post = sigv4_post(cloud, "uploads/form/late.jpg", expires=1)
+    time.sleep(2.1)
+    answer = requests.post(post["url"], data=post["fields"], files={"file": ("g", b"\xff\xd8\xff")}, timeout=30)
+    assert answer.status_code == 403 and "Policy expired" in answer.text
+
+
+def presigned_put(cloud, key: str, body: bytes, expires: int = 60, create_only: bool = True) -> str:
+    params = {"Bucket": cloud.outputs["uploadsBucket"], "Key": key, "ContentType": "image/jpeg", "ContentLength": len(body)}
+    if create_only:
+        params["IfNoneMatch"] = "*"
+    return api_signer(cloud, signature_version="s3v4").generate_presigned_url("put_object", Params=params, ExpiresIn=expires)
+
+
+def put(url: str, body: bytes, **headers) -> requests.Response:
+    return requests.put(url, data=body, headers={"Content-Type": "image/jpeg", **headers}, timeout=30)
+
+
+def test_a_presigned_put_is_one_upload(cloud):
+    body = b"\xff\xd8\xff" + b"1" * 50
+    url = presigned_put(cloud, "uploads/api/x/once.jpg", body)
+    assert put(url, body, **{"If-None-Match": "*"}).status_code == 200
+    # Replayed: S3's conditional write refuses to replace it.
+    assert put(url, body, **{"If-None-Match": "*"}).status_code == 412
+    # Dropping the condition breaks the signature: it was signed.
+    assert put(url, body).status_code == 403
+
+
+def test_a_presigned_put_is_held_to_what_was_signed(cloud):
+    body = b"\xff\xd8\xff" + b"2" * 50
+    url = presigned_put(cloud, "uploads/api/x/exact.jpg", body)
+    answer = requests.put(url, data=body, headers={"Content-Type": "text/html", "If-None-Match": "*"}, timeout=30)
+    assert answer.status_code == 403 and "SignatureDoesNotMatch" in answer.text
+    assert put(url.replace("exact.jpg", "other.jpg"), body, **{"If-None-Match": "*"}).status_code == 403
+    late = presigned_put(cloud, "uploads/api/x/late.jpg", body, expires=1)
+    time.sleep(2.1)
+    answer = put(late, body, **{"If-None-Match": "*"})
+    assert answer.status_code == 403 and "Request has expired" in answer.text
+
+
+def test_an_unconditional_put_under_the_api_prefix_is_denied_by_the_bucket_policy(cloud):
+    body = b"\xff\xd8\xff"
+    url = presigned_put(cloud, "uploads/api/x/overwrite.jpg", body, create_only=False)
+    answer = put(url, body)
+    assert answer.status_code == 403 and "denied by the bucket policy" in answer.text
