@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test up soak bench clean
+.PHONY: demo test test-hostile up soak bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-bench.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "claimcheck needs Python 3.11 or newer")'
@@ -28,6 +28,11 @@ soak: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Every truncation of a few small files, thousands of mutations and the named hostile cases, through the
+# thumbnail engine within the stage's CPU and memory (a minute or so; .ci/run runs it after make test).
+test-hostile: $(STAMP)
+	$(BIN)/python -m pytest -m hostile -s tests/test_hostile.py
 
 clean:
 	rm -rf $(VENV) build out .localcloud .pytest_cache

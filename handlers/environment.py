@@ -58,6 +58,16 @@ class Environment:
     max_upload_bytes = cached_property(lambda self: _int("MAX_UPLOAD_BYTES"))
     max_pixels = cached_property(lambda self: _int("MAX_PIXELS"))
     max_frames = cached_property(lambda self: _int("MAX_FRAMES"))
+    max_jpeg_scans = cached_property(lambda self: _int("MAX_JPEG_SCANS", "100"))
+    max_jpeg_segments = cached_property(lambda self: _int("MAX_JPEG_SEGMENTS", "1000"))
+    # CPU seconds one image may take (the program derives it from the timeout, memory and batch size).
+    image_cpu_seconds = cached_property(lambda self: _int("IMAGE_CPU_SECONDS", "10"))
+    # format -> bytes one decode takes per pixel (the program's memory model), e.g. "jpeg:9,webp:16".
+    decode_bytes_per_pixel = cached_property(lambda self: tuple(
+        (name, float(value)) for name, value in (part.split(":") for part in _list("DECODE_BYTES_PER_PIXEL", "")))
+        if os.environ.get("DECODE_BYTES_PER_PIXEL") else ())
+    # Lambda sets it to the function's memory; the local cloud too.
+    function_memory_mb = cached_property(lambda self: _int("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024"))
     # Largest first: each size is made from the one before it.
     thumbnail_sizes = cached_property(lambda self: tuple(sorted({int(s) for s in _list("THUMBNAIL_SIZES")}, reverse=True)))
     output_format = cached_property(lambda self: _get("OUTPUT_FORMAT").lower())

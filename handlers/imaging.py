@@ -1,35 +1,49 @@
 """The thumbnail engine: one bounded decode, every size, oriented, no metadata.
 
-Decoding is where time and memory go, so the image is decoded once, at the
-smallest JPEG draft scale that still covers the largest size, and each
-smaller size is resized from the one before it. EXIF orientation is applied to
-the small outputs, never to the full image (`exif_transpose` would force a
-full-size decode). Every EXIF value is untrusted input.
+Decoding is where time and memory go, so the image is decoded once, at the smallest JPEG draft scale that
+still covers the largest size, and each smaller size is resized from the one before it. EXIF orientation is
+applied to the small outputs, never to the full image (`exif_transpose` would force a full-size decode).
+
+Every byte is untrusted. Only the decoder of the format the intake sniffed runs (Pillow would otherwise try
+plugins without signatures, such as SPIDER or IM, when the right one gives up); the file's structure is bounded
+before it is decoded (handlers/preflight.py); any error from opening, counting frames, decoding or encoding is
+a PermanentFailure with a reason; and the outputs carry no metadata at all: Pillow's writers would otherwise
+copy the source's comment, ICC profile or EXIF from `info`.
 """
 from __future__ import annotations
 
 import io
-import struct
+import importlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from PIL import ExifTags, Image, ImageFile
 
+from handlers import preflight
 from handlers.failures import PermanentFailure
 from handlers.limits import check_pixels
+from handlers.sniff import SNIFF_BYTES, sniff
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file fails; it is never padded
 
-try:  # HEIC (iPhone photos): pillow-heif is in the layer only when the allowed formats include it
-    import pillow_heif
-
-    pillow_heif.register_heif_opener()
-except ImportError:  # pragma: no cover - depends on the layer
-    pillow_heif = None
-
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+# Sniffed format -> (the Pillow plugin module to import, the Pillow formats allowed to open it). Importing the one
+# plugin keeps Pillow from importing every plugin it has (Image.init) on a first call.
+DECODERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "jpeg": ("PIL.JpegImagePlugin", ("JPEG",)),  # an MPO (a JPEG with more pictures) opens as one too
+    "png": ("PIL.PngImagePlugin", ("PNG",)),
+    "gif": ("PIL.GifImagePlugin", ("GIF",)),
+    "webp": ("PIL.WebPImagePlugin", ("WEBP",)),
+    "tiff": ("PIL.TiffImagePlugin", ("TIFF",)),
+    "avif": ("PIL.AvifImagePlugin", ("AVIF",)),
+    "heic": ("pillow_heif", ("HEIF",)),
+}
+# What each Pillow format means in the pipeline's terms.
+FORMAT_NAMES = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "TIFF": "tiff",
+                "AVIF": "avif", "HEIF": "heic"}
+ENCODERS = {"jpeg": "PIL.JpegImagePlugin", "png": "PIL.PngImagePlugin", "webp": "PIL.WebPImagePlugin"}
 
 # EXIF orientation -> the transpose that makes the image display upright.
 _ORIENT = {
@@ -48,6 +62,12 @@ _MAX_TEXT = 128
 class Limits:
     max_pixels: int
     max_frames: int
+    max_jpeg_scans: int = 100
+    max_jpeg_segments: int = 1000
+    # Memory one decode may take, and what a decode takes per pixel by format (the program's model, measured by
+    # the hostile suite): a decode that cannot fit is refused with its reason before it starts.
+    max_decode_mb: int | None = None
+    bytes_per_pixel: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,61 +94,103 @@ class Result:
 
 
 def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, quality: int, limits: Limits,
-                    store_gps: bool = False) -> Result:
-    """Decode `data` once and return a thumbnail for each size (fit in a size x size box)."""
+                    store_gps: bool = False, sniffed: str | None = None) -> Result:
+    """Decode `data` (as the `sniffed` format; None: any the pipeline takes) once and return a thumbnail for
+    each size (fit in a size x size box). Raises PermanentFailure with a reason for anything wrong in the bytes."""
     if output_format not in CONTENT_TYPES:
         raise ValueError(f"unsupported output format {output_format!r}")
     sizes = tuple(sorted(set(sizes), reverse=True))
     try:
-        image, metadata = _open(data, limits, store_gps)
-        image_size = image.size
+        image, metadata = _open(data, limits, store_gps, sniffed)
         base = _decode(image, sizes[0])
+        # Pillow's TIFF reader applies the EXIF orientation itself when it loads (and drops the tag).
+        oriented = image.format == "TIFF"
+        image_size = base.size if oriented else image.size
+        orientation = 1 if oriented else metadata.get("orientation", 1)
+        outputs: list[Thumbnail] = []
+        current = base
+        for index, size in enumerate(sizes):
+            # Each size is resized from the one before it, to dimensions computed from the original,
+            # so every size is exact whatever the draft scale and the cascade did.
+            current = _resize(current, _fit(image_size, size), first=index == 0)
+            upright = current
+            for method in _ORIENT.get(orientation, ()):
+                upright = upright.transpose(method)
+            outputs.append(_encode(upright, size, output_format, quality))
     except PermanentFailure:
         raise
+    except MemoryError:
+        raise  # the isolation reports it against its memory budget
     except Image.DecompressionBombError as exc:
         raise PermanentFailure(f"the image is too large to decode safely ({exc})") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+    except Exception as exc:  # noqa: BLE001 - bytes are untrusted: whatever they make a decoder raise is theirs
         raise PermanentFailure(_decode_reason(exc)) from exc
-    orientation = metadata.get("orientation", 1)
-    outputs: list[Thumbnail] = []
-    current = base
-    for index, size in enumerate(sizes):
-        # Each size is resized from the one before it, to dimensions computed from the original,
-        # so every size is exact whatever the draft scale and the cascade did.
-        current = _resize(current, _fit(image_size, size), first=index == 0)
-        upright = current
-        for method in _ORIENT.get(orientation, ()):
-            upright = upright.transpose(method)
-        outputs.append(_encode(upright, size, output_format, quality))
     return Result(outputs, metadata)
 
 
 def _decode_reason(exc: BaseException) -> str:
     text = str(exc)
-    if "truncated" in text or isinstance(exc, EOFError):
+    if "truncated" in text or isinstance(exc, (EOFError, IndexError)):
         return "the image data is truncated"
     if "cannot identify image file" in text:
         return "the image data cannot be decoded"
-    return f"the image cannot be decoded: {text[:200]}"
+    return f"the image cannot be decoded: {type(exc).__name__}: {text[:200]}"
 
 
-def _open(data: bytes, limits: Limits, store_gps: bool) -> tuple[Image.Image, dict[str, Any]]:
-    """Open (header only) and check the limits before any pixel is decoded."""
+def _open(data: bytes, limits: Limits, store_gps: bool, sniffed: str | None) -> tuple[Image.Image, dict[str, Any]]:
+    """Bound the file's structure, open it (header only) with its own decoder, and check the limits before any
+    pixel is decoded."""
+    formats: tuple[str, ...] | None = None
+    if sniffed is not None:
+        if sniffed not in DECODERS:
+            raise PermanentFailure(f"the thumbnail stage does not decode {sniffed} images")
+        module, formats = DECODERS[sniffed]
+        _import_decoder(sniffed, module)
+        if sniffed == "jpeg":
+            preflight.jpeg(data, limits.max_jpeg_segments, limits.max_jpeg_scans)
+        elif sniffed == "tiff":
+            preflight.tiff_pages(data, limits.max_frames)
+        # Some decoders allocate the whole canvas as they open (WebP): judge the size from the header first.
+        header = sniff(data[:SNIFF_BYTES])
+        if header.width and header.height:
+            check_pixels(header.width, header.height, limits.max_pixels)
+            _check_memory(sniffed, header.width, header.height, limits)
     # Pillow's own check only warns between the limit and twice the limit; the
     # limit here is strict and checked on the header, before any pixel is decoded.
     Image.MAX_IMAGE_PIXELS = None
-    image = Image.open(io.BytesIO(data))
+    image = Image.open(io.BytesIO(data), formats=list(formats) if formats else None)
     check_pixels(*image.size, limits.max_pixels)
+    _check_memory(FORMAT_NAMES.get(image.format or "", ""), *image.size, limits)
     Image.MAX_IMAGE_PIXELS = limits.max_pixels  # frames read later are checked by Pillow too
-    frames = getattr(image, "n_frames", 1)
-    if frames > limits.max_frames:
-        raise PermanentFailure(f"the image has {frames} frames, over the limit of {limits.max_frames}")
+    if image.format != "TIFF":  # a TIFF's pages were counted by the preflight, without Pillow's quadratic walk
+        frames = getattr(image, "n_frames", 1)
+        if frames > limits.max_frames:
+            raise PermanentFailure(f"the image has {frames} frames, over the limit of {limits.max_frames}")
     return image, extract_metadata(image, store_gps)
+
+
+def _check_memory(fmt: str, width: int, height: int, limits: Limits) -> None:
+    per_pixel = dict(limits.bytes_per_pixel).get(fmt)
+    if limits.max_decode_mb is None or per_pixel is None:
+        return
+    needed = width * height * per_pixel / 2**20
+    if needed > limits.max_decode_mb:
+        raise PermanentFailure(f"decoding the image needs about {needed:,.0f} MB, more than the {limits.max_decode_mb:,} MB "
+                               "an image may use")
+
+
+def _import_decoder(sniffed: str, module: str) -> None:
+    try:
+        imported = importlib.import_module(module)
+    except ImportError:  # pragma: no cover - depends on the layer (pillow-heif only when HEIC is allowed)
+        raise PermanentFailure(f"{sniffed.upper()} images cannot be decoded here (their decoder is not installed)") from None
+    if sniffed == "heic":
+        imported.register_heif_opener()
 
 
 def _decode(image: Image.Image, largest: int) -> Image.Image:
     """Decode once, at the smallest draft scale that still covers `largest`."""
-    if image.format == "JPEG":
+    if image.format in ("JPEG", "MPO"):
         scale = largest / max(image.size)
         if scale < 1:
             target = (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))
@@ -177,18 +239,24 @@ def _encode(image: Image.Image, size: int, output_format: str, quality: int) -> 
         flat = Image.new("RGB", image.size, (255, 255, 255))
         flat.paste(image, mask=image.getchannel("A"))
         image = flat
+    elif image.info:
+        image = image.copy()  # its own `info`, so clearing it below leaves the cascade's images alone
+    # Pillow's writers fall back to the image's own `info` (comment, ICC profile, EXIF, XMP, DPI): none of the
+    # source's metadata goes into a thumbnail, so there is none to fall back to.
+    image.info = {}
+    importlib.import_module(ENCODERS[output_format])
     buffer = io.BytesIO()
     options: dict[str, Any] = {"quality": quality}
     if output_format == "png":
         options = {"optimize": False, "compress_level": 6}
-    # No exif= or icc_profile= is passed: thumbnails carry no metadata.
     image.save(buffer, format=output_format.upper(), **options)
     return Thumbnail(size=size, width=image.width, height=image.height, data=buffer.getvalue(), format=output_format)
 
 
 def extract_metadata(image: Image.Image, store_gps: bool) -> dict[str, Any]:
     """Format, size, mode, orientation, camera and time taken; GPS only when asked. Bad tags are skipped."""
-    metadata: dict[str, Any] = {"format": (image.format or "").lower(), "mode": image.mode}
+    metadata: dict[str, Any] = {"format": FORMAT_NAMES.get(image.format or "", (image.format or "").lower()),
+                                "mode": image.mode}
     width, height = image.size
     try:
         exif = image.getexif()

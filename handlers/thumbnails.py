@@ -12,7 +12,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import Any
 
-from handlers import aws, contracts, environment, imaging, records
+from handlers import aws, contracts, environment, imaging, isolation, records
 from handlers.failures import as_permanent
 from handlers.observability import count, duration, logger, run_batch
 from handlers.stage import for_claim_check, is_pending
@@ -22,9 +22,52 @@ STAGE = "thumbnails"
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 
+# The invocation's context, for the time it has left (Powertools hands record handlers only the record).
+_invocation: dict[str, Any] = {}
+# Memory the decode of one image may add, beyond what the function holds already, is what is left of the
+# function's memory after its own footprint and this margin for the allocator.
+MEMORY_MARGIN_MB = 48
+# Kept back from the invocation's deadline for storing and recording the results: 15% of the function's
+# timeout, at most 3 s.
+WALL_MARGIN_SHARE, WALL_MARGIN_MAX_S = 0.15, 3.0
+
+
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    _invocation["context"] = context
+    _invocation["margin"] = min(WALL_MARGIN_MAX_S, WALL_MARGIN_SHARE * context.get_remaining_time_in_millis() / 1000)
     return run_batch(event, context, record_handler)
+
+
+def _rss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _budget(env: environment.Environment) -> isolation.Budget:
+    """One image's limits: its CPU seconds, the memory left to it, and the wall time the invocation can spare."""
+    context = _invocation.get("context")
+    remaining = context.get_remaining_time_in_millis() / 1000 if context else 900.0
+    wall = remaining - _invocation.get("margin", WALL_MARGIN_MAX_S)
+    if wall <= 0.5:
+        # Starting now would let Lambda's timeout end the batch: hand it back for another invocation.
+        raise isolation.OutOfTime(f"only {remaining:.1f} s left in this invocation")
+    memory = int(env.function_memory_mb - _rss_mb() - MEMORY_MARGIN_MB)
+    return isolation.Budget(cpu_seconds=env.image_cpu_seconds, memory_mb=max(memory, 64), wall_seconds=wall)
+
+
+def _thumbnails_of(claim: contracts.ClaimCheck, env: environment.Environment) -> imaging.Result:
+    budget = _budget(env)
+    data = _fetch(claim)
+    limits = imaging.Limits(env.max_pixels, env.max_frames, env.max_jpeg_scans, env.max_jpeg_segments,
+                            max_decode_mb=budget.memory_mb, bytes_per_pixel=env.decode_bytes_per_pixel)
+    result, usage = isolation.run(
+        imaging.make_thumbnails, data, env.thumbnail_sizes, env.output_format, env.output_quality, limits,
+        env.store_gps, claim.format, budget=budget)
+    logger.debug("decoded", extra={"cpu_seconds": usage.cpu_seconds, "peak_rss_mb": usage.peak_rss_mb})
+    return result
 
 
 def _dispatch(claim: contracts.ClaimCheck) -> None:
@@ -57,9 +100,7 @@ def _create(claim: contracts.ClaimCheck) -> None:
         return
     started = perf_counter()
     try:
-        result = imaging.make_thumbnails(
-            _fetch(claim), env.thumbnail_sizes, env.output_format, env.output_quality,
-            imaging.Limits(env.max_pixels, env.max_frames), env.store_gps)
+        result = _thumbnails_of(claim, env)
     except Exception as exc:
         permanent = as_permanent(exc)
         if permanent is None:

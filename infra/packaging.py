@@ -44,7 +44,8 @@ class FunctionPackage:
 FUNCTIONS: dict[str, FunctionPackage] = {
     "intake": FunctionPackage("intake", "handlers.intake.handler", (*_COMMON, "intake.py", "sniff.py"), False),
     "thumbnails": FunctionPackage("thumbnails", "handlers.thumbnails.handler",
-                                  (*_COMMON, "stage.py", "thumbnails.py", "imaging.py"), True),
+                                  (*_COMMON, "stage.py", "thumbnails.py", "imaging.py", "isolation.py",
+                                   "preflight.py", "sniff.py"), True),
     "labels": FunctionPackage("labels", "handlers.labels.handler", (*_COMMON, "stage.py", "labels.py"), False),
     "upload_api": FunctionPackage("upload_api", "handlers.upload_api.handler",
                                   ("__init__.py", "aws.py", "environment.py", "observability.py", "upload_api.py"), False),

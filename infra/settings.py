@@ -37,11 +37,11 @@ MB_PER_VCPU = 1769
 
 # The thumbnail stage's worst-case memory, per decoded pixel, by input format: what a decode at `maxPixels` may
 # take on top of the function's own footprint. Measured by the hostile-image suite (tests/test_hostile.py prints
-# the peak of each case); the intake's header check keeps every upload within maxPixels.
-#   jpeg: progressive CMYK keeps full-size coefficient buffers (4 components x 2 bytes) plus the draft output.
-#   png, gif, tiff: the full-size decode, one RGBA copy for the mode conversion.
-#   webp, heic, avif: the decoder's RGBA buffer and Pillow's copy of it.
-DECODE_BYTES_PER_PIXEL = {"jpeg": 10, "png": 9, "gif": 6, "tiff": 9, "webp": 9, "heic": 9, "avif": 9}
+# the peak of each case); the intake's header check keeps every upload within maxPixels. Measured at 50 MP:
+#   jpeg: 8.2 B/px for a progressive CMYK file (full-size coefficient buffers: 4 components x 2 bytes), 0.4 baseline;
+#   png, tiff: 9.9 for 16-bit samples (decoded to 32-bit, then scaled), 8.1 RGBA, 4.1 RGB; gif: 5.2 (to RGB);
+#   webp: 16 (libwebp's RGBA canvas, the frame it returns, Pillow's copy); avif: 9.1; heic: not measured, 12 assumed.
+DECODE_BYTES_PER_PIXEL = {"jpeg": 9, "png": 10, "gif": 6, "tiff": 10, "webp": 16, "heic": 12, "avif": 10}
 FUNCTION_FOOTPRINT_MB = 120  # the Python runtime, boto3, Powertools and Pillow, measured in a warm thumbnail process
 MEMORY_HEADROOM = 0.85  # of the configured memory; the rest is left for the allocator's fragmentation
 
@@ -101,7 +101,9 @@ class StageSettings:
 
 STAGE_DEFAULTS = {
     "intake": StageSettings(memory=256, timeout=30, batch_size=10, batching_window=0, max_concurrency=10),
-    "thumbnails": StageSettings(memory=1024, timeout=60, batch_size=5, batching_window=1, max_concurrency=20),
+    # 1,536 MB: a 50 MP WebP (the costliest decode maxPixels allows) needs ~880 MB with the function's own; the CPU
+    # share it buys (0.87 vCPU) makes the CPU-bound work faster by as much as the memory costs more.
+    "thumbnails": StageSettings(memory=1536, timeout=60, batch_size=5, batching_window=1, max_concurrency=20),
     "labels": StageSettings(memory=256, timeout=30, batch_size=10, batching_window=1, max_concurrency=5),
 }
 STAGE_KEYS = {"memory": "memory", "timeout": "timeout", "batchSize": "batch_size",
@@ -239,6 +241,13 @@ class Settings:
 
     def stage(self, name: str) -> StageSettings:
         return getattr(self, name)
+
+    @property
+    def image_cpu_seconds(self) -> int:
+        """CPU seconds one image may take in the thumbnail stage: a full batch of the slowest images the budget
+        allows still ends within 80% of the timeout at the function's share of a CPU."""
+        st = self.thumbnails
+        return max(1, math.floor(st.timeout * 0.8 * min(1.0, st.vcpus) / st.batch_size))  # RLIMIT_CPU counts whole seconds
 
     def thumbnail_peak_mb(self) -> dict[str, int]:
         """Worst-case memory of one decode at maxPixels, per allowed format (see DECODE_BYTES_PER_PIXEL)."""

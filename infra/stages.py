@@ -14,7 +14,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import iam
-from infra.settings import Settings
+from infra.settings import DECODE_BYTES_PER_PIXEL, Settings
 from infra.worker import WorkerArgs, build_worker
 
 
@@ -100,6 +100,10 @@ class ThumbnailStage(Stage):
             "OUTPUT_QUALITY": str(s.output_quality),
             "MAX_PIXELS": str(s.max_pixels),
             "MAX_FRAMES": str(s.max_frames),
+            "MAX_JPEG_SCANS": str(s.max_jpeg_scans),
+            "MAX_JPEG_SEGMENTS": str(s.max_jpeg_segments),
+            "IMAGE_CPU_SECONDS": str(s.image_cpu_seconds),
+            "DECODE_BYTES_PER_PIXEL": ",".join(f"{f}:{b}" for f, b in DECODE_BYTES_PER_PIXEL.items()),
             "STORE_GPS": str(s.store_gps).lower(),
             **({"THUMBNAILS_BASE_URL": args.thumbnails_base_url} if args.thumbnails_base_url is not None else {}),
             **({"DISTRIBUTION_ID": args.distribution_id} if args.distribution_id is not None else {}),

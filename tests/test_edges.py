@@ -10,7 +10,6 @@ from localcloud.__main__ import wait_until_settled
 from localcloud.cloud import LocalCloud
 
 SHARED_CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
-FAST = {"intake": {"timeout": 2}, "thumbnails": {"timeout": 2}, "labels": {"timeout": 2}}
 
 
 def shared_corpus() -> dict[str, bytes]:
@@ -24,7 +23,7 @@ def shared_corpus() -> dict[str, bytes]:
 def settled(tmp_path_factory):
     nasty = {f"uploads/nasty/{name}": data for name, (data, _) in samples.nasty_set().items()}
     uploads = {**nasty, **shared_corpus()}
-    with LocalCloud(config=FAST, workdir=tmp_path_factory.mktemp("edges")) as cloud:
+    with LocalCloud(workdir=tmp_path_factory.mktemp("edges")) as cloud:
         for key, data in uploads.items():
             cloud.upload(key, data)
         return wait_until_settled(cloud, list(uploads), timeout=120)

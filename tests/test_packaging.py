@@ -12,7 +12,7 @@ from infra import packaging
 
 @pytest.mark.parametrize("name, extra", [
     ("intake", {"intake.py", "sniff.py"}),
-    ("thumbnails", {"stage.py", "thumbnails.py", "imaging.py"}),
+    ("thumbnails", {"stage.py", "thumbnails.py", "imaging.py", "isolation.py", "preflight.py", "sniff.py"}),
     ("labels", {"stage.py", "labels.py"}),
     ("upload_api", {"upload_api.py"}),
 ])

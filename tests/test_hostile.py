@@ -1,0 +1,255 @@
+"""Hostile images: every file ends `done` or `failed` with a reason, within the thumbnail stage's CPU and memory.
+
+The named cases run in `make test`; the whole suite (every truncation of a few small files, seeded mutations,
+the named cases) is marked `hostile` and run by .ci/run after it, printing its figures for the README.
+"""
+from __future__ import annotations
+
+import io
+import json
+import struct
+import time
+from collections import Counter
+
+import pytest
+from PIL import Image
+
+from handlers import imaging, intake, isolation, preflight, thumbnails
+from handlers.failures import PermanentFailure
+from infra.settings import DECODE_BYTES_PER_PIXEL, FUNCTION_FOOTPRINT_MB, MEMORY_HEADROOM, Settings
+from localcloud import samples
+from tests import hostile
+from tests.conftest import invoke, s3_message
+
+SETTINGS = Settings()
+SIZES = SETTINGS.thumbnail_sizes
+LIMITS = imaging.Limits(SETTINGS.max_pixels, SETTINGS.max_frames, SETTINGS.max_jpeg_scans, SETTINGS.max_jpeg_segments)
+# The stage's own limits per image: its CPU seconds, and the memory its function leaves a decode.
+BUDGET = isolation.Budget(cpu_seconds=SETTINGS.image_cpu_seconds,
+                          memory_mb=int(SETTINGS.thumbnails.memory * MEMORY_HEADROOM) - FUNCTION_FOOTPRINT_MB,
+                          wall_seconds=120)
+
+
+def engine(data: bytes, sniffed: str, output: str = "jpeg") -> tuple[str, str, isolation.Usage | None]:
+    """(outcome, reason, usage) of one image through the engine, isolated as the stage runs it."""
+    try:
+        _, usage = isolation.run(imaging.make_thumbnails, data, SIZES, output, 82, LIMITS, False, sniffed, budget=BUDGET)
+        return "done", "", usage
+    except PermanentFailure as failure:
+        return "failed", failure.reason, None
+
+
+def metadata_in(data: bytes) -> set[str]:
+    """The metadata a JPEG, PNG or WebP file carries: comment, EXIF, XMP, ICC (by marker, chunk or box)."""
+    found: set[str] = set()
+    if data.startswith(b"\xff\xd8"):
+        pos = 2
+        while pos + 4 <= len(data) and data[pos] == 0xFF and data[pos + 1] != 0xDA:
+            marker, length = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], "big")
+            payload = data[pos + 4:pos + 2 + length]
+            if marker == 0xFE:
+                found.add("comment")
+            elif marker == 0xE1:
+                found.add("exif" if payload.startswith(b"Exif") else "xmp")
+            elif marker == 0xE2:
+                found.add("icc")
+            pos += 2 + length
+    elif data.startswith(b"\x89PNG"):
+        pos = 8
+        while pos + 8 <= len(data):
+            length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+            found |= {{b"tEXt": "comment", b"zTXt": "comment", b"iTXt": "comment", b"eXIf": "exif",
+                       b"iCCP": "icc"}.get(kind, "")} - {""}
+            pos += 12 + length
+    elif data[8:12] == b"WEBP":
+        pos = 12
+        while pos + 8 <= len(data):
+            kind, length = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+            found |= {{b"EXIF": "exif", b"XMP ": "xmp", b"ICCP": "icc"}.get(kind, "")} - {""}
+            pos += 8 + length + (length & 1)
+    return found
+
+
+# 1. Truncated animated GIFs made Pillow's frame count raise IndexError, outside every classified error.
+def test_a_truncated_gif_is_recorded_not_raised():
+    assert engine(hostile.named_cases()["truncated-gif-bang"][0], "gif")[:2] == ("failed", "the image data is truncated")
+
+
+# 2. When the JPEG parser gave up, Pillow tried plugins without signatures (here: PCD, by a marker at byte 2048).
+def test_only_the_sniffed_formats_decoder_runs():
+    pcd_lookalike = b"\xff\xd8\xff\x00" + b"\x00" * 2044 + b"PCD_IPI" + b"\x00" * 2000
+    with pytest.raises(Exception):  # noqa: B017 - any exception: Pillow alone, given no format, tries others
+        Image.open(io.BytesIO(pcd_lookalike), formats=["JPEG"])
+    outcome, reason, _ = engine(pcd_lookalike, "jpeg")
+    assert outcome == "failed" and reason
+    jpeg = samples.jpeg(64, 48)
+    result = imaging.make_thumbnails(jpeg, (32,), "png", 80, LIMITS, sniffed="jpeg")
+    assert result.metadata["format"] == "jpeg"  # the record's format is the decoder's
+
+
+# 3. The source's comment (and ICC, EXIF, XMP) went into every thumbnail; a long comment broke encoding.
+@pytest.mark.parametrize("case", ["jpeg-comment", "gif-long-comment", "png-long-comment", "jpeg-icc"])
+@pytest.mark.parametrize("output", ["jpeg", "png", "webp"])
+def test_thumbnails_carry_no_metadata(case, output):
+    data, fmt = hostile.named_cases()[case]
+    result = imaging.make_thumbnails(data, (64, 32), output, 80, LIMITS, sniffed=fmt)
+    for thumbnail in result.thumbnails:
+        assert metadata_in(thumbnail.data) == set(), (case, output)
+        assert b"jane@example.com" not in thumbnail.data
+
+
+def test_the_metadata_check_sees_metadata():
+    assert metadata_in(hostile.named_cases()["jpeg-comment"][0]) == {"comment"}
+    assert "icc" in metadata_in(hostile.with_icc("PNG")) and "icc" in metadata_in(hostile.with_icc("WEBP"))
+
+
+# 4. A progressive JPEG's scans are passes over the whole image; libjpeg has no limit.
+def test_a_scan_bomb_is_refused_before_decoding():
+    data = hostile.named_cases()["scan-bomb"][0]
+    started = time.process_time()
+    outcome, reason, _ = engine(data, "jpeg")
+    assert (outcome, reason) == ("failed", "the JPEG has 3,001 scans, over the limit of 100 (each progressive scan is "
+                                           "another pass over the whole image)")
+    assert time.process_time() - started < 0.5
+    real = hostile.encode(samples.photo(640, 480), "JPEG", progressive=True)
+    assert preflight.jpeg(real, 1000, 100).scans < 20  # a real progressive JPEG has a handful
+
+
+# 5. Memory: a flood of APP segments, an MPO decoded without draft, and the biggest decodes maxPixels allows.
+def test_an_app_marker_flood_is_refused():
+    outcome, reason, _ = engine(hostile.named_cases()["app-flood"][0], "jpeg")
+    assert (outcome, reason) == ("failed", "the JPEG has more than 1,000 marker segments before its image data "
+                                           "(the limit is 1,000)")
+
+
+def test_an_mpo_is_decoded_at_draft_scale_like_a_jpeg():
+    data = hostile.named_cases()["mpo"][0]
+    image = Image.open(io.BytesIO(data), formats=["JPEG"])
+    assert image.format == "MPO"
+    base = imaging._decode(image, 512)
+    assert base.size[0] <= 2400 // 2  # decoded at 1/2 or smaller, not at full size
+
+
+def test_a_50_mp_webp_fits_the_memory_the_settings_allow_for_it():
+    outcome, _, usage = engine(hostile.named_cases()["webp-50mp"][0], "webp")
+    assert outcome == "done"
+    model = SETTINGS.max_pixels * DECODE_BYTES_PER_PIXEL["webp"] / 2**20
+    assert usage.added_mb <= model
+
+
+# 6. TIFF: Pillow's loader orients it already (it was turned twice); its page count walked every page, quadratically.
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_tiff_orientation_is_applied_once(orientation):
+    data = hostile.named_cases()[f"tiff-orientation-{orientation}"][0]
+    result = imaging.make_thumbnails(data, (128,), "png", 90, LIMITS, sniffed="tiff")
+    out = Image.open(io.BytesIO(result.thumbnails[0].data)).convert("RGB")
+    assert out.size == (128, 85), orientation
+    red = out.getpixel((4, 4))
+    assert red[0] > 180 and red[1] < 80 and red[2] < 80, f"orientation {orientation}: top-left is {red}"
+
+
+def test_tiff_pages_are_counted_without_walking_them_all():
+    started = time.process_time()
+    assert engine(hostile.named_cases()["tiff-page-bomb"][0], "tiff")[:2] == (
+        "failed", "the image has more than 100 pages, over the limit of 100")
+    assert engine(hostile.named_cases()["tiff-page-loop"][0], "tiff")[:2] == ("failed", "the TIFF's pages form a loop")
+    assert time.process_time() - started < 1
+
+
+# A timeout or kill never takes innocent images with it.
+@pytest.fixture
+def poisoned_batch(cloud, monkeypatch):
+    """Three uploads accepted by the intake: a photo, a CPU bomb under the scan limit the test sets, a photo."""
+    monkeypatch.setenv("MAX_JPEG_SCANS", "100000")
+    keys = {"uploads/before.jpg": samples.jpeg(400, 300), "uploads/bomb.jpg": hostile.progressive_scan_bomb(2048, 2048, 40_000),
+            "uploads/after.png": samples.png(300, 200)}
+    for key, data in keys.items():
+        invoke(intake, [s3_message(cloud.put(key, data))])
+    return [json.dumps(p["claim"]) for p in cloud.published()]
+
+
+def test_a_cpu_bomb_is_stopped_and_recorded_alone(cloud, poisoned_batch, monkeypatch):
+    monkeypatch.setenv("IMAGE_CPU_SECONDS", "1")
+    assert invoke(thumbnails, poisoned_batch)["batchItemFailures"] == []
+    assert cloud.record("uploads/bomb.jpg")["thumbnails"]["reason"] == (
+        "decoding the image took more than 1 s of CPU, the limit per image")
+    assert cloud.record("uploads/before.jpg")["thumbnails"]["status"] == "done"
+    assert cloud.record("uploads/after.png")["thumbnails"]["status"] == "done"
+
+
+def test_an_image_over_the_memory_left_is_stopped_and_recorded_alone(cloud, monkeypatch):
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+    monkeypatch.setenv("DECODE_BYTES_PER_PIXEL", ",".join(f"{f}:{b}" for f, b in DECODE_BYTES_PER_PIXEL.items()))
+    for key, data in {"uploads/a.png": samples.png(200, 100), "uploads/huge.webp": hostile.webp_bomb(),
+                      "uploads/b.png": samples.png(300, 100)}.items():
+        invoke(intake, [s3_message(cloud.put(key, data))])
+    response = invoke(thumbnails, [json.dumps(p["claim"]) for p in cloud.published()])
+    assert response["batchItemFailures"] == []
+    reason = cloud.record("uploads/huge.webp")["thumbnails"]["reason"]
+    assert reason.startswith("decoding the image needs about 763 MB, more than the ") and reason.endswith(" MB an image may use")
+    assert cloud.record("uploads/a.png")["thumbnails"]["status"] == cloud.record("uploads/b.png")["thumbnails"]["status"] == "done"
+
+
+def test_the_memory_limit_stops_a_decode_the_model_did_not_foresee():
+    # Without the model's estimate, the address-space limit itself stops the decode, and it is still a reason.
+    tight = isolation.Budget(cpu_seconds=10, memory_mb=200, wall_seconds=60)
+    with pytest.raises(PermanentFailure) as failed:
+        isolation.run(imaging.make_thumbnails, hostile.named_cases()["webp-50mp"][0], SIZES, "jpeg", 82, LIMITS, False,
+                      "webp", budget=tight)
+    assert failed.value.reason in ("decoding the image needs more than the 200 MB an image may use",
+                                   "the image cannot be decoded: OSError: could not create decoder object")
+
+
+def test_an_invocation_short_of_time_hands_the_rest_back(cloud, monkeypatch):
+    from localcloud.lambda_events import LambdaContext, sqs_event, sqs_record
+
+    invoke(intake, [s3_message(cloud.put("uploads/late.png", samples.png(100, 100)))])
+    body = json.dumps(cloud.published()[0]["claim"])
+    event = sqs_event([sqs_record(body, "arn:aws:sqs:us-east-1:123456789012:q", message_id="m0")])
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+    with pytest.raises(BatchProcessingError, match="only 0.5 s left in this invocation"):  # the whole batch is retried
+        thumbnails.handler(event, LambdaContext(function_name="fn", timeout_s=0.5))
+    assert cloud.record("uploads/late.png")["status"] == "accepted"  # not started, nothing recorded
+
+
+@pytest.mark.parametrize("name", sorted(hostile.named_cases()))
+def test_every_named_case_ends_with_an_outcome_and_a_reason(name):
+    data, fmt = hostile.named_cases()[name]
+    outcome, reason, _ = engine(data, fmt)
+    assert outcome in ("done", "failed") and (outcome == "done" or reason)
+
+
+@pytest.mark.hostile
+def test_the_hostile_suite(capsys):
+    """Every truncation of six small files, 1,000 seeded mutations of each, and the named cases."""
+    outcomes: Counter = Counter()
+    reasons: Counter = Counter()
+    worst_cpu, worst_name, peak_mb, peak_name = 0.0, "", 0.0, ""
+    cases = [(n, d, f) for n, (d, f) in hostile.named_cases().items()]
+    cases += list(hostile.truncations()) + list(hostile.mutations(1000))
+    started = time.monotonic()
+    for name, data, fmt in cases:
+        began = time.process_time()
+        try:
+            _, usage = isolation.run(imaging.make_thumbnails, data, SIZES, "jpeg", 82, LIMITS, False, fmt, budget=BUDGET)
+            outcomes["done"] += 1
+        except PermanentFailure as failure:
+            assert failure.reason, name
+            outcomes["failed"] += 1
+            reasons[failure.reason.split(":")[0][:60]] += 1
+            usage = None
+        if usage and usage.cpu_seconds > worst_cpu:
+            worst_cpu, worst_name = usage.cpu_seconds, name
+        if usage and usage.added_mb > peak_mb:
+            peak_mb, peak_name = usage.added_mb, name
+        assert time.process_time() - began < 1, name  # the parent's own work stays small
+    with capsys.disabled():
+        print(f"\nhostile suite: {len(cases)} cases in {time.monotonic() - started:.0f} s: {dict(outcomes)}; "
+              f"worst CPU {worst_cpu:.2f} s ({worst_name}) of {BUDGET.cpu_seconds} s; most memory one decode added "
+              f"{peak_mb:.0f} MB ({peak_name}) of the {BUDGET.memory_mb} MB it may (thumbnails.memory "
+              f"{SETTINGS.thumbnails.memory} MB)")
+        for reason, count in reasons.most_common(12):
+            print(f"  {count:5d}  {reason}")
+    assert worst_cpu <= BUDGET.cpu_seconds
+    assert peak_mb <= BUDGET.memory_mb
