@@ -134,6 +134,10 @@ _quiet = threading.local()
 
 
 def _install_patches() -> None:
+    from functools import cache
+
+    from moto import backends
+    from moto.moto_server import werkzeug_app
     from moto.s3 import notifications
     from moto.s3.models import S3Backend
     from moto.sqs.models import Queue, SQSBackend
@@ -210,6 +214,35 @@ def _install_patches() -> None:
 
     Queue.delete_message = delete_locked
 
+    # moto serializes every response (and parses every request) generically, walking botocore's shapes: about 8 ms
+    # per DynamoDB call, more than the call itself. DynamoDB's wire format is the JSON the backend already holds,
+    # so its plain results are written out directly (anything else, errors included, goes moto's way).
+    from moto.core.responses import ActionResult
+    from moto.dynamodb.responses import DynamoHandler, DynamoResult
+
+    original_serialized = DynamoHandler.serialized
+    item_operations = {"GetItem", "UpdateItem", "PutItem", "DeleteItem", "Query", "Scan"}
+
+    def serialized_directly(self: DynamoHandler, action_result: ActionResult) -> Any:
+        result = action_result.result
+        if (type(action_result) in (ActionResult, DynamoResult) and isinstance(result, dict)
+                and self._get_action() in item_operations):
+            try:
+                body = json.dumps(result)
+            except TypeError:
+                return original_serialized(self, action_result)
+            return 200, {**self.response_headers, "Content-Type": "application/x-amz-json-1.0"}, body
+        return original_serialized(self, action_result)
+
+    DynamoHandler.serialized = serialized_directly
+
+    # moto finds the backend for every request by listing its own package directory and trying every service's
+    # URL patterns, all under one lock: the same host always gives the same backend, so it is looked up once.
+    modules = tuple(backends.list_of_moto_modules())
+    werkzeug_app.backends.list_of_moto_modules = lambda: modules
+    werkzeug_app.DomainDispatcherApplication.get_backend_for_host = cache(
+        werkzeug_app.DomainDispatcherApplication.get_backend_for_host)
+
 
 _S3_ERROR = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>localcloud</RequestId></Error>'
 _QUERY_ERROR = ('<?xml version="1.0"?>\n<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>'
@@ -228,13 +261,24 @@ class Gateway:
         self.authorizer = authorizer
         self._dynamodb = threading.Lock()
         self._counts: Counter = Counter()
+        self._cpu: Counter = Counter()  # CPU seconds spent answering, by service
         self._counts_lock = threading.Lock()
         self._used: dict[str, set[tuple[str, str]]] = {}  # function -> (action, resource) it was allowed
 
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        started = time.thread_time()
+        service = "?"
+        try:
+            service, answer = self._serve(environ, start_response)
+            return answer
+        finally:
+            with self._counts_lock:
+                self._cpu[service] += time.thread_time() - started
+
+    def _serve(self, environ: dict[str, Any], start_response: Any) -> tuple[str, Any]:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_localcloud/"):
-            return self._admin(path, environ, start_response)
+            return "admin", self._admin(path, environ, start_response)
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)) if environ.get("CONTENT_LENGTH") else b""
         environ["wsgi.input"] = io.BytesIO(body)
         raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or path
@@ -260,13 +304,13 @@ class Gateway:
                     with self._counts_lock:
                         self._used.setdefault(identity.name, set()).update((n.action, n.resource) for n in wanted)
             except Refusal as refusal:
-                return self._refuse(service, refusal, start_response)
+                return service, self._refuse(service, refusal, start_response)
         if service == "dynamodb":
             with self._dynamodb:
-                return list(self.app(environ, start_response))
+                return service, list(self.app(environ, start_response))
         if identity is not None and identity.restricted and service == "s3" and request.method in ("GET", "HEAD"):
-            return self._missing_as_403(request, identity, environ, start_response)
-        return self.app(environ, start_response)
+            return service, self._missing_as_403(request, identity, environ, start_response)
+        return service, list(self.app(environ, start_response))
 
     def _identify(self, request: Request, environ: dict[str, Any]) -> tuple[Identity, list[Need]]:
         """Who signed the request, and (for a form POST, whose key is in the form) what it needs."""
@@ -338,7 +382,9 @@ class Gateway:
             with self._counts_lock:
                 counts = dict(self._counts)
                 used = {name: sorted(pairs) for name, pairs in self._used.items()}
-            body = json.dumps({"requests": counts, "cpu_seconds": round(time.process_time(), 2), "used": used}).encode()
+                cpu = {name: round(seconds, 2) for name, seconds in self._cpu.items()}
+            body = json.dumps({"requests": counts, "cpu_seconds": round(time.process_time(), 2), "cpu_by_service": cpu,
+                               "used": used}).encode()
         else:
             start_response("404 Not Found", [("Content-Length", "0")])
             return []
