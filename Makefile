@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-hostile up soak bench clean
+.PHONY: demo test test-hostile test-library up soak bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-bench.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "claimcheck needs Python 3.11 or newer")'
@@ -33,6 +33,11 @@ test: $(STAMP)
 # thumbnail engine within the stage's CPU and memory (a minute or so; .ci/run runs it after make test).
 test-hostile: $(STAMP)
 	$(BIN)/python -m pytest -m hostile -s tests/test_hostile.py
+
+# 112 generated camera photos (8-24 MP, EXIF orientations, some PNG and WebP) through `python -m localcloud demo`,
+# idle and with four busy loops beside it: every upload done, nothing dead-lettered, half the engine's speed or more.
+test-library: $(STAMP)
+	$(BIN)/python -m pytest -m library -s tests/test_library.py
 
 clean:
 	rm -rf $(VENV) build out .localcloud .pytest_cache

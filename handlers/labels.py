@@ -27,10 +27,11 @@ def _label(claim: contracts.ClaimCheck) -> None:
     if claim.event != contracts.CREATED:
         return  # a deleted image has no labels to compute
     env = environment.load()
-    if not is_pending(records.get(env.table_name, claim.image_id), claim):
+    current = records.get(env.table_name, claim.image_id)
+    if not is_pending(current, claim):
         return
     if claim.format not in env.label_formats:
-        _record(env, claim, {"status": "unavailable",
+        _record(env, claim, current, {"status": "unavailable",
                              "reason": f"Rekognition reads only {', '.join(env.label_formats).upper()}; this image is {claim.format}"})
         return
     started = perf_counter()
@@ -44,20 +45,21 @@ def _label(claim: contracts.ClaimCheck) -> None:
         permanent = as_permanent(exc)
         if permanent is None:
             raise  # throttling, 5xx, timeouts: retried through batchItemFailures
-        _record(env, claim, {"status": "unavailable", "reason": permanent.reason})
+        _record(env, claim, current, {"status": "unavailable", "reason": permanent.reason})
         logger.info("labels unavailable", extra={"reason": permanent.reason})
         return
     labels = [{"name": label["Name"], "confidence": Decimal(str(round(label["Confidence"], 2)))}
               for label in response.get("Labels", [])]
     source = "emulated" if env.labels_emulated else "rekognition"
-    _record(env, claim, {"status": "done", "labels": labels, "source": source})
+    _record(env, claim, current, {"status": "done", "labels": labels, "source": source})
     duration("LabelDuration", (perf_counter() - started) * 1000)
     count("Processed")
     logger.info("labels stored", extra={"count": len(labels), "source": source})
 
 
-def _record(env: environment.Environment, claim: contracts.ClaimCheck, result: dict[str, Any]) -> None:
-    records.record_stage(env.table_name, claim.image_id, claim.sequencer, STAGE, result)
+def _record(env: environment.Environment, claim: contracts.ClaimCheck, current: dict[str, Any] | None,
+            result: dict[str, Any]) -> None:
+    records.record_stage(env.table_name, claim.image_id, claim.sequencer, STAGE, result, known=current)
 
 
 # Defined last: it wraps the work above.

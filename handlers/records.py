@@ -34,9 +34,13 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_CONDITION_NAMES = {"#seq": "sequencer", "#status": "status"}
+
+
 def _update(table_name: str, image_id: str, set_values: dict[str, Any], condition: str,
             condition_values: dict[str, Any], remove: tuple[str, ...] = (), if_not_exists: dict[str, Any] | None = None,
-            return_values: str = "ALL_NEW") -> tuple[bool, dict[str, Any] | None]:
+            return_values: str = "ALL_NEW", condition_names: dict[str, str] | None = None,
+            ) -> tuple[bool, dict[str, Any] | None]:
     """One conditional UpdateItem. Returns (written, item): what `return_values` asks for, or the stored item
     when the condition failed."""
     names: dict[str, str] = {}
@@ -55,7 +59,7 @@ def _update(table_name: str, image_id: str, set_values: dict[str, Any], conditio
         for i, attr in enumerate(remove):
             names[f"#r{i}"] = attr
         expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
-    names.update({alias: attr for alias, attr in (("#seq", "sequencer"), ("#status", "status")) if alias in condition})
+    names.update(condition_names or _CONDITION_NAMES)
     values.update(condition_values)
     try:
         response = aws.table(table_name).update_item(
@@ -91,6 +95,7 @@ def record_event(table_name: str, image_id: str, sequencer: str, attributes: dic
         remove=STAGE_ATTRIBUTES,
         condition="attribute_not_exists(#seq) OR #seq < :seq",
         condition_values={":seq": sequencer},
+        condition_names={"#seq": "sequencer"},
         return_values="UPDATED_OLD",  # what the record said before: whether an earlier version may have outputs
     )
     if written:
@@ -101,17 +106,22 @@ def record_event(table_name: str, image_id: str, sequencer: str, attributes: dic
 
 
 def record_stage(table_name: str, image_id: str, sequencer: str, stage: str, result: dict[str, Any],
-                 metadata: dict[str, Any] | None = None) -> WriteResult:
+                 metadata: dict[str, Any] | None = None, known: dict[str, Any] | None = None) -> WriteResult:
     """Store one stage's result for the event `sequencer`, then settle the image's status.
 
     Nothing is written when the record has moved on to a newer event or is
-    already final (a repeated delivery of work that was recorded).
+    already final (a repeated delivery of work that was recorded). `known` is the record as the stage read it:
+    when that says this result settles the image, one write stores it and settles, on condition that the other
+    stages' results are still the ones read (otherwise the two writes below do it).
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}")
+    values = {stage: {**result, "updated_at": now()}, **({"metadata": metadata} if metadata else {})}
+    settled_at_once = _settle_at_once(table_name, image_id, sequencer, stage, values, known)
+    if settled_at_once is not None:
+        return settled_at_once
     written, item = _update(
-        table_name, image_id,
-        set_values={stage: {**result, "updated_at": now()}, **({"metadata": metadata} if metadata else {})},
+        table_name, image_id, set_values=values,
         condition="#seq = :seq AND #status = :accepted",
         condition_values={":seq": sequencer, ":accepted": ACCEPTED},
     )
@@ -131,6 +141,25 @@ def record_stage(table_name: str, image_id: str, sequencer: str, stage: str, res
         if done:
             item = settled
     return WriteResult(WRITTEN, item)
+
+
+def _settle_at_once(table_name: str, image_id: str, sequencer: str, stage: str, values: dict[str, Any],
+                    known: dict[str, Any] | None) -> WriteResult | None:
+    if known is None or known.get("sequencer") != sequencer or known.get("status") != ACCEPTED:
+        return None
+    final = _settled_status({**known, **values})
+    if final is None:
+        return None
+    others = [s for s in known.get("expected_stages", []) if s != stage]
+    names = {**_CONDITION_NAMES, **({"#st": "status"} if others else {}), **{f"#o{i}": other for i, other in enumerate(others)}}
+    written, item = _update(
+        table_name, image_id, set_values={**values, "status": final[0], "reason": final[1], "updated_at": now()},
+        condition=" AND ".join(["#seq = :seq", "#status = :accepted", *(f"#o{i}.#st = :o{i}" for i in range(len(others)))]),
+        condition_values={":seq": sequencer, ":accepted": ACCEPTED,
+                          **{f":o{i}": known[other]["status"] for i, other in enumerate(others)}},
+        condition_names=names,
+    )
+    return WriteResult(WRITTEN, item) if written else None
 
 
 def _settled_status(item: dict[str, Any]) -> tuple[str, str] | None:

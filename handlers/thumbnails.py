@@ -106,7 +106,7 @@ def _create(claim: contracts.ClaimCheck) -> None:
         if permanent is None:
             raise  # transient: retried through batchItemFailures
         written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, STAGE,
-                                       {"status": "failed", "reason": permanent.reason})
+                                       {"status": "failed", "reason": permanent.reason}, known=current)
         logger.info("thumbnails failed", extra={"reason": permanent.reason})
         count("Failed")
         if written.outcome == records.WRITTEN:
@@ -115,16 +115,23 @@ def _create(claim: contracts.ClaimCheck) -> None:
         return
     outputs = [_store(claim, thumbnail, env.thumbnails_bucket) for thumbnail in result.thumbnails]
     written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, STAGE,
-                                   {"status": "done", "outputs": outputs}, metadata=result.metadata)
+                                   {"status": "done", "outputs": outputs}, metadata=result.metadata, known=current)
     if written.outcome == records.STALE:
         if not _owns_keys(written.item, claim):
             _delete(env.thumbnails_bucket, [o["key"] for o in outputs])
         count("SkippedClaimChecks")
         return
-    _clear(claim, keep={o["key"] for o in outputs})
+    if not _first_event(current):
+        _clear(claim, keep={o["key"] for o in outputs})  # an earlier version's thumbnails go
     duration("ThumbnailDuration", (perf_counter() - started) * 1000)
     count("Processed")
     logger.info("thumbnails stored", extra={"outputs": [o["key"] for o in outputs]})
+
+
+def _first_event(record: dict[str, Any] | None) -> bool:
+    """Whether the record was created by the event it reflects: then no earlier version of the key had thumbnails
+    (the intake stamps created_at and updated_at in the same write the first time, and only updated_at after)."""
+    return record is not None and bool(record.get("created_at")) and record.get("created_at") == record.get("updated_at")
 
 
 def _fetch(claim: contracts.ClaimCheck) -> bytes:

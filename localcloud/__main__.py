@@ -3,7 +3,7 @@
   demo [PATH ...] [--out DIR] [--json FILE]   deploy, upload, wait, report
   up [--port N]                               deploy and keep running for your own uploads
   soak [--images N] [--fault-rate P] …        uploads under injected faults, then reconcile: lost must be 0
-  upload FILE ... [--declared-size N]          upload through the upload API's presigned POST, then report
+  upload FILE ... [--declared-size N]          upload through the upload API's one-use presigned PUT, then report
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from localcloud import report, samples, soak
+from localcloud import report, samples, soak, watch
 from localcloud.cloud import LocalCloud
 
 
@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("paths", nargs="*", type=Path, help="images or folders to upload (default: a generated sample set)")
     demo.add_argument("--out", type=Path, default=Path("out"), help="where thumbnails are written (default: out/)")
     demo.add_argument("--json", type=Path, help="write a JSON summary here")
-    demo.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for every upload to settle")
+    demo.add_argument("--timeout", type=float, default=None,
+                      help="give up waiting after this many seconds (default: wait while anything is queued or in flight)")
     up = commands.add_parser("up", help="deploy locally and keep running until Ctrl-C")
     up.add_argument("--port", type=int, default=0, help="emulator port on 127.0.0.1 (default: a free one)")
     soak_parser = commands.add_parser("soak", help="many uploads with faults injected, then reconcile everything")
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     soak_parser.add_argument("--kill-rate", type=float, default=defaults.kill_rate)
     soak_parser.add_argument("--seed", type=int, default=defaults.seed)
     soak_parser.add_argument("--timeout", type=float, default=defaults.timeout, help="seconds (default %(default)s)")
-    upload = commands.add_parser("upload", help="upload files through the upload API (presigned POST), then report")
+    upload = commands.add_parser("upload", help="upload files through the upload API (one-use presigned PUT), then report")
     upload.add_argument("files", nargs="+", type=Path)
     upload.add_argument("--content-type", help="declare this type instead of guessing it from the name")
     upload.add_argument("--declared-size", type=int, help="declare this size to the API instead of the real one")
@@ -54,17 +55,16 @@ UPLOAD_CONFIG = {"uploadApi": True, "cdn": True, "allowedFormats": ["jpeg", "png
 def run_upload(args: argparse.Namespace) -> int:
     with LocalCloud(config=UPLOAD_CONFIG) as cloud:
         print(f"Upload API at {cloud.upload_api_url}/uploads (deployed: an IAM-authenticated function URL; "
-              "the local endpoint cannot check signatures)")
+              "the local endpoint stands in for IAM and calls you the local user)")
         keys = []
         for path in args.files:
             result = cloud.upload_through_api(path.name, path.read_bytes(), args.content_type, args.declared_size)
             if result.key is None:
                 print(f"  {path.name}: refused by the API ({result.api_status}): {result.message}")
                 continue
-            print(f"  {path.name}: API {result.api_status} -> {result.key}; S3 answered the POST with {result.s3_status}")
-            keys.append(result.key)
-        print("Note: the emulator does not enforce the POST policy's content-length-range (S3 does); "
-              "the intake's size gate still rejects an oversized object.")
+            print(f"  {path.name}: API {result.api_status} -> {result.key}; S3 answered the PUT with {result.s3_status}")
+            if result.s3_status == 200:
+                keys.append(result.key)
         summary = wait_until_settled(cloud, keys, args.timeout)
         print()
         print(report.table(summary))
@@ -98,7 +98,9 @@ def files_to_upload(paths: list[Path]) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for path in paths:
         if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            # Hidden files (.DS_Store, a tool's markers) are not photos anyone meant to upload.
+            for file in sorted(p for p in path.rglob("*") if p.is_file() and not any(
+                    part.startswith(".") for part in p.relative_to(path).parts)):
                 found[f"uploads/{path.name}/{file.relative_to(path).as_posix()}"] = file
         elif path.is_file():
             found[f"uploads/{path.name}"] = path
@@ -110,11 +112,11 @@ def files_to_upload(paths: list[Path]) -> dict[str, Path]:
 def run_demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         if args.paths:
-            uploads = files_to_upload(args.paths)
+            files = files_to_upload(args.paths)
         else:
             sample_dir = Path(scratch) / "samples"
             samples.write_sample_set(sample_dir)
-            uploads = files_to_upload([sample_dir])
+            files = files_to_upload([sample_dir])
         print("Starting the local cloud (moto on 127.0.0.1) and deploying __main__.py into it …", flush=True)
         started = time.monotonic()
         with LocalCloud() as cloud:
@@ -122,23 +124,34 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"  deployed {resources} resources in {time.monotonic() - started:.1f} s; emulator at {cloud.endpoint}")
             for gap in cloud.gaps:
                 print(f"  note: {gap}")
-            for key, path in uploads.items():
-                cloud.upload(key, path.read_bytes())
-            print(f"Uploaded {len(uploads)} files to s3://{cloud.outputs['uploadsBucket']}/uploads/")
-            summary = wait_until_settled(cloud, list(uploads), args.timeout)
+            print(f"Uploading {len(files)} files to s3://{cloud.outputs['uploadsBucket']}/uploads/ "
+                  f"({watch.UPLOAD_THREADS} at a time, at most {watch.WINDOW} waiting) …", flush=True)
+            show, close = watch.live()
+            try:
+                summary, progress = watch.upload_and_wait(cloud, dict(files), args.timeout, show)
+            except watch.Stalled as stalled:
+                close()
+                print(f"STALLED: {stalled}", file=sys.stderr)
+                return 1
+            close()
             print()
             print(report.table(summary))
             print()
             letters = summary.dead_letters
             print(f"Dead-letter queues: {len(letters)} message(s)")
             for letter in letters:
-                print(f"  {letter.queue}: {letter.key or '(no key)'} after {letter.receive_count} receives")
+                print(f"  {report.explain(letter, summary)}")
             written = report.write_thumbnails(cloud, summary, args.out)
             print(f"Wrote {written} thumbnails under {args.out}/")
             if any(image["labels_emulated"] for image in summary.as_json()["images"]):
                 print("Labels come from the emulator's canned Rekognition answer: they are marked (emulated).")
+            rate = len(files) / progress.elapsed if progress.elapsed else 0.0
+            print(f"Throughput: {len(files)} uploads settled in {progress.elapsed:.1f} s ({rate:.2f}/s), "
+                  f"{progress.retried} redeliveries")
             if args.json:
-                args.json.write_text(json.dumps(summary.as_json(), indent=2) + "\n")
+                document = {**summary.as_json(), "elapsed_seconds": round(progress.elapsed, 1),
+                            "uploads_per_second": round(rate, 2), "redeliveries": progress.retried}
+                args.json.write_text(json.dumps(document, indent=2) + "\n")
                 print(f"Wrote {args.json}")
         missing = summary.unaccounted()
         if missing:
@@ -150,14 +163,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def wait_until_settled(cloud: LocalCloud, keys: list[str], timeout: float) -> report.Summary:
-    deadline = time.monotonic() + timeout
-    while True:
-        summary = report.collect(cloud, keys)
-        settled = len(keys) - len(summary.unaccounted())
-        print(f"\r  settled {settled}/{len(keys)}", end="", flush=True)
-        if (settled == len(keys) and cloud.idle()) or time.monotonic() > deadline:
-            return summary
-        time.sleep(0.5)
+    """For tests: wait as the demo does, at most `timeout` seconds."""
+    return watch.wait(cloud, keys, timeout)
 
 
 def run_up(args: argparse.Namespace) -> int:

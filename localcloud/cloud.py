@@ -15,6 +15,7 @@ from urllib.parse import unquote_plus
 
 import boto3
 import requests
+from botocore.config import Config
 
 from localcloud import program
 from localcloud.api import FunctionEndpoint
@@ -193,9 +194,12 @@ class LocalCloud:
 
     # using it
     def client(self, service: str) -> Any:
-        """A client for the emulator, made once (the wait loops ask for them many times a second)."""
+        """A client for the emulator, made once (the wait loops ask for them many times a second). Its uploads are
+        sent as over TLS: without SHA-256 payload signing (botocore signs the payload of every plain-HTTP request
+        unless told) and without a streamed CRC trailer, which the emulator would decode in Python."""
         if service not in self._clients:
-            self._clients[service] = boto3.client(service)
+            config = Config(s3={"payload_signing_enabled": False}, request_checksum_calculation="when_required")
+            self._clients[service] = boto3.client(service, config=config)
         return self._clients[service]
 
     def upload(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> dict[str, Any]:
@@ -204,18 +208,31 @@ class LocalCloud:
     def delete(self, key: str) -> dict[str, Any]:
         return self.client("s3").delete_object(Bucket=self.outputs["uploadsBucket"], Key=key)
 
-    def records(self) -> dict[str, dict[str, Any]]:
-        """Every image record, by upload key."""
+    def records(self, brief: bool = False) -> dict[str, dict[str, Any]]:
+        """Every image record, by upload key (`brief`: only its key and status, for the wait loops)."""
         if "table" not in self._clients:
             self._clients["table"] = boto3.resource("dynamodb").Table(self.outputs["tableName"])
         table = self._clients["table"]
+        options: dict[str, Any] = {"ConsistentRead": True}
+        if brief:
+            options.update(ProjectionExpression="#k, #s", ExpressionAttributeNames={"#k": "key", "#s": "status"})
         items: list[dict[str, Any]] = []
-        response = table.scan(ConsistentRead=True)
+        response = table.scan(**options)
         items.extend(response["Items"])
         while "LastEvaluatedKey" in response:
-            response = table.scan(ConsistentRead=True, ExclusiveStartKey=response["LastEvaluatedKey"])
+            response = table.scan(ExclusiveStartKey=response["LastEvaluatedKey"], **options)
             items.extend(response["Items"])
         return {item["key"]: item for item in items if "key" in item}
+
+    def queue_depths(self) -> dict[str, tuple[int, int]]:
+        """(waiting, in flight) of every work queue and dead-letter queue, by URL."""
+        sqs = self.client("sqs")
+        depths = {}
+        for url in [*self.outputs["queueUrls"].values(), *self.outputs["deadLetterQueueUrls"].values()]:
+            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+            depths[url] = (int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"]))
+        return depths
 
     def dead_letters(self) -> list[DeadLetter]:
         """What every DLQ holds, left in place (received with a zero visibility timeout)."""
@@ -237,12 +254,9 @@ class LocalCloud:
 
     def idle(self) -> bool:
         """No message waiting or in flight in any work queue, and no invocation running."""
-        sqs = self.client("sqs")
-        for url in self.outputs["queueUrls"].values():
-            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
-                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-            if int(attributes["ApproximateNumberOfMessages"]) or int(attributes["ApproximateNumberOfMessagesNotVisible"]):
-                return False
+        depths = self.queue_depths()
+        if any(sum(depths[url]) for url in self.outputs["queueUrls"].values()):
+            return False
         return not any(p.busy for p in self.pollers.values())
 
     @property

@@ -153,10 +153,19 @@ class Poller:
         for thread in self._threads:
             thread.join(timeout=self.function.timeout + 5)
 
+    def _start_environment(self, log: Any) -> ExecutionEnvironment:
+        environment = ExecutionEnvironment(self.function, log)
+        self.pids.append(environment.process.pid)
+        self._count("cold_starts")
+        return environment
+
     def _run(self) -> None:
         environment: ExecutionEnvironment | None = None
         with open(self.log_path, "a", buffering=1) as log:
             try:
+                # The first environment starts with the poller, as Lambda readies an environment before its first
+                # invocation; its imports overlap the uploads instead of delaying the first batch.
+                environment = self._start_environment(log)
                 while not self._stop.is_set():
                     try:
                         messages = self._receive()
@@ -168,9 +177,7 @@ class Poller:
                     if not messages:
                         continue
                     if environment is None:
-                        environment = ExecutionEnvironment(self.function, log)
-                        self.pids.append(environment.process.pid)
-                        self._count("cold_starts")
+                        environment = self._start_environment(log)
                     with self._lock:
                         self.busy += 1
                     try:

@@ -44,6 +44,15 @@ class Summary:
         }
 
 
+def explain(letter: DeadLetter, summary: Summary) -> str:
+    """A dead letter in words: a duplicate of work that finished anyway is not a lost upload."""
+    status = summary.status(letter.key) if letter.key in summary.uploaded else None
+    line = f"{letter.queue}: {letter.key or '(no key)'} after {letter.receive_count} receives"
+    if status in FINAL_STATUSES:
+        return f"{line} - a repeated delivery; the upload itself is {status} (redrive or delete the message)"
+    return f"{line} - the upload waits on it (fix the cause, then redrive it)"
+
+
 def collect(cloud: LocalCloud, uploaded: list[str]) -> Summary:
     return Summary(list(dict.fromkeys(uploaded)), cloud.records(), cloud.dead_letters())
 
