@@ -82,8 +82,12 @@ def run_soak(args: argparse.Namespace) -> int:
     print(f"Soak: {plan.images} uploads, AWS call faults {plan.fault_rate:.0%}, duplicates {plan.duplicate_rate:.0%}, "
           f"delays {plan.delay_rate:.0%}, kills {plan.kill_rate:.0%} (seed {plan.seed}) …", flush=True)
 
+    last = [0.0]
+
     def progress(cloud, keys):
-        print(f"\r  {len(keys) - len(soak._unsettled(cloud, keys))}/{len(keys)} keys settled", end="", flush=True)
+        if time.monotonic() - last[0] >= 10:
+            last[0] = time.monotonic()
+            print(f"  {len(keys) - len(soak._unsettled(cloud, keys))}/{len(keys)} keys settled", flush=True)
 
     result = soak.run(plan, progress=progress)
     print()

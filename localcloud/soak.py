@@ -33,7 +33,9 @@ class SoakPlan:
     timeout: float = 600.0
     # Enough retries that random faults almost never exhaust them; the poison message always does.
     max_receive_count: int = 10
-    function_timeout: int = 2
+    # Short enough that a killed batch comes back within half a minute; long enough that a busy machine never
+    # turns a batch of these small images into a timeout.
+    function_timeout: int = 3
 
 
 @dataclass
@@ -51,9 +53,11 @@ class SoakResult:
     images_per_second: float
     problems: list[str] = field(default_factory=list)
     poller_stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    operations: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
-        return (f"uploaded={self.uploaded} keys={self.keys} done={self.done} rejected={self.rejected} failed={self.failed} "
+        ops = " ".join(f"{name}={count}" for name, count in self.operations.items() if name != "put")
+        return (f"uploaded={self.uploaded} {ops} keys={self.keys} done={self.done} rejected={self.rejected} failed={self.failed} "
                 f"deleted={self.deleted} dead-lettered={self.dead_lettered} retried={self.retried} "
                 f"duplicates-suppressed={self.duplicates_suppressed} lost={self.lost} "
                 f"images/s={self.images_per_second:.1f}")
@@ -77,7 +81,8 @@ def faults(rate: float) -> dict[str, list[dict[str, Any]]]:
 
 def workload(count: int, rng: random.Random) -> list[tuple[str, str, bytes | None]]:
     """(action, key, bytes) in upload order: mostly good images of mixed formats and sizes, some bad
-    inputs, some overwrites of an earlier key, some deletes, and one poison upload."""
+    inputs, some overwrites of an earlier key (some of them with a file that is rejected), some deletes, some
+    deletes of an old version, some undeletes, and one poison upload."""
     actions: list[tuple[str, str, bytes | None]] = []
     makers = [
         lambda w, h: ("jpg", samples.jpeg(w, h, orientation=rng.choice([None, 1, 3, 6, 8]))),
@@ -96,6 +101,15 @@ def workload(count: int, rng: random.Random) -> list[tuple[str, str, bytes | Non
             key = rng.choice(keys)  # overwrite: the newest version must win
         elif roll < 0.21 and keys:
             actions.append(("delete", rng.choice(keys), None))
+            continue
+        elif roll < 0.24 and keys:
+            actions.append(("delete-version", rng.choice(keys), None))  # version clean-up: the live image stays
+            continue
+        elif roll < 0.27 and keys:
+            actions.append(("undelete", rng.choice(keys), None))  # the image comes back, when it was deleted
+            continue
+        elif roll < 0.30 and keys:
+            actions.append(("put", rng.choice(keys), rng.choice(bad)))  # a rejected overwrite: old thumbnails go
             continue
         else:
             key = ""
@@ -118,10 +132,7 @@ def run(plan: SoakPlan, workdir: Path | None = None, progress: Any = None) -> So
     with LocalCloud(config=config, faults=faults(plan.fault_rate), chaos=chaos, **options) as cloud:
         started = time.monotonic()
         for action, key, data in actions:
-            if action == "put":
-                cloud.upload(key, data or b"")
-            else:
-                cloud.delete(key)
+            apply(cloud, action, key, data)
         keys = list(dict.fromkeys(key for _, key, _ in actions))
         while time.monotonic() - started < plan.timeout:
             if cloud.idle() and not _unsettled(cloud, keys):
@@ -132,7 +143,32 @@ def run(plan: SoakPlan, workdir: Path | None = None, progress: Any = None) -> So
         elapsed = time.monotonic() - started
         result = reconcile(cloud, keys, elapsed)
         result.uploaded = sum(1 for action, _, _ in actions if action == "put")
+        result.operations = {action: sum(1 for a, _, _ in actions if a == action) for action in dict.fromkeys(a for a, _, _ in actions)}
         return result
+
+
+def apply(cloud: LocalCloud, action: str, key: str, data: bytes | None) -> None:
+    """One step of the workload, as S3 clients do it: a version delete and an undelete name a version id."""
+    if action == "put":
+        cloud.upload(key, data or b"")
+        return
+    if action == "delete":
+        cloud.delete(key)
+        return
+    s3, bucket = cloud.client("s3"), cloud.outputs["uploadsBucket"]
+    listed = s3.list_object_versions(Bucket=bucket, Prefix=key)
+    versions = [v for v in listed.get("Versions", []) if v["Key"] == key]
+    markers = [m for m in listed.get("DeleteMarkers", []) if m["Key"] == key]
+    if action == "delete-version":
+        old = [v for v in versions if not v["IsLatest"]]
+        if old:
+            s3.delete_object(Bucket=bucket, Key=key, VersionId=min(old, key=lambda v: v["LastModified"])["VersionId"])
+    elif action == "undelete":
+        latest = [m for m in markers if m["IsLatest"]]
+        if latest and versions:
+            s3.delete_object(Bucket=bucket, Key=key, VersionId=latest[0]["VersionId"])
+    else:
+        raise ValueError(f"unknown soak action {action!r}")
 
 
 def _unsettled(cloud: LocalCloud, keys: list[str]) -> list[str]:
@@ -172,6 +208,8 @@ def reconcile(cloud: LocalCloud, keys: list[str], elapsed: float) -> SoakResult:
         else:
             statuses[key] = record["status"]
     referenced: set[str] = set()
+    sizes = sorted(int(s) for s in cloud.deployment.named("claimcheck-thumbnail-stage-function").inputs[
+        "environment"]["variables"]["THUMBNAIL_SIZES"].split(","))
     for key, record in records.items():
         if key not in keys:
             problems.append(f"{key}: a record for no upload")
@@ -180,6 +218,8 @@ def reconcile(cloud: LocalCloud, keys: list[str], elapsed: float) -> SoakResult:
             missing = outputs - thumbnails
             if missing:
                 problems.append(f"{key}: {len(missing)} thumbnail(s) missing")
+            if sorted(int(o["size"]) for o in record["thumbnails"]["outputs"]) != sizes:
+                problems.append(f"{key}: thumbnails of other sizes than {sizes}")
             referenced |= outputs
     # A dead-lettered image may hold thumbnails its unfinished work stored: redriving the DLQ finishes it.
     parked = {f"thumbnails/{image_id(uploads_bucket, key)}/" for key in lettered if key}
