@@ -186,7 +186,7 @@ def test_an_image_over_the_memory_left_is_stopped_and_recorded_alone(cloud, monk
     response = invoke(thumbnails, [json.dumps(p["claim"]) for p in cloud.published()])
     assert response["batchItemFailures"] == []
     reason = cloud.record("uploads/huge.webp")["thumbnails"]["reason"]
-    assert reason.startswith("decoding the image needs about 763 MB, more than the ") and reason.endswith(" MB an image may use")
+    assert reason.startswith("decoding the image needs about 811 MB, more than the ") and reason.endswith(" MB an image may use")
     assert cloud.record("uploads/a.png")["thumbnails"]["status"] == cloud.record("uploads/b.png")["thumbnails"]["status"] == "done"
 
 

@@ -28,8 +28,8 @@ from localcloud import program
     ({"uploadScopes": ["uploads:write"]}, "claimcheck:uploadScopes = ['uploads:write'] is out of range (accepted: empty unless jwtIssuer"),
     ({"uploadRateLimit": 50, "uploadBurstLimit": 10}, "claimcheck:uploadBurstLimit = 10 is out of range (accepted: at least uploadRateLimit (50))"),
     ({"maxPixels": 200_000_000}, "claimcheck:thumbnails.memory = 1536 is too small for maxPixels = 200,000,000: a WEBP "
-                                 "of that size may need 3,172 MB to decode (accepted: thumbnails.memory of at least 3,732, "
-                                 "or maxPixels of at most 77,699,481)"),
+                                 "of that size may need 3,363 MB to decode (accepted: thumbnails.memory of at least 3,957, "
+                                 "or maxPixels of at most 73,128,923)"),
     ({"queueRetentionDays": 10, "dlqRetentionDays": 7}, "claimcheck:dlqRetentionDays = 7 is out of range (accepted: more than queueRetentionDays (10) and at most 14)"),
     ({"maxPixels": "lots"}, "claimcheck:maxPixels: 'lots' is not a whole number"),
     ({"storeGps": "yes"}, "claimcheck:storeGps: 'yes' is not true or false"),
@@ -64,7 +64,7 @@ def test_memory_that_cannot_hold_the_largest_decode_is_refused_with_what_would_f
     assert "a WEBP of that size may need" in text and "thumbnails.memory of at least" in text
     assert "or maxPixels of at most" in text
     # ... and the same pixels with enough memory are fine
-    program.run(program.RecordingMocks(), {"maxPixels": 100_000_000, "thumbnails": {"memory": 2048}})
+    program.run(program.RecordingMocks(), {"maxPixels": 100_000_000, "thumbnails": {"memory": 2560}})
     # ... and without WebP, whose decode is the costliest, the same memory holds more pixels
     program.run(program.RecordingMocks(), {"maxPixels": 100_000_000, "allowedFormats": ["jpeg", "png"],
                                            "thumbnails": {"memory": 1536}})
