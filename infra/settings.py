@@ -137,10 +137,10 @@ def _origins_ok(value: Any) -> bool:
 class Settings:
     allowed_formats: tuple[str, ...] = setting(
         ("jpeg", "png", "webp", "gif"), "allowedFormats", "list",
-        f"Image formats accepted at intake, judged by content ({', '.join(KNOWN_FORMATS)}).",
+        "Image formats accepted at intake, judged by content.",
         Accepts(_formats_ok, f"a non-empty list without repeats of {', '.join(KNOWN_FORMATS)}"))
     max_upload_bytes: int = setting(25 * 1024 * 1024, "maxUploadBytes", "int",
-                                    "Largest upload accepted, in bytes (1 to 5 GiB).", between(1, 5 * 1024**3))
+                                    "Largest upload accepted, in bytes (5 GiB at most).", between(1, 5 * 1024**3))
     max_pixels: int = setting(50_000_000, "maxPixels", "int",
                               "Largest image accepted, in pixels (width x height), checked on the header before decoding.",
                               between(1, 1_000_000_000))
@@ -152,14 +152,14 @@ class Settings:
     max_jpeg_segments: int = setting(1000, "maxJpegSegments", "int",
                                      "Most marker segments a JPEG may have before its first scan.", between(16, 65_535))
     thumbnail_sizes: tuple[int, ...] = setting(
-        (1024, 512, 128), "thumbnailSizes", "list", "Bounding boxes of the thumbnails, in pixels (16 to 4096, no repeats).",
+        (1024, 512, 128), "thumbnailSizes", "list", "Bounding boxes of the thumbnails, in pixels; never upscaled.",
         Accepts(_sizes_ok, "1 to 10 different whole numbers, each 16 to 4,096 pixels"))
-    output_format: str = setting("jpeg", "outputFormat", "str", f"Thumbnail format ({', '.join(OUTPUT_FORMATS)}).",
+    output_format: str = setting("jpeg", "outputFormat", "str", "Thumbnail format.",
                                  one_of(*OUTPUT_FORMATS))
-    output_quality: int = setting(82, "outputQuality", "int", "Encoder quality for jpeg and webp thumbnails (1 to 100).",
+    output_quality: int = setting(82, "outputQuality", "int", "Encoder quality for jpeg and webp thumbnails.",
                                   between(1, 100))
     max_labels: int = setting(20, "maxLabels", "int", "Most labels Rekognition returns per image.", between(1, 1000))
-    min_confidence: int = setting(70, "minConfidence", "int", "Lowest label confidence kept, in percent (0 to 100).",
+    min_confidence: int = setting(70, "minConfidence", "int", "Lowest label confidence kept, in percent.",
                                   between(0, 100))
     store_gps: bool = setting(False, "storeGps", "bool", "Keep GPS coordinates from EXIF in the image record.")
     intake: StageSettings = setting(STAGE_DEFAULTS["intake"], "intake", "stage", "The intake function.", declared=False)
@@ -167,28 +167,28 @@ class Settings:
                                         declared=False)
     labels: StageSettings = setting(STAGE_DEFAULTS["labels"], "labels", "stage", "The label function.", declared=False)
     max_receive_count: int = setting(5, "maxReceiveCount", "int",
-                                     "Deliveries before a message goes to its dead-letter queue (3 to 1000).",
+                                     "Deliveries before a message goes to its dead-letter queue.",
                                      between(3, 1000))
-    architecture: str = setting("arm64", "architecture", "str", f"Lambda architecture ({', '.join(ARCHITECTURES)}).",
+    architecture: str = setting("arm64", "architecture", "str", "Lambda architecture.",
                                 one_of(*ARCHITECTURES))
-    runtime: str = setting("python3.13", "runtime", "str", f"Lambda Python runtime ({', '.join(RUNTIMES)}).",
+    runtime: str = setting("python3.13", "runtime", "str", "Lambda Python runtime.",
                            Accepts(lambda v: v in RUNTIMES, " | ".join(RUNTIMES) + " (python3.11 runs on Amazon Linux 2, "
                                    "whose glibc 2.26 cannot load Pillow 13)"))
     alarm_email: str | None = setting(None, "alarmEmail", "str", "An address subscribed to the alarm topic.",
                                       Accepts(lambda v: v is None or ("@" in v and " " not in v), "an e-mail address, or unset"),
                                       declared=False)
     originals_transition_days: int = setting(30, "originalsTransitionDays", "int",
-                                             "Days before originals move to STANDARD_IA (30 or more).",
+                                             "Days before originals move to STANDARD_IA (which needs 30 or more).",
                                              between(30, 3650))  # STANDARD_IA needs >= 30
     noncurrent_version_days: int = setting(30, "noncurrentVersionDays", "int",
                                            "Days an overwritten or deleted upload version is kept.", between(1, 3650))
-    queue_retention_days: int = setting(4, "queueRetentionDays", "int", "Days a message may wait in a work queue (1 to 13).",
+    queue_retention_days: int = setting(4, "queueRetentionDays", "int", "Days a message may wait in a work queue.",
                                         between(1, 13))
     dlq_retention_days: int = setting(14, "dlqRetentionDays", "int",
-                                      "Days a message is kept in a dead-letter queue (more than queueRetentionDays, at most 14).",
+                                      "Days a message is kept in a dead-letter queue (more than queueRetentionDays).",
                                       between(2, 14))
-    log_retention_days: int = setting(30, "logRetentionDays", "int", "Days function logs are kept (a CloudWatch Logs retention value).",
-                                      one_of(*LOG_RETENTION_DAYS, sep=", "))
+    log_retention_days: int = setting(30, "logRetentionDays", "int", "Days function logs are kept.",
+                                      Accepts(lambda v: v in LOG_RETENTION_DAYS, "a CloudWatch Logs retention value: " + ", ".join(map(str, LOG_RETENTION_DAYS))))
     tracing: bool = setting(True, "tracing", "bool", "X-Ray active tracing on every function.")
     oldest_message_alarm_seconds: int = setting(900, "oldestMessageAlarmSeconds", "int",
                                                 "Alarm when a queue's oldest message is older than this.",
@@ -205,7 +205,7 @@ class Settings:
                                "An authenticated endpoint that hands out one-use presigned uploads (IAM, or JWT when "
                                "jwtIssuer and jwtAudience are set).")
     upload_expiry_seconds: int = setting(300, "uploadExpirySeconds", "int",
-                                         "How long an upload grant stays valid (10 to 3600 s).", between(10, 3600))
+                                         "How long an upload grant stays valid, in seconds.", between(10, 3600))
     upload_allowed_origins: tuple[str, ...] = setting(
         (), "uploadAllowedOrigins", "list",
         "Web origins allowed to call the upload API and upload from a browser (CORS); empty: no CORS.",
@@ -385,6 +385,12 @@ def _validate_memory(s: Settings, errors: list[str]) -> None:
             f"{needed:,}, or maxPixels of at most {fits:,})")
 
 
+def describe(spec: dataclasses.Field) -> str:
+    """A setting's description and what it accepts, as Pulumi.yaml and the README show it."""
+    accepts = spec.metadata["accepts"]
+    return spec.metadata["description"] + (f" Accepted: {accepts.text}." if accepts else "")
+
+
 def pulumi_yaml_config() -> dict[str, Any]:
     """The `config:` block Pulumi.yaml declares, from the fields above (types the CLI's schema accepts)."""
     types = {"int": "integer", "str": "string", "bool": "boolean", "list": "array"}
@@ -399,13 +405,33 @@ def pulumi_yaml_config() -> dict[str, Any]:
             item = "integer" if default and isinstance(default[0], int) else "string"
             entry["items"] = {"type": item}
             default = list(default)
-        entry["description"] = spec.metadata["description"]
+        entry["description"] = describe(spec)
         entry["default"] = default
         declared[key] = entry
     return declared
 
 
-if __name__ == "__main__":  # python -m infra.settings: rewrite Pulumi.yaml's config block
+def readme_rows() -> list[tuple[str, str, str]]:
+    """One row per setting for the README: key, default, description and what is accepted."""
+    rows = []
+    for key, spec in FIELDS.items():
+        if key == "labelsEmulated":
+            continue
+        meta, default = spec.metadata, spec.default
+        if meta["kind"] == "stage":
+            shown = ", ".join(f"{k} {getattr(default, v)}" for k, v in STAGE_KEYS.items() if k != "visibilityTimeout")
+            limits = ", ".join(f"{k} {low:,}–{high:,}" for k, (low, high) in _STAGE_LIMITS.items())
+            text = (f"{meta['description']} An object (MB and seconds): {limits} (batchingWindow ≥ 1 when batchSize > 10), "
+                    f"visibilityTimeout ≥ {VISIBILITY_FACTOR} × timeout + batchingWindow (the default).")
+            rows.append((key, shown, text))
+            continue
+        shown = "unset" if default is None else f"`{json.dumps(list(default) if isinstance(default, tuple) else default)}`"
+        rows.append((key, shown, describe(spec)))
+    return rows
+
+
+if __name__ == "__main__":  # python -m infra.settings: rewrite Pulumi.yaml's config block and the README's table
     from infra import project_file
 
     project_file.write_config(pulumi_yaml_config())
+    project_file.write_readme(project_file.readme_table(readme_rows()))

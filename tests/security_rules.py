@@ -127,6 +127,12 @@ def table_encrypted_with_pitr(d: Deployment) -> list[str]:
     return problems
 
 
+def table_deletion_protected(d: Deployment) -> list[str]:
+    # Security Hub DynamoDB.6; a stack with forceDestroy: true gives it up on purpose (and is not checked here).
+    return [f"{table.name}: no deletion protection" for table in d.of_type("aws:dynamodb/table:Table")
+            if not table.inputs.get("deletionProtectionEnabled")]
+
+
 def log_retention(d: Deployment) -> list[str]:
     groups = {g.state["name"]: g for g in d.of_type("aws:cloudwatch/logGroup:LogGroup")}
     problems = []
@@ -241,6 +247,7 @@ RULES = [
     Rule("confused deputy (aws:SourceArn/aws:SourceAccount)", "queues accept only this bucket's S3 events or this topic",
          queue_senders_scoped),
     Rule("CKV_AWS_28, DynamoDB.2", "DynamoDB encrypted and point-in-time recovery on", table_encrypted_with_pitr),
+    Rule("DynamoDB.6", "DynamoDB tables have deletion protection", table_deletion_protected),
     Rule("CKV_AWS_66", "Lambda log groups have a retention", log_retention),
     Rule("CKV_AWS_50", "Lambda X-Ray tracing active", tracing),
     Rule("least privilege: role per function", "no two functions share a role", role_per_function),
@@ -249,7 +256,7 @@ RULES = [
     Rule("least privilege: S3 prefixes", "S3 permissions scoped to uploads/ and thumbnails/", s3_scoped_to_prefixes),
     Rule("CKV_AWS_274, IAM.1", "no managed full-access or administrator policies", no_managed_full_access),
     Rule("least privilege: trust", "function roles assumable only by Lambda", trust_only_lambda),
-    Rule("CKV_AWS_18", "S3 server access logging on the uploads bucket", uploads_access_logged),
+    Rule("CKV_AWS_18, S3.9", "S3 server access logging on the uploads bucket", uploads_access_logged),
     Rule("CKV2_AWS_32", "CloudFront sends security headers (nosniff, HSTS)", cdn_security_headers),
     Rule("CKV_AWS_76", "API Gateway stage access logging", api_access_logged),
     Rule("CKV_AWS_115", "the upload API function has reserved concurrency", upload_api_concurrency_capped),

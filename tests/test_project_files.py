@@ -86,6 +86,14 @@ def test_pulumi_yaml_is_generated_from_the_settings():
     assert project()["config"] == settings.pulumi_yaml_config()
 
 
+def test_the_readme_table_is_generated_from_the_settings():
+    readme = project_file.README.read_text()
+    assert project_file.readme_with(project_file.readme_table(settings.readme_rows()), readme) == readme, (
+        "README.md's configuration table is stale: run `python -m infra.settings`")
+    shown = {row[0] for row in settings.readme_rows()}
+    assert shown == set(settings.FIELDS) - {"labelsEmulated"}  # every key a user may set, and only those
+
+
 @pytest.mark.parametrize("path", stack_files(), ids=lambda p: p.name)
 def test_every_stack_value_fits_its_declared_type_and_the_settings(path):
     declared = project()["config"]

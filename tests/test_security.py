@@ -76,7 +76,8 @@ MUTATIONS: dict[str, Callable[[Deployment], None]] = {
         policyArn="arn:aws:iam::aws:policy/AmazonS3FullAccess"),
     "least privilege: trust": lambda d: _first(d, "aws:iam/role:Role").inputs.update(assumeRolePolicy=json.dumps({"Statement": [
         {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}]})),
-    "CKV_AWS_18": lambda d: _drop(d, "aws:s3/bucketLogging:BucketLogging"),
+    "DynamoDB.6": lambda d: _first(d, "aws:dynamodb/table:Table").inputs.update(deletionProtectionEnabled=False),
+    "CKV_AWS_18, S3.9": lambda d: _drop(d, "aws:s3/bucketLogging:BucketLogging"),
     "CKV2_AWS_32": lambda d: _first(d, "aws:cloudfront/distribution:Distribution").inputs["defaultCacheBehavior"].pop(
         "responseHeadersPolicyId"),
     "CKV_AWS_76": lambda d: _first(d, "aws:apigatewayv2/stage:Stage").inputs.pop("accessLogSettings"),

@@ -19,7 +19,7 @@ from localcloud import program
     ({"labels": {"batchSize": 50, "batchingWindow": 0}}, "claimcheck:labels.batchingWindow = 0 is out of range (accepted: at least 1 when batchSize is over 10"),
     ({"intake": {"memory": 64}}, "claimcheck:intake.memory = 64 is out of range (accepted: 128 to 10,240)"),
     ({"intake": {"timeOut": 5}}, "claimcheck:intake: unknown field(s) ['timeOut']; accepted: memory, timeout, batchSize"),
-    ({"logRetentionDays": 8}, "claimcheck:logRetentionDays = 8 is out of range (accepted: 1, 3, 5, 7, 14, 30"),
+    ({"logRetentionDays": 8}, "claimcheck:logRetentionDays = 8 is out of range (accepted: a CloudWatch Logs retention value: 1, 3, 5, 7, 14, 30"),
     ({"architecture": "arm"}, "claimcheck:architecture = 'arm' is out of range (accepted: arm64 | x86_64)"),
     ({"runtime": "python3.9"}, "claimcheck:runtime = 'python3.9' is out of range (accepted: python3.12 | python3.13"),
     ({"runtime": "python3.11"}, "python3.11 runs on Amazon Linux 2, whose glibc 2.26 cannot load Pillow 13"),
