@@ -109,10 +109,15 @@ class UploadApi(pulumi.ComponentResource):
         return stage.invoke_url
 
 
+CLOUDFRONT_REGION = "us-east-1"  # where CloudFront's certificates and log delivery sources live
+
+
 @dataclass
 class ThumbnailCdnArgs:
     settings: Settings
     bucket_regional_domain_name: pulumi.Input[str]
+    # (log bucket ARN, prefix, the bucket policy that admits the delivery): standard logs go there; None: no logs.
+    logs: tuple[pulumi.Input[str], str, pulumi.Resource] | None = None
     thumbnails_prefix: str = "thumbnails/"
 
 
@@ -163,10 +168,31 @@ class ThumbnailCdn(pulumi.ComponentResource):
                 acm_certificate_arn=s.cdn_certificate_arn, ssl_support_method="sni-only", minimum_protocol_version="TLSv1.2_2021")
             if custom else aws.cloudfront.DistributionViewerCertificateArgs(cloudfront_default_certificate=True),
             opts=child)
+        if args.logs:
+            self._standard_logs(name, *args.logs)
         self.domain = s.cdn_domain if custom else self.distribution.domain_name
         self.url = pulumi.Output.concat("https://", self.domain)
         self.thumbnails_prefix = args.thumbnails_prefix
         self.register_outputs({"url": self.url, "distribution_arn": self.distribution.arn})
+
+    def _standard_logs(self, name: str, bucket_arn: pulumi.Input[str], prefix: str, policy: pulumi.Resource) -> None:
+        """CloudFront standard logging (v2): a delivery source for the distribution, created in us-east-1 as
+        CloudFront's must be, delivering to the log bucket under `prefix`, one folder per distribution and hour
+        (CloudFront Developer Guide, "Configure standard logging (v2)"). The legacy kind would need ACLs on the
+        bucket, which every bucket here has disabled. The delivery waits for the bucket policy that admits it:
+        otherwise CloudWatch Logs would add its own statement, which the next `pulumi up` would remove."""
+        child = pulumi.ResourceOptions(parent=self)
+        source = aws.cloudwatch.LogDeliverySource(f"{name}-log-source", region=CLOUDFRONT_REGION, log_type="ACCESS_LOGS",
+                                                  resource_arn=self.distribution.arn, opts=child)
+        destination = aws.cloudwatch.LogDeliveryDestination(
+            f"{name}-log-destination", region=CLOUDFRONT_REGION, output_format="w3c",
+            delivery_destination_configuration={"destination_resource_arn": pulumi.Output.concat(bucket_arn, "/", prefix.rstrip("/"))},
+            opts=child)
+        aws.cloudwatch.LogDelivery(f"{name}-log-delivery", region=CLOUDFRONT_REGION, delivery_source_name=source.name,
+                                   delivery_destination_arn=destination.arn, s3_delivery_configurations=[{
+                                       "suffix_path": "{DistributionId}/{yyyy}/{MM}/{dd}/{HH}",
+                                       "enable_hive_compatible_path": False}],
+                                   opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]))
 
     def read_statement(self, bucket_arn: pulumi.Input[str]) -> dict:
         """Only this distribution may read thumbnails (scoped by AWS:SourceArn)."""

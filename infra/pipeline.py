@@ -22,6 +22,7 @@ from infra.worker import WorkerArgs, build_worker
 
 UPLOADS_PREFIX = "uploads/"
 ACCESS_LOGS_PREFIX = "uploads-bucket/"
+CDN_LOGS_PREFIX = "cdn/"
 
 
 def dashboard_name(project: str, stack: str) -> str:
@@ -35,14 +36,16 @@ class PrivateBucket:
     name: str
     bucket: aws.s3.Bucket
     public_access_block: aws.s3.BucketPublicAccessBlock
+    policy: aws.s3.BucketPolicy | None = None
 
     def tls_only_policy(self, *allow: dict) -> aws.s3.BucketPolicy:
         """The bucket policy: deny every request without TLS; then only the `allow` statements given."""
-        return aws.s3.BucketPolicy(f"{self.name}-policy", bucket=self.bucket.id, policy=iam.document([{
+        self.policy = aws.s3.BucketPolicy(f"{self.name}-policy", bucket=self.bucket.id, policy=iam.document([{
             "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
             "Resource": [self.bucket.arn, pulumi.Output.concat(self.bucket.arn, "/*")],
             "Condition": {"Bool": {"aws:SecureTransport": "false"}},
         }, *allow]), opts=pulumi.ResourceOptions(parent=self.bucket, depends_on=[self.public_access_block]))
+        return self.policy
 
 
 def private_bucket(name: str, parent: pulumi.Resource, versioned: bool,
@@ -106,8 +109,7 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
                 expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(expired_object_delete_marker=True)),
         ])
         uploads.tls_only_policy(*([conditional_puts_only(uploads.bucket.arn)] if s.upload_api else []))
-        if s.access_logging:
-            self._access_logs(name, uploads, account_id, s)
+        logs = self._access_logs(name, uploads, account_id, partition, s) if s.access_logging else None
         if s.upload_allowed_origins:
             # Browsers PUT straight to S3 with the grant the upload API hands out.
             aws.s3.BucketCorsConfiguration(f"{name}-uploads-cors", bucket=uploads.bucket.id, cors_rules=[{
@@ -117,8 +119,9 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=uploads.bucket))
         thumbnails = private_bucket(f"{name}-thumbnails", self, versioned=False, lifecycle_rules=[],
                                     force_destroy=s.force_destroy)
-        cdn = ThumbnailCdn(f"{name}-cdn", ThumbnailCdnArgs(s, thumbnails.bucket.bucket_regional_domain_name),
-                           opts=child) if s.cdn else None
+        cdn = ThumbnailCdn(f"{name}-cdn", ThumbnailCdnArgs(
+            s, thumbnails.bucket.bucket_regional_domain_name,
+            logs=(logs.bucket.arn, CDN_LOGS_PREFIX, logs.policy) if logs else None), opts=child) if s.cdn else None
         thumbnails.tls_only_policy(*([cdn.read_statement(thumbnails.bucket.arn)] if cdn else []))
         table = aws.dynamodb.Table(
             f"{name}-images", billing_mode="PAY_PER_REQUEST", hash_key="image_id",
@@ -228,26 +231,40 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
             "alarm_topic_arn": self.alarm_topic_arn, "dashboard_url": self.dashboard_url,
         })
 
-    def _access_logs(self, name: str, uploads: PrivateBucket, account_id: pulumi.Input[str], s: Settings) -> None:
-        """Server access logs of the uploads bucket (who read or wrote which original), kept for a while in a
-        private bucket of their own. S3 delivers them with the logging service principal, which the log bucket's
-        policy admits for this source bucket and account only (S3 User Guide, "Enabling Amazon S3 server access
-        logging"); the log bucket must use SSE-S3."""
+    def _access_logs(self, name: str, uploads: PrivateBucket, account_id: pulumi.Input[str], partition: pulumi.Input[str],
+                     s: Settings) -> PrivateBucket:
+        """Server access logs of the uploads bucket (who read or wrote which original) and, with the CDN, CloudFront's
+        standard logs, kept for a while in a private bucket of their own (SSE-S3, as server access logging requires).
+        S3 delivers with the logging service principal, admitted for this source bucket and account only (S3 User
+        Guide, "Enabling Amazon S3 server access logging"); CloudFront's logs (v2) come through CloudWatch Logs'
+        delivery service, admitted for this account's delivery sources in us-east-1, where CloudFront's live
+        (CloudWatch Logs User Guide, "Logs sent to Amazon S3" under "Logging that requires additional permissions
+        [V2]"). S3 log delivery sets the bucket-owner-full-control ACL, the one ACL an owner-enforced bucket takes."""
+        expire = lambda rule, prefix: aws.s3.BucketLifecycleConfigurationRuleArgs(  # noqa: E731
+            id=rule, status="Enabled", filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=prefix),
+            expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=s.access_log_retention_days))
         logs = private_bucket(f"{name}-access-logs", self, versioned=False, force_destroy=s.force_destroy, lifecycle_rules=[
-            aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="expire-access-logs", status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=ACCESS_LOGS_PREFIX),
-                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=s.access_log_retention_days))])
-        policy = logs.tls_only_policy({
+            expire("expire-access-logs", ACCESS_LOGS_PREFIX), *([expire("expire-cdn-logs", CDN_LOGS_PREFIX)] if s.cdn else [])])
+        statements = [{
             "Sid": "S3ServerAccessLogsFromTheUploadsBucket", "Effect": "Allow",
             "Principal": {"Service": "logging.s3.amazonaws.com"}, "Action": "s3:PutObject",
             "Resource": iam.s3_objects(logs.bucket.arn, ACCESS_LOGS_PREFIX),
             "Condition": {"ArnLike": {"aws:SourceArn": uploads.bucket.arn},
-                          "StringEquals": {"aws:SourceAccount": account_id}}})
+                          "StringEquals": {"aws:SourceAccount": account_id}}}]
+        if s.cdn:
+            statements.append({
+                "Sid": "CloudFrontStandardLogsOfThisAccount", "Effect": "Allow",
+                "Principal": {"Service": "delivery.logs.amazonaws.com"}, "Action": "s3:PutObject",
+                "Resource": iam.s3_objects(logs.bucket.arn, CDN_LOGS_PREFIX),
+                "Condition": {"StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control", "aws:SourceAccount": account_id},
+                              "ArnLike": {"aws:SourceArn": pulumi.Output.concat(
+                                  "arn:", partition, ":logs:us-east-1:", account_id, ":delivery-source:*")}}})
+        logs.tls_only_policy(*statements)
         # S3 checks the log bucket admits the logging service when logging is switched on.
         aws.s3.BucketLogging(f"{name}-uploads-access-logging", bucket=uploads.bucket.id, target_bucket=logs.bucket.id,
                              target_prefix=ACCESS_LOGS_PREFIX,
-                             opts=pulumi.ResourceOptions(parent=uploads.bucket, depends_on=[policy]))
+                             opts=pulumi.ResourceOptions(parent=uploads.bucket, depends_on=[logs.policy]))
+        return logs
 
 
 def _dashboard_body(region: pulumi.Input[str], workers: dict[str, Any]) -> pulumi.Output[str]:

@@ -194,7 +194,8 @@ class Settings:
                                                 "Alarm when a queue's oldest message is older than this.",
                                                 between(60, 1_209_600))
     access_logging: bool = setting(True, "accessLogging", "bool",
-                                   "S3 server access logs of the uploads bucket, into a private log bucket.")
+                                   "S3 server access logs of the uploads bucket and, with cdn, CloudFront's standard logs, into a "
+                                   "private log bucket.")
     access_log_retention_days: int = setting(90, "accessLogRetentionDays", "int",
                                              "Days access logs are kept in the log bucket.", between(1, 3650))
     force_destroy: bool = setting(False, "forceDestroy", "bool",

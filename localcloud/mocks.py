@@ -16,6 +16,10 @@ from localcloud.outputs import PROVIDERS, UnknownResourceType
 from localcloud.program import RecordingMocks
 
 RECORDED_ONLY = {
+    # CloudFront's standard logs: nothing is served locally, so nothing is delivered.
+    "aws:cloudwatch/logDeliverySource:LogDeliverySource",
+    "aws:cloudwatch/logDeliveryDestination:LogDeliveryDestination",
+    "aws:cloudwatch/logDelivery:LogDelivery",
     "aws:lambda/function:Function",
     "aws:lambda/layerVersion:LayerVersion",
     "aws:lambda/eventSourceMapping:EventSourceMapping",

@@ -209,6 +209,15 @@ def _api_stage(name, inputs, c):
         "invokeUrl": f"https://{inputs.get('apiId')}.execute-api.{c.region}.amazonaws.com/"}
 
 
+def _delivery(kind: str) -> Callable[[str, dict[str, Any], Context], tuple[str, dict[str, Any]]]:
+    """CloudWatch Logs' delivery sources, destinations and deliveries (CloudFront's standard logs), in their region."""
+    def outputs(name, inputs, c):
+        given = physical_name(name, inputs)
+        region = inputs.get("region") or c.region
+        return given, {"name": given, "arn": f"arn:aws:logs:{region}:{c.account}:{kind}:{given}", "region": region}
+    return outputs
+
+
 PROVIDERS.update({
     "aws:cloudfront/originAccessControl:OriginAccessControl": lambda n, i, c: (hashlib.sha256(n.encode()).hexdigest()[:14].upper(), {"etag": "E1"}),
     "aws:cloudfront/cachePolicy:CachePolicy": lambda n, i, c: (str(uuid.uuid5(uuid.NAMESPACE_URL, n)), {"etag": "E1"}),
@@ -221,4 +230,7 @@ PROVIDERS.update({
     "aws:apigatewayv2/integration:Integration": lambda n, i, c: (hashlib.sha256(n.encode()).hexdigest()[:7], {}),
     "aws:apigatewayv2/route:Route": lambda n, i, c: (hashlib.sha256(n.encode()).hexdigest()[:7], {}),
     "aws:apigatewayv2/stage:Stage": _api_stage,
+    "aws:cloudwatch/logDeliverySource:LogDeliverySource": _delivery("delivery-source"),
+    "aws:cloudwatch/logDeliveryDestination:LogDeliveryDestination": _delivery("delivery-destination"),
+    "aws:cloudwatch/logDelivery:LogDelivery": _delivery("delivery"),
 })

@@ -133,6 +133,15 @@ def table_deletion_protected(d: Deployment) -> list[str]:
             if not table.inputs.get("deletionProtectionEnabled")]
 
 
+def cdn_access_logged(d: Deployment) -> list[str]:
+    # Checkov's CKV_AWS_86 looks for the legacy logging block, which needs bucket ACLs; this is its intent, met by
+    # standard logging (v2): every distribution is a delivery source with a delivery.
+    sources = {s.inputs["resourceArn"]: s.state["name"] for s in d.of_type("aws:cloudwatch/logDeliverySource:LogDeliverySource")}
+    delivered = {x.inputs["deliverySourceName"] for x in d.of_type("aws:cloudwatch/logDelivery:LogDelivery")}
+    return [f"{dist.name}: no standard logs" for dist in d.of_type("aws:cloudfront/distribution:Distribution")
+            if sources.get(dist.state["arn"]) not in delivered]
+
+
 def log_retention(d: Deployment) -> list[str]:
     groups = {g.state["name"]: g for g in d.of_type("aws:cloudwatch/logGroup:LogGroup")}
     problems = []
@@ -257,6 +266,7 @@ RULES = [
     Rule("CKV_AWS_274, IAM.1", "no managed full-access or administrator policies", no_managed_full_access),
     Rule("least privilege: trust", "function roles assumable only by Lambda", trust_only_lambda),
     Rule("CKV_AWS_18, S3.9", "S3 server access logging on the uploads bucket", uploads_access_logged),
+    Rule("CKV_AWS_86 (intent)", "CloudFront access logs delivered (standard logging v2)", cdn_access_logged),
     Rule("CKV2_AWS_32", "CloudFront sends security headers (nosniff, HSTS)", cdn_security_headers),
     Rule("CKV_AWS_76", "API Gateway stage access logging", api_access_logged),
     Rule("CKV_AWS_115", "the upload API function has reserved concurrency", upload_api_concurrency_capped),

@@ -78,6 +78,12 @@ def test_names_fit_each_services_rules(stack):
     for dashboard in stack.of_type("aws:cloudwatch/dashboard:Dashboard"):
         # CloudWatch API reference, PutDashboard: up to 255 of A-Za-z0-9, '-' and '_'.
         check(re.fullmatch(r"[A-Za-z0-9_-]{1,255}", dashboard.inputs["dashboardName"]) is not None, "dashboard name")
+    for source in stack.of_type("aws:cloudwatch/logDeliverySource:LogDeliverySource"):
+        check(fits_model(source.state["name"], "logs", "PutDeliverySource", "name"), f"delivery source {source.name}")
+    for destination in stack.of_type("aws:cloudwatch/logDeliveryDestination:LogDeliveryDestination"):
+        check(fits_model(destination.state["name"], "logs", "PutDeliveryDestination", "name"), f"delivery destination {destination.name}")
+        check(destination.inputs["outputFormat"] in shape("logs", "PutDeliveryDestination", "outputFormat").enum,
+              f"delivery destination format {destination.name}")
     for bucket in stack.of_type(BUCKET):
         # S3 user guide, "General purpose bucket naming rules": 3-63 of a-z, 0-9, '.', '-', starting and ending
         # with a letter or digit, and not shaped like an IP address.

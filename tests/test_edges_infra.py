@@ -62,6 +62,36 @@ def test_only_this_distribution_may_read_thumbnails(stack):
     assert not [s for s in statements(uploads[0]) if s["Effect"] == "Allow"]  # originals are never served
 
 
+def test_the_distribution_logs_every_request_to_the_private_log_bucket(stack):
+    # CloudFront standard logging (v2): source in us-east-1, delivered under cdn/ of the log bucket, which admits
+    # the delivery service for this account's sources only, and the delivery waits for that policy.
+    [distribution] = stack.of_type("aws:cloudfront/distribution:Distribution")
+    [source] = stack.of_type("aws:cloudwatch/logDeliverySource:LogDeliverySource")
+    [destination] = stack.of_type("aws:cloudwatch/logDeliveryDestination:LogDeliveryDestination")
+    [delivery] = stack.of_type("aws:cloudwatch/logDelivery:LogDelivery")
+    assert source.inputs == {"resourceArn": distribution.state["arn"], "logType": "ACCESS_LOGS", "region": "us-east-1"}
+    assert delivery.inputs["deliverySourceName"] == source.state["name"]
+    assert delivery.inputs["deliveryDestinationArn"] == destination.state["arn"]
+    [logs] = [b for b in stack.of_type("aws:s3/bucket:Bucket") if "access-logs" in b.name]
+    assert destination.inputs["deliveryDestinationConfiguration"] == {"destinationResourceArn": f"{logs.state['arn']}/cdn"}
+    [policy] = [p for p in stack.of_type("aws:s3/bucketPolicy:BucketPolicy") if p.inputs["bucket"] == logs.state["bucket"]]
+    [allow] = [s for s in statements(policy) if s.get("Principal") == {"Service": "delivery.logs.amazonaws.com"}]
+    assert allow["Action"] == "s3:PutObject" and allow["Resource"] == f"{logs.state['arn']}/cdn/*"
+    assert allow["Condition"] == {
+        "StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control", "aws:SourceAccount": "123456789012"},
+        "ArnLike": {"aws:SourceArn": "arn:aws:logs:us-east-1:123456789012:delivery-source:*"}}
+    assert policy in stack.waits_for(delivery)
+    [rules] = [r.inputs["rules"] for r in stack.of_type("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
+               if r.inputs["bucket"] == logs.state["bucket"]]
+    expiry = {r["filter"]["prefix"]: r.get("expiration", {}).get("days") for r in rules}
+    assert expiry["cdn/"] == expiry["uploads-bucket/"] == 90  # accessLogRetentionDays
+
+
+def test_no_cdn_logs_without_access_logging():
+    quiet = program.run(program.RecordingMocks(), {**ALL_ON, "accessLogging": False})
+    assert not [r for r in quiet.resources if "logDeliver" in r.typ or "access-logs" in r.name]
+
+
 def test_thumbnail_records_get_distribution_urls(stack):
     env = stack.named("claimcheck-thumbnail-stage-function").inputs["environment"]["variables"]
     assert env["THUMBNAILS_BASE_URL"] == stack.outputs["thumbnailsUrl"]

@@ -78,6 +78,7 @@ MUTATIONS: dict[str, Callable[[Deployment], None]] = {
         {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}]})),
     "DynamoDB.6": lambda d: _first(d, "aws:dynamodb/table:Table").inputs.update(deletionProtectionEnabled=False),
     "CKV_AWS_18, S3.9": lambda d: _drop(d, "aws:s3/bucketLogging:BucketLogging"),
+    "CKV_AWS_86 (intent)": lambda d: _drop(d, "aws:cloudwatch/logDelivery:LogDelivery"),
     "CKV2_AWS_32": lambda d: _first(d, "aws:cloudfront/distribution:Distribution").inputs["defaultCacheBehavior"].pop(
         "responseHeadersPolicyId"),
     "CKV_AWS_76": lambda d: _first(d, "aws:apigatewayv2/stage:Stage").inputs.pop("accessLogSettings"),
