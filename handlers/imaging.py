@@ -9,6 +9,11 @@ plugins without signatures, such as SPIDER or IM, when the right one gives up); 
 before it is decoded (handlers/preflight.py); any error from opening, counting frames, decoding or encoding is
 a PermanentFailure with a reason; and the outputs carry no metadata at all: Pillow's writers would otherwise
 copy the source's comment, ICC profile or EXIF from `info`.
+
+Colour: a thumbnail without a profile is shown as sRGB, so a source with another embedded profile (a phone's
+Display P3, a print's CMYK) is converted to sRGB with littlecms once, on the largest output, before its profile
+is dropped; the smaller sizes cascade from the converted pixels. A profile that cannot be read, or that does not
+match the pixels, is ignored as browsers ignore it.
 """
 from __future__ import annotations
 
@@ -102,7 +107,8 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
     sizes = tuple(sorted(set(sizes), reverse=True))
     try:
         image, metadata = _open(data, limits, store_gps, sniffed)
-        base = _decode(image, sizes[0])
+        profile = image.info.get("icc_profile") or None
+        base = _decode(image, sizes[0], keep_cmyk=profile is not None)
         # Pillow's TIFF reader applies the EXIF orientation itself when it loads (and drops the tag).
         oriented = image.format == "TIFF"
         image_size = base.size if oriented else image.size
@@ -113,6 +119,10 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
             # Each size is resized from the one before it, to dimensions computed from the original,
             # so every size is exact whatever the draft scale and the cascade did.
             current = _resize(current, _fit(image_size, size), first=index == 0)
+            if index == 0:
+                current, described = _to_srgb(current, profile)
+                if described:
+                    metadata["color_profile"] = described
             upright = current
             for method in _ORIENT.get(orientation, ()):
                 upright = upright.transpose(method)
@@ -188,15 +198,50 @@ def _import_decoder(sniffed: str, module: str) -> None:
         imported.register_heif_opener()
 
 
-def _decode(image: Image.Image, largest: int) -> Image.Image:
-    """Decode once, at the smallest draft scale that still covers `largest`."""
+def _decode(image: Image.Image, largest: int, keep_cmyk: bool = False) -> Image.Image:
+    """Decode once, at the smallest draft scale that still covers `largest`. `keep_cmyk`: a CMYK image with a
+    profile stays CMYK until its profile converts it (_to_srgb)."""
     if image.format in ("JPEG", "MPO"):
         scale = largest / max(image.size)
         if scale < 1:
             target = (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))
             image.draft(None, target)
     image.load()
+    if keep_cmyk and image.mode == "CMYK":
+        return image
     return _normalize_mode(image)
+
+
+_SRGB: Any = None
+# The profile's colour space -> the image modes it can describe.
+_PROFILE_MODES = {"RGB": ("RGB", "RGBA"), "CMYK": ("CMYK",)}
+
+
+def _to_srgb(image: Image.Image, profile: bytes | None) -> tuple[Image.Image, str | None]:
+    """The image in sRGB, and the embedded profile's description (None: no profile, or sRGB already)."""
+    if profile is None:
+        return image, None
+    from PIL import ImageCms  # only images with a profile pay for littlecms
+
+    global _SRGB
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+        described = _text(source.profile.profile_description) or "unnamed"
+        space = source.profile.xcolor_space.strip()
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError, AttributeError):
+        return _normalize_mode(image), None  # unreadable: ignored, as browsers ignore it
+    if "sRGB" in described or image.mode not in _PROFILE_MODES.get(space, ()):
+        return _normalize_mode(image), None if "sRGB" in described else described
+    if _SRGB is None:
+        _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+    out_mode = "RGBA" if image.mode == "RGBA" else "RGB"
+    try:
+        transform = ImageCms.buildTransform(
+            source, _SRGB, image.mode, out_mode, renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+            flags=ImageCms.Flags.COPY_ALPHA if out_mode == "RGBA" else ImageCms.Flags.NONE)
+        return ImageCms.applyTransform(image, transform), described
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return _normalize_mode(image), None
 
 
 def _normalize_mode(image: Image.Image) -> Image.Image:

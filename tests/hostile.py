@@ -124,6 +124,37 @@ def with_icc(fmt: str) -> bytes:
     return encode(samples.photo(120, 80), fmt, icc_profile=profile)
 
 
+# Display P3's colorants adapted to the D50 PCS, as Apple's profile carries them.
+DISPLAY_P3 = ((0.515121, 0.241196, -0.001053), (0.291977, 0.692245, 0.041885), (0.157104, 0.066574, 0.784073))
+
+
+def matrix_profile(description: str, colorants=DISPLAY_P3, gamma: float = 2.2) -> bytes:
+    """An ICC v2 RGB display profile (matrix and gamma curves), as cameras and phones embed one."""
+    def s15(v: float) -> bytes:
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(v) -> bytes:
+        return b"XYZ " + bytes(4) + b"".join(s15(c) for c in v)
+
+    text = description.encode("ascii") + b"\0"
+    desc = b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(4 + 4 + 2 + 1 + 67)
+    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)
+    d50 = (0.9642, 1.0, 0.8249)
+    tags = [(b"desc", desc), (b"wtpt", xyz(d50)), (b"rXYZ", xyz(colorants[0])), (b"gXYZ", xyz(colorants[1])),
+            (b"bXYZ", xyz(colorants[2])), (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve),
+            (b"cprt", b"text" + bytes(4) + b"none\0")]
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = [], b""
+    for signature, data in tags:
+        data += bytes(-len(data) % 4)
+        table.append(signature + struct.pack(">II", offset + len(body), len(data)))
+        body += data
+    size = offset + len(body)
+    header = (struct.pack(">I", size) + bytes(4) + bytes([2, 0x10, 0, 0]) + b"mntrRGB XYZ " + bytes(12) + b"acsp"
+              + bytes(4 + 4 + 4 + 4 + 8 + 4) + b"".join(s15(c) for c in d50) + bytes(4 + 16 + 28))
+    return header + struct.pack(">I", len(tags)) + b"".join(table) + body
+
+
 def deflate_bomb_png(width: int = 7000, height: int = 7000) -> bytes:
     """A PNG whose IDAT inflates to width x height x 3 bytes of zeros from a few KB."""
     raw = zlib.compress(b"\x00" * ((width * 3 + 1) * height), 9)

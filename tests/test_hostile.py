@@ -98,6 +98,50 @@ def test_thumbnails_carry_no_metadata(case, output):
         assert b"jane@example.com" not in thumbnail.data
 
 
+# ... "no ICC unless converted to sRGB on purpose": a thumbnail without a profile is shown as sRGB.
+P3_PIXEL, P3_IN_SRGB = (200, 100, 50), (216, 93, 24)  # the second: littlecms' relative-colorimetric answer
+
+
+def _centre(thumbnail: imaging.Thumbnail) -> tuple[int, ...]:
+    image = Image.open(io.BytesIO(thumbnail.data))
+    return image.convert("RGB").getpixel((image.width // 2, image.height // 2))
+
+
+@pytest.mark.parametrize("source", ["JPEG", "PNG", "WEBP"])
+@pytest.mark.parametrize("output", ["jpeg", "png", "webp"])
+def test_a_display_p3_photo_is_converted_to_srgb_and_its_profile_dropped(source, output):
+    profile = hostile.matrix_profile("Display P3")
+    data = hostile.encode(Image.new("RGB", (640, 480), P3_PIXEL), source, icc_profile=profile, quality=95)
+    result = imaging.make_thumbnails(data, (256, 64), output, 95, LIMITS, sniffed=source.lower())
+    assert result.metadata["color_profile"] == "Display P3"
+    for thumbnail in result.thumbnails:
+        assert metadata_in(thumbnail.data) == set()
+        assert max(abs(a - b) for a, b in zip(_centre(thumbnail), P3_IN_SRGB)) <= 3, (source, output)
+
+
+def test_srgb_unreadable_and_mismatched_profiles_leave_the_pixels_alone():
+    srgb = hostile.with_icc("PNG")
+    assert "color_profile" not in imaging.make_thumbnails(srgb, (64,), "png", 90, LIMITS, sniffed="png").metadata
+    flat = Image.new("RGB", (120, 80), P3_PIXEL)
+    for profile in (b"not a profile" * 10, hostile.matrix_profile("Display P3")[:200]):
+        result = imaging.make_thumbnails(hostile.encode(flat, "PNG", icc_profile=profile), (64,), "png", 90, LIMITS,
+                                         sniffed="png")
+        assert _centre(result.thumbnails[0]) == P3_PIXEL and "color_profile" not in result.metadata
+    grey = hostile.encode(Image.new("L", (120, 80), 90), "PNG", icc_profile=hostile.matrix_profile("Display P3"))
+    [thumb] = imaging.make_thumbnails(grey, (64,), "png", 90, LIMITS, sniffed="png").thumbnails
+    assert _centre(thumb) == (90, 90, 90)  # an RGB profile cannot describe grey pixels: ignored
+
+
+def test_a_cmyk_jpeg_with_a_profile_that_does_not_describe_it_gets_the_plain_conversion():
+    # (A CMYK profile, a lookup table, is more than the tests build by hand: an RGB profile on CMYK pixels is the
+    # mismatch, which must give the plain conversion rather than fail.)
+    cmyk = Image.new("CMYK", (200, 100), (0, 128, 200, 0))
+    data = hostile.encode(cmyk, "JPEG", icc_profile=hostile.matrix_profile("Display P3"), quality=95)
+    result = imaging.make_thumbnails(data, (64,), "jpeg", 95, LIMITS, sniffed="jpeg")
+    plain = imaging.make_thumbnails(hostile.encode(cmyk, "JPEG", quality=95), (64,), "jpeg", 95, LIMITS, sniffed="jpeg")
+    assert _centre(result.thumbnails[0]) == _centre(plain.thumbnails[0])
+
+
 def test_the_metadata_check_sees_metadata():
     assert metadata_in(hostile.named_cases()["jpeg-comment"][0]) == {"comment"}
     assert "icc" in metadata_in(hostile.with_icc("PNG")) and "icc" in metadata_in(hostile.with_icc("WEBP"))
