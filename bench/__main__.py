@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cost, engines, inputs
+from bench import cost, engines, inputs, library
 from infra import packaging
 from infra.settings import RUNTIME_GLIBC, Settings
 
@@ -113,48 +113,18 @@ def bench_cold_start() -> dict[str, Any]:
     return found
 
 
-def bench_pipeline(count: int, source: Path, settings: Settings) -> dict[str, Any]:
-    """Images per second through the local cloud, warm, against the engine alone on the same images.
-
-    A few images go through first so every execution environment is warm, as in a busy Lambda; then
-    the clock runs from the first upload to the last thumbnail recorded (the handler's own timestamp)."""
-    from localcloud.cloud import LocalCloud
-
-    images = [source.read_bytes()] * count  # the same camera photo under different keys
-    started = time.perf_counter()
-    for data in images:
-        engines.engine(data, settings.thumbnail_sizes, settings.output_format, settings.output_quality)
-    engine_rate = count / (time.perf_counter() - started)
-
-    def finish(cloud: LocalCloud, keys: list[str]) -> dict[str, Any]:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            records = cloud.records()
-            if all(records.get(k, {}).get("thumbnails", {}).get("status") == "done" for k in keys):
-                return records
-            time.sleep(0.25)
-        raise RuntimeError("the pipeline did not finish in 300 s")
-
-    with tempfile.TemporaryDirectory() as work, LocalCloud(workdir=Path(work)) as cloud:
-        warm = [f"uploads/warm/{i}.jpg" for i in range(4)]
-        for key in warm:
-            cloud.upload(key, images[0])
-        finish(cloud, warm)
-        keys = [f"uploads/bench/{i}.jpg" for i in range(count)]
-        started_at = time.time()
-        for key, data in zip(keys, images):
-            cloud.upload(key, data)
-        records = finish(cloud, keys)
-        last = max(datetime.fromisoformat(records[k]["thumbnails"]["updated_at"].replace("Z", "+00:00")).timestamp()
-                   for k in keys)
-        pipeline_rate = count / (last - started_at)
-        stats = cloud.stats()
-    return {"images": count, "pipeline_images_per_s": round(pipeline_rate, 2), "engine_images_per_s": round(engine_rate, 2),
-            "share": round(pipeline_rate / engine_rate, 2), "poller_stats": stats,
-            "where_the_rest_goes": "the emulator: moto answers every S3, SQS, SNS and DynamoDB call (about 25 per image) "
-                                   "in Python under one GIL, spending about as much CPU per image as the engine; it, "
-                                   "the pollers and the intake and label functions share the machine's cores with the "
-                                   "thumbnail stage, while the engine figure has a core to itself"}
+def bench_pipeline(quick: bool) -> dict[str, Any]:
+    """The generated camera library (bench/library.py) through `python -m localcloud demo`, against the engine
+    alone on the same photos: the same measure `make test-library` holds to half or more. --quick: two small photos."""
+    if quick:
+        directory = ROOT / "build" / "library-quick"
+        library.write_library(directory, count=2, extras=0, sensors=[(800, 600)], scene_size=(1200, 900))
+    else:
+        directory = library.DEFAULT_DIR
+        library.write_library(directory)
+    result = library.pipeline_share(directory)
+    result.pop("summary")
+    return result
 
 
 def verdicts(results: dict[str, Any]) -> list[str]:
@@ -184,7 +154,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=Path, help="a folder of your own images to add")
     parser.add_argument("--quick", action="store_true", help="one tiny input, one repeat, a tiny pipeline (keeps the bench working)")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--pipeline-images", type=int, default=16)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     args = parser.parse_args(argv)
     settings = Settings()
@@ -199,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         "inputs": bench_inputs(paths, repeats, settings),
         "formats": {path.name: bench_formats(path, repeats, settings) for path in [paths[0], *_real_photos()]},
         "cold_start": bench_cold_start(),
-        "pipeline": bench_pipeline(2 if args.quick else args.pipeline_images, paths[0], settings),
+        "pipeline": bench_pipeline(args.quick),
     }
     first = results["inputs"][paths[0].name]
     results["usd_per_million"] = cost.per_million(

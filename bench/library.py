@@ -12,11 +12,17 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 from PIL import Image
 
+from bench import engines
 from bench.inputs import encode, photo_like
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,9 +35,11 @@ STORED = {1: None, 3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 
 RECIPE = 2  # bump when what is generated changes
 
 
-def write_library(directory: Path = DEFAULT_DIR, count: int = 100, extras: int = 6, seed: int = 17) -> list[Path]:
-    """`count` JPEGs plus `extras` PNG and `extras` WebP files in `directory` (made once, then reused)."""
-    stamp = hashlib.sha256(json.dumps([RECIPE, count, extras, seed]).encode()).hexdigest()[:12]
+def write_library(directory: Path = DEFAULT_DIR, count: int = 100, extras: int = 6, seed: int = 17,
+                  sensors: list[tuple[int, int]] = SENSORS, scene_size: tuple[int, int] = (6000, 4000)) -> list[Path]:
+    """`count` JPEGs plus `extras` PNG and `extras` WebP files in `directory` (made once, then reused). `sensors` and
+    `scene_size`: smaller for a quick run (every sensor must fit in the scene)."""
+    stamp = hashlib.sha256(json.dumps([RECIPE, count, extras, seed, sensors, scene_size]).encode()).hexdigest()[:12]
     marker = directory / f".made-{stamp}"
     if marker.exists():
         return sorted(p for p in directory.iterdir() if not p.name.startswith("."))
@@ -39,12 +47,13 @@ def write_library(directory: Path = DEFAULT_DIR, count: int = 100, extras: int =
     for old in directory.iterdir():
         old.unlink()
     rng = random.Random(seed)
-    scenes = [photo_like(6000, 4000, seed=index + 1) for index in range(6)]
+    scene_w, scene_h = scene_size
+    scenes = [photo_like(scene_w, scene_h, seed=index + 1) for index in range(6)]
     paths = []
     for index in range(count):
-        width, height = rng.choice(SENSORS)
+        width, height = rng.choice(sensors)
         scene = rng.choice(scenes)
-        left, top = rng.randint(0, 6000 - width), rng.randint(0, 4000 - height)
+        left, top = rng.randint(0, scene_w - width), rng.randint(0, scene_h - height)
         upright = scene.crop((left, top, left + width, top + height))
         portrait = rng.random() < 0.35
         if portrait:
@@ -60,14 +69,61 @@ def write_library(directory: Path = DEFAULT_DIR, count: int = 100, extras: int =
         paths.append(path)
     for index in range(extras):
         scene = rng.choice(scenes)
-        left, top = rng.randint(0, 3000), rng.randint(0, 2000)
-        crop = scene.crop((left, top, left + 3000, top + 2000))
+        left, top = rng.randint(0, scene_w // 2), rng.randint(0, scene_h // 2)
+        crop = scene.crop((left, top, left + scene_w // 2, top + scene_h // 2))
         for fmt, suffix in (("PNG", "png"), ("WEBP", "webp")):
             path = directory / f"export_{index:02d}.{suffix}"
             path.write_bytes(encode(crop, fmt, **({"compress_level": 6} if fmt == "PNG" else {"quality": 85})))
             paths.append(path)
     marker.write_text("")
     return sorted(paths)
+
+
+# What keeps the pipeline's share of the engine's speed where it is (bench/results.json carries it).
+WHERE_THE_REST_GOES = ("the emulator: moto answers every S3, SQS, SNS and DynamoDB call (about 25 per image) in Python, "
+                       "DynamoDB one at a time, spending about as much CPU per image as the thumbnail stage; it, the "
+                       "pollers and the intake and label functions share the machine's cores with the thumbnail stage, "
+                       "while the engine figure has the machine to itself")
+
+
+def files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if not p.name.startswith("."))
+
+
+def engine_rate(paths: list[Path]) -> float:
+    """Images per second of the thumbnail engine alone at the default settings, one after another in one process."""
+    from infra.settings import Settings
+
+    s = Settings()
+    data = [p.read_bytes() for p in paths]
+    started = time.perf_counter()
+    for item in data:
+        engines.engine(item, s.thumbnail_sizes, s.output_format, s.output_quality)
+    return len(data) / (time.perf_counter() - started)
+
+
+def demo(directory: Path, workdir: Path) -> dict:
+    """`python -m localcloud demo DIR --json` as a user runs it; its JSON summary."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    summary = workdir / "summary.json"
+    run = subprocess.run([sys.executable, "-m", "localcloud", "demo", str(directory), "--json", str(summary),
+                          "--out", str(workdir / "out")], cwd=ROOT, capture_output=True, text=True, timeout=1500,
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if run.returncode != 0:
+        raise RuntimeError(f"the demo failed ({run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
+    return json.loads(summary.read_text())
+
+
+def pipeline_share(directory: Path, workdir: Path | None = None, rate: float | None = None) -> dict:
+    """The library through the demo against the engine alone on the same photos and machine."""
+    rate = engine_rate(files(directory)) if rate is None else rate
+    with tempfile.TemporaryDirectory() as scratch:
+        result = demo(directory, workdir or Path(scratch))
+    return {"images": result["uploaded"], "done": result["done"], "dead_lettered": result["dead_lettered"],
+            "redeliveries": result["redeliveries"], "elapsed_seconds": result["elapsed_seconds"],
+            "pipeline_images_per_s": result["uploads_per_second"], "engine_images_per_s": round(rate, 2),
+            "share": round(result["uploads_per_second"] / rate, 2), "where_the_rest_goes": WHERE_THE_REST_GOES,
+            "summary": result}
 
 
 def main(argv: list[str] | None = None) -> int:
