@@ -225,14 +225,11 @@ class LocalCloud:
         return {item["key"]: item for item in items if "key" in item}
 
     def queue_depths(self) -> dict[str, tuple[int, int]]:
-        """(waiting, in flight) of every work queue and dead-letter queue, by URL."""
-        sqs = self.client("sqs")
-        depths = {}
-        for url in [*self.outputs["queueUrls"].values(), *self.outputs["deadLetterQueueUrls"].values()]:
-            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
-                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-            depths[url] = (int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"]))
-        return depths
+        """(waiting, in flight) of every work queue and dead-letter queue, by URL: the emulator's own count (what
+        GetQueueAttributes answers), in one request for all of them."""
+        depths = self.emulator.queue_depths()
+        urls = [*self.outputs["queueUrls"].values(), *self.outputs["deadLetterQueueUrls"].values()]
+        return {url: depths[url.rstrip("/").rsplit("/", 1)[-1]] for url in urls}
 
     def dead_letters(self) -> list[DeadLetter]:
         """What every DLQ holds, left in place (received with a zero visibility timeout)."""

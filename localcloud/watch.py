@@ -25,9 +25,11 @@ UPLOAD_THREADS = 4
 # emulator answers the pipeline as quickly as the uploads.
 WINDOW = 32
 PLAIN_EVERY_S = 5.0
-# How often the wait loop looks: each look costs the emulator a scan and a few queue reads, which the pipeline
-# would rather have.
+# How often the wait loop looks at the queues (one request), and how often it scans the table for statuses
+# otherwise (a scan of a few hundred records is tens of milliseconds of the emulator's time, which the pipeline
+# would rather have). When nothing is queued or in flight it scans at once: that may be the end.
 LOOK_EVERY_S = 1.0
+SCAN_EVERY_S = 2.0
 
 
 @dataclass
@@ -40,11 +42,15 @@ class Progress:
     dead_lettered: int = 0
     uploaded: int = 0
     started: float = field(default_factory=time.monotonic)
+    finished: float | None = None  # when the last upload settled
+    scanned: float = 0.0  # when the table was last scanned
+    seen: tuple[dict, list] | None = None  # what it found: records (key and status) and dead letters
     history: deque = field(default_factory=lambda: deque(maxlen=60))  # (time, settled)
 
     @property
     def elapsed(self) -> float:
-        return time.monotonic() - self.started
+        """From the first upload until the last settled (until now while some have not)."""
+        return (self.finished or time.monotonic()) - self.started
 
     @property
     def rate(self) -> float:
@@ -70,10 +76,14 @@ def observe(cloud: LocalCloud, keys: list[str], progress: Progress) -> report.Su
     depths = cloud.queue_depths()
     work = [depths[url] for url in cloud.outputs["queueUrls"].values()]
     lettered = sum(sum(depths[url]) for url in cloud.outputs["deadLetterQueueUrls"].values())
-    summary = report.Summary(list(dict.fromkeys(keys)), cloud.records(brief=True), cloud.dead_letters() if lettered else [])
-    progress.settled = len(keys) - len(summary.unaccounted())
     progress.queued = sum(waiting for waiting, _ in work)
     progress.in_flight = sum(flying for _, flying in work) + sum(p.busy for p in cloud.pollers.values())
+    idle = not (progress.queued or progress.in_flight)
+    if progress.seen is None or idle or time.monotonic() - progress.scanned >= SCAN_EVERY_S:
+        progress.seen = (cloud.records(brief=True), cloud.dead_letters() if lettered else [])
+        progress.scanned = time.monotonic()
+    summary = report.Summary(list(dict.fromkeys(keys)), *progress.seen)
+    progress.settled = len(keys) - len(summary.unaccounted())
     progress.retried = sum(s.get("redeliveries", 0) for s in cloud.stats().values())
     progress.dead_lettered = len(summary.dead_letters)
     progress.history.append((time.monotonic(), progress.settled))
@@ -128,6 +138,7 @@ def wait(cloud: LocalCloud, keys: list[str], timeout: float | None = None, show:
         show(progress)
         busy = progress.queued or progress.in_flight
         if progress.settled == len(keys) and not busy:
+            progress.finished = time.monotonic()
             return report.collect(cloud, keys)
         if progress.settled != last_settled or busy:
             quiet_since, last_settled = time.monotonic(), progress.settled

@@ -63,7 +63,10 @@ def run(tmp_path_factory):
         pids = [pid for poller in cloud.pollers.values() for pid in poller.pids]
         used = cloud.emulator.stats()["used"]
         deployment = cloud.deployment
-    return {"pids": pids, "used": used, "deployment": deployment, "summary": summary, "thumbnails": thumbnails, "records": scanned, "endpoint": endpoint,
+        depths = cloud.queue_depths()
+        asked = {url: cloud.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"] for url in depths}
+    return {"depths": depths, "asked": asked, "pids": pids, "used": used, "deployment": deployment, "summary": summary, "thumbnails": thumbnails, "records": scanned, "endpoint": endpoint,
             "stats": stats, "threads": threads}
 
 
@@ -113,6 +116,14 @@ def test_only_the_poison_message_is_dead_lettered_after_max_receives(run):
     # Each copy was delivered maxReceiveCount times, failing each time (alone in a batch, or reported alone);
     # a batch that timed out would add its other messages, which were then retried and finished.
     assert run["stats"]["thumbnails"]["failed_deliveries"] >= FAST["maxReceiveCount"] * len(letters), run["stats"]
+
+
+def test_the_wait_loop_reads_the_queue_depths_sqs_reports(run):
+    # One request for every queue's depth, and the same numbers GetQueueAttributes gives for each.
+    assert len(run["depths"]) == 6
+    assert {url: (int(a["ApproximateNumberOfMessages"]), int(a["ApproximateNumberOfMessagesNotVisible"]))
+            for url, a in run["asked"].items()} == run["depths"]
+    assert sum(sum(depth) for depth in run["depths"].values()) >= 1  # the poison message waits in its DLQ
 
 
 def test_nothing_is_left_running(run):
