@@ -114,6 +114,10 @@ class LocalCloud:
     def endpoint(self) -> str:
         return self.emulator.endpoint
 
+    def endpoint_of(self, service: str) -> str:
+        """Where the emulator serves `service` (DynamoDB has a process of its own)."""
+        return self.emulator.environment().get(f"AWS_ENDPOINT_URL_{service.upper()}", self.endpoint)
+
     def _start_pollers(self) -> None:
         assert self.deployment is not None
         functions = {f.state["arn"]: f for f in self.deployment.of_type("aws:lambda/function:Function")}

@@ -1,7 +1,8 @@
-"""The AWS emulator: moto's server in a process of its own, on a free loopback port, made strict.
+"""The AWS emulator: moto's server in processes of its own, on free loopback ports, made strict.
 
-It runs apart from the local cloud's pollers and harness so that moto's request handling has a Python
-interpreter (and a core) to itself. In that process:
+It runs apart from the local cloud's pollers and harness so that moto's request handling has Python
+interpreters of its own: one for every service but DynamoDB, which needs nothing from the others and has a
+second (clients find it through AWS_ENDPOINT_URL_DYNAMODB; either refuses what belongs to the other). In them:
   - moto's S3 events are made to say what S3 says: `sequencer` and `versionId` on every event,
     ObjectRemoved:DeleteMarkerCreated for a plain delete in a versioned bucket, and ObjectRemoved:Delete for
     every version deleted for good, a delete marker included (moto sends nothing for a delete marker and
@@ -14,7 +15,7 @@ interpreter (and a core) to itself. In that process:
     exactly its role's statements, bucket policies' Denies apply, missing keys answer 403 without
     s3:ListBucket, SigV2 is refused and presigned PUTs and POSTs are verified as S3 verifies them.
 
-    python -m localcloud.emulator [--port N]   prints {"endpoint": ...} once it listens
+    python -m localcloud.emulator [--port N] [--serves main|dynamodb]   prints {"endpoint": ...} once it listens
 """
 from __future__ import annotations
 
@@ -55,62 +56,48 @@ MALLOC_TUNING = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_T
 
 # --- the parent's side ------------------------------------------------------------------------------------
 
-class Emulator:
-    """moto's server on 127.0.0.1 in a child process; `endpoint` is what AWS_ENDPOINT_URL should say."""
+# DynamoDB needs nothing from the other services (no streams here), so it is served by a second process with an
+# interpreter of its own: its conditional updates (moto parses and validates each in Python, about 8 ms) no longer
+# wait behind S3's megabyte bodies for one interpreter lock.
+APART = ("dynamodb",)
 
-    def __init__(self, port: int = 0, log_path: Path | None = None) -> None:
-        self._port = port  # 0 asks the OS for a free one
-        self._log_path = log_path
+
+class _Server:
+    """One `python -m localcloud.emulator` child on 127.0.0.1."""
+
+    def __init__(self, port: int, log_path: Path | None, serves: str) -> None:
+        self._port, self._log_path, self._serves = port, log_path, serves
         self._process: subprocess.Popen[str] | None = None
         self.endpoint = ""
 
-    def start(self) -> Emulator:
+    def launch(self) -> None:
         log = open(self._log_path, "a") if self._log_path else subprocess.DEVNULL  # noqa: SIM115 - lives with the child
         environment = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "PYTHONUNBUFFERED": "1", **MALLOC_TUNING}
-        environment.pop("AWS_ENDPOINT_URL", None)
+        for name in [n for n in environment if n.startswith("AWS_ENDPOINT_URL")]:
+            environment.pop(name)
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "localcloud.emulator", "--port", str(self._port)], stdout=subprocess.PIPE,
-            stderr=log, text=True, env=environment, cwd=Path(__file__).resolve().parent.parent)
+            [sys.executable, "-m", "localcloud.emulator", "--port", str(self._port), "--serves", self._serves],
+            stdout=subprocess.PIPE, stderr=log, text=True, env=environment, cwd=Path(__file__).resolve().parent.parent)
+
+    def ready(self) -> bool:
+        assert self._process is not None
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        line = ""
         while time.monotonic() < deadline and self._process.poll() is None:
             line = self._process.stdout.readline()
             if line.startswith("{"):
-                break
-        if not line.startswith("{"):
-            self.stop()
-            raise RuntimeError("the emulator did not start (see its log)")
-        self.endpoint = json.loads(line)["endpoint"]
-        self.reset()  # every local cloud starts empty
-        return self
+                self.endpoint = json.loads(line)["endpoint"]
+                return True
+        return False
 
-    def _post(self, path: str, document: Any = None) -> Any:
+    def post(self, path: str, document: Any = None) -> Any:
         data = json.dumps(document).encode() if document is not None else b""
         request = urllib.request.Request(f"{self.endpoint}{path}", data=data, method="POST")
         with urllib.request.urlopen(request, timeout=30) as response:
             body = response.read()
         return json.loads(body) if body.startswith(b"{") else None
 
-    def reset(self) -> None:
-        self._post("/moto-api/reset")
-        self._post("/_localcloud/configure", {"identities": {}})
-
-    def configure(self, identities: dict[str, dict[str, Any]], bucket_policies: dict[str, list[dict[str, Any]]],
-                  topics: dict[str, str]) -> None:
-        """Who may do what: access key -> {name, secret, statements}, the declared bucket policies, and each
-        encrypted topic's key."""
-        self._post("/_localcloud/configure", {"identities": identities, "bucket_policies": bucket_policies,
-                                              "topics": topics})
-
-    def queue_depths(self) -> dict[str, tuple[int, int]]:
-        """(waiting, in flight) of every queue, by name, read from moto's SQS backend in one request."""
-        with urllib.request.urlopen(f"{self.endpoint}/_localcloud/queues", timeout=10) as response:
-            return {name: (visible, flying) for name, (visible, flying) in json.loads(response.read()).items()}
-
-    def stats(self) -> dict[str, Any]:
-        """Requests served per service, the CPU seconds the emulator's process has used, and, per function, every
-        (action, resource) its requests were allowed."""
-        with urllib.request.urlopen(f"{self.endpoint}/_localcloud/stats", timeout=10) as response:
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.endpoint}{path}", timeout=10) as response:
             return json.loads(response.read())
 
     def stop(self) -> None:
@@ -118,7 +105,7 @@ class Emulator:
             return
         if self._process.poll() is None and self.endpoint:
             try:
-                self.reset()
+                self.post("/moto-api/reset")
             except OSError:
                 pass
         self._process.terminate()
@@ -130,9 +117,66 @@ class Emulator:
         self._process.stdout.close()
         self._process = None
 
+
+class Emulator:
+    """moto's server on 127.0.0.1 in child processes: `endpoint` (what AWS_ENDPOINT_URL should say) serves every
+    service but those in APART, each of which has its own process and AWS_ENDPOINT_URL_<SERVICE> (boto3 and the
+    AWS CLI read those themselves). A request that reaches the wrong one is refused with the right address."""
+
+    def __init__(self, port: int = 0, log_path: Path | None = None) -> None:
+        self._servers = {"main": _Server(port, log_path, "main"),
+                         **{service: _Server(0, log_path, service) for service in APART}}
+        self.endpoint = ""
+
+    def start(self) -> Emulator:
+        for server in self._servers.values():
+            server.launch()  # they start side by side
+        if not all(server.ready() for server in self._servers.values()):
+            self.stop()
+            raise RuntimeError("the emulator did not start (see its log)")
+        self.endpoint = self._servers["main"].endpoint
+        self.reset()  # every local cloud starts empty
+        return self
+
+    def reset(self) -> None:
+        for server in self._servers.values():
+            server.post("/moto-api/reset")
+            server.post("/_localcloud/configure", {"identities": {}})
+
+    def configure(self, identities: dict[str, dict[str, Any]], bucket_policies: dict[str, list[dict[str, Any]]],
+                  topics: dict[str, str]) -> None:
+        """Who may do what: access key -> {name, secret, statements}, the declared bucket policies, and each
+        encrypted topic's key."""
+        for server in self._servers.values():
+            server.post("/_localcloud/configure", {"identities": identities, "bucket_policies": bucket_policies,
+                                                   "topics": topics})
+
+    def queue_depths(self) -> dict[str, tuple[int, int]]:
+        """(waiting, in flight) of every queue, by name, read from moto's SQS backend in one request."""
+        return {name: (visible, flying) for name, (visible, flying) in self._servers["main"].get("/_localcloud/queues").items()}
+
+    def stats(self) -> dict[str, Any]:
+        """Requests served per service, the CPU seconds the emulator's processes have used, and, per function,
+        every (action, resource) its requests were allowed."""
+        merged: dict[str, Any] = {"requests": Counter(), "cpu_seconds": 0.0, "cpu_by_service": Counter(), "used": {}}
+        for server in self._servers.values():
+            stats = server.get("/_localcloud/stats")
+            merged["requests"].update(stats["requests"])
+            merged["cpu_by_service"].update(stats["cpu_by_service"])
+            merged["cpu_seconds"] = round(merged["cpu_seconds"] + stats["cpu_seconds"], 2)
+            for name, pairs in stats["used"].items():
+                merged["used"][name] = sorted({tuple(p) for p in merged["used"].get(name, [])} | {tuple(p) for p in pairs})
+        merged["used"] = {name: [list(p) for p in pairs] for name, pairs in merged["used"].items()}
+        return {**merged, "requests": dict(merged["requests"]), "cpu_by_service": dict(merged["cpu_by_service"])}
+
+    def stop(self) -> None:
+        for server in self._servers.values():
+            server.stop()
+
     def environment(self) -> dict[str, str]:
         """What a client (the harness, the AWS CLI, boto3) needs to reach the emulator with full access."""
-        return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
+        return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint,
+                **{f"AWS_ENDPOINT_URL_{service.upper()}": self._servers[service].endpoint for service in APART}}
 
 
 # --- the child's side: moto made to behave like AWS --------------------------------------------------------
@@ -265,9 +309,10 @@ def _escape(text: str) -> str:
 class Gateway:
     """WSGI middleware in front of moto: identify, judge, then serve (see the module docstring)."""
 
-    def __init__(self, app: Any, authorizer: Authorizer) -> None:
+    def __init__(self, app: Any, authorizer: Authorizer, serves: str = "main") -> None:
         self.app = app
         self.authorizer = authorizer
+        self.serves = serves  # "main": every service but those APART; otherwise that one service
         self._dynamodb = threading.Lock()
         self._counts: Counter = Counter()
         self._cpu: Counter = Counter()  # CPU seconds spent answering, by service
@@ -306,6 +351,10 @@ class Gateway:
         service = "moto-api" if path.startswith("/moto-api") else service_of(request)
         with self._counts_lock:
             self._counts[service] += 1
+        if service != "moto-api" and (service in APART if self.serves == "main" else service != self.serves):
+            where = f"AWS_ENDPOINT_URL_{service.upper()}" if service in APART else "AWS_ENDPOINT_URL"
+            return service, self._refuse(service, Refusal(400, "WrongEndpoint", f"{service} is not served here: "
+                                                          f"the local cloud serves it at {where}"), start_response)
         identity = None
         if service != "moto-api" and request.method != "OPTIONS":
             try:
@@ -415,13 +464,13 @@ class Gateway:
 
 
 @contextmanager
-def _serving(port: int) -> Iterator[Any]:
+def _serving(port: int, serves: str = "main") -> Iterator[Any]:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
     _install_patches()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per emulated request
-    gateway = Gateway(DomainDispatcherApplication(create_backend_app), Authorizer(ACCOUNT, REGION))
+    gateway = Gateway(DomainDispatcherApplication(create_backend_app), Authorizer(ACCOUNT, REGION), serves)
     gateway.authorizer.configure({"identities": {ADMIN_KEY: {"name": "the local cloud", "secret": ADMIN_KEY,
                                                             "statements": None}}})
     # Loopback only, never 0.0.0.0.
@@ -435,8 +484,9 @@ def _serving(port: int) -> Iterator[Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m localcloud.emulator")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--serves", default="main", help="main (every service but %s), or one of those" % ", ".join(APART))
     args = parser.parse_args(argv)
-    with _serving(args.port) as server:
+    with _serving(args.port, args.serves) as server:
         host, port = server.server_address[:2]
         print(json.dumps({"endpoint": f"http://{host}:{port}"}), flush=True)
         server.serve_forever()

@@ -27,7 +27,7 @@ def as_function(cloud: LocalCloud, function_logical_name: str, service: str, **c
     fn = cloud.deployment.named(function_logical_name)
     creds = cloud.credentials[fn.state["name"]]
     return boto3.client(service, aws_access_key_id=creds["AWS_ACCESS_KEY_ID"], aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
-                        aws_session_token=None, endpoint_url=cloud.endpoint, region_name="us-east-1",
+                        aws_session_token=None, endpoint_url=cloud.endpoint_of(service), region_name="us-east-1",
                         config=Config(**config) if config else None)
 
 
@@ -65,6 +65,21 @@ def test_a_missing_key_is_403_without_list_bucket_and_404_with_it(cloud):
     with pytest.raises(ClientError) as raised:
         intake.head_object(Bucket=bucket, Key="uploads/missing.jpg")
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_a_request_at_the_wrong_endpoint_is_refused_with_the_right_one(cloud):
+    # DynamoDB is served by its own process; the main endpoint does not quietly answer from an empty table store.
+    misrouted = boto3.client("dynamodb", endpoint_url=cloud.endpoint, region_name="us-east-1")
+    with pytest.raises(ClientError) as raised:
+        misrouted.describe_table(TableName=cloud.outputs["tableName"])
+    assert code(raised) == "WrongEndpoint"
+    assert "AWS_ENDPOINT_URL_DYNAMODB" in raised.value.response["Error"]["Message"]
+    routed = boto3.client("dynamodb", region_name="us-east-1")  # boto3 reads AWS_ENDPOINT_URL_DYNAMODB itself
+    assert routed.describe_table(TableName=cloud.outputs["tableName"])["Table"]["TableStatus"] == "ACTIVE"
+    misrouted_s3 = boto3.client("s3", endpoint_url=cloud.endpoint_of("dynamodb"), region_name="us-east-1")
+    with pytest.raises(ClientError) as raised:
+        misrouted_s3.list_objects_v2(Bucket=cloud.outputs["uploadsBucket"])
+    assert code(raised) == "WrongEndpoint"
 
 
 def test_unknown_credentials_are_refused(cloud):
