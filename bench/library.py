@@ -80,10 +80,10 @@ def write_library(directory: Path = DEFAULT_DIR, count: int = 100, extras: int =
 
 
 # What keeps the pipeline's share of the engine's speed where it is (bench/results.json carries it).
-WHERE_THE_REST_GOES = ("the emulator: moto answers every S3, SQS, SNS and DynamoDB call (about 25 per image) in Python, "
-                       "DynamoDB one at a time, spending about as much CPU per image as the thumbnail stage; it, the "
-                       "pollers and the intake and label functions share the machine's cores with the thumbnail stage, "
-                       "while the engine figure has the machine to itself")
+WHERE_THE_REST_GOES = ("the emulator: moto answers every S3, SQS, SNS and DynamoDB call (about 20 per photo) in Python, "
+                       "spending about as much CPU per photo as the thumbnail stage (S3 PUTs most, then DynamoDB's "
+                       "parsed conditional updates); it, the pollers and the intake and label functions share the "
+                       "machine's cores with the thumbnail stage, while the engine figure has a core to itself")
 
 
 def files(directory: Path) -> list[Path]:
