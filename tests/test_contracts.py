@@ -1,0 +1,94 @@
+"""The claim check's schema and the sequencer's order: what every stage relies on reading the same way."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from handlers import contracts
+from handlers.contracts import SEQUENCER_WIDTH, ClaimCheck, InvalidClaimCheck, normalize_sequencer
+
+VALID = {"bucket": "uploads-bucket", "key": "uploads/a.jpg", "version_id": "v1", "etag": "e", "size": 10,
+         "format": "jpeg", "sequencer": "0" * SEQUENCER_WIDTH, "event": "created", "event_time": "2026-01-01T00:00:00Z",
+         "v": 1}
+
+
+def body(**changes) -> str:
+    return json.dumps({**VALID, **changes})
+
+
+def test_a_valid_claim_check_round_trips_exactly():
+    claim = ClaimCheck.from_json(body())
+    assert ClaimCheck.from_json(claim.to_json()) == claim
+    assert json.loads(claim.to_json()) == VALID
+    assert claim.to_json() == json.dumps(VALID, separators=(",", ":"), sort_keys=True)  # compact and stable
+
+
+def test_the_image_id_is_stable_per_bucket_and_key_only():
+    assert contracts.image_id("b", "k") == contracts.image_id("b", "k")
+    assert len(contracts.image_id("b", "k")) == 32
+    assert contracts.image_id("b", "k") != contracts.image_id("b", "k2") != contracts.image_id("b2", "k")
+    assert ClaimCheck.from_json(body()).image_id == contracts.image_id("uploads-bucket", "uploads/a.jpg")
+
+
+@pytest.mark.parametrize("raw, message", [
+    ("not json", "message body is not JSON"),
+    (None, "message body is not JSON"),
+    ("[1, 2]", "message body is not a JSON object"),
+    ('"a string"', "message body is not a JSON object"),
+    (body(v=2), "unsupported claim check version 2 (expected 1)"),
+    (json.dumps({k: v for k, v in VALID.items() if k != "v"}), "unsupported claim check version None"),
+    (json.dumps({k: v for k, v in VALID.items() if k != "etag"}), "missing ['etag'], unexpected []"),
+    (body(extra=1), "missing [], unexpected ['extra']"),
+    (body(event="updated"), "unknown claim check event 'updated'"),
+    (body(bucket=""), "claim check has no bucket or key"),
+    (body(key=""), "claim check has no bucket or key"),
+    (body(bucket=7), "claim check has no bucket or key"),
+    (body(key=["k"]), "claim check has no bucket or key"),
+    (body(size=-1), "claim check size -1 is not a byte count"),
+    (body(size="10"), "claim check size '10' is not a byte count"),
+    (body(sequencer="ABC"), "claim check sequencer is not normalized"),
+    (body(sequencer=5), "claim check sequencer is not normalized"),
+])
+def test_what_is_not_a_claim_check_is_refused_with_a_reason(raw, message):
+    with pytest.raises(InvalidClaimCheck) as refused:
+        ClaimCheck.from_json(raw)
+    assert message in str(refused.value)
+
+
+def test_a_removed_claim_and_an_empty_object_are_valid():
+    assert ClaimCheck.from_json(body(event="removed", size=0, etag=None, format=None)).event == contracts.REMOVED
+
+
+def test_sequencers_are_padded_on_the_right_and_compare_as_s3_says():
+    # S3: compare sequencers of the same key by padding the shorter one with zeros on the right.
+    short, long = normalize_sequencer("0055AED6DCD90281E5", ""), normalize_sequencer("0055AED6DCD90281E50", "")
+    assert short == "0055AED6DCD90281E5".ljust(SEQUENCER_WIDTH, "0") and len(short) == SEQUENCER_WIDTH
+    assert normalize_sequencer(" 00ab ", "") == "00AB".ljust(SEQUENCER_WIDTH, "0")
+    assert normalize_sequencer("00AB", "") < normalize_sequencer("00AC", "") < normalize_sequencer("01", "")
+    assert short == long  # equal once padded: the same point in the order
+    assert normalize_sequencer("F" * SEQUENCER_WIDTH, "") == "F" * SEQUENCER_WIDTH
+
+
+@pytest.mark.parametrize("sequencer", ["XYZ", "00AB-", "0" * (SEQUENCER_WIDTH + 1), "  "])
+def test_a_sequencer_that_is_not_hex_is_refused(sequencer):
+    with pytest.raises(InvalidClaimCheck):
+        normalize_sequencer(sequencer, "2026-01-01T00:00:00Z")
+
+
+def test_without_a_sequencer_the_event_time_orders_events_and_never_looks_like_hex():
+    first = normalize_sequencer(None, "2026-01-01T00:00:00.001Z")
+    second = normalize_sequencer("", "2026-01-01T00:00:00.002Z")
+    assert first < second
+    assert len(first) == SEQUENCER_WIDTH and first.startswith("T")
+    # The value is the event's microseconds since the epoch, in hex, right-aligned.
+    assert int(first[1:], 16) == 1_767_225_600_001_000
+    # A claim check carrying it is valid (the stages compare it like any other sequencer).
+    assert ClaimCheck.from_json(body(sequencer=first)).sequencer == first
+    assert normalize_sequencer(None, "2026-01-01T01:00:00+01:00") == normalize_sequencer(None, "2026-01-01T00:00:00Z")
+
+
+@pytest.mark.parametrize("event_time", ["", "yesterday", None])
+def test_without_either_the_event_is_refused(event_time):
+    with pytest.raises(InvalidClaimCheck, match="neither a sequencer nor a valid eventTime"):
+        normalize_sequencer(None, event_time)

@@ -1,0 +1,71 @@
+"""What is permanent and what is retried, and the pixel limit's wording: the words a record carries."""
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+
+from handlers import limits
+from handlers.failures import PERMANENT_ERRORS, PermanentFailure, as_permanent, error_code
+
+
+def client_error(response: dict) -> ClientError:
+    return ClientError(response, "GetObject")
+
+
+def test_a_permanent_failure_reads_as_its_reason():
+    failure = PermanentFailure("the object is empty")
+    assert failure.reason == str(failure) == "the object is empty"
+    assert failure.args == ("the object is empty",)
+
+
+@pytest.mark.parametrize("response", [{}, {"Error": {}}, {"Error": {"Code": ""}}, {"Error": {"Message": "x"}}],
+                         ids=["no error", "no code", "empty code", "message only"])
+def test_a_client_error_without_a_code_has_none_and_is_transient(response):
+    error = client_error(response)
+    assert error_code(error) is None
+    assert as_permanent(error) is None  # retried, then dead-lettered: nothing says it is the image's fault
+
+
+def test_error_codes_of_other_exceptions_are_none():
+    assert error_code(ValueError("NoSuchKey")) is None
+    assert as_permanent(TimeoutError()) is None
+
+
+@pytest.mark.parametrize("code", sorted(PERMANENT_ERRORS))
+def test_each_permanent_code_becomes_its_reason(code):
+    failure = as_permanent(client_error({"Error": {"Code": code, "Message": "m"}}))
+    assert failure is not None and failure.reason == PERMANENT_ERRORS[code]
+
+
+@pytest.mark.parametrize("code", ["InternalError", "SlowDown", "ThrottlingException", "AccessDenied", "500", "503"])
+def test_throttling_server_and_permission_errors_are_retried(code):
+    assert as_permanent(client_error({"Error": {"Code": code}})) is None
+
+
+def test_a_permanent_failure_is_itself():
+    failure = PermanentFailure("x")
+    assert as_permanent(failure) is failure
+
+
+@pytest.mark.parametrize("count, text", [(0, "0 pixels"), (99_999, "99,999 pixels"), (100_000, "0.1 MP"),
+                                         (12_345_678, "12.3 MP"), (50_000_000, "50.0 MP")])
+def test_pixel_counts_are_described_as_people_say_them(count, text):
+    assert limits.describe_pixels(count) == text
+
+
+@pytest.mark.parametrize("width, height", [(0, 10), (10, 0), (-1, 10), (10, -5)])
+def test_an_empty_or_negative_size_is_refused_with_the_size(width, height):
+    with pytest.raises(PermanentFailure) as failed:
+        limits.check_pixels(width, height, 1000)
+    assert failed.value.reason == f"the image header declares an empty size ({width}x{height})"
+
+
+def test_the_pixel_limit_is_inclusive_and_names_both_sizes():
+    limits.check_pixels(1000, 1000, 1_000_000)  # exactly the limit passes
+    limits.check_pixels(1, 1, 1)
+    with pytest.raises(PermanentFailure) as failed:
+        limits.check_pixels(1001, 1000, 1_000_000)
+    assert failed.value.reason == "the image is 1001x1000 (1.0 MP), over the limit of 1.0 MP"
+    with pytest.raises(PermanentFailure) as failed:
+        limits.check_pixels(300, 300, 50_000)
+    assert failed.value.reason == "the image is 300x300 (90,000 pixels), over the limit of 50,000 pixels"
