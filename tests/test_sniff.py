@@ -1,0 +1,105 @@
+"""Sniffing: the format by content and the size by header, exactly, for every way the intake meets a file."""
+from __future__ import annotations
+
+import io
+import struct
+
+import pytest
+from PIL import Image
+
+from handlers.sniff import SNIFF_BYTES, Sniffed, sniff
+
+
+def encoded(fmt: str, size: tuple[int, int], mode: str = "RGB", **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, (200, 100, 50, 128)[:len(mode)] if mode != "1" else 1).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt, mode, options, chunk", [
+    ("WEBP", "RGB", {"quality": 80}, b"VP8 "),
+    ("WEBP", "RGBA", {"quality": 80}, b"VP8X"),  # alpha: the extended header
+    ("WEBP", "RGB", {"lossless": True}, b"VP8L"),
+    ("WEBP", "RGB", {"quality": 80, "exif": Image.Exif().tobytes()}, b"VP8X"),  # EXIF: extended too
+])
+def test_every_webp_header_gives_the_real_size(fmt, mode, options, chunk):
+    data = encoded(fmt, (3001, 1234), mode, **options)
+    assert data[12:16] == chunk
+    assert sniff(data[:SNIFF_BYTES]) == Sniffed("webp", "a WebP image", 3001, 1234)
+
+
+def test_an_extended_webp_at_the_largest_size_webp_allows():
+    # VP8X stores width-1 and height-1 in 24 bits each: 16383 is the encoder's limit, 2**24 the format's.
+    header = b"RIFF" + struct.pack("<I", 30) + b"WEBP" + b"VP8X" + struct.pack("<I", 10) + b"\x10\0\0\0"
+    data = header + (2**24 - 1).to_bytes(3, "little") + (4999).to_bytes(3, "little")
+    assert sniff(data) == Sniffed("webp", "a WebP image", 2**24, 5000)
+    assert sniff(data + b"\xff" * 8).height == 5000  # what follows the header is not part of the size
+
+
+@pytest.mark.parametrize("data", [
+    b"RIFF\0\0\0\0WEBPVP8X" + b"\0" * 8,  # extended header cut short
+    b"RIFF\0\0\0\0WEBPVP8 " + b"\0" * 18,  # lossy frame without its start code
+    b"RIFF\0\0\0\0WEBPVP8L" + b"\0" * 13,  # lossless without its signature byte
+    b"RIFF\0\0\0\0WEBPXXXX" + b"\0" * 20,
+], ids=["vp8x-short", "vp8-no-start-code", "vp8l-no-signature", "unknown-chunk"])
+def test_a_webp_whose_size_cannot_be_read_is_still_webp_with_no_size(data):
+    assert sniff(data) == Sniffed("webp", "a WebP image", None, None)
+
+
+@pytest.mark.parametrize("options", [{}, {"progressive": True}], ids=["baseline", "progressive"])
+def test_jpeg_size_comes_from_the_frame_header(options):
+    data = encoded("JPEG", (4000, 3000), **options)
+    assert sniff(data[:SNIFF_BYTES]) == Sniffed("jpeg", "a JPEG image", 4000, 3000)
+
+
+def test_a_jpeg_frame_header_past_the_window_gives_no_size_not_a_wrong_one():
+    big_comment = b"\xff\xfe" + struct.pack(">H", 65535) + b"c" * 65533
+    data = b"\xff\xd8" + big_comment + encoded("JPEG", (640, 480))[2:]
+    assert sniff(data[:SNIFF_BYTES]) == Sniffed("jpeg", "a JPEG image", None, None)
+    assert sniff(data) == Sniffed("jpeg", "a JPEG image", 640, 480)  # with the whole file it is found
+
+
+@pytest.mark.parametrize("tail", [
+    b"\x00\x00\x00\x00",  # not a marker where one must be
+    b"\xff\xe0\x00\x01",  # a segment length under 2
+    b"\xff\xc0\x00\x11\x08\x01",  # a frame header cut short
+], ids=["not-a-marker", "impossible-length", "frame-cut-short"])
+def test_a_jpeg_whose_markers_do_not_lead_to_a_frame_has_no_size(tail):
+    assert sniff(b"\xff\xd8\xff\xe0\x00\x02" + tail) == Sniffed("jpeg", "a JPEG image", None, None)
+
+
+def test_fill_bytes_restart_markers_and_tables_are_walked_past():
+    frame = b"\xff\xc2\x00\x11\x08" + struct.pack(">HH", 300, 500) + b"\x03" + b"\0" * 9
+    data = b"\xff\xd8\xff\xff\xd0" + b"\xff\xc4\x00\x04\0\0" + b"\xff\xc8\x00\x04\0\0" + frame
+    assert sniff(data) == Sniffed("jpeg", "a JPEG image", 500, 300)
+
+
+@pytest.mark.parametrize("fmt, name, description", [("PNG", "png", "a PNG image"), ("GIF", "gif", "a GIF image")])
+def test_png_and_gif_sizes_come_from_their_headers(fmt, name, description):
+    assert sniff(encoded(fmt, (1234, 567))) == Sniffed(name, description, 1234, 567)
+
+
+def test_headers_too_short_for_a_size_still_name_the_format():
+    assert sniff(b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR") == Sniffed("png", "a PNG image")
+    assert sniff(b"GIF89a\x01\x00") == Sniffed("gif", "a GIF image")
+    assert sniff(b"BM" + b"\0" * 24).format == "bmp" and sniff(b"BM" + b"\0" * 23).format is None
+
+
+@pytest.mark.parametrize("head, expected", [
+    (b"II*\x00" + b"\0" * 8, ("tiff", "a TIFF image")),
+    (b"MM\x00*" + b"\0" * 8, ("tiff", "a TIFF image")),
+    (b"\0\0\0\x18ftypheic\0\0\0\0mif1heic", ("heic", "an HEIC image")),
+    (b"\0\0\0\x1cftypmif1\0\0\0\0mif1avifmiaf", ("avif", "an AVIF image")),
+    (b"\0\0\0\x18ftypisom\0\0\0\0isommp41", (None, "unrecognised binary data")),
+    (b"%PDF-1.7\n", (None, "a PDF document")),
+    (b"PK\x03\x04rest", (None, "a ZIP archive")),
+    (b"\x7fELF\x02", (None, "an executable")),
+    (b"<svg xmlns='http://www.w3.org/2000/svg'/>", (None, "an SVG document")),
+    (b"  <!DOCTYPE html><html></html>", (None, "an HTML document")),
+    (b"just some notes\n", (None, "a text file")),
+    (b"\x00\x01\x02\x03", (None, "unrecognised binary data")),
+    (b"", (None, "an empty file")),
+])
+def test_what_is_not_an_image_is_named_for_a_person(head, expected):
+    found = sniff(head)
+    assert (found.format, found.description) == expected and found.width is None
