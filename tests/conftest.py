@@ -11,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from handlers import aws, environment
+from handlers import aws, environment, isolation
 from localcloud.lambda_events import LambdaContext, sqs_event, sqs_record
 
 REGION = "us-east-1"
@@ -31,6 +31,14 @@ HANDLER_ENV = {
     "POWERTOOLS_SERVICE_NAME": "claimcheck-test",
     "POWERTOOLS_METRICS_NAMESPACE": "claimcheck",
 }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_decode_child_outlives_the_tests():
+    """The thumbnail stage keeps its decode child warm between images; the test session ends it (a runner that
+    waits for its own children, as mutmut does, must not reap it)."""
+    yield
+    isolation.reset()
 
 
 @pytest.fixture(autouse=True)
