@@ -72,3 +72,22 @@ def test_every_queue_fed_function_has_such_an_alarm(stack):
                 if f.name in DROP}
     watched = {a.inputs["dimensions"].get("service") for a in stack.of_type(ALARM) if a.inputs["namespace"] == "claimcheck"}
     assert services == watched
+
+
+def test_each_alarm_fires_on_the_first_message_stays_quiet_without_data_and_says_when_it_is_over(stack):
+    [topic] = [t for t in stack.of_type("aws:sns/topic:Topic") if t.name.endswith("-alarms")]
+    alarms = stack.of_type(ALARM)
+    kinds = {}
+    for alarm in alarms:
+        kind = alarm.name.rsplit("-", 2)[-2]  # dlq, age, dropped
+        kinds.setdefault(kind, []).append(alarm)
+        assert alarm.inputs["treatMissingData"] == "notBreaching", alarm.name  # no data is no messages, not an alarm
+        assert alarm.inputs["comparisonOperator"] == "GreaterThanThreshold", alarm.name
+        assert alarm.inputs["alarmActions"] == [topic.state["arn"]], alarm.name
+    for alarm in kinds["dlq"] + kinds["dropped"]:
+        # One message in a DLQ, one dropped message: above zero, at once, and an all-clear when it is dealt with.
+        assert alarm.inputs["threshold"] == 0 and alarm.inputs["evaluationPeriods"] == 1, alarm.name
+        assert alarm.inputs["okActions"] == [topic.state["arn"]], alarm.name
+    for alarm in kinds["age"]:
+        assert alarm.inputs["threshold"] > 0 and alarm.inputs["metricName"] == "ApproximateAgeOfOldestMessage"
+    assert len(kinds["dlq"]) == len(kinds["age"]) == len(kinds["dropped"]) == 3

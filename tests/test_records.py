@@ -77,3 +77,14 @@ def test_expression_names_are_only_those_the_expressions_use(cloud):
     for params in sent:
         used = " ".join(params[k] for k in ("UpdateExpression", "ConditionExpression") if k in params)
         assert all(name in used for name in params["ExpressionAttributeNames"]), params
+
+
+def test_every_record_read_is_strongly_consistent(cloud):
+    # DynamoDB reads are eventually consistent unless asked: a stage could read the record from before the intake's
+    # write, take its claim check for stale and acknowledge it, leaving the image `accepted` for good.
+    sent: list[dict] = []
+    aws.table("images").meta.client.meta.events.register(
+        "provide-client-params.dynamodb.GetItem", lambda params, **_: sent.append(params))
+    accepted(cloud)
+    records.record_stage("images", IMAGE, SEQ, "labels", {"status": "done", "labels": []})
+    assert sent and all(params.get("ConsistentRead") is True for params in sent)
