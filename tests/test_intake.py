@@ -149,3 +149,50 @@ def test_importing_intake_does_not_import_pillow():
     code = "import sys, handlers.intake; print('PIL' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    seen: list[tuple[str, int]] = []
+    monkeypatch.setattr(intake, "count", lambda name, value=1: seen.append((name, value)))
+    return seen
+
+
+@pytest.mark.parametrize("broken", [
+    {"eventName": "ObjectCreated:Put"},  # no s3 block at all
+    {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}}},  # no object
+    {"s3": {"bucket": {"name": "b"}, "object": {"key": "uploads/x.jpg", "sequencer": "00AB"}}},  # no event name
+    {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}, "object": {"key": "uploads/x.jpg"}}},  # no order
+    {"eventName": "ObjectCreated:Put", "eventTime": "2026-11-23T10:00:00Z",
+     "s3": {"bucket": {"name": "b"}, "object": {"key": "uploads/x.jpg", "sequencer": "not hex"}}},
+    "not an object",
+], ids=["no-s3", "no-object", "no-event-name", "no-sequencer-or-time", "bad-sequencer", "not-an-object"])
+def test_a_malformed_record_is_dropped_and_counted_while_its_batch_mates_go_on(cloud, counted, broken):
+    good = cloud.put("uploads/fine.jpg", images.jpeg(64, 48))
+    response = invoke(intake, [json.dumps({"Records": [broken, good]})])
+    assert response["batchItemFailures"] == []  # no retry can fix it: acknowledged, not sent to the DLQ
+    assert ("InvalidEvents", 1) in counted
+    assert cloud.record("uploads/fine.jpg")["status"] == "accepted"
+    assert [p["claim"]["key"] for p in cloud.published()] == ["uploads/fine.jpg"]
+
+
+@pytest.mark.parametrize("body", ["{not json", json.dumps({"Records": "x"}), json.dumps({"Message": "hello"})],
+                         ids=["not-json", "records-not-a-list", "not-an-s3-notification"])
+def test_a_message_that_is_not_an_s3_notification_is_dropped_and_counted(cloud, counted, body):
+    assert invoke(intake, [body])["batchItemFailures"] == []
+    assert counted == [("InvalidEvents", 1)]
+    assert cloud.published() == [] and cloud.table.scan()["Items"] == []
+
+
+def test_without_a_sequencer_the_event_time_orders_and_the_image_is_still_processed(cloud):
+    event = cloud.put("uploads/old-emulator.jpg", images.jpeg(64, 48))
+    del event["s3"]["object"]["sequencer"]
+    assert invoke(intake, [s3_message(event)])["batchItemFailures"] == []
+    record = cloud.record("uploads/old-emulator.jpg")
+    assert record["status"] == "accepted" and record["sequencer"].startswith("T")
+    [published] = cloud.published()
+    assert published["claim"]["sequencer"] == record["sequencer"]  # the stages compare the same value
+    from handlers import thumbnails
+
+    assert invoke(thumbnails, [json.dumps(published["claim"])])["batchItemFailures"] == []
+    assert cloud.record("uploads/old-emulator.jpg")["thumbnails"]["status"] == "done"  # not dropped as stale

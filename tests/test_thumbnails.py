@@ -273,3 +273,22 @@ def test_thumbnail_entries_carry_the_cdn_url_when_one_serves_them(cloud, monkeyp
     run([claim])
     outputs = cloud.record("uploads/c.webp")["thumbnails"]["outputs"]
     assert [o["url"] for o in outputs] == [f"https://dexample.cloudfront.net/{o['key']}" for o in outputs]
+
+
+def test_thumbnails_of_a_version_that_went_stale_while_they_were_made_are_removed(cloud, monkeypatch):
+    claim = accept(cloud, "uploads/race.png", images.png(300, 200))
+    real = thumbnails._thumbnails_of
+
+    def newer_upload_meanwhile(c, env):
+        result = real(c, env)
+        # WHILE the stage decodes, a new version of the key is uploaded and accepted
+        accept(cloud, "uploads/race.png", images.png(120, 80))
+        return result
+
+    monkeypatch.setattr(thumbnails, "_thumbnails_of", newer_upload_meanwhile)
+    assert run([claim])["batchItemFailures"] == []
+    record = cloud.record("uploads/race.png")
+    assert record["status"] == "accepted" and "thumbnails" not in record  # the newer version's turn
+    # THEN what the stale run stored is gone: no orphans under the old version's prefix
+    stale = thumbnails.version_prefix(thumbnails.contracts.ClaimCheck(**claim))
+    assert [k for k in cloud.thumbnail_keys() if k.startswith(stale)] == []
