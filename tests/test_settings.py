@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.settings import Settings, SettingsError, validate
+from infra.settings import Settings, SettingsError, load, validate
 from localcloud import program
 
 
@@ -77,3 +77,24 @@ def test_every_setting_has_a_key_a_description_and_a_valid_default():
     for key, spec in FIELDS.items():
         assert spec.metadata["description"].endswith("."), key
     validate(Settings())  # the defaults pass their own rules
+
+
+@pytest.mark.parametrize("days, accepted", [(0, False), (1, True), (3650, True), (3651, False)])
+def test_noncurrent_version_days_bounds_are_exact(days, accepted):
+    if accepted:
+        assert load({"noncurrentVersionDays": days}).noncurrent_version_days == days
+    else:
+        with pytest.raises(SettingsError, match=rf"claimcheck:noncurrentVersionDays = {days} is out of range \(accepted: 1 to 3,650\)"):
+            load({"noncurrentVersionDays": days})
+
+
+@pytest.mark.parametrize("formats, heif", [(["jpeg", "heic"], True), (["jpeg", "avif"], False), (["heic"], True),
+                                           (["jpeg", "png", "webp", "gif", "tiff"], False)])
+def test_pillow_heif_is_packaged_exactly_when_a_heif_format_is_allowed(formats, heif):
+    # HEIC needs pillow-heif; Pillow decodes AVIF itself (its wheels carry libavif).
+    from infra import packaging
+
+    stack = program.run(program.RecordingMocks(), {"allowedFormats": formats})
+    [layer] = stack.of_type("aws:lambda/layerVersion:LayerVersion")
+    assert (packaging.HEIF_REQUIREMENT in layer.inputs["description"]) is heif
+    assert ("pillow-heif" in layer.inputs["code"].path) is heif
