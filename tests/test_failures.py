@@ -47,7 +47,7 @@ def test_a_permanent_failure_is_itself():
     assert as_permanent(failure) is failure
 
 
-@pytest.mark.parametrize("count, text", [(0, "0 pixels"), (99_999, "99,999 pixels"), (100_000, "0.1 MP"),
+@pytest.mark.parametrize("count, text", [(0, "0 pixels"), (99_999, "99,999 pixels"), (100_000, "0.1 MP"), (450_000, "0.5 MP"),
                                          (12_345_678, "12.3 MP"), (50_000_000, "50.0 MP")])
 def test_pixel_counts_are_described_as_people_say_them(count, text):
     assert limits.describe_pixels(count) == text

@@ -103,3 +103,44 @@ def test_headers_too_short_for_a_size_still_name_the_format():
 def test_what_is_not_an_image_is_named_for_a_person(head, expected):
     found = sniff(head)
     assert (found.format, found.description) == expected and found.width is None
+
+
+# Boundaries the sniffing code decides on (each found by a mutant that survived the tests above).
+FRAME = b"\xff\xc0\x00\x11\x08" + struct.pack(">HH", 300, 500) + b"\x03" + b"\0" * 9  # SOF0: 500x300
+
+
+@pytest.mark.parametrize("before", [
+    b"\xff\xd8",  # a second start-of-image marker: standalone, no length
+    b"\xff\xe0\x00\x02",  # an empty segment (length 2: just the length field) is valid
+    b"\xff\xcc\x00\x06\0\0\0\0",  # DAC (arithmetic-coding conditioning) is not a frame header
+    b"\xff\xc4\x00\x04\0\0",  # neither is DHT
+])
+def test_segments_that_are_not_frame_headers_are_walked_past(before):
+    assert sniff(b"\xff\xd8" + before + FRAME) == Sniffed("jpeg", "a JPEG image", 500, 300)
+
+
+def test_every_sof_marker_is_a_frame_header_including_the_arithmetic_ones():
+    for marker in (0xC1, 0xC2, 0xC3, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+        assert sniff(b"\xff\xd8" + bytes([0xFF, marker]) + FRAME[2:]).width == 500, hex(marker)
+
+
+def test_webp_headers_exactly_as_long_as_their_size_fields_are_read():
+    lossy = encoded("WEBP", (3001, 1234), quality=80)
+    assert sniff(lossy[:30]) == Sniffed("webp", "a WebP image", 3001, 1234)
+    lossless = encoded("WEBP", (3001, 1234), lossless=True)
+    assert sniff(lossless[:25]) == Sniffed("webp", "a WebP image", 3001, 1234)
+
+
+def test_text_is_judged_by_its_first_512_bytes():
+    assert sniff(b"a" * 512 + b"\x00").description == "a text file"
+    assert sniff(b"a" * 511 + b"\x00").description == "unrecognised binary data"
+
+
+@pytest.mark.parametrize("head", [
+    # The ftyp box ends at its size (16 bytes here): a brand in the next box is not the file's.
+    b"\0\0\0\x10ftypisom\0\0\0\0" + b"\0\0\0\x10freeheic\0\0\0\0",
+    # Brands are whole 4-byte words: "heic" across two of them is no brand.
+    b"\0\0\0\x14ftypahei" + b"c\0\0\0" + b"mp41",
+])
+def test_a_heif_brand_counts_only_as_a_whole_word_inside_the_ftyp_box(head):
+    assert sniff(head) == Sniffed(None, "unrecognised binary data")
