@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-hostile test-library up soak bench clean
+.PHONY: demo test test-hostile test-library up soak bench mutate clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-bench.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "claimcheck needs Python 3.11 or newer")'
@@ -39,5 +39,16 @@ test-hostile: $(STAMP)
 test-library: $(STAMP)
 	$(BIN)/python -m pytest -m library -s tests/test_library.py
 
+# Mutation testing of the failure classes, the claim check, the limits, sniffing and the IAM documents (scope and
+# test selection in pyproject.toml): prints the score and every survivor. Not part of make test.
+MUTATE_STAMP := $(VENV)/.mutate-installed
+$(MUTATE_STAMP): $(STAMP) requirements-mutate.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-mutate.txt
+	@touch $(MUTATE_STAMP)
+
+mutate: $(MUTATE_STAMP)
+	$(BIN)/mutmut run --max-children 2 > /dev/null
+	$(BIN)/python -m tests.mutation
+
 clean:
-	rm -rf $(VENV) build out .localcloud .pytest_cache
+	rm -rf $(VENV) build out .localcloud .pytest_cache mutants
