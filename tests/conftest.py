@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,12 @@ HANDLER_ENV = {
     "POWERTOOLS_SERVICE_NAME": "claimcheck-test",
     "POWERTOOLS_METRICS_NAMESPACE": "claimcheck",
 }
+
+
+def shared_scope(fixture_name: str, config: Any) -> str:
+    """Module-wide for speed; one per test under mutation testing, where mutmut learns which tests run the code
+    from what each test calls (a stack built once for a module counts only for its first test)."""
+    return "function" if os.environ.get("MUTANT_UNDER_TEST") else "module"
 
 
 @pytest.fixture(autouse=True, scope="session")

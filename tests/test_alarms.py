@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from localcloud import program
+from tests.conftest import shared_scope
 from tests.infra_helpers import ALARM, FUNCTION
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +32,7 @@ print("RESULT " + json.dumps(module.handler(event, LambdaContext(function_name="
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=shared_scope)
 def stack():
     return program.run(program.RecordingMocks())
 

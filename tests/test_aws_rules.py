@@ -19,13 +19,14 @@ from infra import packaging
 from infra.settings import LOG_RETENTION_DAYS, RUNTIME_GLIBC, Settings
 from localcloud import program
 from tests.infra_helpers import ALARM, BUCKET, FUNCTION, MAPPING, QUEUE, ROLE, TOPIC, queue_by_arn
+from tests.conftest import shared_scope
 
 EVERYTHING = {"uploadApi": True, "cdn": True, "uploadAllowedOrigins": ["https://app.example.com"],
               "allowedFormats": ["jpeg", "png", "webp", "gif", "tiff", "heic", "avif"], "alarmEmail": "ops@example.com"}
 JWT = {**EVERYTHING, "jwtIssuer": "https://id.example.com/", "jwtAudience": "claimcheck", "uploadScopes": ["uploads:write"]}
 
 
-@pytest.fixture(scope="module", params=[{}, EVERYTHING, JWT], ids=["defaults", "everything", "jwt"])
+@pytest.fixture(scope=shared_scope, params=[{}, EVERYTHING, JWT], ids=["defaults", "everything", "jwt"])
 def stack(request):
     # A long stack name: names that carry it must still fit.
     return program.run(program.RecordingMocks(), request.param, stack="production-eu-west-1-blue")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from localcloud import program
+from tests.conftest import shared_scope
 from tests.infra_helpers import FUNCTION, function_grants, statements
 from tests.security_rules import RULES
 
@@ -13,12 +14,12 @@ JWT = {**ALL_ON, "jwtIssuer": "https://id.example.com/", "jwtAudience": "claimch
        "cdnDomain": "img.example.com", "cdnCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/abc"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=shared_scope)
 def stack():
     return program.run(program.RecordingMocks(), ALL_ON)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=shared_scope)
 def jwt_stack():
     return program.run(program.RecordingMocks(), JWT)
 

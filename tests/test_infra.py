@@ -6,6 +6,7 @@ import json
 import pytest
 
 from localcloud import program
+from tests.conftest import shared_scope
 from localcloud.outputs import ACCOUNT_ID
 from tests.infra_helpers import (ALARM, BUCKET, FUNCTION, MAPPING, QUEUE, ROLE, SUBSCRIPTION, TOPIC, as_list,
                                  by_bucket, dlq_arns, function_grants, queue_by_arn, role_policies, statements)
@@ -13,7 +14,7 @@ from tests.infra_helpers import (ALARM, BUCKET, FUNCTION, MAPPING, QUEUE, ROLE, 
 STAGE_TYPES = {"thumbnails": "claimcheck:index:ThumbnailStage", "labels": "claimcheck:index:LabelStage"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=shared_scope)
 def stack():
     return program.run(program.RecordingMocks())
 

@@ -7,13 +7,14 @@ import json
 import pytest
 
 from localcloud import program
+from tests.conftest import shared_scope
 from localcloud.outputs import ACCOUNT_ID
 from tests.infra_helpers import statements
 
 ROOT = f"arn:aws:iam::{ACCOUNT_ID}:root"  # the partition, not the region, after "arn:"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=shared_scope)
 def stack():
     return program.run(program.RecordingMocks(), {"cdn": True, "uploadApi": True})
 

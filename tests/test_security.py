@@ -8,6 +8,7 @@ from typing import Any, Callable
 import pytest
 
 from localcloud import program
+from tests.conftest import shared_scope
 from localcloud.program import Deployment
 from tests.infra_helpers import FUNCTION, QUEUE, ROLE_POLICY, TOPIC
 from tests.security_rules import RULES
@@ -17,12 +18,12 @@ from tests.security_rules import RULES
 EVERYTHING = {"uploadApi": True, "cdn": True, "jwtIssuer": "https://id.example.com/", "jwtAudience": "claimcheck"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=shared_scope)
 def stack() -> Deployment:
     return program.run(program.RecordingMocks(), EVERYTHING)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=shared_scope)
 def plain() -> Deployment:
     return program.run(program.RecordingMocks())
 
