@@ -74,6 +74,10 @@ SHARED_OVER = 64 * 1024
 SHARED_MIN_MB = 64
 
 
+def _goes_shared(arg: Any) -> bool:
+    return isinstance(arg, bytes) and len(arg) > SHARED_OVER
+
+
 @dataclass(frozen=True)
 class _Shared:
     """Where a large argument sits in the shared region."""
@@ -191,7 +195,7 @@ class _Child:
         deadline = time.monotonic() + budget.wall_seconds
         sent, offset = [], 0
         for arg in args:
-            if isinstance(arg, bytes) and len(arg) > SHARED_OVER:
+            if _goes_shared(arg):
                 self.region[offset:offset + len(arg)] = arg
                 sent.append(_Shared(offset, len(arg)))
                 offset += len(arg)
@@ -248,7 +252,7 @@ def run(work: Callable[..., Any], *args: Any, budget: Budget) -> tuple[Any, Usag
     names the limit it broke. Any other exception in the child is a PermanentFailure too: the same bytes would
     fail the same way again."""
     global _child
-    shared = sum(len(a) for a in args if isinstance(a, bytes) and len(a) > SHARED_OVER)
+    shared = sum(len(a) for a in args if _goes_shared(a))
     with _lock:
         while True:
             if _child is not None and (_child.work is not work or _child.jobs >= MAX_JOBS or len(_child.region) < shared):
