@@ -33,6 +33,8 @@ class Registered:
 
     parents: list[str] = field(default_factory=list)  # types of its ancestors, outermost first
     depends_on: list[str] = field(default_factory=list)  # URNs it was declared to wait for (depends_on)
+    parent_urn: str = ""
+    aliases: list[str] = field(default_factory=list)  # the URNs it was known by before (its own Pulumi aliases)
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -82,6 +84,23 @@ class Deployment:
         [found] = [r for r in self.resources if r.name == name]
         return found
 
+    def known_urns(self) -> set[str]:
+        """Every URN a stack deployed earlier could hold these resources under: their URNs now and the URNs
+        their aliases name, a parent's aliases carried to its children as the engine carries them."""
+        by_urn = {r.urn: r for r in self.resources}
+
+        def candidates(urn: str) -> set[str]:
+            resource = by_urn.get(urn)
+            if resource is None:  # the stack itself
+                return {urn}
+            found = {urn, *resource.aliases}
+            if resource.parent_urn in by_urn:
+                for parent in candidates(resource.parent_urn):
+                    found.add(child_urn(parent, resource.typ, resource.name))
+            return found
+
+        return {urn for r in self.resources for urn in candidates(r.urn)}
+
 
 def run(mocks: RecordingMocks, config: dict[str, Any] | None = None, stack: str = "dev") -> Deployment:
     """Run __main__.py with `config` (keys without the project prefix) and return what it declared."""
@@ -103,7 +122,9 @@ def run(mocks: RecordingMocks, config: dict[str, Any] | None = None, stack: str 
     for registered in mocks.resources:
         registered.urn = urns.get((registered.typ, registered.name), "")
         registered.depends_on = monitor.dependencies.get(registered.urn, [])
-        parent = monitor.parent_of.get(registered.urn, "")
+        registered.aliases = monitor.aliases.get(registered.urn, [])
+        registered.parent_urn = monitor.parent_of.get(registered.urn, "")
+        parent = registered.parent_urn
         while parent:
             registered.parents.insert(0, _type_of(parent))
             parent = monitor.parent_of.get(parent, "")
@@ -115,6 +136,31 @@ def _type_of(urn: str) -> str:
     return urn.split("::")[2].split("$")[-1]
 
 
+def child_urn(parent_urn: str, typ: str, name: str) -> str:
+    """The URN of a resource `typ` named `name` under `parent_urn`, as the mock monitor makes it: the parent's own
+    type, '$', the type (the engine leaves the root stack's type out; the mock keeps it, the same for every run)."""
+    prefix, _, rest = parent_urn.partition("::")
+    project, qualified, _ = rest.split("::", 2)
+    return f"{prefix}::{project}::{qualified.split('$')[-1]}${typ}::{name}"
+
+
+def _alias_urns(request: Any, parent_urn: str) -> list[str]:
+    """The URNs a RegisterResource request's aliases stand for (the SDK sends specs to a monitor that takes them)."""
+    found = []
+    for alias in request.aliases:
+        if alias.urn:
+            found.append(alias.urn)
+            continue
+        spec = alias.spec
+        parent = "" if spec.noParent else (spec.parentUrn or parent_urn)
+        typ, name = spec.type or request.type, spec.name or request.name
+        if parent:
+            found.append(child_urn(parent, typ, name))
+        else:
+            found.append(f"urn:pulumi:{spec.stack or pulumi.get_stack()}::{spec.project or pulumi.get_project()}::{typ}::{name}")
+    return found
+
+
 class _ParentRecordingMonitor(pulumi_mocks.MockMonitor):
     """The mock monitor, remembering each resource's parent (so the whole ancestry can be read) and what it
     was declared to depend on."""
@@ -123,11 +169,13 @@ class _ParentRecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.parent_of: dict[str, str] = {}
         self.dependencies: dict[str, list[str]] = {}
+        self.aliases: dict[str, list[str]] = {}
 
     def RegisterResource(self, request):  # noqa: N802 - the gRPC method's name
         response = super().RegisterResource(request)
         self.parent_of[response.urn] = request.parent
         self.dependencies[response.urn] = list(request.dependencies)
+        self.aliases[response.urn] = _alias_urns(request, request.parent)
         return response
 
 
