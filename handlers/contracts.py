@@ -1,8 +1,9 @@
 """The claim check: the only message that travels between stages.
 
 A claim check is a small, versioned JSON reference to one S3 object event,
-never the bytes. This module owns its schema, the image id and the rules for
-comparing S3 sequencers, so every stage reads them the same way.
+never the bytes. This module owns its schema, the image id, the rules for
+comparing S3 sequencers and where an image's thumbnails live, so every stage
+(and every tool) reads them the same way.
 """
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from handlers.names import THUMBNAILS_PREFIX, ClaimEvent
+
 CLAIM_CHECK_VERSION = 1
-CREATED = "created"
-REMOVED = "removed"
 # S3 sequencers are hex strings of varying length; AWS says to pad the shorter
 # one with zeros on the right and compare lexicographically. Storing them
 # padded to one width lets DynamoDB compare them in condition expressions.
@@ -28,6 +29,17 @@ class InvalidClaimCheck(ValueError):
 def image_id(bucket: str, key: str) -> str:
     """Stable id of an image: the same bucket and key always give the same record."""
     return hashlib.sha256(f"{bucket}/{key}".encode()).hexdigest()[:32]
+
+
+def thumbnail_prefix(image_id: str) -> str:
+    """Where every thumbnail of an image lives: thumbnails/<image id>/<version>/<box>.<ext>."""
+    return f"{THUMBNAILS_PREFIX}{image_id}/"
+
+
+def version_tag(version_id: str | None, sequencer: str) -> str:
+    """The <version> part of a thumbnail key: the object's version id (opaque; a new version never reuses an old
+    one's, which an ETag, the content's MD5, would); for an unversioned object the event's sequencer, as opaque."""
+    return (version_id or sequencer).replace("/", "_")
 
 
 def normalize_sequencer(sequencer: str | None, event_time: str) -> str:
@@ -59,13 +71,28 @@ class ClaimCheck:
     size: int
     format: str | None
     sequencer: str
-    event: str
+    event: str  # a ClaimEvent
     event_time: str
     v: int = CLAIM_CHECK_VERSION
 
     @property
     def image_id(self) -> str:
         return image_id(self.bucket, self.key)
+
+    @property
+    def thumbnail_prefix(self) -> str:
+        """Where the thumbnails of exactly this version go."""
+        return f"{thumbnail_prefix(self.image_id)}{version_tag(self.version_id, self.sequencer)}/"
+
+    def object_version(self) -> dict[str, str]:
+        """GetObject/HeadObject parameters for exactly the object version this event names: its VersionId in a
+        versioned bucket; otherwise its ETag as If-Match, so S3 answers 412 if the key was overwritten since."""
+        params = {"Bucket": self.bucket, "Key": self.key}
+        if self.version_id:
+            params["VersionId"] = self.version_id
+        elif self.etag:
+            params["IfMatch"] = f'"{self.etag}"'
+        return params
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
@@ -85,7 +112,7 @@ class ClaimCheck:
             missing, extra = sorted(expected - set(data)), sorted(set(data) - expected)
             raise InvalidClaimCheck(f"claim check fields differ from v1: missing {missing}, unexpected {extra}")
         claim = cls(**data)
-        if claim.event not in (CREATED, REMOVED):
+        if claim.event not in tuple(ClaimEvent):
             raise InvalidClaimCheck(f"unknown claim check event {claim.event!r}")
         if not isinstance(claim.bucket, str) or not isinstance(claim.key, str) or not claim.bucket or not claim.key:
             raise InvalidClaimCheck("claim check has no bucket or key")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from functools import cache, cached_property
 
+from handlers.names import Env
+
 
 class ConfigurationError(RuntimeError):
     """A required environment variable is missing or malformed."""
@@ -43,40 +45,40 @@ def _present_list(name: str) -> tuple[str, ...]:
 class Environment:
     """Each setting is read on first use, so a function needs only the variables it uses."""
 
-    table_name = property(lambda self: _get("TABLE_NAME"))
-    topic_arn = property(lambda self: _get("TOPIC_ARN"))
-    thumbnails_bucket = property(lambda self: _get("THUMBNAILS_BUCKET"))
-    uploads_bucket = property(lambda self: _get("UPLOADS_BUCKET"))
-    upload_expiry_seconds = cached_property(lambda self: _int("UPLOAD_EXPIRY_SECONDS"))
+    table_name = property(lambda self: _get(Env.TABLE_NAME))
+    topic_arn = property(lambda self: _get(Env.TOPIC_ARN))
+    thumbnails_bucket = property(lambda self: _get(Env.THUMBNAILS_BUCKET))
+    uploads_bucket = property(lambda self: _get(Env.UPLOADS_BUCKET))
+    upload_expiry_seconds = cached_property(lambda self: _int(Env.UPLOAD_EXPIRY_SECONDS))
     # Set when thumbnails are served through CloudFront: each output gets its URL.
-    thumbnails_base_url = cached_property(lambda self: os.environ.get("THUMBNAILS_BASE_URL", "").rstrip("/"))
-    allowed_formats = cached_property(lambda self: _list("ALLOWED_FORMATS"))
+    thumbnails_base_url = cached_property(lambda self: os.environ.get(Env.THUMBNAILS_BASE_URL, "").rstrip("/"))
+    allowed_formats = cached_property(lambda self: _list(Env.ALLOWED_FORMATS))
     # Empty when the stack sends no format to Rekognition (allowedFormats without jpeg and png).
-    label_formats = cached_property(lambda self: _present_list("LABEL_FORMATS"))
+    label_formats = cached_property(lambda self: _present_list(Env.LABEL_FORMATS))
     # Set when thumbnails are served through CloudFront: removed thumbnails are invalidated there.
-    distribution_id = cached_property(lambda self: os.environ.get("DISTRIBUTION_ID", ""))
-    max_upload_bytes = cached_property(lambda self: _int("MAX_UPLOAD_BYTES"))
-    max_pixels = cached_property(lambda self: _int("MAX_PIXELS"))
-    max_frames = cached_property(lambda self: _int("MAX_FRAMES"))
-    max_jpeg_scans = cached_property(lambda self: _int("MAX_JPEG_SCANS", "100"))
-    max_jpeg_segments = cached_property(lambda self: _int("MAX_JPEG_SEGMENTS", "1000"))
+    distribution_id = cached_property(lambda self: os.environ.get(Env.DISTRIBUTION_ID, ""))
+    max_upload_bytes = cached_property(lambda self: _int(Env.MAX_UPLOAD_BYTES))
+    max_pixels = cached_property(lambda self: _int(Env.MAX_PIXELS))
+    max_frames = cached_property(lambda self: _int(Env.MAX_FRAMES))
+    max_jpeg_scans = cached_property(lambda self: _int(Env.MAX_JPEG_SCANS, "100"))
+    max_jpeg_segments = cached_property(lambda self: _int(Env.MAX_JPEG_SEGMENTS, "1000"))
     # CPU seconds one image may take (the program derives it from the timeout, memory and batch size).
-    image_cpu_seconds = cached_property(lambda self: _int("IMAGE_CPU_SECONDS", "10"))
+    image_cpu_seconds = cached_property(lambda self: _int(Env.IMAGE_CPU_SECONDS, "10"))
     # format -> bytes one decode takes per pixel (the program's memory model), e.g. "jpeg:9,webp:16".
     decode_bytes_per_pixel = cached_property(lambda self: tuple(
-        (name, float(value)) for name, value in (part.split(":") for part in _list("DECODE_BYTES_PER_PIXEL", "")))
-        if os.environ.get("DECODE_BYTES_PER_PIXEL") else ())
+        (name, float(value)) for name, value in (part.split(":") for part in _list(Env.DECODE_BYTES_PER_PIXEL, "")))
+        if os.environ.get(Env.DECODE_BYTES_PER_PIXEL) else ())
     # Lambda sets it to the function's memory; the local cloud too.
     function_memory_mb = cached_property(lambda self: _int("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024"))
     # Largest first: each size is made from the one before it.
-    thumbnail_sizes = cached_property(lambda self: tuple(sorted({int(s) for s in _list("THUMBNAIL_SIZES")}, reverse=True)))
-    output_format = cached_property(lambda self: _get("OUTPUT_FORMAT").lower())
-    output_quality = cached_property(lambda self: _int("OUTPUT_QUALITY"))
-    max_labels = cached_property(lambda self: _int("MAX_LABELS"))
-    min_confidence = cached_property(lambda self: float(_get("MIN_CONFIDENCE")))
-    store_gps = cached_property(lambda self: _get("STORE_GPS", "false").lower() == "true")
+    thumbnail_sizes = cached_property(lambda self: tuple(sorted({int(s) for s in _list(Env.THUMBNAIL_SIZES)}, reverse=True)))
+    output_format = cached_property(lambda self: _get(Env.OUTPUT_FORMAT).lower())
+    output_quality = cached_property(lambda self: _int(Env.OUTPUT_QUALITY))
+    max_labels = cached_property(lambda self: _int(Env.MAX_LABELS))
+    min_confidence = cached_property(lambda self: float(_get(Env.MIN_CONFIDENCE)))
+    store_gps = cached_property(lambda self: _get(Env.STORE_GPS, "false").lower() == "true")
     # Set by the local cloud: its Rekognition answers canned labels.
-    labels_emulated = cached_property(lambda self: _get("LABELS_EMULATED", "false").lower() == "true")
+    labels_emulated = cached_property(lambda self: _get(Env.LABELS_EMULATED, "false").lower() == "true")
 
 
 @cache

@@ -6,6 +6,9 @@ message is reported in batchItemFailures, retried, and finally dead-lettered.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from botocore.exceptions import ClientError
 
 # Error codes that no retry can fix, with the reason a person reads.
@@ -45,3 +48,16 @@ def as_permanent(exc: BaseException) -> PermanentFailure | None:
     if code in PERMANENT_ERRORS:
         return PermanentFailure(PERMANENT_ERRORS[code])
     return None
+
+
+@contextmanager
+def classified() -> Iterator[None]:
+    """Inside, an error no retry can fix comes out as a PermanentFailure with the reason a person reads (the caller
+    records it and acknowledges the message); anything else comes out unchanged, to be retried by SQS."""
+    try:
+        yield
+    except Exception as exc:
+        permanent = as_permanent(exc)
+        if permanent is None or permanent is exc:
+            raise
+        raise permanent from exc

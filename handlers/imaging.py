@@ -77,7 +77,7 @@ class Limits:
 
 @dataclass(frozen=True)
 class Thumbnail:
-    size: int  # the bounding box it was made for
+    box: int  # the bounding box it was made for (box x box pixels)
     width: int
     height: int
     data: bytes
@@ -295,7 +295,7 @@ def _encode(image: Image.Image, size: int, output_format: str, quality: int) -> 
     if output_format == "png":
         options = {"optimize": False, "compress_level": 6}
     image.save(buffer, format=output_format.upper(), **options)
-    return Thumbnail(size=size, width=image.width, height=image.height, data=buffer.getvalue(), format=output_format)
+    return Thumbnail(box=size, width=image.width, height=image.height, data=buffer.getvalue(), format=output_format)
 
 
 def extract_metadata(image: Image.Image, store_gps: bool) -> dict[str, Any]:

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from handlers import aws, contracts, environment, records
-from handlers.failures import PermanentFailure, as_permanent, error_code
+from handlers.failures import PermanentFailure, classified, error_code
 from handlers.limits import check_pixels
+from handlers.names import API_UPLOADS_PREFIX, OWNER_METADATA, ClaimAttribute, ClaimEvent, Function, Metric, Status
 from handlers.observability import count, logger, run_batch
+from handlers.records import Outcome
 from handlers.sniff import SNIFF_BYTES, Sniffed, sniff
 
 if TYPE_CHECKING:
@@ -35,7 +37,7 @@ def record_handler(record: SQSRecord) -> None:
         body = json.loads(record.body)
     except ValueError:
         logger.error("message is not JSON; dropped", extra={"message_id": record.message_id})
-        count("InvalidEvents")
+        count(Metric.INVALID_EVENTS)
         return
     if body.get("Event") == "s3:TestEvent":
         logger.info("s3:TestEvent acknowledged")
@@ -43,7 +45,7 @@ def record_handler(record: SQSRecord) -> None:
     events = body.get("Records")
     if not isinstance(events, list):
         logger.error("message is not an S3 event notification; dropped", extra={"message_id": record.message_id})
-        count("InvalidEvents")
+        count(Metric.INVALID_EVENTS)
         return
     for s3_event in events:
         handle_s3_event(s3_event)
@@ -58,7 +60,7 @@ def handle_s3_event(s3_event: dict[str, Any]) -> None:
         sequencer = contracts.normalize_sequencer(obj.get("sequencer"), s3_event.get("eventTime", ""))
     except (KeyError, TypeError, contracts.InvalidClaimCheck) as exc:
         logger.error("malformed S3 event record; dropped", extra={"error": str(exc)})
-        count("InvalidEvents")
+        count(Metric.INVALID_EVENTS)
         return
     image_id = contracts.image_id(bucket, key)
     logger.append_keys(image_id=image_id, key=key)
@@ -78,7 +80,7 @@ def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
     size = int(obj.get("size") or 0)
     claim = contracts.ClaimCheck(
         bucket=bucket, key=key, version_id=obj.get("versionId") or None, etag=obj.get("eTag") or None,
-        size=size, format=None, sequencer=sequencer, event=contracts.CREATED, event_time=event_time,
+        size=size, format=None, sequencer=sequencer, event=ClaimEvent.CREATED, event_time=event_time,
     )
     metadata: dict[str, str] = {}
     try:
@@ -89,42 +91,42 @@ def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
     owner = _owner(key, metadata)
     if owner:
         logger.append_keys(owner=owner)
-    status = records.ACCEPTED if found else records.REJECTED
+    status = Status.ACCEPTED if found else Status.REJECTED
     fmt = found.format if found else None
-    expected = ["thumbnails"] + (["labels"] if fmt in env.label_formats else [])
+    expected = [Function.THUMBNAILS, *([Function.LABELS] if fmt in env.label_formats else [])]
     result = records.record_event(env.table_name, claim.image_id, sequencer, {
         "status": status, "reason": reason, "bucket": bucket, "key": key, "format": fmt, "size": size,
         "etag": claim.etag, "version_id": claim.version_id, "event_time": event_time,
         "width": found.width if found else None, "height": found.height if found else None,
         "expected_stages": expected if found else [], "owner": owner,
     })
-    if result.outcome == records.STALE:
+    if result.outcome == Outcome.STALE:
         logger.info("older than the recorded event; nothing changed")
-        count("StaleEvents")
+        count(Metric.STALE_EVENTS)
         return
-    if result.outcome == records.DUPLICATE:
-        count("DuplicateEvents")
-        recorded = (result.item or {}).get("status")
-        if recorded == records.REJECTED:
+    if result.outcome == Outcome.DUPLICATE:
+        count(Metric.DUPLICATE_EVENTS)
+        recorded = result.record.status if result.record else None
+        if recorded == Status.REJECTED:
             # The first delivery may have died before its removal claim went out: send it again (idempotent).
             _publish(_removal(claim))
             return
-        if recorded != records.ACCEPTED:
+        if recorded != Status.ACCEPTED:
             return  # already finished: nothing downstream is waiting
-    if status == records.REJECTED:
-        logger.info("rejected", extra={"reason": reason})
-        count("Rejected")
-        if result.previous_status not in (None, records.REJECTED, records.DELETED):
+    if status == Status.REJECTED:
+        logger.info(Status.REJECTED, extra={"reason": reason})
+        count(Metric.REJECTED)
+        if result.previous_status not in (None, Status.REJECTED, Status.DELETED):
             # An earlier version of this key was an image: its thumbnails must not outlive it.
             _publish(_removal(claim))
         return
     _publish(dataclasses.replace(claim, format=fmt))
-    logger.info("accepted", extra={"format": fmt, "size": size})
-    count("Accepted")
+    logger.info(Status.ACCEPTED, extra={"format": fmt, "size": size})
+    count(Metric.ACCEPTED)
 
 
 def _removal(claim: contracts.ClaimCheck) -> contracts.ClaimCheck:
-    return dataclasses.replace(claim, etag=None, size=0, format=None, event=contracts.REMOVED)
+    return dataclasses.replace(claim, etag=None, size=0, format=None, event=ClaimEvent.REMOVED)
 
 
 def _removed(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_time: str) -> None:
@@ -136,43 +138,40 @@ def _removed(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
     current = _current_version(bucket, key)
     if current is not None:
         record = records.get(env.table_name, contracts.image_id(bucket, key))
-        if record is not None and record.get("status") != records.DELETED and record.get("version_id") == current["versionId"]:
+        if record is not None and record.status != Status.DELETED and record.version_id == current["versionId"]:
             logger.info("an older version was removed; the current one is unchanged",
                         extra={"removed_version": obj.get("versionId"), "current_version": current["versionId"]})
-            count("NoncurrentVersionsRemoved")
+            count(Metric.NONCURRENT_VERSIONS_REMOVED)
             return
         # Back (a delete marker was removed) or replaced by another version: the current one is processed as an
         # upload, ordered by this event's sequencer.
         logger.info("the key's current version changed; processing it", extra={"current_version": current["versionId"]})
-        count("Restored")
+        count(Metric.RESTORED)
         _created(bucket, key, current, sequencer, event_time)
         return
     claim = contracts.ClaimCheck(
         bucket=bucket, key=key, version_id=obj.get("versionId") or None, etag=None, size=0, format=None,
-        sequencer=sequencer, event=contracts.REMOVED, event_time=event_time,
+        sequencer=sequencer, event=ClaimEvent.REMOVED, event_time=event_time,
     )
     result = records.record_event(env.table_name, claim.image_id, sequencer, {
-        "status": records.DELETED, "reason": "the upload was deleted", "bucket": bucket, "key": key,
+        "status": Status.DELETED, "reason": "the upload was deleted", "bucket": bucket, "key": key,
         "event_time": event_time, "expected_stages": [],
     })
-    if result.outcome == records.STALE:
-        count("StaleEvents")
+    if result.outcome == Outcome.STALE:
+        count(Metric.STALE_EVENTS)
         return
     _publish(claim)
-    logger.info("deleted")
-    count("Deleted")
-
-
-API_PREFIX = "uploads/api/"
+    logger.info(Status.DELETED)
+    count(Metric.DELETED)
 
 
 def _owner(key: str, metadata: dict[str, str]) -> str | None:
     """Who uploaded it, when the upload API granted it: the owner the grant signed into the object's metadata
     (S3 refused the PUT without it), else the namespace of the key the API chose."""
-    if metadata.get("owner"):
-        return metadata["owner"]
-    if key.startswith(API_PREFIX):
-        return key[len(API_PREFIX):].split("/", 1)[0] or None
+    if metadata.get(OWNER_METADATA):
+        return metadata[OWNER_METADATA]
+    if key.startswith(API_UPLOADS_PREFIX):
+        return key[len(API_UPLOADS_PREFIX):].split("/", 1)[0] or None
     return None
 
 
@@ -199,11 +198,12 @@ def _inspect(claim: contracts.ClaimCheck, env: environment.Environment, metadata
 def _current_version(bucket: str, key: str) -> dict[str, Any] | None:
     """The key's current version as an S3 event would describe it ({versionId, eTag, size}), or None when it has
     none (deleted: a delete marker is current, or no version is left). HEAD answers 404 for both, given
-    s3:ListBucket (without it S3 answers 403, which stays a transient error and alarms)."""
+    s3:ListBucket (without it S3 answers 403, which stays a transient error and alarms). A HEAD response has no
+    body, so botocore reports the status code itself as the error code (S3 API reference, HeadObject)."""
     try:
         head = aws.client("s3").head_object(Bucket=bucket, Key=key)
     except Exception as exc:  # noqa: BLE001 - classified below
-        if error_code(exc) in ("404", "NoSuchKey"):
+        if error_code(exc) == "404":
             return None
         raise
     return {"versionId": head.get("VersionId"), "eTag": head.get("ETag", "").strip('"'), "size": head.get("ContentLength", 0)}
@@ -211,20 +211,10 @@ def _current_version(bucket: str, key: str) -> dict[str, Any] | None:
 
 def _read_head(claim: contracts.ClaimCheck, metadata: dict[str, str]) -> bytes:
     """The first bytes of exactly the object version the event names (and its user metadata, into `metadata`)."""
-    params: dict[str, Any] = {"Bucket": claim.bucket, "Key": claim.key, "Range": f"bytes=0-{SNIFF_BYTES - 1}"}
-    if claim.version_id:
-        params["VersionId"] = claim.version_id
-    elif claim.etag:
-        params["IfMatch"] = f'"{claim.etag}"'
-    try:
-        response = aws.client("s3").get_object(**params)
+    with classified():
+        response = aws.client("s3").get_object(**claim.object_version(), Range=f"bytes=0-{SNIFF_BYTES - 1}")
         metadata.update(response.get("Metadata") or {})
         return response["Body"].read()
-    except Exception as exc:
-        permanent = as_permanent(exc)
-        if permanent is None:
-            raise
-        raise permanent from exc
 
 
 _EXTENSIONS = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "gif": "gif", "webp": "webp", "tif": "tiff",
@@ -246,7 +236,7 @@ def _publish(claim: contracts.ClaimCheck) -> None:
         Message=claim.to_json(),
         MessageAttributes={
             # Subscriptions filter on these: labels only for formats Rekognition reads.
-            "format": {"DataType": "String", "StringValue": claim.format or "none"},
-            "event": {"DataType": "String", "StringValue": claim.event},
+            ClaimAttribute.FORMAT: {"DataType": "String", "StringValue": claim.format or "none"},
+            ClaimAttribute.EVENT: {"DataType": "String", "StringValue": claim.event},
         },
     )

@@ -148,7 +148,7 @@ def _one_job(work: Callable[..., Any], args: tuple[Any, ...], budget: Budget, ba
             # whatever it said, it failed at the memory limit.
             outcome = ("memory", None)
         elif isinstance(exc, PermanentFailure):
-            outcome = ("failed", exc.reason)
+            outcome = ("permanent", exc.reason)
         else:
             outcome = ("error", f"{type(exc).__name__}: {exc}"[:300] or "".join(traceback.format_exception_only(exc)))
     finally:
@@ -280,7 +280,7 @@ def run(work: Callable[..., Any], *args: Any, budget: Budget) -> tuple[Any, Usag
             raise PermanentFailure(f"the decoder crashed on this image (signal {signal.Signals(number).name})")
         raise PermanentFailure(f"the decoder stopped without an answer (exit status {os.WEXITSTATUS(status)})")
     kind, value = reply[0], reply[1]
-    if kind == "failed":
+    if kind == "permanent":
         raise PermanentFailure(value)
     if kind == "memory":
         raise PermanentFailure(f"decoding the image needs more than the {budget.memory_mb:,} MB an image may use")

@@ -10,11 +10,10 @@ from time import perf_counter
 from typing import Any
 
 from handlers import aws, contracts, environment, records
-from handlers.failures import as_permanent
+from handlers.failures import PermanentFailure, classified
+from handlers.names import LABEL_LIST, ClaimEvent, Function, Metric, StageStatus
 from handlers.observability import count, duration, logger, run_batch
-from handlers.stage import for_claim_check, is_pending
-
-STAGE = "labels"
+from handlers.stage import for_claim_check, pending
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -24,42 +23,45 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def _label(claim: contracts.ClaimCheck) -> None:
-    if claim.event != contracts.CREATED:
+    if claim.event != ClaimEvent.CREATED:
         return  # a deleted image has no labels to compute
     env = environment.load()
-    current = records.get(env.table_name, claim.image_id)
-    if not is_pending(current, claim):
+    current, waiting = pending(env.table_name, claim)
+    if not waiting:
         return
     if claim.format not in env.label_formats:
-        _record(env, claim, current, {"status": "unavailable",
+        _record(env, claim, current, {"status": StageStatus.UNAVAILABLE,
                              "reason": f"Rekognition reads only {', '.join(env.label_formats).upper()}; this image is {claim.format}"})
         return
     started = perf_counter()
-    s3_object: dict[str, str] = {"Bucket": claim.bucket, "Name": claim.key}
-    if claim.version_id:
-        s3_object["Version"] = claim.version_id
     try:
-        response = aws.client("rekognition").detect_labels(
-            Image={"S3Object": s3_object}, MaxLabels=env.max_labels, MinConfidence=env.min_confidence)
-    except Exception as exc:
-        permanent = as_permanent(exc)
-        if permanent is None:
-            raise  # throttling, 5xx, timeouts: retried through batchItemFailures
-        _record(env, claim, current, {"status": "unavailable", "reason": permanent.reason})
-        logger.info("labels unavailable", extra={"reason": permanent.reason})
+        with classified():  # throttling, 5xx, timeouts: retried through batchItemFailures
+            response = aws.client("rekognition").detect_labels(
+                Image={"S3Object": _s3_object(claim)}, MaxLabels=env.max_labels, MinConfidence=env.min_confidence)
+    except PermanentFailure as failure:
+        _record(env, claim, current, {"status": StageStatus.UNAVAILABLE, "reason": failure.reason})
+        logger.info("labels unavailable", extra={"reason": failure.reason})
         return
     labels = [{"name": label["Name"], "confidence": Decimal(str(round(label["Confidence"], 2)))}
               for label in response.get("Labels", [])]
     source = "emulated" if env.labels_emulated else "rekognition"
-    _record(env, claim, current, {"status": "done", "labels": labels, "source": source})
-    duration("LabelDuration", (perf_counter() - started) * 1000)
-    count("Processed")
+    _record(env, claim, current, {"status": StageStatus.DONE, LABEL_LIST: labels, "source": source})
+    duration(Metric.LABEL_DURATION, (perf_counter() - started) * 1000)
+    count(Metric.PROCESSED)
     logger.info("labels stored", extra={"count": len(labels), "source": source})
 
 
-def _record(env: environment.Environment, claim: contracts.ClaimCheck, current: dict[str, Any] | None,
+def _s3_object(claim: contracts.ClaimCheck) -> dict[str, str]:
+    """The claim's exact object version in Rekognition's S3Object terms (it takes no If-Match: an unversioned
+    object is read as it is now)."""
+    version = claim.object_version()
+    return {"Bucket": version["Bucket"], "Name": version["Key"],
+            **({"Version": version["VersionId"]} if "VersionId" in version else {})}
+
+
+def _record(env: environment.Environment, claim: contracts.ClaimCheck, current: records.ImageRecord | None,
             result: dict[str, Any]) -> None:
-    records.record_stage(env.table_name, claim.image_id, claim.sequencer, STAGE, result, known=current)
+    records.record_stage(env.table_name, claim.image_id, claim.sequencer, Function.LABELS, result, known=current)
 
 
 # Defined last: it wraps the work above.

@@ -1,32 +1,91 @@
 """The image record in the results table: one item per image, keyed by image id.
 
-Every write is conditional on the S3 sequencer the record reflects, so events
-that arrive twice or out of order change nothing, and each stage writes only
-its own attribute (`thumbnails`, `labels`).
+Every write is conditional on the S3 sequencer the record reflects, so events that arrive twice or out of order
+change nothing, and each stage writes only its own attribute (`thumbnails`, `labels`). A write whose condition
+fails hands back the item that stopped it (ReturnValuesOnConditionCheckFailure), never a second read.
+`ImageRecord` is what the stages read of an item.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from handlers import aws
+from handlers.names import RESULT_STAGES, StageStatus, Status
 
-ACCEPTED, REJECTED, DONE, FAILED, DELETED = "accepted", "rejected", "done", "failed", "deleted"
-FINAL_STAGE_STATES = {"done", "failed", "unavailable"}
-STAGES = ("thumbnails", "labels")
 # Attributes the stages own; a newer event clears them with the old version's results.
-STAGE_ATTRIBUTES = (*STAGES, "metadata")
+STAGE_ATTRIBUTES = (*RESULT_STAGES, "metadata")
 
-WRITTEN, DUPLICATE, STALE = "written", "duplicate", "stale"
+
+class Outcome(StrEnum):
+    WRITTEN = "written"
+    DUPLICATE = "duplicate"  # the same sequencer is recorded already
+    STALE = "stale"  # a newer one is
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """What the stages read of an image record; `item` is the whole item."""
+
+    item: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, item: Mapping[str, Any] | None) -> ImageRecord | None:
+        return None if item is None else cls(item)
+
+    @property
+    def status(self) -> str | None:
+        return self.item.get("status")
+
+    @property
+    def sequencer(self) -> str:
+        return str(self.item.get("sequencer", ""))
+
+    @property
+    def version_id(self) -> str | None:
+        return self.item.get("version_id")
+
+    @property
+    def expected_stages(self) -> list[str]:
+        return list(self.item.get("expected_stages") or [])
+
+    def result(self, stage: str) -> Mapping[str, Any] | None:
+        """A stage's result ({status, reason, …}), or None while it has none."""
+        return self.item.get(stage)
+
+    def awaits(self, sequencer: str) -> bool:
+        """Whether the record still waits for the work of the event `sequencer` (not stale, not settled)."""
+        return self.sequencer == sequencer and self.status == Status.ACCEPTED
+
+    @property
+    def made_by_its_event(self) -> bool:
+        """Whether the record was created by the event it reflects: then no earlier version of the key had outputs
+        (the intake stamps created_at and updated_at in the same write the first time, and only updated_at after)."""
+        created = self.item.get("created_at")
+        return bool(created) and created == self.item.get("updated_at")
+
+    def settled(self) -> tuple[Status, str] | None:
+        """(status, reason) once every expected stage has a result (each is final), else None."""
+        results = {stage: self.result(stage) for stage in self.expected_stages}
+        if any(r is None or r.get("status") not in StageStatus.__members__.values() for r in results.values()):
+            return None
+        failed = [f"{stage}: {r.get('reason') or r['status']}" for stage, r in results.items()
+                  if r is not None and r["status"] == StageStatus.FAILED]
+        if failed:
+            return Status.FAILED, "; ".join(failed)
+        return Status.DONE, ""
 
 
 @dataclass(frozen=True)
 class WriteResult:
-    outcome: str  # WRITTEN, DUPLICATE (same sequencer already recorded) or STALE (a newer one is)
-    item: dict[str, Any] | None
+    outcome: Outcome
+    record: ImageRecord | None  # after the write; when it was refused, the record that refused it
     previous_status: str | None = None  # for an intake write: the status the record had before it (None: no record)
 
 
@@ -35,14 +94,16 @@ def now() -> str:
 
 
 _CONDITION_NAMES = {"#seq": "sequencer", "#status": "status"}
+_deserialize = TypeDeserializer().deserialize
 
 
 def _update(table_name: str, image_id: str, set_values: dict[str, Any], condition: str,
             condition_values: dict[str, Any], remove: tuple[str, ...] = (), if_not_exists: dict[str, Any] | None = None,
             return_values: str = "ALL_NEW", condition_names: dict[str, str] | None = None,
             ) -> tuple[bool, dict[str, Any] | None]:
-    """One conditional UpdateItem. Returns (written, item): what `return_values` asks for, or the stored item
-    when the condition failed."""
+    """One conditional UpdateItem. Returns (written, item): what `return_values` asks for, or, when the condition
+    failed, the item that failed it, as DynamoDB hands it back with the error (UpdateItem's
+    ReturnValuesOnConditionCheckFailure=ALL_OLD; the exception's `Item`, in the API's typed form)."""
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
     sets = []
@@ -69,16 +130,20 @@ def _update(table_name: str, image_id: str, set_values: dict[str, Any], conditio
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
             ReturnValues=return_values,
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
         return True, response.get("Attributes")
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
             raise
-        return False, get(table_name, image_id)
+        item = exc.response.get("Item")
+        return False, {name: _deserialize(value) for name, value in item.items()} if item else None
 
 
-def get(table_name: str, image_id: str) -> dict[str, Any] | None:
-    return aws.table(table_name).get_item(Key={"image_id": image_id}, ConsistentRead=True).get("Item")
+def get(table_name: str, image_id: str) -> ImageRecord | None:
+    """The record as it is now: a strongly consistent read (an eventually consistent one may miss the intake's
+    write, and a stage would then take its claim check for stale)."""
+    return ImageRecord.of(aws.table(table_name).get_item(Key={"image_id": image_id}, ConsistentRead=True).get("Item"))
 
 
 def record_event(table_name: str, image_id: str, sequencer: str, attributes: dict[str, Any]) -> WriteResult:
@@ -99,14 +164,15 @@ def record_event(table_name: str, image_id: str, sequencer: str, attributes: dic
         return_values="UPDATED_OLD",  # what the record said before: whether an earlier version may have outputs
     )
     if written:
-        return WriteResult(WRITTEN, None, (item or {}).get("status"))
-    if item is not None and item.get("sequencer") == sequencer:
-        return WriteResult(DUPLICATE, item)
-    return WriteResult(STALE, item)
+        return WriteResult(Outcome.WRITTEN, None, (item or {}).get("status"))
+    record = ImageRecord.of(item)
+    if record is not None and record.sequencer == sequencer:
+        return WriteResult(Outcome.DUPLICATE, record)
+    return WriteResult(Outcome.STALE, record)
 
 
 def record_stage(table_name: str, image_id: str, sequencer: str, stage: str, result: dict[str, Any],
-                 metadata: dict[str, Any] | None = None, known: dict[str, Any] | None = None) -> WriteResult:
+                 metadata: dict[str, Any] | None = None, known: ImageRecord | None = None) -> WriteResult:
     """Store one stage's result for the event `sequencer`, then settle the image's status.
 
     Nothing is written when the record has moved on to a newer event or is
@@ -114,7 +180,7 @@ def record_stage(table_name: str, image_id: str, sequencer: str, stage: str, res
     when that says this result settles the image, one write stores it and settles, on condition that the other
     stages' results are still the ones read (otherwise the two writes below do it).
     """
-    if stage not in STAGES:
+    if stage not in RESULT_STAGES:
         raise ValueError(f"unknown stage {stage!r}")
     values = {stage: {**result, "updated_at": now()}, **({"metadata": metadata} if metadata else {})}
     settled_at_once = _settle_at_once(table_name, image_id, sequencer, stage, values, known)
@@ -123,51 +189,41 @@ def record_stage(table_name: str, image_id: str, sequencer: str, stage: str, res
     written, item = _update(
         table_name, image_id, set_values=values,
         condition="#seq = :seq AND #status = :accepted",
-        condition_values={":seq": sequencer, ":accepted": ACCEPTED},
+        condition_values={":seq": sequencer, ":accepted": Status.ACCEPTED},
     )
+    record = ImageRecord.of(item)
     if not written:
-        outcome = DUPLICATE if item is not None and item.get("sequencer") == sequencer else STALE
-        return WriteResult(outcome, item)
-    assert item is not None
-    final = _settled_status(item)
+        outcome = Outcome.DUPLICATE if record is not None and record.sequencer == sequencer else Outcome.STALE
+        return WriteResult(outcome, record)
+    assert record is not None
+    final = record.settled()
     if final is not None:
         status, reason = final
         done, settled = _update(
             table_name, image_id,
             set_values={"status": status, "reason": reason, "updated_at": now()},
             condition="#seq = :seq AND #status = :accepted",
-            condition_values={":seq": sequencer, ":accepted": ACCEPTED},
+            condition_values={":seq": sequencer, ":accepted": Status.ACCEPTED},
         )
         if done:
-            item = settled
-    return WriteResult(WRITTEN, item)
+            record = ImageRecord.of(settled)
+    return WriteResult(Outcome.WRITTEN, record)
 
 
 def _settle_at_once(table_name: str, image_id: str, sequencer: str, stage: str, values: dict[str, Any],
-                    known: dict[str, Any] | None) -> WriteResult | None:
-    if known is None or known.get("sequencer") != sequencer or known.get("status") != ACCEPTED:
+                    known: ImageRecord | None) -> WriteResult | None:
+    if known is None or not known.awaits(sequencer):
         return None
-    final = _settled_status({**known, **values})
+    final = ImageRecord({**known.item, **values}).settled()
     if final is None:
         return None
-    others = [s for s in known.get("expected_stages", []) if s != stage]
+    others = [s for s in known.expected_stages if s != stage]
     names = {**_CONDITION_NAMES, **({"#st": "status"} if others else {}), **{f"#o{i}": other for i, other in enumerate(others)}}
     written, item = _update(
         table_name, image_id, set_values={**values, "status": final[0], "reason": final[1], "updated_at": now()},
         condition=" AND ".join(["#seq = :seq", "#status = :accepted", *(f"#o{i}.#st = :o{i}" for i in range(len(others)))]),
-        condition_values={":seq": sequencer, ":accepted": ACCEPTED,
-                          **{f":o{i}": known[other]["status"] for i, other in enumerate(others)}},
+        condition_values={":seq": sequencer, ":accepted": Status.ACCEPTED,
+                          **{f":o{i}": (known.result(other) or {}).get("status") for i, other in enumerate(others)}},
         condition_names=names,
     )
-    return WriteResult(WRITTEN, item) if written else None
-
-
-def _settled_status(item: dict[str, Any]) -> tuple[str, str] | None:
-    """(status, reason) once every expected stage has a final result, else None."""
-    results = {stage: item.get(stage) for stage in item.get("expected_stages", [])}
-    if any(r is None or r.get("status") not in FINAL_STAGE_STATES for r in results.values()):
-        return None
-    failed = [f"{stage}: {r.get('reason', 'failed')}" for stage, r in results.items() if r["status"] == "failed"]
-    if failed:
-        return FAILED, "; ".join(failed)
-    return DONE, ""
+    return WriteResult(Outcome.WRITTEN, ImageRecord.of(item)) if written else None

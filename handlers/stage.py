@@ -1,9 +1,12 @@
-"""What every stage does with one SQS record: read the claim check, then hand it to the stage's work."""
+"""What every stage does with one SQS record: read the claim check, find whether the image still waits for its
+work, then hand it to the stage."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Callable
 
 from handlers import contracts, records
+from handlers.names import Metric
 from handlers.observability import count, logger
 
 if TYPE_CHECKING:
@@ -11,29 +14,31 @@ if TYPE_CHECKING:
 
 
 def for_claim_check(work: Callable[[contracts.ClaimCheck], None]) -> Callable[[SQSRecord], None]:
-    """A record handler that parses the claim check (a malformed one is logged and dropped:
-    no retry can fix it) and runs `work` with the image id in every log line."""
-
-    def record_handler(record: SQSRecord) -> None:
-        try:
-            claim = contracts.ClaimCheck.from_json(record.body)
-        except contracts.InvalidClaimCheck as exc:
-            logger.error("not a claim check this stage understands; dropped", extra={"error": str(exc)})
-            count("InvalidClaimChecks")
-            return
-        logger.append_keys(image_id=claim.image_id, key=claim.key)
-        try:
-            work(claim)
-        finally:
-            logger.remove_keys(["image_id", "key"])
-
-    return record_handler
+    """The record handler of a stage whose work is `work`."""
+    return partial(handle, work=work)
 
 
-def is_pending(current: dict[str, Any] | None, claim: contracts.ClaimCheck) -> bool:
-    """Whether the image record still waits for this claim check's work (not stale, not settled)."""
-    if current is None or current.get("sequencer") != claim.sequencer or current.get("status") != records.ACCEPTED:
+def handle(record: SQSRecord, work: Callable[[contracts.ClaimCheck], None]) -> None:
+    """Parse the claim check (a malformed one is logged, counted and dropped: no retry can fix it, and the
+    InvalidClaimChecks alarm tells a person) and run `work` with the image id in every log line."""
+    try:
+        claim = contracts.ClaimCheck.from_json(record.body)
+    except contracts.InvalidClaimCheck as exc:
+        logger.error("not a claim check this stage understands; dropped", extra={"error": str(exc)})
+        count(Metric.INVALID_CLAIM_CHECKS)
+        return
+    logger.append_keys(image_id=claim.image_id, key=claim.key)
+    try:
+        work(claim)
+    finally:
+        logger.remove_keys(["image_id", "key"])
+
+
+def pending(table_name: str, claim: contracts.ClaimCheck) -> tuple[records.ImageRecord | None, bool]:
+    """(the record as it is now, whether it still waits for this claim check's work: not stale, not settled)."""
+    current = records.get(table_name, claim.image_id)
+    if current is None or not current.awaits(claim.sequencer):
         logger.info("claim check is stale or already settled; nothing to do")
-        count("SkippedClaimChecks")
-        return False
-    return True
+        count(Metric.SKIPPED_CLAIM_CHECKS)
+        return current, False
+    return current, True

@@ -13,11 +13,10 @@ from time import perf_counter
 from typing import Any
 
 from handlers import aws, contracts, environment, imaging, isolation, records
-from handlers.failures import as_permanent
+from handlers.failures import PermanentFailure, classified
+from handlers.names import ClaimEvent, Function, Metric, StageStatus, Status
 from handlers.observability import count, duration, logger, run_batch
-from handlers.stage import for_claim_check, is_pending
-
-STAGE = "thumbnails"
+from handlers.stage import for_claim_check, pending
 # Thumbnail keys never change content, so caches may keep them for a year.
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 
@@ -71,85 +70,60 @@ def _thumbnails_of(claim: contracts.ClaimCheck, env: environment.Environment) ->
 
 
 def _dispatch(claim: contracts.ClaimCheck) -> None:
-    if claim.event == contracts.REMOVED:
+    if claim.event == ClaimEvent.REMOVED:
         _remove(claim)
     else:
         _create(claim)
 
 
-def image_prefix(image_id: str) -> str:
-    return f"thumbnails/{image_id}/"
-
-
-def _version_tag(version_id: str | None, sequencer: str) -> str:
-    # The version id is opaque; an unversioned object falls back on the event's sequencer, equally opaque.
-    return (version_id or sequencer).replace("/", "_")
-
-
-def version_prefix(claim: contracts.ClaimCheck) -> str:
-    return f"{image_prefix(claim.image_id)}{_version_tag(claim.version_id, claim.sequencer)}/"
-
-
 def _create(claim: contracts.ClaimCheck) -> None:
     env = environment.load()
-    current = records.get(env.table_name, claim.image_id)
-    if not is_pending(current, claim):
+    current, waiting = pending(env.table_name, claim)
+    if not waiting:
         if not _owns_keys(current, claim):
             # An earlier delivery may have stored thumbnails and died before recording them.
-            _delete(env.thumbnails_bucket, _stored(env.thumbnails_bucket, version_prefix(claim)))
+            _delete(env.thumbnails_bucket, _stored(env.thumbnails_bucket, claim.thumbnail_prefix))
         return
     started = perf_counter()
     try:
-        result = _thumbnails_of(claim, env)
-    except Exception as exc:
-        permanent = as_permanent(exc)
-        if permanent is None:
-            raise  # transient: retried through batchItemFailures
-        written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, STAGE,
-                                       {"status": "failed", "reason": permanent.reason}, known=current)
-        logger.info("thumbnails failed", extra={"reason": permanent.reason})
-        count("Failed")
-        if written.outcome == records.WRITTEN:
+        with classified():  # anything else is transient: retried through batchItemFailures
+            result = _thumbnails_of(claim, env)
+    except PermanentFailure as failure:
+        written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, Function.THUMBNAILS,
+                                       {"status": StageStatus.FAILED, "reason": failure.reason}, known=current)
+        logger.info("thumbnails failed", extra={"reason": failure.reason})
+        count(Metric.FAILED)
+        if written.outcome == records.Outcome.WRITTEN:
             # The image is now failed: an earlier version's thumbnails must not outlive it.
             _clear(claim, keep=set())
         return
     outputs = [_store(claim, thumbnail, env.thumbnails_bucket) for thumbnail in result.thumbnails]
-    written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, STAGE,
-                                   {"status": "done", "outputs": outputs}, metadata=result.metadata, known=current)
-    if written.outcome == records.STALE:
-        if not _owns_keys(written.item, claim):
+    written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, Function.THUMBNAILS,
+                                   {"status": StageStatus.DONE, "outputs": outputs}, metadata=result.metadata,
+                                   known=current)
+    if written.outcome == records.Outcome.STALE:
+        if not _owns_keys(written.record, claim):
             _delete(env.thumbnails_bucket, [o["key"] for o in outputs])
-        count("SkippedClaimChecks")
+        count(Metric.SKIPPED_CLAIM_CHECKS)
         return
-    if not _first_event(current):
+    if current is not None and not current.made_by_its_event:
         _clear(claim, keep={o["key"] for o in outputs})  # an earlier version's thumbnails go
-    duration("ThumbnailDuration", (perf_counter() - started) * 1000)
-    count("Processed")
+    duration(Metric.THUMBNAIL_DURATION, (perf_counter() - started) * 1000)
+    count(Metric.PROCESSED)
     logger.info("thumbnails stored", extra={"outputs": [o["key"] for o in outputs]})
 
 
-def _first_event(record: dict[str, Any] | None) -> bool:
-    """Whether the record was created by the event it reflects: then no earlier version of the key had thumbnails
-    (the intake stamps created_at and updated_at in the same write the first time, and only updated_at after)."""
-    return record is not None and bool(record.get("created_at")) and record.get("created_at") == record.get("updated_at")
-
-
 def _fetch(claim: contracts.ClaimCheck) -> bytes:
-    params: dict[str, Any] = {"Bucket": claim.bucket, "Key": claim.key}
-    if claim.version_id:
-        params["VersionId"] = claim.version_id
-    elif claim.etag:
-        params["IfMatch"] = f'"{claim.etag}"'
-    return aws.client("s3").get_object(**params)["Body"].read()
+    return aws.client("s3").get_object(**claim.object_version())["Body"].read()
 
 
 def _store(claim: contracts.ClaimCheck, thumbnail: imaging.Thumbnail, bucket: str) -> dict[str, Any]:
-    key = f"{version_prefix(claim)}{thumbnail.size}.{thumbnail.extension}"
+    key = f"{claim.thumbnail_prefix}{thumbnail.box}.{thumbnail.extension}"
     aws.client("s3").put_object(
         Bucket=bucket, Key=key, Body=thumbnail.data, ContentType=thumbnail.content_type,
         CacheControl=CACHE_CONTROL, Metadata={"image-id": claim.image_id},
     )
-    output = {"key": key, "size": thumbnail.size, "width": thumbnail.width, "height": thumbnail.height,
+    output = {"key": key, "box": thumbnail.box, "width": thumbnail.width, "height": thumbnail.height,
               "bytes": len(thumbnail.data), "content_type": thumbnail.content_type}
     base_url = environment.load().thumbnails_base_url
     if base_url:
@@ -157,11 +131,11 @@ def _store(claim: contracts.ClaimCheck, thumbnail: imaging.Thumbnail, bucket: st
     return output
 
 
-def _owns_keys(current: dict[str, Any] | None, claim: contracts.ClaimCheck) -> bool:
+def _owns_keys(current: records.ImageRecord | None, claim: contracts.ClaimCheck) -> bool:
     """Whether the record's current version is this claim check's (its thumbnails live under the same keys)."""
-    return (current is not None and current.get("status") != records.DELETED
-            and _version_tag(current.get("version_id"), str(current.get("sequencer", "")))
-            == _version_tag(claim.version_id, claim.sequencer))
+    return (current is not None and current.status != Status.DELETED
+            and contracts.version_tag(current.version_id, current.sequencer)
+            == contracts.version_tag(claim.version_id, claim.sequencer))
 
 
 def _delete(bucket: str, keys: list[str]) -> None:
@@ -180,27 +154,27 @@ def _remove(claim: contracts.ClaimCheck) -> None:
     """The key no longer holds an accepted image (deleted, or overwritten by a rejected upload): its thumbnails go."""
     env = environment.load()
     current = records.get(env.table_name, claim.image_id)
-    if current is None or current.get("sequencer") != claim.sequencer:
+    if current is None or current.sequencer != claim.sequencer:
         logger.info("removal is stale; the key was uploaded again")
-        count("SkippedClaimChecks")
+        count(Metric.SKIPPED_CLAIM_CHECKS)
         return
     removed = _clear(claim, keep=set())
     logger.info("thumbnails removed", extra={"count": removed})
-    count("Processed")
+    count(Metric.PROCESSED)
 
 
 def _clear(claim: contracts.ClaimCheck, keep: set[str]) -> int:
     """Delete every thumbnail of the image but `keep`; then make the CDN forget them (one wildcard path)."""
     env = environment.load()
-    doomed = [key for key in _stored(env.thumbnails_bucket, image_prefix(claim.image_id)) if key not in keep]
+    doomed = [key for key in _stored(env.thumbnails_bucket, contracts.thumbnail_prefix(claim.image_id)) if key not in keep]
     _delete(env.thumbnails_bucket, doomed)
     if doomed and env.distribution_id:
         # Deleted first, then invalidated, so no request in between can cache them again. The caller reference
         # names this piece of work: a retry of it asks for the same invalidation, which CloudFront does once.
         aws.client("cloudfront").create_invalidation(DistributionId=env.distribution_id, InvalidationBatch={
-            "Paths": {"Quantity": 1, "Items": [f"/{image_prefix(claim.image_id)}*"]},
+            "Paths": {"Quantity": 1, "Items": [f"/{contracts.thumbnail_prefix(claim.image_id)}*"]},
             "CallerReference": f"{claim.image_id}-{claim.sequencer}"})
-        count("Invalidations")
+        count(Metric.INVALIDATIONS)
     return len(doomed)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, LambdaFunctionUrlResolver, Response
 
 from handlers import aws, environment
+from handlers.names import API_UPLOADS_PREFIX, OWNER_METADATA, Env, UploadApiKind
 from handlers.observability import logger
 
 # Content-Type a client may declare (any case) -> the format name the settings use.
@@ -31,13 +32,12 @@ CONTENT_TYPES = {"image/jpeg": "jpeg", "image/jpg": "jpeg", "image/pjpeg": "jpeg
 CANONICAL_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif",
                    "tiff": "image/tiff", "heic": "image/heic", "avif": "image/avif"}
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif", "tiff": "tif", "heic": "heic", "avif": "avif"}
-API_PREFIX = "uploads/api/"
 MAX_BODY_BYTES = 16 * 1024  # a request is a few fields; anything larger is refused before it is parsed
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _SHOWN = 80  # characters of a client's value echoed back in a message
 
 # Function URLs and HTTP APIs both send payload format 2.0; the resolver matches how the API is deployed.
-app = APIGatewayHttpResolver() if os.environ.get("UPLOAD_API_KIND") == "http-api" else LambdaFunctionUrlResolver()
+app = APIGatewayHttpResolver() if os.environ.get(Env.UPLOAD_API_KIND) == UploadApiKind.HTTP_API else LambdaFunctionUrlResolver()
 
 
 class Refused(Exception):
@@ -79,7 +79,7 @@ def upload_key(owner: str, filename: Any, fmt: str) -> str:
     ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
     safe = _UNSAFE.sub("-", ascii_stem).strip("-")[:60] or "upload"
     day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
-    return f"{API_PREFIX}{owner}/{day}/{uuid.uuid4().hex[:16]}-{safe}.{EXTENSIONS[fmt]}"
+    return f"{API_UPLOADS_PREFIX}{owner}/{day}/{uuid.uuid4().hex[:16]}-{safe}.{EXTENSIONS[fmt]}"
 
 
 def _body(event: dict[str, Any]) -> dict[str, Any]:
@@ -121,10 +121,10 @@ def grant(event: dict[str, Any]) -> dict[str, Any]:
     content_type = CANONICAL_TYPES[fmt]
     # Everything below is signed: S3 refuses the PUT unless it carries exactly these headers, this length, and
     # finds no object at the key (If-None-Match: *), so the grant buys one upload.
-    headers = {"Content-Type": content_type, "If-None-Match": "*", "x-amz-meta-owner": owner}
+    headers = {"Content-Type": content_type, "If-None-Match": "*", f"x-amz-meta-{OWNER_METADATA}": owner}
     url = aws.s3_presigner().generate_presigned_url("put_object", ExpiresIn=env.upload_expiry_seconds, Params={
         "Bucket": env.uploads_bucket, "Key": key, "ContentType": content_type, "ContentLength": size,
-        "IfNoneMatch": "*", "Metadata": {"owner": owner}})
+        "IfNoneMatch": "*", "Metadata": {OWNER_METADATA: owner}})
     logger.info("upload granted", extra={"key": key, "owner": owner, "principal": principal,
                                          "content_type": content_type, "size": size})
     return {"key": key, "url": url, "method": "PUT", "headers": headers, "size": size, "owner": owner,

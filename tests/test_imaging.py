@@ -69,7 +69,7 @@ def test_the_configured_quality_is_what_the_encoder_used():
 def test_each_output_format_is_that_format_at_the_fitted_size(fmt, mime):
     data = encode(Image.new("RGB", (800, 400), (200, 40, 40)), "PNG")
     outputs = imaging.make_thumbnails(data, (512, 128), fmt, 82, LIMITS).thumbnails
-    assert [(t.size, t.width, t.height, t.content_type, t.extension) for t in outputs] == [
+    assert [(t.box, t.width, t.height, t.content_type, t.extension) for t in outputs] == [
         (512, 512, 256, mime, "jpg" if fmt == "jpeg" else fmt), (128, 128, 64, mime, "jpg" if fmt == "jpeg" else fmt)]
     for thumbnail in outputs:
         image = opened(thumbnail)

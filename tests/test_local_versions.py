@@ -64,7 +64,7 @@ def test_thumbnails_exist_only_for_done_records_and_exactly_their_sizes(versions
     assert versions["thumbnails"] == expected
     for record in versions["summary"].records.values():
         if record["status"] == "done":
-            assert sorted(int(o["size"]) for o in record["thumbnails"]["outputs"]) == [128, 512, 1024]
+            assert sorted(int(o["box"]) for o in record["thumbnails"]["outputs"]) == [128, 512, 1024]
 
 
 def test_formats_rekognition_cannot_read_are_processed_without_a_label_stage_on_a_dotted_stack(tmp_path):

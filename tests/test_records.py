@@ -1,7 +1,10 @@
 """The image record's writes: ordering by sequencer, one record per key, and settling in one write when it can."""
 from __future__ import annotations
 
+import re
+
 from handlers import aws, records
+from handlers.records import Outcome
 
 IMAGE = "0" * 32
 SEQ = "1".rjust(32, "0")
@@ -15,10 +18,14 @@ def updates(table_name: str) -> list[dict]:
     return sent
 
 
-def accepted(cloud, expected=("thumbnails", "labels")) -> dict:
+def accepted(cloud, expected=("thumbnails", "labels")) -> records.ImageRecord:
     records.record_event("images", IMAGE, SEQ, {"status": "accepted", "reason": "", "key": "uploads/x.jpg",
                                                  "expected_stages": list(expected)})
     return records.get("images", IMAGE)
+
+
+def stored(cloud) -> dict:
+    return records.get("images", IMAGE).item
 
 
 def test_the_last_stage_settles_the_image_in_one_write(cloud):
@@ -27,15 +34,15 @@ def test_the_last_stage_settles_the_image_in_one_write(cloud):
     known = records.get("images", IMAGE)
     sent = updates("images")
     result = records.record_stage("images", IMAGE, SEQ, "thumbnails", {"status": "done", "outputs": []}, known=known)
-    assert result.outcome == records.WRITTEN and len(sent) == 1
-    record = records.get("images", IMAGE)
+    assert result.outcome == Outcome.WRITTEN and len(sent) == 1
+    record = stored(cloud)
     assert (record["status"], record["reason"], record["thumbnails"]["status"]) == ("done", "", "done")
 
 
 def test_a_failed_stage_settles_as_failed_with_its_reason(cloud):
     known = accepted(cloud, expected=("thumbnails",))
     records.record_stage("images", IMAGE, SEQ, "thumbnails", {"status": "failed", "reason": "bad bytes"}, known=known)
-    record = records.get("images", IMAGE)
+    record = stored(cloud)
     assert (record["status"], record["reason"]) == ("failed", "thumbnails: bad bytes")
 
 
@@ -45,16 +52,15 @@ def test_a_stage_that_read_the_record_before_the_other_finished_still_settles_it
     sent = updates("images")
     records.record_stage("images", IMAGE, SEQ, "thumbnails", {"status": "done", "outputs": []}, known=known)
     assert len(sent) == 2  # the stage result, then the settled status, from the record as it is now
-    assert records.get("images", IMAGE)["status"] == "done"
+    assert stored(cloud)["status"] == "done"
 
 
 def test_one_write_does_not_settle_on_results_that_changed_since_they_were_read(cloud):
     accepted(cloud)
     records.record_stage("images", IMAGE, SEQ, "labels", {"status": "unavailable", "reason": "x"})
-    known = records.get("images", IMAGE)
-    known["labels"] = {"status": "done"}  # what the stage believes, no longer what is stored
+    known = records.ImageRecord({**records.get("images", IMAGE).item, "labels": {"status": "done"}})  # no longer stored
     records.record_stage("images", IMAGE, SEQ, "thumbnails", {"status": "done", "outputs": []}, known=known)
-    record = records.get("images", IMAGE)
+    record = stored(cloud)
     assert record["status"] == "done" and record["labels"]["status"] == "unavailable"
 
 
@@ -64,8 +70,8 @@ def test_a_newer_event_wins_over_a_late_stage_result(cloud):
     records.record_event("images", IMAGE, newer, {"status": "accepted", "reason": "", "key": "uploads/x.jpg",
                                                    "expected_stages": ["thumbnails"]})
     result = records.record_stage("images", IMAGE, SEQ, "thumbnails", {"status": "done", "outputs": []}, known=known)
-    assert result.outcome == records.STALE
-    record = records.get("images", IMAGE)
+    assert result.outcome == Outcome.STALE and result.record.sequencer == newer
+    record = stored(cloud)
     assert (record["status"], record["sequencer"]) == ("accepted", newer) and "thumbnails" not in record
 
 
@@ -75,8 +81,8 @@ def test_expression_names_are_only_those_the_expressions_use(cloud):
     known = accepted(cloud, expected=("thumbnails",))
     records.record_stage("images", IMAGE, SEQ, "thumbnails", {"status": "done", "outputs": []}, known=known)
     for params in sent:
-        used = " ".join(params[k] for k in ("UpdateExpression", "ConditionExpression") if k in params)
-        assert all(name in used for name in params["ExpressionAttributeNames"]), params
+        used = set(re.findall(r"#\w+", " ".join(params[k] for k in ("UpdateExpression", "ConditionExpression") if k in params)))
+        assert used == set(params["ExpressionAttributeNames"]), params
 
 
 def test_every_record_read_is_strongly_consistent(cloud):
@@ -88,3 +94,32 @@ def test_every_record_read_is_strongly_consistent(cloud):
     accepted(cloud)
     records.record_stage("images", IMAGE, SEQ, "labels", {"status": "done", "labels": []})
     assert sent and all(params.get("ConsistentRead") is True for params in sent)
+
+
+def test_a_refused_write_hands_back_the_record_that_refused_it_without_a_second_read(cloud):
+    known = accepted(cloud, expected=("thumbnails",))
+    newer = "2".rjust(32, "0")
+    records.record_event("images", IMAGE, newer, {"status": "rejected", "reason": "not an image", "key": "uploads/x.jpg",
+                                                   "expected_stages": []})
+    reads: list[dict] = []
+    aws.table("images").meta.client.meta.events.register(
+        "provide-client-params.dynamodb.GetItem", lambda params, **_: reads.append(params))
+    sent = updates("images")
+    result = records.record_stage("images", IMAGE, SEQ, "thumbnails", {"status": "done", "outputs": []}, known=known)
+    # The write that would have settled the image at once, then the plain one: both refused, neither followed by a read.
+    assert [p.get("ReturnValuesOnConditionCheckFailure") for p in sent] == ["ALL_OLD", "ALL_OLD"] and reads == []
+    assert (result.outcome, result.record.status, result.record.sequencer) == (Outcome.STALE, "rejected", newer)
+    again = records.record_event("images", IMAGE, newer, {"status": "rejected", "reason": "", "key": "uploads/x.jpg"})
+    assert again.outcome == Outcome.DUPLICATE and again.record.item["reason"] == "not an image" and reads == []
+
+
+def test_a_record_settles_only_when_every_expected_stage_has_a_final_result():
+    record = records.ImageRecord({"status": "accepted", "sequencer": SEQ, "expected_stages": ["thumbnails", "labels"],
+                                  "thumbnails": {"status": "done"}})
+    assert record.settled() is None and record.awaits(SEQ) and not record.awaits("2".rjust(32, "0"))
+    labelled = records.ImageRecord({**record.item, "labels": {"status": "unavailable", "reason": "GIF"}})
+    assert labelled.settled() == ("done", "")
+    failed = records.ImageRecord({**record.item, "labels": {"status": "failed", "reason": "x"},
+                                  "thumbnails": {"status": "failed"}})
+    assert failed.settled() == ("failed", "thumbnails: failed; labels: x")
+    assert records.ImageRecord({**record.item, "labels": {"status": "working"}}).settled() is None

@@ -37,7 +37,7 @@ def test_webp_gets_every_size_and_the_record_is_done(cloud):
     record = cloud.record("uploads/w.webp")
     assert record["status"] == "done"  # webp expects no labels
     outputs = record["thumbnails"]["outputs"]
-    assert [(o["size"], o["width"], o["height"]) for o in outputs] == [(256, 256, 128), (128, 128, 64), (64, 64, 32)]
+    assert [(o["box"], o["width"], o["height"]) for o in outputs] == [(256, 256, 128), (128, 128, 64), (64, 64, 32)]
     assert cloud.thumbnail_keys() == sorted(o["key"] for o in outputs)
     head = cloud.s3.head_object(Bucket=cloud.thumbnails, Key=outputs[0]["key"])
     assert head["ContentType"] == "image/jpeg"
@@ -259,7 +259,7 @@ def test_a_retried_stale_claim_removes_thumbnails_an_interrupted_run_left(cloud)
     new = accept(cloud, "uploads/k.webp", images.webp(200, 100))
     run([new])
     # GIVEN a slow delivery of the old version stored its thumbnails after that, and died before recording them
-    prefix = thumbnails.version_prefix(thumbnails.contracts.ClaimCheck(**old))
+    prefix = thumbnails.contracts.ClaimCheck(**old).thumbnail_prefix
     cloud.s3.put_object(Bucket=cloud.thumbnails, Key=f"{prefix}256.jpg", Body=b"left over")
     # WHEN the old claim check is delivered again, now stale
     assert run([old])["batchItemFailures"] == []
@@ -290,5 +290,5 @@ def test_thumbnails_of_a_version_that_went_stale_while_they_were_made_are_remove
     record = cloud.record("uploads/race.png")
     assert record["status"] == "accepted" and "thumbnails" not in record  # the newer version's turn
     # THEN what the stale run stored is gone: no orphans under the old version's prefix
-    stale = thumbnails.version_prefix(thumbnails.contracts.ClaimCheck(**claim))
+    stale = thumbnails.contracts.ClaimCheck(**claim).thumbnail_prefix
     assert [k for k in cloud.thumbnail_keys() if k.startswith(stale)] == []

@@ -35,12 +35,12 @@ def assert_thumbnails_only_for_done(cloud) -> None:
     stored = set(cloud.thumbnail_keys())
     expected: set[str] = set()
     for item in cloud.table.scan()["Items"]:
-        prefix = thumbnails.image_prefix(item["image_id"])
+        prefix = thumbnails.contracts.thumbnail_prefix(item["image_id"])
         mine = {k for k in stored if k.startswith(prefix)}
         if item["status"] == "done":
             outputs = {o["key"] for o in item["thumbnails"]["outputs"]}
             assert mine == outputs, item["key"]
-            assert sorted(int(o["size"]) for o in item["thumbnails"]["outputs"]) == SIZES
+            assert sorted(int(o["box"]) for o in item["thumbnails"]["outputs"]) == SIZES
             expected |= outputs
         else:
             assert mine == set(), f"{item['key']} is {item['status']} but has thumbnails {sorted(mine)}"

@@ -1,0 +1,141 @@
+"""The names every part of claimcheck shares, each written once: key prefixes, statuses, function and stage
+names, environment variables and metrics.
+
+The handlers, the Pulumi program (infra/), the local cloud and the operator tools all import them from here, and
+tests/test_names.py fails on a copy of one of these literals anywhere else. It imports nothing, so the program
+loads it without the handlers' own dependencies (boto3, Powertools, Pillow).
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+
+# Uploads are processed under this prefix of the uploads bucket; the upload API mints keys under its own part of it.
+UPLOADS_PREFIX = "uploads/"
+API_UPLOADS_PREFIX = f"{UPLOADS_PREFIX}api/"
+# The object metadata (x-amz-meta-owner) an upload grant signs in: who uploaded it.
+OWNER_METADATA = "owner"
+# Thumbnails live under thumbnails/<image id>/<version>/<box>.<ext> in the thumbnails bucket.
+THUMBNAILS_PREFIX = "thumbnails/"
+
+
+class Status(StrEnum):
+    """An image record's status."""
+
+    ACCEPTED = "accepted"  # the intake took it; the stages are working on it
+    REJECTED = "rejected"  # not an image this pipeline takes (the reason says why)
+    DONE = "done"
+    FAILED = "failed"  # a stage could not finish it (the reason says which and why)
+    DELETED = "deleted"  # the key has no current version any more
+
+
+# What "settled" means: the image needs nothing more from the pipeline.
+SETTLED = frozenset({Status.DONE, Status.REJECTED, Status.FAILED, Status.DELETED})
+
+
+class StageStatus(StrEnum):
+    """One stage's outcome on an image record; each of them is final."""
+
+    DONE = "done"
+    FAILED = "failed"
+    UNAVAILABLE = "unavailable"  # the stage cannot do this image (Rekognition refuses its format); not a failure
+
+
+class ClaimEvent(StrEnum):
+    """What a claim check says happened to its key (handlers/contracts.py)."""
+
+    CREATED = "created"  # a version to process
+    REMOVED = "removed"  # the key no longer holds a version the stages should show
+
+
+class ClaimAttribute(StrEnum):
+    """The SNS message attributes every claim check is published with; subscriptions filter on them."""
+
+    FORMAT = "format"  # the format the intake sniffed ("none" for a removal)
+    EVENT = "event"  # a ClaimEvent
+
+
+class Function(StrEnum):
+    """The pipeline's functions; each one's handler is handlers/<value>.py."""
+
+    INTAKE = "intake"
+    THUMBNAILS = "thumbnails"
+    LABELS = "labels"
+    UPLOAD_API = "upload_api"
+
+
+# The functions fed from a queue (each with its DLQ), in the order an upload reaches them.
+QUEUE_FED = (Function.INTAKE, Function.THUMBNAILS, Function.LABELS)
+# The stages that write a result onto the image record, after the intake accepted it.
+RESULT_STAGES = (Function.THUMBNAILS, Function.LABELS)
+
+
+# The list inside the label stage's result: {"status", "labels": [{"name", "confidence"}], "source"}.
+LABEL_LIST = "labels"
+
+
+class Env(StrEnum):
+    """The environment variables the program sets and the handlers read (handlers/environment.py)."""
+
+    TABLE_NAME = "TABLE_NAME"
+    TOPIC_ARN = "TOPIC_ARN"
+    UPLOADS_BUCKET = "UPLOADS_BUCKET"
+    THUMBNAILS_BUCKET = "THUMBNAILS_BUCKET"
+    THUMBNAILS_BASE_URL = "THUMBNAILS_BASE_URL"
+    DISTRIBUTION_ID = "DISTRIBUTION_ID"
+    ALLOWED_FORMATS = "ALLOWED_FORMATS"
+    LABEL_FORMATS = "LABEL_FORMATS"
+    MAX_UPLOAD_BYTES = "MAX_UPLOAD_BYTES"
+    MAX_PIXELS = "MAX_PIXELS"
+    MAX_FRAMES = "MAX_FRAMES"
+    MAX_JPEG_SCANS = "MAX_JPEG_SCANS"
+    MAX_JPEG_SEGMENTS = "MAX_JPEG_SEGMENTS"
+    IMAGE_CPU_SECONDS = "IMAGE_CPU_SECONDS"
+    DECODE_BYTES_PER_PIXEL = "DECODE_BYTES_PER_PIXEL"
+    THUMBNAIL_SIZES = "THUMBNAIL_SIZES"
+    OUTPUT_FORMAT = "OUTPUT_FORMAT"
+    OUTPUT_QUALITY = "OUTPUT_QUALITY"
+    STORE_GPS = "STORE_GPS"
+    MAX_LABELS = "MAX_LABELS"
+    MIN_CONFIDENCE = "MIN_CONFIDENCE"
+    LABELS_EMULATED = "LABELS_EMULATED"
+    UPLOAD_EXPIRY_SECONDS = "UPLOAD_EXPIRY_SECONDS"
+    UPLOAD_API_KIND = "UPLOAD_API_KIND"
+    # Powertools reads these itself.
+    SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+    METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+    LOG_LEVEL = "POWERTOOLS_LOG_LEVEL"
+
+
+class UploadApiKind(StrEnum):
+    """How the upload API is reached (Env.UPLOAD_API_KIND): both send API Gateway's payload format 2.0."""
+
+    FUNCTION_URL = "function-url"  # an IAM-authenticated function URL (the default)
+    HTTP_API = "http-api"  # an HTTP API with a JWT authorizer
+
+
+# Powertools' EMF namespace; each function adds the dimension service=<service_name(function)>.
+METRICS_NAMESPACE = "claimcheck"
+
+
+def service_name(function: str) -> str:
+    return f"claimcheck-{function}"
+
+
+class Metric(StrEnum):
+    """What the handlers count (EMF, namespace METRICS_NAMESPACE); alarms and the dashboard watch these names."""
+
+    ACCEPTED = "Accepted"
+    REJECTED = "Rejected"
+    DELETED = "Deleted"
+    RESTORED = "Restored"
+    NONCURRENT_VERSIONS_REMOVED = "NoncurrentVersionsRemoved"
+    STALE_EVENTS = "StaleEvents"
+    DUPLICATE_EVENTS = "DuplicateEvents"
+    INVALID_EVENTS = "InvalidEvents"  # the intake dropped a message that is not an S3 event (alarmed)
+    INVALID_CLAIM_CHECKS = "InvalidClaimChecks"  # a stage dropped a message that is not a claim check (alarmed)
+    SKIPPED_CLAIM_CHECKS = "SkippedClaimChecks"
+    PROCESSED = "Processed"
+    FAILED = "Failed"
+    INVALIDATIONS = "Invalidations"
+    THUMBNAIL_DURATION = "ThumbnailDuration"
+    LABEL_DURATION = "LabelDuration"
