@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import cost, engines, inputs, library
+from handlers.names import QUEUE_FED, Function
 from infra import packaging
 from infra.settings import RUNTIME_GLIBC, Settings
 
@@ -140,8 +141,8 @@ def verdicts(results: dict[str, Any]) -> list[str]:
             lines.append(f"{name}: engine/pyvips {row['engine_ms'] / row['pyvips_ms']:.2f} (target <= {TARGETS['no_draft_vs_pyvips']}), "
                          f"PSNR {row['psnr_db']} dB")
     cold = results["cold_start"]
-    lines.append(f"intake import {cold['import_ms']['intake']} ms (<= {TARGETS['intake_import_ms']}), loads Pillow: "
-                 f"{cold['loads_pillow']['intake']}; archives {cold['archive_bytes']} (each <= {TARGETS['archive_bytes']:,})")
+    lines.append(f"intake import {cold['import_ms'][Function.INTAKE]} ms (<= {TARGETS['intake_import_ms']}), loads Pillow: "
+                 f"{cold['loads_pillow'][Function.INTAKE]}; archives {cold['archive_bytes']} (each <= {TARGETS['archive_bytes']:,})")
     if "pipeline" in results:
         p = results["pipeline"]
         lines.append(f"pipeline {p['pipeline_images_per_s']} img/s vs engine {p['engine_images_per_s']} img/s: "
@@ -172,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     first = results["inputs"][paths[0].name]
     results["usd_per_million"] = cost.per_million(
-        first["engine_ms"], {n: settings.stage(n).memory for n in ("intake", "thumbnails", "labels")},
-        settings.architecture, len(settings.thumbnail_sizes), {n: settings.stage(n).batch_size for n in ("intake", "thumbnails", "labels")})
+        first["engine_ms"], {n: settings.stage(n).memory for n in QUEUE_FED},
+        settings.architecture, len(settings.thumbnail_sizes), {n: settings.stage(n).batch_size for n in QUEUE_FED})
     results["prices_date"] = cost.PRICES_DATE
     results["verdicts"] = verdicts(results)
     results["limits"] = LIMITS

@@ -1,6 +1,8 @@
 """Dollars per million images, from measured durations and the configured memory and architecture."""
 from __future__ import annotations
 
+from handlers.names import Function
+
 # us-east-1 list prices, USD, as published by AWS; checked 2026-11-23. Change them here, nowhere else.
 PRICES_DATE = "2026-11-23"
 PRICES = {
@@ -15,15 +17,15 @@ PRICES = {
     "rekognition_image": 1.00 / 1000,  # DetectLabels, first million images a month
 }
 # Durations not measured by the benchmark (they are dominated by network calls, not by this code).
-ASSUMED_MS = {"intake": 40.0, "labels": 300.0}
+ASSUMED_MS = {Function.INTAKE: 40.0, Function.LABELS: 300.0}
 
 
 def per_million(thumbnail_ms: float, memory_mb: dict[str, int], architecture: str, sizes: int,
                 batch_size: dict[str, int], labelled_share: float = 1.0) -> dict[str, float]:
     """Cost of one million accepted images, by item, in USD."""
     gb_s = PRICES["lambda_gb_second"][architecture]
-    durations = {"intake": ASSUMED_MS["intake"], "thumbnails": thumbnail_ms, "labels": ASSUMED_MS["labels"]}
-    share = {"intake": 1.0, "thumbnails": 1.0, "labels": labelled_share}
+    durations = {**ASSUMED_MS, Function.THUMBNAILS: thumbnail_ms}
+    share = {Function.INTAKE: 1.0, Function.THUMBNAILS: 1.0, Function.LABELS: labelled_share}
     n = 1e6
     lambda_compute = sum(share[f] * n * durations[f] / 1000 * memory_mb[f] / 1024 * gb_s for f in durations)
     invocations = sum(share[f] * n / batch_size[f] for f in durations)

@@ -24,6 +24,7 @@ from PIL import Image
 
 from bench import engines
 from bench.inputs import encode, photo_like
+from handlers.names import Status
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / "build" / "library"
@@ -119,7 +120,7 @@ def pipeline_share(directory: Path, workdir: Path | None = None, rate: float | N
     rate = engine_rate(files(directory)) if rate is None else rate
     with tempfile.TemporaryDirectory() as scratch:
         result = demo(directory, workdir or Path(scratch))
-    return {"images": result["uploaded"], "done": result["done"], "dead_lettered": result["dead_lettered"],
+    return {"images": result["uploaded"], Status.DONE: result[Status.DONE], "dead_lettered": result["dead_lettered"],
             "redeliveries": result["redeliveries"], "elapsed_seconds": result["elapsed_seconds"],
             "pipeline_images_per_s": result["uploads_per_second"], "engine_images_per_s": round(rate, 2),
             "share": round(result["uploads_per_second"] / rate, 2), "where_the_rest_goes": WHERE_THE_REST_GOES,

@@ -8,34 +8,24 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra import iam
+from handlers.names import THUMBNAILS_PREFIX, Function, UploadApiKind
+from infra import links, policies
 from infra.settings import Settings
-from infra.worker import build_function
+from infra.worker import Layers, build_function
 
 YEAR = 31_536_000
+# The distribution's one origin (a label inside its configuration: changing it would update every distribution).
+ORIGIN_ID = "thumbnails"
 UPLOAD_API_MEMORY, UPLOAD_API_TIMEOUT = 256, 10
-# Keys the upload API mints live under this prefix (uploads/api/<owner>/<date>/<token>.<ext>): the bucket policy
-# requires every PUT there to be a create-only conditional write.
-API_PREFIX = "uploads/api/"
 # What a browser's preflight must be allowed to send to the API.
 API_CORS_HEADERS = ["authorization", "content-type", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256"]
-
-
-def conditional_puts_only(bucket_arn: pulumi.Input[str]) -> dict[str, Any]:
-    """A bucket-policy statement: a PUT under the API's prefix must carry If-None-Match (so an upload grant,
-    replayed, cannot replace what it uploaded). S3 User Guide, "Enforce conditional writes": the condition key
-    s3:if-none-match is absent (Null) when the header is."""
-    return {"Sid": "ApiUploadsAreCreateOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
-            "Resource": iam.s3_objects(bucket_arn, API_PREFIX), "Condition": {"Null": {"s3:if-none-match": "true"}}}
 
 
 @dataclass
 class UploadApiArgs:
     settings: Settings
-    uploads_bucket_name: pulumi.Input[str]
-    uploads_bucket_arn: pulumi.Input[str]
-    powertools_layer_arn: pulumi.Input[str]
-    uploads_prefix: str = "uploads/"
+    uploads: aws.s3.Bucket
+    layers: Layers
 
 
 class UploadApi(pulumi.ComponentResource):
@@ -47,16 +37,12 @@ class UploadApi(pulumi.ComponentResource):
         s = args.settings
         child = pulumi.ResourceOptions(parent=self)
         jwt = s.jwt_issuer is not None
-        self.function, _, _, _ = build_function(
-            name, "upload_api", s, memory=UPLOAD_API_MEMORY, timeout=UPLOAD_API_TIMEOUT,
-            environment={"UPLOADS_BUCKET": args.uploads_bucket_name, "ALLOWED_FORMATS": ",".join(s.allowed_formats),
-                         "MAX_UPLOAD_BYTES": str(s.max_upload_bytes), "UPLOAD_EXPIRY_SECONDS": str(s.upload_expiry_seconds),
-                         "UPLOAD_API_KIND": "http-api" if jwt else "function-url"},
-            # Presigning is local; the PUT it signs is allowed by exactly this grant.
-            statements=[iam.allow(["s3:PutObject"], [iam.s3_objects(args.uploads_bucket_arn, API_PREFIX)])],
-            layers=[args.powertools_layer_arn], parent=self,
+        kind = UploadApiKind.HTTP_API if jwt else UploadApiKind.FUNCTION_URL
+        self.function = build_function(
+            name, Function.UPLOAD_API, s, memory=UPLOAD_API_MEMORY, timeout=UPLOAD_API_TIMEOUT,
+            links=[links.api_uploads(args.uploads), links.upload_api_settings(s, kind)], layers=args.layers, opts=child,
             # At most this many grants are minted at once, whatever the caller sends (Checkov CKV_AWS_115).
-            reserved_concurrency=s.upload_api_concurrency)
+            reserved_concurrency=s.upload_api_concurrency).function
         cors = self._cors(s)
         self.url = self._http_api(name, s, cors, child) if jwt else self._function_url(name, cors, child)
         self.auth = "jwt" if jwt else "aws_iam"
@@ -118,7 +104,6 @@ class ThumbnailCdnArgs:
     bucket_regional_domain_name: pulumi.Input[str]
     # (log bucket ARN, prefix, the bucket policy that admits the delivery): standard logs go there; None: no logs.
     logs: tuple[pulumi.Input[str], str, pulumi.Resource] | None = None
-    thumbnails_prefix: str = "thumbnails/"
 
 
 class ThumbnailCdn(pulumi.ComponentResource):
@@ -155,9 +140,9 @@ class ThumbnailCdn(pulumi.ComponentResource):
             f"{name}-distribution", enabled=True, comment="claimcheck thumbnails", http_version="http2and3",
             price_class="PriceClass_100", aliases=[s.cdn_domain] if custom else None,
             origins=[aws.cloudfront.DistributionOriginArgs(
-                origin_id="thumbnails", domain_name=args.bucket_regional_domain_name, origin_access_control_id=oac.id)],
+                origin_id=ORIGIN_ID, domain_name=args.bucket_regional_domain_name, origin_access_control_id=oac.id)],
             default_cache_behavior=aws.cloudfront.DistributionDefaultCacheBehaviorArgs(
-                target_origin_id="thumbnails", viewer_protocol_policy="https-only", cache_policy_id=cache.id,
+                target_origin_id=ORIGIN_ID, viewer_protocol_policy="https-only", cache_policy_id=cache.id,
                 response_headers_policy_id=headers.id,
                 allowed_methods=["GET", "HEAD"], cached_methods=["GET", "HEAD"], compress=False),
             restrictions=aws.cloudfront.DistributionRestrictionsArgs(
@@ -172,7 +157,6 @@ class ThumbnailCdn(pulumi.ComponentResource):
             self._standard_logs(name, *args.logs)
         self.domain = s.cdn_domain if custom else self.distribution.domain_name
         self.url = pulumi.Output.concat("https://", self.domain)
-        self.thumbnails_prefix = args.thumbnails_prefix
         self.register_outputs({"url": self.url, "distribution_arn": self.distribution.arn})
 
     def _standard_logs(self, name: str, bucket_arn: pulumi.Input[str], prefix: str, policy: pulumi.Resource) -> None:
@@ -194,9 +178,6 @@ class ThumbnailCdn(pulumi.ComponentResource):
                                        "enable_hive_compatible_path": False}],
                                    opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]))
 
-    def read_statement(self, bucket_arn: pulumi.Input[str]) -> dict:
-        """Only this distribution may read thumbnails (scoped by AWS:SourceArn)."""
-        return {"Sid": "ThumbnailsThroughThisDistribution", "Effect": "Allow",
-                "Principal": {"Service": "cloudfront.amazonaws.com"}, "Action": "s3:GetObject",
-                "Resource": iam.s3_objects(bucket_arn, self.thumbnails_prefix),
-                "Condition": {"StringEquals": {"AWS:SourceArn": self.distribution.arn}}}
+    def read_statement(self, bucket_arn: pulumi.Input[str]) -> dict[str, Any]:
+        """What the thumbnails bucket's policy must add: only this distribution may read thumbnails."""
+        return policies.thumbnails_through_distribution(bucket_arn, THUMBNAILS_PREFIX, self.distribution.arn)

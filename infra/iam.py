@@ -32,10 +32,9 @@ def account_root(partition: pulumi.Input[str], account_id: pulumi.Input[str]) ->
 
 
 def function_role(name: str, statements: list[dict[str, Any]], tracing: bool,
-                  parent: pulumi.Resource) -> tuple[aws.iam.Role, list[pulumi.Resource]]:
+                  opts: pulumi.ResourceOptions) -> tuple[aws.iam.Role, list[pulumi.Resource]]:
     """A role only `name`'s function can assume, with `statements` as its one inline policy.
     Returns the role and what the function must be created after (its policy, and the X-Ray attachment)."""
-    opts = pulumi.ResourceOptions(parent=parent)
     role = aws.iam.Role(f"{name}-role", assume_role_policy=pulumi.Output.json_dumps(LAMBDA_TRUST),
                         description=f"claimcheck {name} function", opts=opts)
     grants: list[pulumi.Resource] = [

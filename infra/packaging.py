@@ -1,14 +1,17 @@
 """Lambda archives and layers, built reproducibly under build/.
 
-Each function's archive is made from an explicit list of handler files, so it
-holds exactly what that function imports. Pillow goes in a layer built by pip
-from manylinux wheels for the target architecture and Python, checked against
-the glibc of the runtime's Amazon Linux; the layer is cached by a hash of what
-goes into it, so repeated runs do not rebuild. Powertools comes from AWS's
-public layer, resolved for the version requirements.txt pins.
+Each function's archive holds exactly the handler modules its handler imports, directly or through each other
+(read from the source with `ast`, never listed by hand), and whether a function needs the Pillow layer is read the
+same way. Pillow goes in a layer built by pip from manylinux wheels for the target architecture and Python,
+checked against the glibc of the runtime's Amazon Linux and cached by a hash of what goes into it: `pulumi up`
+builds it only when that cache is cold (`make layer` builds it ahead, for CI). Under Pulumi's mocks (the tests,
+the local cloud) nothing reads a layer's archive, so `layers_named_only()` names its path without running pip.
+Powertools comes from AWS's public layer, resolved for the version requirements.txt pins.
 """
 from __future__ import annotations
 
+import ast
+import contextlib
 import hashlib
 import json
 import os
@@ -17,38 +20,74 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+
+from handlers.names import Function
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 HANDLERS_DIR = PROJECT_ROOT / "handlers"
 BUILD_DIR = PROJECT_ROOT / "build"
 REQUIREMENTS = PROJECT_ROOT / "requirements.txt"
+PACKAGE = HANDLERS_DIR.name
 
-_COMMON = ("__init__.py", "aws.py", "contracts.py", "environment.py", "failures.py", "limits.py",
-           "observability.py", "records.py")
+
+def imports_of(path: Path) -> set[str]:
+    """Top-level module names and handler modules ("handlers.x") that the file at `path` imports, anywhere in it
+    (an import inside a function counts: it runs when that function does)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                found.add(alias.name if alias.name.startswith(f"{PACKAGE}.") else alias.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == PACKAGE:  # from handlers import a, b
+                found.update(f"{PACKAGE}.{alias.name}" for alias in node.names)
+            elif node.module.startswith(f"{PACKAGE}."):
+                found.add(node.module)
+            else:
+                found.add(node.module.split(".")[0])
+    return found
 
 
 @dataclass(frozen=True)
 class FunctionPackage:
     name: str
     handler: str  # module.function, as Lambda's `handler` setting
-    files: tuple[str, ...]  # paths under handlers/
-    needs_pillow: bool
 
     @property
     def module(self) -> str:
         return self.handler.rsplit(".", 1)[0]
 
+    @cached_property
+    def _closure(self) -> tuple[tuple[str, ...], frozenset[str]]:
+        """(handler files, other top-level modules they import), following handler imports from the handler's module."""
+        files, others, todo = {"__init__.py"}, set(), [self.module]
+        while todo:
+            module = todo.pop()
+            file = f"{module.removeprefix(PACKAGE + '.')}.py"
+            if file in files:
+                continue
+            files.add(file)
+            for name in imports_of(HANDLERS_DIR / file):
+                (todo.append(name) if name.startswith(f"{PACKAGE}.") else others.add(name))
+        return tuple(sorted(files)), frozenset(others)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The paths under handlers/ the archive holds."""
+        return self._closure[0]
+
+    @property
+    def needs_pillow(self) -> bool:
+        """Whether the handler's code imports Pillow: then its function gets the Pillow layer."""
+        return "PIL" in self._closure[1]
+
 
 FUNCTIONS: dict[str, FunctionPackage] = {
-    "intake": FunctionPackage("intake", "handlers.intake.handler", (*_COMMON, "intake.py", "sniff.py"), False),
-    "thumbnails": FunctionPackage("thumbnails", "handlers.thumbnails.handler",
-                                  (*_COMMON, "stage.py", "thumbnails.py", "imaging.py", "isolation.py",
-                                   "preflight.py", "sniff.py"), True),
-    "labels": FunctionPackage("labels", "handlers.labels.handler", (*_COMMON, "stage.py", "labels.py"), False),
-    "upload_api": FunctionPackage("upload_api", "handlers.upload_api.handler",
-                                  ("__init__.py", "aws.py", "environment.py", "observability.py", "upload_api.py"), False),
+    function: FunctionPackage(function, f"{PACKAGE}.{function}.handler") for function in Function
 }
 
 
@@ -132,12 +171,22 @@ def write_zip(destination: Path, files: dict[str, Path]) -> Path:
 
 def function_archive(name: str) -> Path:
     """build/functions/<name>.zip holding handlers/<files> for one function."""
-    package = FUNCTIONS[name]
-    files = {f"handlers/{f}": HANDLERS_DIR / f for f in package.files}
-    missing = [str(p) for p in files.values() if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"function {name!r} lists handler files that do not exist: {missing}")
+    files = {f"{PACKAGE}/{f}": HANDLERS_DIR / f for f in FUNCTIONS[name].files}
     return write_zip(BUILD_DIR / "functions" / f"{name}.zip", files)
+
+
+_build_layers = [True]
+
+
+@contextlib.contextmanager
+def layers_named_only() -> Iterator[None]:
+    """Inside, pillow_layer names the cached archive's path and builds nothing: for running the program under mocks,
+    which record the path and never read the file."""
+    _build_layers.append(False)
+    try:
+        yield
+    finally:
+        _build_layers.pop()
 
 
 def pillow_layer(architecture: str, runtime: str, glibc: tuple[int, int], heif: bool = False) -> Path:
@@ -149,7 +198,7 @@ def pillow_layer(architecture: str, runtime: str, glibc: tuple[int, int], heif: 
     digest = hashlib.sha256(json.dumps([requirements, architecture, python_version, tags]).encode()).hexdigest()[:16]
     name = "pillow-heif" if heif else "pillow"
     destination = BUILD_DIR / "layers" / f"{name}-{architecture}-py{python_version}-{digest}.zip"
-    if destination.exists():
+    if destination.exists() or not _build_layers[-1]:
         return destination
     destination.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=destination.parent) as work:

@@ -1,98 +1,94 @@
 """ClaimCheckPipeline: the whole pipeline as one component.
 
-uploads bucket --S3 notification--> intake queue --> intake function
-  --> claim-check topic --> ThumbnailStage, LabelStage --> results table
-with a DLQ and alarms on every hop, an alarm topic and a dashboard.
+  uploads bucket --S3 notification--> IntakeStage --claim checks--> topic --> ThumbnailStage, LabelStage
+  every stage writes its part of one record per image in the results table; each has a DLQ and alarms,
+  and an alarm topic and a dashboard watch them all. UploadApi and ThumbnailCdn are the optional edges.
+
+`__init__` composes; each private builder below builds one part.
 """
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from infra import iam, packaging
-from infra.edges import ThumbnailCdn, ThumbnailCdnArgs, UploadApi, UploadApiArgs, conditional_puts_only
+from handlers.names import UPLOADS_PREFIX, Function
+from infra import dashboard, iam, packaging, policies
+from infra.edges import ThumbnailCdn, ThumbnailCdnArgs, UploadApi, UploadApiArgs
 from infra.settings import RUNTIME_GLIBC, Settings
-from infra.stages import LabelStage, StageArgs, ThumbnailStage
-from infra.worker import WorkerArgs, build_worker
+from infra.stages import (IntakeStage, IntakeStageArgs, LabelStage, LabelStageArgs, ThumbnailStage,
+                          ThumbnailStageArgs)
+from infra.storage import PrivateBucket, expire_after, private_bucket
+from infra.worker import Layers, QueueWorker
 
-UPLOADS_PREFIX = "uploads/"
 ACCESS_LOGS_PREFIX = "uploads-bucket/"
 CDN_LOGS_PREFIX = "cdn/"
 
 
-def dashboard_name(project: str, stack: str) -> str:
-    """CloudWatch dashboard names take only A-Za-z0-9, '-' and '_', up to 255 (PutDashboard API reference);
-    stack names may hold '.', and two projects may have a stack of the same name in one account."""
-    return re.sub(r"[^A-Za-z0-9_-]", "-", f"{project}-{stack}")[:255]
+@dataclass(frozen=True)
+class Account:
+    """Where the stack is deployed; `root` is the account itself as a principal (whatever IAM in it allows)."""
+
+    id: pulumi.Output[str]
+    region: pulumi.Output[str]
+    partition: pulumi.Output[str]
+    root: pulumi.Output[str]
+
+    @classmethod
+    def current(cls) -> Account:
+        account_id = aws.get_caller_identity_output().account_id
+        partition = aws.get_partition_output().partition
+        return cls(account_id, aws.get_region_output().region, partition, iam.account_root(partition, account_id))
 
 
 @dataclass
-class PrivateBucket:
-    name: str
-    bucket: aws.s3.Bucket
-    public_access_block: aws.s3.BucketPublicAccessBlock
-    policy: aws.s3.BucketPolicy | None = None
-
-    def tls_only_policy(self, *allow: dict) -> aws.s3.BucketPolicy:
-        """The bucket policy: deny every request without TLS; then only the `allow` statements given."""
-        self.policy = aws.s3.BucketPolicy(f"{self.name}-policy", bucket=self.bucket.id, policy=iam.document([{
-            "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-            "Resource": [self.bucket.arn, pulumi.Output.concat(self.bucket.arn, "/*")],
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        }, *allow]), opts=pulumi.ResourceOptions(parent=self.bucket, depends_on=[self.public_access_block]))
-        return self.policy
+class Stores:
+    uploads: PrivateBucket
+    thumbnails: PrivateBucket
+    table: aws.dynamodb.Table
+    cdn: ThumbnailCdn | None
 
 
-def private_bucket(name: str, parent: pulumi.Resource, versioned: bool,
-                   lifecycle_rules: list[aws.s3.BucketLifecycleConfigurationRuleArgs],
-                   force_destroy: bool) -> PrivateBucket:
-    """A bucket nobody outside the account can reach: public access blocked, owner-enforced,
-    encrypted at rest (SSE-S3: the only kind S3 access logs and CloudFront OAC without a KMS grant can use);
-    its TLS-only policy comes from PrivateBucket.tls_only_policy."""
-    opts = pulumi.ResourceOptions(parent=parent)
-    bucket = aws.s3.Bucket(name, force_destroy=force_destroy, opts=opts)
-    child = pulumi.ResourceOptions(parent=bucket)
-    block = aws.s3.BucketPublicAccessBlock(f"{name}-public-access-block", bucket=bucket.id, block_public_acls=True,
-                                           block_public_policy=True, ignore_public_acls=True,
-                                           restrict_public_buckets=True, opts=child)
-    aws.s3.BucketOwnershipControls(f"{name}-ownership", bucket=bucket.id, rule=aws.s3.BucketOwnershipControlsRuleArgs(
-        object_ownership="BucketOwnerEnforced"), opts=child)
-    aws.s3.BucketServerSideEncryptionConfiguration(f"{name}-encryption", bucket=bucket.id, rules=[
-        aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-            apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                sse_algorithm="AES256"),
-            bucket_key_enabled=True)], opts=child)
-    if versioned:
-        aws.s3.BucketVersioning(f"{name}-versioning", bucket=bucket.id,
-                                versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
-                                opts=child)
-    aws.s3.BucketLifecycleConfiguration(f"{name}-lifecycle", bucket=bucket.id, rules=[
-        *lifecycle_rules,
-        aws.s3.BucketLifecycleConfigurationRuleArgs(
-            id="abort-incomplete-uploads", status="Enabled",
-            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-            abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                days_after_initiation=7)),
-    ], opts=child)
-    return PrivateBucket(name, bucket, block)
+@dataclass
+class Topics:
+    claim_checks: aws.sns.Topic
+    alarms: aws.sns.Topic
+    key: aws.kms.Key
 
 
 class ClaimCheckPipeline(pulumi.ComponentResource):
     def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
         super().__init__("claimcheck:index:ClaimCheckPipeline", name, None, opts)
-        s = settings
-        child = pulumi.ResourceOptions(parent=self)
-        account_id = aws.get_caller_identity_output().account_id
-        region = aws.get_region_output().region
-        partition = aws.get_partition_output().partition
-        account_root = iam.account_root(partition, account_id)
+        self._name, self._settings, self._account = name, settings, Account.current()
+        self._opts = pulumi.ResourceOptions(parent=self)
+        stores = self._stores()
+        topics = self._topics()
+        layers = self._layers()
+        workers = self._stages(stores, topics, layers)
+        dashboard_url = self._observability(workers)
+        self.upload_api = UploadApi(f"{name}-upload-api", UploadApiArgs(settings, stores.uploads.bucket, layers),
+                                    opts=self._opts) if settings.upload_api else None
 
-        # Stores
+        self.uploads_bucket = stores.uploads.bucket.bucket
+        self.thumbnails_bucket = stores.thumbnails.bucket.bucket
+        self.table_name = stores.table.name
+        self.claim_check_topic_arn = topics.claim_checks.arn
+        self.alarm_topic_arn = topics.alarms.arn
+        self.queue_urls = {function: w.queue.url for function, w in workers.items()}
+        self.dlq_urls = {function: w.dlq.url for function, w in workers.items()}
+        self.thumbnails_url = stores.cdn.url if stores.cdn else None
+        self.dashboard_url = dashboard_url
+        self.register_outputs({
+            "uploads_bucket": self.uploads_bucket, "thumbnails_bucket": self.thumbnails_bucket,
+            "table_name": self.table_name, "claim_check_topic_arn": self.claim_check_topic_arn,
+            "alarm_topic_arn": self.alarm_topic_arn, "dashboard_url": self.dashboard_url,
+        })
+
+    def _stores(self) -> Stores:
+        """The uploads bucket (versioned, its events to the intake), the thumbnails bucket (behind CloudFront when
+        `cdn`), their access logs, and the results table."""
+        name, s = self._name, self._settings
         uploads = private_bucket(f"{name}-uploads", self, versioned=True, force_destroy=s.force_destroy, lifecycle_rules=[
             aws.s3.BucketLifecycleConfigurationRuleArgs(
                 id="originals-to-infrequent-access", status="Enabled",
@@ -108,8 +104,8 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
                 filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=UPLOADS_PREFIX),
                 expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(expired_object_delete_marker=True)),
         ])
-        uploads.tls_only_policy(*([conditional_puts_only(uploads.bucket.arn)] if s.upload_api else []))
-        logs = self._access_logs(name, uploads, account_id, partition, s) if s.access_logging else None
+        uploads.tls_only_policy(*([policies.api_uploads_create_only(uploads.bucket.arn)] if s.upload_api else []))
+        logs = self._access_logs(uploads) if s.access_logging else None
         if s.upload_allowed_origins:
             # Browsers PUT straight to S3 with the grant the upload API hands out.
             aws.s3.BucketCorsConfiguration(f"{name}-uploads-cors", bucket=uploads.bucket.id, cors_rules=[{
@@ -121,7 +117,7 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
                                     force_destroy=s.force_destroy)
         cdn = ThumbnailCdn(f"{name}-cdn", ThumbnailCdnArgs(
             s, thumbnails.bucket.bucket_regional_domain_name,
-            logs=(logs.bucket.arn, CDN_LOGS_PREFIX, logs.policy) if logs else None), opts=child) if s.cdn else None
+            logs=(logs.bucket.arn, CDN_LOGS_PREFIX, logs.policy) if logs else None), opts=self._opts) if s.cdn else None
         thumbnails.tls_only_policy(*([cdn.read_statement(thumbnails.bucket.arn)] if cdn else []))
         table = aws.dynamodb.Table(
             f"{name}-images", billing_mode="PAY_PER_REQUEST", hash_key="image_id",
@@ -129,166 +125,79 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
             point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
             server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
             deletion_protection_enabled=not s.force_destroy,
-            opts=child)
+            opts=self._opts)
+        return Stores(uploads, thumbnails, table, cdn)
 
-        # Topics, encrypted with a key CloudWatch may use too (the AWS-managed SNS key would refuse alarms).
-        key = aws.kms.Key(f"{name}-topics-key", description="claimcheck topics", enable_key_rotation=True,
-                          deletion_window_in_days=30, policy=iam.document([
-                              {"Sid": "AccountAdministers", "Effect": "Allow", "Principal": {"AWS": account_root},
-                               "Action": "kms:*", "Resource": "*"},
-                              {"Sid": "CloudWatchPublishesAlarms", "Effect": "Allow",
-                               "Principal": {"Service": "cloudwatch.amazonaws.com"},
-                               "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
-                               "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}},
-                          ]), opts=child)
-        alarm_topic = aws.sns.Topic(f"{name}-alarms", kms_master_key_id=key.arn, opts=child)
-        if s.alarm_email:
-            aws.sns.TopicSubscription(f"{name}-alarm-email", topic=alarm_topic.arn, protocol="email",
-                                      endpoint=s.alarm_email, opts=child)
-        claim_checks = aws.sns.Topic(f"{name}-claim-checks", kms_master_key_id=key.arn, opts=child)
-        topic_policy_doc = iam.document([{
-            "Sid": "OwnerOnly", "Effect": "Allow", "Principal": {"AWS": account_root},
-            "Action": ["sns:Publish", "sns:Subscribe", "sns:GetTopicAttributes"], "Resource": claim_checks.arn,
-        }])
-        aws.sns.TopicPolicy(f"{name}-claim-checks-policy", arn=claim_checks.arn, policy=topic_policy_doc, opts=child)
-
-        # AWS's public Powertools layer for the version requirements.txt pins, in this region.
-        powertools = aws.ssm.get_parameter_output(name=packaging.powertools_parameter(s.runtime, s.architecture)).value
-        pillow = aws.lambda_.LayerVersion(
-            f"{name}-pillow", layer_name=f"{name}-pillow-{s.architecture}",
-            code=pulumi.FileArchive(str(packaging.pillow_layer(s.architecture, s.runtime, RUNTIME_GLIBC[s.runtime],
-                                                               heif=s.needs_heif))),
-            compatible_runtimes=[s.runtime], compatible_architectures=[s.architecture],
-            description=f"{packaging.PILLOW_REQUIREMENT}{' + ' + packaging.HEIF_REQUIREMENT if s.needs_heif else ''} "
-                        f"for {s.runtime} on {s.architecture}", opts=child)
-
-        # Intake: S3 events in, claim checks out.
-        table_access = iam.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [table.arn])
-        intake = build_worker(f"{name}-intake", WorkerArgs(
-            function="intake", settings=s, alarm_topic_arn=alarm_topic.arn, layers=[powertools],
-            dropped_metric="InvalidEvents",
-            environment={
-                "TABLE_NAME": table.name, "TOPIC_ARN": claim_checks.arn,
-                "ALLOWED_FORMATS": ",".join(s.allowed_formats),
-                # Empty when no allowed format is one Rekognition reads: then no image waits for labels.
-                "LABEL_FORMATS": ",".join(s.label_formats),
-                "MAX_UPLOAD_BYTES": str(s.max_upload_bytes), "MAX_PIXELS": str(s.max_pixels),
-            },
-            statements=[
-                *iam.read_uploads(uploads.bucket.arn, UPLOADS_PREFIX),
-                table_access,
-                iam.allow(["sns:Publish"], [claim_checks.arn]),
-                iam.allow(["kms:GenerateDataKey", "kms:Decrypt"], [key.arn]),
-            ],
-        ), parent=self)
-        intake_policy = aws.sqs.QueuePolicy(f"{name}-intake-queue-policy", queue_url=intake.queue.id, policy=iam.document([{
-            "Sid": "UploadEventsFromThisBucket", "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
-            "Action": "sqs:SendMessage", "Resource": intake.queue.arn,
-            "Condition": {"ArnEquals": {"aws:SourceArn": uploads.bucket.arn},
-                          "StringEquals": {"aws:SourceAccount": account_id}},
-        }]), opts=child)
-        # S3 checks that it may send to the queue when the notification is put (PutBucketNotificationConfiguration).
-        aws.s3.BucketNotification(f"{name}-upload-events", bucket=uploads.bucket.id, queues=[
-            aws.s3.BucketNotificationQueueArgs(queue_arn=intake.queue.arn, filter_prefix=UPLOADS_PREFIX,
-                                               events=["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]),
-        ], opts=pulumi.ResourceOptions(parent=self, depends_on=[intake_policy]))
-
-        # Stages
-        stage_args = StageArgs(
-            settings=s, topic_arn=claim_checks.arn, table_name=table.name, table_arn=table.arn,
-            uploads_bucket_arn=uploads.bucket.arn, alarm_topic_arn=alarm_topic.arn,
-            thumbnails_bucket_name=thumbnails.bucket.bucket, thumbnails_bucket_arn=thumbnails.bucket.arn,
-            pillow_layer_arn=pillow.arn, powertools_layer_arn=powertools, thumbnails_base_url=cdn.url if cdn else None,
-            distribution_id=cdn.distribution.id if cdn else None,
-            distribution_arn=cdn.distribution.arn if cdn else None)
-        thumbnail_stage = ThumbnailStage(f"{name}-thumbnail-stage", stage_args, opts=child)
-        label_stage = LabelStage(f"{name}-label-stage", stage_args, opts=child) if s.label_formats else None
-
-        workers = {"intake": intake, "thumbnails": thumbnail_stage.worker}
-        if label_stage:
-            workers["labels"] = label_stage.worker
-        dashboard = aws.cloudwatch.Dashboard(
-            f"{name}-dashboard", dashboard_name=dashboard_name(pulumi.get_project(), pulumi.get_stack()),
-            dashboard_body=_dashboard_body(region, workers), opts=child)
-
-        self.uploads_bucket = uploads.bucket.bucket
-        self.thumbnails_bucket = thumbnails.bucket.bucket
-        self.table_name = table.name
-        self.claim_check_topic_arn = claim_checks.arn
-        self.alarm_topic_arn = alarm_topic.arn
-        self.queue_urls = {stage: w.queue.url for stage, w in workers.items()}
-        self.dlq_urls = {stage: w.dlq.url for stage, w in workers.items()}
-        self.upload_api = UploadApi(f"{name}-upload-api", UploadApiArgs(
-            settings=s, uploads_bucket_name=uploads.bucket.bucket, uploads_bucket_arn=uploads.bucket.arn,
-            powertools_layer_arn=powertools, uploads_prefix=UPLOADS_PREFIX), opts=child) if s.upload_api else None
-        self.thumbnails_url = cdn.url if cdn else None
-        self.dashboard_url = pulumi.Output.concat(
-            "https://", region, ".console.aws.amazon.com/cloudwatch/home?region=", region,
-            "#dashboards:name=", dashboard.dashboard_name)
-        self.register_outputs({
-            "uploads_bucket": self.uploads_bucket, "thumbnails_bucket": self.thumbnails_bucket,
-            "table_name": self.table_name, "claim_check_topic_arn": self.claim_check_topic_arn,
-            "alarm_topic_arn": self.alarm_topic_arn, "dashboard_url": self.dashboard_url,
-        })
-
-    def _access_logs(self, name: str, uploads: PrivateBucket, account_id: pulumi.Input[str], partition: pulumi.Input[str],
-                     s: Settings) -> PrivateBucket:
+    def _access_logs(self, uploads: PrivateBucket) -> PrivateBucket:
         """Server access logs of the uploads bucket (who read or wrote which original) and, with the CDN, CloudFront's
         standard logs, kept for a while in a private bucket of their own (SSE-S3, as server access logging requires).
-        S3 delivers with the logging service principal, admitted for this source bucket and account only (S3 User
-        Guide, "Enabling Amazon S3 server access logging"); CloudFront's logs (v2) come through CloudWatch Logs'
-        delivery service, admitted for this account's delivery sources in us-east-1, where CloudFront's live
-        (CloudWatch Logs User Guide, "Logs sent to Amazon S3" under "Logging that requires additional permissions
-        [V2]"). S3 log delivery sets the bucket-owner-full-control ACL, the one ACL an owner-enforced bucket takes."""
-        expire = lambda rule, prefix: aws.s3.BucketLifecycleConfigurationRuleArgs(  # noqa: E731
-            id=rule, status="Enabled", filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=prefix),
-            expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=s.access_log_retention_days))
+        S3 log delivery sets the bucket-owner-full-control ACL, the one ACL an owner-enforced bucket takes."""
+        name, s, account = self._name, self._settings, self._account
         logs = private_bucket(f"{name}-access-logs", self, versioned=False, force_destroy=s.force_destroy, lifecycle_rules=[
-            expire("expire-access-logs", ACCESS_LOGS_PREFIX), *([expire("expire-cdn-logs", CDN_LOGS_PREFIX)] if s.cdn else [])])
-        statements = [{
-            "Sid": "S3ServerAccessLogsFromTheUploadsBucket", "Effect": "Allow",
-            "Principal": {"Service": "logging.s3.amazonaws.com"}, "Action": "s3:PutObject",
-            "Resource": iam.s3_objects(logs.bucket.arn, ACCESS_LOGS_PREFIX),
-            "Condition": {"ArnLike": {"aws:SourceArn": uploads.bucket.arn},
-                          "StringEquals": {"aws:SourceAccount": account_id}}}]
-        if s.cdn:
-            statements.append({
-                "Sid": "CloudFrontStandardLogsOfThisAccount", "Effect": "Allow",
-                "Principal": {"Service": "delivery.logs.amazonaws.com"}, "Action": "s3:PutObject",
-                "Resource": iam.s3_objects(logs.bucket.arn, CDN_LOGS_PREFIX),
-                "Condition": {"StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control", "aws:SourceAccount": account_id},
-                              "ArnLike": {"aws:SourceArn": pulumi.Output.concat(
-                                  "arn:", partition, ":logs:us-east-1:", account_id, ":delivery-source:*")}}})
-        logs.tls_only_policy(*statements)
+            expire_after("expire-access-logs", ACCESS_LOGS_PREFIX, s.access_log_retention_days),
+            *([expire_after("expire-cdn-logs", CDN_LOGS_PREFIX, s.access_log_retention_days)] if s.cdn else [])])
+        logs.tls_only_policy(
+            policies.server_access_logs(logs.bucket.arn, ACCESS_LOGS_PREFIX, uploads.bucket.arn, account.id),
+            *([policies.cdn_standard_logs(logs.bucket.arn, CDN_LOGS_PREFIX, account.partition, account.id)]
+              if s.cdn else []))
         # S3 checks the log bucket admits the logging service when logging is switched on.
         aws.s3.BucketLogging(f"{name}-uploads-access-logging", bucket=uploads.bucket.id, target_bucket=logs.bucket.id,
                              target_prefix=ACCESS_LOGS_PREFIX,
                              opts=pulumi.ResourceOptions(parent=uploads.bucket, depends_on=[logs.policy]))
         return logs
 
+    def _topics(self) -> Topics:
+        """The claim-check topic (this account only) and the alarm topic, both encrypted with a key CloudWatch may
+        use too (the AWS-managed SNS key would refuse alarms)."""
+        name, s, account = self._name, self._settings, self._account
+        key = aws.kms.Key(f"{name}-topics-key", description="claimcheck topics", enable_key_rotation=True,
+                          deletion_window_in_days=30, policy=iam.document(policies.topic_key(account.root, account.id)),
+                          opts=self._opts)
+        alarms = aws.sns.Topic(f"{name}-alarms", kms_master_key_id=key.arn, opts=self._opts)
+        if s.alarm_email:
+            aws.sns.TopicSubscription(f"{name}-alarm-email", topic=alarms.arn, protocol="email",
+                                      endpoint=s.alarm_email, opts=self._opts)
+        claim_checks = aws.sns.Topic(f"{name}-claim-checks", kms_master_key_id=key.arn, opts=self._opts)
+        aws.sns.TopicPolicy(f"{name}-claim-checks-policy", arn=claim_checks.arn,
+                            policy=iam.document([policies.topic_owner_only(claim_checks.arn, account.root)]),
+                            opts=self._opts)
+        return Topics(claim_checks, alarms, key)
 
-def _dashboard_body(region: pulumi.Input[str], workers: dict[str, Any]) -> pulumi.Output[str]:
-    names = {stage: pulumi.Output.all(w.queue.name, w.dlq.name, w.function.name) for stage, w in workers.items()}
+    def _layers(self) -> Layers:
+        """AWS's public Powertools layer for the version requirements.txt pins, in this region; ours with Pillow."""
+        name, s = self._name, self._settings
+        powertools = aws.ssm.get_parameter_output(name=packaging.powertools_parameter(s.runtime, s.architecture)).value
+        archive = packaging.pillow_layer(s.architecture, s.runtime, RUNTIME_GLIBC[s.runtime], heif=s.needs_heif)
+        pillow = aws.lambda_.LayerVersion(
+            f"{name}-pillow", layer_name=f"{name}-pillow-{s.architecture}", code=pulumi.FileArchive(str(archive)),
+            compatible_runtimes=[s.runtime], compatible_architectures=[s.architecture],
+            description=f"{packaging.PILLOW_REQUIREMENT}{' + ' + packaging.HEIF_REQUIREMENT if s.needs_heif else ''} "
+                        f"for {s.runtime} on {s.architecture}", opts=self._opts)
+        return Layers(powertools=powertools, pillow=pillow.arn)
 
-    def body(args: list[Any]) -> str:
-        region_name, resolved = args[0], dict(zip(names, args[1:]))
+    def _stages(self, stores: Stores, topics: Topics, layers: Layers) -> dict[Function, QueueWorker]:
+        """Intake, thumbnails and (when an allowed format is one Rekognition reads) labels; their workers by function."""
+        name, s = self._name, self._settings
+        common = {"settings": s, "layers": layers, "alarm_topic_arn": topics.alarms.arn}
+        intake = IntakeStage(f"{name}-intake", IntakeStageArgs(
+            uploads=stores.uploads.bucket, account_id=self._account.id, table=stores.table,
+            claim_checks=topics.claim_checks, topic_key=topics.key, **common), opts=self._opts)
+        thumbnails = ThumbnailStage(f"{name}-thumbnail-stage", ThumbnailStageArgs(
+            claim_checks=topics.claim_checks, uploads=stores.uploads.bucket, table=stores.table,
+            thumbnails=stores.thumbnails.bucket, cdn=stores.cdn, **common), opts=self._opts)
+        workers = {Function.INTAKE: intake.worker, Function.THUMBNAILS: thumbnails.worker}
+        if s.label_formats:
+            workers[Function.LABELS] = LabelStage(f"{name}-label-stage", LabelStageArgs(
+                claim_checks=topics.claim_checks, uploads=stores.uploads.bucket, table=stores.table, **common),
+                opts=self._opts).worker
+        return workers
 
-        def widget(title: str, metrics: list[list[Any]], stat: str) -> dict[str, Any]:
-            return {"type": "metric", "width": 12, "height": 6, "properties": {
-                "title": title, "region": region_name, "stat": stat, "period": 60, "view": "timeSeries",
-                "metrics": metrics}}
-
-        queues = [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q[0], {"label": f"{s} queue"}]
-                  for s, q in resolved.items()]
-        dlqs = [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q[1], {"label": f"{s} DLQ"}]
-                for s, q in resolved.items()]
-        fn = lambda metric: [["AWS/Lambda", metric, "FunctionName", q[2], {"label": s}] for s, q in resolved.items()]  # noqa: E731
-        return json.dumps({"widgets": [
-            widget("Queue depth", queues, "Maximum"), widget("Dead-letter queues", dlqs, "Maximum"),
-            widget("Function errors", fn("Errors"), "Sum"), widget("Function duration", fn("Duration"), "p95"),
-            widget("Function throttles", fn("Throttles"), "Sum"), widget("Oldest message age",
-                [["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", q[0], {"label": s}] for s, q in resolved.items()],
-                "Maximum"),
-        ]})
-
-    return pulumi.Output.all(region, *names.values()).apply(body)
+    def _observability(self, workers: dict[Function, QueueWorker]) -> pulumi.Output[str]:
+        """The dashboard (every worker's queue, DLQ and function); returns its console URL. The alarms are each
+        worker's own."""
+        region = self._account.region
+        board = aws.cloudwatch.Dashboard(
+            f"{self._name}-dashboard", dashboard_name=dashboard.dashboard_name(pulumi.get_project(), pulumi.get_stack()),
+            dashboard_body=dashboard.body(region, dict(workers)), opts=self._opts)
+        return pulumi.Output.concat("https://", region, ".console.aws.amazon.com/cloudwatch/home?region=", region,
+                                    "#dashboards:name=", board.dashboard_name)

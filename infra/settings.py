@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from handlers.names import Function
+
 KNOWN_FORMATS = ("jpeg", "png", "webp", "gif", "tiff", "heic", "avif")
 # Formats whose decoder is not in Pillow itself: the layer adds pillow-heif for them.
 HEIF_FORMATS = ("heic",)
@@ -101,11 +103,11 @@ class StageSettings:
 
 
 STAGE_DEFAULTS = {
-    "intake": StageSettings(memory=256, timeout=30, batch_size=10, batching_window=0, max_concurrency=10),
+    Function.INTAKE: StageSettings(memory=256, timeout=30, batch_size=10, batching_window=0, max_concurrency=10),
     # 1,536 MB: a 50 MP WebP (the costliest decode maxPixels allows) needs ~880 MB with the function's own; the CPU
     # share it buys (0.87 vCPU) makes the CPU-bound work faster by as much as the memory costs more.
-    "thumbnails": StageSettings(memory=1536, timeout=60, batch_size=5, batching_window=1, max_concurrency=20),
-    "labels": StageSettings(memory=256, timeout=30, batch_size=10, batching_window=1, max_concurrency=5),
+    Function.THUMBNAILS: StageSettings(memory=1536, timeout=60, batch_size=5, batching_window=1, max_concurrency=20),
+    Function.LABELS: StageSettings(memory=256, timeout=30, batch_size=10, batching_window=1, max_concurrency=5),
 }
 STAGE_KEYS = {"memory": "memory", "timeout": "timeout", "batchSize": "batch_size",
               "batchingWindow": "batching_window", "maxConcurrency": "max_concurrency",
@@ -162,10 +164,12 @@ class Settings:
     min_confidence: int = setting(70, "minConfidence", "int", "Lowest label confidence kept, in percent.",
                                   between(0, 100))
     store_gps: bool = setting(False, "storeGps", "bool", "Keep GPS coordinates from EXIF in the image record.")
-    intake: StageSettings = setting(STAGE_DEFAULTS["intake"], "intake", "stage", "The intake function.", declared=False)
-    thumbnails: StageSettings = setting(STAGE_DEFAULTS["thumbnails"], "thumbnails", "stage", "The thumbnail function.",
-                                        declared=False)
-    labels: StageSettings = setting(STAGE_DEFAULTS["labels"], "labels", "stage", "The label function.", declared=False)
+    intake: StageSettings = setting(STAGE_DEFAULTS[Function.INTAKE], Function.INTAKE, "stage", "The intake function.",
+                                    declared=False)
+    thumbnails: StageSettings = setting(STAGE_DEFAULTS[Function.THUMBNAILS], Function.THUMBNAILS, "stage",
+                                        "The thumbnail function.", declared=False)
+    labels: StageSettings = setting(STAGE_DEFAULTS[Function.LABELS], Function.LABELS, "stage", "The label function.",
+                                    declared=False)
     max_receive_count: int = setting(5, "maxReceiveCount", "int",
                                      "Deliveries before a message goes to its dead-letter queue.",
                                      between(3, 1000))

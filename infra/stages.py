@@ -1,8 +1,9 @@
-"""The worker stages: a queue subscribed to the claim-check topic and the function that drains it.
+"""The pipeline's three stages. Each is a QueueWorker (infra/worker.py) plus what feeds its queue, and says only
+what differs: which function, what it is linked to, where its messages come from.
 
-`Stage` holds everything a stage has in common; `ThumbnailStage` and
-`LabelStage` say only what differs: which handler, what it may touch, which
-claim checks it wants.
+  IntakeStage     S3 events of the uploads bucket -> claim checks on the topic
+  ThumbnailStage  every claim check -> thumbnails in the thumbnails bucket
+  LabelStage      claim checks of formats Rekognition reads -> labels on the image record
 """
 from __future__ import annotations
 
@@ -13,138 +14,114 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra import iam
-from infra.settings import DECODE_BYTES_PER_PIXEL, Settings
-from infra.worker import WorkerArgs, build_worker
+from handlers.names import UPLOADS_PREFIX, ClaimAttribute, ClaimEvent, Function, Metric
+from infra import iam, links, policies
+from infra.edges import ThumbnailCdn
+from infra.settings import Settings
+from infra.worker import Layers, QueueWorker, QueueWorkerArgs
 
 
 @dataclass
-class StageArgs:
+class IntakeStageArgs:
     settings: Settings
-    topic_arn: pulumi.Input[str]
-    table_name: pulumi.Input[str]
-    table_arn: pulumi.Input[str]
-    uploads_bucket_arn: pulumi.Input[str]
+    uploads: aws.s3.Bucket  # whose events it takes, and whose uploads it reads
+    account_id: pulumi.Input[str]  # the uploads bucket's account: S3 may send only its events
+    table: aws.dynamodb.Table
+    claim_checks: aws.sns.Topic
+    topic_key: aws.kms.Key
+    layers: Layers
     alarm_topic_arn: pulumi.Input[str]
-    thumbnails_bucket_name: pulumi.Input[str] | None = None
-    thumbnails_bucket_arn: pulumi.Input[str] | None = None
-    pillow_layer_arn: pulumi.Input[str] | None = None
-    powertools_layer_arn: pulumi.Input[str] | None = None
-    thumbnails_base_url: pulumi.Input[str] | None = None  # CloudFront, when it serves the thumbnails
-    distribution_id: pulumi.Input[str] | None = None  # ... and the distribution whose cache must forget deleted ones
-    distribution_arn: pulumi.Input[str] | None = None
 
 
-class Stage(pulumi.ComponentResource):
-    """Queue + DLQ + topic subscription (+ filter) + worker function + mapping + alarms."""
+class IntakeStage(pulumi.ComponentResource):
+    """S3 event -> validated image record -> one claim check. It owns its queue's policy and the bucket's
+    notification, which S3 checks against each other when the notification is put."""
 
-    type_token = "claimcheck:index:Stage"
-    function = ""
-
-    def __init__(self, name: str, args: StageArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(self.type_token, name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        read_record = iam.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [args.table_arn])
-        self.worker = build_worker(name, WorkerArgs(
-            function=self.function,
-            settings=args.settings,
-            environment={"TABLE_NAME": args.table_name, **self._environment(args)},
-            statements=[read_record, *self._statements(args)],
-            alarm_topic_arn=args.alarm_topic_arn,
-            layers=self._layers(args),
-        ), parent=self)
+    def __init__(self, name: str, args: IntakeStageArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("claimcheck:index:IntakeStage", name, None, opts)
+        # claimcheck 1.x declared all of this straight under the pipeline; the aliases keep those URNs.
+        pipeline = opts.parent if opts else None
+        assert pipeline is not None, "the intake stage belongs to a pipeline"
+        self.worker = QueueWorker(name, QueueWorkerArgs(
+            function=Function.INTAKE, settings=args.settings, layers=args.layers, alarm_topic_arn=args.alarm_topic_arn,
+            dropped_metric=Metric.INVALID_EVENTS,
+            links=[links.uploads(args.uploads), links.records(args.table),
+                   links.claim_checks(args.claim_checks, args.topic_key), links.intake_settings(args.settings)],
+        ), moved_from=pipeline, opts=pulumi.ResourceOptions(parent=self))
         queue = self.worker.queue
-        # Only this topic may send to the stage's queue.
-        aws.sqs.QueuePolicy(f"{name}-queue-policy", queue_url=queue.id, policy=iam.document([{
-            "Sid": "ClaimChecksFromTopic", "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
-            "Action": "sqs:SendMessage", "Resource": queue.arn,
-            "Condition": {"ArnEquals": {"aws:SourceArn": args.topic_arn}},
-        }]), opts=child)
-        filter_policy = self._filter_policy(args.settings)
-        self.subscription = aws.sns.TopicSubscription(
-            f"{name}-subscription", topic=args.topic_arn, protocol="sqs", endpoint=queue.arn,
-            raw_message_delivery=True,  # the queue receives the claim check itself, not an SNS envelope
-            filter_policy=json.dumps(filter_policy) if filter_policy else None,
-            filter_policy_scope="MessageAttributes" if filter_policy else None,
-            opts=child)
-        self.queue_url = queue.url
-        self.dlq_url = self.worker.dlq.url
-        self.function_name = self.worker.function.name
-        self.register_outputs({"queue_url": self.queue_url, "dlq_url": self.dlq_url, "function_name": self.function_name})
-
-    def _environment(self, args: StageArgs) -> dict[str, pulumi.Input[str]]:
-        raise NotImplementedError
-
-    def _statements(self, args: StageArgs) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    def _layers(self, args: StageArgs) -> list[pulumi.Input[str]]:
-        return [layer for layer in (args.powertools_layer_arn,) if layer is not None]
-
-    def _filter_policy(self, settings: Settings) -> dict[str, Any] | None:
-        return None
+        moved = pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(parent=pipeline)])
+        policy = aws.sqs.QueuePolicy(f"{name}-queue-policy", queue_url=queue.id, policy=iam.document([
+            policies.queue_from_bucket(queue.arn, args.uploads.arn, args.account_id)]), opts=moved)
+        # S3 checks that it may send to the queue when the notification is put (PutBucketNotificationConfiguration).
+        aws.s3.BucketNotification(f"{name}-upload-events", bucket=args.uploads.id, queues=[
+            aws.s3.BucketNotificationQueueArgs(queue_arn=queue.arn, filter_prefix=UPLOADS_PREFIX,
+                                               events=["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]),
+        ], opts=pulumi.ResourceOptions(parent=self, depends_on=[policy], aliases=[
+            pulumi.Alias(name=f"{pipeline.pulumi_resource_name}-upload-events", parent=pipeline)]))
+        self.register_outputs({"queue_url": queue.url})
 
 
-class ThumbnailStage(Stage):
+def _subscribe(stage: pulumi.ComponentResource, name: str, worker: QueueWorker, topic: aws.sns.Topic,
+               filter_policy: dict[str, Any] | None = None) -> aws.sns.TopicSubscription:
+    """The stage's queue takes claim checks from the topic, and from nothing else."""
+    child = pulumi.ResourceOptions(parent=stage)
+    aws.sqs.QueuePolicy(f"{name}-queue-policy", queue_url=worker.queue.id, policy=iam.document([
+        policies.queue_from_topic(worker.queue.arn, topic.arn)]), opts=child)
+    return aws.sns.TopicSubscription(
+        f"{name}-subscription", topic=topic.arn, protocol="sqs", endpoint=worker.queue.arn,
+        raw_message_delivery=True,  # the queue receives the claim check itself, not an SNS envelope
+        filter_policy=json.dumps(filter_policy) if filter_policy else None,
+        filter_policy_scope="MessageAttributes" if filter_policy else None,
+        opts=child)
+
+
+@dataclass
+class ThumbnailStageArgs:
+    settings: Settings
+    claim_checks: aws.sns.Topic
+    uploads: aws.s3.Bucket
+    table: aws.dynamodb.Table
+    thumbnails: aws.s3.Bucket
+    cdn: ThumbnailCdn | None  # when CloudFront serves the thumbnails: their URLs, and invalidations
+    layers: Layers
+    alarm_topic_arn: pulumi.Input[str]
+
+
+class ThumbnailStage(pulumi.ComponentResource):
     """Every claim check (created and removed) -> thumbnails in the thumbnails bucket."""
 
-    type_token = "claimcheck:index:ThumbnailStage"
-    function = "thumbnails"
-
-    def _environment(self, args: StageArgs) -> dict[str, pulumi.Input[str]]:
-        s = args.settings
-        return {
-            "THUMBNAILS_BUCKET": args.thumbnails_bucket_name,
-            "THUMBNAIL_SIZES": ",".join(map(str, s.thumbnail_sizes)),
-            "OUTPUT_FORMAT": s.output_format,
-            "OUTPUT_QUALITY": str(s.output_quality),
-            "MAX_PIXELS": str(s.max_pixels),
-            "MAX_FRAMES": str(s.max_frames),
-            "MAX_JPEG_SCANS": str(s.max_jpeg_scans),
-            "MAX_JPEG_SEGMENTS": str(s.max_jpeg_segments),
-            "IMAGE_CPU_SECONDS": str(s.image_cpu_seconds),
-            "DECODE_BYTES_PER_PIXEL": ",".join(f"{f}:{b}" for f, b in DECODE_BYTES_PER_PIXEL.items()),
-            "STORE_GPS": str(s.store_gps).lower(),
-            **({"THUMBNAILS_BASE_URL": args.thumbnails_base_url} if args.thumbnails_base_url is not None else {}),
-            **({"DISTRIBUTION_ID": args.distribution_id} if args.distribution_id is not None else {}),
-        }
-
-    def _statements(self, args: StageArgs) -> list[dict[str, Any]]:
-        return [
-            *iam.read_uploads(args.uploads_bucket_arn, "uploads/"),
-            iam.allow(["s3:PutObject", "s3:DeleteObject"], [iam.s3_objects(args.thumbnails_bucket_arn, "thumbnails/")]),
-            iam.allow(["s3:ListBucket"], [args.thumbnails_bucket_arn],
-                      condition={"StringLike": {"s3:prefix": ["thumbnails/*"]}}),
-            # Removed thumbnails must also leave the CDN's cache (it keeps them a year): this distribution only.
-            *([iam.allow(["cloudfront:CreateInvalidation"], [args.distribution_arn])] if args.distribution_arn else []),
-        ]
-
-    def _layers(self, args: StageArgs) -> list[pulumi.Input[str]]:
-        return [*super()._layers(args), args.pillow_layer_arn]
+    def __init__(self, name: str, args: ThumbnailStageArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("claimcheck:index:ThumbnailStage", name, None, opts)
+        self.worker = QueueWorker(name, QueueWorkerArgs(
+            function=Function.THUMBNAILS, settings=args.settings, layers=args.layers,
+            alarm_topic_arn=args.alarm_topic_arn, dropped_metric=Metric.INVALID_CLAIM_CHECKS,
+            links=[links.records(args.table), links.uploads(args.uploads), links.thumbnails(args.thumbnails),
+                   *([links.cdn(args.cdn)] if args.cdn else []), links.thumbnail_settings(args.settings)],
+        ), moved_from=self, opts=pulumi.ResourceOptions(parent=self))
+        self.subscription = _subscribe(self, name, self.worker, args.claim_checks)
+        self.register_outputs({"queue_url": self.worker.queue.url})
 
 
-class LabelStage(Stage):
-    """Claim checks for formats Rekognition reads -> labels on the image record."""
+@dataclass
+class LabelStageArgs:
+    settings: Settings
+    claim_checks: aws.sns.Topic
+    uploads: aws.s3.Bucket
+    table: aws.dynamodb.Table
+    layers: Layers
+    alarm_topic_arn: pulumi.Input[str]
 
-    type_token = "claimcheck:index:LabelStage"
-    function = "labels"
 
-    def _environment(self, args: StageArgs) -> dict[str, pulumi.Input[str]]:
-        s = args.settings
-        return {
-            "LABEL_FORMATS": ",".join(s.label_formats),
-            "MAX_LABELS": str(s.max_labels),
-            "MIN_CONFIDENCE": str(s.min_confidence),
-            "LABELS_EMULATED": str(s.labels_emulated).lower(),
-        }
+class LabelStage(pulumi.ComponentResource):
+    """Claim checks of new uploads in formats Rekognition reads -> labels on the image record."""
 
-    def _statements(self, args: StageArgs) -> list[dict[str, Any]]:
-        return [
-            # DetectLabels has no resource-level permissions: '*' is the only form it takes.
-            iam.allow(["rekognition:DetectLabels"], ["*"]),
-            # Rekognition reads the S3 object with the caller's permissions.
-            iam.allow(["s3:GetObject", "s3:GetObjectVersion"], [iam.s3_objects(args.uploads_bucket_arn, "uploads/")]),
-        ]
-
-    def _filter_policy(self, settings: Settings) -> dict[str, Any]:
-        return {"format": list(settings.label_formats), "event": ["created"]}
+    def __init__(self, name: str, args: LabelStageArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("claimcheck:index:LabelStage", name, None, opts)
+        self.worker = QueueWorker(name, QueueWorkerArgs(
+            function=Function.LABELS, settings=args.settings, layers=args.layers, alarm_topic_arn=args.alarm_topic_arn,
+            dropped_metric=Metric.INVALID_CLAIM_CHECKS,
+            links=[links.records(args.table), links.labelling(args.uploads), links.label_settings(args.settings)],
+        ), moved_from=self, opts=pulumi.ResourceOptions(parent=self))
+        self.subscription = _subscribe(self, name, self.worker, args.claim_checks, {
+            ClaimAttribute.FORMAT: list(args.settings.label_formats), ClaimAttribute.EVENT: [ClaimEvent.CREATED]})
+        self.register_outputs({"queue_url": self.worker.queue.url})

@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from handlers.names import UPLOADS_PREFIX
 from localcloud import report, samples, soak, watch
 from localcloud.cloud import LocalCloud
 
@@ -69,7 +70,7 @@ def run_upload(args: argparse.Namespace) -> int:
         print()
         print(report.table(summary))
         for key in keys:
-            for output in (summary.records.get(key, {}).get("thumbnails") or {}).get("outputs", []):
+            for output in report.outputs(summary.records.get(key, {})):
                 print(f"  {output.get('url', output['key'])}")
         print(f"(thumbnail URLs point at the CloudFront distribution {cloud.outputs.get('thumbnailsUrl')}, "
               "which the local cloud records but does not serve)")
@@ -105,9 +106,9 @@ def files_to_upload(paths: list[Path]) -> dict[str, Path]:
             # Hidden files (.DS_Store, a tool's markers) are not photos anyone meant to upload.
             for file in sorted(p for p in path.rglob("*") if p.is_file() and not any(
                     part.startswith(".") for part in p.relative_to(path).parts)):
-                found[f"uploads/{path.name}/{file.relative_to(path).as_posix()}"] = file
+                found[f"{UPLOADS_PREFIX}{path.name}/{file.relative_to(path).as_posix()}"] = file
         elif path.is_file():
-            found[f"uploads/{path.name}"] = path
+            found[f"{UPLOADS_PREFIX}{path.name}"] = path
         else:
             raise SystemExit(f"no such file or folder: {path}")
     return found

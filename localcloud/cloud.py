@@ -17,6 +17,7 @@ import boto3
 import requests
 from botocore.config import Config
 
+from handlers.names import Function
 from localcloud import program
 from localcloud.api import FunctionEndpoint
 from localcloud.emulator import Emulator
@@ -24,7 +25,6 @@ from localcloud.mocks import CloudMocks
 from localcloud.overrides import LOCAL_CONFIG, MAX_LOCAL_CONCURRENCY
 from localcloud.pollers import Chaos, FunctionSpec, MappingSpec, Poller
 
-FINAL_STATUSES = ("done", "rejected", "failed", "deleted")
 DEFAULT_WORKDIR = program.PROJECT_ROOT / ".localcloud"
 
 
@@ -120,15 +120,14 @@ class LocalCloud:
 
     def _start_pollers(self) -> None:
         assert self.deployment is not None
-        functions = {f.state["arn"]: f for f in self.deployment.of_type("aws:lambda/function:Function")}
+        function_of = {fn.state["arn"]: (name, fn) for name, fn in self.deployment.functions().items()}
         queues = {q.state["arn"]: q for q in self.deployment.of_type("aws:sqs/queue:Queue")}
         logs = self.workdir / "logs"
         shutil.rmtree(logs, ignore_errors=True)
         logs.mkdir(parents=True)
         for mapping in self.deployment.of_type("aws:lambda/eventSourceMapping:EventSourceMapping"):
-            fn = functions[mapping.inputs["functionName"]]
+            stage, fn = function_of[mapping.inputs["functionName"]]
             queue = queues[mapping.inputs["eventSourceArn"]]
-            stage = fn.inputs["handler"].split(".")[1]  # handlers.<stage>.handler
             spec = self._function_spec(fn, stage)
             concurrency = min(int(mapping.inputs.get("scalingConfig", {}).get("maximumConcurrency", 2)), MAX_LOCAL_CONCURRENCY)
             poller = Poller(spec, MappingSpec(
@@ -141,19 +140,25 @@ class LocalCloud:
             self.pollers[stage] = poller
 
     def _start_endpoints(self) -> None:
-        """Serve each function the program puts behind a URL (the upload API) on 127.0.0.1."""
+        """Serve each function the program puts behind an HTTP endpoint (a function URL, or an HTTP API's
+        integration with a JWT authorizer) on 127.0.0.1."""
         assert self.deployment is not None
-        for fn in self.deployment.of_type("aws:lambda/function:Function"):
-            stage = fn.inputs["handler"].split(".")[1]
-            if stage == "upload_api":
-                log = open(self.workdir / "logs" / f"{stage}.log", "a", buffering=1)  # noqa: SIM115 - lives with the endpoint
-                jwt = fn.inputs["environment"]["variables"].get("UPLOAD_API_KIND") == "http-api"
-                self.endpoints[stage] = FunctionEndpoint(self._function_spec(fn, stage), log, jwt=jwt).start()
+        functions = self.deployment.functions()
+        by_name = {fn.state["name"]: stage for stage, fn in functions.items()}
+        by_arn = {fn.state["arn"]: stage for stage, fn in functions.items()}
+        exposed = [(by_name[url.inputs["functionName"]], False)
+                   for url in self.deployment.of_type("aws:lambda/functionUrl:FunctionUrl")]
+        exposed += [(by_arn[integration.inputs["integrationUri"]], True)
+                    for integration in self.deployment.of_type("aws:apigatewayv2/integration:Integration")]
+        for stage, jwt in exposed:
+            fn = functions[stage]
+            log = open(self.workdir / "logs" / f"{stage}.log", "a", buffering=1)  # noqa: SIM115 - lives with the endpoint
+            self.endpoints[stage] = FunctionEndpoint(self._function_spec(fn, stage), log, jwt=jwt).start()
 
     @property
     def upload_api_url(self) -> str:
         """Where the local upload API listens (deploy with uploadApi on)."""
-        return self.endpoints["upload_api"].url
+        return self.endpoints[Function.UPLOAD_API].url
 
     def upload_through_api(self, filename: str, data: bytes, content_type: str | None = None,
                            declared_size: int | None = None, caller: str | None = None) -> ApiUpload:

@@ -13,6 +13,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from infra import packaging
 from localcloud.outputs import Context, call_outputs, resource_outputs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +81,11 @@ class Deployment:
         """What `resource` was declared to depend on."""
         return [self.by_urn(urn) for urn in resource.depends_on]
 
+    def functions(self) -> dict[str, Registered]:
+        """The Lambda functions the program declared, by which of the pipeline's functions each runs (its handler)."""
+        by_handler = {package.handler: name for name, package in packaging.FUNCTIONS.items()}
+        return {by_handler[fn.inputs["handler"]]: fn for fn in self.of_type("aws:lambda/function:Function")}
+
     def named(self, name: str) -> Registered:
         [found] = [r for r in self.resources if r.name == name]
         return found
@@ -115,7 +121,9 @@ def run(mocks: RecordingMocks, config: dict[str, Any] | None = None, stack: str 
     pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
     pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=engine_log, monitor=monitor)
     try:
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
+        # Mocks record a layer's archive path and never read it: no pip here.
+        with packaging.layers_named_only():
+            _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
     finally:
         engine_log.removeHandler(warnings)
     urns = {(_type_of(urn), urn.split("::")[-1]): urn for urn in monitor.parent_of}

@@ -6,7 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localcloud.cloud import FINAL_STATUSES, DeadLetter, LocalCloud
+from handlers.names import LABEL_LIST, SETTLED, UPLOADS_PREFIX, Function, Status
+from localcloud.cloud import DeadLetter, LocalCloud
+
+# An upload whose message waits in a dead-letter queue: accounted for (alarmed, redrivable), not settled.
+DEAD_LETTERED = "dead-lettered"
 
 
 @dataclass
@@ -17,14 +21,14 @@ class Summary:
 
     def status(self, key: str) -> str:
         record = self.records.get(key)
-        if record and record.get("status") in FINAL_STATUSES:
+        if record and record.get("status") in SETTLED:
             return record["status"]
         if any(letter.key == key for letter in self.dead_letters):
-            return "dead-lettered"
+            return DEAD_LETTERED
         return record["status"] if record else "unaccounted"
 
     def settled(self, key: str) -> bool:
-        return self.status(key) in (*FINAL_STATUSES, "dead-lettered")
+        return self.status(key) in (*SETTLED, DEAD_LETTERED)
 
     def unaccounted(self) -> list[str]:
         return [key for key in self.uploaded if not self.settled(key)]
@@ -36,8 +40,8 @@ class Summary:
         counts = self.counts()
         return {
             "uploaded": len(self.uploaded),
-            "done": counts["done"], "rejected": counts["rejected"], "failed": counts["failed"],
-            "deleted": counts["deleted"], "dead_lettered": counts["dead-lettered"],
+            **{status: counts[status] for status in (Status.DONE, Status.REJECTED, Status.FAILED, Status.DELETED)},
+            "dead_lettered": counts[DEAD_LETTERED],
             "unaccounted": len(self.unaccounted()),
             "images": [image_json(key, self.status(key), self.records.get(key, {})) for key in self.uploaded],
             "dead_letters": [{"queue": d.queue, "key": d.key, "receive_count": d.receive_count} for d in self.dead_letters],
@@ -48,7 +52,7 @@ def explain(letter: DeadLetter, summary: Summary) -> str:
     """A dead letter in words: a duplicate of work that finished anyway is not a lost upload."""
     status = summary.status(letter.key) if letter.key in summary.uploaded else None
     line = f"{letter.queue}: {letter.key or '(no key)'} after {letter.receive_count} receives"
-    if status in FINAL_STATUSES:
+    if status in SETTLED:
         return f"{line} - a repeated delivery; the upload itself is {status} (redrive or delete the message)"
     return f"{line} - the upload waits on it (fix the cause, then redrive it)"
 
@@ -57,18 +61,23 @@ def collect(cloud: LocalCloud, uploaded: list[str]) -> Summary:
     return Summary(list(dict.fromkeys(uploaded)), cloud.records(), cloud.dead_letters())
 
 
+def outputs(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The thumbnails an image record lists (none until the thumbnail stage is done)."""
+    return (record.get(Function.THUMBNAILS) or {}).get("outputs", [])
+
+
 def image_json(key: str, status: str, record: dict[str, Any]) -> dict[str, Any]:
     metadata = record.get("metadata") or {}
-    labels = record.get("labels") or {}
+    labels = record.get(Function.LABELS) or {}
     emulated = labels.get("source") == "emulated"
     return {
         "key": key, "status": status, "reason": record.get("reason") or labels.get("reason") or "",
         "format": record.get("format"),
         "width": _int(metadata.get("width", record.get("width"))), "height": _int(metadata.get("height", record.get("height"))),
-        "thumbnails": [{"key": o["key"], "width": _int(o["width"]), "height": _int(o["height"]), "bytes": _int(o["bytes"])}
-                       for o in (record.get("thumbnails") or {}).get("outputs", [])],
-        "labels": [{"name": label["name"], "confidence": float(label["confidence"]), "emulated": emulated}
-                   for label in labels.get("labels", [])],
+        Function.THUMBNAILS: [{"key": o["key"], "width": _int(o["width"]), "height": _int(o["height"]), "bytes": _int(o["bytes"])}
+                              for o in outputs(record)],
+        Function.LABELS: [{"name": label["name"], "confidence": float(label["confidence"]), "emulated": emulated}
+                          for label in labels.get(LABEL_LIST, [])],
         "labels_emulated": emulated,
     }
 
@@ -82,8 +91,8 @@ def table(summary: Summary) -> str:
     for key in summary.uploaded:
         image = image_json(key, summary.status(key), summary.records.get(key, {}))
         size = f"{image['width']}x{image['height']}" if image["width"] else "-"
-        thumbs = ",".join(str(t["width"]) for t in image["thumbnails"]) or "-"
-        labels = ", ".join(label["name"] for label in image["labels"][:3])
+        thumbs = ",".join(str(t["width"]) for t in image[Function.THUMBNAILS]) or "-"
+        labels = ", ".join(label["name"] for label in image[Function.LABELS][:3])
         if labels and image["labels_emulated"]:
             labels += " (emulated)"
         rows.append((key, image["status"], image["format"] or "-", size, thumbs, labels or "-", image["reason"] or ""))
@@ -101,8 +110,8 @@ def write_thumbnails(cloud: LocalCloud, summary: Summary, out: Path) -> int:
     bucket = cloud.outputs["thumbnailsBucket"]
     written = 0
     for key in summary.uploaded:
-        for output in (summary.records.get(key, {}).get("thumbnails") or {}).get("outputs", []):
-            target = out / key.removeprefix("uploads/") / output["key"].rsplit("/", 1)[-1]
+        for output in outputs(summary.records.get(key, {})):
+            target = out / key.removeprefix(UPLOADS_PREFIX) / output["key"].rsplit("/", 1)[-1]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(s3.get_object(Bucket=bucket, Key=output["key"])["Body"].read())
             written += 1

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from handlers.names import Status
+
 
 def photo(width: int = 640, height: int = 480, mode: str = "RGB") -> Image.Image:
     """A smooth gradient with a marker in the top-left corner, so orientation can be checked."""
@@ -151,24 +153,24 @@ def nasty_set() -> dict[str, tuple[bytes, str]]:
     garbage_exif = jpeg(200, 150)
     garbage_exif = garbage_exif[:2] + b"\xff\xe1\x00\x20Exif\x00\x00II*\x00\xff\xff\xff\x7f" + b"\xee" * 16 + garbage_exif[2:]
     return {
-        "bomb.png": (png_header_only(30000, 30000), "rejected"),
-        "bomb.jpg": (_with_sof_size(jpeg(64, 64), 60000, 60000), "rejected"),
-        "bomb.gif": (b"GIF89a" + struct.pack("<HH", 65535, 65535) + b"\x00\x00\x00;", "rejected"),
+        "bomb.png": (png_header_only(30000, 30000), Status.REJECTED),
+        "bomb.jpg": (_with_sof_size(jpeg(64, 64), 60000, 60000), Status.REJECTED),
+        "bomb.gif": (b"GIF89a" + struct.pack("<HH", 65535, 65535) + b"\x00\x00\x00;", Status.REJECTED),
         "bomb.webp": (b"RIFF\x1e\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x00\x00\x00\x00"
-                      + (16383 - 1).to_bytes(3, "little") + (16383 - 1).to_bytes(3, "little"), "rejected"),
-        "truncated.png": (png(400, 300)[:700], "failed"),
-        "truncated.jpg": (jpeg(800, 600)[:3000], "failed"),
-        "polyglot-zip.jpg": (jpeg(300, 200) + b"PK\x03\x04" + b"\x00" * 26 + b"evil.sh", "done"),
-        "gifar.gif": (gif(frames=2) + b"PK\x03\x04" + b"\x00" * 40, "done"),
-        "huge-exif.jpg": (jpeg(200, 150, exif=big_exif), "done"),
-        "garbage-exif.jpg": (garbage_exif, "done"),
-        "really-a-png.gif": (png(120, 80), "done"),
-        "zero.jpg": (b"", "rejected"),
-        "random.jpg": (bytes(random_bytes(4096)), "rejected"),
-        "page.png": (b"<!doctype html><html><body>hi</body></html>", "rejected"),
-        "drawing.png": (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "rejected"),
-        "layers.jpg": (psd_header(), "rejected"),
-        "tiny.png": (png(1, 1), "done"),
+                      + (16383 - 1).to_bytes(3, "little") + (16383 - 1).to_bytes(3, "little"), Status.REJECTED),
+        "truncated.png": (png(400, 300)[:700], Status.FAILED),
+        "truncated.jpg": (jpeg(800, 600)[:3000], Status.FAILED),
+        "polyglot-zip.jpg": (jpeg(300, 200) + b"PK\x03\x04" + b"\x00" * 26 + b"evil.sh", Status.DONE),
+        "gifar.gif": (gif(frames=2) + b"PK\x03\x04" + b"\x00" * 40, Status.DONE),
+        "huge-exif.jpg": (jpeg(200, 150, exif=big_exif), Status.DONE),
+        "garbage-exif.jpg": (garbage_exif, Status.DONE),
+        "really-a-png.gif": (png(120, 80), Status.DONE),
+        "zero.jpg": (b"", Status.REJECTED),
+        "random.jpg": (bytes(random_bytes(4096)), Status.REJECTED),
+        "page.png": (b"<!doctype html><html><body>hi</body></html>", Status.REJECTED),
+        "drawing.png": (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', Status.REJECTED),
+        "layers.jpg": (psd_header(), Status.REJECTED),
+        "tiny.png": (png(1, 1), Status.DONE),
     }
 
 

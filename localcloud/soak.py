@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from handlers.contracts import image_id
+from handlers.contracts import image_id, thumbnail_prefix
+from handlers.names import QUEUE_FED, SETTLED, UPLOADS_PREFIX, Env, Function, Metric, Status
 from localcloud import samples
-from localcloud.cloud import FINAL_STATUSES, LocalCloud
+from localcloud.cloud import LocalCloud
+from localcloud import report
+from localcloud.report import DEAD_LETTERED
 from localcloud.pollers import Chaos
 
 POISON_KEY_PART = "poison"
@@ -71,11 +74,11 @@ def faults(rate: float) -> dict[str, list[dict[str, Any]]]:
     table = [rule("dynamodb.UpdateItem", "ProvisionedThroughputExceededException", 400),
              rule("dynamodb.GetItem", "InternalServerError", 500)]
     return {
-        "intake": [rule("s3.GetObject", "SlowDown", 503), rule("sns.Publish", "Throttling", 400), *table],
-        "thumbnails": [rule("s3.GetObject", "InternalError", 500), rule("s3.PutObject", "SlowDown", 503), *table,
+        Function.INTAKE: [rule("s3.GetObject", "SlowDown", 503), rule("sns.Publish", "Throttling", 400), *table],
+        Function.THUMBNAILS: [rule("s3.GetObject", "InternalError", 500), rule("s3.PutObject", "SlowDown", 503), *table,
                        {"operation": "s3.GetObject", "match": {"Key": POISON_KEY_PART}, "code": "InternalError",
                         "status": 500, "rate": 1.0}],
-        "labels": [rule("rekognition.DetectLabels", "ThrottlingException", 400), *table],
+        Function.LABELS: [rule("rekognition.DetectLabels", "ThrottlingException", 400), *table],
     }
 
 
@@ -95,7 +98,7 @@ def workload(count: int, rng: random.Random) -> list[tuple[str, str, bytes | Non
     for index in range(count - 1):
         roll = rng.random()
         if roll < 0.08:
-            actions.append(("put", f"uploads/soak/bad-{index}.jpg", rng.choice(bad)))
+            actions.append(("put", f"{UPLOADS_PREFIX}soak/bad-{index}.jpg", rng.choice(bad)))
             continue
         if roll < 0.16 and keys:
             key = rng.choice(keys)  # overwrite: the newest version must win
@@ -115,10 +118,10 @@ def workload(count: int, rng: random.Random) -> list[tuple[str, str, bytes | Non
             key = ""
         width, height = rng.choice([(160, 120), (640, 480), (1024, 768), (1600, 1200), (300, 900)])
         extension, data = rng.choice(makers)(width, height)
-        key = key or f"uploads/soak/{index}.{extension}"
+        key = key or f"{UPLOADS_PREFIX}soak/{index}.{extension}"
         keys.append(key)
         actions.append(("put", key, data))
-    actions.append(("put", f"uploads/soak/{POISON_KEY_PART}.jpg", samples.jpeg(320, 240)))
+    actions.append(("put", f"{UPLOADS_PREFIX}soak/{POISON_KEY_PART}.jpg", samples.jpeg(320, 240)))
     return actions
 
 
@@ -126,7 +129,7 @@ def run(plan: SoakPlan, workdir: Path | None = None, progress: Any = None) -> So
     rng = random.Random(plan.seed)
     actions = workload(plan.images, rng)
     timeouts = {"timeout": plan.function_timeout}
-    config = {"intake": timeouts, "thumbnails": timeouts, "labels": timeouts, "maxReceiveCount": plan.max_receive_count}
+    config = {**{function: timeouts for function in QUEUE_FED}, "maxReceiveCount": plan.max_receive_count}
     chaos = Chaos(duplicate_rate=plan.duplicate_rate, delay_rate=plan.delay_rate, kill_rate=plan.kill_rate, seed=plan.seed)
     options: dict[str, Any] = {"workdir": workdir} if workdir else {}
     with LocalCloud(config=config, faults=faults(plan.fault_rate), chaos=chaos, **options) as cloud:
@@ -174,7 +177,7 @@ def apply(cloud: LocalCloud, action: str, key: str, data: bytes | None) -> None:
 def _unsettled(cloud: LocalCloud, keys: list[str]) -> list[str]:
     records = cloud.records()
     letters = {d.key for d in cloud.dead_letters()}
-    return [k for k in keys if records.get(k, {}).get("status") not in FINAL_STATUSES and k not in letters]
+    return [k for k in keys if records.get(k, {}).get("status") not in SETTLED and k not in letters]
 
 
 def reconcile(cloud: LocalCloud, keys: list[str], elapsed: float) -> SoakResult:
@@ -182,7 +185,7 @@ def reconcile(cloud: LocalCloud, keys: list[str], elapsed: float) -> SoakResult:
     s3 = cloud.client("s3")
     uploads_bucket, thumbs_bucket = cloud.outputs["uploadsBucket"], cloud.outputs["thumbnailsBucket"]
     current: dict[str, str] = {}  # key -> current version id, for every object still in the bucket
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=uploads_bucket, Prefix="uploads/"):
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=uploads_bucket, Prefix=UPLOADS_PREFIX):
         for version in page.get("Versions", []):
             if version["IsLatest"]:
                 current[version["Key"]] = version["VersionId"]
@@ -196,45 +199,44 @@ def reconcile(cloud: LocalCloud, keys: list[str], elapsed: float) -> SoakResult:
     for key in keys:
         record = records.get(key)
         if key in lettered:
-            statuses[key] = "dead-lettered"
-        elif record is None or record.get("status") not in FINAL_STATUSES:
+            statuses[key] = DEAD_LETTERED
+        elif record is None or record.get("status") not in SETTLED:
             problems.append(f"{key}: no final record ({record.get('status') if record else 'none'})")
-        elif key in current and record["status"] == "deleted":
+        elif key in current and record["status"] == Status.DELETED:
             problems.append(f"{key}: still in the bucket but recorded as deleted")
-        elif key not in current and record["status"] != "deleted":
+        elif key not in current and record["status"] != Status.DELETED:
             problems.append(f"{key}: deleted from the bucket but recorded as {record['status']}")
         elif key in current and record.get("version_id") != current[key]:
             problems.append(f"{key}: record reflects version {record.get('version_id')}, the bucket holds {current[key]}")
         else:
             statuses[key] = record["status"]
     referenced: set[str] = set()
-    sizes = sorted(int(s) for s in cloud.deployment.named("claimcheck-thumbnail-stage-function").inputs[
-        "environment"]["variables"]["THUMBNAIL_SIZES"].split(","))
+    thumbnail_function = cloud.deployment.functions()[Function.THUMBNAILS]
+    sizes = sorted(int(s) for s in thumbnail_function.inputs["environment"]["variables"][Env.THUMBNAIL_SIZES].split(","))
     for key, record in records.items():
         if key not in keys:
             problems.append(f"{key}: a record for no upload")
-        if record.get("status") == "done":
-            outputs = {o["key"] for o in record["thumbnails"]["outputs"]}
+        if record.get("status") == Status.DONE:
+            outputs = {o["key"] for o in report.outputs(record)}
             missing = outputs - thumbnails
             if missing:
                 problems.append(f"{key}: {len(missing)} thumbnail(s) missing")
-            if sorted(int(o["size"]) for o in record["thumbnails"]["outputs"]) != sizes:
+            if sorted(int(o["box"]) for o in report.outputs(record)) != sizes:
                 problems.append(f"{key}: thumbnails of other sizes than {sizes}")
             referenced |= outputs
     # A dead-lettered image may hold thumbnails its unfinished work stored: redriving the DLQ finishes it.
-    parked = {f"thumbnails/{image_id(uploads_bucket, key)}/" for key in lettered if key}
+    parked = {thumbnail_prefix(image_id(uploads_bucket, key)) for key in lettered if key}
     for orphan in sorted(thumbnails - referenced):
         if not any(orphan.startswith(prefix) for prefix in parked):
             problems.append(f"{orphan}: a thumbnail without a finished upload")
     stats = cloud.stats()
     metrics = cloud.metrics()
     suppressed = sum(m.get(name, 0) for m in metrics.values()
-                     for name in ("DuplicateEvents", "StaleEvents", "SkippedClaimChecks"))
-    counts = {status: sum(1 for s in statuses.values() if s == status)
-              for status in ("done", "rejected", "failed", "deleted", "dead-lettered")}
+                     for name in (Metric.DUPLICATE_EVENTS, Metric.STALE_EVENTS, Metric.SKIPPED_CLAIM_CHECKS))
+    counts = {status: sum(1 for s in statuses.values() if s == status) for status in (*SETTLED, DEAD_LETTERED)}
     return SoakResult(
-        uploaded=len(keys), keys=len(keys), done=counts["done"], rejected=counts["rejected"], failed=counts["failed"],
-        deleted=counts["deleted"], dead_lettered=counts["dead-lettered"],
+        uploaded=len(keys), keys=len(keys), done=counts[Status.DONE], rejected=counts[Status.REJECTED],
+        failed=counts[Status.FAILED], deleted=counts[Status.DELETED], dead_lettered=counts[DEAD_LETTERED],
         retried=sum(s.get("redeliveries", 0) for s in stats.values()),
         duplicates_suppressed=int(suppressed), lost=len(problems),
         images_per_second=len(statuses) / elapsed if elapsed else 0.0, problems=problems, poller_stats=stats)

@@ -45,7 +45,13 @@ def run(tmp_path_factory):
         put("uploads/over/soon.jpg", samples.jpeg(640, 480))
         put("uploads/gone/deleted.webp", samples.webp(300, 300))
         put("uploads/gone/soon.webp", samples.webp(300, 300))
-        wait_until_settled(cloud, ["uploads/over/written.jpg", "uploads/gone/deleted.webp"], timeout=60)
+        old_version = cloud.upload("uploads/versions/kept.jpg", samples.jpeg(400, 300))["VersionId"]
+        put("uploads/versions/kept.jpg", samples.jpeg(420, 300))
+        wait_until_settled(cloud, ["uploads/over/written.jpg", "uploads/gone/deleted.webp", "uploads/versions/kept.jpg"],
+                           timeout=60)
+        # An old version deleted for good: the intake asks S3 for the current one, and the record, and changes nothing.
+        cloud.client("s3").delete_object(Bucket=cloud.outputs["uploadsBucket"], Key="uploads/versions/kept.jpg",
+                                         VersionId=old_version)
         put("uploads/over/written.jpg", samples.png(300, 200))  # overwrite a finished image with another format
         cloud.delete("uploads/gone/deleted.webp")  # and delete one: its thumbnails must go
         put("uploads/over/soon.jpg", samples.png(200, 200))  # the same, racing the first version's work
@@ -76,7 +82,7 @@ def test_every_upload_is_accounted_for(run):
     expected = {
         "uploads/good/photo.jpg": "done", "uploads/good/chart.png": "done", "uploads/good/sunset.webp": "done",
         "uploads/dup/same.jpg": "done", "uploads/over/written.jpg": "done", "uploads/gone/deleted.webp": "deleted",
-        "uploads/over/soon.jpg": "done", "uploads/gone/soon.webp": "deleted",
+        "uploads/over/soon.jpg": "done", "uploads/gone/soon.webp": "deleted", "uploads/versions/kept.jpg": "done",
         "uploads/bad/notes.jpg": "rejected", "uploads/bad/empty.png": "rejected", "uploads/bad/bomb.png": "rejected",
         "uploads/bad/poison.jpg": "dead-lettered",
     }

@@ -10,18 +10,28 @@ import pytest
 from infra import packaging
 
 
-@pytest.mark.parametrize("name, extra", [
-    ("intake", {"intake.py", "sniff.py"}),
-    ("thumbnails", {"stage.py", "thumbnails.py", "imaging.py", "isolation.py", "preflight.py", "sniff.py"}),
-    ("labels", {"stage.py", "labels.py"}),
-    ("upload_api", {"upload_api.py"}),
-])
-def test_archives_contain_exactly_the_expected_files(name, extra):
-    common = {"__init__.py", "aws.py", "environment.py", "observability.py"}
-    if name != "upload_api":
-        common |= {"contracts.py", "failures.py", "limits.py", "records.py"}
+@pytest.mark.parametrize("name", sorted(packaging.FUNCTIONS))
+def test_an_archive_holds_its_handler_and_what_that_imports_and_nothing_else(name):
     names = set(zipfile.ZipFile(packaging.function_archive(name)).namelist())
-    assert names == {f"handlers/{f}" for f in common | extra}
+    files = {n.removeprefix("handlers/") for n in names}
+    assert all(n.startswith("handlers/") for n in names) and {"__init__.py", f"{name}.py", "names.py"} <= files
+    imported = {module.removeprefix("handlers.") + ".py" for f in files
+                for module in packaging.imports_of(packaging.HANDLERS_DIR / f) if module.startswith("handlers.")}
+    assert imported <= files  # complete: whatever an archived module imports is archived too
+    assert files - imported <= {"__init__.py", f"{name}.py"}  # minimal: nothing nobody imports
+
+
+def test_the_intake_and_the_api_never_carry_the_image_engine():
+    assert "imaging.py" not in packaging.FUNCTIONS["intake"].files
+    assert not {"imaging.py", "records.py"} & set(packaging.FUNCTIONS["upload_api"].files)
+    assert {name for name, package in packaging.FUNCTIONS.items() if package.needs_pillow} == {"thumbnails"}
+
+
+def test_imports_are_read_wherever_they_stand(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("import os.path\nfrom handlers import a, b\nfrom handlers.c import d\nimport handlers.e\n"
+                      "def f():\n    from PIL import Image\n    from . import local\n")
+    assert packaging.imports_of(module) == {"os", "handlers.a", "handlers.b", "handlers.c", "handlers.e", "PIL"}
 
 
 def test_archives_are_reproducible():

@@ -2,9 +2,10 @@
 or one a resource names as its alias, so `pulumi up` updates that stack in place instead of replacing (and, for
 buckets and the table, losing) what it holds.
 
-tests/urns/<case>.txt lists the URNs the program declared for each configuration when they were last made
-stable on purpose. A refactor that moves a resource adds a Pulumi alias for it; a resource that is really gone is
-taken out of the list in the same change, with the reason in the commit. A new resource is added to the list.
+tests/urns/<case>.txt lists every URN a release has declared for each configuration: stacks of any of them
+may exist. A refactor that moves a resource adds a Pulumi alias for its old URN and its new URN to the list
+(`python -m tests.test_urns` adds what the program declares now; it never removes). A resource that is really
+gone is taken out by hand, in the same change, with the reason in the commit.
 """
 from __future__ import annotations
 
@@ -57,8 +58,10 @@ def test_child_urns_are_made_as_the_monitor_makes_them():
         "urn:pulumi:dev::claimcheck::claimcheck:index:ThumbnailStage$aws:sqs/queue:Queue::q"
 
 
-if __name__ == "__main__":  # python -m tests.test_urns: write the lists from what the program declares now
+if __name__ == "__main__":  # python -m tests.test_urns: add what the program declares now to the lists
     for name, config in CASES.items():
-        urns = sorted(r.urn for r in declared(config).resources)
-        (SNAPSHOTS / f"{name}.txt").write_text("\n".join(urns) + "\n")
-        print(f"{name}: {len(urns)} URNs")
+        path = SNAPSHOTS / f"{name}.txt"
+        known = snapshot(name) if path.exists() else set()
+        urns = {r.urn for r in declared(config).resources}
+        path.write_text("\n".join(sorted(known | urns)) + "\n")
+        print(f"{name}: {len(urns - known)} URNs added, {len(known | urns)} in all")

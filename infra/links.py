@@ -1,0 +1,127 @@
+"""What a function is given, one thing at a time: a `Link` to a table, a topic, a bucket or a set of settings
+carries both the environment variables that tell the handler where it is (named in handlers/names.py, read by
+handlers/environment.py) and the IAM statements that let it use it. Nothing else adds to a function's
+environment or its role, so neither can drift from the other (stelvio's Link is the model).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+import pulumi_aws as aws
+
+from handlers.names import API_UPLOADS_PREFIX, THUMBNAILS_PREFIX, UPLOADS_PREFIX, Env, UploadApiKind
+from infra import iam
+from infra.settings import DECODE_BYTES_PER_PIXEL, Settings
+
+if TYPE_CHECKING:
+    from infra.edges import ThumbnailCdn
+
+
+@dataclass(frozen=True)
+class Link:
+    environment: Mapping[Env, pulumi.Input[str]] = field(default_factory=dict)
+    statements: tuple[dict[str, Any], ...] = ()
+
+
+def combined(links: Iterable[Link]) -> tuple[dict[str, pulumi.Input[str]], list[dict[str, Any]]]:
+    """(environment, statements) of all `links`; a variable set by two of them is a mistake in the program."""
+    environment: dict[str, pulumi.Input[str]] = {}
+    statements: list[dict[str, Any]] = []
+    for link in links:
+        for name, value in link.environment.items():
+            if name in environment:
+                raise ValueError(f"two links of one function set {name}")
+            environment[name] = value
+        statements.extend(link.statements)
+    return environment, statements
+
+
+def records(table: aws.dynamodb.Table) -> Link:
+    """Read and conditionally update image records."""
+    return Link({Env.TABLE_NAME: table.name}, (iam.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [table.arn]),))
+
+
+def claim_checks(topic: aws.sns.Topic, key: aws.kms.Key) -> Link:
+    """Publish claim checks to the topic, encrypted with its key."""
+    return Link({Env.TOPIC_ARN: topic.arn}, (iam.allow(["sns:Publish"], [topic.arn]),
+                                             iam.allow(["kms:GenerateDataKey", "kms:Decrypt"], [key.arn])))
+
+
+def uploads(bucket: aws.s3.Bucket) -> Link:
+    """Read any version of an upload (the bucket comes in each event, so no variable names it)."""
+    return Link({}, tuple(iam.read_uploads(bucket.arn, UPLOADS_PREFIX)))
+
+
+def labelling(bucket: aws.s3.Bucket) -> Link:
+    """Rekognition DetectLabels on uploads: Rekognition reads the S3 object with the caller's permissions."""
+    return Link({}, (
+        # DetectLabels has no resource-level permissions: '*' is the only form it takes.
+        iam.allow(["rekognition:DetectLabels"], ["*"]),
+        iam.allow(["s3:GetObject", "s3:GetObjectVersion"], [iam.s3_objects(bucket.arn, UPLOADS_PREFIX)])))
+
+
+def thumbnails(bucket: aws.s3.Bucket) -> Link:
+    """Write and remove thumbnails, and list an image's to find what to remove."""
+    return Link({Env.THUMBNAILS_BUCKET: bucket.bucket}, (
+        iam.allow(["s3:PutObject", "s3:DeleteObject"], [iam.s3_objects(bucket.arn, THUMBNAILS_PREFIX)]),
+        iam.allow(["s3:ListBucket"], [bucket.arn], condition={"StringLike": {"s3:prefix": [f"{THUMBNAILS_PREFIX}*"]}})))
+
+
+def cdn(distribution: ThumbnailCdn) -> Link:
+    """Each thumbnail's URL at the distribution; removed thumbnails must also leave its cache (it keeps them a
+    year): invalidations on this distribution only."""
+    return Link({Env.THUMBNAILS_BASE_URL: distribution.url, Env.DISTRIBUTION_ID: distribution.distribution.id},
+                (iam.allow(["cloudfront:CreateInvalidation"], [distribution.distribution.arn]),))
+
+
+def api_uploads(bucket: aws.s3.Bucket) -> Link:
+    """Presign uploads under the API's prefix: the PUT a grant signs is allowed by exactly this statement."""
+    return Link({Env.UPLOADS_BUCKET: bucket.bucket},
+                (iam.allow(["s3:PutObject"], [iam.s3_objects(bucket.arn, API_UPLOADS_PREFIX)]),))
+
+
+# Settings the handlers read: environment only, no permissions.
+
+def intake_settings(s: Settings) -> Link:
+    return Link({
+        Env.ALLOWED_FORMATS: ",".join(s.allowed_formats),
+        # Empty when no allowed format is one Rekognition reads: then no image waits for labels.
+        Env.LABEL_FORMATS: ",".join(s.label_formats),
+        Env.MAX_UPLOAD_BYTES: str(s.max_upload_bytes), Env.MAX_PIXELS: str(s.max_pixels),
+    })
+
+
+def thumbnail_settings(s: Settings) -> Link:
+    return Link({
+        Env.THUMBNAIL_SIZES: ",".join(map(str, s.thumbnail_sizes)),
+        Env.OUTPUT_FORMAT: s.output_format,
+        Env.OUTPUT_QUALITY: str(s.output_quality),
+        Env.MAX_PIXELS: str(s.max_pixels),
+        Env.MAX_FRAMES: str(s.max_frames),
+        Env.MAX_JPEG_SCANS: str(s.max_jpeg_scans),
+        Env.MAX_JPEG_SEGMENTS: str(s.max_jpeg_segments),
+        Env.IMAGE_CPU_SECONDS: str(s.image_cpu_seconds),
+        Env.DECODE_BYTES_PER_PIXEL: ",".join(f"{f}:{b}" for f, b in DECODE_BYTES_PER_PIXEL.items()),
+        Env.STORE_GPS: str(s.store_gps).lower(),
+    })
+
+
+def label_settings(s: Settings) -> Link:
+    return Link({
+        Env.LABEL_FORMATS: ",".join(s.label_formats),
+        Env.MAX_LABELS: str(s.max_labels),
+        Env.MIN_CONFIDENCE: str(s.min_confidence),
+        Env.LABELS_EMULATED: str(s.labels_emulated).lower(),
+    })
+
+
+def upload_api_settings(s: Settings, kind: UploadApiKind) -> Link:
+    return Link({
+        Env.ALLOWED_FORMATS: ",".join(s.allowed_formats),
+        Env.MAX_UPLOAD_BYTES: str(s.max_upload_bytes),
+        Env.UPLOAD_EXPIRY_SECONDS: str(s.upload_expiry_seconds),
+        Env.UPLOAD_API_KIND: kind,
+    })
