@@ -26,7 +26,10 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m localcloud soak
 
+# Lint and type-check the code that ships or runs the pipeline (settings in pyproject.toml), then the tests.
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 # Every truncation of a few small files, thousands of mutations and the named hostile cases, through the

@@ -14,7 +14,6 @@ import sys
 import tempfile
 import time
 import zipfile
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 

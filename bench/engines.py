@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from PIL import Image, ImageChops, ImageOps, ImageStat
 

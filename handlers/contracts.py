@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from handlers.names import THUMBNAILS_PREFIX, ClaimEvent
@@ -57,7 +57,7 @@ def normalize_sequencer(sequencer: str | None, event_time: str) -> str:
         when = datetime.fromisoformat(event_time.replace("Z", "+00:00"))
     except (AttributeError, ValueError) as exc:
         raise InvalidClaimCheck(f"event has neither a sequencer nor a valid eventTime ({event_time!r})") from exc
-    micros = int(when.astimezone(timezone.utc).timestamp() * 1_000_000)
+    micros = int(when.astimezone(UTC).timestamp() * 1_000_000)
     # A leading "T" keeps time-derived values apart from real hex sequencers.
     return ("T" + format(micros, "X").rjust(SEQUENCER_WIDTH - 1, "0"))
 

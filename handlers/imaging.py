@@ -17,8 +17,8 @@ match the pixels, is ignored as browsers ignore it.
 """
 from __future__ import annotations
 
-import io
 import importlib
+import io
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -133,7 +133,7 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
         raise  # the isolation reports it against its memory budget
     except Image.DecompressionBombError as exc:
         raise PermanentFailure(f"the image is too large to decode safely ({exc})") from exc
-    except Exception as exc:  # noqa: BLE001 - bytes are untrusted: whatever they make a decoder raise is theirs
+    except Exception as exc:
         raise PermanentFailure(_decode_reason(exc)) from exc
     return Result(outputs, metadata)
 
@@ -239,7 +239,9 @@ def _to_srgb(image: Image.Image, profile: bytes | None) -> tuple[Image.Image, st
         transform = ImageCms.buildTransform(
             source, _SRGB, image.mode, out_mode, renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
             flags=ImageCms.Flags.COPY_ALPHA if out_mode == "RGBA" else ImageCms.Flags.NONE)
-        return ImageCms.applyTransform(image, transform), described
+        converted = ImageCms.applyTransform(image, transform)
+        assert converted is not None  # inPlace=False: a new image
+        return converted, described
     except (ImageCms.PyCMSError, OSError, ValueError):
         return _normalize_mode(image), None
 
@@ -305,7 +307,7 @@ def extract_metadata(image: Image.Image, store_gps: bool) -> dict[str, Any]:
     width, height = image.size
     try:
         exif = image.getexif()
-    except Exception:  # noqa: BLE001 - a malformed EXIF block must not stop thumbnails
+    except Exception:
         exif = Image.Exif()
     orientation = _safe(lambda: int(exif.get(ExifTags.Base.Orientation, 1)))
     orientation = orientation if orientation in range(1, 9) else 1
@@ -331,7 +333,7 @@ def extract_metadata(image: Image.Image, store_gps: bool) -> dict[str, Any]:
 def _safe(read):
     try:
         return read()
-    except Exception:  # noqa: BLE001 - any malformed value is skipped
+    except Exception:
         return None
 
 

@@ -24,11 +24,12 @@ from handlers.records import Outcome
 from handlers.sniff import SNIFF_BYTES, Sniffed, sniff
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     return run_batch(event, context, record_handler)
 
 
@@ -202,7 +203,7 @@ def _current_version(bucket: str, key: str) -> dict[str, Any] | None:
     body, so botocore reports the status code itself as the error code (S3 API reference, HeadObject)."""
     try:
         head = aws.client("s3").head_object(Bucket=bucket, Key=key)
-    except Exception as exc:  # noqa: BLE001 - classified below
+    except Exception as exc:
         if error_code(exc) == "404":
             return None
         raise

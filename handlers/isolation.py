@@ -27,8 +27,9 @@ import struct
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from handlers.failures import PermanentFailure
 
@@ -56,6 +57,11 @@ class Usage:
 
 class OutOfTime(Exception):
     """The invocation ran short of time before the image was done: transient, it is retried."""
+
+
+def resident_mb() -> float:
+    """This process's resident memory now, in MB."""
+    return _vm("VmRSS") / 2**20
 
 
 def _vm(field: str) -> int:
@@ -142,7 +148,7 @@ def _one_job(work: Callable[..., Any], args: tuple[Any, ...], budget: Budget, ba
         outcome: tuple[str, Any] = ("ok", work(*args))
     except MemoryError:
         outcome = ("memory", None)
-    except BaseException as exc:  # noqa: BLE001 - every error is reported to the parent
+    except BaseException as exc:
         if _vm("VmPeak") > max(peak_before, limit - 64 * _MB):
             # A decoder that cannot allocate says so its own way ("could not create decoder object"):
             # whatever it said, it failed at the memory limit.

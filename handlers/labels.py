@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handlers import aws, contracts, environment, records
 from handlers.failures import PermanentFailure, classified
@@ -15,9 +15,12 @@ from handlers.names import LABEL_LIST, ClaimEvent, Function, Metric, StageStatus
 from handlers.observability import count, duration, logger, run_batch
 from handlers.stage import for_claim_check, pending
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+
 
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     return run_batch(event, context, record_handler)
 
 

@@ -1,7 +1,8 @@
 """Logging, metrics and the partial-batch loop every handler shares."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -10,6 +11,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from handlers.names import METRICS_NAMESPACE
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 logger = Logger()
@@ -24,7 +26,7 @@ def duration(name: str, millis: float) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=round(millis, 1))
 
 
-def run_batch(event: dict[str, Any], context: Any, record_handler: Callable[[SQSRecord], None]) -> dict[str, Any]:
+def run_batch(event: dict[str, Any], context: Any, record_handler: Callable[[SQSRecord], None]) -> PartialItemFailureResponse:
     """Process an SQS batch; only the records whose handler raised are retried.
 
     Metrics are flushed here rather than by Powertools' @metrics.log_metrics, which warns on every batch that

@@ -8,6 +8,7 @@ first scan and its number of scans, a TIFF's pages. Each limit gives a reason a 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from handlers.failures import PermanentFailure
 
@@ -70,7 +71,7 @@ def jpeg(data: bytes, max_segments: int, max_scans: int) -> JpegShape:
 def tiff_pages(data: bytes, max_pages: int) -> int:
     """Count a TIFF's pages by its IFD chain, stopping past `max_pages` or at a loop."""
     little = data[:2] == b"II"
-    order = "little" if little else "big"
+    order: Literal["little", "big"] = "little" if little else "big"
     big = int.from_bytes(data[2:4], order) == 43  # BigTIFF
     offset_size, count_size, entry_size = (8, 8, 20) if big else (4, 2, 12)
     offset = int.from_bytes(data[8:16] if big else data[4:8], order)

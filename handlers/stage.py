@@ -2,8 +2,9 @@
 work, then hand it to the stage."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from handlers import contracts, records
 from handlers.names import Metric

@@ -10,13 +10,17 @@ it wrote is removed again.
 from __future__ import annotations
 
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handlers import aws, contracts, environment, imaging, isolation, records
 from handlers.failures import PermanentFailure, classified
 from handlers.names import ClaimEvent, Function, Metric, StageStatus, Status
 from handlers.observability import count, duration, logger, run_batch
 from handlers.stage import for_claim_check, pending
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+
 # Thumbnail keys never change content, so caches may keep them for a year.
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 
@@ -32,17 +36,10 @@ WALL_MARGIN_SHARE, WALL_MARGIN_MAX_S = 0.15, 3.0
 
 
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     _invocation["context"] = context
     _invocation["margin"] = min(WALL_MARGIN_MAX_S, WALL_MARGIN_SHARE * context.get_remaining_time_in_millis() / 1000)
     return run_batch(event, context, record_handler)
-
-
-def _rss_mb() -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _budget(env: environment.Environment) -> isolation.Budget:
@@ -53,7 +50,7 @@ def _budget(env: environment.Environment) -> isolation.Budget:
     if wall <= 0.5:
         # Starting now would let Lambda's timeout end the batch: hand it back for another invocation.
         raise isolation.OutOfTime(f"only {remaining:.1f} s left in this invocation")
-    memory = int(env.function_memory_mb - _rss_mb() - MEMORY_MARGIN_MB)
+    memory = int(env.function_memory_mb - isolation.resident_mb() - MEMORY_MARGIN_MB)
     return isolation.Budget(cpu_seconds=env.image_cpu_seconds, memory_mb=max(memory, 64), wall_seconds=wall)
 
 

@@ -16,7 +16,7 @@ import os
 import re
 import unicodedata
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, LambdaFunctionUrlResolver, Response
@@ -78,7 +78,7 @@ def upload_key(owner: str, filename: Any, fmt: str) -> str:
     stem = filename.rsplit(".", 1)[0] if "." in filename.strip(".") else filename
     ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
     safe = _UNSAFE.sub("-", ascii_stem).strip("-")[:60] or "upload"
-    day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
+    day = datetime.now(UTC).strftime("%Y/%m/%d")
     return f"{API_UPLOADS_PREFIX}{owner}/{day}/{uuid.uuid4().hex[:16]}-{safe}.{EXTENSIONS[fmt]}"
 
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
 
+from handlers.names import Function
 from infra.worker import QueueWorker
 
 
@@ -16,11 +18,11 @@ def dashboard_name(project: str, stack: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", f"{project}-{stack}")[:255]
 
 
-def body(region: pulumi.Input[str], workers: dict[str, QueueWorker]) -> pulumi.Output[str]:
+def body(region: pulumi.Input[str], workers: Mapping[Function, QueueWorker]) -> pulumi.Output[str]:
     names = {stage: pulumi.Output.all(w.queue.name, w.dlq.name, w.function.name) for stage, w in workers.items()}
 
     def render(args: list[Any]) -> str:
-        region_name, resolved = args[0], dict(zip(names, args[1:]))
+        region_name, resolved = args[0], dict(zip(names, args[1:], strict=True))
 
         def widget(title: str, metrics: list[list[Any]], stat: str) -> dict[str, Any]:
             return {"type": "metric", "width": 12, "height": 6, "properties": {

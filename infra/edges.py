@@ -57,12 +57,14 @@ class UploadApi(pulumi.ComponentResource):
 
     def _function_url(self, name: str, cors: dict[str, Any] | None, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
         url = aws.lambda_.FunctionUrl(f"{name}-url", function_name=self.function.name, authorization_type="AWS_IAM",
-                                      cors=cors, opts=child)
+                                      cors=aws.lambda_.FunctionUrlCorsArgs(**cors) if cors else None, opts=child)
         return url.function_url
 
     def _http_api(self, name: str, s: Settings, cors: dict[str, Any] | None,
                   child: pulumi.ResourceOptions) -> pulumi.Output[str]:
-        api = aws.apigatewayv2.Api(f"{name}-http", protocol_type="HTTP", cors_configuration=cors, opts=child)
+        assert s.jwt_issuer and s.jwt_audience, "the settings allow a JWT API only with both"
+        api = aws.apigatewayv2.Api(f"{name}-http", protocol_type="HTTP", opts=child,
+                                   cors_configuration=aws.apigatewayv2.ApiCorsConfigurationArgs(**cors) if cors else None)
         authorizer = aws.apigatewayv2.Authorizer(
             f"{name}-jwt", api_id=api.id, authorizer_type="JWT", identity_sources=["$request.header.Authorization"],
             jwt_configuration=aws.apigatewayv2.AuthorizerJwtConfigurationArgs(issuer=s.jwt_issuer, audiences=[s.jwt_audience]),
@@ -135,10 +137,10 @@ class ThumbnailCdn(pulumi.ComponentResource):
                 "frame_options": {"frame_option": "DENY", "override": True},
                 "referrer_policy": {"referrer_policy": "no-referrer", "override": True}},
             opts=child)
-        custom = s.cdn_domain is not None
+        domain = s.cdn_domain
         self.distribution = aws.cloudfront.Distribution(
             f"{name}-distribution", enabled=True, comment="claimcheck thumbnails", http_version="http2and3",
-            price_class="PriceClass_100", aliases=[s.cdn_domain] if custom else None,
+            price_class="PriceClass_100", aliases=[domain] if domain else None,
             origins=[aws.cloudfront.DistributionOriginArgs(
                 origin_id=ORIGIN_ID, domain_name=args.bucket_regional_domain_name, origin_access_control_id=oac.id)],
             default_cache_behavior=aws.cloudfront.DistributionDefaultCacheBehaviorArgs(
@@ -151,11 +153,11 @@ class ThumbnailCdn(pulumi.ComponentResource):
             # ciphers between viewers and CloudFront"); a custom domain gets TLS 1.2 at least.
             viewer_certificate=aws.cloudfront.DistributionViewerCertificateArgs(
                 acm_certificate_arn=s.cdn_certificate_arn, ssl_support_method="sni-only", minimum_protocol_version="TLSv1.2_2021")
-            if custom else aws.cloudfront.DistributionViewerCertificateArgs(cloudfront_default_certificate=True),
+            if domain else aws.cloudfront.DistributionViewerCertificateArgs(cloudfront_default_certificate=True),
             opts=child)
         if args.logs:
             self._standard_logs(name, *args.logs)
-        self.domain = s.cdn_domain if custom else self.distribution.domain_name
+        self.domain = domain if domain else self.distribution.domain_name
         self.url = pulumi.Output.concat("https://", self.domain)
         self.register_outputs({"url": self.url, "distribution_arn": self.distribution.arn})
 

@@ -17,8 +17,7 @@ from handlers.names import UPLOADS_PREFIX, Function
 from infra import dashboard, iam, packaging, policies
 from infra.edges import ThumbnailCdn, ThumbnailCdnArgs, UploadApi, UploadApiArgs
 from infra.settings import RUNTIME_GLIBC, Settings
-from infra.stages import (IntakeStage, IntakeStageArgs, LabelStage, LabelStageArgs, ThumbnailStage,
-                          ThumbnailStageArgs)
+from infra.stages import IntakeStage, IntakeStageArgs, LabelStage, LabelStageArgs, ThumbnailStage, ThumbnailStageArgs
 from infra.storage import PrivateBucket, expire_after, private_bucket
 from infra.worker import Layers, QueueWorker
 
@@ -105,7 +104,7 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
                 expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(expired_object_delete_marker=True)),
         ])
         uploads.tls_only_policy(*([policies.api_uploads_create_only(uploads.bucket.arn)] if s.upload_api else []))
-        logs = self._access_logs(uploads) if s.access_logging else None
+        logs = self._access_logs(uploads) if s.access_logging else None  # (bucket, the policy admitting delivery)
         if s.upload_allowed_origins:
             # Browsers PUT straight to S3 with the grant the upload API hands out.
             aws.s3.BucketCorsConfiguration(f"{name}-uploads-cors", bucket=uploads.bucket.id, cors_rules=[{
@@ -117,7 +116,7 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
                                     force_destroy=s.force_destroy)
         cdn = ThumbnailCdn(f"{name}-cdn", ThumbnailCdnArgs(
             s, thumbnails.bucket.bucket_regional_domain_name,
-            logs=(logs.bucket.arn, CDN_LOGS_PREFIX, logs.policy) if logs else None), opts=self._opts) if s.cdn else None
+            logs=(logs[0].bucket.arn, CDN_LOGS_PREFIX, logs[1]) if logs else None), opts=self._opts) if s.cdn else None
         thumbnails.tls_only_policy(*([cdn.read_statement(thumbnails.bucket.arn)] if cdn else []))
         table = aws.dynamodb.Table(
             f"{name}-images", billing_mode="PAY_PER_REQUEST", hash_key="image_id",
@@ -128,7 +127,7 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
             opts=self._opts)
         return Stores(uploads, thumbnails, table, cdn)
 
-    def _access_logs(self, uploads: PrivateBucket) -> PrivateBucket:
+    def _access_logs(self, uploads: PrivateBucket) -> tuple[PrivateBucket, aws.s3.BucketPolicy]:
         """Server access logs of the uploads bucket (who read or wrote which original) and, with the CDN, CloudFront's
         standard logs, kept for a while in a private bucket of their own (SSE-S3, as server access logging requires).
         S3 log delivery sets the bucket-owner-full-control ACL, the one ACL an owner-enforced bucket takes."""
@@ -136,15 +135,15 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         logs = private_bucket(f"{name}-access-logs", self, versioned=False, force_destroy=s.force_destroy, lifecycle_rules=[
             expire_after("expire-access-logs", ACCESS_LOGS_PREFIX, s.access_log_retention_days),
             *([expire_after("expire-cdn-logs", CDN_LOGS_PREFIX, s.access_log_retention_days)] if s.cdn else [])])
-        logs.tls_only_policy(
+        policy = logs.tls_only_policy(
             policies.server_access_logs(logs.bucket.arn, ACCESS_LOGS_PREFIX, uploads.bucket.arn, account.id),
             *([policies.cdn_standard_logs(logs.bucket.arn, CDN_LOGS_PREFIX, account.partition, account.id)]
               if s.cdn else []))
         # S3 checks the log bucket admits the logging service when logging is switched on.
         aws.s3.BucketLogging(f"{name}-uploads-access-logging", bucket=uploads.bucket.id, target_bucket=logs.bucket.id,
                              target_prefix=ACCESS_LOGS_PREFIX,
-                             opts=pulumi.ResourceOptions(parent=uploads.bucket, depends_on=[logs.policy]))
-        return logs
+                             opts=pulumi.ResourceOptions(parent=uploads.bucket, depends_on=[policy]))
+        return logs, policy
 
     def _topics(self) -> Topics:
         """The claim-check topic (this account only) and the alarm topic, both encrypted with a key CloudWatch may
@@ -177,19 +176,16 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
 
     def _stages(self, stores: Stores, topics: Topics, layers: Layers) -> dict[Function, QueueWorker]:
         """Intake, thumbnails and (when an allowed format is one Rekognition reads) labels; their workers by function."""
-        name, s = self._name, self._settings
-        common = {"settings": s, "layers": layers, "alarm_topic_arn": topics.alarms.arn}
+        name, s, alarms = self._name, self._settings, topics.alarms.arn
+        uploads, table, claim_checks = stores.uploads.bucket, stores.table, topics.claim_checks
         intake = IntakeStage(f"{name}-intake", IntakeStageArgs(
-            uploads=stores.uploads.bucket, account_id=self._account.id, table=stores.table,
-            claim_checks=topics.claim_checks, topic_key=topics.key, **common), opts=self._opts)
+            s, uploads, self._account.id, table, claim_checks, topics.key, layers, alarms), opts=self._opts)
         thumbnails = ThumbnailStage(f"{name}-thumbnail-stage", ThumbnailStageArgs(
-            claim_checks=topics.claim_checks, uploads=stores.uploads.bucket, table=stores.table,
-            thumbnails=stores.thumbnails.bucket, cdn=stores.cdn, **common), opts=self._opts)
+            s, claim_checks, uploads, table, stores.thumbnails.bucket, stores.cdn, layers, alarms), opts=self._opts)
         workers = {Function.INTAKE: intake.worker, Function.THUMBNAILS: thumbnails.worker}
         if s.label_formats:
             workers[Function.LABELS] = LabelStage(f"{name}-label-stage", LabelStageArgs(
-                claim_checks=topics.claim_checks, uploads=stores.uploads.bucket, table=stores.table, **common),
-                opts=self._opts).worker
+                s, claim_checks, uploads, table, layers, alarms), opts=self._opts).worker
         return workers
 
     def _observability(self, workers: dict[Function, QueueWorker]) -> pulumi.Output[str]:
@@ -198,6 +194,6 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         region = self._account.region
         board = aws.cloudwatch.Dashboard(
             f"{self._name}-dashboard", dashboard_name=dashboard.dashboard_name(pulumi.get_project(), pulumi.get_stack()),
-            dashboard_body=dashboard.body(region, dict(workers)), opts=self._opts)
+            dashboard_body=dashboard.body(region, workers), opts=self._opts)
         return pulumi.Output.concat("https://", region, ".console.aws.amazon.com/cloudwatch/home?region=", region,
                                     "#dashboards:name=", board.dashboard_name)

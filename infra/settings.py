@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 from handlers.names import Function
 
@@ -102,7 +103,7 @@ class StageSettings:
         return min(self.memory / MB_PER_VCPU, 6.0)
 
 
-STAGE_DEFAULTS = {
+STAGE_DEFAULTS: dict[str, StageSettings] = {
     Function.INTAKE: StageSettings(memory=256, timeout=30, batch_size=10, batching_window=0, max_concurrency=10),
     # 1,536 MB: a 50 MP WebP (the costliest decode maxPixels allows) needs ~880 MB with the function's own; the CPU
     # share it buys (0.87 vCPU) makes the CPU-bound work faster by as much as the memory costs more.
@@ -381,7 +382,7 @@ def _validate_memory(s: Settings, errors: list[str]) -> None:
     budget = s.thumbnails.memory * MEMORY_HEADROOM
     over = {f: mb for f, mb in s.thumbnail_peak_mb().items() if mb > budget}
     if over:
-        worst = max(over, key=over.get)
+        worst = max(over, key=lambda f: over[f])
         needed = math.ceil(over[worst] / MEMORY_HEADROOM)
         fits = math.floor((budget - FUNCTION_FOOTPRINT_MB) * 2**20 / DECODE_BYTES_PER_PIXEL[worst])
         errors.append(
@@ -405,7 +406,7 @@ def pulumi_yaml_config() -> dict[str, Any]:
             continue
         kind = spec.metadata["kind"]
         entry: dict[str, Any] = {"type": types[kind]}
-        default = spec.default
+        default: Any = spec.default
         if kind == "list":
             item = "integer" if default and isinstance(default[0], int) else "string"
             entry["items"] = {"type": item}

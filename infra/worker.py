@@ -132,23 +132,22 @@ class QueueWorker(pulumi.ComponentResource):
         self.register_outputs({"queue_url": self.queue.url, "dlq_url": self.dlq.url, "function_name": self.function.name})
 
     def _alarms(self, name: str, args: QueueWorkerArgs, child: pulumi.ResourceOptions) -> list[aws.cloudwatch.MetricAlarm]:
-        s = args.settings
-        actions = {"alarm_actions": [args.alarm_topic_arn], "ok_actions": [args.alarm_topic_arn]}
+        s, topic = args.settings, args.alarm_topic_arn
         return [
             aws.cloudwatch.MetricAlarm(
                 f"{name}-dlq-alarm",
                 alarm_description=f"Messages in the {name} dead-letter queue: they failed {s.max_receive_count} times.",
                 namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible",
                 dimensions={"QueueName": self.dlq.name}, statistic="Maximum", period=60, evaluation_periods=1,
-                threshold=0, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching", **actions,
-                opts=child),
+                threshold=0, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
+                alarm_actions=[topic], ok_actions=[topic], opts=child),
             aws.cloudwatch.MetricAlarm(
                 f"{name}-age-alarm",
                 alarm_description=f"The oldest message in the {name} queue is over {s.oldest_message_alarm_seconds} s old.",
                 namespace="AWS/SQS", metric_name="ApproximateAgeOfOldestMessage",
                 dimensions={"QueueName": self.queue.name}, statistic="Maximum", period=60, evaluation_periods=5,
                 threshold=s.oldest_message_alarm_seconds, comparison_operator="GreaterThanThreshold",
-                treat_missing_data="notBreaching", alarm_actions=[args.alarm_topic_arn], opts=child),
+                treat_missing_data="notBreaching", alarm_actions=[topic], opts=child),
             # A malformed message is logged, counted and acknowledged (no retry can fix it); someone must still hear of it.
             aws.cloudwatch.MetricAlarm(
                 f"{name}-dropped-alarm",
@@ -156,6 +155,6 @@ class QueueWorker(pulumi.ComponentResource):
                                   "see its logs for each one.",
                 namespace=METRICS_NAMESPACE, metric_name=args.dropped_metric,
                 dimensions={"service": service_name(args.function)}, statistic="Sum", period=300, evaluation_periods=1,
-                threshold=0, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching", **actions,
-                opts=child),
+                threshold=0, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
+                alarm_actions=[topic], ok_actions=[topic], opts=child),
         ]

@@ -33,7 +33,7 @@ class FunctionEndpoint:
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 endpoint._serve(self)
 
             do_GET = do_PUT = do_DELETE = do_OPTIONS = do_POST  # noqa: N815 - let the function route (and 404) them

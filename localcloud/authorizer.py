@@ -23,7 +23,7 @@ import hmac
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
@@ -270,13 +270,13 @@ def _encode(value: str) -> str:
 
 def _amz_time(text: str) -> datetime:
     try:
-        return datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        return datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     except ValueError:
         raise Refusal(403, "AccessDenied", f"X-Amz-Date {text!r} is not a valid date") from None
 
 
 def refuse_sigv2(request: Request) -> None:
-    if request.headers.get("authorization", "").startswith("AWS ") or request.has("Signature") and request.has("AWSAccessKeyId"):
+    if request.headers.get("authorization", "").startswith("AWS ") or (request.has("Signature") and request.has("AWSAccessKeyId")):
         raise Refusal(400, "InvalidRequest", SIGV2_REFUSED)
 
 

@@ -106,9 +106,15 @@ class LocalCloud:
 
     # what was deployed
     @property
+    def deployed(self) -> program.Deployment:
+        """What the program declared (once started)."""
+        if self.deployment is None:
+            raise RuntimeError("the local cloud has not been started")
+        return self.deployment
+
+    @property
     def outputs(self) -> dict[str, Any]:
-        assert self.deployment is not None
-        return self.deployment.outputs
+        return self.deployed.outputs
 
     @property
     def endpoint(self) -> str:
@@ -166,7 +172,8 @@ class LocalCloud:
         from localcloud.api import CALLER_HEADER
 
         content_type = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        request = {"filename": filename, "contentType": content_type, "size": len(data) if declared_size is None else declared_size}
+        request: dict[str, Any] = {"filename": filename, "contentType": content_type,
+                                   "size": len(data) if declared_size is None else declared_size}
         response = requests.post(f"{self.upload_api_url}/uploads", json=request, timeout=30,
                                  headers={CALLER_HEADER: caller} if caller else {})
         grant = response.json()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import itertools
 import json
 import logging
 import os
@@ -30,16 +29,28 @@ import sys
 import threading
 import time
 import urllib.request
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from localcloud.authorizer import Authorizer, Identity, Need, Refusal, Request, access_key_of, needs, refuse_sigv2, service_of, \
-    verify_post_policy, verify_presigned
+from localcloud.authorizer import (
+    Authorizer,
+    Identity,
+    Need,
+    Refusal,
+    Request,
+    access_key_of,
+    needs,
+    refuse_sigv2,
+    service_of,
+    verify_post_policy,
+    verify_presigned,
+)
+from localcloud.seams import moto_server as seams
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -82,6 +93,7 @@ class _Server:
     def ready(self) -> bool:
         assert self._process is not None
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        assert self._process.stdout is not None  # a pipe
         while time.monotonic() < deadline and self._process.poll() is None:
             line = self._process.stdout.readline()
             if line.startswith("{"):
@@ -114,7 +126,8 @@ class _Server:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
-        self._process.stdout.close()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
         self._process = None
 
 
@@ -181,122 +194,6 @@ class Emulator:
 
 # --- the child's side: moto made to behave like AWS --------------------------------------------------------
 
-_sequence = itertools.count(1)
-_sequence_lock = threading.Lock()
-_quiet = threading.local()
-
-
-def _install_patches() -> None:
-    from functools import cache
-
-    from moto import backends
-    from moto.moto_server import werkzeug_app
-    from moto.s3 import notifications
-    from moto.s3.models import S3Backend
-    from moto.sqs.models import Queue, SQSBackend
-
-    original_event = notifications._get_s3_event
-    original_send = notifications.send_event
-
-    def event_like_s3(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, Any]:
-        event = original_event(event_name, bucket, key, notification_id)
-        obj = event["Records"][0]["s3"]["object"]
-        with _sequence_lock:
-            obj["sequencer"] = format(next(_sequence), "016X")
-        version = getattr(key, "version_id", None)
-        if version and version != "null":
-            obj["versionId"] = version
-        if event_name.startswith("s3:ObjectRemoved"):
-            obj.pop("size", None)  # S3 describes a removal by key, version and sequencer only
-            obj.pop("eTag", None)
-        return event
-
-    def send_unless_quiet(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
-        if getattr(_quiet, "removals", False) and str(event_name).startswith("s3:ObjectRemoved"):
-            return
-        original_send(account_id, event_name, bucket, key)
-
-    notifications._get_s3_event = event_like_s3
-    notifications.send_event = send_unless_quiet
-    removed_event = notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_EVENT
-    marker_event = notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_MARKER_CREATED_EVENT
-
-    original_marker = S3Backend._set_delete_marker
-
-    def set_delete_marker_and_notify(self: S3Backend, bucket_name: str, key_name: str) -> Any:
-        marker = original_marker(self, bucket_name, key_name)
-        removed = SimpleNamespace(name=key_name, etag="", size=0, version_id=marker.version_id)
-        original_send(self.account_id, marker_event, self.get_bucket(bucket_name), removed)
-        return marker
-
-    original_delete = S3Backend.delete_object
-
-    def delete_object_and_notify(self: S3Backend, bucket_name: str, key_name: str, version_id: str | None = None,
-                                 bypass: bool = False) -> Any:
-        bucket = self.get_bucket(bucket_name)
-        if not bucket.is_versioned or version_id is None:
-            return original_delete(self, bucket_name, key_name, version_id, bypass)
-        existed = any(str(k.version_id) == str(version_id) for k in bucket.keys.getlist(key_name, []))
-        _quiet.removals = True
-        try:
-            result = original_delete(self, bucket_name, key_name, version_id, bypass)
-        finally:
-            _quiet.removals = False
-        if existed:
-            removed = SimpleNamespace(name=key_name, etag="", size=0, version_id=version_id)
-            original_send(self.account_id, removed_event, bucket, removed)
-        return result
-
-    S3Backend._set_delete_marker = set_delete_marker_and_notify
-    S3Backend.delete_object = delete_object_and_notify
-
-    def under_queue_lock(method: Callable[..., Any]) -> Callable[..., Any]:
-        def locked(self: SQSBackend, queue_name: str, *args: Any, **kwargs: Any) -> Any:
-            queue = self.get_queue(queue_name)
-            with queue._messages_lock:  # an RLock-based Condition: a long poll's wait releases it
-                return method(self, queue_name, *args, **kwargs)
-        return locked
-
-    SQSBackend.receive_message = under_queue_lock(SQSBackend.receive_message)
-    SQSBackend.change_message_visibility = under_queue_lock(SQSBackend.change_message_visibility)
-    original_queue_delete = Queue.delete_message
-
-    def delete_locked(self: Queue, receipt_handle: str) -> None:
-        with self._messages_lock:
-            original_queue_delete(self, receipt_handle)
-
-    Queue.delete_message = delete_locked
-
-    # moto serializes every response (and parses every request) generically, walking botocore's shapes: about 8 ms
-    # per DynamoDB call, more than the call itself. DynamoDB's wire format is the JSON the backend already holds,
-    # so its plain results are written out directly (anything else, errors included, goes moto's way).
-    from moto.core.responses import ActionResult
-    from moto.dynamodb.responses import DynamoHandler, DynamoResult
-
-    original_serialized = DynamoHandler.serialized
-    item_operations = {"GetItem", "UpdateItem", "PutItem", "DeleteItem", "Query", "Scan"}
-
-    def serialized_directly(self: DynamoHandler, action_result: ActionResult) -> Any:
-        result = action_result.result
-        if (type(action_result) in (ActionResult, DynamoResult) and isinstance(result, dict)
-                and self._get_action() in item_operations):
-            try:
-                body = json.dumps(result)
-            except TypeError:
-                return original_serialized(self, action_result)
-            return 200, {**self.response_headers, "Content-Type": "application/x-amz-json-1.0"}, body
-        return original_serialized(self, action_result)
-
-    DynamoHandler.serialized = serialized_directly
-
-    # moto finds the backend for every request by listing its own package directory and trying every service's
-    # URL patterns, all under one lock: the same host always gives the same backend, so it is looked up once.
-    modules = tuple(backends.list_of_moto_modules())
-    werkzeug_app.backends.list_of_moto_modules = lambda: modules
-    werkzeug_app.DomainDispatcherApplication.get_backend_for_host = cache(
-        werkzeug_app.DomainDispatcherApplication.get_backend_for_host)
-
-
 _S3_ERROR = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>localcloud</RequestId></Error>'
 _QUERY_ERROR = ('<?xml version="1.0"?>\n<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>'
                 '</Error><RequestId>localcloud</RequestId></ErrorResponse>')
@@ -315,7 +212,7 @@ class Gateway:
         self.serves = serves  # "main": every service but those APART; otherwise that one service
         self._dynamodb = threading.Lock()
         self._counts: Counter = Counter()
-        self._cpu: Counter = Counter()  # CPU seconds spent answering, by service
+        self._cpu: defaultdict[str, float] = defaultdict(float)  # CPU seconds spent answering, by service
         self._counts_lock = threading.Lock()
         self._used: dict[str, set[tuple[str, str]]] = {}  # function -> (action, resource) it was allowed
 
@@ -376,7 +273,7 @@ class Gateway:
     def _identify(self, request: Request, environ: dict[str, Any]) -> tuple[Identity, list[Need]]:
         """Who signed the request, and (for a form POST, whose key is in the form) what it needs."""
         identities = self.authorizer.identities
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if request.has("X-Amz-Signature") or request.has("Signature"):
             return identities[verify_presigned(request, identities, now)], []
         if (request.method == "POST" and request.headers.get("content-type", "").startswith("multipart/form-data")
@@ -442,13 +339,9 @@ class Gateway:
         elif path == "/_localcloud/queues":
             # Every queue's depth in one answer, for the local cloud's wait loop (six GetQueueAttributes a second
             # were a tenth of what the emulator served during a run).
-            from moto.sqs.models import sqs_backends
-
-            queues = sqs_backends[ACCOUNT][REGION].queues
             with self._counts_lock:
                 self._counts["admin"] += 1
-            body = json.dumps({name: [q.approximate_number_of_messages, q.approximate_number_of_messages_not_visible]
-                               for name, q in list(queues.items())}).encode()
+            body = json.dumps(seams.queue_depths(ACCOUNT, REGION)).encode()
         elif path == "/_localcloud/stats":
             with self._counts_lock:
                 counts = dict(self._counts)
@@ -465,16 +358,16 @@ class Gateway:
 
 @contextmanager
 def _serving(port: int, serves: str = "main") -> Iterator[Any]:
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
-    _install_patches()
+    seams.make_moto_strict()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per emulated request
-    gateway = Gateway(DomainDispatcherApplication(create_backend_app), Authorizer(ACCOUNT, REGION), serves)
+    app, handler = seams.moto_app()
+    gateway = Gateway(app, Authorizer(ACCOUNT, REGION), serves)
     gateway.authorizer.configure({"identities": {ADMIN_KEY: {"name": "the local cloud", "secret": ADMIN_KEY,
                                                             "statements": None}}})
     # Loopback only, never 0.0.0.0.
-    server = make_server("127.0.0.1", port, gateway, threaded=True, request_handler=MotoRequestHandler)
+    server = make_server("127.0.0.1", port, gateway, threaded=True, request_handler=handler)
     try:
         yield server
     finally:
@@ -484,7 +377,7 @@ def _serving(port: int, serves: str = "main") -> Iterator[Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m localcloud.emulator")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--serves", default="main", help="main (every service but %s), or one of those" % ", ".join(APART))
+    parser.add_argument("--serves", default="main", help=f"main (every service but {', '.join(APART)}), or one of those")
     args = parser.parse_args(argv)
     with _serving(args.port, args.serves) as server:
         host, port = server.server_address[:2]

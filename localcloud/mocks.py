@@ -8,7 +8,8 @@ Lambda only in Docker, so the local cloud runs them itself (pollers.py).
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import boto3
 
@@ -56,46 +57,29 @@ class CloudMocks(RecordingMocks):
         # What the emulator could not apply as declared, said out loud rather than hidden.
         self.gaps: list[str] = []
         self.creators: dict[str, Callable[[str, dict[str, Any], dict[str, Any]], dict[str, Any] | None]] = {
-            "aws:s3/bucket:Bucket": lambda n, i, o: self.aws("s3").create_bucket(Bucket=o["bucket"]) and None,
+            "aws:s3/bucket:Bucket": self._bucket,
             "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": self._public_access_block,
-            "aws:s3/bucketOwnershipControls:BucketOwnershipControls": lambda n, i, o: self.aws("s3").put_bucket_ownership_controls(
-                Bucket=i["bucket"], OwnershipControls={"Rules": [pascal(i["rule"])]}) and None,
-            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration":
-                lambda n, i, o: self.aws("s3").put_bucket_encryption(Bucket=i["bucket"], ServerSideEncryptionConfiguration={
-                    "Rules": [{"ApplyServerSideEncryptionByDefault": {
-                                   "SSEAlgorithm": r["applyServerSideEncryptionByDefault"]["sseAlgorithm"]},
-                               "BucketKeyEnabled": bool(r.get("bucketKeyEnabled"))} for r in i["rules"]]}) and None,
-            "aws:s3/bucketVersioning:BucketVersioning": lambda n, i, o: self.aws("s3").put_bucket_versioning(
-                Bucket=i["bucket"], VersioningConfiguration={"Status": i["versioningConfiguration"]["status"]}) and None,
-            "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": lambda n, i, o: self.aws("s3").put_bucket_lifecycle_configuration(
-                Bucket=i["bucket"], LifecycleConfiguration={"Rules": pascal(i["rules"])}) and None,
+            "aws:s3/bucketOwnershipControls:BucketOwnershipControls": self._ownership,
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": self._encryption,
+            "aws:s3/bucketVersioning:BucketVersioning": self._versioning,
+            "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": self._lifecycle,
             "aws:s3/bucketPolicy:BucketPolicy": self._bucket_policy,
             "aws:s3/bucketNotification:BucketNotification": self._notification,
-            "aws:s3/bucketLogging:BucketLogging": lambda n, i, o: self.aws("s3").put_bucket_logging(
-                Bucket=i["bucket"], BucketLoggingStatus={"LoggingEnabled": {
-                    "TargetBucket": i["targetBucket"], "TargetPrefix": i["targetPrefix"]}}) and None,
-            "aws:s3/bucketCorsConfiguration:BucketCorsConfiguration": lambda n, i, o: self.aws("s3").put_bucket_cors(
-                Bucket=i["bucket"], CORSConfiguration={"CORSRules": pascal(i["corsRules"])}) and None,
+            "aws:s3/bucketLogging:BucketLogging": self._logging,
+            "aws:s3/bucketCorsConfiguration:BucketCorsConfiguration": self._cors,
             "aws:sqs/queue:Queue": self._queue,
-            "aws:sqs/queuePolicy:QueuePolicy": lambda n, i, o: self.aws("sqs").set_queue_attributes(
-                QueueUrl=i["queueUrl"], Attributes={"Policy": i["policy"]}) and None,
-            "aws:sns/topic:Topic": lambda n, i, o: self.aws("sns").create_topic(
-                Name=o["name"], Attributes={"KmsMasterKeyId": i["kmsMasterKeyId"]} if i.get("kmsMasterKeyId") else {}) and None,
-            "aws:sns/topicPolicy:TopicPolicy": lambda n, i, o: self.aws("sns").set_topic_attributes(
-                TopicArn=i["arn"], AttributeName="Policy", AttributeValue=i["policy"]) and None,
+            "aws:sqs/queuePolicy:QueuePolicy": self._queue_policy,
+            "aws:sns/topic:Topic": self._topic,
+            "aws:sns/topicPolicy:TopicPolicy": self._topic_policy,
             "aws:sns/topicSubscription:TopicSubscription": self._subscription,
             "aws:dynamodb/table:Table": self._table,
             "aws:kms/key:Key": self._key,
-            "aws:iam/role:Role": lambda n, i, o: self.aws("iam").create_role(
-                RoleName=o["name"], AssumeRolePolicyDocument=i["assumeRolePolicy"]) and None,
-            "aws:iam/rolePolicy:RolePolicy": lambda n, i, o: self.aws("iam").put_role_policy(
-                RoleName=i["role"], PolicyName=n, PolicyDocument=i["policy"]) and None,
-            "aws:iam/rolePolicyAttachment:RolePolicyAttachment": lambda n, i, o: self.aws("iam").attach_role_policy(
-                RoleName=i["role"], PolicyArn=i["policyArn"]) and None,
+            "aws:iam/role:Role": self._role,
+            "aws:iam/rolePolicy:RolePolicy": self._role_policy,
+            "aws:iam/rolePolicyAttachment:RolePolicyAttachment": self._role_policy_attachment,
             "aws:cloudwatch/logGroup:LogGroup": self._log_group,
             "aws:cloudwatch/metricAlarm:MetricAlarm": self._alarm,
-            "aws:cloudwatch/dashboard:Dashboard": lambda n, i, o: self.aws("cloudwatch").put_dashboard(
-                DashboardName=i["dashboardName"], DashboardBody=i["dashboardBody"]) and None,
+            "aws:cloudwatch/dashboard:Dashboard": self._dashboard,
         }
         missing = set(PROVIDERS) - set(self.creators) - RECORDED_ONLY
         assert not missing, f"outputs.py knows types the local cloud cannot create: {sorted(missing)}"
@@ -118,6 +102,56 @@ class CloudMocks(RecordingMocks):
             resource_id = overrides.get("id", resource_id)
         return resource_id, state
 
+    # Each creator takes the logical name, the inputs (camelCase) and the outputs computed so far; it returns
+    # outputs to add, or None.
+
+    def _bucket(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
+        self.aws("s3").create_bucket(Bucket=o["bucket"])
+
+    def _ownership(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
+        self.aws("s3").put_bucket_ownership_controls(Bucket=i["bucket"], OwnershipControls={"Rules": [pascal(i["rule"])]})
+
+    def _encryption(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
+        self.aws("s3").put_bucket_encryption(Bucket=i["bucket"], ServerSideEncryptionConfiguration={"Rules": [
+            {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": r["applyServerSideEncryptionByDefault"]["sseAlgorithm"]},
+             "BucketKeyEnabled": bool(r.get("bucketKeyEnabled"))} for r in i["rules"]]})
+
+    def _versioning(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
+        self.aws("s3").put_bucket_versioning(
+            Bucket=i["bucket"], VersioningConfiguration={"Status": i["versioningConfiguration"]["status"]})
+
+    def _lifecycle(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
+        self.aws("s3").put_bucket_lifecycle_configuration(Bucket=i["bucket"], LifecycleConfiguration={"Rules": pascal(i["rules"])})
+
+    def _logging(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
+        self.aws("s3").put_bucket_logging(Bucket=i["bucket"], BucketLoggingStatus={"LoggingEnabled": {
+            "TargetBucket": i["targetBucket"], "TargetPrefix": i["targetPrefix"]}})
+
+    def _cors(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
+        self.aws("s3").put_bucket_cors(Bucket=i["bucket"], CORSConfiguration={"CORSRules": pascal(i["corsRules"])})
+
+    def _queue_policy(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
+        self.aws("sqs").set_queue_attributes(QueueUrl=i["queueUrl"], Attributes={"Policy": i["policy"]})
+
+    def _topic(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
+        self.aws("sns").create_topic(
+            Name=o["name"], Attributes={"KmsMasterKeyId": i["kmsMasterKeyId"]} if i.get("kmsMasterKeyId") else {})
+
+    def _topic_policy(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
+        self.aws("sns").set_topic_attributes(TopicArn=i["arn"], AttributeName="Policy", AttributeValue=i["policy"])
+
+    def _role(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
+        self.aws("iam").create_role(RoleName=o["name"], AssumeRolePolicyDocument=i["assumeRolePolicy"])
+
+    def _role_policy(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
+        self.aws("iam").put_role_policy(RoleName=i["role"], PolicyName=name, PolicyDocument=i["policy"])
+
+    def _role_policy_attachment(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
+        self.aws("iam").attach_role_policy(RoleName=i["role"], PolicyArn=i["policyArn"])
+
+    def _dashboard(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
+        self.aws("cloudwatch").put_dashboard(DashboardName=i["dashboardName"], DashboardBody=i["dashboardBody"])
+
     def _public_access_block(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
         flags = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
         self.aws("s3").put_public_access_block(Bucket=i["bucket"], PublicAccessBlockConfiguration={
@@ -129,7 +163,8 @@ class CloudMocks(RecordingMocks):
         emulator's authorizer judges the whole declared policy instead (localcloud/authorizer.py). The TLS-only
         statement is judged as met there: the emulator speaks plain HTTP on loopback."""
         policy = json.loads(i["policy"])
-        if any("aws:SecureTransport" in json.dumps(s.get("Condition", {})) for s in policy["Statement"]):
+        if any(key.lower() == "aws:securetransport" for s in policy["Statement"]
+               for condition in s.get("Condition", {}).values() for key in condition):
             self.gaps.append(f"{i['bucket']}: TLS-only statement judged as met (the emulator speaks plain HTTP on loopback)")
         kept = [{k: v for k, v in s.items() if k != "Condition"} for s in policy["Statement"] if s["Effect"] == "Allow"]
         if kept:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"

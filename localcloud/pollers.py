@@ -83,8 +83,10 @@ class ExecutionEnvironment:
             [sys.executable, str(RUNTIME_SCRIPT), str(function.code_dir), function.handler],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1,
             env=function.environment, cwd=function.code_dir)
+        assert self.process.stdin is not None and self.process.stdout is not None  # both are pipes
+        self._requests, self._replies = self.process.stdin, self.process.stdout
         self._selector = selectors.DefaultSelector()
-        self._selector.register(self.process.stdout, selectors.EVENT_READ)
+        self._selector.register(self._replies, selectors.EVENT_READ)
         ready = self._read(INIT_TIMEOUT_S)
         if not ready.get("ready"):
             raise RuntimeError(f"{function.name} failed to start")
@@ -92,14 +94,14 @@ class ExecutionEnvironment:
     def _read(self, timeout: float) -> dict[str, Any]:
         if not self._selector.select(timeout):
             raise FunctionTimeout(f"{self.function.name} did not answer within {timeout:.1f} s")
-        line = self.process.stdout.readline()
+        line = self._replies.readline()
         if not line:
             raise RuntimeError(f"{self.function.name} exited (code {self.process.poll()})")
         return json.loads(line)
 
     def invoke(self, event: dict[str, Any], kill_after: float | None = None) -> dict[str, Any]:
-        self.process.stdin.write(json.dumps({"event": event, "timeout": self.function.timeout}) + "\n")
-        self.process.stdin.flush()
+        self._requests.write(json.dumps({"event": event, "timeout": self.function.timeout}) + "\n")
+        self._requests.flush()
         if kill_after is not None:
             time.sleep(kill_after)
             self.process.kill()
@@ -111,7 +113,7 @@ class ExecutionEnvironment:
             self.process.kill()
         self.process.wait()
         self._selector.close()
-        for stream in (self.process.stdin, self.process.stdout):
+        for stream in (self._requests, self._replies):
             try:
                 stream.close()
             except OSError:

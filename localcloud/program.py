@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
 
 from infra import packaging
 from localcloud.outputs import Context, call_outputs, resource_outputs
+from localcloud.seams.pulumi_sdk import RecordingMonitor, child_urn, run_program, stack_outputs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = PROJECT_ROOT / "__main__.py"
@@ -41,8 +39,8 @@ class Registered:
 class RecordingMocks(pulumi.runtime.Mocks):
     """Mocks that answer like the AWS provider and remember every resource registered."""
 
-    def __init__(self, context: Context = Context()):
-        self.context = context
+    def __init__(self, context: Context | None = None):
+        self.context = context or Context()
         self.resources: list[Registered] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []  # provider functions the program called, with their args
 
@@ -116,14 +114,11 @@ def run(mocks: RecordingMocks, config: dict[str, Any] | None = None, stack: str 
     engine_log = logging.getLogger("claimcheck.engine")
     engine_log.addHandler(warnings)
     engine_log.propagate = False
-    monitor = _ParentRecordingMonitor(mocks)
-    # A fresh root stack per run: set_mocks keeps an existing one, and with it the previous run's exports.
-    pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
-    pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=engine_log, monitor=monitor)
+    monitor = RecordingMonitor(mocks)
     try:
         # Mocks record a layer's archive path and never read it: no pip here.
         with packaging.layers_named_only():
-            _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
+            run_program(lambda: runpy.run_path(str(PROGRAM), run_name="__main__"), mocks, monitor, PROJECT, stack, engine_log)
     finally:
         engine_log.removeHandler(warnings)
     urns = {(_type_of(urn), urn.split("::")[-1]): urn for urn in monitor.parent_of}
@@ -136,55 +131,11 @@ def run(mocks: RecordingMocks, config: dict[str, Any] | None = None, stack: str 
         while parent:
             registered.parents.insert(0, _type_of(parent))
             parent = monitor.parent_of.get(parent, "")
-    stack_outputs = _stack_outputs()
-    return Deployment(mocks.resources, stack_outputs, warnings.messages, mocks.calls)
+    return Deployment(mocks.resources, stack_outputs(), warnings.messages, mocks.calls)
 
 
 def _type_of(urn: str) -> str:
     return urn.split("::")[2].split("$")[-1]
-
-
-def child_urn(parent_urn: str, typ: str, name: str) -> str:
-    """The URN of a resource `typ` named `name` under `parent_urn`, as the mock monitor makes it: the parent's own
-    type, '$', the type (the engine leaves the root stack's type out; the mock keeps it, the same for every run)."""
-    prefix, _, rest = parent_urn.partition("::")
-    project, qualified, _ = rest.split("::", 2)
-    return f"{prefix}::{project}::{qualified.split('$')[-1]}${typ}::{name}"
-
-
-def _alias_urns(request: Any, parent_urn: str) -> list[str]:
-    """The URNs a RegisterResource request's aliases stand for (the SDK sends specs to a monitor that takes them)."""
-    found = []
-    for alias in request.aliases:
-        if alias.urn:
-            found.append(alias.urn)
-            continue
-        spec = alias.spec
-        parent = "" if spec.noParent else (spec.parentUrn or parent_urn)
-        typ, name = spec.type or request.type, spec.name or request.name
-        if parent:
-            found.append(child_urn(parent, typ, name))
-        else:
-            found.append(f"urn:pulumi:{spec.stack or pulumi.get_stack()}::{spec.project or pulumi.get_project()}::{typ}::{name}")
-    return found
-
-
-class _ParentRecordingMonitor(pulumi_mocks.MockMonitor):
-    """The mock monitor, remembering each resource's parent (so the whole ancestry can be read) and what it
-    was declared to depend on."""
-
-    def __init__(self, mocks: pulumi.runtime.Mocks):
-        super().__init__(mocks)
-        self.parent_of: dict[str, str] = {}
-        self.dependencies: dict[str, list[str]] = {}
-        self.aliases: dict[str, list[str]] = {}
-
-    def RegisterResource(self, request):  # noqa: N802 - the gRPC method's name
-        response = super().RegisterResource(request)
-        self.parent_of[response.urn] = request.parent
-        self.dependencies[response.urn] = list(request.dependencies)
-        self.aliases[response.urn] = _alias_urns(request, request.parent)
-        return response
 
 
 class _WarningCollector(logging.Handler):
@@ -198,10 +149,3 @@ class _WarningCollector(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _stack_outputs() -> dict[str, Any]:
-    root = pulumi.runtime.settings.get_root_resource()
-    outputs = getattr(root, "outputs", {}) or {}
-    resolved: dict[str, Any] = {}
-    for key, value in outputs.items():
-        resolved[key] = _sync_await(pulumi.Output.from_input(value).future())
-    return resolved

@@ -97,7 +97,7 @@ def table(summary: Summary) -> str:
             labels += " (emulated)"
         rows.append((key, image["status"], image["format"] or "-", size, thumbs, labels or "-", image["reason"] or ""))
     widths = [min(max(len(str(row[i])) for row in rows), limit) for i, limit in enumerate((40, 13, 6, 11, 14, 34, 70))]
-    return "\n".join("  ".join(_cell(str(value), width) for value, width in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join("  ".join(_cell(str(value), width) for value, width in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
 def _cell(text: str, width: int) -> str:

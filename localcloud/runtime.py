@@ -90,7 +90,7 @@ def main(code_dir: str, handler_path: str) -> None:
         try:
             result = handler(request["event"], context)
             reply = {"ok": True, "result": result}
-        except Exception as exc:  # noqa: BLE001 - reported to the poller as Lambda reports a function error
+        except Exception as exc:
             traceback.print_exc()
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         protocol.write(json.dumps(reply, default=str) + "\n")

@@ -16,11 +16,10 @@ from typing import Any
 
 from handlers.contracts import image_id, thumbnail_prefix
 from handlers.names import QUEUE_FED, SETTLED, UPLOADS_PREFIX, Env, Function, Metric, Status
-from localcloud import samples
+from localcloud import report, samples
 from localcloud.cloud import LocalCloud
-from localcloud import report
-from localcloud.report import DEAD_LETTERED
 from localcloud.pollers import Chaos
+from localcloud.report import DEAD_LETTERED
 
 POISON_KEY_PART = "poison"
 
@@ -129,7 +128,7 @@ def run(plan: SoakPlan, workdir: Path | None = None, progress: Any = None) -> So
     rng = random.Random(plan.seed)
     actions = workload(plan.images, rng)
     timeouts = {"timeout": plan.function_timeout}
-    config = {**{function: timeouts for function in QUEUE_FED}, "maxReceiveCount": plan.max_receive_count}
+    config: dict[str, Any] = {**dict.fromkeys(QUEUE_FED, timeouts), "maxReceiveCount": plan.max_receive_count}
     chaos = Chaos(duplicate_rate=plan.duplicate_rate, delay_rate=plan.delay_rate, kill_rate=plan.kill_rate, seed=plan.seed)
     options: dict[str, Any] = {"workdir": workdir} if workdir else {}
     with LocalCloud(config=config, faults=faults(plan.fault_rate), chaos=chaos, **options) as cloud:
@@ -211,7 +210,7 @@ def reconcile(cloud: LocalCloud, keys: list[str], elapsed: float) -> SoakResult:
         else:
             statuses[key] = record["status"]
     referenced: set[str] = set()
-    thumbnail_function = cloud.deployment.functions()[Function.THUMBNAILS]
+    thumbnail_function = cloud.deployed.functions()[Function.THUMBNAILS]
     sizes = sorted(int(s) for s in thumbnail_function.inputs["environment"]["variables"][Env.THUMBNAIL_SIZES].split(","))
     for key, record in records.items():
         if key not in keys:

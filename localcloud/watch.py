@@ -12,10 +12,11 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from localcloud import report
 from localcloud.cloud import LocalCloud
@@ -93,7 +94,7 @@ def observe(cloud: LocalCloud, keys: list[str], progress: Progress) -> report.Su
 def stall_seconds(cloud: LocalCloud) -> float:
     """How long nothing may happen before the wait gives up: past the longest visibility timeout, after which
     any failed message would be back in its queue."""
-    longest = max((float(q.inputs.get("visibilityTimeoutSeconds", 30)) for q in cloud.deployment.of_type("aws:sqs/queue:Queue")),
+    longest = max((float(q.inputs.get("visibilityTimeoutSeconds", 30)) for q in cloud.deployed.of_type("aws:sqs/queue:Queue")),
                   default=30.0)
     return longest + 30.0
 

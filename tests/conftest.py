@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import itertools
-import os
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus

@@ -9,8 +9,8 @@ import io
 import random
 import struct
 import zlib
+from collections.abc import Iterator
 from functools import cache
-from typing import Iterator
 
 from PIL import Image
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from localcloud.program import Deployment
 from tests.infra_helpers import BUCKET, FUNCTION, QUEUE, ROLE, ROLE_POLICY, TOPIC, as_list, by_bucket, statements

@@ -18,8 +18,8 @@ import pytest
 from infra import packaging
 from infra.settings import LOG_RETENTION_DAYS, RUNTIME_GLIBC, Settings
 from localcloud import program
-from tests.infra_helpers import ALARM, BUCKET, FUNCTION, MAPPING, QUEUE, ROLE, TOPIC, queue_by_arn
 from tests.conftest import shared_scope
+from tests.infra_helpers import ALARM, BUCKET, FUNCTION, MAPPING, QUEUE, ROLE, TOPIC, queue_by_arn
 
 EVERYTHING = {"uploadApi": True, "cdn": True, "uploadAllowedOrigins": ["https://app.example.com"],
               "allowedFormats": ["jpeg", "png", "webp", "gif", "tiff", "heic", "avif"], "alarmEmail": "ops@example.com"}

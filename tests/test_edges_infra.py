@@ -1,7 +1,6 @@
 """Upload API and CloudFront, switched on by config: wiring and least privilege under mocks."""
 from __future__ import annotations
 
-
 import pytest
 
 from localcloud import program

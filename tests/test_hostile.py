@@ -116,7 +116,7 @@ def test_a_display_p3_photo_is_converted_to_srgb_and_its_profile_dropped(source,
     assert result.metadata["color_profile"] == "Display P3"
     for thumbnail in result.thumbnails:
         assert metadata_in(thumbnail.data) == set()
-        assert max(abs(a - b) for a, b in zip(_centre(thumbnail), P3_IN_SRGB)) <= 3, (source, output)
+        assert max(abs(a - b) for a, b in zip(_centre(thumbnail), P3_IN_SRGB, strict=True)) <= 3, (source, output)
 
 
 def test_srgb_unreadable_and_mismatched_profiles_leave_the_pixels_alone():
@@ -252,7 +252,7 @@ def test_an_invocation_short_of_time_hands_the_rest_back(cloud, monkeypatch):
     event = sqs_event([sqs_record(body, "arn:aws:sqs:us-east-1:123456789012:q", message_id="m0")])
     from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-    with pytest.raises(BatchProcessingError, match="only 0.5 s left in this invocation"):  # the whole batch is retried
+    with pytest.raises(BatchProcessingError, match=r"only 0\.5 s left in this invocation"):  # the whole batch is retried
         thumbnails.handler(event, LambdaContext(function_name="fn", timeout_s=0.5))
     assert cloud.record("uploads/late.png")["status"] == "accepted"  # not started, nothing recorded
 

@@ -6,10 +6,25 @@ import json
 import pytest
 
 from localcloud import program
-from tests.conftest import shared_scope
 from localcloud.outputs import ACCOUNT_ID
-from tests.infra_helpers import (ALARM, BUCKET, FUNCTION, MAPPING, QUEUE, ROLE, SUBSCRIPTION, TOPIC, as_list,
-                                 by_bucket, dlq_arns, function_grants, queue_by_arn, role_policies, statements)
+from tests.conftest import shared_scope
+from tests.infra_helpers import (
+    ALARM,
+    BUCKET,
+    FUNCTION,
+    MAPPING,
+    QUEUE,
+    ROLE,
+    SUBSCRIPTION,
+    TOPIC,
+    as_list,
+    by_bucket,
+    dlq_arns,
+    function_grants,
+    queue_by_arn,
+    role_policies,
+    statements,
+)
 
 STAGE_TYPES = {"thumbnails": "claimcheck:index:ThumbnailStage", "labels": "claimcheck:index:LabelStage"}
 

@@ -65,7 +65,7 @@ def test_one_warm_child_serves_image_after_image():
 
 def test_a_failure_retires_the_child():
     before, _ = isolation.run(pid_of_child, budget=BUDGET)
-    with pytest.raises(PermanentFailure, match="^the image is 1x1, too small$"):
+    with pytest.raises(PermanentFailure, match=r"^the image is 1x1, too small$"):
         isolation.run(refuse, budget=BUDGET)
     after, _ = isolation.run(pid_of_child, budget=BUDGET)
     assert after != before

@@ -31,7 +31,7 @@ def test_labels_come_from_the_s3_object_and_settle_the_record(cloud):
         stub.assert_no_pending_responses()
     record = cloud.record("uploads/l.jpg")
     assert record["labels"]["status"] == "done" and record["labels"]["source"] == "rekognition"
-    assert [(l["name"], float(l["confidence"])) for l in record["labels"]["labels"]] == [("Cat", 98.12), ("Pet", 91.0)]
+    assert [(label["name"], float(label["confidence"])) for label in record["labels"]["labels"]] == [("Cat", 98.12), ("Pet", 91.0)]
     assert record["status"] == "accepted"  # thumbnails still to come
     invoke(thumbnails, [json.dumps(claim)])
     assert cloud.record("uploads/l.jpg")["status"] == "done"

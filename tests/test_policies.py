@@ -7,8 +7,8 @@ import json
 import pytest
 
 from localcloud import program
-from tests.conftest import shared_scope
 from localcloud.outputs import ACCOUNT_ID
+from tests.conftest import shared_scope
 from tests.infra_helpers import statements
 
 ROOT = f"arn:aws:iam::{ACCOUNT_ID}:root"  # the partition, not the region, after "arn:"

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from localcloud import program
-from tests.conftest import shared_scope
 from localcloud.program import Deployment
+from tests.conftest import shared_scope
 from tests.infra_helpers import FUNCTION, QUEUE, ROLE_POLICY, TOPIC
 from tests.security_rules import RULES
-
 
 # Every edge on (the JWT flavour of the upload API, whose stage has access logs), so every rule has something to check.
 EVERYTHING = {"uploadApi": True, "cdn": True, "jwtIssuer": "https://id.example.com/", "jwtAudience": "claimcheck"}

@@ -133,7 +133,7 @@ def test_a_rejection_delivered_twice_sends_its_removal_again(cloud, done):
 
 
 def test_an_overwrite_that_fails_to_decode_takes_the_old_thumbnails_with_it(cloud, done):
-    key, _, old = done
+    key, _, _ = done
     good = images.webp(800, 600)
     deliver(cloud, cloud.put(key, good[: len(good) // 3]))  # sniffs as WebP, cannot be decoded
     record = cloud.record(key)
@@ -143,7 +143,7 @@ def test_an_overwrite_that_fails_to_decode_takes_the_old_thumbnails_with_it(clou
 
 
 def test_a_late_removal_for_a_replaced_image_changes_nothing(cloud, done):
-    key, first, _ = done
+    key, _, _ = done
     marker = cloud.delete(key)
     deliver(cloud, cloud.put(key, images.webp(90, 60)))  # uploaded again before the delete was processed
     assert deliver(cloud, marker) == []  # the key's current version is the one the record holds
@@ -162,7 +162,7 @@ def test_without_rekognition_formats_every_upload_is_processed_without_labels(cl
 def test_a_missing_label_formats_setting_is_a_configuration_error(cloud, monkeypatch):
     monkeypatch.delenv("LABEL_FORMATS")
     with pytest.raises(environment.ConfigurationError, match="LABEL_FORMATS is not set"):
-        environment.load().label_formats
+        _ = environment.load().label_formats
 
 
 def test_removed_thumbnails_are_invalidated_in_the_cdn(cloud, done, monkeypatch):

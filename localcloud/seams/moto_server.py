@@ -1,0 +1,144 @@
+"""moto, past its public API (in the emulator's processes only): S3 events made to say what S3 says, SQS queues made
+safe to use concurrently, DynamoDB results written out directly, the backend lookup done once per host, and what
+the emulator reads of moto's own state. Each patch says what moto does and why it is not enough. Written for the
+version in localcloud.seams.WRITTEN_FOR."""
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+_sequence = itertools.count(1)
+_sequence_lock = threading.Lock()
+_quiet = threading.local()
+
+
+def make_moto_strict() -> None:
+    """Install every moto patch below (in an emulator process, before it serves)."""
+    from functools import cache
+
+    from moto import backends
+    from moto.moto_server import werkzeug_app
+    from moto.s3 import notifications
+    from moto.s3.models import S3Backend
+    from moto.sqs.models import Queue, SQSBackend
+
+    original_event = notifications._get_s3_event
+    original_send = notifications.send_event
+
+    def event_like_s3(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, Any]:
+        event = original_event(event_name, bucket, key, notification_id)
+        obj = event["Records"][0]["s3"]["object"]
+        with _sequence_lock:
+            obj["sequencer"] = format(next(_sequence), "016X")
+        version = getattr(key, "version_id", None)
+        if version and version != "null":
+            obj["versionId"] = version
+        if event_name.startswith("s3:ObjectRemoved"):
+            obj.pop("size", None)  # S3 describes a removal by key, version and sequencer only
+            obj.pop("eTag", None)
+        return event
+
+    def send_unless_quiet(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
+        if getattr(_quiet, "removals", False) and str(event_name).startswith("s3:ObjectRemoved"):
+            return
+        original_send(account_id, event_name, bucket, key)
+
+    notifications._get_s3_event = event_like_s3
+    notifications.send_event = send_unless_quiet
+    removed_event = notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_EVENT
+    marker_event = notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_MARKER_CREATED_EVENT
+
+    original_marker = S3Backend._set_delete_marker
+
+    def set_delete_marker_and_notify(self: S3Backend, bucket_name: str, key_name: str) -> Any:
+        marker = original_marker(self, bucket_name, key_name)
+        removed = SimpleNamespace(name=key_name, etag="", size=0, version_id=marker.version_id)
+        original_send(self.account_id, marker_event, self.get_bucket(bucket_name), removed)
+        return marker
+
+    original_delete = S3Backend.delete_object
+
+    def delete_object_and_notify(self: S3Backend, bucket_name: str, key_name: str, version_id: str | None = None,
+                                 bypass: bool = False) -> Any:
+        bucket = self.get_bucket(bucket_name)
+        if not bucket.is_versioned or version_id is None:
+            return original_delete(self, bucket_name, key_name, version_id, bypass)
+        existed = any(str(k.version_id) == str(version_id) for k in bucket.keys.getlist(key_name, []))
+        _quiet.removals = True
+        try:
+            result = original_delete(self, bucket_name, key_name, version_id, bypass)
+        finally:
+            _quiet.removals = False
+        if existed:
+            removed = SimpleNamespace(name=key_name, etag="", size=0, version_id=version_id)
+            original_send(self.account_id, removed_event, bucket, removed)
+        return result
+
+    S3Backend._set_delete_marker = set_delete_marker_and_notify
+    S3Backend.delete_object = delete_object_and_notify
+
+    def under_queue_lock(method: Callable[..., Any]) -> Callable[..., Any]:
+        def locked(self: SQSBackend, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+            queue = self.get_queue(queue_name)
+            with queue._messages_lock:  # an RLock-based Condition: a long poll's wait releases it
+                return method(self, queue_name, *args, **kwargs)
+        return locked
+
+    SQSBackend.receive_message = under_queue_lock(SQSBackend.receive_message)
+    SQSBackend.change_message_visibility = under_queue_lock(SQSBackend.change_message_visibility)
+    original_queue_delete = Queue.delete_message
+
+    def delete_locked(self: Queue, receipt_handle: str) -> None:
+        with self._messages_lock:
+            original_queue_delete(self, receipt_handle)
+
+    Queue.delete_message = delete_locked
+
+    # moto serializes every response (and parses every request) generically, walking botocore's shapes: about 8 ms
+    # per DynamoDB call, more than the call itself. DynamoDB's wire format is the JSON the backend already holds,
+    # so its plain results are written out directly (anything else, errors included, goes moto's way).
+    from moto.core.responses import ActionResult
+    from moto.dynamodb.responses import DynamoHandler, DynamoResult
+
+    original_serialized = DynamoHandler.serialized
+    item_operations = {"GetItem", "UpdateItem", "PutItem", "DeleteItem", "Query", "Scan"}
+
+    def serialized_directly(self: DynamoHandler, action_result: ActionResult) -> Any:
+        result = action_result.result
+        if (type(action_result) in (ActionResult, DynamoResult) and isinstance(result, dict)
+                and self._get_action() in item_operations):
+            try:
+                body = json.dumps(result)
+            except TypeError:
+                return original_serialized(self, action_result)
+            return 200, {**self.response_headers, "Content-Type": "application/x-amz-json-1.0"}, body
+        return original_serialized(self, action_result)
+
+    DynamoHandler.serialized = serialized_directly
+
+    # moto finds the backend for every request by listing its own package directory and trying every service's
+    # URL patterns, all under one lock: the same host always gives the same backend, so it is looked up once.
+    modules = tuple(backends.list_of_moto_modules())
+    werkzeug_app.backends.list_of_moto_modules = lambda: modules
+    werkzeug_app.DomainDispatcherApplication.get_backend_for_host = cache(
+        werkzeug_app.DomainDispatcherApplication.get_backend_for_host)
+
+
+
+def queue_depths(account: str, region: str) -> dict[str, tuple[int, int]]:
+    """(waiting, in flight) of every queue, by name, from moto's SQS backend itself."""
+    from moto.sqs.models import sqs_backends
+
+    return {name: (q.approximate_number_of_messages, q.approximate_number_of_messages_not_visible)
+            for name, q in list(sqs_backends[account][region].queues.items())}
+
+
+def moto_app() -> tuple[Any, Any]:
+    """(the WSGI application serving every moto backend, the request handler it expects)."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+
+    return DomainDispatcherApplication(create_backend_app), MotoRequestHandler
