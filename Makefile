@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-hostile test-library up soak bench mutate clean
+.PHONY: demo test test-hostile test-library up soak bench layer mutate clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-bench.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "claimcheck needs Python 3.11 or newer")'
@@ -22,6 +22,11 @@ up: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The function archives and the Pillow layer, built ahead of `pulumi up` (which otherwise builds them when its cache is
+# cold); STACK=dev reads Pulumi.dev.yaml.
+layer: $(STAMP)
+	$(BIN)/python -m infra.packaging $(if $(STACK),--stack $(STACK))
 
 soak: $(STAMP)
 	$(BIN)/python -m localcloud soak

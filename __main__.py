@@ -1,10 +1,11 @@
 """claimcheck: an event-driven image pipeline on AWS, using the Claim Check pattern."""
 import pulumi
 
+from handlers.names import PROJECT
 from infra import settings
 from infra.pipeline import ClaimCheckPipeline
 
-pipeline = ClaimCheckPipeline("claimcheck", settings.load())
+pipeline = ClaimCheckPipeline(PROJECT, settings.load())
 
 pulumi.export("uploadsBucket", pipeline.uploads_bucket)
 pulumi.export("thumbnailsBucket", pipeline.thumbnails_bucket)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# The Pulumi project; it names the metrics namespace and each function's Powertools service too.
+PROJECT = "claimcheck"
 # Uploads are processed under this prefix of the uploads bucket; the upload API mints keys under its own part of it.
 UPLOADS_PREFIX = "uploads/"
 API_UPLOADS_PREFIX = f"{UPLOADS_PREFIX}api/"
@@ -114,11 +116,11 @@ class UploadApiKind(StrEnum):
 
 
 # Powertools' EMF namespace; each function adds the dimension service=<service_name(function)>.
-METRICS_NAMESPACE = "claimcheck"
+METRICS_NAMESPACE = PROJECT
 
 
 def service_name(function: str) -> str:
-    return f"claimcheck-{function}"
+    return f"{PROJECT}-{function}"
 
 
 class Metric(StrEnum):

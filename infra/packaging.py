@@ -215,3 +215,25 @@ def pillow_layer(architecture: str, runtime: str, glibc: tuple[int, int], heif: 
                  if path.is_file() and "__pycache__" not in path.parts}
         write_zip(destination, files)
     return destination
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m infra.packaging [--stack NAME]: build every archive and the Pillow layer a stack deploys, ahead of
+    `pulumi up` (CI, or a machine that will deploy offline); `pulumi up` then finds them cached."""
+    import argparse
+
+    from infra.settings import RUNTIME_GLIBC, Settings, load_stack
+
+    parser = argparse.ArgumentParser(prog="python -m infra.packaging", description=main.__doc__)
+    parser.add_argument("--stack", help="read Pulumi.<stack>.yaml (default: the defaults)")
+    args = parser.parse_args(argv)
+    s = load_stack(PROJECT_ROOT / f"Pulumi.{args.stack}.yaml") if args.stack else Settings()
+    for name in FUNCTIONS:
+        print(f"{function_archive(name).relative_to(PROJECT_ROOT)}")
+    layer = pillow_layer(s.architecture, s.runtime, RUNTIME_GLIBC[s.runtime], heif=s.needs_heif)
+    print(f"{layer.relative_to(PROJECT_ROOT)} ({layer.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,11 +8,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from handlers.names import PROJECT
+
 PATH = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
 
-HEADER = """\
+HEADER = f"""\
 # Generated from infra/settings.py by `python -m infra.settings`; edit the settings there, not here.
-name: claimcheck
+name: {PROJECT}
 description: An event-driven image pipeline on AWS using the Claim Check pattern (S3, SQS, SNS, Lambda, DynamoDB, Rekognition).
 runtime:
   name: python

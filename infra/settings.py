@@ -13,9 +13,10 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
-from handlers.names import Function
+from handlers.names import PROJECT, Function
 
 KNOWN_FORMATS = ("jpeg", "png", "webp", "gif", "tiff", "heic", "avif")
 # Formats whose decoder is not in Pillow itself: the layer adds pillow-heif for them.
@@ -280,10 +281,27 @@ def load(config: Any = None) -> Settings:
         try:
             values[spec.name] = _parse(spec.metadata["kind"], raw, key)
         except (ValueError, TypeError) as exc:
-            errors.append(f"claimcheck:{key}: {exc}")
+            errors.append(f"{PROJECT}:{key}: {exc}")
     if errors:
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(errors))
     return validate(replace(Settings(), **values))
+
+
+def stack_config(path: Any) -> dict[str, str]:
+    """The claimcheck: values of a Pulumi.<stack>.yaml as the CLI hands them to the program: lists and objects as
+    JSON, booleans as true/false, everything else as text."""
+    import yaml  # the Pulumi SDK's own dependency
+
+    values = (yaml.safe_load(Path(path).read_text()) or {}).get("config") or {}
+    prefix = f"{PROJECT}:"
+    return {key.removeprefix(prefix): json.dumps(value) if isinstance(value, (list, dict))
+            else str(value).lower() if isinstance(value, bool) else str(value)
+            for key, value in values.items() if key.startswith(prefix)}
+
+
+def load_stack(path: Any) -> Settings:
+    """The settings a stack file gives (its values over the defaults), checked as `pulumi up` checks them."""
+    return load(stack_config(path))
 
 
 def _parse(kind: str, raw: str, key: str) -> Any:
@@ -328,7 +346,7 @@ def validate(s: Settings) -> Settings:
     errors: list[str] = []
 
     def bad(key: str, value: Any, accepted: str) -> None:
-        errors.append(f"claimcheck:{key} = {_show(value)} is out of range (accepted: {accepted})")
+        errors.append(f"{PROJECT}:{key} = {_show(value)} is out of range (accepted: {accepted})")
 
     for key, spec in FIELDS.items():
         accepts: Accepts | None = spec.metadata["accepts"]
@@ -362,7 +380,7 @@ def _show(value: Any) -> str:
 
 def _validate_stage(name: str, st: StageSettings, errors: list[str]) -> None:
     def bad(field_name: str, value: Any, accepted: str) -> None:
-        errors.append(f"claimcheck:{name}.{field_name} = {value!r} is out of range (accepted: {accepted})")
+        errors.append(f"{PROJECT}:{name}.{field_name} = {value!r} is out of range (accepted: {accepted})")
 
     for key, (low, high) in _STAGE_LIMITS.items():
         value = getattr(st, STAGE_KEYS[key])
@@ -386,7 +404,7 @@ def _validate_memory(s: Settings, errors: list[str]) -> None:
         needed = math.ceil(over[worst] / MEMORY_HEADROOM)
         fits = math.floor((budget - FUNCTION_FOOTPRINT_MB) * 2**20 / DECODE_BYTES_PER_PIXEL[worst])
         errors.append(
-            f"claimcheck:thumbnails.memory = {s.thumbnails.memory} is too small for maxPixels = {s.max_pixels:,}: a "
+            f"{PROJECT}:thumbnails.memory = {s.thumbnails.memory} is too small for maxPixels = {s.max_pixels:,}: a "
             f"{worst.upper()} of that size may need {over[worst]:,} MB to decode (accepted: thumbnails.memory of at least "
             f"{needed:,}, or maxPixels of at most {fits:,})")
 

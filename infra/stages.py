@@ -8,8 +8,9 @@ what differs: which function, what it is linked to, where its messages come from
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pulumi
 import pulumi_aws as aws
@@ -17,8 +18,24 @@ import pulumi_aws as aws
 from handlers.names import UPLOADS_PREFIX, ClaimAttribute, ClaimEvent, Function, Metric
 from infra import iam, links, policies
 from infra.edges import ThumbnailCdn
+from infra.links import Link
 from infra.settings import Settings
 from infra.worker import Layers, QueueWorker, QueueWorkerArgs
+
+
+class _StageArgs(Protocol):
+    """What every stage's args hold for its worker."""
+
+    settings: Settings
+    layers: Layers
+    alarm_topic_arn: pulumi.Input[str]
+
+
+def _worker(stage: pulumi.ComponentResource, name: str, function: Function, args: _StageArgs, uses: Sequence[Link],
+            dropped: Metric = Metric.INVALID_CLAIM_CHECKS, moved_from: pulumi.Resource | None = None) -> QueueWorker:
+    """The stage's queue-fed function, linked to what it `uses`."""
+    return QueueWorker(name, QueueWorkerArgs(function, args.settings, uses, args.layers, args.alarm_topic_arn, dropped),
+                       moved_from=moved_from or stage, opts=pulumi.ResourceOptions(parent=stage))
 
 
 @dataclass
@@ -42,12 +59,9 @@ class IntakeStage(pulumi.ComponentResource):
         # claimcheck 1.x declared all of this straight under the pipeline; the aliases keep those URNs.
         pipeline = opts.parent if opts else None
         assert pipeline is not None, "the intake stage belongs to a pipeline"
-        self.worker = QueueWorker(name, QueueWorkerArgs(
-            function=Function.INTAKE, settings=args.settings, layers=args.layers, alarm_topic_arn=args.alarm_topic_arn,
-            dropped_metric=Metric.INVALID_EVENTS,
-            links=[links.uploads(args.uploads), links.records(args.table),
-                   links.claim_checks(args.claim_checks, args.topic_key), links.intake_settings(args.settings)],
-        ), moved_from=pipeline, opts=pulumi.ResourceOptions(parent=self))
+        self.worker = _worker(self, name, Function.INTAKE, args, [
+            links.uploads(args.uploads), links.records(args.table), links.claim_checks(args.claim_checks, args.topic_key),
+            links.intake_settings(args.settings)], dropped=Metric.INVALID_EVENTS, moved_from=pipeline)
         queue = self.worker.queue
         moved = pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(parent=pipeline)])
         policy = aws.sqs.QueuePolicy(f"{name}-queue-policy", queue_url=queue.id, policy=iam.document([
@@ -92,12 +106,9 @@ class ThumbnailStage(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ThumbnailStageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("claimcheck:index:ThumbnailStage", name, None, opts)
-        self.worker = QueueWorker(name, QueueWorkerArgs(
-            function=Function.THUMBNAILS, settings=args.settings, layers=args.layers,
-            alarm_topic_arn=args.alarm_topic_arn, dropped_metric=Metric.INVALID_CLAIM_CHECKS,
-            links=[links.records(args.table), links.uploads(args.uploads), links.thumbnails(args.thumbnails),
-                   *([links.cdn(args.cdn)] if args.cdn else []), links.thumbnail_settings(args.settings)],
-        ), moved_from=self, opts=pulumi.ResourceOptions(parent=self))
+        self.worker = _worker(self, name, Function.THUMBNAILS, args, [
+            links.records(args.table), links.uploads(args.uploads), links.thumbnails(args.thumbnails),
+            *([links.cdn(args.cdn)] if args.cdn else []), links.thumbnail_settings(args.settings)])
         self.subscription = _subscribe(self, name, self.worker, args.claim_checks)
         self.register_outputs({"queue_url": self.worker.queue.url})
 
@@ -117,11 +128,8 @@ class LabelStage(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: LabelStageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("claimcheck:index:LabelStage", name, None, opts)
-        self.worker = QueueWorker(name, QueueWorkerArgs(
-            function=Function.LABELS, settings=args.settings, layers=args.layers, alarm_topic_arn=args.alarm_topic_arn,
-            dropped_metric=Metric.INVALID_CLAIM_CHECKS,
-            links=[links.records(args.table), links.labelling(args.uploads), links.label_settings(args.settings)],
-        ), moved_from=self, opts=pulumi.ResourceOptions(parent=self))
+        self.worker = _worker(self, name, Function.LABELS, args, [
+            links.records(args.table), links.labelling(args.uploads), links.label_settings(args.settings)])
         self.subscription = _subscribe(self, name, self.worker, args.claim_checks, {
             ClaimAttribute.FORMAT: list(args.settings.label_formats), ClaimAttribute.EVENT: [ClaimEvent.CREATED]})
         self.register_outputs({"queue_url": self.worker.queue.url})

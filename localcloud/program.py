@@ -10,13 +10,13 @@ from typing import Any
 
 import pulumi
 
+from handlers.names import PROJECT
 from infra import packaging
 from localcloud.outputs import Context, call_outputs, resource_outputs
 from localcloud.seams.pulumi_sdk import RecordingMonitor, child_urn, run_program, stack_outputs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = PROJECT_ROOT / "__main__.py"
-PROJECT = "claimcheck"
 
 
 @dataclass

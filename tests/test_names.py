@@ -16,7 +16,7 @@ PRODUCT = [ROOT / "__main__.py", *(p for folder in ("infra", "handlers", "localc
                                    for p in sorted((ROOT / folder).rglob("*.py")))]
 SHARED = {
     names.UPLOADS_PREFIX: "UPLOADS_PREFIX", names.API_UPLOADS_PREFIX: "API_UPLOADS_PREFIX",
-    names.THUMBNAILS_PREFIX: "THUMBNAILS_PREFIX",
+    names.THUMBNAILS_PREFIX: "THUMBNAILS_PREFIX", names.PROJECT: "PROJECT",
     **{member.value: f"{enum.__name__}.{member.name}"
        for enum in (names.Status, names.StageStatus, names.Function, names.Env, names.Metric, names.ClaimEvent,
                     names.UploadApiKind)

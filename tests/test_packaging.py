@@ -59,3 +59,22 @@ def test_pillow_layer_for_arm64_holds_an_aarch64_extension():
     assert any(n.startswith("python/PIL/_imaging.cpython-313-aarch64-linux-gnu") and n.endswith(".so") for n in names)
     assert not any("__pycache__" in n for n in names)
     assert packaging.pillow_layer("arm64", "python3.13", (2, 34)) == layer  # cached: the same file, not rebuilt
+
+
+def test_running_the_program_under_mocks_never_runs_pip(tmp_path, monkeypatch):
+    """The mocks record a layer's archive path and never read the file, so no package index is reached (a real
+    `pulumi up` builds the layer there, once, when its cache is cold)."""
+    from localcloud import program
+
+    monkeypatch.setattr(packaging, "BUILD_DIR", tmp_path)
+
+    def no_pip(*args, **kwargs):
+        raise AssertionError(f"pip was run: {args}")
+
+    monkeypatch.setattr(packaging.subprocess, "run", no_pip)
+    stack = program.run(program.RecordingMocks(), {"allowedFormats": ["jpeg", "heic"]})
+    [layer] = stack.of_type("aws:lambda/layerVersion:LayerVersion")
+    path = layer.inputs["code"].path
+    assert path.startswith(str(tmp_path / "layers" / "pillow-heif-arm64-py3.13-")) and not (tmp_path / "layers").exists()
+    with pytest.raises(AssertionError, match="pip was run"):
+        packaging.pillow_layer("arm64", "python3.13", (2, 34))  # outside the mocks, a cold cache builds

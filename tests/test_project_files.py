@@ -104,9 +104,9 @@ def test_every_stack_value_fits_its_declared_type_and_the_settings(path):
         if key in declared:
             assert cli_accepts(declared[key], value), f"{path.name}: {key} = {value!r} is not a {declared[key]['type']}"
     # The program reads them the way the CLI hands them over: lists as JSON, everything else as text.
-    as_config = {k: json.dumps(v) if isinstance(v, (list, dict)) else (str(v).lower() if isinstance(v, bool) else str(v))
-                 for k, v in mine.items()}
-    settings.load(_Config(as_config))
+    assert settings.stack_config(path) == {k: json.dumps(v) if isinstance(v, (list, dict))
+                                           else str(v).lower() if isinstance(v, bool) else str(v) for k, v in mine.items()}
+    settings.load_stack(path)
 
 
 def test_the_stack_rule_refuses_what_the_cli_refuses():
@@ -116,11 +116,3 @@ def test_the_stack_rule_refuses_what_the_cli_refuses():
     assert not cli_accepts(declared["thumbnailSizes"], [1024, "big"])
     assert not cli_accepts(declared["storeGps"], "yes")
     assert cli_accepts(declared["storeGps"], True) and cli_accepts(declared["maxReceiveCount"], 5)
-
-
-class _Config:
-    def __init__(self, values: dict[str, str]):
-        self.values = values
-
-    def get(self, key: str) -> str | None:
-        return self.values.get(key)
