@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -15,9 +15,6 @@ import pulumi_aws as aws
 from handlers.names import API_UPLOADS_PREFIX, THUMBNAILS_PREFIX, UPLOADS_PREFIX, Env, UploadApiKind
 from infra import iam
 from infra.settings import DECODE_BYTES_PER_PIXEL, Settings
-
-if TYPE_CHECKING:
-    from infra.edges import ThumbnailCdn
 
 
 @dataclass(frozen=True)
@@ -70,11 +67,11 @@ def thumbnails(bucket: aws.s3.Bucket) -> Link:
         iam.allow(["s3:ListBucket"], [bucket.arn], condition={"StringLike": {"s3:prefix": [f"{THUMBNAILS_PREFIX}*"]}})))
 
 
-def cdn(distribution: ThumbnailCdn) -> Link:
-    """Each thumbnail's URL at the distribution; removed thumbnails must also leave its cache (it keeps them a
-    year): invalidations on this distribution only."""
-    return Link({Env.THUMBNAILS_BASE_URL: distribution.url, Env.DISTRIBUTION_ID: distribution.distribution.id},
-                (iam.allow(["cloudfront:CreateInvalidation"], [distribution.distribution.arn]),))
+def cdn(distribution: aws.cloudfront.Distribution, url: pulumi.Input[str]) -> Link:
+    """Each thumbnail's URL at the distribution (`url`); removed thumbnails must also leave its cache (it keeps them
+    a year): invalidations on this distribution only."""
+    return Link({Env.THUMBNAILS_BASE_URL: url, Env.DISTRIBUTION_ID: distribution.id},
+                (iam.allow(["cloudfront:CreateInvalidation"], [distribution.arn]),))
 
 
 def api_uploads(bucket: aws.s3.Bucket) -> Link:

@@ -108,7 +108,7 @@ class ThumbnailStage(pulumi.ComponentResource):
         super().__init__("claimcheck:index:ThumbnailStage", name, None, opts)
         self.worker = _worker(self, name, Function.THUMBNAILS, args, [
             links.records(args.table), links.uploads(args.uploads), links.thumbnails(args.thumbnails),
-            *([links.cdn(args.cdn)] if args.cdn else []), links.thumbnail_settings(args.settings)])
+            *([links.cdn(args.cdn.distribution, args.cdn.url)] if args.cdn else []), links.thumbnail_settings(args.settings)])
         self.subscription = _subscribe(self, name, self.worker, args.claim_checks)
         self.register_outputs({"queue_url": self.worker.queue.url})
 
