@@ -15,6 +15,13 @@ pulumi.export("alarmTopicArn", pipeline.alarm_topic_arn)
 pulumi.export("queueUrls", pipeline.queue_urls)
 pulumi.export("deadLetterQueueUrls", pipeline.dlq_urls)
 pulumi.export("dashboardUrl", pipeline.dashboard_url)
+# What the operator tools (python -m ops) read: the queues and DLQs by ARN, the event source mappings, the name of
+# the thumbnail settings now deployed, and the policy to attach to the people who run it.
+pulumi.export("queueArns", pipeline.queue_arns)
+pulumi.export("deadLetterQueueArns", pipeline.dlq_arns)
+pulumi.export("eventSourceMappings", pipeline.mappings)
+pulumi.export("thumbnailSettings", pipeline.thumbnail_settings)
+pulumi.export("operatorPolicyArn", pipeline.operator_policy.arn)
 if pipeline.upload_api:
     pulumi.export("uploadApiUrl", pipeline.upload_api.url)
     pulumi.export("uploadApiAuth", pipeline.upload_api.auth)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from functools import cache, cached_property
 
-from handlers.names import Env
+from handlers.names import Env, thumbnail_settings
 
 
 class ConfigurationError(RuntimeError):
@@ -74,6 +74,9 @@ class Environment:
     thumbnail_sizes = cached_property(lambda self: tuple(sorted({int(s) for s in _list(Env.THUMBNAIL_SIZES)}, reverse=True)))
     output_format = cached_property(lambda self: _get(Env.OUTPUT_FORMAT).lower())
     output_quality = cached_property(lambda self: _int(Env.OUTPUT_QUALITY))
+    # The name of these three: part of every thumbnail key, and kept on the record.
+    thumbnail_settings = cached_property(lambda self: thumbnail_settings(
+        self.thumbnail_sizes, self.output_format, self.output_quality))
     max_labels = cached_property(lambda self: _int(Env.MAX_LABELS))
     min_confidence = cached_property(lambda self: float(_get(Env.MIN_CONFIDENCE)))
     store_gps = cached_property(lambda self: _get(Env.STORE_GPS, "false").lower() == "true")

@@ -15,7 +15,7 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
-from handlers import aws, contracts, environment, records
+from handlers import aws, contracts, environment, originals, records
 from handlers.failures import PermanentFailure, classified, error_code
 from handlers.limits import check_pixels
 from handlers.names import API_UPLOADS_PREFIX, OWNER_METADATA, ClaimAttribute, ClaimEvent, Function, Metric, Status
@@ -68,8 +68,9 @@ def handle_s3_event(s3_event: dict[str, Any]) -> None:
     try:
         if event_name.startswith("ObjectCreated"):
             _created(bucket, key, obj, sequencer, s3_event.get("eventTime", ""))
-        elif event_name.startswith("ObjectRemoved"):
-            _removed(bucket, key, obj, sequencer, s3_event.get("eventTime", ""))
+        elif event_name.startswith(("ObjectRemoved", "LifecycleExpiration")):
+            _removed(bucket, key, obj, sequencer, s3_event.get("eventTime", ""),
+                     expired=event_name.startswith("LifecycleExpiration"))
         else:
             logger.info("event ignored", extra={"event_name": event_name})
     finally:
@@ -93,6 +94,10 @@ def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
     if owner:
         logger.append_keys(owner=owner)
     status = Status.ACCEPTED if found else Status.REJECTED
+    if status == Status.REJECTED:
+        # Tagged first: a retry after the record is written tags again, and a tag on a version that turns out to be
+        # stale is still true of its content.
+        originals.tag_status(claim, Status.REJECTED)
     fmt = found.format if found else None
     expected = [Function.THUMBNAILS, *([Function.LABELS] if fmt in env.label_formats else [])]
     result = records.record_event(env.table_name, claim.image_id, sequencer, {
@@ -130,11 +135,12 @@ def _removal(claim: contracts.ClaimCheck) -> contracts.ClaimCheck:
     return dataclasses.replace(claim, etag=None, size=0, format=None, event=ClaimEvent.REMOVED)
 
 
-def _removed(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_time: str) -> None:
+def _removed(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_time: str, expired: bool = False) -> None:
     """S3 sends ObjectRemoved:Delete when one version is deleted for good, including a delete marker (an
     undelete), and ObjectRemoved:DeleteMarkerCreated for a plain delete (S3 User Guide, "Event notification
-    types and destinations", "Working with delete markers"). Which of gone, replaced or back it is, only the
-    bucket can say: its current version."""
+    types and destinations", "Working with delete markers"); a lifecycle rule's expiry sends
+    LifecycleExpiration:Delete or :DeleteMarkerCreated the same way. Which of gone, replaced or back it is, only
+    the bucket can say: its current version."""
     env = environment.load()
     current = _current_version(bucket, key)
     if current is not None:
@@ -155,7 +161,8 @@ def _removed(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
         sequencer=sequencer, event=ClaimEvent.REMOVED, event_time=event_time,
     )
     result = records.record_event(env.table_name, claim.image_id, sequencer, {
-        "status": Status.DELETED, "reason": "the upload was deleted", "bucket": bucket, "key": key,
+        "status": Status.DELETED, "bucket": bucket, "key": key,
+        "reason": "the original expired (a lifecycle rule of the uploads bucket)" if expired else "the upload was deleted",
         "event_time": event_time, "expected_stages": [],
     })
     if result.outcome == Outcome.STALE:

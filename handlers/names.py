@@ -2,11 +2,13 @@
 names, environment variables and metrics.
 
 The handlers, the Pulumi program (infra/), the local cloud and the operator tools all import them from here, and
-tests/test_names.py fails on a copy of one of these literals anywhere else. It imports nothing, so the program
-loads it without the handlers' own dependencies (boto3, Powertools, Pillow).
+tests/test_names.py fails on a copy of one of these literals anywhere else. It imports only the standard library,
+so the program loads it without the handlers' own dependencies (boto3, Powertools, Pillow).
 """
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from enum import StrEnum
 
 # The Pulumi project; it names the metrics namespace and each function's Powertools service too.
@@ -16,8 +18,17 @@ UPLOADS_PREFIX = "uploads/"
 API_UPLOADS_PREFIX = f"{UPLOADS_PREFIX}api/"
 # The object metadata (x-amz-meta-owner) an upload grant signs in: who uploaded it.
 OWNER_METADATA = "owner"
-# Thumbnails live under thumbnails/<image id>/<version>/<box>.<ext> in the thumbnails bucket.
+# The S3 object tag a rejected or failed original carries (its status): a lifecycle rule expires those.
+STATUS_TAG = f"{PROJECT}-status"
+# Thumbnails live under thumbnails/<image id>/<version>/<settings>/<box>.<ext> in the thumbnails bucket.
 THUMBNAILS_PREFIX = "thumbnails/"
+
+
+def thumbnail_settings(sizes: Iterable[int], output_format: str, quality: int) -> str:
+    """The name of one set of thumbnail settings: part of every thumbnail key (a key's content never changes, so
+    CDNs may cache it for good) and kept on the record, so a settings change is seen image by image."""
+    described = f"{','.join(map(str, sorted(set(sizes), reverse=True)))}|{output_format.lower()}|{quality}"
+    return hashlib.sha256(described.encode()).hexdigest()[:10]
 
 
 class Status(StrEnum):
@@ -32,6 +43,11 @@ class Status(StrEnum):
 
 # What "settled" means: the image needs nothing more from the pipeline.
 SETTLED = frozenset({Status.DONE, Status.REJECTED, Status.FAILED, Status.DELETED})
+# The statuses that may need a person: listed by `python -m ops failures` through the table's sparse index ATTENTION
+# (an image in progress is "stuck" once it has been accepted for longer than it should take).
+NEEDS_ATTENTION = (Status.ACCEPTED, Status.REJECTED, Status.FAILED)
+ATTENTION_INDEX = "attention"
+ATTENTION_SHARDS = 16  # the index's partition key is "<status>#<0-f>": one GSI partition per status would cap writes
 
 
 class StageStatus(StrEnum):
@@ -47,6 +63,7 @@ class ClaimEvent(StrEnum):
 
     CREATED = "created"  # a version to process
     REMOVED = "removed"  # the key no longer holds a version the stages should show
+    REPROCESS = "reprocess"  # an operator asks: make this done image's thumbnails with the current settings
 
 
 class ClaimAttribute(StrEnum):
@@ -139,5 +156,8 @@ class Metric(StrEnum):
     PROCESSED = "Processed"
     FAILED = "Failed"
     INVALIDATIONS = "Invalidations"
+    REPROCESSED = "Reprocessed"  # thumbnails made again with the current settings
+    ALREADY_CURRENT = "AlreadyCurrent"  # a reprocess request for thumbnails made with the current settings
+    TAGGED = "Tagged"  # a rejected or failed original tagged with its status
     THUMBNAIL_DURATION = "ThumbnailDuration"
     LABEL_DURATION = "LabelDuration"

@@ -4,6 +4,11 @@ Every write is conditional on the S3 sequencer the record reflects, so events th
 change nothing, and each stage writes only its own attribute (`thumbnails`, `labels`). A write whose condition
 fails hands back the item that stopped it (ReturnValuesOnConditionCheckFailure), never a second read.
 `ImageRecord` is what the stages read of an item.
+
+While an image may need a person (accepted and not yet settled, rejected, failed) its record carries `attention`,
+the partition key of the table's sparse index ATTENTION_INDEX (sorted by `updated_at`), in the same write that
+sets its status; the write that settles it as done or deleted removes it. So the operator tools list what needs
+attention without scanning the table, and the index holds only those records.
 """
 from __future__ import annotations
 
@@ -17,10 +22,26 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from handlers import aws
-from handlers.names import RESULT_STAGES, StageStatus, Status
+from handlers.names import ATTENTION_SHARDS, NEEDS_ATTENTION, RESULT_STAGES, StageStatus, Status
 
 # Attributes the stages own; a newer event clears them with the old version's results.
-STAGE_ATTRIBUTES = (*RESULT_STAGES, "metadata")
+STAGE_ATTRIBUTES = (*RESULT_STAGES, "metadata", "reprocess")
+ATTENTION = "attention"
+
+
+def attention_key(status: str, image_id: str) -> str:
+    """The index partition an image of `status` belongs to: the status and one of ATTENTION_SHARDS shards (the
+    image id's first hex digit), because one partition of an index takes at most 1,000 writes a second and a
+    throttled index throttles the table's own writes (DynamoDB Developer Guide, "Partitions and data distribution";
+    AWS Knowledge Center, "Why is my DynamoDB global secondary index throttled?")."""
+    return f"{status}#{int(image_id[0], 16) % ATTENTION_SHARDS:x}"
+
+
+def _attention(status: str, image_id: str) -> tuple[dict[str, str], tuple[str, ...]]:
+    """(attributes to set, attributes to remove) for the index, in the write that gives the record `status`."""
+    if status in NEEDS_ATTENTION:
+        return {ATTENTION: attention_key(status, image_id)}, ()
+    return {}, (ATTENTION,)
 
 
 class Outcome(StrEnum):
@@ -153,11 +174,12 @@ def record_event(table_name: str, image_id: str, sequencer: str, attributes: dic
     previous version; the same event again changes nothing.
     """
     stamp = now()
+    indexed, unindexed = _attention(attributes["status"], image_id)
     written, item = _update(
         table_name, image_id,
-        set_values={**attributes, "sequencer": sequencer, "updated_at": stamp},
+        set_values={**attributes, **indexed, "sequencer": sequencer, "updated_at": stamp},
         if_not_exists={"created_at": stamp},
-        remove=STAGE_ATTRIBUTES,
+        remove=(*STAGE_ATTRIBUTES, *unindexed),
         condition="attribute_not_exists(#seq) OR #seq < :seq",
         condition_values={":seq": sequencer},
         condition_names={"#seq": "sequencer"},
@@ -199,15 +221,37 @@ def record_stage(table_name: str, image_id: str, sequencer: str, stage: str, res
     final = record.settled()
     if final is not None:
         status, reason = final
+        indexed, unindexed = _attention(status, image_id)
         done, settled = _update(
             table_name, image_id,
-            set_values={"status": status, "reason": reason, "updated_at": now()},
+            set_values={"status": status, "reason": reason, **indexed, "updated_at": now()}, remove=unindexed,
             condition="#seq = :seq AND #status = :accepted",
             condition_values={":seq": sequencer, ":accepted": Status.ACCEPTED},
         )
         if done:
             record = ImageRecord.of(settled)
     return WriteResult(Outcome.WRITTEN, record)
+
+
+def record_reprocessed(table_name: str, image_id: str, sequencer: str, result: dict[str, Any],
+                       made_with: str | None) -> WriteResult:
+    """Replace a done image's thumbnail result with one made with other settings, unless the record moved on since it
+    was read: a newer event, or thumbnails already made again (`made_with`: the settings the stage found)."""
+    made = "attribute_not_exists(#t.#set)" if made_with is None else "#t.#set = :made"
+    written, item = _update(
+        table_name, image_id, set_values={"thumbnails": {**result, "updated_at": now()}}, remove=("reprocess",),
+        condition=f"#seq = :seq AND #status = :done AND {made}",
+        condition_values={":seq": sequencer, ":done": Status.DONE, **({":made": made_with} if made_with else {})},
+        condition_names={**_CONDITION_NAMES, "#t": "thumbnails", "#set": "settings"})
+    return WriteResult(Outcome.WRITTEN if written else Outcome.STALE, ImageRecord.of(item))
+
+
+def record_reprocess_failure(table_name: str, image_id: str, sequencer: str, note: dict[str, Any]) -> bool:
+    """Note on a done image that making its thumbnails again failed (they stay as they were); False if it moved on."""
+    written, _ = _update(
+        table_name, image_id, set_values={"reprocess": {**note, "updated_at": now()}},
+        condition="#seq = :seq AND #status = :done", condition_values={":seq": sequencer, ":done": Status.DONE})
+    return written
 
 
 def _settle_at_once(table_name: str, image_id: str, sequencer: str, stage: str, values: dict[str, Any],
@@ -218,10 +262,11 @@ def _settle_at_once(table_name: str, image_id: str, sequencer: str, stage: str, 
     if final is None:
         return None
     others = [s for s in known.expected_stages if s != stage]
+    indexed, unindexed = _attention(final[0], image_id)
     names = {**_CONDITION_NAMES, **({"#st": "status"} if others else {}), **{f"#o{i}": other for i, other in enumerate(others)}}
     written, item = _update(
-        table_name, image_id, set_values={**values, "status": final[0], "reason": final[1], "updated_at": now()},
-        condition=" AND ".join(["#seq = :seq", "#status = :accepted", *(f"#o{i}.#st = :o{i}" for i in range(len(others)))]),
+        table_name, image_id, set_values={**values, "status": final[0], "reason": final[1], **indexed, "updated_at": now()},
+        remove=unindexed, condition=" AND ".join(["#seq = :seq", "#status = :accepted", *(f"#o{i}.#st = :o{i}" for i in range(len(others)))]),
         condition_values={":seq": sequencer, ":accepted": Status.ACCEPTED,
                           **{f":o{i}": (known.result(other) or {}).get("status") for i, other in enumerate(others)}},
         condition_names=names,

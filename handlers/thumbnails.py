@@ -1,7 +1,9 @@
 """Thumbnail stage: claim check -> the named object version -> thumbnails + metadata.
 
-Output keys are derived from the image id and the object's version, so doing the same work twice writes the
-same objects, and a public thumbnail URL says nothing about the original's bytes (an ETag would be its MD5).
+Output keys are derived from the image id, the object's version and the name of the thumbnail settings, so doing
+the same work twice writes the same objects, a key's content never changes (caches may keep it for good), and a
+public thumbnail URL says nothing about the original's bytes (an ETag would be its MD5). A reprocess request
+(`python -m ops reprocess`) makes a done image's thumbnails again only when its record names other settings.
 Whenever the image ends anything but `done` (failed, deleted, replaced by a rejected upload), or a newer
 version's thumbnails replace an older one's, what no longer belongs to the record is removed, and, when a
 CDN serves them, invalidated there; when the record has moved on to a newer event while this one ran, what
@@ -12,7 +14,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from handlers import aws, contracts, environment, imaging, isolation, records
+from handlers import aws, contracts, environment, imaging, isolation, originals, records
 from handlers.failures import PermanentFailure, classified
 from handlers.names import ClaimEvent, Function, Metric, StageStatus, Status
 from handlers.observability import count, duration, logger, run_batch
@@ -69,6 +71,8 @@ def _thumbnails_of(claim: contracts.ClaimCheck, env: environment.Environment) ->
 def _dispatch(claim: contracts.ClaimCheck) -> None:
     if claim.event == ClaimEvent.REMOVED:
         _remove(claim)
+    elif claim.event == ClaimEvent.REPROCESS:
+        _reprocess(claim)
     else:
         _create(claim)
 
@@ -86,6 +90,7 @@ def _create(claim: contracts.ClaimCheck) -> None:
         with classified():  # anything else is transient: retried through batchItemFailures
             result = _thumbnails_of(claim, env)
     except PermanentFailure as failure:
+        originals.tag_status(claim, Status.FAILED)  # first: a retry after the record tags again
         written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, Function.THUMBNAILS,
                                        {"status": StageStatus.FAILED, "reason": failure.reason}, known=current)
         logger.info("thumbnails failed", extra={"reason": failure.reason})
@@ -94,10 +99,10 @@ def _create(claim: contracts.ClaimCheck) -> None:
             # The image is now failed: an earlier version's thumbnails must not outlive it.
             _clear(claim, keep=set())
         return
-    outputs = [_store(claim, thumbnail, env.thumbnails_bucket) for thumbnail in result.thumbnails]
+    outputs = [_store(claim, thumbnail, env) for thumbnail in result.thumbnails]
     written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, Function.THUMBNAILS,
-                                   {"status": StageStatus.DONE, "outputs": outputs}, metadata=result.metadata,
-                                   known=current)
+                                   {"status": StageStatus.DONE, "outputs": outputs, "settings": env.thumbnail_settings},
+                                   metadata=result.metadata, known=current)
     if written.outcome == records.Outcome.STALE:
         if not _owns_keys(written.record, claim):
             _delete(env.thumbnails_bucket, [o["key"] for o in outputs])
@@ -114,17 +119,52 @@ def _fetch(claim: contracts.ClaimCheck) -> bytes:
     return aws.client("s3").get_object(**claim.object_version())["Body"].read()
 
 
-def _store(claim: contracts.ClaimCheck, thumbnail: imaging.Thumbnail, bucket: str) -> dict[str, Any]:
-    key = f"{claim.thumbnail_prefix}{thumbnail.box}.{thumbnail.extension}"
+def _reprocess(claim: contracts.ClaimCheck) -> None:
+    """Make a done image's thumbnails with the settings deployed now, record them, then remove the ones they replace.
+    Nothing happens when the image changed since the request was made or was already made with these settings."""
+    env = environment.load()
+    current = records.get(env.table_name, claim.image_id)
+    if current is None or current.status != Status.DONE or current.sequencer != claim.sequencer:
+        logger.info("reprocess request is stale: the image changed or is not done")
+        count(Metric.SKIPPED_CLAIM_CHECKS)
+        return
+    made_with = (current.result(Function.THUMBNAILS) or {}).get("settings")
+    if made_with == env.thumbnail_settings:
+        count(Metric.ALREADY_CURRENT)
+        return
+    try:
+        with classified():
+            result = _thumbnails_of(claim, env)
+    except PermanentFailure as failure:
+        # The thumbnails it has stay; the record says why new ones could not be made (python -m ops show).
+        records.record_reprocess_failure(env.table_name, claim.image_id, claim.sequencer, {
+            "status": StageStatus.FAILED, "reason": failure.reason, "settings": env.thumbnail_settings})
+        count(Metric.FAILED)
+        return
+    outputs = [_store(claim, thumbnail, env) for thumbnail in result.thumbnails]
+    written = records.record_reprocessed(env.table_name, claim.image_id, claim.sequencer, {
+        "status": StageStatus.DONE, "outputs": outputs, "settings": env.thumbnail_settings}, made_with)
+    if written.outcome != records.Outcome.WRITTEN:
+        theirs = written.record.result(Function.THUMBNAILS) if written.record else None
+        if not (written.record and written.record.sequencer == claim.sequencer
+                and (theirs or {}).get("settings") == env.thumbnail_settings):
+            _delete(env.thumbnails_bucket, [o["key"] for o in outputs])  # not the record's keys: take them back
+        count(Metric.SKIPPED_CLAIM_CHECKS)
+        return
+    _clear(claim, keep={o["key"] for o in outputs})  # the thumbnails of the old settings go
+    count(Metric.REPROCESSED)
+
+
+def _store(claim: contracts.ClaimCheck, thumbnail: imaging.Thumbnail, env: environment.Environment) -> dict[str, Any]:
+    key = f"{claim.thumbnail_prefix}{env.thumbnail_settings}/{thumbnail.box}.{thumbnail.extension}"
     aws.client("s3").put_object(
-        Bucket=bucket, Key=key, Body=thumbnail.data, ContentType=thumbnail.content_type,
+        Bucket=env.thumbnails_bucket, Key=key, Body=thumbnail.data, ContentType=thumbnail.content_type,
         CacheControl=CACHE_CONTROL, Metadata={"image-id": claim.image_id},
     )
     output = {"key": key, "box": thumbnail.box, "width": thumbnail.width, "height": thumbnail.height,
               "bytes": len(thumbnail.data), "content_type": thumbnail.content_type}
-    base_url = environment.load().thumbnails_base_url
-    if base_url:
-        output["url"] = f"{base_url}/{key}"
+    if env.thumbnails_base_url:
+        output["url"] = f"{env.thumbnails_base_url}/{key}"
     return output
 
 

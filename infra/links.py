@@ -52,6 +52,13 @@ def uploads(bucket: aws.s3.Bucket) -> Link:
     return Link({}, tuple(iam.read_uploads(bucket.arn, UPLOADS_PREFIX)))
 
 
+def original_status_tags(bucket: aws.s3.Bucket) -> Link:
+    """Tag an original with its status when it is rejected or failed (a lifecycle rule expires those). Tagging one
+    version is s3:PutObjectVersionTagging; tagging the current object is s3:PutObjectTagging."""
+    return Link({}, (iam.allow(["s3:PutObjectTagging", "s3:PutObjectVersionTagging"],
+                               [iam.s3_objects(bucket.arn, UPLOADS_PREFIX)]),))
+
+
 def labelling(bucket: aws.s3.Bucket) -> Link:
     """Rekognition DetectLabels on uploads: Rekognition reads the S3 object with the caller's permissions."""
     return Link({}, (

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from handlers.names import UPLOADS_PREFIX, Function
-from infra import dashboard, iam, packaging, policies
+from handlers.names import ATTENTION_INDEX, STATUS_TAG, UPLOADS_PREFIX, Function, Status, thumbnail_settings
+from infra import dashboard, iam, operators, packaging, policies
 from infra.edges import ThumbnailCdn, ThumbnailCdnArgs, UploadApi, UploadApiArgs
 from infra.settings import RUNTIME_GLIBC, Settings
 from infra.stages import IntakeStage, IntakeStageArgs, LabelStage, LabelStageArgs, ThumbnailStage, ThumbnailStageArgs
@@ -66,6 +66,7 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         layers = self._layers()
         workers = self._stages(stores, topics, layers)
         dashboard_url = self._observability(workers)
+        self._operators(workers, stores, topics)
         self.upload_api = UploadApi(f"{name}-upload-api", UploadApiArgs(settings, stores.uploads.bucket, layers),
                                     opts=self._opts) if settings.upload_api else None
 
@@ -76,6 +77,11 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         self.alarm_topic_arn = topics.alarms.arn
         self.queue_urls = {function: w.queue.url for function, w in workers.items()}
         self.dlq_urls = {function: w.dlq.url for function, w in workers.items()}
+        self.queue_arns = {function: w.queue.arn for function, w in workers.items()}
+        self.dlq_arns = {function: w.dlq.arn for function, w in workers.items()}
+        self.mappings = {function: w.mapping.uuid for function, w in workers.items()}
+        self.thumbnail_settings = thumbnail_settings(settings.thumbnail_sizes, settings.output_format,
+                                                     settings.output_quality)
         self.thumbnails_url = stores.cdn.url if stores.cdn else None
         self.dashboard_url = dashboard_url
         self.register_outputs({
@@ -102,6 +108,7 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
                 id="expired-delete-markers", status="Enabled",
                 filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=UPLOADS_PREFIX),
                 expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(expired_object_delete_marker=True)),
+            *self._expire_tagged_originals(),
         ])
         uploads.tls_only_policy(*([policies.api_uploads_create_only(uploads.bucket.arn)] if s.upload_api else []))
         logs = self._access_logs(uploads) if s.access_logging else None  # (bucket, the policy admitting delivery)
@@ -120,12 +127,35 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         thumbnails.tls_only_policy(*([cdn.read_statement(thumbnails.bucket.arn)] if cdn else []))
         table = aws.dynamodb.Table(
             f"{name}-images", billing_mode="PAY_PER_REQUEST", hash_key="image_id",
-            attributes=[aws.dynamodb.TableAttributeArgs(name="image_id", type="S")],
+            attributes=[aws.dynamodb.TableAttributeArgs(name=attribute, type="S")
+                        for attribute in ("image_id", "attention", "updated_at")],
+            # Records that may need a person, newest first per status (handlers/records.py writes `attention` only
+            # while they do): `python -m ops failures` queries it instead of scanning the table.
+            global_secondary_indexes=[aws.dynamodb.TableGlobalSecondaryIndexArgs(
+                name=ATTENTION_INDEX, projection_type="INCLUDE",
+                key_schemas=[aws.dynamodb.TableGlobalSecondaryIndexKeySchemaArgs(attribute_name="attention", key_type="HASH"),
+                             aws.dynamodb.TableGlobalSecondaryIndexKeySchemaArgs(attribute_name="updated_at", key_type="RANGE")],
+                non_key_attributes=["key", "status", "reason", "bucket", "version_id", "event_time", "format", "size",
+                                    "owner"])],
             point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
             server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
             deletion_protection_enabled=not s.force_destroy,
             opts=self._opts)
         return Stores(uploads, thumbnails, table, cdn)
+
+    def _expire_tagged_originals(self) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
+        """Rejected and failed originals, tagged with their status by the intake and the thumbnail stage, expire
+        `rejectedRetentionDays` after they were uploaded (S3 counts from the object's creation and rounds up to the
+        next midnight UTC: S3 User Guide, "Lifecycle configuration elements"); 0 keeps them."""
+        days = self._settings.rejected_retention_days
+        if not days:
+            return []
+        return [aws.s3.BucketLifecycleConfigurationRuleArgs(
+            id=f"{status}-originals-expire", status="Enabled",
+            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(and_=aws.s3.BucketLifecycleConfigurationRuleFilterAndArgs(
+                prefix=UPLOADS_PREFIX, tags={STATUS_TAG: status})),
+            expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=days))
+            for status in (Status.REJECTED, Status.FAILED)]
 
     def _access_logs(self, uploads: PrivateBucket) -> tuple[PrivateBucket, aws.s3.BucketPolicy]:
         """Server access logs of the uploads bucket (who read or wrote which original) and, with the CDN, CloudFront's
@@ -187,6 +217,14 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
             workers[Function.LABELS] = LabelStage(f"{name}-label-stage", LabelStageArgs(
                 s, claim_checks, uploads, table, layers, alarms), opts=self._opts).worker
         return workers
+
+    def _operators(self, workers: dict[Function, QueueWorker], stores: Stores, topics: Topics) -> None:
+        """The policy to give the people who run the pipeline (`python -m ops`)."""
+        account = self._account
+        self.operator_policy = operators.operator_policy(
+            self._name, workers, stores.table, topics.claim_checks, topics.key,
+            [operators.event_source_mapping_arn(w.mapping, account.partition, account.region, account.id)
+             for w in workers.values()], self._opts)
 
     def _observability(self, workers: dict[Function, QueueWorker]) -> pulumi.Output[str]:
         """The dashboard (every worker's queue, DLQ and function); returns its console URL. The alarms are each

@@ -188,6 +188,10 @@ class Settings:
                                              between(30, 3650))  # STANDARD_IA needs >= 30
     noncurrent_version_days: int = setting(30, "noncurrentVersionDays", "int",
                                            "Days an overwritten or deleted upload version is kept.", between(1, 3650))
+    rejected_retention_days: int = setting(30, "rejectedRetentionDays", "int",
+                                           "Days a rejected or failed original is kept (counted from its upload; tagged "
+                                           "with its status, a lifecycle rule expires it); 0 keeps them.",
+                                           between(0, 3650))
     queue_retention_days: int = setting(4, "queueRetentionDays", "int", "Days a message may wait in a work queue.",
                                         between(1, 13))
     dlq_retention_days: int = setting(14, "dlqRetentionDays", "int",

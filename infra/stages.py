@@ -61,15 +61,18 @@ class IntakeStage(pulumi.ComponentResource):
         assert pipeline is not None, "the intake stage belongs to a pipeline"
         self.worker = _worker(self, name, Function.INTAKE, args, [
             links.uploads(args.uploads), links.records(args.table), links.claim_checks(args.claim_checks, args.topic_key),
-            links.intake_settings(args.settings)], dropped=Metric.INVALID_EVENTS, moved_from=pipeline)
+            links.original_status_tags(args.uploads), links.intake_settings(args.settings)],
+            dropped=Metric.INVALID_EVENTS, moved_from=pipeline)
         queue = self.worker.queue
         moved = pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(parent=pipeline)])
         policy = aws.sqs.QueuePolicy(f"{name}-queue-policy", queue_url=queue.id, policy=iam.document([
             policies.queue_from_bucket(queue.arn, args.uploads.arn, args.account_id)]), opts=moved)
         # S3 checks that it may send to the queue when the notification is put (PutBucketNotificationConfiguration).
+        # A lifecycle rule's expiry is an event of its own kind (S3 User Guide, "Event notification types"): without
+        # it, an original that expired would leave its record saying it is still there.
         aws.s3.BucketNotification(f"{name}-upload-events", bucket=args.uploads.id, queues=[
-            aws.s3.BucketNotificationQueueArgs(queue_arn=queue.arn, filter_prefix=UPLOADS_PREFIX,
-                                               events=["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]),
+            aws.s3.BucketNotificationQueueArgs(queue_arn=queue.arn, filter_prefix=UPLOADS_PREFIX, events=[
+                "s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:LifecycleExpiration:*"]),
         ], opts=pulumi.ResourceOptions(parent=self, depends_on=[policy], aliases=[
             pulumi.Alias(name=f"{pipeline.pulumi_resource_name}-upload-events", parent=pipeline)]))
         self.register_outputs({"queue_url": queue.url})
@@ -107,8 +110,9 @@ class ThumbnailStage(pulumi.ComponentResource):
     def __init__(self, name: str, args: ThumbnailStageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("claimcheck:index:ThumbnailStage", name, None, opts)
         self.worker = _worker(self, name, Function.THUMBNAILS, args, [
-            links.records(args.table), links.uploads(args.uploads), links.thumbnails(args.thumbnails),
-            *([links.cdn(args.cdn.distribution, args.cdn.url)] if args.cdn else []), links.thumbnail_settings(args.settings)])
+            links.records(args.table), links.uploads(args.uploads), links.original_status_tags(args.uploads),
+            links.thumbnails(args.thumbnails), *([links.cdn(args.cdn.distribution, args.cdn.url)] if args.cdn else []),
+            links.thumbnail_settings(args.settings)])
         self.subscription = _subscribe(self, name, self.worker, args.claim_checks)
         self.register_outputs({"queue_url": self.worker.queue.url})
 

@@ -75,6 +75,7 @@ class CloudMocks(RecordingMocks):
             "aws:dynamodb/table:Table": self._table,
             "aws:kms/key:Key": self._key,
             "aws:iam/role:Role": self._role,
+            "aws:iam/policy:Policy": self._policy,
             "aws:iam/rolePolicy:RolePolicy": self._role_policy,
             "aws:iam/rolePolicyAttachment:RolePolicyAttachment": self._role_policy_attachment,
             "aws:cloudwatch/logGroup:LogGroup": self._log_group,
@@ -142,6 +143,9 @@ class CloudMocks(RecordingMocks):
 
     def _role(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
         self.aws("iam").create_role(RoleName=o["name"], AssumeRolePolicyDocument=i["assumeRolePolicy"])
+
+    def _policy(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
+        self.aws("iam").create_policy(PolicyName=o["name"], PolicyDocument=i["policy"], Description=i.get("description", ""))
 
     def _role_policy(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
         self.aws("iam").put_role_policy(RoleName=i["role"], PolicyName=name, PolicyDocument=i["policy"])

@@ -83,7 +83,14 @@ def _layer(name, inputs, c):
 
 def _mapping(name, inputs, c):
     mapping = str(uuid.uuid5(uuid.NAMESPACE_URL, name))
-    return mapping, {"uuid": mapping, "functionArn": inputs.get("functionName"), "state": "Enabled"}
+    return mapping, {"uuid": mapping, "functionArn": inputs.get("functionName"), "state": "Enabled",
+                     "arn": f"arn:aws:lambda:{c.region}:{c.account}:event-source-mapping:{mapping}"}
+
+
+def _policy(name, inputs, c):
+    policy = physical_name(name, inputs)
+    arn = f"arn:aws:iam::{c.account}:policy/{policy}"
+    return arn, {"name": policy, "arn": arn, "policyId": "ANPA" + hashlib.sha256(policy.encode()).hexdigest()[:17].upper()}
 
 
 def _role(name, inputs, c):
@@ -139,6 +146,7 @@ PROVIDERS: dict[str, Callable[[str, dict[str, Any], Context], tuple[str, dict[st
     "aws:lambda/layerVersion:LayerVersion": _layer,
     "aws:lambda/eventSourceMapping:EventSourceMapping": _mapping,
     "aws:iam/role:Role": _role,
+    "aws:iam/policy:Policy": _policy,
     "aws:iam/rolePolicy:RolePolicy": lambda name, inputs, c: (f"{inputs.get('role')}:{name}", {"name": name}),
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment": lambda name, inputs, c: (f"{inputs.get('role')}-{name}", {}),
     "aws:cloudwatch/logGroup:LogGroup": _log_group,

@@ -48,7 +48,7 @@ def test_upload_events_reach_the_intake_queue_from_this_bucket_only(stack):
     assert notification.inputs["bucket"] == uploads
     [target] = notification.inputs["queues"]
     assert target["filterPrefix"] == "uploads/"
-    assert set(target["events"]) == {"s3:ObjectCreated:*", "s3:ObjectRemoved:*"}
+    assert set(target["events"]) == {"s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:LifecycleExpiration:*"}
     intake_queue = queue_by_arn(stack)[target["queueArn"]]
     assert intake_queue.state["url"] == stack.outputs["queueUrls"]["intake"]
     [policy] = [p for p in stack.of_type("aws:sqs/queuePolicy:QueuePolicy") if p.inputs["queueUrl"] == intake_queue.state["url"]]
@@ -217,11 +217,12 @@ def test_each_role_allows_exactly_what_its_handler_calls(stack):
     consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
                "logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem", "dynamodb:UpdateItem"}
     read_uploads = {"s3:GetObject": {f"{uploads}/uploads/*"}, "s3:GetObjectVersion": {f"{uploads}/uploads/*"}}
+    tag = {"s3:PutObjectTagging", "s3:PutObjectVersionTagging"}  # a rejected or failed original gets its status
     expected = {
-        "claimcheck-intake-function": consume | {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "sns:Publish",
-                                                 "kms:GenerateDataKey", "kms:Decrypt"},
-        "claimcheck-thumbnail-stage-function": consume | {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject",
-                                                          "s3:DeleteObject", "s3:ListBucket"},
+        "claimcheck-intake-function": consume | tag | {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket",
+                                                       "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
+        "claimcheck-thumbnail-stage-function": consume | tag | {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject",
+                                                                "s3:DeleteObject", "s3:ListBucket"},
         "claimcheck-label-stage-function": consume | {"s3:GetObject", "s3:GetObjectVersion", "rekognition:DetectLabels"},
     }
     assert {name: set(actions) for name, actions in grants.items()} == expected
@@ -234,6 +235,8 @@ def test_each_role_allows_exactly_what_its_handler_calls(stack):
     # On the uploads bucket so a missing upload answers 404, not 403; on thumbnails (prefix-conditioned) to clean up.
     assert thumbnail["s3:ListBucket"] == {thumbs, uploads}
     assert grants["claimcheck-intake-function"]["s3:ListBucket"] == {uploads}
+    for function in ("claimcheck-intake-function", "claimcheck-thumbnail-stage-function"):
+        assert all(grants[function][action] == {f"{uploads}/uploads/*"} for action in tag)
     assert grants["claimcheck-intake-function"]["sns:Publish"] == {out["claimCheckTopicArn"]}
 
 

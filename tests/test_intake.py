@@ -196,3 +196,34 @@ def test_without_a_sequencer_the_event_time_orders_and_the_image_is_still_proces
 
     assert invoke(thumbnails, [json.dumps(published["claim"])])["batchItemFailures"] == []
     assert cloud.record("uploads/old-emulator.jpg")["thumbnails"]["status"] == "done"  # not dropped as stale
+
+
+def test_a_rejected_original_is_tagged_with_its_status_and_listed_for_attention(cloud):
+    event = cloud.put("uploads/notes.jpg", b"not an image at all\n")
+    invoke(intake, [s3_message(event)])
+    record = cloud.record("uploads/notes.jpg")
+    assert record["status"] == "rejected" and record["attention"] == f"rejected#{record['image_id'][0]}"
+    tags = cloud.s3.get_object_tagging(Bucket=cloud.uploads, Key="uploads/notes.jpg",
+                                       VersionId=event["s3"]["object"]["versionId"])["TagSet"]
+    assert tags == [{"Key": "claimcheck-status", "Value": "rejected"}]
+
+
+def test_an_accepted_upload_is_not_tagged_and_waits_in_the_attention_index_until_settled(cloud):
+    event = cloud.put("uploads/ok.jpg", images.jpeg())
+    invoke(intake, [s3_message(event)])
+    record = cloud.record("uploads/ok.jpg")
+    assert record["attention"].startswith("accepted#")
+    assert cloud.s3.get_object_tagging(Bucket=cloud.uploads, Key="uploads/ok.jpg")["TagSet"] == []
+    invoke(intake, [s3_message(cloud.delete("uploads/ok.jpg"))])
+    assert "attention" not in cloud.record("uploads/ok.jpg")  # deleted: nothing to look at
+
+
+def test_an_original_expired_by_its_lifecycle_rule_is_recorded_deleted_with_that_reason(cloud):
+    invoke(intake, [s3_message(cloud.put("uploads/old.txt.jpg", b"plain text, rejected\n"))])
+    # The rule's expiry puts a delete marker, and S3 reports it as a LifecycleExpiration event of its own.
+    marker = cloud.delete("uploads/old.txt.jpg")
+    marker["eventName"] = "LifecycleExpiration:DeleteMarkerCreated"
+    invoke(intake, [s3_message(marker)])
+    record = cloud.record("uploads/old.txt.jpg")
+    assert (record["status"], record["reason"]) == ("deleted", "the original expired (a lifecycle rule of the uploads bucket)")
+    assert "attention" not in record

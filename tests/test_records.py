@@ -123,3 +123,21 @@ def test_a_record_settles_only_when_every_expected_stage_has_a_final_result():
                                   "thumbnails": {"status": "failed"}})
     assert failed.settled() == ("failed", "thumbnails: failed; labels: x")
     assert records.ImageRecord({**record.item, "labels": {"status": "working"}}).settled() is None
+
+
+def test_the_attention_index_holds_an_image_only_while_it_may_need_a_person(cloud):
+    known = accepted(cloud, expected=("thumbnails",))
+    assert known.item["attention"] == "accepted#0"  # IMAGE is all zeros: shard 0
+    records.record_stage("images", IMAGE, SEQ, "thumbnails", {"status": "done", "outputs": []}, known=known)
+    assert "attention" not in stored(cloud)
+    newer = "2".rjust(32, "0")
+    records.record_event("images", IMAGE, newer, {"status": "accepted", "reason": "", "key": "uploads/x.jpg",
+                                                   "expected_stages": ["thumbnails", "labels"]})
+    records.record_stage("images", IMAGE, newer, "labels", {"status": "done", "labels": []})
+    records.record_stage("images", IMAGE, newer, "thumbnails", {"status": "failed", "reason": "bad bytes"})
+    assert (stored(cloud)["status"], stored(cloud)["attention"]) == ("failed", "failed#0")
+
+
+def test_attention_keys_spread_over_sixteen_shards_by_image_id():
+    keys = {records.attention_key("rejected", f"{digit}{'0' * 31}") for digit in "0123456789abcdef"}
+    assert keys == {f"rejected#{digit}" for digit in "0123456789abcdef"}

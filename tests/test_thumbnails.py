@@ -116,6 +116,9 @@ def test_truncated_jpeg_fails_cleanly_and_is_recorded(cloud):
     record = cloud.record("uploads/cut.jpg")
     assert record["thumbnails"] == {**record["thumbnails"], "status": "failed", "reason": "the image data is truncated"}
     assert cloud.thumbnail_keys() == []
+    # A failed original carries its status (a lifecycle rule expires it).
+    tags = cloud.s3.get_object_tagging(Bucket=cloud.uploads, Key="uploads/cut.jpg", VersionId=claim["version_id"])
+    assert tags["TagSet"] == [{"Key": "claimcheck-status", "Value": "failed"}]
 
 
 def test_animated_gif_over_the_frame_limit_fails(cloud, monkeypatch):
@@ -125,6 +128,7 @@ def test_animated_gif_over_the_frame_limit_fails(cloud, monkeypatch):
     record = cloud.record("uploads/anim.gif")
     assert record["status"] == "failed"
     assert record["reason"] == "thumbnails: the image has 40 frames, over the limit of 10"
+    assert record["attention"] == f"failed#{record['image_id'][0]}"  # listed by `ops failures`
 
 
 def test_pixel_limit_is_enforced_before_decoding(cloud, monkeypatch):
@@ -292,3 +296,96 @@ def test_thumbnails_of_a_version_that_went_stale_while_they_were_made_are_remove
     # THEN what the stale run stored is gone: no orphans under the old version's prefix
     stale = thumbnails.contracts.ClaimCheck(**claim).thumbnail_prefix
     assert [k for k in cloud.thumbnail_keys() if k.startswith(stale)] == []
+
+
+def settings_name(sizes, output_format="jpeg", quality=85):
+    from handlers.names import thumbnail_settings
+
+    return thumbnail_settings(sizes, output_format, quality)
+
+
+def test_keys_name_the_settings_and_the_record_keeps_them(cloud):
+    claim = accept(cloud, "uploads/s.webp", images.webp(400, 200))
+    run([claim])
+    thumbnails_result = cloud.record("uploads/s.webp")["thumbnails"]
+    name = settings_name((256, 128, 64))
+    assert thumbnails_result["settings"] == name
+    assert {o["key"] for o in thumbnails_result["outputs"]} == {
+        f"{claim_prefix(claim)}{name}/{box}.jpg" for box in (256, 128, 64)}
+
+
+def claim_prefix(claim):
+    return thumbnails.contracts.ClaimCheck(**claim).thumbnail_prefix
+
+
+def reprocess_request(record) -> dict:
+    """What `python -m ops reprocess` publishes for a done image: the record's own claim, event reprocess."""
+    return {"v": 1, "bucket": record["bucket"], "key": record["key"], "version_id": record["version_id"],
+            "etag": record["etag"], "size": int(record["size"]), "format": record["format"],
+            "sequencer": record["sequencer"], "event": "reprocess", "event_time": record["event_time"]}
+
+
+def test_reprocess_makes_the_current_sizes_and_removes_the_old_ones_once(cloud, monkeypatch, counted_metrics):
+    claim = accept(cloud, "uploads/r.webp", images.webp(800, 400))
+    run([claim])
+    old_keys = set(cloud.thumbnail_keys())
+    # GIVEN the stack's thumbnail settings changed
+    monkeypatch.setenv("THUMBNAIL_SIZES", "300,100")
+    thumbnails.environment.load.cache_clear()
+    # WHEN a reprocess request arrives
+    assert run([reprocess_request(cloud.record("uploads/r.webp"))])["batchItemFailures"] == []
+    record = cloud.record("uploads/r.webp")
+    name = settings_name((300, 100))
+    assert record["status"] == "done" and record["thumbnails"]["settings"] == name
+    assert [(int(o["box"]), int(o["width"])) for o in record["thumbnails"]["outputs"]] == [(300, 300), (100, 100)]
+    assert set(cloud.thumbnail_keys()) == {o["key"] for o in record["thumbnails"]["outputs"]}
+    assert not old_keys & set(cloud.thumbnail_keys())
+    # AND the same request again changes nothing
+    run([reprocess_request(record)])
+    assert cloud.record("uploads/r.webp")["thumbnails"] == record["thumbnails"]
+    assert counted_metrics() == {"Reprocessed": 1, "AlreadyCurrent": 1}
+
+
+def test_a_reprocess_request_for_an_image_that_changed_since_is_skipped(cloud, monkeypatch):
+    claim = accept(cloud, "uploads/q.webp", images.webp(200, 100))
+    run([claim])
+    request = reprocess_request(cloud.record("uploads/q.webp"))
+    newer = accept(cloud, "uploads/q.webp", images.webp(210, 100))  # uploaded again: a newer version, accepted
+    monkeypatch.setenv("THUMBNAIL_SIZES", "50")
+    thumbnails.environment.load.cache_clear()
+    run([request])
+    record = cloud.record("uploads/q.webp")
+    assert (record["status"], record["sequencer"]) == ("accepted", newer["sequencer"]) and "thumbnails" not in record
+    assert not any("/" + settings_name((50,)) + "/" in key for key in cloud.thumbnail_keys())
+
+
+def test_a_reprocess_that_cannot_decode_leaves_the_thumbnails_and_says_why(cloud, monkeypatch):
+    claim = accept(cloud, "uploads/big.webp", images.webp(600, 400))
+    run([claim])
+    before = cloud.record("uploads/big.webp")
+    monkeypatch.setenv("THUMBNAIL_SIZES", "64")
+    monkeypatch.setenv("MAX_PIXELS", "1000")  # the limits changed too: this image is now over them
+    thumbnails.environment.load.cache_clear()
+    run([reprocess_request(before)])
+    record = cloud.record("uploads/big.webp")
+    assert record["thumbnails"] == before["thumbnails"] and set(cloud.thumbnail_keys()) == {
+        o["key"] for o in before["thumbnails"]["outputs"]}
+    assert record["reprocess"]["status"] == "failed" and "over the limit" in record["reprocess"]["reason"]
+
+
+@pytest.fixture
+def counted_metrics(monkeypatch):
+    """The names of the metrics the stage emits from now on, counted."""
+    from collections import Counter
+
+    from handlers import observability
+
+    seen: Counter = Counter()
+    real = observability.metrics.add_metric
+
+    def add(name, unit, value):
+        seen[name] += value
+        return real(name=name, unit=unit, value=value)
+
+    monkeypatch.setattr(observability.metrics, "add_metric", add)
+    return lambda: {k: v for k, v in seen.items() if k in ("Reprocessed", "AlreadyCurrent", "SkippedClaimChecks")}
