@@ -21,6 +21,7 @@ pulumi.export("queueArns", pipeline.queue_arns)
 pulumi.export("deadLetterQueueArns", pipeline.dlq_arns)
 pulumi.export("eventSourceMappings", pipeline.mappings)
 pulumi.export("thumbnailSettings", pipeline.thumbnail_settings)
+pulumi.export("rejectedRetentionDays", pipeline.rejected_retention_days)
 pulumi.export("operatorPolicyArn", pipeline.operator_policy.arn)
 if pipeline.upload_api:
     pulumi.export("uploadApiUrl", pipeline.upload_api.url)

@@ -22,10 +22,11 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from handlers import aws
-from handlers.names import ATTENTION_SHARDS, NEEDS_ATTENTION, RESULT_STAGES, StageStatus, Status
+from handlers.names import ATTENTION_SHARDS, NEEDS_ATTENTION, RESULT_STAGES, ClaimEvent, Function, StageStatus, Status
 
 # Attributes the stages own; a newer event clears them with the old version's results.
-STAGE_ATTRIBUTES = (*RESULT_STAGES, "metadata", "reprocess")
+# (A reprocess that failed leaves a note under the event's name; a newer event clears it too.)
+STAGE_ATTRIBUTES = (*RESULT_STAGES, "metadata", ClaimEvent.REPROCESS)
 ATTENTION = "attention"
 
 
@@ -239,17 +240,18 @@ def record_reprocessed(table_name: str, image_id: str, sequencer: str, result: d
     was read: a newer event, or thumbnails already made again (`made_with`: the settings the stage found)."""
     made = "attribute_not_exists(#t.#set)" if made_with is None else "#t.#set = :made"
     written, item = _update(
-        table_name, image_id, set_values={"thumbnails": {**result, "updated_at": now()}}, remove=("reprocess",),
+        table_name, image_id, set_values={Function.THUMBNAILS: {**result, "updated_at": now()}},
+        remove=(ClaimEvent.REPROCESS,),
         condition=f"#seq = :seq AND #status = :done AND {made}",
         condition_values={":seq": sequencer, ":done": Status.DONE, **({":made": made_with} if made_with else {})},
-        condition_names={**_CONDITION_NAMES, "#t": "thumbnails", "#set": "settings"})
+        condition_names={**_CONDITION_NAMES, "#t": Function.THUMBNAILS, "#set": "settings"})
     return WriteResult(Outcome.WRITTEN if written else Outcome.STALE, ImageRecord.of(item))
 
 
 def record_reprocess_failure(table_name: str, image_id: str, sequencer: str, note: dict[str, Any]) -> bool:
     """Note on a done image that making its thumbnails again failed (they stay as they were); False if it moved on."""
     written, _ = _update(
-        table_name, image_id, set_values={"reprocess": {**note, "updated_at": now()}},
+        table_name, image_id, set_values={ClaimEvent.REPROCESS: {**note, "updated_at": now()}},
         condition="#seq = :seq AND #status = :done", condition_values={":seq": sequencer, ":done": Status.DONE})
     return written
 

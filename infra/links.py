@@ -53,10 +53,10 @@ def uploads(bucket: aws.s3.Bucket) -> Link:
 
 
 def original_status_tags(bucket: aws.s3.Bucket) -> Link:
-    """Tag an original with its status when it is rejected or failed (a lifecycle rule expires those). Tagging one
-    version is s3:PutObjectVersionTagging; tagging the current object is s3:PutObjectTagging."""
-    return Link({}, (iam.allow(["s3:PutObjectTagging", "s3:PutObjectVersionTagging"],
-                               [iam.s3_objects(bucket.arn, UPLOADS_PREFIX)]),))
+    """Tag an original with its status when it is rejected or failed (a lifecycle rule expires those). The uploads
+    bucket is versioned and every event names its version, so the stages tag one version: s3:PutObjectVersionTagging
+    (tagging the current object, without a version id, would be s3:PutObjectTagging, which nothing here needs)."""
+    return Link({}, (iam.allow(["s3:PutObjectVersionTagging"], [iam.s3_objects(bucket.arn, UPLOADS_PREFIX)]),))
 
 
 def labelling(bucket: aws.s3.Bucket) -> Link:

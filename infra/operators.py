@@ -4,8 +4,8 @@ exactly the calls `python -m ops` makes, on this stack's resources only.
   status        sqs:GetQueueAttributes on every queue; cloudwatch:GetMetricData (it takes no resource: "*")
   show          dynamodb:GetItem on the table
   failures      dynamodb:Query on the attention index
-  dlq, redrive  sqs:ReceiveMessage, DeleteMessage, StartMessageMoveTask, ListMessageMoveTasks, CancelMessageMoveTask
-                on the dead-letter queues; sqs:SendMessage on the queues they redrive to (SQS Developer Guide,
+  dlq, redrive  sqs:ReceiveMessage, DeleteMessage, StartMessageMoveTask, ListMessageMoveTasks on the dead-letter
+                queues; sqs:SendMessage on the queues they redrive to (SQS Developer Guide,
                 "Configure queue permissions for dead-letter queue redrive")
   reprocess     dynamodb:Scan on the table; sns:Publish to the claim-check topic, with its key
   pause/resume  lambda:GetEventSourceMapping, UpdateEventSourceMapping on this stack's mappings
@@ -37,8 +37,8 @@ def operator_policy(name: str, workers: Mapping[Function, QueueWorker], table: a
     dlqs = [w.dlq.arn for w in workers.values()]
     statements = [
         iam.allow(["sqs:GetQueueAttributes"], [*queues, *dlqs]),
-        iam.allow(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks",
-                   "sqs:CancelMessageMoveTask"], dlqs),
+        iam.allow(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks"],
+                  dlqs),
         iam.allow(["sqs:SendMessage"], queues),
         iam.allow(["dynamodb:GetItem", "dynamodb:Scan"], [table.arn]),
         iam.allow(["dynamodb:Query"], [pulumi.Output.concat(table.arn, "/index/", ATTENTION_INDEX)]),

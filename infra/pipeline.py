@@ -82,6 +82,7 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         self.mappings = {function: w.mapping.uuid for function, w in workers.items()}
         self.thumbnail_settings = thumbnail_settings(settings.thumbnail_sizes, settings.output_format,
                                                      settings.output_quality)
+        self.rejected_retention_days = settings.rejected_retention_days
         self.thumbnails_url = stores.cdn.url if stores.cdn else None
         self.dashboard_url = dashboard_url
         self.register_outputs({

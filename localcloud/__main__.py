@@ -17,6 +17,7 @@ from pathlib import Path
 from handlers.names import UPLOADS_PREFIX
 from localcloud import report, samples, soak, watch
 from localcloud.cloud import LocalCloud
+from localcloud.program import PROJECT_ROOT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,6 +181,8 @@ def run_up(args: argparse.Namespace) -> int:
         print("Stack outputs:")
         for name, value in out.items():
             print(f"  {name}: {json.dumps(value) if isinstance(value, dict) else value}")
+        discovery = cloud.write_discovery()
+        print(f"\nOperate it with `python -m ops --local status` (it reads {discovery.relative_to(PROJECT_ROOT)}).")
         print("\nPoint the AWS CLI or boto3 at it, then upload under uploads/:")
         print("  export " + " ".join(f"{k}={v}" for k, v in sorted(env.items()) if k != "AWS_SESSION_TOKEN"))
         print(f"  aws s3 cp photo.jpg s3://{out['uploadsBucket']}/uploads/photo.jpg")
@@ -195,6 +198,8 @@ def run_up(args: argparse.Namespace) -> int:
                 time.sleep(1)
         except KeyboardInterrupt:
             print("\nStopping …")
+        finally:
+            discovery.unlink(missing_ok=True)
     return 0
 
 

@@ -221,7 +221,12 @@ def needs(request: Request, account: str, region: str, topics: dict[str, str]) -
     operation = target.rsplit(".", 1)[-1] if target else request.form.get("Action", "")
     body = request.json
     if service == "dynamodb":
-        return [Need(f"dynamodb:{operation}", f"arn:aws:dynamodb:{region}:{account}:table/{body.get('TableName', '')}")]
+        # A Query or Scan of an index is authorized on the index's own ARN (DynamoDB Developer Guide, "Using IAM
+        # policy conditions for fine-grained access control": table/NAME/index/INDEX).
+        table = f"arn:aws:dynamodb:{region}:{account}:table/{body.get('TableName', '')}"
+        return [Need(f"dynamodb:{operation}", f"{table}/index/{body['IndexName']}" if body.get("IndexName") else table)]
+    if service == "sqs" and operation in ("StartMessageMoveTask", "ListMessageMoveTasks", "CancelMessageMoveTask"):
+        return _move_task_needs(operation, body)
     if service == "sqs":
         queue = str(body.get("QueueUrl", "")).rstrip("/").rsplit("/", 1)[-1]
         action = {"DeleteMessageBatch": "DeleteMessage", "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
@@ -244,11 +249,41 @@ def needs(request: Request, account: str, region: str, topics: dict[str, str]) -
             action = "s3:GetObjectVersion" if s3_object.get("Version") else "s3:GetObject"
             found.append(Need(action, f"arn:aws:s3:::{s3_object.get('Bucket')}/{s3_object.get('Name')}"))
         return found
+    if service == "lambda":
+        mapping = re.fullmatch(r"/2015-03-31/event-source-mappings/?([0-9a-fA-F-]*)", request.path)
+        if mapping and mapping.group(1):
+            action = "UpdateEventSourceMapping" if request.method == "PUT" else "GetEventSourceMapping"
+            return [Need(f"lambda:{action}", f"arn:aws:lambda:{region}:{account}:event-source-mapping:{mapping.group(1)}")]
+        if mapping:
+            return [Need("lambda:ListEventSourceMappings", "*")]
+    if service == "monitoring":  # CloudWatch signs as "monitoring"; its actions are cloudwatch:*, its API RPC v2
+        operation = request.path.rsplit("/operation/", 1)[-1] if "/operation/" in request.path else operation
+        return [Need(f"cloudwatch:{operation}", "*")]
     if service == "cloudfront":
         match = re.fullmatch(r"/\d{4}-\d{2}-\d{2}/distribution/([^/]+)/invalidation", request.path)
         if match and request.method == "POST":
             return [Need("cloudfront:CreateInvalidation", f"arn:aws:cloudfront::{account}:distribution/{match.group(1)}")]
     return [Need(f"{service}:{operation or request.method + ' ' + request.path}", "*")]
+
+
+def _move_task_needs(operation: str, body: dict[str, Any]) -> list[Need]:
+    """A DLQ redrive needs, on the DLQ, sqs:StartMessageMoveTask with ReceiveMessage, DeleteMessage and
+    GetQueueAttributes, and sqs:SendMessage on the queue it moves to (SQS Developer Guide, "Configure queue
+    permissions for dead-letter queue redrive")."""
+    if operation == "CancelMessageMoveTask":
+        try:
+            source = json.loads(base64.b64decode(str(body.get("TaskHandle", "")))).get("sourceArn", "")
+        except ValueError:
+            source = ""
+        return [Need("sqs:CancelMessageMoveTask", source)]
+    source = str(body.get("SourceArn", ""))
+    if operation == "ListMessageMoveTasks":
+        return [Need("sqs:ListMessageMoveTasks", source)]
+    found = [Need(f"sqs:{action}", source) for action in
+             ("StartMessageMoveTask", "ReceiveMessage", "DeleteMessage", "GetQueueAttributes")]
+    if body.get("DestinationArn"):
+        found.append(Need("sqs:SendMessage", str(body["DestinationArn"])))
+    return found
 
 
 # --- SigV4 ------------------------------------------------------------------------------------------------

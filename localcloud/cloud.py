@@ -7,8 +7,11 @@ import mimetypes
 import os
 import secrets
 import shutil
+import threading
+import time
 import zipfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -21,11 +24,15 @@ from handlers.names import Function
 from localcloud import program
 from localcloud.api import FunctionEndpoint
 from localcloud.emulator import Emulator
+from localcloud.metrics import Publisher
 from localcloud.mocks import CloudMocks
 from localcloud.overrides import LOCAL_CONFIG, MAX_LOCAL_CONCURRENCY
 from localcloud.pollers import Chaos, FunctionSpec, MappingSpec, Poller
 
 DEFAULT_WORKDIR = program.PROJECT_ROOT / ".localcloud"
+MANAGED_POLICY = "aws:iam/policy:Policy"
+# Where `python -m localcloud up` says how to reach it (`python -m ops --local` reads it); gone when it stops.
+DISCOVERY_FILE = "up.json"
 
 
 @dataclass
@@ -62,6 +69,7 @@ class LocalCloud:
         self.endpoints: dict[str, FunctionEndpoint] = {}
         self.deployment: program.Deployment | None = None
         self._saved_environment: dict[str, str | None] = {}
+        self._metrics: Publisher | None = None
         self._clients: dict[str, Any] = {}
 
     # lifecycle
@@ -73,6 +81,7 @@ class LocalCloud:
         self.stop()
 
     def start(self) -> None:
+        shutil.rmtree(self.workdir / "logs", ignore_errors=True)  # every local cloud starts with empty logs
         self.emulator.start()
         for name, value in self.emulator.environment().items():
             self._saved_environment.setdefault(name, os.environ.get(name))
@@ -80,21 +89,44 @@ class LocalCloud:
         try:
             self._mocks = CloudMocks()
             self.deployment = program.run(self._mocks, self.config, stack=self.stack)
-            self.credentials = function_credentials(self.deployment)
-            self.emulator.configure(*grants(self.deployment, self.credentials))
-            self._start_pollers()
-            self._start_endpoints()
+            self._deploy_functions()
+            self._metrics = Publisher(self.client("cloudwatch"), self.emulator,
+                                      [q.state["name"] for q in self.deployed.of_type("aws:sqs/queue:Queue")],
+                                      self.workdir / "logs").start()
         except BaseException:
             self.stop()
             raise
 
-    def stop(self) -> None:
+    def _deploy_functions(self) -> None:
+        """Who may do what, the event source mappings, and a poller per mapping and an endpoint per URL."""
+        self.credentials = function_credentials(self.deployed)
+        self.emulator.configure(*grants(self.deployed, self.credentials), mappings=mappings(self.deployed))
+        self._mapping_states = MappingStates(self.emulator)
+        self._start_pollers()
+        self._start_endpoints()
+
+    def update(self, config: dict[str, Any]) -> None:
+        """What `pulumi up` after `pulumi config set` does to the functions: run the program with the new config and
+        restart every function with its new configuration (a stage's settings are its environment). The stores and
+        queues keep what they hold; resources other than functions keep their first configuration here."""
+        self._stop_functions()
+        self.config = merge(self.config, config)
+        self.deployment = program.run(program.RecordingMocks(), self.config, stack=self.stack)
+        self._deploy_functions()
+
+    def _stop_functions(self) -> None:
         for poller in self.pollers.values():
             poller.stop()
         self.pollers.clear()
         for endpoint in self.endpoints.values():
             endpoint.stop()
         self.endpoints.clear()
+
+    def stop(self) -> None:
+        if self._metrics is not None:
+            self._metrics.stop()
+            self._metrics = None
+        self._stop_functions()
         self.emulator.stop()
         for name, value in self._saved_environment.items():
             if value is None:
@@ -129,19 +161,20 @@ class LocalCloud:
         function_of = {fn.state["arn"]: (name, fn) for name, fn in self.deployment.functions().items()}
         queues = {q.state["arn"]: q for q in self.deployment.of_type("aws:sqs/queue:Queue")}
         logs = self.workdir / "logs"
-        shutil.rmtree(logs, ignore_errors=True)
-        logs.mkdir(parents=True)
+        logs.mkdir(parents=True, exist_ok=True)
         for mapping in self.deployment.of_type("aws:lambda/eventSourceMapping:EventSourceMapping"):
             stage, fn = function_of[mapping.inputs["functionName"]]
             queue = queues[mapping.inputs["eventSourceArn"]]
             spec = self._function_spec(fn, stage)
             concurrency = min(int(mapping.inputs.get("scalingConfig", {}).get("maximumConcurrency", 2)), MAX_LOCAL_CONCURRENCY)
+            uuid = mapping.state["uuid"]
             poller = Poller(spec, MappingSpec(
                 queue_url=queue.state["url"], queue_arn=queue.state["arn"],
                 batch_size=int(mapping.inputs.get("batchSize", 10)),
                 batching_window=float(mapping.inputs.get("maximumBatchingWindowInSeconds", 0)),
-                concurrency=concurrency), log_path=logs / f"{stage}.log",
-                chaos=self.chaos.get(stage, Chaos()) if isinstance(self.chaos, dict) else self.chaos)
+                concurrency=concurrency, uuid=uuid), log_path=logs / f"{stage}.log",
+                chaos=self.chaos.get(stage, Chaos()) if isinstance(self.chaos, dict) else self.chaos,
+                enabled=partial(self._enabled, uuid))
             poller.start()
             self.pollers[stage] = poller
 
@@ -186,6 +219,28 @@ class LocalCloud:
         """PUT `data` with an upload grant's URL and headers; S3's status code."""
         return requests.put(grant["url"], data=data, headers=grant["headers"], timeout=60).status_code
 
+    def _enabled(self, uuid: str) -> bool:
+        return self._mapping_states.enabled(uuid)
+
+    def operator_environment(self) -> dict[str, str]:
+        """What someone holding exactly the stack's operator policy needs to reach the emulator (its credentials,
+        which the emulator allows what that policy allows)."""
+        [policy] = [p.state["name"] for p in self.deployed.of_type(MANAGED_POLICY) if p.name.endswith("-operator")]
+        return {**self.emulator.environment(), **self.credentials[policy]}
+
+    def publish_metrics(self) -> None:
+        """Put the metrics AWS would have published by now into the emulator's CloudWatch (see metrics.py)."""
+        assert self._metrics is not None, "the local cloud has not been started"
+        self._metrics.publish()
+
+    def write_discovery(self) -> Path:
+        """Say how to reach this local cloud (`python -m ops --local` reads it): endpoints, the operator's
+        credentials and the stack outputs."""
+        path = self.workdir / DISCOVERY_FILE
+        path.write_text(json.dumps({"environment": self.operator_environment(), "outputs": self.outputs,
+                                    "emulated": True}, indent=2, default=str))
+        return path
+
     def _function_spec(self, fn: program.Registered, stage: str) -> FunctionSpec:
         code_dir = self.workdir / "functions" / stage
         shutil.rmtree(code_dir, ignore_errors=True)
@@ -215,8 +270,14 @@ class LocalCloud:
         unless told) and without a streamed CRC trailer, which the emulator would decode in Python."""
         if service not in self._clients:
             config = Config(s3={"payload_signing_enabled": False}, request_checksum_calculation="when_required")
-            self._clients[service] = boto3.client(service, config=config)
+            self._clients[service] = self._session().client(service, config=config, endpoint_url=self.endpoint_of(service))
         return self._clients[service]
+
+    def _session(self) -> boto3.Session:
+        """The local cloud's own (unrestricted) credentials, whatever the process environment says meanwhile."""
+        env = self.emulator.environment()
+        return boto3.Session(aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                             region_name=env["AWS_DEFAULT_REGION"])
 
     def upload(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> dict[str, Any]:
         return self.client("s3").put_object(Bucket=self.outputs["uploadsBucket"], Key=key, Body=data, ContentType=content_type)
@@ -227,7 +288,8 @@ class LocalCloud:
     def records(self, brief: bool = False) -> dict[str, dict[str, Any]]:
         """Every image record, by upload key (`brief`: only its key and status, for the wait loops)."""
         if "table" not in self._clients:
-            self._clients["table"] = boto3.resource("dynamodb").Table(self.outputs["tableName"])
+            self._clients["table"] = self._session().resource(
+                "dynamodb", endpoint_url=self.endpoint_of("dynamodb")).Table(self.outputs["tableName"])
         table = self._clients["table"]
         options: dict[str, Any] = {"ConsistentRead": True}
         if brief:
@@ -299,18 +361,22 @@ class LocalCloud:
 
 
 def function_credentials(deployment: program.Deployment) -> dict[str, dict[str, str]]:
-    """Credentials of each function's role (as Lambda hands a function its execution role's), by function name."""
+    """Credentials of each function's role (as Lambda hands a function its execution role's), by function name, and
+    of each customer-managed policy (the operator's), by policy name: someone holding exactly that policy."""
     found = {}
-    for fn in deployment.of_type("aws:lambda/function:Function"):
-        key = "LOCAL" + hashlib.sha256(fn.state["name"].encode()).hexdigest()[:15].upper()
-        found[fn.state["name"]] = {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secrets.token_hex(20)}
+    principals = [r.state["name"] for r in deployment.of_type("aws:lambda/function:Function")]
+    principals += [p.state["name"] for p in deployment.of_type(MANAGED_POLICY)]
+    for name in principals:
+        key = "LOCAL" + hashlib.sha256(name.encode()).hexdigest()[:15].upper()
+        found[name] = {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secrets.token_hex(20)}
     return found
 
 
 def grants(deployment: program.Deployment, credentials: dict[str, dict[str, str]]
            ) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]], dict[str, str]]:
     """What the emulator judges requests by, from what the program declared: each function's credentials with its
-    role's inline statements, every bucket policy as declared, and each encrypted topic's key."""
+    role's inline statements, each managed policy's holder with its statements, every bucket policy as declared, and
+    each encrypted topic's key."""
     roles = {r.state["arn"]: r.state["name"] for r in deployment.of_type("aws:iam/role:Role")}
     statements: dict[str, list[dict[str, Any]]] = {}
     for policy in deployment.of_type("aws:iam/rolePolicy:RolePolicy"):
@@ -320,11 +386,48 @@ def grants(deployment: program.Deployment, credentials: dict[str, dict[str, str]
         creds = credentials[fn.state["name"]]
         identities[creds["AWS_ACCESS_KEY_ID"]] = {"name": fn.state["name"], "secret": creds["AWS_SECRET_ACCESS_KEY"],
                                                   "statements": statements.get(roles[fn.inputs["role"]], [])}
+    for policy in deployment.of_type(MANAGED_POLICY):
+        creds = credentials[policy.state["name"]]
+        identities[creds["AWS_ACCESS_KEY_ID"]] = {"name": policy.state["name"], "secret": creds["AWS_SECRET_ACCESS_KEY"],
+                                                  "statements": json.loads(policy.inputs["policy"])["Statement"]}
     bucket_policies = {p.inputs["bucket"]: json.loads(p.inputs["policy"])["Statement"]
                        for p in deployment.of_type("aws:s3/bucketPolicy:BucketPolicy")}
     topics = {t.state["arn"]: t.inputs["kmsMasterKeyId"] for t in deployment.of_type("aws:sns/topic:Topic")
               if t.inputs.get("kmsMasterKeyId")}
     return identities, bucket_policies, topics
+
+
+LOOK_EVERY_S = 1.0  # below controls.TRANSITION_S less a long poll: a paused stage has stopped when it says so
+
+
+class MappingStates:
+    """Whether each event source mapping is enabled, read from the emulator (which answers Lambda's API for them) at
+    most once a second, however many pollers ask."""
+
+    def __init__(self, emulator: Emulator):
+        self._emulator, self._lock = emulator, threading.Lock()
+        self._states: dict[str, bool] = {}
+        self._read = 0.0
+
+    def enabled(self, uuid: str) -> bool:
+        with self._lock:
+            if time.monotonic() - self._read >= LOOK_EVERY_S:
+                try:
+                    self._states = self._emulator.mapping_states()
+                except OSError:
+                    pass  # the emulator is stopping; keep what was read
+                self._read = time.monotonic()
+            return self._states.get(uuid, True)
+
+
+def mappings(deployment: program.Deployment) -> list[dict[str, Any]]:
+    """The event source mappings the program declared, as Lambda's API describes them."""
+    return [{"UUID": m.state["uuid"], "EventSourceMappingArn": m.state["arn"], "FunctionArn": m.inputs["functionName"],
+             "EventSourceArn": m.inputs["eventSourceArn"], "BatchSize": int(m.inputs.get("batchSize", 10)),
+             "MaximumBatchingWindowInSeconds": int(m.inputs.get("maximumBatchingWindowInSeconds", 0)),
+             "FunctionResponseTypes": m.inputs.get("functionResponseTypes", []),
+             "ScalingConfig": {"MaximumConcurrency": int(m.inputs.get("scalingConfig", {}).get("maximumConcurrency", 2))}}
+            for m in deployment.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")]
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

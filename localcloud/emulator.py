@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from localcloud import controls
 from localcloud.authorizer import (
     Authorizer,
     Identity,
@@ -154,15 +155,23 @@ class Emulator:
     def reset(self) -> None:
         for server in self._servers.values():
             server.post("/moto-api/reset")
-            server.post("/_localcloud/configure", {"identities": {}})
+            server.post("/_localcloud/configure", {"identities": {}, "reset": True})
 
     def configure(self, identities: dict[str, dict[str, Any]], bucket_policies: dict[str, list[dict[str, Any]]],
-                  topics: dict[str, str]) -> None:
-        """Who may do what: access key -> {name, secret, statements}, the declared bucket policies, and each
-        encrypted topic's key."""
+                  topics: dict[str, str], mappings: list[dict[str, Any]] | None = None) -> None:
+        """Who may do what: access key -> {name, secret, statements}, the declared bucket policies, each encrypted
+        topic's key; and the event source mappings the emulator answers for (Lambda's API for them)."""
         for server in self._servers.values():
             server.post("/_localcloud/configure", {"identities": identities, "bucket_policies": bucket_policies,
-                                                   "topics": topics})
+                                                   "topics": topics, **({"mappings": mappings} if mappings is not None else {})})
+
+    def mapping_states(self) -> dict[str, bool]:
+        """Whether each event source mapping is enabled, by UUID."""
+        return self._servers["main"].get("/_localcloud/mappings")
+
+    def oldest_ages(self) -> dict[str, float]:
+        """Seconds since the oldest message of each queue was sent, by queue name."""
+        return self._servers["main"].get("/_localcloud/ages")
 
     def queue_depths(self) -> dict[str, tuple[int, int]]:
         """(waiting, in flight) of every queue, by name, read from moto's SQS backend in one request."""
@@ -215,6 +224,8 @@ class Gateway:
         self._cpu: defaultdict[str, float] = defaultdict(float)  # CPU seconds spent answering, by service
         self._counts_lock = threading.Lock()
         self._used: dict[str, set[tuple[str, str]]] = {}  # function -> (action, resource) it was allowed
+        self.mappings = controls.EventSourceMappings()
+        self.moves = controls.MessageMoves(ACCOUNT, REGION)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         started = time.thread_time()
@@ -266,9 +277,36 @@ class Gateway:
         if service == "dynamodb":
             with self._dynamodb:
                 return service, list(self.app(environ, start_response))
+        control = self._control(service, request)
+        if control is not None:
+            return service, self._answer(service, control, start_response)
         if identity is not None and identity.restricted and service == "s3" and request.method in ("GET", "HEAD"):
             return service, self._missing_as_403(request, identity, environ, start_response)
         return service, list(self.app(environ, start_response))
+
+    def _control(self, service: str, request: Request) -> tuple[int, dict[str, Any], str] | None:
+        """(status, body, error code or "") for the control-plane calls served here (localcloud/controls.py)."""
+        operation = request.headers.get("x-amz-target", "").rsplit(".", 1)[-1]
+        try:
+            if service == "lambda" and controls.MAPPINGS_PATH.match(request.path):
+                status, body = self.mappings.serve(request.method, request.path, request.json)
+                return status, body, ""
+            if service == "sqs" and operation in controls.MOVE_OPERATIONS:
+                return 200, self.moves.serve(operation, request.json), ""
+        except controls.ControlError as error:
+            return error.status, {"message": error.message}, error.code
+        return None
+
+    def _answer(self, service: str, answer: tuple[int, dict[str, Any], str], start_response: Any) -> list[bytes]:
+        status, document, code = answer
+        headers = [("Content-Type", "application/json" if service == "lambda" else "application/x-amz-json-1.0")]
+        if code:
+            # Lambda names its errors in a header, SQS's JSON protocol in the body (botocore reads both).
+            headers.append(("x-amzn-ErrorType", code))
+            document = {"__type": code, "Message" if service == "lambda" else "message": document["message"]}
+        body = json.dumps(document, default=str).encode()
+        start_response(f"{status} {'OK' if status < 400 else 'Error'}", [*headers, ("Content-Length", str(len(body)))])
+        return [body]
 
     def _identify(self, request: Request, environ: dict[str, Any]) -> tuple[Identity, list[Need]]:
         """Who signed the request, and (for a form POST, whose key is in the form) what it needs."""
@@ -333,9 +371,16 @@ class Gateway:
             identities = {ADMIN_KEY: {"name": "the local cloud", "secret": ADMIN_KEY, "statements": None},
                           **document.get("identities", {})}
             self.authorizer.configure({**document, "identities": identities})
-            with self._counts_lock:
-                self._used.clear()
+            if "mappings" in document:
+                self.mappings.configure(document["mappings"])
+            if document.get("reset"):  # a fresh emulator; a redeploy keeps what was used so far
+                with self._counts_lock:
+                    self._used.clear()
             body = b"{}"
+        elif path == "/_localcloud/mappings":
+            body = json.dumps(self.mappings.enabled()).encode()
+        elif path == "/_localcloud/ages":
+            body = json.dumps(seams.oldest_ages(ACCOUNT, REGION)).encode()
         elif path == "/_localcloud/queues":
             # Every queue's depth in one answer, for the local cloud's wait loop (six GetQueueAttributes a second
             # were a tenth of what the emulator served during a run).

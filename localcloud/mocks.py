@@ -87,6 +87,7 @@ class CloudMocks(RecordingMocks):
 
     def aws(self, service: str) -> Any:
         if service not in self.clients:
+            # The local cloud's own credentials and endpoints (the environment LocalCloud.start set).
             self.clients[service] = boto3.client(service, region_name=self.context.region)
         return self.clients[service]
 
@@ -122,7 +123,18 @@ class CloudMocks(RecordingMocks):
             Bucket=i["bucket"], VersioningConfiguration={"Status": i["versioningConfiguration"]["status"]})
 
     def _lifecycle(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
-        self.aws("s3").put_bucket_lifecycle_configuration(Bucket=i["bucket"], LifecycleConfiguration={"Rules": pascal(i["rules"])})
+        rules = []
+        for rule in i["rules"]:
+            # A tag filter is a map in Pulumi and a list of {Key, Value} in the API (whose keys keep their case).
+            tags = (rule.get("filter", {}).get("and") or {}).get("tags")
+            shaped = pascal({k: v for k, v in rule.items() if k != "filter"})
+            if tags:
+                shaped["Filter"] = {"And": {**pascal({k: v for k, v in rule["filter"]["and"].items() if k != "tags"}),
+                                            "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}}
+            elif "filter" in rule:
+                shaped["Filter"] = pascal(rule["filter"])
+            rules.append(shaped)
+        self.aws("s3").put_bucket_lifecycle_configuration(Bucket=i["bucket"], LifecycleConfiguration={"Rules": rules})
 
     def _logging(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
         self.aws("s3").put_bucket_logging(Bucket=i["bucket"], BucketLoggingStatus={"LoggingEnabled": {
@@ -202,10 +214,16 @@ class CloudMocks(RecordingMocks):
         return {"id": arn, "arn": arn}
 
     def _table(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
+        indexes = [{"IndexName": g["name"],
+                    "KeySchema": [{"AttributeName": k["attributeName"], "KeyType": k["keyType"]} for k in g["keySchemas"]],
+                    "Projection": {"ProjectionType": g["projectionType"],
+                                   **({"NonKeyAttributes": g["nonKeyAttributes"]} if g.get("nonKeyAttributes") else {})}}
+                   for g in i.get("globalSecondaryIndexes", [])]
         self.aws("dynamodb").create_table(
             TableName=o["name"], BillingMode=i.get("billingMode", "PAY_PER_REQUEST"),
             KeySchema=[{"AttributeName": i["hashKey"], "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": a["name"], "AttributeType": a["type"]} for a in i["attributes"]],
+            **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
             SSESpecification={"Enabled": bool(i.get("serverSideEncryption", {}).get("enabled"))})
         if i.get("pointInTimeRecovery", {}).get("enabled"):
             self.aws("dynamodb").update_continuous_backups(

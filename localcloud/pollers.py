@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from localcloud import runtime as runtime_module
+from localcloud.emulator import ADMIN_KEY
 from localcloud.lambda_events import sqs_event, sqs_record
 
 RUNTIME_SCRIPT = Path(runtime_module.__file__).resolve()
@@ -39,6 +41,8 @@ DUPLICATE_MARK = "localcloud-duplicate"
 INIT_TIMEOUT_S = 30.0
 # Lambda's pollers long-poll (up to 20 s); 1 s here keeps stopping quick, and costs the emulator nothing while idle.
 LONG_POLL_S = 1
+# How often a paused poller looks whether its mapping is enabled again.
+PAUSED_LOOK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class MappingSpec:
     batch_size: int
     batching_window: float
     concurrency: int
+    uuid: str = ""  # the event source mapping's, whose Enabled state (UpdateEventSourceMapping) pauses the poller
 
 
 @dataclass(frozen=True)
@@ -129,16 +134,20 @@ class Poller:
     log_path: Path
     chaos: Chaos = field(default_factory=Chaos)
     stats: Counter = field(default_factory=Counter)
+    # Whether the mapping is enabled now (Lambda stops polling a disabled mapping; its messages wait in the queue).
+    enabled: Callable[[], bool] = field(default=lambda: True)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # Lambda's event source mapping reads the queue with the function's execution role, so the poller uses
         # the function's own credentials: a role that may not receive from its queue fails here, as on AWS.
-        self._sqs = boto3.client("sqs", aws_access_key_id=self.function.environment.get("AWS_ACCESS_KEY_ID"),
-                                 aws_secret_access_key=self.function.environment.get("AWS_SECRET_ACCESS_KEY"),
-                                 aws_session_token=None)
-        self._chaos_sqs = boto3.client("sqs")  # duplicates are the local cloud's own doing, not the function's
+        env = self.function.environment
+        where = {"endpoint_url": env.get("AWS_ENDPOINT_URL"), "region_name": env.get("AWS_DEFAULT_REGION")}
+        self._sqs = boto3.client("sqs", aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+                                 aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"), aws_session_token=None, **where)
+        # Duplicates are the local cloud's own doing, not the function's: sent with the local cloud's credentials.
+        self._chaos_sqs = boto3.client("sqs", aws_access_key_id=ADMIN_KEY, aws_secret_access_key=ADMIN_KEY, **where)
         self._lock = threading.Lock()
         self.busy = 0
         self.pids: list[int] = []  # every execution environment it started
@@ -169,6 +178,9 @@ class Poller:
                 # invocation; its imports overlap the uploads instead of delaying the first batch.
                 environment = self._start_environment(log)
                 while not self._stop.is_set():
+                    if not self.enabled():
+                        self._stop.wait(PAUSED_LOOK_S)
+                        continue
                     try:
                         messages = self._receive()
                     except (BotoCoreError, ClientError):

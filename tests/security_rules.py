@@ -164,7 +164,13 @@ def role_per_function(d: Deployment) -> list[str]:
 
 
 def _inline_statements(d: Deployment) -> list[tuple[str, dict[str, Any]]]:
-    return [(p.name, s) for p in d.of_type(ROLE_POLICY) for s in statements(p)]
+    """Every identity policy's statements: the functions' inline policies and the operators' managed policy."""
+    return [(p.name, s) for typ in (ROLE_POLICY, "aws:iam/policy:Policy") for p in d.of_type(typ) for s in statements(p)]
+
+
+# Actions that take no resource-level permissions, so "*" is the only resource they accept (Service Authorization
+# Reference: Rekognition's DetectLabels, CloudWatch's GetMetricData).
+NO_RESOURCE_LEVEL = (["rekognition:DetectLabels"], ["cloudwatch:GetMetricData"])
 
 
 def no_wildcard_actions(d: Deployment) -> list[str]:
@@ -173,7 +179,7 @@ def no_wildcard_actions(d: Deployment) -> list[str]:
 
 def no_wildcard_resources(d: Deployment) -> list[str]:
     return [f"{name}: '*' resource for {as_list(s['Action'])}" for name, s in _inline_statements(d)
-            if "*" in as_list(s["Resource"]) and as_list(s["Action"]) != ["rekognition:DetectLabels"]]
+            if "*" in as_list(s["Resource"]) and as_list(s["Action"]) not in NO_RESOURCE_LEVEL]
 
 
 def s3_scoped_to_prefixes(d: Deployment) -> list[str]:
@@ -262,7 +268,8 @@ RULES = [
     Rule("CKV_AWS_50", "Lambda X-Ray tracing active", tracing),
     Rule("least privilege: role per function", "no two functions share a role", role_per_function),
     Rule("CKV_AWS_62/63, IAM.1", "no '*' action in any policy", no_wildcard_actions),
-    Rule("CKV_AWS_355, CKV_AWS_290", "no '*' resource except rekognition:DetectLabels", no_wildcard_resources),
+    Rule("CKV_AWS_355, CKV_AWS_290", "no '*' resource except actions that take none (DetectLabels, GetMetricData)",
+         no_wildcard_resources),
     Rule("least privilege: S3 prefixes", "S3 permissions scoped to uploads/ and thumbnails/", s3_scoped_to_prefixes),
     Rule("CKV_AWS_274, IAM.1", "no managed full-access or administrator policies", no_managed_full_access),
     Rule("least privilege: trust", "function roles assumable only by Lambda", trust_only_lambda),

@@ -217,7 +217,7 @@ def test_each_role_allows_exactly_what_its_handler_calls(stack):
     consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
                "logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem", "dynamodb:UpdateItem"}
     read_uploads = {"s3:GetObject": {f"{uploads}/uploads/*"}, "s3:GetObjectVersion": {f"{uploads}/uploads/*"}}
-    tag = {"s3:PutObjectTagging", "s3:PutObjectVersionTagging"}  # a rejected or failed original gets its status
+    tag = {"s3:PutObjectVersionTagging"}  # a rejected or failed original (one version of it) gets its status
     expected = {
         "claimcheck-intake-function": consume | tag | {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket",
                                                        "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
@@ -338,3 +338,48 @@ def test_dropped_messages_raise_an_alarm_for_every_function(stack):
         assert alarm.inputs["alarmActions"] == alarm.inputs["okActions"] == [stack.outputs["alarmTopicArn"]]
     functions = {f.inputs["environment"]["variables"]["POWERTOOLS_SERVICE_NAME"] for f in stack.of_type(FUNCTION)}
     assert set(dropped) <= functions
+
+
+def test_rejected_and_failed_originals_expire_by_their_status_tag(stack):
+    uploads = by_bucket(stack, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")[stack.outputs["uploadsBucket"]]
+    rules = {r["id"]: r for r in uploads.inputs["rules"]}
+    for status in ("rejected", "failed"):
+        rule = rules[f"{status}-originals-expire"]
+        assert rule["status"] == "Enabled" and rule["expiration"] == {"days": 30}
+        assert rule["filter"] == {"and": {"prefix": "uploads/", "tags": {"claimcheck-status": status}}}
+    kept = program.run(program.RecordingMocks(), {"rejectedRetentionDays": 0})
+    [lifecycle] = [r for r in kept.of_type("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
+                   if r.inputs["bucket"] == kept.outputs["uploadsBucket"]]
+    assert not [r for r in lifecycle.inputs["rules"] if r["id"].endswith("-originals-expire")]
+
+
+def test_the_attention_index_is_sparse_on_the_status_and_sorted_by_time(stack):
+    [table] = stack.of_type("aws:dynamodb/table:Table")
+    [index] = table.inputs["globalSecondaryIndexes"]
+    assert index["name"] == "attention" and index["projectionType"] == "INCLUDE"
+    assert index["keySchemas"] == [{"attributeName": "attention", "keyType": "HASH"},
+                                   {"attributeName": "updated_at", "keyType": "RANGE"}]
+    assert {"key", "status", "reason", "event_time"} <= set(index["nonKeyAttributes"])
+
+
+def test_the_operator_policy_reaches_only_this_stack(stack):
+    [policy] = stack.of_type("aws:iam/policy:Policy")
+    out = stack.outputs
+    grants: dict[str, set[str]] = {}
+    for statement in statements(policy):
+        for action in as_list(statement["Action"]):
+            grants.setdefault(action, set()).update(as_list(statement["Resource"]))
+    dlqs, queues = set(out["deadLetterQueueArns"].values()), set(out["queueArns"].values())
+    table = f"arn:aws:dynamodb:us-east-1:{ACCOUNT_ID}:table/{out['tableName']}"
+    mappings = {f"arn:aws:lambda:us-east-1:{ACCOUNT_ID}:event-source-mapping:{u}" for u in out["eventSourceMappings"].values()}
+    assert grants == {
+        "sqs:GetQueueAttributes": queues | dlqs, "sqs:ReceiveMessage": dlqs, "sqs:DeleteMessage": dlqs,
+        "sqs:StartMessageMoveTask": dlqs, "sqs:ListMessageMoveTasks": dlqs, "sqs:SendMessage": queues,
+        "dynamodb:GetItem": {table}, "dynamodb:Scan": {table}, "dynamodb:Query": {f"{table}/index/attention"},
+        "sns:Publish": {out["claimCheckTopicArn"]},
+        "kms:GenerateDataKey": {stack.of_type("aws:kms/key:Key")[0].state["arn"]},
+        "kms:Decrypt": {stack.of_type("aws:kms/key:Key")[0].state["arn"]},
+        "lambda:GetEventSourceMapping": mappings, "lambda:UpdateEventSourceMapping": mappings,
+        "cloudwatch:GetMetricData": {"*"},  # it takes no resource-level permissions
+    }
+    assert out["operatorPolicyArn"] == policy.state["arn"]

@@ -59,6 +59,7 @@ def run(tmp_path_factory):
         put("uploads/bad/notes.jpg", b"not an image at all\n")
         put("uploads/bad/empty.png", b"")
         put("uploads/bad/bomb.png", samples.png_header_only(20000, 20000))
+        put("uploads/bad/truncated.webp", samples.webp(400, 300)[:600])  # sniffs as WebP; fails to decode
         put("uploads/bad/poison.jpg", samples.jpeg(320, 240))  # its thumbnail stage fails every time
         summary = wait_until_settled(cloud, keys, timeout=120)
         thumbnails = sorted(o["Key"] for o in cloud.client("s3").list_objects_v2(
@@ -83,7 +84,7 @@ def test_every_upload_is_accounted_for(run):
         "uploads/good/photo.jpg": "done", "uploads/good/chart.png": "done", "uploads/good/sunset.webp": "done",
         "uploads/dup/same.jpg": "done", "uploads/over/written.jpg": "done", "uploads/gone/deleted.webp": "deleted",
         "uploads/over/soon.jpg": "done", "uploads/gone/soon.webp": "deleted", "uploads/versions/kept.jpg": "done",
-        "uploads/bad/notes.jpg": "rejected", "uploads/bad/empty.png": "rejected", "uploads/bad/bomb.png": "rejected",
+        "uploads/bad/notes.jpg": "rejected", "uploads/bad/empty.png": "rejected", "uploads/bad/bomb.png": "rejected", "uploads/bad/truncated.webp": "failed",
         "uploads/bad/poison.jpg": "dead-lettered",
     }
     assert {key: summary.status(key) for key in summary.uploaded} == expected

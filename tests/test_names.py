@@ -26,6 +26,7 @@ SHARED = {
 # The same letters with another meaning, each with the reason.
 HOMONYMS = {
     ("infra/edges.py", "thumbnails"): "CloudFront's origin id, a label inside the distribution's own configuration",
+    ("ops/__main__.py", "reprocess"): "the command's own name on the command line",
 }
 
 

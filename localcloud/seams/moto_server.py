@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -129,12 +130,53 @@ def make_moto_strict() -> None:
 
 
 
-def queue_depths(account: str, region: str) -> dict[str, tuple[int, int]]:
-    """(waiting, in flight) of every queue, by name, from moto's SQS backend itself."""
+def _sqs(account: str, region: str) -> Any:
     from moto.sqs.models import sqs_backends
 
+    return sqs_backends[account][region]
+
+
+def queue_depths(account: str, region: str) -> dict[str, tuple[int, int]]:
+    """(waiting, in flight) of every queue, by name, from moto's SQS backend itself."""
     return {name: (q.approximate_number_of_messages, q.approximate_number_of_messages_not_visible)
-            for name, q in list(sqs_backends[account][region].queues.items())}
+            for name, q in list(_sqs(account, region).queues.items())}
+
+
+def oldest_ages(account: str, region: str) -> dict[str, float]:
+    """Seconds since the oldest message still in each queue was sent (what SQS reports to CloudWatch as
+    ApproximateAgeOfOldestMessage), by queue name; 0 for an empty queue."""
+    now_ms = time.time() * 1000
+    ages = {}
+    for name, queue in list(_sqs(account, region).queues.items()):
+        with queue._messages_lock:
+            sent = [int(m.sent_timestamp) for m in queue._messages]
+        ages[name] = round((now_ms - min(sent)) / 1000, 1) if sent else 0.0
+    return ages
+
+
+def queue_names(account: str, region: str) -> set[str]:
+    return set(_sqs(account, region).queues)
+
+
+def dead_letter_sources(account: str, region: str, dlq_arn: str) -> list[str]:
+    """The queues whose redrive policy sends to `dlq_arn` (what ListDeadLetterSourceQueues answers)."""
+    found = []
+    for name, queue in list(_sqs(account, region).queues.items()):
+        policy = queue.redrive_policy if isinstance(queue.redrive_policy, dict) else json.loads(queue.redrive_policy or "{}")
+        if policy.get("deadLetterTargetArn") == dlq_arn:
+            found.append(name)
+    return sorted(found)
+
+
+def move_messages(account: str, region: str, source: str, destination: str, count: int) -> int:
+    """Move up to `count` messages from `source` to `destination`, each sent as a new message with its body and
+    attributes, then deleted from `source`; the number moved."""
+    backend = _sqs(account, region)
+    messages = backend.receive_message(source, count, 0, 30, message_attribute_names=["All"])
+    for message in messages:
+        backend.send_message(destination, message.body, message_attributes=message.message_attributes or None)
+        backend.delete_message(source, message.receipt_handle)
+    return len(messages)
 
 
 def moto_app() -> tuple[Any, Any]:

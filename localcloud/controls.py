@@ -1,0 +1,182 @@
+"""AWS control-plane APIs the operator tools call that moto does not serve the way the local cloud needs, served by
+the emulator itself (in its process) from the same requests a deployed stack would get:
+
+  Lambda   GetEventSourceMapping, UpdateEventSourceMapping (Enabled), ListEventSourceMappings, for the mappings the
+           program declared; the local cloud's pollers read whether each is enabled, and pause while it is not.
+           (moto runs event source mappings only by invoking functions in Docker.)
+  SQS      StartMessageMoveTask, ListMessageMoveTasks, CancelMessageMoveTask: a DLQ redrive, moving messages to the
+           queue given or to the queue whose redrive policy names the DLQ, oldest first, at most
+           MaxNumberOfMessagesPerSecond, each as a new message (SQS Developer Guide, "Configuring a dead-letter
+           queue redrive"). moto 5.2.5 has none of the three.
+
+Each answers in the service's own shape (Lambda's REST JSON, SQS's JSON protocol), errors included.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from localcloud.seams import moto_server
+
+MAPPINGS_PATH = re.compile(r"^/2015-03-31/event-source-mappings/?([0-9a-fA-F-]*)$")
+# Like Lambda, an update answers Disabling (or Enabling) and finishes a little later: long enough for every poller,
+# which looks at most once a second and long-polls for a second, to have stopped taking messages by then.
+TRANSITION_S = 2.5
+MOVE_OPERATIONS = ("StartMessageMoveTask", "ListMessageMoveTasks", "CancelMessageMoveTask")
+
+
+class ControlError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class EventSourceMappings:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._mappings: dict[str, dict[str, Any]] = {}
+
+    def configure(self, mappings: list[dict[str, Any]]) -> None:
+        """The program's mappings ({UUID, FunctionArn, EventSourceArn, BatchSize, ...}); a redeploy keeps each one's
+        enabled state, as an update of the stack does."""
+        with self._lock:
+            self._mappings = {m["UUID"]: {**m, "State": self._mappings.get(m["UUID"], {}).get("State", "Enabled")}
+                              for m in mappings}
+
+    def enabled(self) -> dict[str, bool]:
+        """Whether each mapping's pollers should take messages: not from the moment it starts Disabling."""
+        with self._lock:
+            self._settle()
+            return {uid: m["State"] in ("Enabled", "Enabling") for uid, m in self._mappings.items()}
+
+    def _settle(self) -> None:
+        now = time.monotonic()
+        for mapping in self._mappings.values():
+            if mapping["State"] in ("Enabling", "Disabling") and now >= mapping.get("_settles", 0):
+                mapping["State"] = mapping["State"].replace("ing", "ed")
+                mapping.pop("_settles", None)
+
+    def serve(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        found = MAPPINGS_PATH.match(path)
+        assert found is not None
+        uid = found.group(1)
+        with self._lock:
+            self._settle()
+            if not uid:
+                return 200, {"EventSourceMappings": [self._shown(m) for m in self._mappings.values()]}
+            mapping = self._mappings.get(uid)
+            if mapping is None:
+                raise ControlError(404, "ResourceNotFoundException", f"The resource you requested does not exist. (UUID {uid})")
+            if method == "PUT":
+                if "Enabled" in body and (mapping["State"] in ("Enabled", "Enabling")) != bool(body["Enabled"]):
+                    mapping["State"] = "Enabling" if body["Enabled"] else "Disabling"
+                    mapping["_settles"] = time.monotonic() + TRANSITION_S
+                mapping["LastModified"] = time.time()
+                mapping["StateTransitionReason"] = "USER_INITIATED"
+            return (202 if method == "PUT" else 200), self._shown(mapping)
+
+    @staticmethod
+    def _shown(mapping: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in mapping.items() if not k.startswith("_")}
+
+
+@dataclass
+class MoveTask:
+    handle: str
+    source_arn: str
+    destination_arn: str
+    rate: int | None
+    started: int = field(default_factory=lambda: int(time.time() * 1000))
+    status: str = "RUNNING"
+    moved: int = 0
+    to_move: int = 0
+    failure: str = ""
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def described(self) -> dict[str, Any]:
+        found = {"TaskHandle": self.handle, "Status": self.status, "SourceArn": self.source_arn,
+                 "DestinationArn": self.destination_arn, "ApproximateNumberOfMessagesMoved": self.moved,
+                 "ApproximateNumberOfMessagesToMove": self.to_move, "StartedTimestamp": self.started}
+        if self.rate:
+            found["MaxNumberOfMessagesPerSecond"] = self.rate
+        if self.failure:
+            found["FailureReason"] = self.failure
+        return found
+
+
+class MessageMoves:
+    def __init__(self, account: str, region: str) -> None:
+        self._account, self._region = account, region
+        self._lock = threading.Lock()
+        self._tasks: dict[str, list[MoveTask]] = {}  # source ARN -> its tasks, newest first
+
+    def serve(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
+        if operation == "StartMessageMoveTask":
+            return self._start(body)
+        if operation == "ListMessageMoveTasks":
+            source = body.get("SourceArn", "")
+            self._queue_name(source)
+            with self._lock:
+                tasks = self._tasks.get(source, [])[: int(body.get("MaxResults") or 1)]
+                return {"Results": [t.described() for t in tasks]}
+        handle = str(body.get("TaskHandle", ""))
+        with self._lock:
+            task = next((t for tasks in self._tasks.values() for t in tasks if t.handle == handle), None)
+        if task is None or task.status != "RUNNING":
+            raise ControlError(400, "ResourceNotFoundException", "The task handle is not valid or the task is not running")
+        task.cancel.set()
+        return {"ApproximateNumberOfMessagesMoved": task.moved}
+
+    def _queue_name(self, arn: str) -> str:
+        prefix = f"arn:aws:sqs:{self._region}:{self._account}:"
+        if not arn.startswith(prefix) or arn[len(prefix):] not in moto_server.queue_names(self._account, self._region):
+            raise ControlError(400, "ResourceNotFoundException", f"The resource that you specified for the SourceArn "
+                                                                  f"parameter doesn't exist: {arn}")
+        return arn[len(prefix):]
+
+    def _start(self, body: dict[str, Any]) -> dict[str, Any]:
+        source_arn = str(body.get("SourceArn", ""))
+        source = self._queue_name(source_arn)
+        destination_arn = str(body.get("DestinationArn") or "")
+        if destination_arn:
+            self._queue_name(destination_arn)
+        else:
+            sources = moto_server.dead_letter_sources(self._account, self._region, source_arn)
+            if len(sources) != 1:
+                raise ControlError(400, "InvalidParameterValue", f"{source_arn} is the dead-letter queue of "
+                                   f"{len(sources)} queues; the local cloud redrives one source back, or a DestinationArn")
+            destination_arn = f"arn:aws:sqs:{self._region}:{self._account}:{sources[0]}"
+        rate = body.get("MaxNumberOfMessagesPerSecond")
+        if rate is not None and not 1 <= int(rate) <= 500:
+            raise ControlError(400, "InvalidParameterValue", "MaxNumberOfMessagesPerSecond must be between 1 and 500")
+        with self._lock:
+            if any(t.status == "RUNNING" for t in self._tasks.get(source_arn, [])):
+                raise ControlError(400, "UnsupportedOperation", "Only one active message movement task is supported per queue")
+            handle = base64.b64encode(json.dumps({"taskId": str(uuid.uuid4()), "sourceArn": source_arn}).encode()).decode()
+            task = MoveTask(handle, source_arn, destination_arn, int(rate) if rate else None)
+            task.to_move = moto_server.queue_depths(self._account, self._region)[source][0]
+            self._tasks.setdefault(source_arn, []).insert(0, task)
+        threading.Thread(target=self._move, args=(task, source, destination_arn.rsplit(":", 1)[-1]),
+                         daemon=True, name="localcloud-move").start()
+        return {"TaskHandle": handle}
+
+    def _move(self, task: MoveTask, source: str, destination: str) -> None:
+        try:
+            while not task.cancel.is_set():
+                started = time.monotonic()
+                moved = moto_server.move_messages(self._account, self._region, source, destination,
+                                                  min(10, task.rate or 10))
+                if not moved:
+                    break
+                task.moved += moved
+                if task.rate:
+                    time.sleep(max(0.0, moved / task.rate - (time.monotonic() - started)))
+            task.status = "CANCELLED" if task.cancel.is_set() else "COMPLETED"
+        except Exception as exc:
+            task.status, task.failure = "FAILED", f"{type(exc).__name__}: {exc}"

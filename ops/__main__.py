@@ -1,0 +1,198 @@
+"""python -m ops: run the pipeline on day two, against a deployed stack or the local cloud.
+
+  status                          per stage: queued, in flight, dead letters, oldest message, paused; images that
+                                  need a person; what the last hour brought
+  show KEY                        one image's record, readable
+  failures [--kind K] [--since T] what needs a person (failed, rejected, stuck), newest first, with reasons and when
+                                  each rejected or failed original expires
+  dlq [--stage S]                 what each dead-letter queue holds: key, version, receives, first sent
+  redrive [--stage S] [--dry-run] move dead letters back to their stage's queue (SQS's own DLQ redrive)
+  reprocess (--all | --prefix P)  make done images' thumbnails with the current settings (resumable, rate-limited)
+  pause STAGE / resume STAGE      stop or restart a stage taking messages from its queue (they wait there)
+
+Target: --stack NAME (pulumi stack output, the normal AWS credential chain), --outputs FILE (those outputs saved),
+or --local (the local cloud `make up` runs). --json prints what a script wants. Exit status: 0 done, 1 failed,
+2 usage.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from ops import images, queues, render
+from ops import reprocess as reprocessing
+from ops.images import KINDS
+from ops.queues import OpsError
+from ops.target import LOCAL_DISCOVERY, Target, TargetError, from_local, from_outputs, from_stack
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m ops", description="Operate a claimcheck stack.",
+                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    where = top.add_mutually_exclusive_group(required=True)
+    where.add_argument("--stack", help="a deployed stack, by name (reads `pulumi stack output --json`)")
+    where.add_argument("--outputs", type=Path, help="that stack's outputs, saved as JSON")
+    where.add_argument("--local", nargs="?", const=LOCAL_DISCOVERY, type=Path, metavar="FILE",
+                       help="the local cloud `make up` keeps running (FILE: the up.json it wrote, if not the default)")
+    top.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    commands = top.add_subparsers(dest="command", required=True)
+    commands.add_parser("status", help="queues, dead letters, paused stages, images that need a person, the last hour")
+    show = commands.add_parser("show", help="one image's record")
+    show.add_argument("key", help="the upload's key (uploads/… or the part after it)")
+    failures = commands.add_parser("failures", help="images that need a person, newest first")
+    failures.add_argument("--kind", choices=KINDS, action="append", help="failed, rejected or stuck (default: all)")
+    failures.add_argument("--since", help="changed since: an age (90m, 6h, 2d) or a date (2026-12-01)")
+    failures.add_argument("--limit", type=int, default=50)
+    for name, text in (("dlq", "what each dead-letter queue holds"), ("redrive", "move dead letters back to their queue")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--stage", help="one stage (default: every stage)")
+        if name == "redrive":
+            command.add_argument("--dry-run", action="store_true", help="say what would move, move nothing")
+            command.add_argument("--rate", type=int, help="messages a second at most (1-500; default: SQS's pace)")
+    again = commands.add_parser("reprocess", help="make done images' thumbnails with the current settings")
+    which = again.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every done image")
+    which.add_argument("--prefix", help="done images whose key starts with this")
+    again.add_argument("--dry-run", action="store_true", help="count what would be reprocessed, ask for nothing")
+    again.add_argument("--rate", type=float, default=reprocessing.DEFAULT_RATE,
+                       help="requests a second at most (default %(default)s), so live uploads keep their share")
+    again.add_argument("--restart", action="store_true", help="ignore a checkpoint and start from the beginning")
+    again.add_argument("--page-size", type=int, default=reprocessing.PAGE_SIZE,
+                       help="records each scan page looks at; the checkpoint is written after each (default %(default)s)")
+    for name, text in (("pause", "stop a stage taking messages (they wait in its queue)"), ("resume", "start it again")):
+        commands.add_parser(name, help=text).add_argument("stage")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        target = (from_local(args.local) if args.local else from_outputs(args.outputs) if args.outputs
+                  else from_stack(args.stack))
+        return COMMANDS[args.command](target, args)
+    except (TargetError, OpsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+    except NoCredentialsError:
+        print("error: no AWS credentials were found: configure them (`aws configure`, AWS_PROFILE, or `aws sso login`) "
+              "and run this again", file=sys.stderr)
+    except ClientError as error:
+        print(f"error: {explain(error)}", file=sys.stderr)
+    except BotoCoreError as error:
+        print(f"error: AWS could not be reached: {error}", file=sys.stderr)
+    return 1
+
+
+def explain(error: ClientError) -> str:
+    """An AWS refusal in words, naming the permission when that is what is missing."""
+    code = error.response.get("Error", {}).get("Code", "")
+    message = error.response.get("Error", {}).get("Message", "")
+    operation = error.operation_name
+    if code in ("AccessDenied", "AccessDeniedException", "AuthorizationError", "UnauthorizedOperation"):
+        return (f"AWS refused {operation}: {message or code}. Attach the stack's operator policy (stack output "
+                "operatorPolicyArn) to your role or user: it allows exactly what these commands call")
+    return f"{operation} failed ({code}): {message}"
+
+
+def _print(target: Target, args: argparse.Namespace, document: Any, text: str) -> None:
+    if args.json:
+        print(json.dumps({"target": target.name, "emulated": target.emulated, **document}, indent=2, default=str))
+    else:
+        print(text)
+
+
+def run_status(target: Target, args: argparse.Namespace) -> int:
+    states, attention, hour = queues.states(target), images.counts(target), queues.last_hour(target)
+    rows = [(s.stage, s.waiting, s.in_flight, s.dead_letters, "-" if s.oldest_seconds is None else f"{s.oldest_seconds:.0f} s",
+             {True: "running", False: "PAUSED", None: "?"}[s.enabled]) for s in states]
+    text = "\n".join([
+        render.title(f"claimcheck {target.name}", target.emulated),
+        render.table(("STAGE", "QUEUED", "IN FLIGHT", "DEAD LETTERS", "OLDEST", "MAPPING"), rows),
+        "Images that need a person: " + ", ".join(f"{n} {kind}" for kind, n in attention.items())
+        + f" (stuck: accepted over {int(images.STUCK_AFTER.total_seconds() // 60)} min ago)",
+        "Last hour: " + ", ".join(f"{label} {n}" for label, n in hour.items()),
+    ])
+    _print(target, args, {"stages": [asdict(s) for s in states], "attention": attention, "last_hour": hour}, text)
+    return 0
+
+
+def run_show(target: Target, args: argparse.Namespace) -> int:
+    record = images.show(target, args.key)
+    _print(target, args, {"record": record}, render.record(record, target.emulated))
+    return 0
+
+
+def run_failures(target: Target, args: argparse.Namespace) -> int:
+    since = images.since_from(args.since) if args.since else None
+    found = images.failures(target, tuple(args.kind or KINDS), since, args.limit)
+    rows = [(a.key, a.kind, a.since, a.expires or "-", a.reason) for a in found]
+    text = render.table(("KEY", "KIND", "SINCE", "ORIGINAL EXPIRES", "REASON"), rows) if rows else "Nothing needs a person."
+    _print(target, args, {"failures": [asdict(a) for a in found]}, text)
+    return 0
+
+
+def run_dlq(target: Target, args: argparse.Namespace) -> int:
+    letters = queues.dead_letters(target, args.stage)
+    rows = [(d.stage, d.key or "-", d.version or "-", d.event, d.receives, d.first_sent) for d in letters]
+    text = (render.table(("STAGE", "KEY", "VERSION", "MESSAGE", "RECEIVES", "FIRST SENT"), rows) if rows
+            else "Every dead-letter queue is empty.")
+    _print(target, args, {"dead_letters": [asdict(d) for d in letters]}, text)
+    return 0
+
+
+def run_redrive(target: Target, args: argparse.Namespace) -> int:
+    moves = queues.redrive(target, args.stage, dry_run=args.dry_run, rate=args.rate)
+    if not moves:
+        _print(target, args, {"moves": []}, "Nothing to redrive: the dead-letter queue"
+               + (f" of {args.stage} is" if args.stage else "s are") + " empty.")
+        return 0
+    verb = "would move" if args.dry_run else "moved"
+    lines = [f"{m.stage}: {verb} {m.waiting if args.dry_run else m.moved} of {m.waiting} dead letter(s)"
+             + ("" if args.dry_run else f" back to its queue ({m.status.lower()})") for m in moves]
+    _print(target, args, {"moves": [asdict(m) for m in moves]}, "\n".join(lines))
+    return 0 if args.dry_run or all(m.status == "COMPLETED" for m in moves) else 1
+
+
+def run_reprocess(target: Target, args: argparse.Namespace) -> int:
+    show, close = render.progress("reprocess", "requested")
+    try:
+        done = reprocessing.reprocess(target, args.prefix or "", dry_run=args.dry_run, rate=args.rate,
+                                      restart=args.restart, show=lambda p: show(p.requested, p.scanned),
+                                      page_size=args.page_size)
+    finally:
+        close()
+    settings = target.outputs["thumbnailSettings"]
+    resumed = f" (resumed after {done.resumed_from} requested by an earlier run)" if done.resumed_from else ""
+    text = (f"{done.requested} image(s) would be reprocessed to thumbnail settings {settings} (scanned {done.scanned})"
+            if args.dry_run else
+            f"Requested {done.requested} reprocess(es) to thumbnail settings {settings}{resumed}; scanned {done.scanned} "
+            "records. The thumbnail stage makes them in the background (`status` shows its queue).")
+    _print(target, args, {"requested": done.requested, "scanned": done.scanned, "resumed_from": done.resumed_from,
+                          "settings": settings, "dry_run": args.dry_run}, text)
+    return 0
+
+
+def run_pause(target: Target, args: argparse.Namespace, enabled: bool = False) -> int:
+    state = queues.set_enabled(target, args.stage, enabled)
+    waiting, _ = queues.depth(target, target.outputs["queueUrls"][args.stage])
+    verb = "resumed" if enabled else "paused"
+    ok = state == ("Enabled" if enabled else "Disabled")
+    text = (f"{args.stage} {verb}: " + ("it takes messages from its queue again" if enabled else
+                                        "its messages wait in its queue") + f" ({waiting} waiting)."
+            if ok else f"{args.stage}: its event source mapping is {state}, not yet {verb}; look again with `status`")
+    _print(target, args, {"stage": args.stage, "state": state, "waiting": waiting}, text)
+    return 0 if ok else 1
+
+
+COMMANDS = {"status": run_status, "show": run_show, "failures": run_failures, "dlq": run_dlq, "redrive": run_redrive,
+            "reprocess": run_reprocess, "pause": run_pause,
+            "resume": lambda target, args: run_pause(target, args, enabled=True)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""After a thumbnail settings change: ask the thumbnail stage to make again the thumbnails of every done image whose
+record names other settings, through the pipeline's own topic and queue (retries and the DLQ cover it).
+
+The table is scanned (every done image must be looked at; the filter keeps only those made with other settings)
+a page at a time; each page's requests are published, then the place reached is written to a checkpoint, so a
+run stopped anywhere resumes after the last whole page (a page sent twice is harmless: the stage does each image
+once per settings). Requests go out at most `rate` a second, so live uploads keep their share of the stage.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+
+from handlers.contracts import ClaimCheck
+from handlers.names import ClaimAttribute, ClaimEvent, Function, Status
+from ops.target import Target
+
+DEFAULT_RATE = 10.0  # requests a second
+PAGE_SIZE = 100  # items a scan page evaluates
+_deserialize = TypeDeserializer().deserialize
+FIELDS = ("image_id", "bucket", "key", "version_id", "etag", "size", "format", "sequencer", "event_time")
+
+
+class RateLimit:
+    """At most `rate` events a second, evenly spaced (a token bucket of one)."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self._interval, self._clock, self._sleep = 1.0 / rate, clock, sleep
+        self._next = clock()
+
+    def wait(self) -> None:
+        now = self._clock()
+        if now < self._next:
+            self._sleep(self._next - now)
+            now = self._next
+        self._next = now + self._interval
+
+
+@dataclass
+class Progress:
+    scanned: int = 0  # records the scan looked at
+    requested: int = 0  # reprocess requests published, this run and the runs it resumed
+    resumed_from: int = 0  # requests the checkpoint said earlier runs had made
+    finished: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def checkpoint_path(target: Target, settings: str, prefix: str) -> Path:
+    digest = hashlib.sha256(f"{target.outputs['tableName']}|{settings}|{prefix}".encode()).hexdigest()[:16]
+    return target.state_dir / f"reprocess-{digest}.json"
+
+
+def _scan(target: Target, settings: str, prefix: str, start: dict[str, Any] | None, page_size: int) -> dict[str, Any]:
+    condition = "#s = :done AND (attribute_not_exists(#t.#set) OR #t.#set <> :current)"
+    values: dict[str, Any] = {":done": {"S": Status.DONE}, ":current": {"S": settings}}
+    names = {"#s": "status", "#t": Function.THUMBNAILS, "#set": "settings",
+             **{f"#f{i}": name for i, name in enumerate(FIELDS)}}
+    if prefix:
+        condition += " AND begins_with(#k, :prefix)"
+        names["#k"] = "key"
+        values[":prefix"] = {"S": prefix}
+    return target.client("dynamodb").scan(
+        TableName=target.outputs["tableName"], FilterExpression=condition, ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values, ProjectionExpression=", ".join(f"#f{i}" for i in range(len(FIELDS))),
+        Limit=page_size, ConsistentRead=True, **({"ExclusiveStartKey": start} if start else {}))
+
+
+def request_for(record: dict[str, Any]) -> ClaimCheck:
+    """The claim check a done record stands for, asking for its thumbnails again."""
+    return ClaimCheck(bucket=record["bucket"], key=record["key"], version_id=record.get("version_id"),
+                      etag=record.get("etag"), size=int(record.get("size") or 0), format=record.get("format"),
+                      sequencer=record["sequencer"], event=ClaimEvent.REPROCESS, event_time=record.get("event_time", ""))
+
+
+def reprocess(target: Target, prefix: str = "", dry_run: bool = False, rate: float = DEFAULT_RATE,
+              restart: bool = False, show: Callable[[Progress], None] = lambda p: None,
+              limiter: RateLimit | None = None, page_size: int = PAGE_SIZE) -> Progress:
+    settings = target.outputs["thumbnailSettings"]
+    path = checkpoint_path(target, settings, prefix)
+    progress, start = Progress(), None
+    if path.exists() and not restart and not dry_run:
+        saved = json.loads(path.read_text())
+        start, progress.requested = saved["start_key"], saved["requested"]
+        progress.resumed_from = progress.requested
+    limiter = limiter or RateLimit(rate)
+    sns = target.client("sns")
+    while True:
+        page = _scan(target, settings, prefix, start, page_size)
+        progress.scanned += int(page.get("ScannedCount", 0))
+        for item in page.get("Items", []):
+            record = {name: _deserialize(value) for name, value in item.items()}
+            if not dry_run:
+                limiter.wait()
+                claim = request_for(record)
+                sns.publish(TopicArn=target.outputs["claimCheckTopicArn"], Message=claim.to_json(), MessageAttributes={
+                    ClaimAttribute.FORMAT: {"DataType": "String", "StringValue": claim.format or "none"},
+                    ClaimAttribute.EVENT: {"DataType": "String", "StringValue": claim.event}})
+            progress.requested += 1
+            show(progress)
+        start = page.get("LastEvaluatedKey")
+        if not dry_run:
+            if start:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps({"settings": settings, "prefix": prefix, "start_key": start,
+                                            "requested": progress.requested}))
+            else:
+                path.unlink(missing_ok=True)
+        show(progress)
+        if not start:
+            progress.finished = True
+            return progress

@@ -1,0 +1,191 @@
+"""Day two through the local cloud: `python -m ops` with exactly the stack's operator policy (the emulator allows its
+credentials what that policy allows), the same commands a deployed stack gets. An incident from dead letter to
+redrive, failures listed from the index, a stage paused and resumed, a settings change reprocessed (and a run
+killed halfway resumed), and the policy allowing exactly what the commands used."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from handlers.names import STATUS_TAG, thumbnail_settings
+from localcloud import samples
+from localcloud.__main__ import wait_until_settled
+from localcloud.cloud import LocalCloud
+from ops.__main__ import main as ops_main
+
+ROOT = Path(__file__).resolve().parent.parent
+# A broken dependency the thumbnail stage meets for one upload: every read of it fails, so it is dead-lettered.
+INCIDENT = {"thumbnails": [{"operation": "s3.GetObject", "match": {"Key": "incident"}, "code": "InternalError",
+                            "status": 500}]}
+# Short timeouts so the incident reaches the DLQ in well under a minute (visibility 13 s, three receives).
+FAST = {"intake": {"timeout": 2}, "thumbnails": {"timeout": 2}, "labels": {"timeout": 2}, "maxReceiveCount": 3}
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    with LocalCloud(config=FAST, faults=INCIDENT, workdir=tmp_path_factory.mktemp("ops")) as running:
+        running.write_discovery()
+        yield running
+
+
+def ops(cloud: LocalCloud, *args: str) -> tuple[int, dict | str]:
+    """Run `python -m ops --local <its up.json> ...` in this process: (exit status, its JSON or its text)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = ops_main(["--local", str(cloud.workdir / "up.json"), *args])
+    text = out.getvalue()
+    return status, json.loads(text) if "--json" in args else text
+
+
+def wait_until(check, timeout: float = 90.0, every: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout:.0f} s")
+
+
+def record(cloud: LocalCloud, key: str) -> dict:
+    return cloud.records().get(key, {})
+
+
+def test_an_incident_from_dead_letter_to_redrive(cloud):
+    for key, data in {"uploads/day/a.webp": samples.webp(400, 300), "uploads/day/b.png": samples.png(300, 200),
+                      "uploads/incident/c.webp": samples.webp(320, 240)}.items():
+        cloud.upload(key, data)
+    summary = wait_until_settled(cloud, ["uploads/day/a.webp", "uploads/day/b.png", "uploads/incident/c.webp"], 120)
+    assert summary.status("uploads/incident/c.webp") == "dead-lettered"
+    # status: the alarm's DLQ, at a glance
+    cloud.publish_metrics()
+    status, seen = ops(cloud, "--json", "status")
+    stages = {s["stage"]: s for s in seen["stages"]}
+    assert status == 0 and seen["emulated"] is True
+    assert (stages["thumbnails"]["dead_letters"], stages["intake"]["dead_letters"]) == (1, 0)
+    assert all(s["enabled"] for s in stages.values())
+    assert seen["last_hour"]["accepted"] == 3 and seen["attention"]["in progress"] == 1  # c is accepted, not settled
+    # dlq: which upload, which version, how often it was tried
+    status, letters = ops(cloud, "--json", "dlq", "--stage", "thumbnails")
+    [letter] = letters["dead_letters"]
+    assert (letter["key"], letter["event"]) == ("uploads/incident/c.webp", "claim check: created")
+    assert letter["receives"] >= 3 and letter["version"] == record(cloud, "uploads/incident/c.webp")["version_id"]
+    # the fix is deployed (here: the broken dependency is gone), then the dead letter goes back
+    cloud.faults = {}
+    cloud.update({})
+    status, moved = ops(cloud, "--json", "redrive", "--stage", "thumbnails")
+    assert status == 0 and [(m["stage"], m["moved"], m["status"]) for m in moved["moves"]] == [("thumbnails", 1, "COMPLETED")]
+    wait_until(lambda: record(cloud, "uploads/incident/c.webp").get("status") == "done")
+    status, text = ops(cloud, "redrive")
+    assert status == 0 and text.strip() == "Nothing to redrive: the dead-letter queues are empty."
+
+
+def test_failures_are_listed_from_the_index_with_reasons_and_expiry(cloud):
+    cloud.upload("uploads/bad/notes.jpg", b"meeting notes, not a photo\n")
+    cloud.upload("uploads/bad/cut.webp", samples.webp(400, 300)[:600])
+    wait_until_settled(cloud, ["uploads/bad/notes.jpg", "uploads/bad/cut.webp"], 60)
+    status, listed = ops(cloud, "--json", "failures", "--since", "1h")
+    found = {f["key"]: f for f in listed["failures"]}
+    assert found["uploads/bad/notes.jpg"]["kind"] == "rejected"
+    assert found["uploads/bad/notes.jpg"]["reason"] == "not an image: the content is a text file despite its .jpg name"
+    assert found["uploads/bad/cut.webp"]["kind"] == "failed" and found["uploads/bad/cut.webp"]["reason"].startswith("thumbnails:")
+    uploaded = record(cloud, "uploads/bad/notes.jpg")["event_time"]
+    assert found["uploads/bad/notes.jpg"]["expires"] > uploaded and found["uploads/bad/notes.jpg"]["expires"].endswith("T00:00:00Z")
+    # through the index: a Query per status and shard; nothing the operator ran so far scanned the table
+    used = set(map(tuple, cloud.emulator.stats()["used"][operator(cloud)]))
+    assert ("dynamodb:Query", f"{table_arn(cloud)}/index/attention") in used
+    assert not any(action == "dynamodb:Scan" for action, _ in used)
+    # the rejected original carries its status, for the lifecycle rule that expires it
+    tags = cloud.client("s3").get_object_tagging(Bucket=cloud.outputs["uploadsBucket"], Key="uploads/bad/notes.jpg")
+    assert tags["TagSet"] == [{"Key": STATUS_TAG, "Value": "rejected"}]
+    status, text = ops(cloud, "show", "bad/cut.webp")
+    assert status == 0 and text.startswith("uploads/bad/cut.webp  FAILED: thumbnails:")
+
+
+def test_a_paused_stage_leaves_its_messages_waiting_and_resume_drains_them(cloud):
+    status, paused = ops(cloud, "--json", "pause", "thumbnails")
+    assert status == 0 and paused["state"] == "Disabled"
+    cloud.upload("uploads/day/paused.webp", samples.webp(200, 150))
+    waiting = wait_until(lambda: cloud.queue_depths()[cloud.outputs["queueUrls"]["thumbnails"]][0] >= 1, timeout=30)
+    time.sleep(3)  # long enough for a running poller to have taken it
+    assert waiting and record(cloud, "uploads/day/paused.webp")["status"] == "accepted"
+    assert cloud.queue_depths()[cloud.outputs["queueUrls"]["thumbnails"]][0] >= 1
+    status, seen = ops(cloud, "--json", "status")
+    assert {s["stage"]: s["enabled"] for s in seen["stages"]}["thumbnails"] is False
+    status, resumed = ops(cloud, "--json", "resume", "thumbnails")
+    assert status == 0 and resumed["state"] == "Enabled"
+    wait_until(lambda: record(cloud, "uploads/day/paused.webp").get("status") == "done")
+
+
+def done_images(cloud: LocalCloud) -> dict[str, dict]:
+    return {key: r for key, r in cloud.records().items() if r.get("status") == "done"}
+
+
+def changed_settings(cloud: LocalCloud, sizes: list[int]) -> str:
+    """`pulumi config set thumbnailSizes …` and `pulumi up`: the functions restart with the new settings."""
+    cloud.update({"thumbnailSizes": sizes})
+    cloud.write_discovery()
+    return thumbnail_settings(sizes, "jpeg", 82)
+
+
+def test_a_settings_change_is_reprocessed_exactly_once(cloud):
+    settings = changed_settings(cloud, [300, 100])
+    images = done_images(cloud)
+    status, run = ops(cloud, "--json", "reprocess", "--all", "--rate", "50")
+    assert status == 0 and run["requested"] == len(images) >= 4 and run["settings"] == settings
+    wait_until(lambda: all(r["thumbnails"].get("settings") == settings for r in done_images(cloud).values()))
+    wait_until(cloud.idle)
+    for key, r in done_images(cloud).items():
+        assert sorted(int(o["box"]) for o in r["thumbnails"]["outputs"]) == [100, 300], key
+    stored = {o["Key"] for o in cloud.client("s3").list_objects_v2(Bucket=cloud.outputs["thumbnailsBucket"])["Contents"]}
+    assert stored == {o["key"] for r in done_images(cloud).values() for o in r["thumbnails"]["outputs"]}
+    status, again = ops(cloud, "--json", "reprocess", "--all")
+    assert (status, again["requested"]) == (0, 0)
+
+
+def test_a_reprocess_killed_halfway_resumes_from_its_checkpoint(cloud):
+    settings = changed_settings(cloud, [200])
+    images = done_images(cloud)
+    command = [sys.executable, "-m", "ops", "--local", str(cloud.workdir / "up.json"), "reprocess", "--all",
+               "--rate", "2", "--page-size", "2"]
+    killed = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = cloud.workdir / "ops"
+    try:
+        wait_until(lambda: list(checkpoints.glob("reprocess-*.json")), timeout=60, every=0.2)
+    finally:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+    saved = json.loads(next(checkpoints.glob("reprocess-*.json")).read_text())
+    assert 2 <= saved["requested"] < len(images) and saved["settings"] == settings
+    status, run = ops(cloud, "--json", "reprocess", "--all", "--rate", "50", "--page-size", "2")
+    assert status == 0 and run["resumed_from"] == saved["requested"] and run["requested"] >= len(images)
+    assert not list(checkpoints.glob("reprocess-*.json"))  # finished: nothing left to resume
+    wait_until(lambda: all(r["thumbnails"].get("settings") == settings for r in done_images(cloud).values()))
+    for key, r in done_images(cloud).items():
+        assert [int(o["box"]) for o in r["thumbnails"]["outputs"]] == [200], key
+
+
+def operator(cloud: LocalCloud) -> str:
+    [policy] = [p.state["name"] for p in cloud.deployed.of_type("aws:iam/policy:Policy")]
+    return policy
+
+
+def table_arn(cloud: LocalCloud) -> str:
+    return f"arn:aws:dynamodb:us-east-1:123456789012:table/{cloud.outputs['tableName']}"
+
+
+def test_the_operator_policy_allows_exactly_what_the_commands_used(cloud):
+    """Every command above ran with the operator's credentials; every action the policy grants was used."""
+    [policy] = cloud.deployed.of_type("aws:iam/policy:Policy")
+    granted = {a for s in json.loads(policy.inputs["policy"])["Statement"]
+               for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+    used = {action for action, _ in cloud.emulator.stats()["used"][operator(cloud)]}
+    assert granted == used
