@@ -240,7 +240,7 @@ def record_reprocessed(table_name: str, image_id: str, sequencer: str, result: d
     was read: a newer event, or thumbnails already made again (`made_with`: the settings the stage found)."""
     made = "attribute_not_exists(#t.#set)" if made_with is None else "#t.#set = :made"
     written, item = _update(
-        table_name, image_id, set_values={Function.THUMBNAILS: {**result, "updated_at": now()}},
+        table_name, image_id, set_values={Function.THUMBNAILS: {**result, "updated_at": now()}, "updated_at": now()},
         remove=(ClaimEvent.REPROCESS,),
         condition=f"#seq = :seq AND #status = :done AND {made}",
         condition_values={":seq": sequencer, ":done": Status.DONE, **({":made": made_with} if made_with else {})},

@@ -73,7 +73,7 @@ def progress(what: str, unit: str, stream: Any = None) -> tuple[Callable[[int, i
             bar.update(task, line=f"{done} {unit}, {scanned} scanned, {rate:.1f}/s")
 
         return show_live, bar.stop
-    last = [0.0]
+    last = [time.monotonic()]  # the first line after PLAIN_EVERY_S: a short run prints only its result
 
     def show_plain(done: int, scanned: int) -> None:
         if time.monotonic() - last[0] >= PLAIN_EVERY_S:
