@@ -132,7 +132,9 @@ def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
 
 
 def _removal(claim: contracts.ClaimCheck) -> contracts.ClaimCheck:
-    return dataclasses.replace(claim, etag=None, size=0, format=None, event=ClaimEvent.REMOVED)
+    """The removal of what a rejected upload replaced (`claim`, the rejected version's, has no format: only an
+    accepted upload's claim check gets one)."""
+    return dataclasses.replace(claim, etag=None, size=0, event=ClaimEvent.REMOVED)
 
 
 def _removed(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_time: str, expired: bool = False) -> None:
@@ -207,14 +209,15 @@ def _current_version(bucket: str, key: str) -> dict[str, Any] | None:
     """The key's current version as an S3 event would describe it ({versionId, eTag, size}), or None when it has
     none (deleted: a delete marker is current, or no version is left). HEAD answers 404 for both, given
     s3:ListBucket (without it S3 answers 403, which stays a transient error and alarms). A HEAD response has no
-    body, so botocore reports the status code itself as the error code (S3 API reference, HeadObject)."""
+    body, so botocore reports the status code itself as the error code (S3 API reference, HeadObject; its answer
+    always carries ETag and Content-Length)."""
     try:
         head = aws.client("s3").head_object(Bucket=bucket, Key=key)
     except Exception as exc:
         if error_code(exc) == "404":
             return None
         raise
-    return {"versionId": head.get("VersionId"), "eTag": head.get("ETag", "").strip('"'), "size": head.get("ContentLength", 0)}
+    return {"versionId": head.get("VersionId"), "eTag": head["ETag"].strip('"'), "size": head["ContentLength"]}
 
 
 def _read_head(claim: contracts.ClaimCheck, metadata: dict[str, str]) -> bytes:

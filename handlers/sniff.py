@@ -6,6 +6,8 @@ No Pillow here: the intake function must start fast.
 """
 from __future__ import annotations
 
+import itertools
+import re
 import struct
 from dataclasses import dataclass
 
@@ -74,11 +76,20 @@ def sniff(head: bytes) -> Sniffed:
     return Sniffed(None, "unrecognised binary data")
 
 
+# The ftyp box's brands read at most (real files list a handful; a hostile one may list thousands).
+MAX_BRANDS = 62
+_WORD = re.compile(rb".{4}", re.DOTALL)
+# Text: UTF-8 without control characters other than tab, line feed and carriage return.
+_TEXT_CONTROLS = (0x09, 0x0A, 0x0D)
+
+
 def _heif_family(head: bytes) -> str | None:
-    """heic or avif from the ftyp box's major and compatible brands (AVIF files may say mif1 first)."""
-    size = int.from_bytes(head[0:4], "big")
-    box = head[8:min(max(size, 16), len(head), 256)]
-    brands = {box[i:i + 4] for i in range(0, len(box) - 3, 4)} - {b"\x00\x00\x00\x00"}
+    """heic or avif from the ftyp box's major and compatible brands (AVIF files may say mif1 first): its whole
+    4-byte words after the box header, to the box's end. ISO/IEC 14496-12, 4.2: a box's 32-bit size counts its
+    8-byte header, and 0 means the box runs to the end of the file."""
+    size = struct.unpack(">I", head[:4])[0]
+    words = _WORD.finditer(head, 8, size or len(head))
+    brands = {word.group() for word in itertools.islice(words, MAX_BRANDS)}
     families = {_HEIF_BRANDS[b] for b in brands if b in _HEIF_BRANDS}
     if "avif" in families:
         return "avif"
@@ -88,10 +99,10 @@ def _heif_family(head: bytes) -> str | None:
 def _looks_like_text(head: bytes) -> bool:
     sample = head[:512]
     try:
-        sample.decode("utf-8")
+        sample.decode()  # UTF-8
     except UnicodeDecodeError:
         return False
-    return all(b >= 0x20 or b in b"\t\r\n" for b in sample)
+    return all(b >= 0x20 or b in _TEXT_CONTROLS for b in sample)
 
 
 def _jpeg_size(data: bytes) -> tuple[int | None, int | None]:

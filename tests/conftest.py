@@ -93,13 +93,14 @@ class Cloud:
 
     def s3_event(self, name: str, key: str, size: int = 0, etag: str | None = None,
                  version_id: str | None = None) -> dict[str, Any]:
-        obj: dict[str, Any] = {"key": quote_plus(key), "sequencer": format(next(self._sequence) * 1000 + 0x5F00000000, "018X")}
+        n = next(self._sequence)
+        obj: dict[str, Any] = {"key": quote_plus(key), "sequencer": format(n * 1000 + 0x5F00000000, "018X")}
         if name.startswith("ObjectCreated"):
             obj.update(size=size, eTag=etag)
         if version_id:
             obj["versionId"] = version_id
         return {"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": REGION,
-                "eventTime": "2026-11-23T10:00:00.000Z", "eventName": name,
+                "eventTime": f"2026-11-23T10:{n // 60 % 60:02}:{n % 60:02}.000Z", "eventName": name,  # one a second
                 "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": self.uploads, "arn": f"arn:aws:s3:::{self.uploads}"},
                        "object": obj}}
 

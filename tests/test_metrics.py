@@ -39,6 +39,17 @@ def test_the_intake_counts_accepted_rejected_duplicate_stale_and_deleted(cloud, 
     assert names(emitted)[5:] == ["StaleEvents"]
 
 
+def test_a_late_delete_is_counted_stale_and_publishes_nothing(cloud, emitted):
+    invoke(intake, [s3_message(cloud.put("uploads/gone.jpg", images.jpeg(64, 48)))])
+    earlier, later = cloud.delete("uploads/gone.jpg"), cloud.delete("uploads/gone.jpg")  # two delete markers
+    invoke(intake, [s3_message(later)])
+    cloud.published()
+    emitted.clear()
+    invoke(intake, [s3_message(earlier)])  # delivered after the later one
+    assert names(emitted) == ["StaleEvents"] and cloud.published() == []
+    assert cloud.record("uploads/gone.jpg")["status"] == "deleted"
+
+
 def test_the_thumbnail_stage_counts_processed_failed_and_skipped_and_times_its_work(cloud, emitted):
     invoke(intake, [s3_message(cloud.put("uploads/ok.webp", images.webp(200, 100)))])  # no labels: done after this
     invoke(intake, [s3_message(cloud.put("uploads/cut.png", images.png(200, 100)[:300]))])

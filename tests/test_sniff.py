@@ -136,6 +136,35 @@ def test_text_is_judged_by_its_first_512_bytes():
     assert sniff(b"a" * 511 + b"\x00").description == "unrecognised binary data"
 
 
+def ftyp(*brands: bytes, size: int | None = None) -> bytes:
+    """An ftyp box: `size` (default: its length), then the brands (the minor version is one of the words)."""
+    body = b"ftyp" + b"".join(brands)
+    return (len(body) + 4 if size is None else size).to_bytes(4, "big") + body
+
+
+@pytest.mark.parametrize("head, fmt", [
+    (ftyp(b"isom", b"\0\0\0\0", b"mp41", b"avif"), "avif"),  # the last word of the box counts
+    (ftyp(b"isom", b"\0\0\0\0", b"mp41", b"avif", size=0) + b"\0" * 40, "avif"),  # size 0: to the end of the file
+    (ftyp(b"isom", b"\0\0\0\0", *[b"mp41"] * 59, b"heic"), "heic"),  # the 62nd word is read
+    (ftyp(b"isom", b"\0\0\0\0", *[b"mp41"] * 60, b"heic"), None),  # the 63rd is not: reading stops
+    (ftyp(b"isom", b"\0\0\0\0", b"mp41", size=0x01000018) + b"heic", "heic"),  # a size over 16 MB is read whole
+    (ftyp(b"isom", b"\0\0\0\0", b"mp41", size=0x00000014) + b"heic", None),  # ... and 20 bytes are 20 bytes
+])
+def test_heif_brands_are_the_whole_words_of_the_ftyp_box_up_to_its_size(head, fmt):
+    assert sniff(head).format == fmt
+
+
+@pytest.mark.parametrize("head, text", [
+    (b"line one\tcolumn\r\nline two\n", True),
+    (b"tab\tonly", True), (b"line\nfeed", True), (b"carriage\rreturn", True),
+    (b"a vertical\x0btab", False), (b"a form\x0cfeed", False), (b"escape\x1b[0m", False),
+    ("caf\u00e9 \u2014 na\u00efve".encode(), True),  # UTF-8 beyond ASCII is text
+    (b"\xff\xfe\xfd" * 20, False),  # every byte printable as Latin-1, but not UTF-8
+])
+def test_text_is_utf8_without_control_characters_but_tab_and_line_ends(head, text):
+    assert (sniff(head).description == "a text file") is text
+
+
 @pytest.mark.parametrize("head", [
     # The ftyp box ends at its size (16 bytes here): a brand in the next box is not the file's.
     b"\0\0\0\x10ftypisom\0\0\0\0" + b"\0\0\0\x10freeheic\0\0\0\0",

@@ -88,6 +88,59 @@ def test_undeleting_brings_the_image_back_with_thumbnails(cloud, done):
     assert_thumbnails_only_for_done(cloud)
 
 
+def test_an_undelete_sends_the_current_versions_claim_check_as_an_upload_would(cloud):
+    key, data = "uploads/back.webp", images.webp(320, 200)
+    upload = cloud.put(key, data)
+    deliver(cloud, upload)
+    marker = cloud.delete(key)
+    deliver(cloud, marker)
+    undelete = cloud.delete_version(key, marker["s3"]["object"]["versionId"])
+    [claim] = deliver(cloud, undelete)
+    # The claim check names the version that is current again, as its create event did: its id, ETag (without
+    # S3's quotes) and size, ordered and timed by the undelete that brought it back.
+    uploaded = upload["s3"]["object"]
+    assert {k: claim[k] for k in ("event", "version_id", "etag", "size", "format", "sequencer", "event_time")} == {
+        "event": "created", "version_id": uploaded["versionId"], "etag": uploaded["eTag"], "size": len(data),
+        "format": "webp", "event_time": undelete["eventTime"],
+        "sequencer": contracts.normalize_sequencer(undelete["s3"]["object"]["sequencer"], undelete["eventTime"])}
+    record = cloud.record(key)
+    assert (record["etag"], record["size"], record["event_time"]) == (uploaded["eTag"], len(data), undelete["eventTime"])
+
+
+def test_a_delete_sends_a_removal_naming_the_delete_and_records_when_it_happened(cloud, done):
+    key, _, _ = done
+    marker = cloud.delete(key)
+    [claim] = deliver(cloud, marker)
+    assert {k: claim[k] for k in ("event", "bucket", "key", "version_id", "etag", "size", "format", "event_time")} == {
+        "event": "removed", "bucket": cloud.uploads, "key": key, "version_id": marker["s3"]["object"]["versionId"],
+        "etag": None, "size": 0, "format": None, "event_time": marker["eventTime"]}
+    record = cloud.record(key)
+    assert (record["status"], record["bucket"], record["key"], record["event_time"]) == (
+        "deleted", cloud.uploads, key, marker["eventTime"])
+    assert record["expected_stages"] == []
+
+
+def test_deleting_a_key_never_seen_records_it_deleted_with_where_and_when(cloud):
+    # Uploaded before the stack existed (no event, no record), then deleted.
+    key = "uploads/older-than-the-stack.jpg"
+    cloud.s3.put_object(Bucket=cloud.uploads, Key=key, Body=images.jpeg(40, 30))
+    marker = cloud.delete(key)
+    deliver(cloud, marker)
+    record = cloud.record(key)
+    assert {k: record[k] for k in ("status", "bucket", "key", "event_time", "expected_stages", "reason")} == {
+        "status": "deleted", "bucket": cloud.uploads, "key": key, "event_time": marker["eventTime"],
+        "expected_stages": [], "reason": "the upload was deleted"}
+
+
+def test_a_rejected_overwrite_sends_a_removal_that_carries_nothing_of_the_rejected_file(cloud, done):
+    key, _, _ = done
+    overwrite = cloud.put(key, b"meeting notes, not a photo\n")
+    [claim] = deliver(cloud, overwrite)
+    assert {k: claim[k] for k in ("event", "version_id", "etag", "size", "format")} == {
+        "event": "removed", "version_id": overwrite["s3"]["object"]["versionId"], "etag": None, "size": 0,
+        "format": None}
+
+
 def test_deleting_the_only_version_deletes_the_image(cloud, done):
     key, version, _ = done
     deliver(cloud, cloud.delete_version(key, version))
