@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-hostile test-library up soak bench layer mutate clean
+.PHONY: demo test test-hostile test-library test-capacity up soak bench layer mutate clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-bench.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "claimcheck needs Python 3.11 or newer")'
@@ -46,6 +46,11 @@ test-hostile: $(STAMP)
 # idle and with four busy loops beside it: every upload done, nothing dead-lettered, half the engine's speed or more.
 test-library: $(STAMP)
 	$(BIN)/python -m pytest -m library -s tests/test_library.py
+
+# A burst of 120 uploads over an emulated Rekognition quota of 4 calls a second: every one labelled, nothing
+# dead-lettered, drained within twice what `python -m ops capacity`'s model predicts for this machine.
+test-capacity: $(STAMP)
+	$(BIN)/python -m pytest -m capacity -s tests/test_capacity_local.py
 
 # Mutation testing of the failure classes, the claim check, the limits, sniffing and the IAM documents (scope and
 # test selection in pyproject.toml): prints the score and every survivor. Not part of make test.

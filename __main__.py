@@ -2,10 +2,13 @@
 import pulumi
 
 from handlers.names import PROJECT
-from infra import settings
+from infra import capacity, settings
 from infra.pipeline import ClaimCheckPipeline
 
-pipeline = ClaimCheckPipeline(PROJECT, settings.load())
+config = settings.load()  # refuses, all at once, what cannot work (capacity.problems among it)
+for warning in capacity.warnings(config):  # what works but wastes
+    pulumi.log.warn(f"{PROJECT}: {warning}")
+pipeline = ClaimCheckPipeline(PROJECT, config)
 
 pulumi.export("uploadsBucket", pipeline.uploads_bucket)
 pulumi.export("thumbnailsBucket", pipeline.thumbnails_bucket)

@@ -17,9 +17,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from bench import cost, engines, inputs, library
+from bench import engines, inputs, library
 from handlers.names import QUEUE_FED, Function
-from infra import packaging
+from infra import costs, packaging
 from infra.settings import RUNTIME_GLIBC, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline": bench_pipeline(args.quick),
     }
     first = results["inputs"][paths[0].name]
-    results["usd_per_million"] = cost.per_million(
+    results["usd_per_million"] = costs.per_million(
         first["engine_ms"], {n: settings.stage(n).memory for n in QUEUE_FED},
         settings.architecture, len(settings.thumbnail_sizes), {n: settings.stage(n).batch_size for n in QUEUE_FED})
-    results["prices_date"] = cost.PRICES_DATE
+    results["prices_date"] = costs.PRICES_DATE
     results["verdicts"] = verdicts(results)
     results["limits"] = LIMITS
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['psnr_db']:>8.1f}{row['peak_rss_mb']:>8.0f}")
     for name, formats in results["formats"].items():
         print(f"formats for {name} (configured sizes, one decode):", json.dumps(formats))
-    print(f"USD per million images ({cost.PRICES_DATE} prices):", json.dumps(results["usd_per_million"]))
+    print(f"USD per million images ({costs.PRICES_DATE} prices):", json.dumps(results["usd_per_million"]))
     for line in results["verdicts"]:
         print(" ", line)
     print(f"wrote {args.out}")

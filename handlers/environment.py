@@ -80,6 +80,8 @@ class Environment:
     max_labels = cached_property(lambda self: _int(Env.MAX_LABELS))
     min_confidence = cached_property(lambda self: float(_get(Env.MIN_CONFIDENCE)))
     store_gps = cached_property(lambda self: _get(Env.STORE_GPS, "false").lower() == "true")
+    # This environment's share of the DetectLabels quota (calls a second); 0: not paced.
+    rekognition_calls_per_second = cached_property(lambda self: float(_get(Env.REKOGNITION_CALLS_PER_SECOND, "0")))
     # Set by the local cloud: its Rekognition answers canned labels.
     labels_emulated = cached_property(lambda self: _get(Env.LABELS_EMULATED, "false").lower() == "true")
 

@@ -1,12 +1,15 @@
 """Label stage: claim check -> Rekognition DetectLabels on the S3 object -> labels on the record.
 
 Rekognition reads the object from S3 itself; the image bytes never pass
-through this function.
+through this function. Rekognition's DetectLabels quota is per account and
+Region; each execution environment calls at most its share of it
+(rekognitionTps / labels.maxConcurrency), so that a burst waits in the queue
+instead of being throttled into the dead-letter queue.
 """
 from __future__ import annotations
 
 from decimal import Decimal
-from time import perf_counter
+from time import monotonic, perf_counter, sleep
 from typing import TYPE_CHECKING, Any
 
 from handlers import aws, contracts, environment, records
@@ -24,6 +27,23 @@ def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     return run_batch(event, context, record_handler)
 
 
+class Pace:
+    """At most `rate` calls a second from this execution environment: each call waits for its turn."""
+
+    def __init__(self) -> None:
+        self._next = 0.0
+
+    def wait(self, rate: float) -> None:
+        if rate <= 0:
+            return
+        now = monotonic()
+        if self._next > now:
+            sleep(self._next - now)
+        self._next = max(now, self._next) + 1 / rate
+
+
+_pace = Pace()
+
 
 def _label(claim: contracts.ClaimCheck) -> None:
     if claim.event != ClaimEvent.CREATED:
@@ -36,6 +56,7 @@ def _label(claim: contracts.ClaimCheck) -> None:
         _record(env, claim, current, {"status": StageStatus.UNAVAILABLE,
                              "reason": f"Rekognition reads only {', '.join(env.label_formats).upper()}; this image is {claim.format}"})
         return
+    _pace.wait(env.rekognition_calls_per_second)
     started = perf_counter()
     try:
         with classified():  # throttling, 5xx, timeouts: retried through batchItemFailures

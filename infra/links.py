@@ -119,6 +119,8 @@ def label_settings(s: Settings) -> Link:
         Env.MAX_LABELS: str(s.max_labels),
         Env.MIN_CONFIDENCE: str(s.min_confidence),
         Env.LABELS_EMULATED: str(s.labels_emulated).lower(),
+        # Each environment's share of the account's DetectLabels quota: all of them together stay within it.
+        Env.REKOGNITION_CALLS_PER_SECOND: f"{s.rekognition_tps / s.labels.max_concurrency:g}",
     })
 
 

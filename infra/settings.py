@@ -109,7 +109,9 @@ STAGE_DEFAULTS: dict[str, StageSettings] = {
     # 1,536 MB: a 50 MP WebP (the costliest decode maxPixels allows) needs ~880 MB with the function's own; the CPU
     # share it buys (0.87 vCPU) makes the CPU-bound work faster by as much as the memory costs more.
     Function.THUMBNAILS: StageSettings(memory=1536, timeout=60, batch_size=5, batching_window=1, max_concurrency=20),
-    Function.LABELS: StageSettings(memory=256, timeout=30, batch_size=10, batching_window=1, max_concurrency=5),
+    # 2 environments: a DetectLabels call takes ~0.3 s, so two make the ~6 calls a second a default quota of 5 lets
+    # through (the stage paces each environment to rekognitionTps / maxConcurrency); more would only wait.
+    Function.LABELS: StageSettings(memory=256, timeout=30, batch_size=10, batching_window=1, max_concurrency=2),
 }
 STAGE_KEYS = {"memory": "memory", "timeout": "timeout", "batchSize": "batch_size",
               "batchingWindow": "batching_window", "maxConcurrency": "max_concurrency",
@@ -172,6 +174,20 @@ class Settings:
                                         "The thumbnail function.", declared=False)
     labels: StageSettings = setting(STAGE_DEFAULTS[Function.LABELS], Function.LABELS, "stage", "The label function.",
                                     declared=False)
+    # Rekognition's DetectLabels quota is per account and Region and differs between Regions (AWS General Reference,
+    # "Amazon Rekognition endpoints and quotas"; Service Quotas: "Transactions per second per account for the Amazon
+    # Rekognition Image operation DetectLabels"). The default is the smallest figure we know a Region to have, not
+    # read from that table here: set the stack's from the Service Quotas console.
+    rekognition_tps: int = setting(5, "rekognitionTps", "int",
+                                   "Your Region's DetectLabels quota, in calls a second (Service Quotas shows it); the "
+                                   "label stage paces itself to it and capacity plans with it.", between(1, 10_000))
+    # Lambda's Regional concurrency quota: 1,000 by default, raised on request (Lambda Developer Guide, "Lambda quotas").
+    account_concurrency: int = setting(1000, "accountConcurrency", "int",
+                                       "The account's Regional Lambda concurrency quota (1,000 unless AWS raised it).",
+                                       between(10, 1_000_000))
+    concurrency_reserve: int = setting(100, "concurrencyReserve", "int",
+                                       "Concurrency left for the account's other functions; the stages' maxConcurrency "
+                                       "must fit in accountConcurrency minus this.", between(0, 1_000_000))
     max_receive_count: int = setting(5, "maxReceiveCount", "int",
                                      "Deliveries before a message goes to its dead-letter queue.",
                                      between(3, 1000))
@@ -373,6 +389,10 @@ def validate(s: Settings) -> Settings:
         _validate_stage(name, s.stage(name), errors)
     if not errors:
         _validate_memory(s, errors)
+    if not errors:
+        from infra import capacity  # it models the stack from these settings: imported once they are whole
+
+        errors.extend(f"{PROJECT}:{problem}" for problem in capacity.problems(s))
     if errors:
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(errors))
     return s

@@ -21,6 +21,8 @@ import requests
 from botocore.config import Config
 
 from handlers.names import Function
+from infra.settings import Settings
+from infra.settings import load as load_settings
 from localcloud import program
 from localcloud.api import FunctionEndpoint
 from localcloud.emulator import Emulator
@@ -100,10 +102,16 @@ class LocalCloud:
     def _deploy_functions(self) -> None:
         """Who may do what, the event source mappings, and a poller per mapping and an endpoint per URL."""
         self.credentials = function_credentials(self.deployed)
-        self.emulator.configure(*grants(self.deployed, self.credentials), mappings=mappings(self.deployed))
+        self.emulator.configure(*grants(self.deployed, self.credentials), mappings=mappings(self.deployed),
+                                quotas={"rekognition.DetectLabels": self.settings().rekognition_tps})
         self._mapping_states = MappingStates(self.emulator)
         self._start_pollers()
         self._start_endpoints()
+
+    def settings(self) -> Settings:
+        """The settings the program runs with here (the local cloud's config over the defaults)."""
+        return load_settings({key: value if isinstance(value, str) else json.dumps(value)
+                              for key, value in self.config.items()})
 
     def update(self, config: dict[str, Any]) -> None:
         """What `pulumi up` after `pulumi config set` does to the functions: run the program with the new config and

@@ -180,3 +180,33 @@ class MessageMoves:
             task.status = "CANCELLED" if task.cancel.is_set() else "COMPLETED"
         except Exception as exc:
             task.status, task.failure = "FAILED", f"{type(exc).__name__}: {exc}"
+
+
+class Quotas:
+    """Calls a second each account-wide quota allows, as token buckets holding a second's worth (a call spends one
+    token; tokens come back at the quota's rate)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buckets: dict[str, list[float]] = {}  # operation -> [rate, tokens, last refill]
+        self.refused: dict[str, int] = {}
+
+    def configure(self, rates: dict[str, float]) -> None:
+        """operation ("rekognition.DetectLabels") -> calls a second; the buckets start full."""
+        with self._lock:
+            now = time.monotonic()
+            self._buckets = {operation: [float(rate), float(rate), now] for operation, rate in rates.items()}
+
+    def admits(self, operation: str) -> bool:
+        with self._lock:
+            bucket = self._buckets.get(operation)
+            if bucket is None:
+                return True
+            rate, tokens, last = bucket
+            now = time.monotonic()
+            tokens = min(rate, tokens + (now - last) * rate)
+            admitted = tokens >= 1.0
+            bucket[1:] = [tokens - 1.0 if admitted else tokens, now]
+            if not admitted:
+                self.refused[operation] = self.refused.get(operation, 0) + 1
+            return admitted

@@ -158,12 +158,15 @@ class Emulator:
             server.post("/_localcloud/configure", {"identities": {}, "reset": True})
 
     def configure(self, identities: dict[str, dict[str, Any]], bucket_policies: dict[str, list[dict[str, Any]]],
-                  topics: dict[str, str], mappings: list[dict[str, Any]] | None = None) -> None:
+                  topics: dict[str, str], mappings: list[dict[str, Any]] | None = None,
+                  quotas: dict[str, float] | None = None) -> None:
         """Who may do what: access key -> {name, secret, statements}, the declared bucket policies, each encrypted
-        topic's key; and the event source mappings the emulator answers for (Lambda's API for them)."""
+        topic's key; the event source mappings the emulator answers for (Lambda's API for them); and the calls a
+        second each throttled operation allows ("rekognition.DetectLabels": the stack's rekognitionTps)."""
         for server in self._servers.values():
             server.post("/_localcloud/configure", {"identities": identities, "bucket_policies": bucket_policies,
-                                                   "topics": topics, **({"mappings": mappings} if mappings is not None else {})})
+                                                   "topics": topics, **({"mappings": mappings} if mappings is not None else {}),
+                                                   **({"quotas": quotas} if quotas is not None else {})})
 
     def mapping_states(self) -> dict[str, bool]:
         """Whether each event source mapping is enabled, by UUID."""
@@ -180,16 +183,19 @@ class Emulator:
     def stats(self) -> dict[str, Any]:
         """Requests served per service, the CPU seconds the emulator's processes have used, and, per function,
         every (action, resource) its requests were allowed."""
-        merged: dict[str, Any] = {"requests": Counter(), "cpu_seconds": 0.0, "cpu_by_service": Counter(), "used": {}}
+        merged: dict[str, Any] = {"requests": Counter(), "cpu_seconds": 0.0, "cpu_by_service": Counter(), "used": {},
+                                  "refused_over_quota": Counter()}
         for server in self._servers.values():
             stats = server.get("/_localcloud/stats")
             merged["requests"].update(stats["requests"])
+            merged["refused_over_quota"].update(stats["refused_over_quota"])
             merged["cpu_by_service"].update(stats["cpu_by_service"])
             merged["cpu_seconds"] = round(merged["cpu_seconds"] + stats["cpu_seconds"], 2)
             for name, pairs in stats["used"].items():
                 merged["used"][name] = sorted({tuple(p) for p in merged["used"].get(name, [])} | {tuple(p) for p in pairs})
         merged["used"] = {name: [list(p) for p in pairs] for name, pairs in merged["used"].items()}
-        return {**merged, "requests": dict(merged["requests"]), "cpu_by_service": dict(merged["cpu_by_service"])}
+        return {**merged, "requests": dict(merged["requests"]), "cpu_by_service": dict(merged["cpu_by_service"]),
+                "refused_over_quota": dict(merged["refused_over_quota"])}
 
     def stop(self) -> None:
         for server in self._servers.values():
@@ -226,6 +232,7 @@ class Gateway:
         self._used: dict[str, set[tuple[str, str]]] = {}  # function -> (action, resource) it was allowed
         self.mappings = controls.EventSourceMappings()
         self.moves = controls.MessageMoves(ACCOUNT, REGION)
+        self.quotas = controls.Quotas()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         started = time.thread_time()
@@ -277,6 +284,11 @@ class Gateway:
         if service == "dynamodb":
             with self._dynamodb:
                 return service, list(self.app(environ, start_response))
+        operation = request.headers.get("x-amz-target", "").rsplit(".", 1)[-1]
+        if operation and not self.quotas.admits(f"{service}.{operation}"):
+            return service, self._refuse(service, Refusal(400, "ProvisionedThroughputExceededException",
+                                                          "The number of requests exceeded your throughput limit."),
+                                         start_response)
         control = self._control(service, request)
         if control is not None:
             return service, self._answer(service, control, start_response)
@@ -373,6 +385,8 @@ class Gateway:
             self.authorizer.configure({**document, "identities": identities})
             if "mappings" in document:
                 self.mappings.configure(document["mappings"])
+            if "quotas" in document:
+                self.quotas.configure(document["quotas"])
             if document.get("reset"):  # a fresh emulator; a redeploy keeps what was used so far
                 with self._counts_lock:
                     self._used.clear()
@@ -393,7 +407,7 @@ class Gateway:
                 used = {name: sorted(pairs) for name, pairs in self._used.items()}
                 cpu = {name: round(seconds, 2) for name, seconds in self._cpu.items()}
             body = json.dumps({"requests": counts, "cpu_seconds": round(time.process_time(), 2), "cpu_by_service": cpu,
-                               "used": used}).encode()
+                               "used": used, "refused_over_quota": dict(self.quotas.refused)}).encode()
         else:
             start_response("404 Not Found", [("Content-Length", "0")])
             return []

@@ -128,7 +128,10 @@ def run(plan: SoakPlan, workdir: Path | None = None, progress: Any = None) -> So
     rng = random.Random(plan.seed)
     actions = workload(plan.images, rng)
     timeouts = {"timeout": plan.function_timeout}
-    config: dict[str, Any] = {**dict.fromkeys(QUEUE_FED, timeouts), "maxReceiveCount": plan.max_receive_count}
+    # Short timeouts need a small maxPixels: a batch of the largest allowed images must fit in them (the settings
+    # refuse it otherwise); the soak's photos are 2 MP at most.
+    config: dict[str, Any] = {**dict.fromkeys(QUEUE_FED, timeouts), "maxReceiveCount": plan.max_receive_count,
+                              "maxPixels": 4_000_000}
     chaos = Chaos(duplicate_rate=plan.duplicate_rate, delay_rate=plan.delay_rate, kill_rate=plan.kill_rate, seed=plan.seed)
     options: dict[str, Any] = {"workdir": workdir} if workdir else {}
     with LocalCloud(config=config, faults=faults(plan.fault_rate), chaos=chaos, **options) as cloud:

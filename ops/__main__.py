@@ -9,6 +9,10 @@
   redrive [--stage S] [--dry-run] move dead letters back to their stage's queue (SQS's own DLQ redrive)
   reprocess (--all | --prefix P)  make done images' thumbnails with the current settings (resumable, rate-limited)
   pause STAGE / resume STAGE      stop or restart a stage taking messages from its queue (they wait there)
+  capacity --rate R --burst N --mp M [--set KEY=VALUE]…
+                                  what the stack takes (needs --stack: reads Pulumi.<stack>.yaml, calls nothing):
+                                  per stage the time per image, concurrency, images/s and the limit that binds, the
+                                  burst's drain time and oldest message, cost, and the thumbnail memory to choose
 
 Target: --stack NAME (pulumi stack output, the normal AWS credential chain), --outputs FILE (those outputs saved),
 or --local (the local cloud `make up` runs). --json prints what a script wants. Exit status: 0 done, 1 failed,
@@ -25,7 +29,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from ops import images, queues, render
+from ops import capacity, images, queues, render
 from ops import reprocess as reprocessing
 from ops.images import KINDS
 from ops.queues import OpsError
@@ -67,12 +71,23 @@ def parser() -> argparse.ArgumentParser:
                        help="records each scan page looks at; the checkpoint is written after each (default %(default)s)")
     for name, text in (("pause", "stop a stage taking messages (they wait in its queue)"), ("resume", "start it again")):
         commands.add_parser(name, help=text).add_argument("stage")
+    plan = commands.add_parser("capacity", help="what the stack takes: throughput, the limit that binds, drain, cost")
+    plan.add_argument("--rate", default="10/s", help="steady uploads: 50/s, 3000/min, 100000/h (default %(default)s)")
+    plan.add_argument("--burst", type=int, default=100_000, help="uploads at once on top (default %(default)s)")
+    plan.add_argument("--mp", type=float, default=12.0, help="megapixels of a photo (default %(default)s)")
+    plan.add_argument("--format", default="jpeg", help="the photos' format (default %(default)s)")
+    plan.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="a config value on top of the stack's, as `pulumi config set` would set it")
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.command == "capacity":
+            if not args.stack:
+                raise OpsError("capacity plans a stack from its configuration: give --stack NAME (Pulumi.NAME.yaml)")
+            return capacity.run(args.stack, args.set, args.rate, args.burst, args.mp, args.format, args.json)
         target = (from_local(args.local) if args.local else from_outputs(args.outputs) if args.outputs
                   else from_stack(args.stack))
         return COMMANDS[args.command](target, args)

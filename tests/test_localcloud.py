@@ -18,7 +18,10 @@ from localcloud.program import RecordingMocks
 POISON_FAULT = {"thumbnails": [{"operation": "s3.GetObject", "match": {"Key": "poison"}, "code": "InternalError", "status": 500}]}
 # Two seconds leave room for a cold first invocation (it creates its AWS clients) on a busy machine; the
 # queues' visibility timeouts are then 12 s, so the poison message is dead-lettered within about 40 s.
-FAST = {"intake": {"timeout": 2}, "thumbnails": {"timeout": 2}, "labels": {"timeout": 2}, "maxReceiveCount": 3}
+# Timeouts of 2 s dead-letter a poison message in seconds; a batch of the largest images maxPixels allows must still
+# fit in them (the settings refuse it otherwise), and these tests' photos are small.
+FAST = {"intake": {"timeout": 2}, "thumbnails": {"timeout": 2}, "labels": {"timeout": 2}, "maxReceiveCount": 3,
+        "maxPixels": 4_000_000}
 
 
 @pytest.fixture(scope="module")

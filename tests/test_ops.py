@@ -26,7 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 INCIDENT = {"thumbnails": [{"operation": "s3.GetObject", "match": {"Key": "incident"}, "code": "InternalError",
                             "status": 500}]}
 # Short timeouts so the incident reaches the DLQ in well under a minute (visibility 13 s, three receives).
-FAST = {"intake": {"timeout": 2}, "thumbnails": {"timeout": 2}, "labels": {"timeout": 2}, "maxReceiveCount": 3}
+# Timeouts of 2 s dead-letter a poison message in seconds; a batch of the largest images maxPixels allows must still
+# fit in them (the settings refuse it otherwise), and these tests' photos are small.
+FAST = {"intake": {"timeout": 2}, "thumbnails": {"timeout": 2}, "labels": {"timeout": 2}, "maxReceiveCount": 3,
+        "maxPixels": 4_000_000}
 
 
 @pytest.fixture(scope="module")

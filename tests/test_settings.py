@@ -37,6 +37,20 @@ from localcloud import program
     ({"jwtIssuer": "https://login.example.com"}, "claimcheck:jwtIssuer = 'https://login.example.com' is out of range (accepted: an https:// issuer URL, set together with jwtAudience"),
     ({"cdnDomain": "img.example.com", "cdnCertificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/x"},
      "claimcheck:cdnCertificateArn = 'arn:aws:acm:eu-west-1:123456789012:certificate/x' is out of range (accepted: an ACM certificate ARN in us-east-1"),
+    # What cannot work at the stack's scale (infra/capacity.py): refused with the rest.
+    ({"accountConcurrency": 40, "concurrencyReserve": 10},
+     "claimcheck:maxConcurrency = intake 10 + thumbnails 20 + labels 2 = 32 is more than the account leaves the pipeline "
+     "(accepted: at most accountConcurrency 40 - concurrencyReserve 10 = 30"),
+    ({"uploadApi": True, "uploadApiConcurrency": 900},
+     "claimcheck:maxConcurrency = intake 10 + thumbnails 20 + labels 2 + upload API 900 = 932 is more than the account "
+     "leaves the pipeline (accepted: at most accountConcurrency 1,000 - concurrencyReserve 100 = 900"),
+    ({"thumbnails": {"timeout": 3}},
+     "claimcheck:thumbnails.timeout = 3 is too short for a batch of the largest images maxPixels allows (accepted: at "
+     "least 15 s at batchSize 5 and memory 1,536, or a smaller batchSize or maxPixels): a 50 MP WEBP takes about 1.6 s"),
+    ({"thumbnails": {"timeout": 10, "batchSize": 10}},
+     "claimcheck:thumbnails.timeout = 10 is too short for a batch of the largest images maxPixels allows (accepted: at "
+     "least 29 s at batchSize 10"),
+    ({"rekognitionTps": 0}, "claimcheck:rekognitionTps = 0 is out of range (accepted: 1 to 10,000)"),
 ])
 def test_bad_values_stop_the_program_naming_key_and_range(config, message):
     with pytest.raises(SettingsError) as raised:

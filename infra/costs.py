@@ -1,12 +1,13 @@
-"""Dollars per million images, from measured durations and the configured memory and architecture."""
+"""Dollars per million images, from durations and the configured memory and architecture: the one price table the
+benchmark (`make bench`) and the capacity plan (`python -m ops … capacity`) both use."""
 from __future__ import annotations
 
 from handlers.names import Function
 
 # us-east-1 list prices, USD, as published by AWS; checked 2026-11-23. Change them here, nowhere else.
 PRICES_DATE = "2026-11-23"
-PRICES = {
-    "lambda_gb_second": {"arm64": 0.0000133334, "x86_64": 0.0000166667},
+LAMBDA_GB_SECOND: dict[str, float] = {"arm64": 0.0000133334, "x86_64": 0.0000166667}  # by architecture
+PRICES: dict[str, float] = {
     "lambda_request": 0.20 / 1e6,
     "sqs_request": 0.40 / 1e6,  # standard queue; a batch of up to 10 counts as one request
     "sns_publish": 0.50 / 1e6,  # SNS to SQS deliveries are free
@@ -17,15 +18,15 @@ PRICES = {
     "rekognition_image": 1.00 / 1000,  # DetectLabels, first million images a month
 }
 # Durations not measured by the benchmark (they are dominated by network calls, not by this code).
-ASSUMED_MS = {Function.INTAKE: 40.0, Function.LABELS: 300.0}
+ASSUMED_MS: dict[str, float] = {Function.INTAKE: 40.0, Function.LABELS: 300.0}
 
 
 def per_million(thumbnail_ms: float, memory_mb: dict[str, int], architecture: str, sizes: int,
                 batch_size: dict[str, int], labelled_share: float = 1.0) -> dict[str, float]:
     """Cost of one million accepted images, by item, in USD."""
-    gb_s = PRICES["lambda_gb_second"][architecture]
-    durations = {**ASSUMED_MS, Function.THUMBNAILS: thumbnail_ms}
-    share = {Function.INTAKE: 1.0, Function.THUMBNAILS: 1.0, Function.LABELS: labelled_share}
+    gb_s = LAMBDA_GB_SECOND[architecture]
+    durations: dict[str, float] = {**ASSUMED_MS, Function.THUMBNAILS: thumbnail_ms}
+    share: dict[str, float] = {Function.INTAKE: 1.0, Function.THUMBNAILS: 1.0, Function.LABELS: labelled_share}
     n = 1e6
     lambda_compute = sum(share[f] * n * durations[f] / 1000 * memory_mb[f] / 1024 * gb_s for f in durations)
     invocations = sum(share[f] * n / batch_size[f] for f in durations)

@@ -1,0 +1,169 @@
+"""The capacity plan: what `pulumi up` warns about (its refusals are in test_settings.py), the limit that binds each
+stage, the burst's drain and oldest message, the memory tuning, and `python -m ops capacity` printing it for a
+stack's configuration."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from handlers.names import Env, Function
+from infra import capacity, costs
+from infra.settings import STAGE_DEFAULTS, SettingsError, load
+from localcloud import program
+from ops import __main__ as ops_cli
+
+DEFAULTS = load({})
+
+
+def stack(**config) -> dict[str, str]:
+    """Config as the Pulumi CLI hands it to the program: objects as JSON text."""
+    return {key: json.dumps(value) if isinstance(value, dict) else str(value) for key, value in config.items()}
+
+
+def test_every_capacity_problem_is_reported_at_once_with_the_other_errors():
+    with pytest.raises(SettingsError) as raised:
+        load(stack(accountConcurrency=30, concurrencyReserve=0, thumbnails={"timeout": 4}))
+    text = str(raised.value)
+    assert "claimcheck:maxConcurrency = " in text and "claimcheck:thumbnails.timeout = 4" in text
+
+
+def test_the_timeout_the_refusal_names_is_the_smallest_that_passes():
+    load(stack(thumbnails={"timeout": 15}))  # what the message for timeout 3 accepts
+    with pytest.raises(SettingsError, match=r"thumbnails\.timeout = 14 "):
+        load(stack(thumbnails={"timeout": 14}))
+    # ... and a smaller maxPixels makes a short timeout enough
+    load(stack(thumbnails={"timeout": 3}, maxPixels=6_000_000))
+
+
+def test_label_environments_the_quota_keeps_waiting_are_warned_about_not_refused():
+    assert capacity.warnings(DEFAULTS) == []
+    deployed = program.run(program.RecordingMocks(), {"labels": {"maxConcurrency": 20}})
+    [warning] = [w for w in deployed.warnings if "labels.maxConcurrency" in w]
+    assert "labels.maxConcurrency 20 could call DetectLabels 67 times a second, but rekognitionTps is 5" in warning
+    assert "2 environments are enough" in warning
+    assert capacity.warnings(load(stack(labels={"maxConcurrency": 20}, rekognitionTps=100))) == []
+
+
+def test_each_label_environment_is_paced_to_its_share_of_the_quota():
+    deployed = program.run(program.RecordingMocks(), {"rekognitionTps": 30, "labels": {"maxConcurrency": 4}})
+    labels = deployed.functions()[Function.LABELS]
+    assert labels.inputs["environment"]["variables"][Env.REKOGNITION_CALLS_PER_SECOND] == "7.5"
+
+
+def test_the_pace_spaces_calls_to_the_rate(monkeypatch):
+    from handlers import labels
+
+    clock = {"now": 100.0}
+    slept: list[float] = []
+    monkeypatch.setattr(labels, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(labels, "sleep", lambda s: (slept.append(s), clock.update(now=clock["now"] + s)))
+    pace = labels.Pace()
+    for _ in range(3):
+        pace.wait(2.0)
+    assert slept == [0.5, 0.5]  # the first call goes at once, then one every half second
+    clock["now"] += 10  # idle for a while: no debt is kept
+    pace.wait(2.0)
+    assert slept == [0.5, 0.5]
+    pace.wait(0)  # not paced
+    assert slept == [0.5, 0.5]
+
+
+def test_the_default_stack_names_rekognition_as_the_limit_that_binds_labels():
+    p = capacity.plan(DEFAULTS, 10, 100_000, 12)
+    assert p.stages[Function.LABELS].binding.name.startswith("Rekognition's DetectLabels quota (rekognitionTps 5)")
+    assert p.stages[Function.INTAKE].binding.name == "its maxConcurrency (10)"
+    assert p.stages[Function.THUMBNAILS].binding.name == "its maxConcurrency (20)"
+    assert p.sustained == 5.0
+    # 10/s is more than labels takes: the queue never empties, the alarm fires, SQS would delete what waits
+    assert math.isinf(p.stages[Function.LABELS].drain_seconds) and math.isinf(p.drain_seconds)
+    assert any("grows without end" in note and "queueRetentionDays (4)" in note for note in p.notes)
+
+
+def test_a_burst_drains_at_the_binding_rate_after_the_ramp():
+    s = load(stack(rekognitionTps=50, labels={"maxConcurrency": 20}))
+    p = capacity.plan(s, 0, 100_000, 12)
+    thumbnails, labels = p.stages[Function.THUMBNAILS], p.stages[Function.LABELS]
+    # thumbnails: 20 environments at ~0.24 s an image, the event source starting at 5 and adding 5 a second
+    assert thumbnails.rate == pytest.approx(20 / thumbnails.seconds_per_image)
+    assert thumbnails.ramp_seconds == pytest.approx((20 - 5) / 5)
+    assert 100_000 / thumbnails.rate < thumbnails.drain_seconds < 100_000 / thumbnails.rate + thumbnails.ramp_seconds
+    # labels: Rekognition's 50 a second, from the start (15 environments are enough, 5 start)
+    assert labels.rate == 50 and labels.drain_seconds == pytest.approx(100_000 / 50, rel=0.01)
+    # the intake passes the burst on at its 250 a second, so the last image reaches the labels queue after ~400 s
+    # and waits there until the queue drains
+    intake = p.stages[Function.INTAKE]
+    assert intake.drain_seconds == pytest.approx(100_000 / 250, rel=0.02)
+    assert labels.oldest_seconds == pytest.approx(labels.drain_seconds - intake.drain_seconds, rel=0.02)
+    assert labels.oldest_seconds > s.oldest_message_alarm_seconds
+    assert any("the labels queue's oldest message reaches 27 min" in note for note in p.notes)
+    assert p.drain_seconds == labels.drain_seconds
+
+
+def test_a_burst_the_stages_keep_up_with_raises_no_alarm():
+    p = capacity.plan(DEFAULTS, 1, 1_000, 12)
+    assert all(stage.oldest_seconds < DEFAULTS.oldest_message_alarm_seconds for stage in p.stages.values())
+    assert p.notes == []
+    assert p.drain_seconds == pytest.approx(1000 / (5 - 1), rel=0.02)  # labels at the quota, less the steady 1/s
+
+
+def test_the_cost_is_the_benchmarks_price_model_at_the_stacks_memory():
+    p = capacity.plan(DEFAULTS, 10, 100_000, 12)
+    expected = costs.per_million(p.stages[Function.THUMBNAILS].seconds_per_image * 1000,
+                                 {f: DEFAULTS.stage(f).memory for f in (Function.INTAKE, Function.THUMBNAILS, Function.LABELS)},
+                                 "arm64", 3, {f: DEFAULTS.stage(f).batch_size for f in (Function.INTAKE, Function.THUMBNAILS,
+                                                                                        Function.LABELS)})
+    assert p.usd_per_million == expected
+    assert p.usd_for_burst == pytest.approx(expected["total"] / 10)
+    # a format Rekognition does not read is not sent to it, nor billed
+    assert capacity.plan(DEFAULTS, 1, 10, 6, "webp").usd_per_million["rekognition"] == 0
+
+
+def test_the_default_thumbnail_memory_is_the_cheapest_within_a_tenth_of_the_fastest():
+    rows, best = capacity.memory_table(DEFAULTS, 12, "jpeg")
+    assert best.memory == STAGE_DEFAULTS[Function.THUMBNAILS].memory == 1536
+    fastest = min(row.seconds for row in rows if row.fits)
+    assert best.seconds <= 1.10 * fastest
+    assert all(row.usd_per_million > best.usd_per_million for row in rows
+               if row.fits and row.seconds <= 1.10 * fastest and row is not best)
+    # below what a 50 MP WebP's decode needs, a size is never chosen
+    assert [row.memory for row in rows if not row.fits] == [512, 768, 1024]
+    # more than one vCPU does not make the one-threaded engine faster
+    assert {row.seconds for row in rows if row.memory >= capacity.MB_PER_VCPU} == {fastest}
+
+
+def test_capacity_prints_the_dev_stack_and_a_raised_one(capsys):
+    assert ops_cli.main(["--stack", "dev", "capacity", "--rate", "10/s", "--burst", "100000", "--mp", "12"]) == 0
+    text = capsys.readouterr().out
+    assert "claimcheck dev: 10 images/s steady and a burst of 100,000 12 MP JPEG photos (a model" in text
+    assert "Rekognition's DetectLabels quota (rekognitionTps 5)" in text and "never drains the burst at 10/s" in text
+    assert "1,536 MB  240 ms" in text and "cheapest within 10% of the fastest, configured" in text
+    raised = ["--set", "rekognitionTps=50", "--set", "accountConcurrency=3000", "--set", 'labels={"maxConcurrency": 20}',
+              "--set", 'thumbnails={"maxConcurrency": 500}', "--set", 'intake={"maxConcurrency": 50}']
+    assert ops_cli.main(["--stack", "dev", "--json", "capacity", "--rate", "600/min", *raised]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["rate"] == 10 and found["stages"][Function.THUMBNAILS]["binding"].startswith("DynamoDB writes")
+    assert found["stages"][Function.LABELS]["binding"] == "Rekognition's DetectLabels quota (rekognitionTps 50)"
+    assert found["drain_seconds"] == pytest.approx(100_000 / 40, rel=0.02)
+    assert found["memory"]["recommended"] == 1536
+
+
+@pytest.mark.parametrize("argv, error", [
+    (["--stack", "nope", "capacity"], "Pulumi.nope.yaml does not exist here"),
+    (["--outputs", "outputs.json", "capacity"], "capacity plans a stack from its configuration: give --stack NAME"),
+    (["--stack", "dev", "capacity", "--rate", "fast"], "--rate 'fast' is not a rate"),
+    (["--stack", "dev", "capacity", "--set", "nokey=1"], "--set 'nokey=1': write KEY=VALUE with one of the stack's keys"),
+    (["--stack", "dev", "capacity", "--set", "accountConcurrency=20"], "`pulumi up` would refuse this stack"),
+    (["--stack", "dev", "capacity", "--format", "tiff"], "--format tiff: the stack accepts only jpeg, png, webp, gif"),
+])
+def test_capacity_says_what_is_wrong_with_its_arguments(argv, error, capsys):
+    assert ops_cli.main(argv) == 1
+    assert error in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, rate", [("50/s", 50), ("3000/min", 50), ("180000/h", 50), ("2.5", 2.5)])
+def test_rates_are_read_in_any_unit(text, rate):
+    from ops.capacity import per_second
+
+    assert per_second(text) == pytest.approx(rate)
