@@ -86,6 +86,29 @@ def no_public_principals(d: Deployment) -> list[str]:
     return problems
 
 
+# IAM JSON policy element reference: a statement's elements, and Effect is exactly Allow or Deny; a Sid holds only
+# ASCII letters and digits, and must be unique in its policy (SNS and SQS require it).
+STATEMENT_ELEMENTS = {"Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction", "Resource", "NotResource",
+                      "Condition"}
+
+
+def policy_grammar(d: Deployment) -> list[str]:
+    problems = []
+    for typ in ("aws:s3/bucketPolicy:BucketPolicy", "aws:sqs/queuePolicy:QueuePolicy", "aws:sns/topicPolicy:TopicPolicy",
+                "aws:kms/key:Key", ROLE_POLICY, "aws:iam/policy:Policy", ROLE):
+        for resource in d.of_type(typ):
+            found = statements(resource) if typ != ROLE else json.loads(resource.inputs["assumeRolePolicy"])["Statement"]
+            sids = [s["Sid"] for s in found if "Sid" in s]
+            if len(sids) != len(set(sids)):
+                problems.append(f"{resource.name}: repeated Sid {sorted(sids)}")
+            for s in found:
+                if set(s) - STATEMENT_ELEMENTS or s.get("Effect") not in ("Allow", "Deny"):
+                    problems.append(f"{resource.name}: {sorted(set(s) - STATEMENT_ELEMENTS)} or Effect {s.get('Effect')!r}")
+                if "Sid" in s and not (s["Sid"].isascii() and s["Sid"].isalnum()):
+                    problems.append(f"{resource.name}: Sid {s['Sid']!r}")
+    return problems
+
+
 def queues_encrypted(d: Deployment) -> list[str]:
     return [f"{q.name}: not encrypted" for q in d.of_type(QUEUE)
             if not (q.inputs.get("sqsManagedSseEnabled") is True or q.inputs.get("kmsMasterKeyId"))]
@@ -252,6 +275,8 @@ def upload_api_concurrency_capped(d: Deployment) -> list[str]:
 
 
 RULES = [
+    Rule("IAM grammar", "every policy statement uses IAM's elements, Effect Allow or Deny, unique alphanumeric Sids",
+         policy_grammar),
     Rule("CKV_AWS_53/54/55/56, S3.8", "S3 Block Public Access: all four settings on every bucket", public_access_blocked),
     Rule("S3.12", "S3 object ownership enforced (ACLs disabled)", ownership_enforced),
     Rule("CKV_AWS_19", "S3 default encryption on every bucket", buckets_encrypted),

@@ -51,6 +51,7 @@ def _drop(d: Deployment, typ: str) -> None:
 
 # One mutation per rule: the resource graph with exactly that setting removed.
 MUTATIONS: dict[str, Callable[[Deployment], None]] = {
+    "IAM grammar": lambda d: _edit_policy(_first(d, "aws:s3/bucketPolicy:BucketPolicy"), lambda st: st[0].update(Effect="allow")),
     "CKV_AWS_53/54/55/56, S3.8": lambda d: _first(d, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs.update(restrictPublicBuckets=False),
     "S3.12": lambda d: _first(d, "aws:s3/bucketOwnershipControls:BucketOwnershipControls").inputs.update(rule={"objectOwnership": "ObjectWriter"}),
     "CKV_AWS_19": lambda d: _drop(d, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"),
