@@ -18,41 +18,41 @@ Statement = dict[str, Any]
 
 def tls_only(bucket_arn: pulumi.Input[str]) -> Statement:
     """Deny every request to the bucket that does not come over TLS (Security Hub S3.5)."""
-    return {"Sid": "DenyInsecureTransport",
-            "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+    return {"Effect": "Deny", "Principal": "*", "Action": "s3:*",
             "Resource": [bucket_arn, pulumi.Output.concat(bucket_arn, "/*")],
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            "Sid": "DenyInsecureTransport"}
 
 
 def api_uploads_create_only(bucket_arn: pulumi.Input[str]) -> Statement:
     """A PUT under the upload API's prefix must carry If-None-Match, so an upload grant, replayed, cannot replace
     what it uploaded. S3 User Guide, "Enforce conditional writes": the condition key s3:if-none-match is absent
     (Null) when the header is."""
-    return {"Sid": "ApiUploadsAreCreateOnly",
-            "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
-            "Resource": iam.s3_objects(bucket_arn, API_UPLOADS_PREFIX), "Condition": {"Null": {"s3:if-none-match": "true"}}}
+    return {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+            "Resource": iam.s3_objects(bucket_arn, API_UPLOADS_PREFIX), "Condition": {"Null": {"s3:if-none-match": "true"}},
+            "Sid": "ApiUploadsAreCreateOnly"}
 
 
 def thumbnails_through_distribution(bucket_arn: pulumi.Input[str], prefix: str,
                                     distribution_arn: pulumi.Input[str]) -> Statement:
     """CloudFront reads thumbnails with Origin Access Control, for this distribution only (AWS:SourceArn)."""
-    return {"Sid": "ThumbnailsThroughThisDistribution",
-            "Effect": "Allow",
+    return {"Effect": "Allow",
             "Principal": {"Service": "cloudfront.amazonaws.com"}, "Action": "s3:GetObject",
             "Resource": iam.s3_objects(bucket_arn, prefix),
-            "Condition": {"StringEquals": {"AWS:SourceArn": distribution_arn}}}
+            "Condition": {"StringEquals": {"AWS:SourceArn": distribution_arn}},
+            "Sid": "ThumbnailsThroughThisDistribution"}
 
 
 def server_access_logs(log_bucket_arn: pulumi.Input[str], prefix: str, source_bucket_arn: pulumi.Input[str],
                        account_id: pulumi.Input[str]) -> Statement:
     """S3 delivers server access logs of `source_bucket_arn` with the logging service principal, admitted for that
     bucket and account only (S3 User Guide, "Enabling Amazon S3 server access logging")."""
-    return {"Sid": "S3ServerAccessLogsFromTheUploadsBucket",
-            "Effect": "Allow",
+    return {"Effect": "Allow",
             "Principal": {"Service": "logging.s3.amazonaws.com"}, "Action": "s3:PutObject",
             "Resource": iam.s3_objects(log_bucket_arn, prefix),
             "Condition": {"ArnLike": {"aws:SourceArn": source_bucket_arn},
-                          "StringEquals": {"aws:SourceAccount": account_id}}}
+                          "StringEquals": {"aws:SourceAccount": account_id}},
+            "Sid": "S3ServerAccessLogsFromTheUploadsBucket"}
 
 
 def cdn_standard_logs(log_bucket_arn: pulumi.Input[str], prefix: str, partition: pulumi.Input[str],
@@ -60,47 +60,47 @@ def cdn_standard_logs(log_bucket_arn: pulumi.Input[str], prefix: str, partition:
     """CloudFront's standard logs (v2) come through CloudWatch Logs' delivery service, admitted for this account's
     delivery sources in us-east-1, where CloudFront's live (CloudWatch Logs User Guide, "Logs sent to Amazon S3"
     under "Logging that requires additional permissions [V2]"), with the one ACL an owner-enforced bucket takes."""
-    return {"Sid": "CloudFrontStandardLogsOfThisAccount",
-            "Effect": "Allow",
+    return {"Effect": "Allow",
             "Principal": {"Service": "delivery.logs.amazonaws.com"}, "Action": "s3:PutObject",
             "Resource": iam.s3_objects(log_bucket_arn, prefix),
             "Condition": {"StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control", "aws:SourceAccount": account_id},
                           "ArnLike": {"aws:SourceArn": pulumi.Output.concat(
-                              "arn:", partition, ":logs:us-east-1:", account_id, ":delivery-source:*")}}}
+                              "arn:", partition, ":logs:us-east-1:", account_id, ":delivery-source:*")}},
+            "Sid": "CloudFrontStandardLogsOfThisAccount"}
 
 
 def topic_key(account_root: pulumi.Input[str], account_id: pulumi.Input[str]) -> list[Statement]:
     """The topics' KMS key: the account administers it (IAM decides who in it may), and CloudWatch may use it to
     publish this account's alarms to an encrypted topic (it cannot with the AWS-managed SNS key)."""
     return [
-        {"Sid": "AccountAdministers",
-         "Effect": "Allow", "Principal": {"AWS": account_root},
-         "Action": "kms:*", "Resource": "*"},
-        {"Sid": "CloudWatchPublishesAlarms",
-         "Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
+        {"Effect": "Allow", "Principal": {"AWS": account_root},
+         "Action": "kms:*", "Resource": "*",
+         "Sid": "AccountAdministers"},
+        {"Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
          "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
-         "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}},
+         "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+         "Sid": "CloudWatchPublishesAlarms"},
     ]
 
 
 def topic_owner_only(topic_arn: pulumi.Input[str], account_root: pulumi.Input[str]) -> Statement:
     """Only this account may publish claim checks or subscribe to them."""
-    return {"Sid": "OwnerOnly",
-            "Effect": "Allow", "Principal": {"AWS": account_root},
-            "Action": ["sns:Publish", "sns:Subscribe", "sns:GetTopicAttributes"], "Resource": topic_arn}
+    return {"Effect": "Allow", "Principal": {"AWS": account_root},
+            "Action": ["sns:Publish", "sns:Subscribe", "sns:GetTopicAttributes"], "Resource": topic_arn,
+            "Sid": "OwnerOnly"}
 
 
 def queue_from_bucket(queue_arn: pulumi.Input[str], bucket_arn: pulumi.Input[str],
                       account_id: pulumi.Input[str]) -> Statement:
     """S3 may send this bucket's events, of this account, to the queue."""
-    return {"Sid": "UploadEventsFromThisBucket",
-            "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
+    return {"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
             "Action": "sqs:SendMessage", "Resource": queue_arn,
-            "Condition": {"ArnEquals": {"aws:SourceArn": bucket_arn}, "StringEquals": {"aws:SourceAccount": account_id}}}
+            "Condition": {"ArnEquals": {"aws:SourceArn": bucket_arn}, "StringEquals": {"aws:SourceAccount": account_id}},
+            "Sid": "UploadEventsFromThisBucket"}
 
 
 def queue_from_topic(queue_arn: pulumi.Input[str], topic_arn: pulumi.Input[str]) -> Statement:
     """Only this topic may send to the queue."""
-    return {"Sid": "ClaimChecksFromTopic",
-            "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
-            "Action": "sqs:SendMessage", "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}}}
+    return {"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
+            "Action": "sqs:SendMessage", "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+            "Sid": "ClaimChecksFromTopic"}
