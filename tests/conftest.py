@@ -35,9 +35,10 @@ HANDLER_ENV = {
 
 
 def shared_scope(fixture_name: str, config: Any) -> str:
-    """Module-wide for speed; one per test under mutation testing, where mutmut learns which tests run the code
-    from what each test calls (a stack built once for a module counts only for its first test)."""
-    return "function" if os.environ.get("MUTANT_UNDER_TEST") else "module"
+    """Module-wide for speed; one per test while mutmut gathers its stats (MUTANT_UNDER_TEST=stats), where it
+    learns which tests run the code from what each test calls (a stack built once for a module counts only for its
+    first test). A mutant's own run is a fresh process with the mutant on from the start: module-wide again."""
+    return "function" if os.environ.get("MUTANT_UNDER_TEST") == "stats" else "module"
 
 
 @pytest.fixture(autouse=True, scope="session")
