@@ -319,6 +319,19 @@ def stack_config(path: Any) -> dict[str, str]:
             for key, value in values.items() if key.startswith(prefix)}
 
 
+def assignments(items: list[str]) -> dict[str, str]:
+    """`KEY=VALUE` pairs (with or without the project prefix) as config values, the way `pulumi config set KEY VALUE`
+    stores them; an unknown key is a SettingsError naming the keys there are."""
+    values: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().removeprefix(f"{PROJECT}:")
+        if not sep or key not in FIELDS:
+            raise SettingsError(f"--set {item!r}: write KEY=VALUE with one of the stack's keys ({', '.join(FIELDS)})")
+        values[key] = value
+    return values
+
+
 def load_stack(path: Any) -> Settings:
     """The settings a stack file gives (its values over the defaults), checked as `pulumi up` checks them."""
     return load(stack_config(path))

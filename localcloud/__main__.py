@@ -1,6 +1,6 @@
 """python -m localcloud: run the whole pipeline on this machine.
 
-  demo [PATH ...] [--out DIR] [--json FILE]   deploy, upload, wait, report
+  demo [PATH ...] [--out DIR] [--json FILE] [--set KEY=VALUE]…   deploy, upload, wait, report
   up [--port N]                               deploy and keep running for your own uploads
   soak [--images N] [--fault-rate P] …        uploads under injected faults, then reconcile: lost must be 0
   upload FILE ... [--declared-size N]          upload through the upload API's one-use presigned PUT, then report
@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from handlers.names import UPLOADS_PREFIX
+from infra import settings
 from localcloud import report, samples, soak, watch
 from localcloud.cloud import LocalCloud
 from localcloud.program import PROJECT_ROOT
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--json", type=Path, help="write a JSON summary here")
     demo.add_argument("--timeout", type=float, default=None,
                       help="give up waiting after this many seconds (default: wait while anything is queued or in flight)")
+    demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="a config value for this run, as `pulumi config set` would set it (e.g. rekognitionTps=50)")
     up = commands.add_parser("up", help="deploy locally and keep running until Ctrl-C")
     up.add_argument("--port", type=int, default=0, help="emulator port on 127.0.0.1 (default: a free one)")
     soak_parser = commands.add_parser("soak", help="many uploads with faults injected, then reconcile everything")
@@ -116,6 +119,12 @@ def files_to_upload(paths: list[Path]) -> dict[str, Path]:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    try:
+        config = settings.assignments(args.set)
+        settings.load(config)  # refused here, before anything starts, as `pulumi up` would refuse it
+    except settings.SettingsError as error:
+        print(error, file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory() as scratch:
         if args.paths:
             files = files_to_upload(args.paths)
@@ -125,9 +134,10 @@ def run_demo(args: argparse.Namespace) -> int:
             files = files_to_upload([sample_dir])
         print("Starting the local cloud (moto on 127.0.0.1) and deploying __main__.py into it …", flush=True)
         started = time.monotonic()
-        with LocalCloud() as cloud:
+        with LocalCloud(config=config) as cloud:
             resources = len(cloud.deployment.resources) if cloud.deployment else 0
-            print(f"  deployed {resources} resources in {time.monotonic() - started:.1f} s; emulator at {cloud.endpoint}")
+            print(f"  deployed {resources} resources in {time.monotonic() - started:.1f} s; emulator at {cloud.endpoint}"
+                  + "".join(f"; {key} = {value}" for key, value in config.items()))
             for gap in cloud.gaps:
                 print(f"  note: {gap}")
             print(f"Uploading {len(files)} files to s3://{cloud.outputs['uploadsBucket']}/uploads/ "
@@ -155,7 +165,7 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"Throughput: {len(files)} uploads settled in {progress.elapsed:.1f} s ({rate:.2f}/s), "
                   f"{progress.retried} redeliveries")
             if args.json:
-                document = {**summary.as_json(), "elapsed_seconds": round(progress.elapsed, 1),
+                document = {**summary.as_json(), "config": config, "elapsed_seconds": round(progress.elapsed, 1),
                             "uploads_per_second": round(rate, 2), "redeliveries": progress.retried}
                 args.json.write_text(json.dumps(document, indent=2) + "\n")
                 print(f"Wrote {args.json}")

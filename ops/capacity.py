@@ -9,7 +9,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from handlers.names import PROJECT
 from infra import capacity, costs, settings
 from ops import render
 from ops.queues import OpsError
@@ -34,13 +33,10 @@ def stack_settings(stack: str, overrides: list[str], root: Path = ROOT) -> setti
     if not path.exists():
         raise OpsError(f"{path.name} does not exist here: capacity reads a stack's configuration (`pulumi stack init "
                        f"{stack}` makes one; `--stack dev` reads Pulumi.dev.yaml)")
-    config: dict[str, Any] = settings.stack_config(path)
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        key = key.removeprefix(f"{PROJECT}:")
-        if not sep or key not in settings.FIELDS:
-            raise OpsError(f"--set {item!r}: write KEY=VALUE with one of the stack's keys ({', '.join(settings.FIELDS)})")
-        config[key] = value
+    try:
+        config: dict[str, Any] = {**settings.stack_config(path), **settings.assignments(overrides)}
+    except settings.SettingsError as error:
+        raise OpsError(str(error)) from None
     try:
         return settings.load(config)
     except settings.SettingsError as error:

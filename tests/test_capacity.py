@@ -167,3 +167,24 @@ def test_rates_are_read_in_any_unit(text, rate):
     from ops.capacity import per_second
 
     assert per_second(text) == pytest.approx(rate)
+
+
+@pytest.mark.parametrize("argv, error", [
+    (["demo", "--set", "nokey=1"], "--set 'nokey=1': write KEY=VALUE with one of the stack's keys"),
+    (["demo", "--set", "rekognitionTps"], "--set 'rekognitionTps': write KEY=VALUE"),
+    (["demo", "--set", "rekognitionTps=0"], "claimcheck:rekognitionTps = 0 is out of range (accepted: 1 to 10,000)"),
+])
+def test_the_demo_refuses_a_setting_before_anything_starts(argv, error, capsys):
+    from localcloud.__main__ import main as localcloud_main
+
+    assert localcloud_main(argv) == 2
+    captured = capsys.readouterr()
+    assert error in captured.err and "Starting the local cloud" not in captured.out
+
+
+def test_a_setting_given_twice_keeps_the_last_and_keeps_the_project_prefix_optional():
+    from infra import settings
+
+    assert settings.assignments(["claimcheck:rekognitionTps=20", "rekognitionTps=50", "labels={\"maxConcurrency\": 4}"]) \
+        == {"rekognitionTps": "50", "labels": '{"maxConcurrency": 4}'}
+    assert settings.load(settings.assignments(["rekognitionTps=50"])).rekognition_tps == 50
