@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-hostile test-library test-capacity up soak bench layer mutate clean
+.PHONY: demo test test-hostile test-library test-capacity test-browser up soak bench layer mutate clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-bench.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "claimcheck needs Python 3.11 or newer")'
@@ -51,6 +51,17 @@ test-library: $(STAMP)
 # dead-lettered, drained within twice what `python -m ops capacity`'s model predicts for this machine.
 test-capacity: $(STAMP)
 	$(BIN)/python -m pytest -m capacity -s tests/test_capacity_local.py
+
+# The gallery in a real browser: Debian's Chromium (installed with apt-get when it is missing; that needs root or
+# sudo) driven by Playwright (requirements-browser.txt, pinned), against the demo's page and the live one.
+BROWSER_STAMP := $(VENV)/.browser-installed
+$(BROWSER_STAMP): $(STAMP) requirements-browser.txt
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-browser.txt
+	@touch $(BROWSER_STAMP)
+
+test-browser: $(BROWSER_STAMP)
+	$(BIN)/python -m pytest -m browser -s tests/test_browser.py
 
 # Mutation testing of the failure classes, the claim check, the limits, sniffing and the IAM documents (scope and
 # test selection in pyproject.toml): prints the score and every survivor. Not part of make test.

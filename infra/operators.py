@@ -9,6 +9,8 @@ exactly the calls `python -m ops` makes, on this stack's resources only.
                 "Configure queue permissions for dead-letter queue redrive")
   reprocess     dynamodb:Scan on the table; sns:Publish to the claim-check topic, with its key
   pause/resume  lambda:GetEventSourceMapping, UpdateEventSourceMapping on this stack's mappings
+  gallery       dynamodb:Scan on the table; s3:GetObject on the thumbnails (the presigned GETs the page links to
+                carry the signer's permission, so this is what lets them load)
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_aws as aws
 
-from handlers.names import ATTENTION_INDEX, Function
+from handlers.names import ATTENTION_INDEX, THUMBNAILS_PREFIX, Function
 from infra import iam
 from infra.worker import QueueWorker
 
@@ -31,7 +33,7 @@ def event_source_mapping_arn(mapping: aws.lambda_.EventSourceMapping, partition:
 
 
 def operator_policy(name: str, workers: Mapping[Function, QueueWorker], table: aws.dynamodb.Table, topic: aws.sns.Topic,
-                    key: aws.kms.Key, mapping_arns: list[pulumi.Input[str]],
+                    key: aws.kms.Key, mapping_arns: list[pulumi.Input[str]], thumbnails: pulumi.Input[str],
                     opts: pulumi.ResourceOptions) -> aws.iam.Policy:
     queues = [w.queue.arn for w in workers.values()]
     dlqs = [w.dlq.arn for w in workers.values()]
@@ -45,6 +47,7 @@ def operator_policy(name: str, workers: Mapping[Function, QueueWorker], table: a
         iam.allow(["sns:Publish"], [topic.arn]),
         iam.allow(["kms:GenerateDataKey", "kms:Decrypt"], [key.arn]),
         iam.allow(["lambda:GetEventSourceMapping", "lambda:UpdateEventSourceMapping"], mapping_arns),
+        iam.allow(["s3:GetObject"], [pulumi.Output.concat(thumbnails, "/", THUMBNAILS_PREFIX, "*")]),
         # CloudWatch's GetMetricData takes no resource-level permissions (Service Authorization Reference).
         iam.allow(["cloudwatch:GetMetricData"], ["*"]),
     ]

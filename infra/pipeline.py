@@ -225,7 +225,7 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         self.operator_policy = operators.operator_policy(
             self._name, workers, stores.table, topics.claim_checks, topics.key,
             [operators.event_source_mapping_arn(w.mapping, account.partition, account.region, account.id)
-             for w in workers.values()], self._opts)
+             for w in workers.values()], stores.thumbnails.bucket.arn, self._opts)
 
     def _observability(self, workers: dict[Function, QueueWorker]) -> pulumi.Output[str]:
         """The dashboard (every worker's queue, DLQ and function); returns its console URL. The alarms are each

@@ -1,7 +1,7 @@
 """python -m localcloud: run the whole pipeline on this machine.
 
   demo [PATH ...] [--out DIR] [--json FILE] [--set KEY=VALUE]…   deploy, upload, wait, report
-  up [--port N]                               deploy and keep running for your own uploads
+  up [--port N] [--gallery-port N]            deploy, serve the live gallery, keep running for your own uploads
   soak [--images N] [--fault-rate P] …        uploads under injected faults, then reconcile: lost must be 0
   upload FILE ... [--declared-size N]          upload through the upload API's one-use presigned PUT, then report
 """
@@ -18,6 +18,7 @@ from handlers.names import UPLOADS_PREFIX
 from infra import settings
 from localcloud import report, samples, soak, watch
 from localcloud.cloud import LocalCloud
+from localcloud.live import LiveGallery
 from localcloud.program import PROJECT_ROOT
 
 
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
                       help="a config value for this run, as `pulumi config set` would set it (e.g. rekognitionTps=50)")
     up = commands.add_parser("up", help="deploy locally and keep running until Ctrl-C")
     up.add_argument("--port", type=int, default=0, help="emulator port on 127.0.0.1 (default: a free one)")
+    up.add_argument("--gallery-port", type=int, default=None,
+                    help="the live gallery's port on 127.0.0.1 (default: 8000, or a free one if 8000 is taken)")
     soak_parser = commands.add_parser("soak", help="many uploads with faults injected, then reconcile everything")
     defaults = soak.SoakPlan()
     soak_parser.add_argument("--images", type=int, default=defaults.images, help="uploads (default %(default)s)")
@@ -158,7 +161,7 @@ def run_demo(args: argparse.Namespace) -> int:
             for letter in letters:
                 print(f"  {report.explain(letter, summary)}")
             written = report.write_thumbnails(cloud, summary, args.out)
-            print(f"Wrote {written} thumbnails under {args.out}/")
+            print(f"Wrote {written} thumbnails under {args.out}/ and the gallery, {report.write_gallery(summary, args.out)}")
             if any(image["labels_emulated"] for image in summary.as_json()["images"]):
                 print("Labels come from the emulator's canned Rekognition answer: they are marked (emulated).")
             rate = len(files) / progress.elapsed if progress.elapsed else 0.0
@@ -184,7 +187,9 @@ def wait_until_settled(cloud: LocalCloud, keys: list[str], timeout: float) -> re
 
 
 def run_up(args: argparse.Namespace) -> int:
-    with LocalCloud(port=args.port) as cloud:
+    page = LiveGallery(args.gallery_port)
+    with LocalCloud(port=args.port, config=page.config()) as cloud:
+        page.start(cloud)
         out = cloud.outputs
         env = cloud.emulator.environment()
         print(f"The local cloud is up at {cloud.endpoint} (Ctrl-C stops it).\n")
@@ -197,6 +202,7 @@ def run_up(args: argparse.Namespace) -> int:
         print("  export " + " ".join(f"{k}={v}" for k, v in sorted(env.items()) if k != "AWS_SESSION_TOKEN"))
         print(f"  aws s3 cp photo.jpg s3://{out['uploadsBucket']}/uploads/photo.jpg")
         print(f"  aws dynamodb scan --table-name {out['tableName']}\n")
+        print(f"The gallery, live, with uploads from the browser: {page.origin}/\n", flush=True)
         seen: dict[str, str] = {}
         try:
             while True:
@@ -209,6 +215,7 @@ def run_up(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("\nStopping …")
         finally:
+            page.stop()
             discovery.unlink(missing_ok=True)
     return 0
 

@@ -103,7 +103,9 @@ class LocalCloud:
         """Who may do what, the event source mappings, and a poller per mapping and an endpoint per URL."""
         self.credentials = function_credentials(self.deployed)
         self.emulator.configure(*grants(self.deployed, self.credentials), mappings=mappings(self.deployed),
-                                quotas={"rekognition.DetectLabels": self.settings().rekognition_tps})
+                                quotas={"rekognition.DetectLabels": self.settings().rekognition_tps},
+                                cors={c.inputs["bucket"]: c.inputs["corsRules"]
+                                      for c in self.deployed.of_type("aws:s3/bucketCorsConfiguration:BucketCorsConfiguration")})
         self._mapping_states = MappingStates(self.emulator)
         self._start_pollers()
         self._start_endpoints()
@@ -193,14 +195,15 @@ class LocalCloud:
         functions = self.deployment.functions()
         by_name = {fn.state["name"]: stage for stage, fn in functions.items()}
         by_arn = {fn.state["arn"]: stage for stage, fn in functions.items()}
-        exposed = [(by_name[url.inputs["functionName"]], False)
+        exposed = [(by_name[url.inputs["functionName"]], False, url.inputs.get("cors"))
                    for url in self.deployment.of_type("aws:lambda/functionUrl:FunctionUrl")]
-        exposed += [(by_arn[integration.inputs["integrationUri"]], True)
+        apis = self.deployment.of_type("aws:apigatewayv2/api:Api")
+        exposed += [(by_arn[integration.inputs["integrationUri"]], True, apis[0].inputs.get("corsConfiguration") if apis else None)
                     for integration in self.deployment.of_type("aws:apigatewayv2/integration:Integration")]
-        for stage, jwt in exposed:
+        for stage, jwt, cors in exposed:
             fn = functions[stage]
             log = open(self.workdir / "logs" / f"{stage}.log", "a", buffering=1)  # noqa: SIM115 - lives with the endpoint
-            self.endpoints[stage] = FunctionEndpoint(self._function_spec(fn, stage), log, jwt=jwt).start()
+            self.endpoints[stage] = FunctionEndpoint(self._function_spec(fn, stage), log, jwt=jwt, cors=cors).start()
 
     @property
     def upload_api_url(self) -> str:
@@ -275,9 +278,11 @@ class LocalCloud:
     def client(self, service: str) -> Any:
         """A client for the emulator, made once (the wait loops ask for them many times a second). Its uploads are
         sent as over TLS: without SHA-256 payload signing (botocore signs the payload of every plain-HTTP request
-        unless told) and without a streamed CRC trailer, which the emulator would decode in Python."""
+        unless told) and without a streamed CRC trailer, which the emulator would decode in Python. Presigned URLs are
+        SigV4 (botocore would presign SigV2 in us-east-1, which S3 no longer accepts and the emulator refuses)."""
         if service not in self._clients:
-            config = Config(s3={"payload_signing_enabled": False}, request_checksum_calculation="when_required")
+            config = Config(s3={"payload_signing_enabled": False}, request_checksum_calculation="when_required",
+                            signature_version="s3v4")
             self._clients[service] = self._session().client(service, config=config, endpoint_url=self.endpoint_of(service))
         return self._clients[service]
 

@@ -210,3 +210,57 @@ class Quotas:
             if not admitted:
                 self.refused[operation] = self.refused.get(operation, 0) + 1
             return admitted
+
+
+class BucketCors:
+    """S3's CORS evaluation for the buckets that have a CORS configuration (S3 User Guide, "How does Amazon S3
+    evaluate the CORS configuration on a bucket?"): the first rule whose AllowedOrigin matches the Origin (one `*`
+    wildcard at most), whose AllowedMethod lists the method and whose AllowedHeader admits every requested header
+    (case-insensitively, `*` wildcards) answers; no such rule, no CORS headers (a preflight is refused with 403).
+    moto answers every origin (its server allows all), which no browser test could then tell apart."""
+
+    def __init__(self) -> None:
+        self._rules: dict[str, list[dict[str, Any]]] = {}
+
+    def configure(self, rules: dict[str, list[dict[str, Any]]]) -> None:
+        """bucket -> its CORSRules, as BucketCorsConfiguration declares them (camelCase)."""
+        self._rules = rules
+
+    def rule(self, bucket: str, origin: str | None, method: str, headers: list[str]) -> dict[str, Any] | None:
+        if not origin:
+            return None
+        for rule in self._rules.get(bucket, []):
+            if (any(_wildcard(pattern, origin) for pattern in rule.get("allowedOrigins", []))
+                    and method.upper() in [m.upper() for m in rule.get("allowedMethods", [])]
+                    and all(any(_wildcard(pattern.lower(), header.lower()) for pattern in rule.get("allowedHeaders", []))
+                            for header in headers)):
+                return rule
+        return None
+
+    def preflight(self, bucket: str, origin: str | None, method: str, headers: list[str]) -> dict[str, str] | None:
+        """The preflight's answer headers, or None when no rule admits it."""
+        rule = self.rule(bucket, origin, method, headers)
+        if rule is None:
+            return None
+        answer = {"Access-Control-Allow-Origin": "*" if "*" in rule["allowedOrigins"] else str(origin),
+                  "Access-Control-Allow-Methods": ", ".join(rule["allowedMethods"]), "Vary": "Origin"}
+        if headers:
+            answer["Access-Control-Allow-Headers"] = ", ".join(headers)
+        if rule.get("maxAgeSeconds") is not None:
+            answer["Access-Control-Max-Age"] = str(rule["maxAgeSeconds"])
+        return answer
+
+    def actual(self, bucket: str, origin: str | None, method: str) -> dict[str, str]:
+        """The CORS headers an actual request's response carries (none when no rule matches its origin and method)."""
+        rule = self.rule(bucket, origin, method, [])
+        if rule is None:
+            return {}
+        answer = {"Access-Control-Allow-Origin": "*" if "*" in rule["allowedOrigins"] else str(origin), "Vary": "Origin"}
+        if rule.get("exposeHeaders"):
+            answer["Access-Control-Expose-Headers"] = ", ".join(rule["exposeHeaders"])
+        return answer
+
+
+def _wildcard(pattern: str, value: str) -> bool:
+    """S3's CORS patterns: literal text with `*` matching any run of characters."""
+    return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), value) is not None

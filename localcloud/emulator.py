@@ -159,14 +159,16 @@ class Emulator:
 
     def configure(self, identities: dict[str, dict[str, Any]], bucket_policies: dict[str, list[dict[str, Any]]],
                   topics: dict[str, str], mappings: list[dict[str, Any]] | None = None,
-                  quotas: dict[str, float] | None = None) -> None:
+                  quotas: dict[str, float] | None = None, cors: dict[str, list[dict[str, Any]]] | None = None) -> None:
         """Who may do what: access key -> {name, secret, statements}, the declared bucket policies, each encrypted
         topic's key; the event source mappings the emulator answers for (Lambda's API for them); and the calls a
-        second each throttled operation allows ("rekognition.DetectLabels": the stack's rekognitionTps)."""
+        second each throttled operation allows ("rekognition.DetectLabels": the stack's rekognitionTps); and each
+        bucket's CORS rules."""
         for server in self._servers.values():
             server.post("/_localcloud/configure", {"identities": identities, "bucket_policies": bucket_policies,
                                                    "topics": topics, **({"mappings": mappings} if mappings is not None else {}),
-                                                   **({"quotas": quotas} if quotas is not None else {})})
+                                                   **({"quotas": quotas} if quotas is not None else {}),
+                                                   **({"cors": cors} if cors is not None else {})})
 
     def mapping_states(self) -> dict[str, bool]:
         """Whether each event source mapping is enabled, by UUID."""
@@ -233,6 +235,7 @@ class Gateway:
         self.mappings = controls.EventSourceMappings()
         self.moves = controls.MessageMoves(ACCOUNT, REGION)
         self.quotas = controls.Quotas()
+        self.cors = controls.BucketCors()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         started = time.thread_time()
@@ -270,6 +273,10 @@ class Gateway:
             where = f"AWS_ENDPOINT_URL_{service.upper()}" if service in APART else "AWS_ENDPOINT_URL"
             return service, self._refuse(service, Refusal(400, "WrongEndpoint", f"{service} is not served here: "
                                                           f"the local cloud serves it at {where}"), start_response)
+        if service == "s3" and request.method == "OPTIONS":
+            return service, self._s3_preflight(request, start_response)
+        if service == "s3" and request.headers.get("origin"):
+            start_response = self._s3_cors(request, start_response)
         identity = None
         if service != "moto-api" and request.method != "OPTIONS":
             try:
@@ -345,6 +352,35 @@ class Gateway:
             raise Refusal(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
         return identities[key], []
 
+    def _s3_preflight(self, request: Request, start_response: Any) -> list[bytes]:
+        """A browser's preflight to S3, answered from the bucket's CORS configuration as S3 answers it (unsigned)."""
+        bucket = request.path.lstrip("/").split("/")[0]
+        origin = request.headers.get("origin")
+        method = request.headers.get("access-control-request-method", "")
+        if not origin or not method:
+            return self._refuse("s3", Refusal(400, "BadRequest", "Insufficient information. Origin request header "
+                                                                 "needed."), start_response)
+        asked = [h.strip() for h in request.headers.get("access-control-request-headers", "").split(",") if h.strip()]
+        answer = self.cors.preflight(bucket, origin, method, asked)
+        if answer is None:
+            return self._refuse("s3", Refusal(403, "AccessForbidden", "CORSResponse: This CORS request is not allowed. "
+                                              "This is usually because the evalution of Origin, request method / "
+                                              "Access-Control-Request-Method or Access-Control-Request-Headers are not "
+                                              "whitelisted by the resource's CORS spec."), start_response)
+        start_response("200 OK", [*answer.items(), ("Content-Length", "0")])
+        return []
+
+    def _s3_cors(self, request: Request, start_response: Any) -> Any:
+        """start_response for a request with an Origin: the CORS headers S3 would send, none of moto's."""
+        bucket = request.path.lstrip("/").split("/")[0]
+        ours = self.cors.actual(bucket, request.headers.get("origin"), request.method)
+
+        def respond(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            kept = [(k, v) for k, v in headers if not k.lower().startswith("access-control-") and k.lower() != "vary"]
+            return start_response(status, [*kept, *ours.items()], exc_info)
+
+        return respond
+
     def _missing_as_403(self, request: Request, identity: Identity, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         bucket = request.path.lstrip("/").split("/")[0]
         held: dict[str, Any] = {}
@@ -387,6 +423,8 @@ class Gateway:
                 self.mappings.configure(document["mappings"])
             if "quotas" in document:
                 self.quotas.configure(document["quotas"])
+            if "cors" in document:
+                self.cors.configure(document["cors"])
             if document.get("reset"):  # a fresh emulator; a redeploy keeps what was used so far
                 with self._counts_lock:
                     self._used.clear()

@@ -5,9 +5,13 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from handlers.names import LABEL_LIST, SETTLED, UPLOADS_PREFIX, Function, Status
+from handlers.names import SETTLED, UPLOADS_PREFIX, Function, Status
 from localcloud.cloud import DeadLetter, LocalCloud
+from ops import gallery
+from ops.gallery import outputs
+from ops.gallery import view as image_json
 
 # An upload whose message waits in a dead-letter queue: accounted for (alarmed, redrivable), not settled.
 DEAD_LETTERED = "dead-lettered"
@@ -61,31 +65,6 @@ def collect(cloud: LocalCloud, uploaded: list[str]) -> Summary:
     return Summary(list(dict.fromkeys(uploaded)), cloud.records(), cloud.dead_letters())
 
 
-def outputs(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """The thumbnails an image record lists (none until the thumbnail stage is done)."""
-    return (record.get(Function.THUMBNAILS) or {}).get("outputs", [])
-
-
-def image_json(key: str, status: str, record: dict[str, Any]) -> dict[str, Any]:
-    metadata = record.get("metadata") or {}
-    labels = record.get(Function.LABELS) or {}
-    emulated = labels.get("source") == "emulated"
-    return {
-        "key": key, "status": status, "reason": record.get("reason") or labels.get("reason") or "",
-        "format": record.get("format"),
-        "width": _int(metadata.get("width", record.get("width"))), "height": _int(metadata.get("height", record.get("height"))),
-        Function.THUMBNAILS: [{"key": o["key"], "width": _int(o["width"]), "height": _int(o["height"]), "bytes": _int(o["bytes"])}
-                              for o in outputs(record)],
-        Function.LABELS: [{"name": label["name"], "confidence": float(label["confidence"]), "emulated": emulated}
-                          for label in labels.get(LABEL_LIST, [])],
-        "labels_emulated": emulated,
-    }
-
-
-def _int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
 def table(summary: Summary) -> str:
     rows = [("KEY", "STATUS", "FORMAT", "SIZE", "THUMBNAILS", "LABELS", "REASON")]
     for key in summary.uploaded:
@@ -104,6 +83,20 @@ def _cell(text: str, width: int) -> str:
     return (text if len(text) <= width else text[: width - 1] + "…").ljust(width)
 
 
+def thumbnail_path(key: str, output: dict[str, Any]) -> str:
+    """Where the demo copies a thumbnail, under its out/ folder: <upload key without uploads/>/<box>.<ext>."""
+    return f"{key.removeprefix(UPLOADS_PREFIX)}/{output['key'].rsplit('/', 1)[-1]}"
+
+
+def write_gallery(summary: Summary, out: Path) -> Path:
+    """out/index.html: the gallery of every upload, linking the thumbnails write_thumbnails copied beside it."""
+    path = out / "index.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(gallery.page(summary.as_json()["images"], lambda key, output: quote(thumbnail_path(key, output)),
+                                 "claimcheck: the local demo", emulated=True), encoding="utf-8")
+    return path
+
+
 def write_thumbnails(cloud: LocalCloud, summary: Summary, out: Path) -> int:
     """Copy every thumbnail to out/<upload key without uploads/>/<box>.<ext>; returns how many."""
     s3 = cloud.client("s3")
@@ -111,7 +104,7 @@ def write_thumbnails(cloud: LocalCloud, summary: Summary, out: Path) -> int:
     written = 0
     for key in summary.uploaded:
         for output in outputs(summary.records.get(key, {})):
-            target = out / key.removeprefix(UPLOADS_PREFIX) / output["key"].rsplit("/", 1)[-1]
+            target = out / thumbnail_path(key, output)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(s3.get_object(Bucket=bucket, Key=output["key"])["Body"].read())
             written += 1

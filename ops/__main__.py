@@ -9,6 +9,8 @@
   redrive [--stage S] [--dry-run] move dead letters back to their stage's queue (SQS's own DLQ redrive)
   reprocess (--all | --prefix P)  make done images' thumbnails with the current settings (resumable, rate-limited)
   pause STAGE / resume STAGE      stop or restart a stage taking messages from its queue (they wait there)
+  gallery [--out DIR]             write DIR/index.html: every upload's thumbnails, status, reason, labels, camera and
+                                  date (thumbnails through the CDN, or presigned GETs valid --expires seconds)
   capacity --rate R --burst N --mp M [--set KEY=VALUE]…
                                   what the stack takes (needs --stack: reads Pulumi.<stack>.yaml, calls nothing):
                                   per stage the time per image, concurrency, images/s and the limit that binds, the
@@ -29,7 +31,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from ops import capacity, images, queues, render
+from ops import capacity, gallery, images, queues, render
 from ops import reprocess as reprocessing
 from ops.images import KINDS
 from ops.queues import OpsError
@@ -71,6 +73,12 @@ def parser() -> argparse.ArgumentParser:
                        help="records each scan page looks at; the checkpoint is written after each (default %(default)s)")
     for name, text in (("pause", "stop a stage taking messages (they wait in its queue)"), ("resume", "start it again")):
         commands.add_parser(name, help=text).add_argument("stage")
+    page = commands.add_parser("gallery", help="write a gallery page of the stack's uploads (thumbnails, status, labels)")
+    page.add_argument("--out", type=Path, default=Path("out"), help="folder for index.html (default %(default)s)")
+    page.add_argument("--prefix", help="only uploads under uploads/PREFIX")
+    page.add_argument("--limit", type=int, default=500, help="the newest this many (default %(default)s)")
+    page.add_argument("--expires", type=int, default=gallery.LINK_SECONDS,
+                      help="seconds the presigned thumbnail links stay valid, without a CDN (default %(default)s)")
     plan = commands.add_parser("capacity", help="what the stack takes: throughput, the limit that binds, drain, cost")
     plan.add_argument("--rate", default="10/s", help="steady uploads: 50/s, 3000/min, 100000/h (default %(default)s)")
     plan.add_argument("--burst", type=int, default=100_000, help="uploads at once on top (default %(default)s)")
@@ -204,7 +212,16 @@ def run_pause(target: Target, args: argparse.Namespace, enabled: bool = False) -
     return 0 if ok else 1
 
 
-COMMANDS = {"status": run_status, "show": run_show, "failures": run_failures, "dlq": run_dlq, "redrive": run_redrive,
+def run_gallery(target: Target, args: argparse.Namespace) -> int:
+    path, count = gallery.write(target, args.out, args.prefix or "", args.limit, args.expires)
+    links = ("CDN URLs" if target.outputs.get("thumbnailsUrl") else
+             f"presigned GETs valid for {args.expires} s")
+    _print(target, args, {"path": str(path), "images": count},
+           render.title(f"Wrote {path}: {count} upload(s), thumbnails through {links}", target.emulated))
+    return 0
+
+
+COMMANDS = {"gallery": run_gallery, "status": run_status, "show": run_show, "failures": run_failures, "dlq": run_dlq, "redrive": run_redrive,
             "reprocess": run_reprocess, "pause": run_pause,
             "resume": lambda target, args: run_pause(target, args, enabled=True)}
 

@@ -24,6 +24,9 @@ LOCAL_DISCOVERY = ROOT / ".localcloud" / "up.json"
 REQUIRED_OUTPUTS = ("tableName", "queueUrls", "deadLetterQueueUrls", "queueArns", "deadLetterQueueArns",
                     "eventSourceMappings", "claimCheckTopicArn", "thumbnailSettings")
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
+# S3's presigned URLs as SigV4: botocore presigns SigV2 in us-east-1 unless told, and S3 refuses SigV2 from accounts
+# made since 2020 (S3 User Guide, "Authenticating Requests (AWS Signature Version 2)": deprecated).
+_S3_CONFIG = _CONFIG.merge(Config(signature_version="s3v4"))
 
 
 class TargetError(Exception):
@@ -47,15 +50,16 @@ class Target:
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
+            config = _S3_CONFIG if service == "s3" else _CONFIG
             if self.environment:
                 env = self.environment
                 session = boto3.Session(aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
                                         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
                                         region_name=env.get("AWS_DEFAULT_REGION", "us-east-1"))
                 endpoint = env.get(f"AWS_ENDPOINT_URL_{service.upper()}", env.get("AWS_ENDPOINT_URL"))
-                self._clients[service] = session.client(service, endpoint_url=endpoint, config=_CONFIG)
+                self._clients[service] = session.client(service, endpoint_url=endpoint, config=config)
             else:
-                self._clients[service] = boto3.client(service, config=_CONFIG)
+                self._clients[service] = boto3.client(service, config=config)
         return self._clients[service]
 
     def stage_of_queue(self, url: str) -> str:

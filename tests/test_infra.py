@@ -381,5 +381,6 @@ def test_the_operator_policy_reaches_only_this_stack(stack):
         "kms:Decrypt": {stack.of_type("aws:kms/key:Key")[0].state["arn"]},
         "lambda:GetEventSourceMapping": mappings, "lambda:UpdateEventSourceMapping": mappings,
         "cloudwatch:GetMetricData": {"*"},  # it takes no resource-level permissions
+        "s3:GetObject": {f"arn:aws:s3:::{out['thumbnailsBucket']}/thumbnails/*"},  # the gallery's links: no originals
     }
     assert out["operatorPolicyArn"] == policy.state["arn"]

@@ -1,6 +1,6 @@
 """The local cloud refuses what AWS refuses: each function's calls are judged by its own role, a missing key is a
-403 without s3:ListBucket, SigV2 is refused, and presigned PUTs and POSTs are held to their signature, expiry
-and conditions, as S3 holds them."""
+403 without s3:ListBucket, SigV2 is refused, presigned PUTs and POSTs are held to their signature, expiry
+and conditions, and browsers' cross-origin requests to a bucket are judged by its CORS rules, as S3 does all of it."""
 from __future__ import annotations
 
 import time
@@ -182,3 +182,46 @@ def test_an_unconditional_put_under_the_api_prefix_is_denied_by_the_bucket_polic
     url = presigned_put(cloud, "uploads/api/x/overwrite.jpg", body, create_only=False)
     answer = put(url, body)
     assert answer.status_code == 403 and "denied by the bucket policy" in answer.text
+
+
+CORS_RULES = {"uploads": [
+    {"allowedMethods": ["PUT"], "allowedOrigins": ["https://app.example.com", "http://127.0.0.1:*"],
+     "allowedHeaders": ["content-type", "if-none-match", "x-amz-meta-*"], "exposeHeaders": ["etag"], "maxAgeSeconds": 3000},
+    {"allowedMethods": ["GET"], "allowedOrigins": ["*"], "allowedHeaders": []},
+]}
+
+
+@pytest.mark.parametrize("bucket, origin, method, headers, allowed", [
+    ("uploads", "https://app.example.com", "PUT", ["Content-Type", "If-None-Match", "x-amz-meta-owner"], "https://app.example.com"),
+    ("uploads", "http://127.0.0.1:8000", "PUT", ["content-type"], "http://127.0.0.1:8000"),  # one * in an origin
+    ("uploads", "https://evil.example", "PUT", ["content-type"], None),  # no rule names it
+    ("uploads", "https://app.example.com.evil.example", "PUT", [], None),  # an origin matches whole, not as a prefix
+    ("uploads", "https://app.example.com", "DELETE", [], None),  # a method no rule lists
+    ("uploads", "https://app.example.com", "PUT", ["authorization"], None),  # a header no rule admits
+    ("uploads", "https://evil.example", "GET", [], "*"),  # the second rule: the first that matches answers
+    ("thumbnails", "https://app.example.com", "PUT", [], None),  # a bucket without CORS answers no origin
+])
+def test_s3_cors_is_evaluated_rule_by_rule_as_s3_does(bucket, origin, method, headers, allowed):
+    from localcloud.controls import BucketCors
+
+    cors = BucketCors()
+    cors.configure(CORS_RULES)
+    answer = cors.preflight(bucket, origin, method, headers)
+    assert (answer or {}).get("Access-Control-Allow-Origin") == allowed
+    if answer and method == "PUT":
+        assert answer["Access-Control-Max-Age"] == "3000" and cors.actual(bucket, origin, method) == {
+            "Access-Control-Allow-Origin": allowed, "Vary": "Origin", "Access-Control-Expose-Headers": "etag"}
+
+
+def test_a_preflight_to_the_emulator_is_answered_from_the_bucket_s_rules_not_moto_s(tmp_path):
+    origin = "http://127.0.0.1:8000"
+    with LocalCloud(config={"uploadApi": True, "uploadAllowedOrigins": [origin]}, workdir=tmp_path) as cloud:
+        url = f"{cloud.endpoint_of('s3')}/{cloud.outputs['uploadsBucket']}/uploads/api/x.jpg"
+        ask = {"Access-Control-Request-Method": "PUT", "Access-Control-Request-Headers": "content-type"}
+        ours = requests.options(url, headers={"Origin": origin, **ask}, timeout=10)
+        theirs = requests.options(url, headers={"Origin": "https://evil.example", **ask}, timeout=10)
+        unsent = requests.options(url, headers=ask, timeout=10)
+    assert ours.status_code == 200 and ours.headers["Access-Control-Allow-Origin"] == origin
+    assert theirs.status_code == 403 and "Access-Control-Allow-Origin" not in theirs.headers
+    assert "CORSResponse: This CORS request is not allowed" in theirs.text
+    assert unsent.status_code == 400 and "Origin request header needed" in unsent.text

@@ -185,6 +185,39 @@ def test_a_reprocess_killed_halfway_resumes_from_its_checkpoint(cloud):
         assert [int(o["box"]) for o in r["thumbnails"]["outputs"]] == [200], key
 
 
+def test_the_stack_s_gallery_links_thumbnails_the_operator_may_read_and_nothing_else(cloud, tmp_path):
+    import html
+    import re
+
+    import requests
+    from PIL import Image
+
+    status, text = ops(cloud, "gallery", "--out", str(tmp_path), "--prefix", "day/")
+    expected = {key: r["status"] for key, r in cloud.records().items() if key.startswith("uploads/day/")}
+    assert status == 0 and text.startswith(f"Wrote {tmp_path / 'index.html'}: {len(expected)} upload(s), thumbnails "
+                                           "through presigned GETs valid for 3600 s (the local cloud")
+    page = (tmp_path / "index.html").read_text()
+    tiles = dict(re.findall(r'<article class="tile s-[a-z-]+" data-key="([^"]+)" data-status="([^"]+)"', page))
+    assert tiles == expected and {"uploads/day/a.webp", "uploads/day/b.png"} <= set(tiles)  # the prefix: nothing from bad/
+    tiles = {key: status for key, status in tiles.items() if status == "done"}
+    assert "labels come from an emulated Rekognition" in page
+    for key in tiles:
+        outputs = {o["key"]: (int(o["width"]), int(o["height"])) for o in record(cloud, key)["thumbnails"]["outputs"]}
+        links = [html.unescape(src) for src in re.findall(r'<figure><img src="([^"]+)"', page.split(f'data-key="{key}"')[1].split("</article>")[0])]
+        assert len(links) == len(outputs)
+        for link in links:
+            answer = requests.get(link, timeout=10)  # signed with the operator's credentials
+            assert answer.status_code == 200, answer.text
+            assert Image.open(io.BytesIO(answer.content)).size in outputs.values()
+    # the same signature does not open an original: the operator may read thumbnails, not uploads
+    from ops.target import from_local
+
+    target = from_local(cloud.workdir / "up.json")
+    original = target.client("s3").generate_presigned_url(
+        "get_object", Params={"Bucket": cloud.outputs["uploadsBucket"], "Key": "uploads/day/a.webp"}, ExpiresIn=60)
+    assert requests.get(original, timeout=10).status_code == 403
+
+
 def operator(cloud: LocalCloud) -> str:
     [policy] = [p.state["name"] for p in cloud.deployed.of_type("aws:iam/policy:Policy")]
     return policy

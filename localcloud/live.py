@@ -1,0 +1,116 @@
+"""The live gallery `python -m localcloud up` serves on 127.0.0.1 (ops/gallery.py draws it).
+
+  GET /                   the page, with the upload API switched on: a file goes to the API for a one-use grant,
+                          then from the browser straight to the uploads bucket (the bucket's CORS rule admits this
+                          page's origin only)
+  GET /tiles.json         every record as a tile, for the page to redraw the ones that changed
+  GET /thumbnails/<key>   a redirect to a presigned GET of that thumbnail, valid for LINK_SECONDS
+
+No image byte passes through this server, either way. It answers only for its own host (DNS rebinding) and only GET.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from handlers.names import THUMBNAILS_PREFIX
+from localcloud.cloud import LocalCloud
+from ops import gallery
+
+LINK_SECONDS = 300
+TITLE = "claimcheck: the local cloud, live"
+POLL_MS = 1000
+DEFAULT_PORT = 8000
+
+
+class LiveGallery:
+    def __init__(self, port: int | None = None):
+        live = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                live._serve(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        # Bound before the cloud is deployed: the uploads bucket's CORS rule names this origin. No port given: the
+        # usual one, or a free one when something else has it.
+        try:
+            self._server = ThreadingHTTPServer(("127.0.0.1", DEFAULT_PORT if port is None else port), Handler)
+        except OSError:
+            if port is not None:
+                raise
+            self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self._hosts = {f"127.0.0.1:{self.port}", f"localhost:{self.port}"}
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="live-gallery")
+        self.cloud: LocalCloud | None = None
+
+    def config(self) -> dict[str, Any]:
+        """What the local cloud deploys with for this page: the upload API, with browsers at this origin allowed."""
+        return {"uploadApi": True, "uploadAllowedOrigins": [self.origin, f"http://localhost:{self.port}"]}
+
+    def start(self, cloud: LocalCloud) -> LiveGallery:
+        self.cloud = cloud
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def images(self) -> list[dict[str, Any]]:
+        """Every record as the gallery shows it, the newest first."""
+        assert self.cloud is not None
+        records = sorted(self.cloud.records().values(), key=lambda r: str(r.get("updated_at") or ""), reverse=True)
+        return [gallery.view(r["key"], gallery.status_of(r), r) for r in records]
+
+    @staticmethod
+    def link(key: str, output: dict[str, Any]) -> str:
+        return "/thumbnails/" + quote(output["key"])
+
+    def page(self) -> str:
+        assert self.cloud is not None
+        settings = self.cloud.settings()
+        return gallery.page(self.images(), self.link, TITLE, emulated=True, live={
+            "api": f"{self.cloud.upload_api_url}/uploads", "maxBytes": settings.max_upload_bytes,
+            "tiles": "/tiles.json", "every": POLL_MS})
+
+    def _serve(self, request: BaseHTTPRequestHandler) -> None:
+        if request.headers.get("Host") not in self._hosts:
+            return _answer(request, 421, "text/plain", b"this page answers only for its own host")
+        path = urlsplit(request.path).path
+        if path == "/":
+            return _answer(request, 200, "text/html; charset=utf-8", self.page().encode())
+        if path == "/tiles.json":
+            return _answer(request, 200, "application/json", json.dumps(gallery.tiles(self.images(), self.link)).encode())
+        if path.startswith("/thumbnails/"):
+            return self._thumbnail(request, unquote(path.removeprefix("/thumbnails/")))
+        return _answer(request, 404, "text/plain", b"not here: / is the gallery")
+
+    def _thumbnail(self, request: BaseHTTPRequestHandler, key: str) -> None:
+        assert self.cloud is not None
+        if not key.startswith(THUMBNAILS_PREFIX):
+            return _answer(request, 404, "text/plain", b"not a thumbnail")
+        url = self.cloud.client("s3").generate_presigned_url(
+            "get_object", Params={"Bucket": self.cloud.outputs["thumbnailsBucket"], "Key": key}, ExpiresIn=LINK_SECONDS)
+        request.send_response(302)
+        request.send_header("Location", url)
+        request.send_header("Cache-Control", "no-store")
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+        return None
+
+
+def _answer(request: BaseHTTPRequestHandler, status: int, content_type: str, data: bytes) -> None:
+    request.send_response(status)
+    request.send_header("Content-Type", content_type)
+    request.send_header("Content-Length", str(len(data)))
+    request.send_header("Cache-Control", "no-store")
+    request.end_headers()
+    request.wfile.write(data)

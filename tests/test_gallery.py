@@ -1,0 +1,83 @@
+"""The gallery page as text (the browser tests, tests/test_browser.py, look at it in Chromium): what uploads bring
+(keys, reasons, EXIF strings) cannot become markup or script, the page needs nothing from elsewhere, and it says
+what the demo's table says."""
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+
+from ops import gallery
+
+HOSTILE = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
+
+
+def record(status: str, **extra) -> dict:
+    return {"status": status, "format": "jpeg", "width": 4000, "height": 3000, **extra}
+
+
+def done(key: str, camera: str = "Canon") -> dict:
+    return gallery.view(key, "done", record("done", metadata={"width": 4000, "height": 3000, "camera_make": camera,
+                                                                "camera_model": HOSTILE, "taken_at": "2026-07-14T18:42:05"},
+                                            thumbnails={"outputs": [
+                                                {"key": f"thumbnails/x/{box}.jpg", "box": box, "width": box,
+                                                 "height": box * 3 // 4, "bytes": 1000 * box} for box in (128, 512)]},
+                                            labels={"status": "done", "source": "emulated",
+                                                    "labels": [{"name": HOSTILE, "confidence": 99.0}]}))
+
+
+def elements(page: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """Every element a browser's parser makes of the page, with its attributes."""
+    found = []
+
+    class Parser(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            found.append((tag, attrs))
+
+    Parser().feed(page)
+    return found
+
+
+def link(key: str, output: dict) -> str:
+    return output["key"].replace("thumbnails/", "") + "?a=1&b=2"
+
+
+def test_what_uploads_bring_is_shown_as_text_never_as_markup():
+    images = [done(f"uploads/{HOSTILE}.jpg"),
+              gallery.view("uploads/bad.jpg", "rejected", record("rejected", reason=HOSTILE))]
+    page = gallery.page(images, link, f"title {HOSTILE}", emulated=True)
+    tags = elements(page)
+    assert not [tag for tag, _ in tags if tag == "script"]
+    assert not [(tag, name) for tag, attrs in tags for name, _ in attrs if name.startswith("on")]
+    assert [attrs for tag, attrs in tags if tag == "img" and ("src", "x") in attrs] == []
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 5  # title, heading, key, reason, camera, labels
+    assert 'srcset="x/128.jpg?a=1&amp;b=2 128w, x/512.jpg?a=1&amp;b=2 512w"' in page
+    assert '<p class="reason">&quot;&gt;&lt;script&gt;' in page
+
+
+def test_the_live_page_s_data_cannot_close_its_script_element():
+    page = gallery.page([], link, "live", emulated=True, live={"api": "http://127.0.0.1:1/uploads</script><script>x()",
+                                                               "maxBytes": 10, "tiles": "/tiles.json"})
+    data = re.search(r'<script type="application/json" id="live">(.*?)</script>', page).group(1)
+    assert json.loads(data)["api"] == "http://127.0.0.1:1/uploads</script><script>x()"
+    assert page.count("<script") == 2  # its data and its own code, nothing an upload brought
+
+
+def test_the_page_needs_nothing_from_elsewhere():
+    page = gallery.page([done("uploads/a.jpg")], link, "demo", emulated=False)
+    assert not re.findall(r'(?:src|href)="(?:https?:)?//', page)
+    assert "<link" not in page and "@import" not in page and "url(" not in page
+    assert "<script" not in page  # the static page works without JavaScript: filters are radios and CSS
+
+
+def test_it_opens_with_the_counts_and_offers_a_filter_per_status():
+    images = [done("uploads/a.jpg"), done("uploads/b.jpg"),
+              gallery.view("uploads/c.jpg", "rejected", record("rejected", reason="the file is empty (0 bytes)")),
+              gallery.view("uploads/d.jpg", "failed", record("failed", reason="thumbnails: the image data is truncated"))]
+    page = gallery.page(images, link, "demo", emulated=True)
+    assert '<p class="counts" id="counts">4 uploads: 2 done, 1 failed, 1 rejected</p>' in page
+    assert re.findall(r'<label for="show-([a-z-]+)">([^<]+)</label>', page) == [
+        ("all", "All (4)"), ("done", "done (2)"), ("rejected", "rejected (1)"), ("failed", "failed (1)")]
+    assert "#show-rejected:checked ~ main .tile:not(.s-rejected){display:none}" in page
+    assert 'alt="' + "&quot;&gt;&lt;script&gt;" in page  # labels name the picture for a screen reader
+    assert "rejected: no thumbnail" in page and "Fujifilm" not in page
