@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from handlers.names import THUMBNAILS_PREFIX, ClaimEvent
@@ -54,10 +54,13 @@ def normalize_sequencer(sequencer: str | None, event_time: str) -> str:
             raise InvalidClaimCheck(f"sequencer {sequencer!r} is not a hex string of at most {SEQUENCER_WIDTH} digits")
         return value.ljust(SEQUENCER_WIDTH, "0")
     try:
-        when = datetime.fromisoformat(event_time.replace("Z", "+00:00"))
-    except (AttributeError, ValueError) as exc:
+        when = datetime.fromisoformat(event_time)  # "…Z" included (Python 3.11+)
+    except (TypeError, ValueError) as exc:
         raise InvalidClaimCheck(f"event has neither a sequencer nor a valid eventTime ({event_time!r})") from exc
-    micros = int(when.astimezone(UTC).timestamp() * 1_000_000)
+    if when.tzinfo is None:
+        # S3 writes eventTime in UTC with its offset (…Z); a time without one would be read in the machine's zone.
+        raise InvalidClaimCheck(f"event has no sequencer and its eventTime has no UTC offset ({event_time!r})")
+    micros = int(when.timestamp() * 1_000_000)
     # A leading "T" keeps time-derived values apart from real hex sequencers.
     return ("T" + format(micros, "X").rjust(SEQUENCER_WIDTH - 1, "0"))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
@@ -58,19 +59,20 @@ def handle_s3_event(s3_event: dict[str, Any]) -> None:
         obj = s3_event["s3"]["object"]
         key = unquote_plus(obj["key"])  # S3 encodes keys like a form: '+' is a space
         event_name = s3_event["eventName"]
-        sequencer = contracts.normalize_sequencer(obj.get("sequencer"), s3_event.get("eventTime", ""))
+        # Every S3 event record carries eventTime (S3 User Guide, "Event message structure"); without a sequencer
+        # it also orders the events of a key.
+        event_time = s3_event["eventTime"]
+        sequencer = contracts.normalize_sequencer(obj.get("sequencer"), event_time)
     except (KeyError, TypeError, contracts.InvalidClaimCheck) as exc:
         logger.error("malformed S3 event record; dropped", extra={"error": str(exc)})
         count(Metric.INVALID_EVENTS)
         return
-    image_id = contracts.image_id(bucket, key)
-    logger.append_keys(image_id=image_id, key=key)
+    logger.append_keys(image_id=contracts.image_id(bucket, key), key=key)
     try:
         if event_name.startswith("ObjectCreated"):
-            _created(bucket, key, obj, sequencer, s3_event.get("eventTime", ""))
+            _created(bucket, key, obj, sequencer, event_time)
         elif event_name.startswith(("ObjectRemoved", "LifecycleExpiration")):
-            _removed(bucket, key, obj, sequencer, s3_event.get("eventTime", ""),
-                     expired=event_name.startswith("LifecycleExpiration"))
+            _removed(bucket, key, obj, sequencer, event_time, expired=event_name.startswith("LifecycleExpiration"))
         else:
             logger.info("event ignored", extra={"event_name": event_name})
     finally:
@@ -181,7 +183,7 @@ def _owner(key: str, metadata: dict[str, str]) -> str | None:
     if metadata.get(OWNER_METADATA):
         return metadata[OWNER_METADATA]
     if key.startswith(API_UPLOADS_PREFIX):
-        return key[len(API_UPLOADS_PREFIX):].split("/", 1)[0] or None
+        return key[len(API_UPLOADS_PREFIX):].partition("/")[0] or None
     return None
 
 
@@ -234,7 +236,7 @@ _EXTENSIONS = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "gif": "gif", "webp"
 
 def _extension_note(key: str, fmt: str | None) -> str:
     """' despite its .jpg name' when the name promises a format the content is not."""
-    extension = key.rsplit(".", 1)[-1].lower() if "." in key.rsplit("/", 1)[-1] else ""
+    extension = PurePosixPath(key).suffix[1:].lower()  # of the name, not of a folder: "a.b/notes" has none
     claimed = _EXTENSIONS.get(extension)
     if claimed and claimed != fmt:
         return f" despite its .{extension} name"

@@ -76,9 +76,9 @@ def test_sequencers_are_padded_on_the_right_and_compare_as_s3_says():
     assert normalize_sequencer("F" * SEQUENCER_WIDTH, "") == "F" * SEQUENCER_WIDTH
 
 
-@pytest.mark.parametrize("sequencer", ["XYZ", "00AB-", "0" * (SEQUENCER_WIDTH + 1), "  "])
+@pytest.mark.parametrize("sequencer", ["XYZ", "00X1", "00AB-", "0" * (SEQUENCER_WIDTH + 1), "  "])
 def test_a_sequencer_that_is_not_hex_is_refused(sequencer):
-    with pytest.raises(InvalidClaimCheck):
+    with pytest.raises(InvalidClaimCheck, match=f"is not a hex string of at most {SEQUENCER_WIDTH} digits"):
         normalize_sequencer(sequencer, "2026-01-01T00:00:00Z")
 
 
@@ -88,7 +88,7 @@ def test_without_a_sequencer_the_event_time_orders_events_and_never_looks_like_h
     assert first < second
     assert len(first) == SEQUENCER_WIDTH and first.startswith("T")
     # The value is the event's microseconds since the epoch, in hex, right-aligned.
-    assert int(first[1:], 16) == 1_767_225_600_001_000
+    assert first[1:] == format(1_767_225_600_001_000, "X").rjust(SEQUENCER_WIDTH - 1, "0")
     # A claim check carrying it is valid (the stages compare it like any other sequencer).
     assert ClaimCheck.from_json(body(sequencer=first)).sequencer == first
     assert normalize_sequencer(None, "2026-01-01T01:00:00+01:00") == normalize_sequencer(None, "2026-01-01T00:00:00Z")
@@ -98,3 +98,15 @@ def test_without_a_sequencer_the_event_time_orders_events_and_never_looks_like_h
 def test_without_either_the_event_is_refused(event_time):
     with pytest.raises(InvalidClaimCheck, match="neither a sequencer nor a valid eventTime"):
         normalize_sequencer(None, event_time)
+
+
+def test_an_event_time_without_its_utc_offset_is_refused_rather_than_read_in_the_machine_s_zone():
+    with pytest.raises(InvalidClaimCheck, match="its eventTime has no UTC offset"):
+        normalize_sequencer(None, "2026-01-01T00:00:00")
+
+
+def test_an_unversioned_claim_reads_its_object_only_while_the_etag_still_matches():
+    claim = ClaimCheck.from_json(body(version_id=None, etag="0123abcd"))
+    assert claim.object_version() == {"Bucket": claim.bucket, "Key": claim.key, "IfMatch": '"0123abcd"'}
+    versioned = ClaimCheck.from_json(body(version_id="v1", etag="0123abcd"))
+    assert versioned.object_version() == {"Bucket": versioned.bucket, "Key": versioned.key, "VersionId": "v1"}

@@ -20,6 +20,11 @@ def test_s3_test_event_is_acknowledged_and_does_nothing(cloud):
     assert cloud.table.scan()["Items"] == []
 
 
+def test_s3_test_event_is_not_counted_as_a_malformed_message(cloud, counted):
+    invoke(intake, [json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": cloud.uploads})])
+    assert counted == []
+
+
 @pytest.mark.parametrize("key", [
     "uploads/holiday photo.jpg",
     "uploads/a+b=c.jpg",
@@ -52,6 +57,10 @@ def test_accepted_jpeg_publishes_one_claim_check_with_format_attribute(cloud):
     assert set(claim) == {"v", "bucket", "key", "version_id", "etag", "size", "format", "sequencer", "event", "event_time"}
     assert claim["version_id"] == event["s3"]["object"]["versionId"]
     assert claim["size"] == event["s3"]["object"]["size"]
+    # the event's own time, on the claim check and the record; the bucket and (not an API upload) no owner
+    assert claim["event_time"] == record["event_time"] == event["eventTime"] != ""
+    assert claim["bucket"] == record["bucket"] == cloud.uploads
+    assert record["reason"] == "" and record.get("owner") is None
 
 
 def test_webp_is_accepted_without_a_label_stage(cloud):
@@ -74,6 +83,7 @@ def test_bad_uploads_are_rejected_with_a_reason_and_publish_nothing(cloud, key, 
     record = cloud.record(key)
     assert record["status"] == "rejected"
     assert record["reason"] == reason
+    assert record["expected_stages"] == []  # no stage will report on it
     assert cloud.published() == []
 
 
@@ -83,6 +93,68 @@ def test_a_gif_named_jpg_is_judged_by_content(cloud, monkeypatch):
     record = cloud.record("uploads/anim.jpg")
     assert record["status"] == "rejected"
     assert record["reason"] == "GIF images are not accepted despite its .jpg name (allowed: jpeg, png)"
+
+
+def test_a_format_that_is_not_allowed_is_named_without_blaming_a_name_that_tells_the_truth(cloud, monkeypatch):
+    monkeypatch.setenv("ALLOWED_FORMATS", "jpeg")
+    invoke(intake, [s3_message(cloud.put("uploads/diagram.png", images.png(40, 30)))])
+    assert cloud.record("uploads/diagram.png")["reason"] == "PNG images are not accepted (allowed: jpeg)"
+
+
+@pytest.mark.parametrize("key, fmt, note", [
+    ("uploads/notes.v2.JPG", None, " despite its .jpg name"),  # the last suffix, in any case
+    ("uploads/a.b/c.d/notes.png", "jpeg", " despite its .png name"),
+    ("uploads/my.photos/notes", None, ""),  # a dot in a folder is no extension
+    ("uploads/photo.jpeg", "jpeg", ""),
+    ("uploads/scan.tif", "tiff", ""),
+    ("uploads/readme.txt", None, ""),  # a name that promises no image format
+])
+def test_the_name_is_blamed_only_when_it_promises_another_format(key, fmt, note):
+    assert intake._extension_note(key, fmt) == note
+
+
+@pytest.mark.parametrize("key, metadata, owner", [
+    ("uploads/api/3f2a/2026/12/02/x-a.jpg", {}, "3f2a"),  # the namespace the API chose
+    ("uploads/api/3f2a/2026/12/02/x-a.jpg", {"owner": "arn:aws:iam::1:user/carol"}, "arn:aws:iam::1:user/carol"),
+    ("uploads/api//x.jpg", {}, None),  # an empty namespace names nobody
+    ("uploads/api/solo.jpg", {}, "solo.jpg"),
+    ("uploads/holiday.jpg", {}, None),  # not through the API
+])
+def test_the_owner_is_the_grant_s_signed_metadata_else_the_api_s_namespace(key, metadata, owner):
+    assert intake._owner(key, metadata) == owner
+
+
+def test_the_owner_signed_into_the_object_s_metadata_reaches_the_record(cloud):
+    from handlers.names import OWNER_METADATA
+
+    data = images.jpeg(64, 48)
+    put = cloud.s3.put_object(Bucket=cloud.uploads, Key="uploads/api/ns/a.jpg", Body=data,
+                              Metadata={OWNER_METADATA: "arn:aws:iam::1:user/dave"})
+    invoke(intake, [s3_message(cloud.s3_event("ObjectCreated:Put", "uploads/api/ns/a.jpg", size=len(data),
+                                              etag=put["ETag"].strip('"'), version_id=put.get("VersionId")))])
+    assert cloud.record("uploads/api/ns/a.jpg")["owner"] == "arn:aws:iam::1:user/dave"
+
+
+def test_only_the_head_the_sniffer_reads_is_fetched(cloud, monkeypatch):
+    from handlers import aws
+    from handlers.sniff import SNIFF_BYTES
+
+    s3 = aws.client("s3")
+    asked: list[dict] = []
+    real = s3.get_object
+    monkeypatch.setattr(s3, "get_object", lambda **kwargs: asked.append(kwargs) or real(**kwargs))
+    event = cloud.put("uploads/big-enough.jpg", images.jpeg(800, 600))
+    invoke(intake, [s3_message(event)])
+    assert cloud.record("uploads/big-enough.jpg")["status"] == "accepted"
+    assert asked == [{"Bucket": cloud.uploads, "Key": "uploads/big-enough.jpg",
+                      "VersionId": event["s3"]["object"]["versionId"], "Range": f"bytes=0-{SNIFF_BYTES - 1}"}]
+
+
+def test_an_upload_of_exactly_the_limit_is_taken(cloud, monkeypatch):
+    data = images.jpeg(300, 300)
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", str(len(data)))
+    invoke(intake, [s3_message(cloud.put("uploads/exact.jpg", data))])
+    assert cloud.record("uploads/exact.jpg")["status"] == "accepted"
 
 
 def test_oversized_upload_is_rejected_without_reading_it(cloud, monkeypatch):
@@ -163,10 +235,11 @@ def counted(monkeypatch):
     {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}}},  # no object
     {"s3": {"bucket": {"name": "b"}, "object": {"key": "uploads/x.jpg", "sequencer": "00AB"}}},  # no event name
     {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}, "object": {"key": "uploads/x.jpg"}}},  # no order
+    {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}, "object": {"key": "uploads/x.jpg", "sequencer": "00AB"}}},  # no time
     {"eventName": "ObjectCreated:Put", "eventTime": "2026-11-23T10:00:00Z",
      "s3": {"bucket": {"name": "b"}, "object": {"key": "uploads/x.jpg", "sequencer": "not hex"}}},
     "not an object",
-], ids=["no-s3", "no-object", "no-event-name", "no-sequencer-or-time", "bad-sequencer", "not-an-object"])
+], ids=["no-s3", "no-object", "no-event-name", "no-sequencer-or-time", "no-time", "bad-sequencer", "not-an-object"])
 def test_a_malformed_record_is_dropped_and_counted_while_its_batch_mates_go_on(cloud, counted, broken):
     good = cloud.put("uploads/fine.jpg", images.jpeg(64, 48))
     response = invoke(intake, [json.dumps({"Records": [broken, good]})])

@@ -173,3 +173,38 @@ def test_text_is_utf8_without_control_characters_but_tab_and_line_ends(head, tex
 ])
 def test_a_heif_brand_counts_only_as_a_whole_word_inside_the_ftyp_box(head):
     assert sniff(head) == Sniffed(None, "unrecognised binary data")
+
+
+# Headers cut exactly where their size fields end, and sizes past the signed 16- and 32-bit ranges: the sniffer
+# reads what the format's own spec says (unsigned, big- or little-endian) and nothing past the bytes it has.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SOF0 = b"\xff\xc0\x00\x11\x08"
+
+
+@pytest.mark.parametrize("head, expected", [
+    (PNG_SIGNATURE + b"\x00\x00\x00\x0dIHDR" + struct.pack(">II", 640, 480), ("png", 640, 480)),  # exactly 24 bytes
+    (PNG_SIGNATURE + b"\x00\x00\x00\x0dIHDR" + struct.pack(">II", 2**31, 1), ("png", 2**31, 1)),
+    (b"GIF89a" + struct.pack("<HH", 40000, 3), ("gif", 40000, 3)),  # exactly 10 bytes, over 32767
+    (b"\xff\xd8" + SOF0 + struct.pack(">HH", 40000, 50000), ("jpeg", 50000, 40000)),  # SOF ends where the bytes end
+    (b"\xff\xd8\xff\xd7" + SOF0 + struct.pack(">HH", 30, 20), ("jpeg", 20, 30)),  # RST7 stands alone
+    (b"\xff\xd8\xff\x01" + SOF0 + struct.pack(">HH", 30, 20), ("jpeg", 20, 30)),  # so does TEM
+])
+def test_sizes_are_read_to_the_last_byte_and_unsigned(head, expected):
+    found = sniff(head)
+    assert (found.format, found.width, found.height) == expected
+
+
+@pytest.mark.parametrize("head, description", [
+    (b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(20), "unrecognised binary data"),  # RIFF, but a WAV, not a WebP
+    (b"BM" + bytes(24), "a BMP image"),
+    (b"<html><body>hi</body></html>", "an HTML document"),
+    (b" " * 59 + b"<html>", "an HTML document"),  # leading space counts within the first 64 bytes
+    (b" " * 60 + b"<html>", "a text file"),  # the tag no longer starts within them
+])
+def test_what_is_not_an_accepted_image_is_described_exactly(head, description):
+    assert sniff(head).description == description
+
+
+def test_an_ftyp_box_declaring_more_than_2_gib_is_read_to_the_end_of_what_there_is():
+    head = struct.pack(">I", 2**31 + 16) + b"ftypheic" + bytes(4) + b"mif1heic"
+    assert sniff(head).format == "heic"
