@@ -196,6 +196,9 @@ def test_each_function_has_its_own_role(stack):
     for role in stack.of_type(ROLE):
         trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
         assert trust == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+    # whose role it is, for a person reading IAM's console
+    assert {role.inputs["description"] for role in stack.of_type(ROLE)} == {
+        f"claimcheck claimcheck-{name} function" for name in ("intake", "thumbnail-stage", "label-stage")}
     attachments = stack.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
     assert {a.inputs["policyArn"] for a in attachments} == {"arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess"}
 
