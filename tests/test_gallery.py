@@ -81,3 +81,52 @@ def test_it_opens_with_the_counts_and_offers_a_filter_per_status():
     assert "#show-rejected:checked ~ main .tile:not(.s-rejected){display:none}" in page
     assert 'alt="' + "&quot;&gt;&lt;script&gt;" in page  # labels name the picture for a screen reader
     assert "rejected: no thumbnail" in page and "Fujifilm" not in page
+
+
+class FakeTarget:
+    """A stack whose table holds `items` (DynamoDB JSON) and whose S3 presigns with a marker."""
+
+    def __init__(self, items: list[dict], cdn: bool):
+        self.name, self.emulated = "prod", False
+        self.outputs = {"tableName": "t", "thumbnailsBucket": "thumbs", **({"thumbnailsUrl": "https://d1.example"} if cdn else {})}
+        self.items, self.signed = items, []
+
+    def client(self, service: str):
+        target = self
+
+        class Paginator:
+            def paginate(self, **kwargs):
+                return [{"Items": target.items[:1]}, {"Items": target.items[1:]}]
+
+        class Client:
+            def get_paginator(self, name):
+                return Paginator()
+
+            def generate_presigned_url(self, operation, Params, ExpiresIn):  # noqa: N803 - boto3's names
+                target.signed.append((operation, Params, ExpiresIn))
+                return f"https://thumbs.s3.example/{Params['Key']}?X-Amz-Expires={ExpiresIn}"
+
+        return Client()
+
+
+def item(key: str, updated: str, url: bool) -> dict:
+    from boto3.dynamodb.types import TypeSerializer
+
+    output = {"key": f"thumbnails/{key}/128.jpg", "box": 128, "width": 128, "height": 96, "bytes": 900,
+              **({"url": f"https://d1.example/thumbnails/{key}/128.jpg"} if url else {})}
+    record = {"key": f"uploads/{key}.jpg", "status": "done", "updated_at": updated, "format": "jpeg",
+              "thumbnails": {"status": "done", "outputs": [output]}}
+    return {name: TypeSerializer().serialize(value) for name, value in record.items()}
+
+
+def test_a_stack_s_gallery_links_through_its_cdn_or_else_short_lived_signatures(tmp_path):
+    cdn = FakeTarget([item("a", "2026-12-01T10:00:00Z", True), item("b", "2026-12-02T10:00:00Z", True)], cdn=True)
+    path, count = gallery.write(cdn, tmp_path / "cdn")
+    page = path.read_text()
+    assert count == 2 and cdn.signed == [] and 'src="https://d1.example/thumbnails/a/128.jpg"' in page
+    assert page.index('data-key="uploads/b.jpg"') < page.index('data-key="uploads/a.jpg"')  # the newest first
+    signed = FakeTarget([item("a", "2026-12-01T10:00:00Z", False), item("other", "2026-12-02T10:00:00Z", False)], cdn=False)
+    path, count = gallery.write(signed, tmp_path / "signed", prefix="a", limit=10, expires=600)
+    assert count == 1 and 'data-key="uploads/other.jpg"' not in path.read_text()
+    assert signed.signed[0] == ("get_object", {"Bucket": "thumbs", "Key": "thumbnails/a/128.jpg"}, 600)
+    assert "claimcheck prod: 1 upload" in path.read_text()
