@@ -61,7 +61,8 @@ class LiveGallery:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which never ran if start() did not
+            self._server.shutdown()
         self._server.server_close()
 
     def images(self) -> list[dict[str, Any]]:
