@@ -139,7 +139,7 @@ def _removal(claim: contracts.ClaimCheck) -> contracts.ClaimCheck:
     return dataclasses.replace(claim, etag=None, size=0, event=ClaimEvent.REMOVED)
 
 
-def _removed(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_time: str, expired: bool = False) -> None:
+def _removed(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_time: str, *, expired: bool) -> None:
     """S3 sends ObjectRemoved:Delete when one version is deleted for good, including a delete marker (an
     undelete), and ObjectRemoved:DeleteMarkerCreated for a plain delete (S3 User Guide, "Event notification
     types and destinations", "Working with delete markers"); a lifecycle rule's expiry sends
