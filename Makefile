@@ -63,7 +63,7 @@ $(BROWSER_STAMP): $(STAMP) requirements-browser.txt
 test-browser: $(BROWSER_STAMP)
 	$(BIN)/python -m pytest -m browser -s tests/test_browser.py
 
-# Mutation testing of the failure classes, the claim check, the limits, sniffing and the IAM documents (scope and
+# Mutation testing of the failure classes, the claim check, the limits, sniffing, the intake, IAM and the resource policies (scope and
 # test selection in pyproject.toml): prints the score and every survivor. Not part of make test.
 MUTATE_STAMP := $(VENV)/.mutate-installed
 $(MUTATE_STAMP): $(STAMP) requirements-mutate.txt
