@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from localcloud.controls import BucketCors
 from localcloud.pollers import ExecutionEnvironment, FunctionSpec
 
 LOCAL_CALLER = "arn:aws:iam::123456789012:user/localcloud"
@@ -28,7 +29,13 @@ class FunctionEndpoint:
         self.function = function
         self._log = log
         self._jwt = jwt
-        self._cors = cors or {}  # the function URL's Cors (or the HTTP API's CorsConfiguration) as deployed
+        # The function URL's Cors (or the HTTP API's CorsConfiguration) as deployed, judged as one CORS rule by the
+        # evaluation the emulator applies to buckets' rules (origins exact or "*", methods, every requested header).
+        self._cors = BucketCors()
+        self._cors.configure({"": [{"allowedOrigins": cors.get("allowOrigins") or [],
+                                    "allowedMethods": cors.get("allowMethods") or [],
+                                    "allowedHeaders": cors.get("allowHeaders") or [],
+                                    "maxAgeSeconds": cors.get("maxAge")}]} if cors else {})
         self._environment: ExecutionEnvironment | None = None
         self._lock = threading.Lock()  # one request at a time per environment, as Lambda does
         endpoint = self
@@ -62,7 +69,8 @@ class FunctionEndpoint:
     def _answer(self, request: BaseHTTPRequestHandler, status: int, payload: str, headers: dict[str, str] | None = None) -> None:
         data = payload.encode()
         request.send_response(status)
-        for name, value in {**(headers or {"content-type": "application/json"}), **self._allowed(request)}.items():
+        allowed = self._cors.actual("", request.headers.get("Origin"), request.command)
+        for name, value in {**(headers or {"content-type": "application/json"}), **allowed}.items():
             request.send_header(name, value)
         request.send_header("Content-Length", str(len(data)))
         request.end_headers()
@@ -79,7 +87,7 @@ class FunctionEndpoint:
             request.close_connection = True
             return self._answer(request, 413, json.dumps({"message": f"the request is over {MAX_REQUEST_BYTES:,} bytes"}))
         body = request.rfile.read(length).decode("utf-8", "replace")
-        if request.command == "OPTIONS" and self._cors and request.headers.get("Origin"):
+        if request.command == "OPTIONS" and self._cors.configured and request.headers.get("Origin"):
             return self._preflight(request)
         path = urlsplit(request.path)
         principal = request.headers.get(CALLER_HEADER) or LOCAL_CALLER
@@ -103,31 +111,16 @@ class FunctionEndpoint:
             return self._answer(request, result.get("statusCode", 200), result.get("body", ""), result.get("headers", {}))
         return self._answer(request, 502, json.dumps({"message": reply.get("error")}))
 
-    def _origin_allowed(self, origin: str | None) -> bool:
-        origins = self._cors.get("allowOrigins") or []
-        return bool(origin) and ("*" in origins or origin in origins)
-
-    def _allowed(self, request: BaseHTTPRequestHandler) -> dict[str, str]:
-        """The CORS header a response carries for an allowed origin, as the function URL adds it."""
-        origin = request.headers.get("Origin")
-        if not self._origin_allowed(origin):
-            return {}
-        return {"Access-Control-Allow-Origin": "*" if "*" in self._cors["allowOrigins"] else str(origin), "Vary": "Origin"}
-
     def _preflight(self, request: BaseHTTPRequestHandler) -> None:
         """A browser's preflight, answered from the CORS configuration without invoking the function, as function URLs
         and HTTP APIs do (Lambda API reference, "Cors"; API Gateway, "Configuring CORS for an HTTP API"): an origin,
         method or header it does not list gets no CORS headers, so the browser refuses the request."""
-        methods = [m.upper() for m in self._cors.get("allowMethods") or []]
-        headers = {h.lower() for h in self._cors.get("allowHeaders") or []}
-        wanted = request.headers.get("Access-Control-Request-Method", "").upper()
-        asked = {h.strip().lower() for h in request.headers.get("Access-Control-Request-Headers", "").split(",") if h.strip()}
-        if not self._origin_allowed(request.headers.get("Origin")) or not ("*" in methods or wanted in methods) \
-                or not ("*" in headers or asked <= headers):
+        asked = [h.strip() for h in request.headers.get("Access-Control-Request-Headers", "").split(",") if h.strip()]
+        allow = self._cors.preflight("", request.headers.get("Origin"), request.headers.get("Access-Control-Request-Method", ""),
+                                     asked)
+        if allow is None:
             request.send_response(403)
             request.send_header("Content-Length", "0")
             request.end_headers()
             return None
-        allow = {"Access-Control-Allow-Methods": ", ".join(methods), "Access-Control-Allow-Headers": ", ".join(sorted(headers)),
-                 "Access-Control-Max-Age": str(self._cors.get("maxAge") or 0)}
         return self._answer(request, 204, "", allow)

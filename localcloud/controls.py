@@ -214,7 +214,7 @@ class Quotas:
 
 class BucketCors:
     """S3's CORS evaluation for the buckets that have a CORS configuration (S3 User Guide, "How does Amazon S3
-    evaluate the CORS configuration on a bucket?"): the first rule whose AllowedOrigin matches the Origin (one `*`
+    evaluate the CORS configuration on a bucket?"; the upload endpoint judges its function URL's Cors as one rule): the first rule whose AllowedOrigin matches the Origin (one `*`
     wildcard at most), whose AllowedMethod lists the method and whose AllowedHeader admits every requested header
     (case-insensitively, `*` wildcards) answers; no such rule, no CORS headers (a preflight is refused with 403).
     moto answers every origin (its server allows all), which no browser test could then tell apart."""
@@ -226,12 +226,17 @@ class BucketCors:
         """bucket -> its CORSRules, as BucketCorsConfiguration declares them (camelCase)."""
         self._rules = rules
 
+    @property
+    def configured(self) -> bool:
+        return bool(self._rules)
+
     def rule(self, bucket: str, origin: str | None, method: str, headers: list[str]) -> dict[str, Any] | None:
         if not origin:
             return None
         for rule in self._rules.get(bucket, []):
             if (any(_wildcard(pattern, origin) for pattern in rule.get("allowedOrigins", []))
-                    and method.upper() in [m.upper() for m in rule.get("allowedMethods", [])]
+                    # "*" is a function URL's any-method; S3 refuses it in a bucket's rules, so none has it there
+                    and any(m in ("*", method.upper()) for m in (m.upper() for m in rule.get("allowedMethods", [])))
                     and all(any(_wildcard(pattern.lower(), header.lower()) for pattern in rule.get("allowedHeaders", []))
                             for header in headers)):
                 return rule
