@@ -41,6 +41,16 @@ def shared_scope(fixture_name: str, config: Any) -> str:
     return "function" if os.environ.get("MUTANT_UNDER_TEST") == "stats" else "module"
 
 
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    """Each test file's tests together, in the order they were asked for. mutmut names a mutant's tests as an
+    unordered set; interleaved, every switch between files tears down and rebuilds the module-wide stacks
+    (shared_scope): an infra mutant's 104 tests took 30 s shuffled against 9 s grouped."""
+    first_seen: dict[Any, int] = {}
+    for item in items:
+        first_seen.setdefault(item.path, len(first_seen))
+    items.sort(key=lambda item: first_seen[item.path])
+
+
 @pytest.fixture(autouse=True, scope="session")
 def no_decode_child_outlives_the_tests():
     """The thumbnail stage keeps its decode child warm between images; the test session ends it (a runner that
