@@ -11,12 +11,13 @@ it wrote is removed again.
 """
 from __future__ import annotations
 
+import os
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from handlers import aws, contracts, environment, imaging, isolation, originals, records
 from handlers.failures import PermanentFailure, classified
-from handlers.names import ClaimEvent, Function, Metric, StageStatus, Status
+from handlers.names import ClaimEvent, Env, Function, Metric, StageStatus, Status
 from handlers.observability import count, duration, logger, run_batch
 from handlers.stage import for_claim_check, pending
 
@@ -35,6 +36,20 @@ MEMORY_MARGIN_MB = 48
 # Kept back from the invocation's deadline for storing and recording the results: 15% of the function's
 # timeout, at most 3 s.
 WALL_MARGIN_SHARE, WALL_MARGIN_MAX_S = 0.15, 3.0
+
+
+def _prepare() -> list[str]:
+    """As Lambda starts the function (its init phase, billed like the rest but before any image waits): the
+    Pillow plugins of this stack's formats and nothing else (imaging.prepare); the decode child forked for the
+    first image inherits them. Imported where no stack configures it (tests, tools), it prepares nothing: the
+    first image then imports its own decoder."""
+    if not (os.environ.get(Env.ALLOWED_FORMATS) and os.environ.get(Env.OUTPUT_FORMAT)):
+        return []
+    env = environment.load()
+    return imaging.prepare(env.allowed_formats, env.output_format)
+
+
+PREPARED = _prepare()
 
 
 @logger.inject_lambda_context(clear_state=True)

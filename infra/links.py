@@ -100,6 +100,8 @@ def intake_settings(s: Settings) -> Link:
 
 def thumbnail_settings(s: Settings) -> Link:
     return Link({
+        # The formats it may be handed: their Pillow plugins are imported as the function starts, no others.
+        Env.ALLOWED_FORMATS: ",".join(s.allowed_formats),
         Env.THUMBNAIL_SIZES: ",".join(map(str, s.thumbnail_sizes)),
         Env.OUTPUT_FORMAT: s.output_format,
         Env.OUTPUT_QUALITY: str(s.output_quality),
