@@ -2,12 +2,20 @@
 from __future__ import annotations
 
 import io
+import itertools
+import json
 import math
+import os
+import shutil
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageChops, ImageOps, ImageStat
 
 from handlers import imaging
+from handlers.sniff import SNIFF_BYTES, sniff
 
 Engine = Callable[[bytes, tuple[int, ...], str, int], list[bytes]]
 LIMITS = imaging.Limits(max_pixels=200_000_000, max_frames=1000)
@@ -15,8 +23,9 @@ PSNR_IDENTICAL = 100.0  # reported when the pixels match the reference exactly
 
 
 def engine(data: bytes, sizes: tuple[int, ...], fmt: str, quality: int) -> list[bytes]:
-    """The project's thumbnail engine, as the thumbnail stage runs it."""
-    return [t.data for t in imaging.make_thumbnails(data, sizes, fmt, quality, LIMITS).thumbnails]
+    """The project's thumbnail engine, as the thumbnail stage runs it: with the format the intake sniffed."""
+    sniffed = sniff(data[:SNIFF_BYTES]).format
+    return [t.data for t in imaging.make_thumbnails(data, sizes, fmt, quality, LIMITS, sniffed=sniffed).thumbnails]
 
 
 def _save(image: Image.Image, fmt: str, quality: int) -> bytes:
@@ -58,10 +67,11 @@ def pyvips_engine(data: bytes, sizes: tuple[int, ...], fmt: str, quality: int) -
 
     suffix = {"jpeg": f".jpg[Q={quality},strip]", "webp": f".webp[Q={quality},strip]", "png": ".png[strip]"}[fmt]
     ordered = sorted(sizes, reverse=True)
-    largest = pyvips.Image.thumbnail_buffer(data, ordered[0], height=ordered[0]).copy_memory()
+    # size="down": never enlarged, as the engine and sharp (withoutEnlargement) work.
+    largest = pyvips.Image.thumbnail_buffer(data, ordered[0], height=ordered[0], size="down").copy_memory()
     outputs = [largest.write_to_buffer(suffix)]
     for size in ordered[1:]:
-        outputs.append(largest.thumbnail_image(size, height=size).write_to_buffer(suffix))
+        outputs.append(largest.thumbnail_image(size, height=size, size="down").write_to_buffer(suffix))
     return outputs
 
 
@@ -94,3 +104,84 @@ def psnr(data: bytes, sizes: tuple[int, ...]) -> float:
         candidate = Image.open(io.BytesIO(ours.data)).convert("RGB")
         lowest = min(lowest, _psnr(candidate, full.resize(candidate.size, Image.Resampling.LANCZOS)))
     return lowest
+
+
+# sharp (Node), measured when Node.js is on the PATH: installed from bench/sharp/package-lock.json into a cache
+# beside the Pillow layer's, as `npm ci` installs it (the registry must be reachable the first time).
+SHARP_SOURCE = Path(__file__).resolve().parent / "sharp"
+SHARP_CACHE = Path(__file__).resolve().parent.parent / "build" / "sharp"
+SHARP_MODES = ("sizes", "once")
+
+
+def sharp_ready() -> tuple[Path | None, str]:
+    """The cache's node_modules when sharp can run here, or None and why not (reported in results.json)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        return None, "Node.js (node and npm) not found: sharp not measured"
+    lock = SHARP_SOURCE / "package-lock.json"
+    installed = SHARP_CACHE / "package-lock.json"
+    if not installed.is_file() or installed.read_bytes() != lock.read_bytes():
+        SHARP_CACHE.mkdir(parents=True, exist_ok=True)
+        for name in ("package.json", "package-lock.json"):
+            shutil.copyfile(SHARP_SOURCE / name, SHARP_CACHE / name)
+        done = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=SHARP_CACHE,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            installed.unlink(missing_ok=True)
+            return None, f"npm ci failed: sharp not measured ({done.stderr.strip()[-300:]})"
+    return SHARP_CACHE / "node_modules", ""
+
+
+def sharp_run(mode: str, path: Path, repeats: int, sizes: tuple[int, ...], fmt: str, quality: int,
+              outdir: Path) -> dict[str, Any]:
+    """Time sharp in a fresh Node process on one thread; its outputs land in `outdir` (bench/sharp/worker.js)."""
+    modules, why = sharp_ready()
+    if modules is None:
+        raise RuntimeError(why)
+    environment = {**os.environ, "NODE_PATH": str(modules), "UV_THREADPOOL_SIZE": "1", "VIPS_CONCURRENCY": "1"}
+    done = subprocess.run(["node", str(SHARP_SOURCE / "worker.js"), mode, str(path), str(repeats),
+                           ",".join(map(str, sizes)), fmt, str(quality), str(outdir)],
+                          capture_output=True, text=True, check=True, env=environment)
+    found: dict[str, Any] = json.loads(done.stdout)
+    found["outputs"] = [Path(p).read_bytes() for p in found["outputs"]]
+    return found
+
+
+class Reference:
+    """The quality reference: a full decode, oriented, in RGB, resized with Lanczos to each output's size."""
+
+    def __init__(self, data: bytes) -> None:
+        self.full = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+        self._sized: dict[tuple[int, int], Image.Image] = {}
+
+    def at(self, size: tuple[int, int]) -> Image.Image:
+        if size not in self._sized:
+            self._sized[size] = self.full.resize(size, Image.Resampling.LANCZOS)
+        return self._sized[size]
+
+    def judge(self, outputs: list[bytes]) -> list[dict[str, Any]]:
+        """Each encoded output, largest first: its longer side, bytes and PSNR (dB) after encoding."""
+        rows = []
+        for encoded in outputs:
+            image = Image.open(io.BytesIO(encoded)).convert("RGB")
+            rows.append({"side": max(image.size), "bytes": len(encoded),
+                         "psnr_db": round(_psnr(image, self.at(image.size)), 2)})
+        return sorted(rows, key=lambda row: -row["side"])
+
+
+def bytes_at_psnr(curve: list[tuple[float, int]], psnr_db: float) -> float | None:
+    """Bytes at `psnr_db` on a (PSNR, bytes) curve from a quality sweep, interpolated on log bytes between the
+    two points around it; None when the sweep does not reach it."""
+    points = sorted(curve)
+    for (low_db, low_bytes), (high_db, high_bytes) in itertools.pairwise(points):
+        if low_db <= psnr_db <= high_db and high_db > low_db:
+            share = (psnr_db - low_db) / (high_db - low_db)
+            return round(math.exp(math.log(low_bytes) + share * (math.log(high_bytes) - math.log(low_bytes))))
+    return None
+
+
+def sharp_status() -> dict[str, Any]:
+    """What results.json says of sharp: its pinned version and whether it was measured, and why not."""
+    version = json.loads((SHARP_SOURCE / "package.json").read_text())["dependencies"]["sharp"]
+    modules, why = sharp_ready()
+    return {"version": version, "measured": modules is not None, **({"note": why} if why else {})}

@@ -1,6 +1,10 @@
 """Time one engine on one input in a fresh process, so peak RSS is that engine's alone.
 
 python -m bench.worker ENGINE PATH REPEATS SIZES FORMAT QUALITY  ->  {"median_ms", "peak_rss_mb"}
+python -m bench.worker cold PATH REPEATS SIZES FORMAT QUALITY ALLOWED
+    ->  {"start_ms", "first_ms", "warm_ms", "plugins"}: the thumbnail stage's start in a fresh interpreter (import
+    the engine, prepare the ALLOWED formats' plugins as the function's init does), its first thumbnail, and the
+    median of REPEATS warm ones after it.
 """
 from __future__ import annotations
 
@@ -11,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from bench.engines import ENGINES
-
 
 def main(name: str, path: str, repeats: int, sizes: str, fmt: str, quality: int) -> None:
+    from bench.engines import ENGINES
+
     data = Path(path).read_bytes()
     size_tuple = tuple(int(s) for s in sizes.split(","))
     run = ENGINES[name]
@@ -27,6 +31,27 @@ def main(name: str, path: str, repeats: int, sizes: str, fmt: str, quality: int)
     print(json.dumps({"median_ms": statistics.median(times), "peak_rss_mb": peak_rss_kb() / 1024}))
 
 
+def cold(path: str, repeats: int, sizes: str, fmt: str, quality: int, allowed: str) -> None:
+    data = Path(path).read_bytes()
+    size_tuple = tuple(int(s) for s in sizes.split(","))
+    started = time.perf_counter()
+    from handlers import imaging
+    from handlers.sniff import SNIFF_BYTES, sniff
+
+    imaging.prepare(allowed.split(","), fmt)
+    start_ms = (time.perf_counter() - started) * 1000
+    limits = imaging.Limits(max_pixels=200_000_000, max_frames=1000)
+    sniffed = sniff(data[:SNIFF_BYTES]).format
+    times = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        imaging.make_thumbnails(data, size_tuple, fmt, quality, limits, sniffed=sniffed)
+        times.append((time.perf_counter() - started) * 1000)
+    plugins = sorted(m for m in sys.modules if m.startswith("PIL.") and m.endswith("ImagePlugin"))
+    print(json.dumps({"start_ms": start_ms, "first_ms": times[0], "warm_ms": statistics.median(times[1:]),
+                      "plugins": plugins}))
+
+
 def peak_rss_kb() -> int:
     """This process's high-water RSS. (ru_maxrss is not used: after fork+exec it can still carry the parent's.)"""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -36,4 +61,7 @@ def peak_rss_kb() -> int:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], int(sys.argv[6]))
+    if sys.argv[1] == "cold":
+        cold(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], int(sys.argv[6]), sys.argv[7])
+    else:
+        main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], int(sys.argv[6]))

@@ -27,3 +27,17 @@ def test_quick_benchmark_writes_every_figure(tmp_path):
     assert results["usd_per_million"]["total"] > 0 and results["prices_date"]
     for formats in results["formats"].values():
         assert set(formats) == {"jpeg", "webp", "png"} and formats["png"]["psnr_db"] == 100.0
+    # Every engine's outputs judged after encoding, size by size, against the same reference.
+    engines = {"engine", "pyvips"} | ({"sharp", "sharp_once"} if results["sharp"]["measured"] else set())
+    assert set(row["quality"]) == engines
+    for judged in row["quality"].values():
+        assert [j["side"] for j in judged] == [j["side"] for j in row["quality"]["engine"]]
+        assert all(j["bytes"] > 0 and 20 < j["psnr_db"] <= 100 for j in judged)
+    if results["sharp"]["measured"]:
+        assert row["sharp_ms"] > 0 and row["sharp_once_ms"] > 0
+        assert len(row["engine_bytes_at_sharp_psnr"]) == len(row["quality"]["sharp"])
+    else:  # no Node here: said, not guessed
+        assert "not measured" in results["sharp"]["note"]
+    [first] = results["first_thumbnail"].values()
+    assert first["first_ms"] > 0 and first["warm_ms"] > 0
+    assert set(first["plugins"]) >= {"PIL.JpegImagePlugin", "PIL.TiffImagePlugin"}
