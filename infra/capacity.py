@@ -40,12 +40,12 @@ DYNAMODB_INITIAL_WRITES = 4000
 # SQS standard queues take a nearly unlimited number of calls a second (SQS Developer Guide, "Amazon SQS quotas"),
 # SNS's publish quota is thousands a second in every Region: neither binds before the limits above.
 
-# --- Measured here (make bench, 2 cores, one core per engine run; README, "Performance", 2026-12-01) -------------
-# The engine's one-core time for a photo of `mp` megapixels, per format: a + b × mp milliseconds. JPEG: 89 ms at
-# 12 MP, 129 ms at 24 MP (libjpeg's DCT scaling makes it grow slower than the pixels); PNG 130 ms and WebP 194 ms
+# --- Measured here (make bench, 2 cores, one core per engine run; README, "Performance", 2026-12-02) -------------
+# The engine's one-core time for a photo of `mp` megapixels, per format: a + b × mp milliseconds. JPEG: 92 ms at
+# 12 MP, 135 ms at 24 MP (libjpeg's DCT scaling makes it grow slower than the pixels); PNG 131 ms and WebP 190 ms
 # at 6 MP (Pillow decodes them at full size, so they grow with the pixels). GIF and TIFF are taken as PNG; HEIC
 # and AVIF were not benchmarked (40 ms/MP ASSUMED, a little over WebP).
-ENGINE_MS = {"jpeg": (49.0, 3.33), "png": (0.0, 21.7), "webp": (0.0, 32.3), "gif": (0.0, 21.7), "tiff": (0.0, 21.7),
+ENGINE_MS = {"jpeg": (49.0, 3.58), "png": (0.0, 21.8), "webp": (0.0, 31.7), "gif": (0.0, 21.8), "tiff": (0.0, 21.8),
              "heic": (0.0, 40.0), "avif": (0.0, 40.0)}
 # Bytes of a camera photo per megapixel, for the GET that fetches it: ~0.35 MB/MP for a JPEG at quality 90-95,
 # 1.5 MB/MP for a PNG (the generated camera library of make test-library: 780 MB for 112 photos of 8-24 MP).
