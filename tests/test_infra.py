@@ -274,6 +274,8 @@ def test_settings_reach_the_functions_environment():
     env = {f.name: f.inputs["environment"]["variables"] for f in stack.of_type(FUNCTION)}
     thumb = env["claimcheck-thumbnail-stage-function"]
     assert (thumb["THUMBNAIL_SIZES"], thumb["OUTPUT_FORMAT"]) == ("800,200", "webp")
+    # The formats it may be handed: as it starts it imports their Pillow plugins and no others (imaging.prepare).
+    assert thumb["ALLOWED_FORMATS"] == env["claimcheck-intake-function"]["ALLOWED_FORMATS"] == "png,webp"
     assert env["claimcheck-intake-function"]["LABEL_FORMATS"] == "png"
     assert env["claimcheck-label-stage-function"]["LABEL_FORMATS"] == "png"
     fn = stack.named("claimcheck-thumbnail-stage-function")
