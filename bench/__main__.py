@@ -48,20 +48,23 @@ TARGETS = {"engine_vs_pyvips": 1.0, "naive_vs_engine": 3.0, "engine_vs_floor": 2
            "first_vs_warm": 1.2}
 
 
-def measure(engine: str, path: Path, repeats: int, settings: Settings) -> dict[str, float]:
+def measure(engine: str, path: Path, repeats: int, settings: Settings, *extra: str) -> dict[str, Any]:
+    """bench.worker ENGINE (or cold) on one input with the stack's sizes, format and quality, in a fresh process."""
     # One thread for libvips too: the thumbnail function's share of a CPU at its memory size is under one vCPU.
     environment = {**os.environ, "VIPS_CONCURRENCY": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "bench.worker", engine, str(path), str(repeats),
-         ",".join(map(str, settings.thumbnail_sizes)), settings.output_format, str(settings.output_quality)],
+         ",".join(map(str, settings.thumbnail_sizes)), settings.output_format, str(settings.output_quality), *extra],
         capture_output=True, text=True, cwd=ROOT, check=True, env=environment)
-    return json.loads(result.stdout)
+    found: dict[str, Any] = json.loads(result.stdout)
+    return found
 
 
-def bench_inputs(paths: list[Path], repeats: int, settings: Settings) -> dict[str, Any]:
+def bench_inputs(paths: list[Path], repeats: int, settings: Settings, sharp: Path | None) -> dict[str, Any]:
+    """Each input through every engine (sharp when `sharp`, its node_modules, is set): time, peak RSS, and PSNR
+    and bytes per size after encoding."""
     results: dict[str, Any] = {}
     have_vips = engines.pyvips_available()
-    have_sharp = engines.sharp_ready()[0] is not None
     sizes, fmt, quality = settings.thumbnail_sizes, settings.output_format, settings.output_quality
     for path in paths:
         row: dict[str, Any] = {"bytes": path.stat().st_size}
@@ -74,16 +77,16 @@ def bench_inputs(paths: list[Path], repeats: int, settings: Settings) -> dict[st
             row[f"{name}_rss_mb"] = round(figures["peak_rss_mb"], 1)
         row["peak_rss_mb"] = row.pop("engine_rss_mb")
         data = path.read_bytes()
-        row["psnr_db"] = round(engines.psnr(data, sizes), 2)
         reference = engines.Reference(data)
+        row["psnr_db"] = round(engines.psnr(data, sizes, reference), 2)
         outputs = {"engine": engines.engine(data, sizes, fmt, quality)}
         if have_vips:
             outputs["pyvips"] = engines.pyvips_engine(data, sizes, fmt, quality)
-        if have_sharp:
+        if sharp is not None:
             with tempfile.TemporaryDirectory() as out:
                 for mode in engines.SHARP_MODES:
                     name = "sharp" if mode == "sizes" else f"sharp_{mode}"
-                    figures = engines.sharp_run(mode, path, repeats, sizes, fmt, quality, Path(out) / mode)
+                    figures = engines.sharp_run(sharp, mode, path, repeats, sizes, fmt, quality, Path(out) / mode)
                     row[f"{name}_ms"] = round(figures["median_ms"], 1)
                     row[f"{name}_rss_mb"] = round(figures["peak_rss_mb"], 1)
                     outputs[name] = figures["outputs"]
@@ -153,11 +156,7 @@ def bench_first_thumbnail(paths: list[Path], repeats: int, settings: Settings) -
     with the stack's formats prepared as the function starts, the first pays no plugin import."""
     found = {}
     for path in paths:
-        done = subprocess.run(
-            [sys.executable, "-m", "bench.worker", "cold", str(path), str(repeats), ",".join(map(str, settings.thumbnail_sizes)),
-             settings.output_format, str(settings.output_quality), ",".join(settings.allowed_formats)],
-            capture_output=True, text=True, cwd=ROOT, check=True)
-        row = json.loads(done.stdout)
+        row = measure("cold", path, repeats, settings, ",".join(settings.allowed_formats))
         found[path.name] = {**{k: round(v, 1) for k, v in row.items() if k.endswith("_ms")}, "plugins": row["plugins"]}
     return found
 
@@ -235,13 +234,14 @@ def main(argv: list[str] | None = None) -> int:
         paths += _real_photos()
     if args.images:
         paths += sorted(p for p in args.images.iterdir() if p.is_file())
+    sharp, why_not = engines.sharp_ready()
     results: dict[str, Any] = {
         "settings": {"sizes": list(settings.thumbnail_sizes), "format": settings.output_format,
                      "quality": settings.output_quality, "architecture": settings.architecture,
                      "pyvips_threads": 1, "repeats": repeats},
-        "inputs": bench_inputs(paths, repeats, settings),
+        "inputs": bench_inputs(paths, repeats, settings, sharp),
         "formats": {path.name: bench_formats(path, repeats, settings) for path in [paths[0], *_real_photos()]},
-        "sharp": engines.sharp_status(),
+        "sharp": engines.sharp_status(why_not),
         "cold_start": bench_cold_start(),
         "first_thumbnail": bench_first_thumbnail(paths, max(repeats, 5), settings),
         "pipeline": bench_pipeline(args.quick),

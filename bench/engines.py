@@ -86,24 +86,21 @@ def pyvips_available() -> bool:
 ENGINES: dict[str, Engine] = {"engine": engine, "naive": naive, "floor": floor, "pyvips": pyvips_engine}
 
 
-def _psnr(a: Image.Image, b: Image.Image) -> float:
+def psnr_images(a: Image.Image, b: Image.Image) -> float:
+    """PSNR (dB) of two RGB images of one size, over the three channels."""
     mse = sum(v * v for v in ImageStat.Stat(ImageChops.difference(a, b)).rms) / 3
     return PSNR_IDENTICAL if mse == 0 else min(PSNR_IDENTICAL, 10 * math.log10(255 ** 2 / mse))
 
 
 def psnr_between(encoded: bytes, reference: bytes) -> float:
-    return _psnr(Image.open(io.BytesIO(encoded)).convert("RGB"), Image.open(io.BytesIO(reference)).convert("RGB"))
+    return psnr_images(Image.open(io.BytesIO(encoded)).convert("RGB"), Image.open(io.BytesIO(reference)).convert("RGB"))
 
 
-def psnr(data: bytes, sizes: tuple[int, ...]) -> float:
+def psnr(data: bytes, sizes: tuple[int, ...], reference: Reference | None = None) -> float:
     """The lowest PSNR (dB) over the sizes of the engine's pixels (lossless output, so the encoder is left
-    out) against a full decode, oriented, resized with Lanczos to the same size."""
-    full = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
-    lowest = PSNR_IDENTICAL
-    for ours in imaging.make_thumbnails(data, sizes, "png", 100, LIMITS).thumbnails:
-        candidate = Image.open(io.BytesIO(ours.data)).convert("RGB")
-        lowest = min(lowest, _psnr(candidate, full.resize(candidate.size, Image.Resampling.LANCZOS)))
-    return lowest
+    out) against the reference (a full decode, oriented, resized with Lanczos to the same size)."""
+    judged = (reference or Reference(data)).judge(engine(data, sizes, "png", 100))
+    return min(row["psnr_db"] for row in judged)
 
 
 # sharp (Node), measured when Node.js is on the PATH: installed from bench/sharp/package-lock.json into a cache
@@ -132,12 +129,10 @@ def sharp_ready() -> tuple[Path | None, str]:
     return SHARP_CACHE / "node_modules", ""
 
 
-def sharp_run(mode: str, path: Path, repeats: int, sizes: tuple[int, ...], fmt: str, quality: int,
+def sharp_run(modules: Path, mode: str, path: Path, repeats: int, sizes: tuple[int, ...], fmt: str, quality: int,
               outdir: Path) -> dict[str, Any]:
-    """Time sharp in a fresh Node process on one thread; its outputs land in `outdir` (bench/sharp/worker.js)."""
-    modules, why = sharp_ready()
-    if modules is None:
-        raise RuntimeError(why)
+    """Time sharp (installed in `modules`, from sharp_ready) in a fresh Node process on one thread; its outputs land
+    in `outdir` (bench/sharp/worker.js)."""
     environment = {**os.environ, "NODE_PATH": str(modules), "UV_THREADPOOL_SIZE": "1", "VIPS_CONCURRENCY": "1"}
     done = subprocess.run(["node", str(SHARP_SOURCE / "worker.js"), mode, str(path), str(repeats),
                            ",".join(map(str, sizes)), fmt, str(quality), str(outdir)],
@@ -165,7 +160,7 @@ class Reference:
         for encoded in outputs:
             image = Image.open(io.BytesIO(encoded)).convert("RGB")
             rows.append({"side": max(image.size), "bytes": len(encoded),
-                         "psnr_db": round(_psnr(image, self.at(image.size)), 2)})
+                         "psnr_db": round(psnr_images(image, self.at(image.size)), 2)})
         return sorted(rows, key=lambda row: -row["side"])
 
 
@@ -180,8 +175,7 @@ def bytes_at_psnr(curve: list[tuple[float, int]], psnr_db: float) -> float | Non
     return None
 
 
-def sharp_status() -> dict[str, Any]:
-    """What results.json says of sharp: its pinned version and whether it was measured, and why not."""
+def sharp_status(why_not: str) -> dict[str, Any]:
+    """What results.json says of sharp: its pinned version, whether it was measured, and why not (sharp_ready's)."""
     version = json.loads((SHARP_SOURCE / "package.json").read_text())["dependencies"]["sharp"]
-    modules, why = sharp_ready()
-    return {"version": version, "measured": modules is not None, **({"note": why} if why else {})}
+    return {"version": version, "measured": not why_not, **({"note": why_not} if why_not else {})}
