@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from localcloud.controls import BucketCors
+from localcloud.controls import BucketCors, requested_headers
 from localcloud.pollers import ExecutionEnvironment, FunctionSpec
 
 LOCAL_CALLER = "arn:aws:iam::123456789012:user/localcloud"
@@ -115,9 +115,8 @@ class FunctionEndpoint:
         """A browser's preflight, answered from the CORS configuration without invoking the function, as function URLs
         and HTTP APIs do (Lambda API reference, "Cors"; API Gateway, "Configuring CORS for an HTTP API"): an origin,
         method or header it does not list gets no CORS headers, so the browser refuses the request."""
-        asked = [h.strip() for h in request.headers.get("Access-Control-Request-Headers", "").split(",") if h.strip()]
         allow = self._cors.preflight("", request.headers.get("Origin"), request.headers.get("Access-Control-Request-Method", ""),
-                                     asked)
+                                     requested_headers(request.headers.get("Access-Control-Request-Headers")))
         if allow is None:
             request.send_response(403)
             request.send_header("Content-Length", "0")

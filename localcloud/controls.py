@@ -247,8 +247,7 @@ class BucketCors:
         rule = self.rule(bucket, origin, method, headers)
         if rule is None:
             return None
-        answer = {"Access-Control-Allow-Origin": "*" if "*" in rule["allowedOrigins"] else str(origin),
-                  "Access-Control-Allow-Methods": ", ".join(rule["allowedMethods"]), "Vary": "Origin"}
+        answer = {**_allowed_origin(rule, origin), "Access-Control-Allow-Methods": ", ".join(rule["allowedMethods"])}
         if headers:
             answer["Access-Control-Allow-Headers"] = ", ".join(headers)
         if rule.get("maxAgeSeconds") is not None:
@@ -260,10 +259,19 @@ class BucketCors:
         rule = self.rule(bucket, origin, method, [])
         if rule is None:
             return {}
-        answer = {"Access-Control-Allow-Origin": "*" if "*" in rule["allowedOrigins"] else str(origin), "Vary": "Origin"}
+        answer = _allowed_origin(rule, origin)
         if rule.get("exposeHeaders"):
             answer["Access-Control-Expose-Headers"] = ", ".join(rule["exposeHeaders"])
         return answer
+
+
+def requested_headers(value: str | None) -> list[str]:
+    """The header names a preflight's Access-Control-Request-Headers lists."""
+    return [name.strip() for name in (value or "").split(",") if name.strip()]
+
+
+def _allowed_origin(rule: dict[str, Any], origin: str | None) -> dict[str, str]:
+    return {"Access-Control-Allow-Origin": "*" if "*" in rule["allowedOrigins"] else str(origin), "Vary": "Origin"}
 
 
 def _wildcard(pattern: str, value: str) -> bool:

@@ -220,6 +220,11 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _bucket_of(request: Request) -> str:
+    """The bucket a path-style S3 request names (the emulator's clients address buckets by path)."""
+    return request.path.lstrip("/").split("/")[0]
+
+
 class Gateway:
     """WSGI middleware in front of moto: identify, judge, then serve (see the module docstring)."""
 
@@ -354,14 +359,14 @@ class Gateway:
 
     def _s3_preflight(self, request: Request, start_response: Any) -> list[bytes]:
         """A browser's preflight to S3, answered from the bucket's CORS configuration as S3 answers it (unsigned)."""
-        bucket = request.path.lstrip("/").split("/")[0]
+        bucket = _bucket_of(request)
         origin = request.headers.get("origin")
         method = request.headers.get("access-control-request-method", "")
         if not origin or not method:
             return self._refuse("s3", Refusal(400, "BadRequest", "Insufficient information. Origin request header "
                                                                  "needed."), start_response)
-        asked = [h.strip() for h in request.headers.get("access-control-request-headers", "").split(",") if h.strip()]
-        answer = self.cors.preflight(bucket, origin, method, asked)
+        answer = self.cors.preflight(bucket, origin, method,
+                                     controls.requested_headers(request.headers.get("access-control-request-headers")))
         if answer is None:
             return self._refuse("s3", Refusal(403, "AccessForbidden", "CORSResponse: This CORS request is not allowed. "
                                               "This is usually because the evalution of Origin, request method / "
@@ -372,7 +377,7 @@ class Gateway:
 
     def _s3_cors(self, request: Request, start_response: Any) -> Any:
         """start_response for a request with an Origin: the CORS headers S3 would send, none of moto's."""
-        bucket = request.path.lstrip("/").split("/")[0]
+        bucket = _bucket_of(request)
         ours = self.cors.actual(bucket, request.headers.get("origin"), request.method)
 
         def respond(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -382,7 +387,7 @@ class Gateway:
         return respond
 
     def _missing_as_403(self, request: Request, identity: Identity, environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        bucket = request.path.lstrip("/").split("/")[0]
+        bucket = _bucket_of(request)
         held: dict[str, Any] = {}
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:

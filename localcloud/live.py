@@ -68,8 +68,7 @@ class LiveGallery:
     def images(self) -> list[dict[str, Any]]:
         """Every record as the gallery shows it, the newest first."""
         assert self.cloud is not None
-        records = sorted(self.cloud.records().values(), key=lambda r: str(r.get("updated_at") or ""), reverse=True)
-        return [gallery.view(r["key"], gallery.status_of(r), r) for r in records]
+        return gallery.views(self.cloud.records().values())
 
     @staticmethod
     def link(key: str, output: dict[str, Any]) -> str:

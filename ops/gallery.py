@@ -56,6 +56,12 @@ def view(key: str, status: str, record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def views(records: Iterable[dict[str, Any]], limit: int | None = None) -> list[dict[str, Any]]:
+    """The newest `limit` records (all when None), the newest first, as the gallery shows them."""
+    newest = sorted(records, key=lambda r: str(r.get("updated_at") or ""), reverse=True)[:limit]
+    return [view(r["key"], status_of(r), r) for r in newest]
+
+
 def outputs(record: dict[str, Any]) -> list[dict[str, Any]]:
     """The thumbnails an image record lists (none until the thumbnail stage is done)."""
     return (record.get(Function.THUMBNAILS) or {}).get("outputs", [])
@@ -159,8 +165,7 @@ def write(target: Target, out: Path, prefix: str = "", limit: int = 500, expires
             record = {name: deserialize(value) for name, value in item.items()}
             if str(record.get("key", "")).startswith(UPLOADS_PREFIX + prefix):
                 records.append(record)
-    records.sort(key=lambda r: str(r.get("updated_at") or ""), reverse=True)
-    images = [view(r["key"], status_of(r), r) for r in records[:limit]]
+    images = views(records, limit)
     s3, bucket = target.client("s3"), target.outputs["thumbnailsBucket"]
 
     def link(key: str, output: dict[str, Any]) -> str:
