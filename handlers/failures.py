@@ -26,6 +26,13 @@ PERMANENT_ERRORS: dict[str, str] = {
 }
 
 
+# What S3 answers for a GET of a version that is not there: deleted (NoSuchKey, NoSuchVersion; a HEAD has only the
+# status), overwritten since (412, when an unversioned object is read with If-Match), or a delete marker's version id
+# (405: S3 API reference, GetObject, "If the specified version is a delete marker").
+GONE_OBJECT_ERRORS = frozenset({"NoSuchKey", "NoSuchVersion", "404", "PreconditionFailed", "412", "MethodNotAllowed",
+                                "405"})
+
+
 class PermanentFailure(Exception):
     """A failure that retrying cannot fix; `reason` is what the record says."""
 
@@ -38,6 +45,11 @@ def error_code(exc: BaseException) -> str | None:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", "")) or None
     return None
+
+
+def names_a_gone_object(exc: BaseException) -> bool:
+    """Whether S3 answered that the object version asked for is not there (any more)."""
+    return error_code(exc) in GONE_OBJECT_ERRORS
 
 
 def as_permanent(exc: BaseException) -> PermanentFailure | None:

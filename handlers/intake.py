@@ -7,17 +7,25 @@ longer holds an accepted image (deleted, or overwritten by a rejected upload)
 so its thumbnails go too. In a versioned bucket an `ObjectRemoved` event only
 says "this key changed": S3 itself says whether the image is gone, replaced or
 back. Never imports Pillow.
+
+An event is a request, not a fact: anyone who may send to the intake queue (an operator's redrive, a replay, a
+forgery) could have written it. So the verdict rests on what S3 says of the version the event names (its size,
+ETag and bytes, read here), and the event's sequencer is held to that key's own version history: an ObjectCreated
+event cannot order a version after one S3 made later, nor name again, with a later sequencer, the version the record
+holds. A record whose sequencer no event of S3's current version can pass (one a forgery put there) is set right by
+the next event about that current version.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from handlers import aws, contracts, environment, originals, records
-from handlers.failures import PermanentFailure, classified, error_code
+from handlers.failures import PermanentFailure, classified, error_code, names_a_gone_object
 from handlers.limits import check_pixels
 from handlers.names import API_UPLOADS_PREFIX, OWNER_METADATA, ClaimAttribute, ClaimEvent, Function, Metric, Status
 from handlers.observability import count, logger, run_batch
@@ -79,20 +87,56 @@ def handle_s3_event(s3_event: dict[str, Any]) -> None:
         logger.remove_keys(["image_id", "key", "owner"])
 
 
-def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_time: str) -> None:
+class Untrusted(Exception):
+    """An event that S3 cannot have sent as it stands (it contradicts the object or the key's history)."""
+
+
+@dataclass(frozen=True)
+class Head:
+    """What S3 says of one object version: its first bytes, size, ETag and user metadata."""
+
+    data: bytes
+    size: int
+    etag: str
+    metadata: dict[str, str]
+
+
+def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_time: str, *,
+             restored: bool = False) -> None:
+    """An object version to judge. `restored`: not an ObjectCreated event but a removal that made this version
+    current again (its sequencer is the removal's, later than the version's own creation)."""
     env = environment.load()
-    size = int(obj.get("size") or 0)
     claim = contracts.ClaimCheck(
         bucket=bucket, key=key, version_id=obj.get("versionId") or None, etag=obj.get("eTag") or None,
-        size=size, format=None, sequencer=sequencer, event=ClaimEvent.CREATED, event_time=event_time,
+        size=int(obj.get("size") or 0), format=None, sequencer=sequencer, event=ClaimEvent.CREATED,
+        event_time=event_time,
     )
-    metadata: dict[str, str] = {}
     try:
-        found = _inspect(claim, env, metadata)
+        head = _read_head(claim)
+        if head is None:
+            # That version is gone (or, unversioned, was overwritten): the event that removed or replaced it says
+            # what the key holds now, with a later sequencer. Nothing to judge here.
+            logger.info("the version the event names is gone; its removal's own event settles the key")
+            count(Metric.STALE_EVENTS)
+            return
+        _check_event(obj, head)
+        current = records.get(env.table_name, claim.image_id)
+        replacing = _ordering(claim, current, restored)
+    except Untrusted as untrusted:
+        logger.error("event refused: S3 cannot have sent it as it stands", extra={"reason": str(untrusted)})
+        count(Metric.INVALID_EVENTS)
+        return
+    if replacing is None and current is not None and current.sequencer > sequencer:
+        logger.info("older than the recorded event; nothing changed")
+        count(Metric.STALE_EVENTS)
+        return
+    claim = dataclasses.replace(claim, etag=head.etag, size=head.size)
+    try:
+        found = _inspect(claim, head, env)
         reason = ""
     except PermanentFailure as failure:
         found, reason = None, failure.reason
-    owner = _owner(key, metadata)
+    owner = _owner(key, head.metadata)
     if owner:
         logger.append_keys(owner=owner)
     status = Status.ACCEPTED if found else Status.REJECTED
@@ -103,15 +147,19 @@ def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
     fmt = found.format if found else None
     expected = [Function.THUMBNAILS, *([Function.LABELS] if fmt in env.label_formats else [])]
     result = records.record_event(env.table_name, claim.image_id, sequencer, {
-        "status": status, "reason": reason, "bucket": bucket, "key": key, "format": fmt, "size": size,
-        "etag": claim.etag, "version_id": claim.version_id, "event_time": event_time,
+        "status": status, "reason": reason, "bucket": bucket, "key": key, "format": fmt, "size": head.size,
+        "etag": head.etag, "version_id": claim.version_id, "event_time": event_time,
         "width": found.width if found else None, "height": found.height if found else None,
         "expected_stages": expected if found else [], "owner": owner,
-    })
+    }, replacing=replacing)
     if result.outcome == Outcome.STALE:
         logger.info("older than the recorded event; nothing changed")
         count(Metric.STALE_EVENTS)
         return
+    if replacing is not None:
+        logger.warning("the record's sequencer was one no event of the key's current version could pass; replaced",
+                       extra={"recorded_sequencer": replacing})
+        count(Metric.RECONCILED)
     if result.outcome == Outcome.DUPLICATE:
         count(Metric.DUPLICATE_EVENTS)
         recorded = result.record.status if result.record else None
@@ -129,8 +177,62 @@ def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
             _publish(_removal(claim))
         return
     _publish(dataclasses.replace(claim, format=fmt))
-    logger.info(Status.ACCEPTED, extra={"format": fmt, "size": size})
+    logger.info(Status.ACCEPTED, extra={"format": fmt, "size": head.size})
     count(Metric.ACCEPTED)
+
+
+def _check_event(obj: dict[str, Any], head: Head) -> None:
+    """S3's ObjectCreated events state the version's size and ETag (S3 User Guide, "Event message structure"):
+    an event that states others did not come from S3."""
+    if obj.get("size") is not None and int(obj["size"]) != head.size:
+        raise Untrusted(f"the event says {obj['size']} bytes; S3 holds {head.size:,} for that version")
+    if obj.get("eTag") and obj["eTag"].strip('"') != head.etag:
+        raise Untrusted(f"the event's ETag {obj['eTag']!r} is not that version's ({head.etag!r})")
+
+
+def _ordering(claim: contracts.ClaimCheck, current: records.ImageRecord | None, restored: bool) -> str | None:
+    """Hold the event's sequencer to the key's history. Returns the recorded sequencer to replace when the record
+    must be set right (else None: the usual ordering by sequencer applies); raises Untrusted for an event S3 cannot
+    have sent."""
+    if current is None or not current.sequencer:
+        return None
+    version, recorded = claim.version_id, current.version_id
+    if claim.sequencer == current.sequencer:
+        if version and recorded and version != recorded:
+            raise Untrusted(f"it repeats the recorded sequencer for version {version}; the record's is {recorded}")
+        return None
+    if claim.sequencer > current.sequencer:
+        if not version or not recorded:
+            return None
+        if version == recorded and not restored:
+            # One version is created once: its ObjectCreated event cannot come again with a later sequencer.
+            raise Untrusted("an ObjectCreated event for the version the record holds, with a later sequencer")
+        if version != recorded and _newer(claim.bucket, claim.key, recorded, than=version):
+            raise Untrusted(f"its sequencer orders version {version} after {recorded}, which S3 made later")
+        return None
+    # An earlier sequencer: stale, unless the event is about S3's current version and the record says otherwise.
+    # Then no event S3 sends later can carry a sequencer past the recorded one (a forgery put it there): S3 wins.
+    holds_current = current.status != Status.DELETED and recorded == version
+    if holds_current or not version or _current_version_id(claim.bucket, claim.key) != version:
+        return None
+    return current.sequencer
+
+
+def _newer(bucket: str, key: str, version: str, *, than: str) -> bool:
+    """Whether S3 made `version` of the key after `than`. S3 lists a key's versions newest first (S3 API
+    reference, ListObjectVersions); the current version is newer than any other. A version no longer listed
+    (deleted for good) is taken as older."""
+    current = _current_version_id(bucket, key)
+    if current in (version, than):
+        return current == version
+    pages = aws.client("s3").get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key)
+    for page in pages:
+        for listed in page.get("Versions", []):
+            if listed["Key"] != key:
+                continue
+            if listed["VersionId"] in (version, than):
+                return listed["VersionId"] == version
+    return False
 
 
 def _removal(claim: contracts.ClaimCheck) -> contracts.ClaimCheck:
@@ -158,7 +260,7 @@ def _removed(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
         # upload, ordered by this event's sequencer.
         logger.info("the key's current version changed; processing it", extra={"current_version": current["versionId"]})
         count(Metric.RESTORED)
-        _created(bucket, key, current, sequencer, event_time)
+        _created(bucket, key, current, sequencer, event_time, restored=True)
         return
     claim = contracts.ClaimCheck(
         bucket=bucket, key=key, version_id=obj.get("versionId") or None, etag=None, size=0, format=None,
@@ -178,24 +280,27 @@ def _removed(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
 
 
 def _owner(key: str, metadata: dict[str, str]) -> str | None:
-    """Who uploaded it, when the upload API granted it: the owner the grant signed into the object's metadata
-    (S3 refused the PUT without it), else the namespace of the key the API chose."""
-    if metadata.get(OWNER_METADATA):
-        return metadata[OWNER_METADATA]
-    if key.startswith(API_UPLOADS_PREFIX):
-        return key[len(API_UPLOADS_PREFIX):].partition("/")[0] or None
-    return None
+    """Who uploaded it, when the upload API granted it: the namespace of the key the API chose, which is the owner
+    the grant signed into the object's metadata too (S3 refused the PUT without it). Anything else may have been
+    written by whoever can put objects in the bucket: metadata that disagrees with the key names nobody, and a key
+    outside the API's namespace has no owner."""
+    if not key.startswith(API_UPLOADS_PREFIX):
+        return None
+    namespace = key[len(API_UPLOADS_PREFIX):].partition("/")[0] or None
+    claimed = metadata.get(OWNER_METADATA)
+    if claimed and claimed != namespace:
+        logger.warning("the object's owner metadata disagrees with its key's namespace; the key's is kept",
+                       extra={"claimed_owner": claimed})
+    return namespace
 
 
-def _inspect(claim: contracts.ClaimCheck, env: environment.Environment, metadata: dict[str, str]) -> Sniffed:
-    """Decide from size and the first bytes whether an upload is an image this pipeline takes
-    (`metadata` receives the object's user metadata when it is read)."""
-    if claim.size == 0:
+def _inspect(claim: contracts.ClaimCheck, head: Head, env: environment.Environment) -> Sniffed:
+    """Decide from the size and the first bytes S3 holds whether an upload is an image this pipeline takes."""
+    if head.size == 0:
         raise PermanentFailure("the file is empty (0 bytes)")
-    if claim.size > env.max_upload_bytes:
-        raise PermanentFailure(f"the file is {claim.size:,} bytes, over the upload limit of {env.max_upload_bytes:,} bytes")
-    head = _read_head(claim, metadata)
-    found = sniff(head)
+    if head.size > env.max_upload_bytes:
+        raise PermanentFailure(f"the file is {head.size:,} bytes, over the upload limit of {env.max_upload_bytes:,} bytes")
+    found = sniff(head.data)
     named = _extension_note(claim.key, found.format)
     if found.format is None:
         raise PermanentFailure(f"not an image: the content is {found.description}{named}")
@@ -222,12 +327,38 @@ def _current_version(bucket: str, key: str) -> dict[str, Any] | None:
     return {"versionId": head.get("VersionId"), "eTag": head["ETag"].strip('"'), "size": head["ContentLength"]}
 
 
-def _read_head(claim: contracts.ClaimCheck, metadata: dict[str, str]) -> bytes:
-    """The first bytes of exactly the object version the event names (and its user metadata, into `metadata`)."""
-    with classified():
-        response = aws.client("s3").get_object(**claim.object_version(), Range=f"bytes=0-{SNIFF_BYTES - 1}")
-        metadata.update(response.get("Metadata") or {})
-        return response["Body"].read()
+def _current_version_id(bucket: str, key: str) -> str | None:
+    current = _current_version(bucket, key)
+    return current["versionId"] if current else None
+
+
+def _read_head(claim: contracts.ClaimCheck) -> Head | None:
+    """The first bytes of exactly the object version the event names, with S3's size, ETag and user metadata for it;
+    None when that version is gone; Untrusted when S3 never made it. A ranged GET answers the whole size in Content-Range (S3 API reference,
+    GetObject); an empty object has no range to give (InvalidRange), so its HEAD says what it is."""
+    s3 = aws.client("s3")
+    version = claim.object_version()
+    try:
+        response = s3.get_object(**version, Range=f"bytes=0-{SNIFF_BYTES - 1}")
+    except Exception as exc:
+        if names_a_gone_object(exc):
+            return None
+        if error_code(exc) == "InvalidArgument" and "VersionId" in version:
+            # S3 answers a version id it never issued with 400 "Invalid version id specified" (one it issued and
+            # deleted: NoSuchVersion); moto answers NoSuchVersion for both.
+            raise Untrusted(f"S3 calls the version id {claim.version_id!r} invalid") from exc
+        if error_code(exc) != "InvalidRange":
+            with classified():  # anything else is transient: retried through batchItemFailures
+                raise
+        try:
+            empty = s3.head_object(**version)
+        except Exception as gone:
+            if names_a_gone_object(gone):
+                return None
+            raise
+        return Head(b"", empty["ContentLength"], empty["ETag"].strip('"'), empty.get("Metadata") or {})
+    size = int(response["ContentRange"].rpartition("/")[2]) if response.get("ContentRange") else response["ContentLength"]
+    return Head(response["Body"].read(), size, response["ETag"].strip('"'), response.get("Metadata") or {})
 
 
 _EXTENSIONS = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "gif": "gif", "webp": "webp", "tif": "tiff",

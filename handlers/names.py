@@ -150,6 +150,7 @@ class Metric(StrEnum):
     RESTORED = "Restored"
     NONCURRENT_VERSIONS_REMOVED = "NoncurrentVersionsRemoved"
     STALE_EVENTS = "StaleEvents"
+    RECONCILED = "Reconciled"  # a record whose sequencer no event of S3's current version could pass, set right
     DUPLICATE_EVENTS = "DuplicateEvents"
     INVALID_EVENTS = "InvalidEvents"  # the intake dropped a message that is not an S3 event (alarmed)
     INVALID_CLAIM_CHECKS = "InvalidClaimChecks"  # a stage dropped a message that is not a claim check (alarmed)

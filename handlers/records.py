@@ -74,6 +74,19 @@ class ImageRecord:
         return self.item.get("version_id")
 
     @property
+    def etag(self) -> str | None:
+        return self.item.get("etag")
+
+    @property
+    def format(self) -> str | None:
+        return self.item.get("format")
+
+    def names(self, version_id: str | None, etag: str | None, fmt: str | None) -> bool:
+        """Whether the record is about exactly this object: its version, ETag and format (the intake read the ETag
+        from S3 and the format from the bytes; a claim check that names others is not one the intake published)."""
+        return (self.version_id, self.etag, self.format) == (version_id, etag, fmt)
+
+    @property
     def expected_stages(self) -> list[str]:
         return list(self.item.get("expected_stages") or [])
 
@@ -168,11 +181,13 @@ def get(table_name: str, image_id: str) -> ImageRecord | None:
     return ImageRecord.of(aws.table(table_name).get_item(Key={"image_id": image_id}, ConsistentRead=True).get("Item"))
 
 
-def record_event(table_name: str, image_id: str, sequencer: str, attributes: dict[str, Any]) -> WriteResult:
+def record_event(table_name: str, image_id: str, sequencer: str, attributes: dict[str, Any],
+                 replacing: str | None = None) -> WriteResult:
     """Write the intake's view of an event (accepted, rejected or deleted) if it is the newest.
 
     A newer event replaces the record and clears the stages' results of the
-    previous version; the same event again changes nothing.
+    previous version; the same event again changes nothing. `replacing`: write over a record that holds exactly this
+    (later) sequencer, which the intake found no event of S3's current version could pass.
     """
     stamp = now()
     indexed, unindexed = _attention(attributes["status"], image_id)
@@ -181,8 +196,8 @@ def record_event(table_name: str, image_id: str, sequencer: str, attributes: dic
         set_values={**attributes, **indexed, "sequencer": sequencer, "updated_at": stamp},
         if_not_exists={"created_at": stamp},
         remove=(*STAGE_ATTRIBUTES, *unindexed),
-        condition="attribute_not_exists(#seq) OR #seq < :seq",
-        condition_values={":seq": sequencer},
+        condition="attribute_not_exists(#seq) OR #seq < :seq" if replacing is None else "#seq = :seq",
+        condition_values={":seq": sequencer if replacing is None else replacing},
         condition_names={"#seq": "sequencer"},
         return_values="UPDATED_OLD",  # what the record said before: whether an earlier version may have outputs
     )

@@ -36,10 +36,23 @@ def handle(record: SQSRecord, work: Callable[[contracts.ClaimCheck], None]) -> N
 
 
 def pending(table_name: str, claim: contracts.ClaimCheck) -> tuple[records.ImageRecord | None, bool]:
-    """(the record as it is now, whether it still waits for this claim check's work: not stale, not settled)."""
+    """(the record as it is now, whether it still waits for this claim check's work: not stale, not settled, and
+    about the very object the record names)."""
     current = records.get(table_name, claim.image_id)
     if current is None or not current.awaits(claim.sequencer):
         logger.info("claim check is stale or already settled; nothing to do")
         count(Metric.SKIPPED_CLAIM_CHECKS)
         return current, False
+    if not current.names(claim.version_id, claim.etag, claim.format):
+        refuse(claim, f"the record names version {current.version_id} ({current.format}, ETag {current.etag})")
+        return current, False
     return current, True
+
+
+def refuse(claim: contracts.ClaimCheck, why: str) -> None:
+    """A claim check the record contradicts: the intake never published it (a forgery, or a message edited on its
+    way back from a dead-letter queue). Nothing is done; it is logged and counted where an alarm watches."""
+    logger.error("claim check refused: the record contradicts it", extra={
+        "reason": why, "claimed": {"event": claim.event, "version_id": claim.version_id, "etag": claim.etag,
+                                   "format": claim.format, "sequencer": claim.sequencer}})
+    count(Metric.INVALID_CLAIM_CHECKS)

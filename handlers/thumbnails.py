@@ -19,11 +19,13 @@ from handlers import aws, contracts, environment, imaging, isolation, originals,
 from handlers.failures import PermanentFailure, classified
 from handlers.names import ClaimEvent, Env, Function, Metric, StageStatus, Status
 from handlers.observability import count, duration, logger, run_batch
-from handlers.stage import for_claim_check, pending
+from handlers.stage import for_claim_check, pending, refuse
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
+# What a record says when its key no longer holds an image the stages should show.
+REMOVED = (Status.REJECTED, Status.DELETED)
 # Thumbnail keys never change content, so caches may keep them for a year.
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 
@@ -143,6 +145,9 @@ def _reprocess(claim: contracts.ClaimCheck) -> None:
         logger.info("reprocess request is stale: the image changed or is not done")
         count(Metric.SKIPPED_CLAIM_CHECKS)
         return
+    if not current.names(claim.version_id, claim.etag, claim.format):
+        refuse(claim, f"the done record names version {current.version_id} ({current.format}, ETag {current.etag})")
+        return
     made_with = (current.result(Function.THUMBNAILS) or {}).get("settings")
     if made_with == env.thumbnail_settings:
         count(Metric.ALREADY_CURRENT)
@@ -209,6 +214,10 @@ def _remove(claim: contracts.ClaimCheck) -> None:
     if current is None or current.sequencer != claim.sequencer:
         logger.info("removal is stale; the key was uploaded again")
         count(Metric.SKIPPED_CLAIM_CHECKS)
+        return
+    if current.status not in REMOVED:
+        # The intake sends a removal only with the event that made the record rejected or deleted.
+        refuse(claim, f"the record shows the image {current.status}, not removed")
         return
     removed = _clear(claim, keep=set())
     logger.info("thumbnails removed", extra={"count": removed})

@@ -163,6 +163,24 @@ def cloud(monkeypatch):
         environment.load.cache_clear()
 
 
+@pytest.fixture
+def emitted(monkeypatch):
+    """Every metric the handlers emit from now on, by name, summed (a Counter)."""
+    from collections import Counter
+
+    from handlers import observability
+
+    seen: Counter = Counter()
+    real = observability.metrics.add_metric
+
+    def add(name, unit, value):
+        seen[name] += value
+        return real(name=name, unit=unit, value=value)
+
+    monkeypatch.setattr(observability.metrics, "add_metric", add)
+    return seen
+
+
 def invoke(module, bodies: list[str], function_name: str = "fn") -> dict[str, Any]:
     """Run a handler on one SQS batch, as Lambda would; returns its partial batch response."""
     records = [sqs_record(body, "arn:aws:sqs:us-east-1:123456789012:q", message_id=f"m{i}") for i, body in enumerate(bodies)]

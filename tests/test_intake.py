@@ -115,24 +115,32 @@ def test_the_name_is_blamed_only_when_it_promises_another_format(key, fmt, note)
 
 @pytest.mark.parametrize("key, metadata, owner", [
     ("uploads/api/3f2a/2026/12/02/x-a.jpg", {}, "3f2a"),  # the namespace the API chose
-    ("uploads/api/3f2a/2026/12/02/x-a.jpg", {"owner": "arn:aws:iam::1:user/carol"}, "arn:aws:iam::1:user/carol"),
+    ("uploads/api/3f2a/2026/12/02/x-a.jpg", {"owner": "3f2a"}, "3f2a"),  # and signed into the metadata
+    # A direct writer's metadata that disagrees with the key names nobody: the key's namespace stands.
+    ("uploads/api/3f2a/2026/12/02/x-a.jpg", {"owner": "victim"}, "3f2a"),
+    ("uploads/holiday.jpg", {"owner": "victim"}, None),  # outside the API's namespace nobody is the owner
     ("uploads/api//x.jpg", {}, None),  # an empty namespace names nobody
     ("uploads/api/solo.jpg", {}, "solo.jpg"),
     ("uploads/holiday.jpg", {}, None),  # not through the API
 ])
-def test_the_owner_is_the_grant_s_signed_metadata_else_the_api_s_namespace(key, metadata, owner):
+def test_the_owner_is_the_api_s_namespace_never_metadata_that_disagrees(key, metadata, owner):
     assert intake._owner(key, metadata) == owner
 
 
-def test_the_owner_signed_into_the_object_s_metadata_reaches_the_record(cloud):
+@pytest.mark.parametrize("key, claimed, owner", [
+    ("uploads/api/attacker/a.jpg", "victim", "attacker"),  # metadata claiming another caller's owner id
+    ("uploads/shared/a.jpg", "victim", None),  # a direct write outside the API's namespace
+    ("uploads/api/victim/a.jpg", "victim", "victim"),  # what a grant signs: key and metadata agree
+])
+def test_a_direct_writer_cannot_file_an_image_under_another_owner(cloud, key, claimed, owner):
     from handlers.names import OWNER_METADATA
 
     data = images.jpeg(64, 48)
-    put = cloud.s3.put_object(Bucket=cloud.uploads, Key="uploads/api/ns/a.jpg", Body=data,
-                              Metadata={OWNER_METADATA: "arn:aws:iam::1:user/dave"})
-    invoke(intake, [s3_message(cloud.s3_event("ObjectCreated:Put", "uploads/api/ns/a.jpg", size=len(data),
+    put = cloud.s3.put_object(Bucket=cloud.uploads, Key=key, Body=data, Metadata={OWNER_METADATA: claimed})
+    invoke(intake, [s3_message(cloud.s3_event("ObjectCreated:Put", key, size=len(data),
                                               etag=put["ETag"].strip('"'), version_id=put.get("VersionId")))])
-    assert cloud.record("uploads/api/ns/a.jpg")["owner"] == "arn:aws:iam::1:user/dave"
+    record = cloud.record(key)
+    assert record["status"] == "accepted" and record["owner"] == owner
 
 
 def test_only_the_head_the_sniffer_reads_is_fetched(cloud, monkeypatch):
@@ -165,13 +173,16 @@ def test_oversized_upload_is_rejected_without_reading_it(cloud, monkeypatch):
     assert "over the upload limit of 1,000 bytes" in record["reason"]
 
 
-def test_object_deleted_before_intake_is_rejected_not_retried(cloud):
+def test_a_version_deleted_before_intake_is_settled_by_its_deletion_not_judged(cloud, counted):
     event = cloud.put("uploads/gone.jpg", images.jpeg())
-    cloud.s3.delete_object(Bucket=cloud.uploads, Key="uploads/gone.jpg", VersionId=event["s3"]["object"]["versionId"])
-    response = invoke(intake, [s3_message(event)])
-    assert response["batchItemFailures"] == []
+    removal = cloud.delete_version("uploads/gone.jpg", event["s3"]["object"]["versionId"])
+    # The ObjectCreated event finds its version gone: nothing to judge, nothing recorded, no retry.
+    assert invoke(intake, [s3_message(event)])["batchItemFailures"] == []
+    assert cloud.record("uploads/gone.jpg") is None and ("StaleEvents", 1) in counted
+    # The deletion's own event (S3 sends one for every version deleted) says what the key holds now.
+    invoke(intake, [s3_message(removal)])
     record = cloud.record("uploads/gone.jpg")
-    assert record["status"] == "rejected" and "gone" in record["reason"]
+    assert (record["status"], record["reason"]) == ("deleted", "the upload was deleted")
 
 
 def test_the_same_event_twice_gives_one_record_and_republishes_while_pending(cloud):
