@@ -10,9 +10,8 @@ back. Never imports Pillow.
 
 An event is a request, not a fact: anyone who may send to the intake queue (an operator's redrive, a replay, a
 forgery) could have written it. So the verdict rests on what S3 says of the version the event names (its size,
-ETag and bytes, read here), and the event's sequencer is held to that key's own version history: an ObjectCreated
-event cannot order a version after one S3 made later, nor name again, with a later sequencer, the version the record
-holds. A record whose sequencer no event of S3's current version can pass (one a forgery put there) is set right by
+ETag and bytes, read here), and the event's sequencer is held to what S3 says of the key: an ObjectCreated event
+cannot order a version after the current one, nor name again, with a later sequencer, the version the record holds. A record whose sequencer no event of S3's current version can pass (one a forgery put there) is set right by
 the next event about that current version.
 """
 from __future__ import annotations
@@ -91,6 +90,10 @@ class Untrusted(Exception):
     """An event that S3 cannot have sent as it stands (it contradicts the object or the key's history)."""
 
 
+class Stale(Exception):
+    """An event that a later one supersedes: nothing to do."""
+
+
 @dataclass(frozen=True)
 class Head:
     """What S3 says of one object version: its first bytes, size, ETag and user metadata."""
@@ -126,8 +129,8 @@ def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
         logger.error("event refused: S3 cannot have sent it as it stands", extra={"reason": str(untrusted)})
         count(Metric.INVALID_EVENTS)
         return
-    if replacing is None and current is not None and current.sequencer > sequencer:
-        logger.info("older than the recorded event; nothing changed")
+    except Stale as stale:
+        logger.info("nothing changed: a later event settles the key", extra={"reason": str(stale)})
         count(Metric.STALE_EVENTS)
         return
     claim = dataclasses.replace(claim, etag=head.etag, size=head.size)
@@ -191,9 +194,9 @@ def _check_event(obj: dict[str, Any], head: Head) -> None:
 
 
 def _ordering(claim: contracts.ClaimCheck, current: records.ImageRecord | None, restored: bool) -> str | None:
-    """Hold the event's sequencer to the key's history. Returns the recorded sequencer to replace when the record
-    must be set right (else None: the usual ordering by sequencer applies); raises Untrusted for an event S3 cannot
-    have sent."""
+    """Hold the event's sequencer to the key's history before the record is written. Returns the recorded sequencer
+    to replace when the record must be set right (else None: the usual ordering by sequencer applies); raises Stale
+    for an event a later one supersedes and Untrusted for one S3 cannot have sent."""
     if current is None or not current.sequencer:
         return None
     version, recorded = claim.version_id, current.version_id
@@ -202,37 +205,25 @@ def _ordering(claim: contracts.ClaimCheck, current: records.ImageRecord | None, 
             raise Untrusted(f"it repeats the recorded sequencer for version {version}; the record's is {recorded}")
         return None
     if claim.sequencer > current.sequencer:
-        if not version or not recorded:
-            return None
-        if version == recorded and not restored:
+        if not version or not recorded or restored:
+            return None  # a restored version is S3's current one, by the HEAD that found it
+        if version == recorded:
             # One version is created once: its ObjectCreated event cannot come again with a later sequencer.
             raise Untrusted("an ObjectCreated event for the version the record holds, with a later sequencer")
-        if version != recorded and _newer(claim.bucket, claim.key, recorded, than=version):
+        now = _current_version_id(claim.bucket, claim.key)
+        if now == version:
+            return None
+        if now == recorded:
+            # The current version is the newest S3 has: a version after it by sequencer would be current instead.
             raise Untrusted(f"its sequencer orders version {version} after {recorded}, which S3 made later")
-        return None
+        # Neither is current: a later version (or a delete marker) superseded both, and its own event settles the key.
+        raise Stale(f"version {version} is no longer current")
     # An earlier sequencer: stale, unless the event is about S3's current version and the record says otherwise.
     # Then no event S3 sends later can carry a sequencer past the recorded one (a forgery put it there): S3 wins.
     holds_current = current.status != Status.DELETED and recorded == version
     if holds_current or not version or _current_version_id(claim.bucket, claim.key) != version:
-        return None
+        raise Stale("older than the recorded event")
     return current.sequencer
-
-
-def _newer(bucket: str, key: str, version: str, *, than: str) -> bool:
-    """Whether S3 made `version` of the key after `than`. S3 lists a key's versions newest first (S3 API
-    reference, ListObjectVersions); the current version is newer than any other. A version no longer listed
-    (deleted for good) is taken as older."""
-    current = _current_version_id(bucket, key)
-    if current in (version, than):
-        return current == version
-    pages = aws.client("s3").get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key)
-    for page in pages:
-        for listed in page.get("Versions", []):
-            if listed["Key"] != key:
-                continue
-            if listed["VersionId"] in (version, than):
-                return listed["VersionId"] == version
-    return False
 
 
 def _removal(claim: contracts.ClaimCheck) -> contracts.ClaimCheck:

@@ -195,3 +195,16 @@ def test_a_replayed_removal_of_an_old_version_leaves_the_live_image_alone(cloud,
     assert deliver(cloud, replay) == []  # S3's current version is the record's: nothing removed
     assert cloud.record(key) == record
     assert_thumbnails_only_for_done(cloud)
+
+
+def test_a_genuine_event_overtaken_by_two_newer_versions_is_stale_not_refused(cloud, done, emitted):
+    key, _, _ = done
+    second = cloud.put(key, images.jpeg(210, 100))
+    third = cloud.put(key, images.png(80, 60))
+    # The second version's event arrives after the third version landed: superseded, not a forgery (no alarm).
+    assert deliver(cloud, second) == []
+    assert emitted["InvalidEvents"] == 0 and emitted["StaleEvents"] == 1
+    deliver(cloud, third)
+    record = cloud.record(key)
+    assert (record["status"], record["format"], record["version_id"]) == ("done", "png", third["s3"]["object"]["versionId"])
+    assert_thumbnails_only_for_done(cloud)
