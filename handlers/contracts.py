@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from handlers.names import THUMBNAILS_PREFIX, ClaimEvent
 
@@ -124,3 +126,53 @@ class ClaimCheck:
         if not isinstance(claim.sequencer, str) or len(claim.sequencer) != SEQUENCER_WIDTH:
             raise InvalidClaimCheck("claim check sequencer is not normalized")
         return claim
+
+
+PURGE_REQUEST_VERSION = 1
+# An image has at most ten sizes, and a clean-up may find two sets of settings' worth (and 1.x's keys).
+MAX_PURGE_KEYS = 100
+_PURGEABLE = re.compile(rf"{re.escape(THUMBNAILS_PREFIX)}[0-9a-f]{{32}}/[^\x00-\x20*?#\x7f]{{1,900}}")
+
+
+class InvalidPurgeRequest(ValueError):
+    """A message on the purge queue that is not a purge request this code understands (permanent)."""
+
+
+@dataclass(frozen=True)
+class PurgeRequest:
+    """Thumbnail keys the thumbnail stage deleted (or is about to), for the CDN to forget. Only keys of the
+    thumbnails prefix, each naming one object (no wildcard: CloudFront allows 3,000 file paths in progress per
+    distribution against 15 wildcard ones, CloudFront Developer Guide, "Concurrent invalidation request maximum")."""
+
+    keys: tuple[str, ...]
+    v: int = PURGE_REQUEST_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps({"v": self.v, "keys": list(self.keys)}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, body: str) -> PurgeRequest:
+        try:
+            data: Any = json.loads(body)
+        except (TypeError, ValueError) as exc:
+            raise InvalidPurgeRequest(f"message body is not JSON: {exc}") from exc
+        if not isinstance(data, dict) or data.get("v") != PURGE_REQUEST_VERSION or set(data) != {"v", "keys"}:
+            raise InvalidPurgeRequest(f"not a v{PURGE_REQUEST_VERSION} purge request: {str(body)[:80]!r}")
+        keys = data["keys"]
+        if not isinstance(keys, list) or not 1 <= len(keys) <= MAX_PURGE_KEYS:
+            raise InvalidPurgeRequest(f"a purge request names 1 to {MAX_PURGE_KEYS} thumbnail keys")
+        bad = [k for k in keys if not isinstance(k, str) or not _PURGEABLE.fullmatch(k)]
+        if bad:
+            raise InvalidPurgeRequest(f"not a thumbnail key: {str(bad[0])[:80]!r}")
+        return cls(tuple(dict.fromkeys(keys)))
+
+    @property
+    def images(self) -> set[str]:
+        """The thumbnail prefix of every image the request names."""
+        return {key[: len(THUMBNAILS_PREFIX) + 33] for key in self.keys}
+
+
+def invalidation_path(key: str) -> str:
+    """The CloudFront path of a thumbnail key: the key as its URL carries it, with what RFC 1738 calls unsafe
+    percent-encoded (CloudFront Developer Guide, "Specifying the files to invalidate")."""
+    return "/" + quote(key, safe="/+=!$&'(),;:@")

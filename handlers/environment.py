@@ -55,8 +55,11 @@ class Environment:
     allowed_formats = cached_property(lambda self: _list(Env.ALLOWED_FORMATS))
     # Empty when the stack sends no format to Rekognition (allowedFormats without jpeg and png).
     label_formats = cached_property(lambda self: _present_list(Env.LABEL_FORMATS))
-    # Set when thumbnails are served through CloudFront: removed thumbnails are invalidated there.
+    # The distribution the purge function invalidates thumbnails in.
     distribution_id = cached_property(lambda self: os.environ.get(Env.DISTRIBUTION_ID, ""))
+    # Set when thumbnails are served through CloudFront: the thumbnail stage asks the purge function, through this
+    # queue, to invalidate what it deletes.
+    purge_queue_url = cached_property(lambda self: os.environ.get(Env.PURGE_QUEUE_URL, ""))
     max_upload_bytes = cached_property(lambda self: _int(Env.MAX_UPLOAD_BYTES))
     max_pixels = cached_property(lambda self: _int(Env.MAX_PIXELS))
     max_frames = cached_property(lambda self: _int(Env.MAX_FRAMES))

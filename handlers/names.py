@@ -80,6 +80,7 @@ class Function(StrEnum):
     THUMBNAILS = "thumbnails"
     LABELS = "labels"
     UPLOAD_API = "upload_api"
+    CDN_PURGE = "cdn_purge"  # makes CloudFront forget deleted thumbnails (only with a CDN)
 
 
 # The functions fed from a queue (each with its DLQ), in the order an upload reaches them.
@@ -101,6 +102,7 @@ class Env(StrEnum):
     THUMBNAILS_BUCKET = "THUMBNAILS_BUCKET"
     THUMBNAILS_BASE_URL = "THUMBNAILS_BASE_URL"
     DISTRIBUTION_ID = "DISTRIBUTION_ID"
+    PURGE_QUEUE_URL = "PURGE_QUEUE_URL"
     ALLOWED_FORMATS = "ALLOWED_FORMATS"
     LABEL_FORMATS = "LABEL_FORMATS"
     MAX_UPLOAD_BYTES = "MAX_UPLOAD_BYTES"
@@ -157,7 +159,9 @@ class Metric(StrEnum):
     SKIPPED_CLAIM_CHECKS = "SkippedClaimChecks"
     PROCESSED = "Processed"
     FAILED = "Failed"
-    INVALIDATIONS = "Invalidations"
+    INVALIDATIONS = "Invalidations"  # CloudFront invalidations created (each for many images' thumbnails)
+    PURGES_DEFERRED = "PurgesDeferred"  # purge requests put back: CloudFront refused, or the thumbnails are still there
+    INVALID_PURGE_REQUESTS = "InvalidPurgeRequests"  # the purge function dropped a message it could not read (alarmed)
     REPROCESSED = "Reprocessed"  # thumbnails made again with the current settings
     ALREADY_CURRENT = "AlreadyCurrent"  # a reprocess request for thumbnails made with the current settings
     TAGGED = "Tagged"  # a rejected or failed original tagged with its status

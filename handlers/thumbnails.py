@@ -6,8 +6,9 @@ public thumbnail URL says nothing about the original's bytes (an ETag would be i
 (`python -m ops reprocess`) makes a done image's thumbnails again only when its record names other settings.
 Whenever the image ends anything but `done` (failed, deleted, replaced by a rejected upload), or a newer
 version's thumbnails replace an older one's, what no longer belongs to the record is removed, and, when a
-CDN serves them, invalidated there; when the record has moved on to a newer event while this one ran, what
-it wrote is removed again.
+CDN serves them, a purge is asked of the purge function (handlers/cdn_purge.py) first; a redelivery that finds
+its work recorded finishes that clean-up if it was cut short. When the record has moved on to a newer event while
+this one ran, what it wrote is removed again.
 """
 from __future__ import annotations
 
@@ -100,7 +101,10 @@ def _create(claim: contracts.ClaimCheck) -> None:
     if not waiting:
         if not _owns_keys(current, claim):
             # An earlier delivery may have stored thumbnails and died before recording them.
-            _delete(env.thumbnails_bucket, _stored(env.thumbnails_bucket, claim.thumbnail_prefix))
+            _discard(env, _stored(env.thumbnails_bucket, claim.thumbnail_prefix))
+        elif current is not None and current.status in (Status.DONE, Status.FAILED):
+            # This work is recorded; an earlier delivery may have died while it cleared what the record replaced.
+            _clear(claim, keep=_recorded_keys(current))
         return
     started = perf_counter()
     try:
@@ -151,6 +155,7 @@ def _reprocess(claim: contracts.ClaimCheck) -> None:
     made_with = (current.result(Function.THUMBNAILS) or {}).get("settings")
     if made_with == env.thumbnail_settings:
         count(Metric.ALREADY_CURRENT)
+        _clear(claim, keep=_recorded_keys(current))  # a reprocess cut short after it was recorded: finish it
         return
     try:
         with classified():
@@ -195,6 +200,26 @@ def _owns_keys(current: records.ImageRecord | None, claim: contracts.ClaimCheck)
             == contracts.version_tag(claim.version_id, claim.sequencer))
 
 
+def _recorded_keys(record: records.ImageRecord) -> set[str]:
+    return {o["key"] for o in (record.result(Function.THUMBNAILS) or {}).get("outputs", [])}
+
+
+def _discard(env: environment.Environment, keys: list[str]) -> None:
+    """Delete thumbnails that a record may have handed out, and make the CDN forget them. The purge is asked first:
+    once the request is on its queue it is durable (SQS keeps it, the purge function retries it until CloudFront
+    accepts it, and it alarms when it cannot), whereas a retry of this message after the delete would find nothing
+    left to ask about. The purge function waits until the objects are gone before it invalidates them, so no
+    request in between can cache them again."""
+    if not keys:
+        return
+    if env.purge_queue_url:
+        sqs = aws.client("sqs")
+        for start in range(0, len(keys), contracts.MAX_PURGE_KEYS):
+            request = contracts.PurgeRequest(tuple(keys[start:start + contracts.MAX_PURGE_KEYS]))
+            sqs.send_message(QueueUrl=env.purge_queue_url, MessageBody=request.to_json())
+    _delete(env.thumbnails_bucket, keys)
+
+
 def _delete(bucket: str, keys: list[str]) -> None:
     s3 = aws.client("s3")
     for start in range(0, len(keys), 1000):
@@ -225,17 +250,10 @@ def _remove(claim: contracts.ClaimCheck) -> None:
 
 
 def _clear(claim: contracts.ClaimCheck, keep: set[str]) -> int:
-    """Delete every thumbnail of the image but `keep`; then make the CDN forget them (one wildcard path)."""
+    """Delete every thumbnail of the image but `keep`, and have the CDN forget them."""
     env = environment.load()
     doomed = [key for key in _stored(env.thumbnails_bucket, contracts.thumbnail_prefix(claim.image_id)) if key not in keep]
-    _delete(env.thumbnails_bucket, doomed)
-    if doomed and env.distribution_id:
-        # Deleted first, then invalidated, so no request in between can cache them again. The caller reference
-        # names this piece of work: a retry of it asks for the same invalidation, which CloudFront does once.
-        aws.client("cloudfront").create_invalidation(DistributionId=env.distribution_id, InvalidationBatch={
-            "Paths": {"Quantity": 1, "Items": [f"/{contracts.thumbnail_prefix(claim.image_id)}*"]},
-            "CallerReference": f"{claim.image_id}-{claim.sequencer}"})
-        count(Metric.INVALIDATIONS)
+    _discard(env, doomed)
     return len(doomed)
 
 

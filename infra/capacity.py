@@ -314,6 +314,8 @@ def concurrency_used(s: Settings) -> dict[str, int]:
     used: dict[str, int] = {Function.INTAKE: s.intake.max_concurrency, Function.THUMBNAILS: s.thumbnails.max_concurrency}
     if s.label_formats:
         used[Function.LABELS] = s.labels.max_concurrency
+    if s.cdn:
+        used[Function.CDN_PURGE] = s.cdn_purge.max_concurrency
     if s.upload_api:
         used["upload API"] = s.upload_api_concurrency
     return used

@@ -74,11 +74,25 @@ def thumbnails(bucket: aws.s3.Bucket) -> Link:
         iam.allow(["s3:ListBucket"], [bucket.arn], condition={"StringLike": {"s3:prefix": [f"{THUMBNAILS_PREFIX}*"]}})))
 
 
-def cdn(distribution: aws.cloudfront.Distribution, url: pulumi.Input[str]) -> Link:
+def cdn(url: pulumi.Input[str], purges: aws.sqs.Queue) -> Link:
     """Each thumbnail's URL at the distribution (`url`); removed thumbnails must also leave its cache (it keeps them
-    a year): invalidations on this distribution only."""
-    return Link({Env.THUMBNAILS_BASE_URL: url, Env.DISTRIBUTION_ID: distribution.id},
-                (iam.allow(["cloudfront:CreateInvalidation"], [distribution.arn]),))
+    a year): the purge function's queue takes a request for each removal."""
+    return Link({Env.THUMBNAILS_BASE_URL: url, Env.PURGE_QUEUE_URL: purges.url},
+                (iam.allow(["sqs:SendMessage"], [purges.arn]),))
+
+
+def invalidations(distribution: aws.cloudfront.Distribution, thumbnails_bucket: aws.s3.Bucket) -> Link:
+    """What the purge function does: invalidate on this distribution only, after it saw in the bucket that the
+    thumbnails are gone."""
+    return Link({Env.DISTRIBUTION_ID: distribution.id, Env.THUMBNAILS_BUCKET: thumbnails_bucket.bucket}, (
+        iam.allow(["cloudfront:CreateInvalidation"], [distribution.arn]),
+        iam.allow(["s3:ListBucket"], [thumbnails_bucket.arn],
+                  condition={"StringLike": {"s3:prefix": [f"{THUMBNAILS_PREFIX}*"]}})))
+
+
+def record_reader(table: aws.dynamodb.Table) -> Link:
+    """Read image records, never write them."""
+    return Link({Env.TABLE_NAME: table.name}, (iam.allow(["dynamodb:GetItem"], [table.arn]),))
 
 
 def api_uploads(bucket: aws.s3.Bucket) -> Link:

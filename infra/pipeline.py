@@ -213,7 +213,8 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
             s, uploads, self._account.id, table, claim_checks, topics.key, layers, alarms), opts=self._opts)
         thumbnails = ThumbnailStage(f"{name}-thumbnail-stage", ThumbnailStageArgs(
             s, claim_checks, uploads, table, stores.thumbnails.bucket, stores.cdn, layers, alarms), opts=self._opts)
-        workers = {Function.INTAKE: intake.worker, Function.THUMBNAILS: thumbnails.worker}
+        workers = {Function.INTAKE: intake.worker, Function.THUMBNAILS: thumbnails.worker,
+                   **({Function.CDN_PURGE: thumbnails.purge} if thumbnails.purge else {})}
         if s.label_formats:
             workers[Function.LABELS] = LabelStage(f"{name}-label-stage", LabelStageArgs(
                 s, claim_checks, uploads, table, layers, alarms), opts=self._opts).worker

@@ -112,6 +112,9 @@ STAGE_DEFAULTS: dict[str, StageSettings] = {
     # 2 environments: a DetectLabels call takes ~0.3 s, so two make the ~6 calls a second a default quota of 5 lets
     # through (the stage paces each environment to rekognitionTps / maxConcurrency); more would only wait.
     Function.LABELS: StageSettings(memory=256, timeout=30, batch_size=10, batching_window=1, max_concurrency=2),
+    # With a CDN: batches of up to 100 purge requests a few seconds apart become one invalidation each; two at a time
+    # (the least an SQS event source takes) keep well inside CloudFront's 3,000 paths in progress.
+    Function.CDN_PURGE: StageSettings(memory=256, timeout=30, batch_size=100, batching_window=5, max_concurrency=2),
 }
 STAGE_KEYS = {"memory": "memory", "timeout": "timeout", "batchSize": "batch_size",
               "batchingWindow": "batching_window", "maxConcurrency": "max_concurrency",
@@ -174,6 +177,9 @@ class Settings:
                                         "The thumbnail function.", declared=False)
     labels: StageSettings = setting(STAGE_DEFAULTS[Function.LABELS], Function.LABELS, "stage", "The label function.",
                                     declared=False)
+    cdn_purge: StageSettings = setting(STAGE_DEFAULTS[Function.CDN_PURGE], "cdnPurge", "stage",
+                                       "The function that makes CloudFront forget deleted thumbnails (with cdn).",
+                                       declared=False)
     # Rekognition's DetectLabels quota is per account and Region and differs between Regions (AWS General Reference,
     # "Amazon Rekognition endpoints and quotas"; Service Quotas: "Transactions per second per account for the Amazon
     # Rekognition Image operation DetectLabels"). The default is the smallest figure we know a Region to have, not
@@ -284,6 +290,7 @@ class Settings:
 
 
 FIELDS = {f.metadata["key"]: f for f in dataclasses.fields(Settings)}
+FIELDS_BY_NAME = {f.name: f for f in dataclasses.fields(Settings)}
 
 
 def load(config: Any = None) -> Settings:
@@ -299,7 +306,7 @@ def load(config: Any = None) -> Settings:
         if raw is None:
             continue
         try:
-            values[spec.name] = _parse(spec.metadata["kind"], raw, key)
+            values[spec.name] = _parse(spec.metadata["kind"], raw, spec.name)
         except (ValueError, TypeError) as exc:
             errors.append(f"{PROJECT}:{key}: {exc}")
     if errors:
@@ -337,7 +344,8 @@ def load_stack(path: Any) -> Settings:
     return load(stack_config(path))
 
 
-def _parse(kind: str, raw: str, key: str) -> Any:
+def _parse(kind: str, raw: str, name: str) -> Any:
+    """A config value as the field `name` holds it."""
     if kind == "str":
         return raw.strip() or None
     if kind == "int":
@@ -357,7 +365,7 @@ def _parse(kind: str, raw: str, key: str) -> Any:
         unknown = sorted(set(value) - set(STAGE_KEYS))
         if unknown:
             raise ValueError(f"unknown field(s) {unknown}; accepted: {', '.join(STAGE_KEYS)}")
-        return replace(STAGE_DEFAULTS[key], **{STAGE_KEYS[k]: _int(v) for k, v in value.items()})
+        return replace(STAGE_DEFAULTS[name], **{STAGE_KEYS[k]: _int(v) for k, v in value.items()})
     raise AssertionError(kind)
 
 
@@ -399,7 +407,7 @@ def validate(s: Settings) -> Settings:
     if s.cdn_certificate_arn is not None and not s.cdn_certificate_arn.startswith("arn:aws:acm:us-east-1:"):
         bad("cdnCertificateArn", s.cdn_certificate_arn, "an ACM certificate ARN in us-east-1 (CloudFront reads certificates only there)")
     for name in STAGE_DEFAULTS:
-        _validate_stage(name, s.stage(name), errors)
+        _validate_stage(FIELDS_BY_NAME[name].metadata["key"], s.stage(name), errors)
     if not errors:
         _validate_memory(s, errors)
     if not errors:

@@ -104,14 +104,25 @@ class ThumbnailStageArgs:
     alarm_topic_arn: pulumi.Input[str]
 
 
+# A purge CloudFront keeps refusing is tried this many times (every visibility timeout, ~3 min by default: hours in
+# all) before it is dead-lettered; its queue's oldest-message alarm fires long before.
+PURGE_RECEIVES = 100
+
+
 class ThumbnailStage(pulumi.ComponentResource):
-    """Every claim check (created and removed) -> thumbnails in the thumbnails bucket."""
+    """Every claim check (created and removed) -> thumbnails in the thumbnails bucket. With a CDN, a second worker
+    makes CloudFront forget the thumbnails the stage deletes (handlers/cdn_purge.py)."""
 
     def __init__(self, name: str, args: ThumbnailStageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("claimcheck:index:ThumbnailStage", name, None, opts)
+        self.purge = QueueWorker(f"{name}-cdn-purge", QueueWorkerArgs(
+            Function.CDN_PURGE, args.settings, [links.invalidations(args.cdn.distribution, args.thumbnails),
+                                                links.record_reader(args.table)],
+            args.layers, args.alarm_topic_arn, Metric.INVALID_PURGE_REQUESTS, max_receive_count=PURGE_RECEIVES),
+            opts=pulumi.ResourceOptions(parent=self)) if args.cdn else None
         self.worker = _worker(self, name, Function.THUMBNAILS, args, [
             links.records(args.table), links.uploads(args.uploads), links.original_status_tags(args.uploads),
-            links.thumbnails(args.thumbnails), *([links.cdn(args.cdn.distribution, args.cdn.url)] if args.cdn else []),
+            links.thumbnails(args.thumbnails), *([links.cdn(args.cdn.url, self.purge.queue)] if self.purge and args.cdn else []),
             links.thumbnail_settings(args.settings)])
         self.subscription = _subscribe(self, name, self.worker, args.claim_checks)
         self.register_outputs({"queue_url": self.worker.queue.url})

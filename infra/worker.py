@@ -85,20 +85,24 @@ class QueueWorkerArgs:
     alarm_topic_arn: pulumi.Input[str]
     # What the handler counts for each message it drops as unreadable (acknowledged, never retried): alarmed.
     dropped_metric: Metric
+    # Deliveries before the DLQ, when this worker needs more than the stack's maxReceiveCount.
+    max_receive_count: int | None = None
 
 
 class QueueWorker(pulumi.ComponentResource):
     """A function fed from its own queue, with a DLQ after maxReceiveCount deliveries and alarms on the DLQ, the
     oldest message's age and the messages the handler dropped."""
 
-    def __init__(self, name: str, args: QueueWorkerArgs, moved_from: pulumi.Resource,
+    def __init__(self, name: str, args: QueueWorkerArgs, moved_from: pulumi.Resource | None = None,
                  opts: pulumi.ResourceOptions | None = None):
         """`moved_from`: the component these resources belonged to before QueueWorker existed (claimcheck 1.x
         built them straight into the stage, or, for the intake, into the pipeline). The alias keeps their URNs, so
-        `pulumi up` updates an existing stack in place instead of replacing its queues and functions."""
+        `pulumi up` updates an existing stack in place instead of replacing its queues and functions. A worker that
+        1.x did not have has none."""
         super().__init__("claimcheck:index:QueueWorker", name, None, opts)
         s, stage = args.settings, args.settings.stage(args.function)
-        child = pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(parent=moved_from)])
+        self.max_receive_count = max(s.max_receive_count, args.max_receive_count or 0)
+        child = pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(parent=moved_from)] if moved_from else None)
         self.dlq = aws.sqs.Queue(f"{name}-dlq", sqs_managed_sse_enabled=True,
                                  message_retention_seconds=s.dlq_retention_days * DAY, opts=child)
         self.queue = aws.sqs.Queue(
@@ -107,7 +111,7 @@ class QueueWorker(pulumi.ComponentResource):
             visibility_timeout_seconds=stage.queue_visibility_timeout,
             message_retention_seconds=s.queue_retention_days * DAY,
             redrive_policy=self.dlq.arn.apply(lambda arn: json.dumps({"deadLetterTargetArn": arn,
-                                                                      "maxReceiveCount": s.max_receive_count})),
+                                                                      "maxReceiveCount": self.max_receive_count})),
             opts=child,
         )
         # What the event source mapping needs of the execution role (Lambda developer guide, "Using Lambda with
@@ -136,7 +140,7 @@ class QueueWorker(pulumi.ComponentResource):
         return [
             aws.cloudwatch.MetricAlarm(
                 f"{name}-dlq-alarm",
-                alarm_description=f"Messages in the {name} dead-letter queue: they failed {s.max_receive_count} times.",
+                alarm_description=f"Messages in the {name} dead-letter queue: they failed {self.max_receive_count} times.",
                 namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible",
                 dimensions={"QueueName": self.dlq.name}, statistic="Maximum", period=60, evaluation_periods=1,
                 threshold=0, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",

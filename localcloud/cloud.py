@@ -33,6 +33,7 @@ from localcloud.pollers import Chaos, FunctionSpec, MappingSpec, Poller
 
 DEFAULT_WORKDIR = program.PROJECT_ROOT / ".localcloud"
 MANAGED_POLICY = "aws:iam/policy:Policy"
+DISTRIBUTION = "aws:cloudfront/distribution:Distribution"
 # Where `python -m localcloud up` says how to reach it (`python -m ops --local` reads it); gone when it stops.
 DISCOVERY_FILE = "up.json"
 
@@ -59,11 +60,12 @@ class LocalCloud:
 
     def __init__(self, config: dict[str, Any] | None = None, faults: dict[str, list[dict[str, Any]]] | None = None,
                  workdir: Path = DEFAULT_WORKDIR, port: int = 0, chaos: Chaos | dict[str, Chaos] | None = None,
-                 stack: str = "local"):
+                 stack: str = "local", cdn: dict[str, Any] | None = None):
         self.config = merge(LOCAL_CONFIG, config or {})
         self.faults = faults or {}  # stage -> rules for runtime.install_faults
         self.chaos = chaos or Chaos()  # for every stage, or per stage
         self.stack = stack
+        self.cdn = cdn or {}  # the emulated CloudFront's limits, when a test wants them smaller (controls.Invalidations)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.emulator = Emulator(port, log_path=self.workdir / "emulator.log")
@@ -105,7 +107,8 @@ class LocalCloud:
         self.emulator.configure(*grants(self.deployed, self.credentials), mappings=mappings(self.deployed),
                                 quotas={"rekognition.DetectLabels": self.settings().rekognition_tps},
                                 cors={c.inputs["bucket"]: c.inputs["corsRules"]
-                                      for c in self.deployed.of_type("aws:s3/bucketCorsConfiguration:BucketCorsConfiguration")})
+                                      for c in self.deployed.of_type("aws:s3/bucketCorsConfiguration:BucketCorsConfiguration")},
+                                cdn={"distributions": [d.id for d in self.deployed.of_type(DISTRIBUTION)], **self.cdn})
         self._mapping_states = MappingStates(self.emulator)
         self._start_pollers()
         self._start_endpoints()

@@ -4,12 +4,15 @@ the emulator itself (in its process) from the same requests a deployed stack wou
   Lambda   GetEventSourceMapping, UpdateEventSourceMapping (Enabled), ListEventSourceMappings, for the mappings the
            program declared; the local cloud's pollers read whether each is enabled, and pause while it is not.
            (moto runs event source mappings only by invoking functions in Docker.)
+  CloudFront  CreateInvalidation, GetInvalidation, ListInvalidations for the declared distributions, with CloudFront's
+           in-progress limits (class Invalidations).
   SQS      StartMessageMoveTask, ListMessageMoveTasks, CancelMessageMoveTask: a DLQ redrive, moving messages to the
            queue given or to the queue whose redrive policy names the DLQ, oldest first, at most
            MaxNumberOfMessagesPerSecond, each as a new message (SQS Developer Guide, "Configuring a dead-letter
            queue redrive"). moto 5.2.5 has none of the three.
 
-Each answers in the service's own shape (Lambda's REST JSON, SQS's JSON protocol), errors included.
+Each answers in the service's own shape (Lambda's REST JSON, SQS's JSON protocol, CloudFront's REST XML), errors
+included.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from xml.sax.saxutils import escape, unescape
 
 from localcloud.seams import moto_server
 
@@ -277,3 +281,114 @@ def _allowed_origin(rule: dict[str, Any], origin: str | None) -> dict[str, str]:
 def _wildcard(pattern: str, value: str) -> bool:
     """S3's CORS patterns: literal text with `*` matching any run of characters."""
     return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), value) is not None
+
+
+def _unescape(text: str) -> str:
+    return unescape(text, {"&quot;": '"', "&apos;": "'"})
+
+
+def _when(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(seconds))
+
+
+INVALIDATIONS_PATH = re.compile(r"^/2020-05-31/distribution/([^/]+)/invalidation(?:/([^/]+))?$")
+_CLOUDFRONT_NS = "http://cloudfront.amazonaws.com/doc/2020-05-31/"
+
+
+@dataclass
+class Invalidation:
+    id: str
+    reference: str
+    paths: list[str]
+    created: float
+    completes: float
+
+    @property
+    def in_progress(self) -> bool:
+        return time.monotonic() < self.completes
+
+    @property
+    def status(self) -> str:
+        return "InProgress" if self.in_progress else "Completed"
+
+    def xml(self) -> str:
+        items = "".join(f"<Path>{escape(p)}</Path>" for p in self.paths)
+        return (f"<Id>{self.id}</Id><Status>{self.status}</Status><CreateTime>{_when(self.created)}</CreateTime><InvalidationBatch><Paths><Quantity>{len(self.paths)}</Quantity>"
+                f"<Items>{items}</Items></Paths><CallerReference>{escape(self.reference)}</CallerReference>"
+                "</InvalidationBatch>")
+
+
+class Invalidations:
+    """CloudFront's CreateInvalidation, GetInvalidation and ListInvalidations for the distributions the program
+    declared (the local cloud records them; moto would need each one made in it). It keeps CloudFront's rules that the
+    purge function depends on: at most FILES file paths and WILDCARDS wildcard paths in progress per distribution,
+    past which CreateInvalidation answers 400 TooManyInvalidationsInProgress (CloudFront Developer Guide,
+    "Concurrent invalidation request maximum"); a caller reference seen before answers with its invalidation, or
+    409 InvalidationBatchAlreadyExists when the paths differ (API reference, CreateInvalidation). How long one takes
+    is not documented as a figure: here each is in progress for `completes_after` seconds (emulated)."""
+
+    FILES, WILDCARDS = 3000, 15
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._distributions: dict[str, list[Invalidation]] = {}
+        self.completes_after, self.files, self.wildcards = 30.0, self.FILES, self.WILDCARDS
+
+    def configure(self, document: dict[str, Any]) -> None:
+        with self._lock:
+            for distribution in document.get("distributions", []):
+                self._distributions.setdefault(distribution, [])
+            self.completes_after = float(document.get("completesAfter", self.completes_after))
+            self.files = int(document.get("files", self.files))
+            self.wildcards = int(document.get("wildcards", self.wildcards))
+
+    def serve(self, method: str, path: str, body: bytes) -> tuple[int, str, dict[str, str]]:
+        """(status, XML body, headers)."""
+        match = INVALIDATIONS_PATH.match(path)
+        assert match is not None
+        distribution, invalidation_id = match.groups()
+        with self._lock:
+            if distribution not in self._distributions:
+                raise ControlError(404, "NoSuchDistribution", "The specified distribution does not exist.")
+            known = self._distributions[distribution]
+            if method == "POST" and not invalidation_id:
+                return self._create(distribution, known, body)
+            if method == "GET" and invalidation_id:
+                found = next((i for i in known if i.id == invalidation_id), None)
+                if found is None:
+                    raise ControlError(404, "NoSuchInvalidation", "The specified invalidation does not exist.")
+                return 200, f'<Invalidation xmlns="{_CLOUDFRONT_NS}">{found.xml()}</Invalidation>', {}
+            if method == "GET":
+                summaries = "".join(
+                    f"<InvalidationSummary><Id>{i.id}</Id><CreateTime>{_when(i.created)}</CreateTime>"
+                    f"<Status>{i.status}</Status></InvalidationSummary>"
+                    for i in reversed(known))
+                return 200, (f'<InvalidationList xmlns="{_CLOUDFRONT_NS}"><Marker></Marker><MaxItems>100</MaxItems>'
+                             f"<IsTruncated>false</IsTruncated><Quantity>{len(known)}</Quantity>"
+                             f"<Items>{summaries}</Items></InvalidationList>"), {}
+        raise ControlError(400, "InvalidArgument", f"{method} {path} is not served by the local cloud")
+
+    def _create(self, distribution: str, known: list[Invalidation], body: bytes) -> tuple[int, str, dict[str, str]]:
+        text = body.decode()
+        paths = [_unescape(p) for p in re.findall(r"<Path>(.*?)</Path>", text, re.S)]
+        found = re.search(r"<CallerReference>(.*?)</CallerReference>", text, re.S)
+        reference = _unescape(found.group(1)) if found else ""
+        earlier = next((i for i in known if i.reference == reference), None)
+        if earlier is not None:
+            if sorted(earlier.paths) != sorted(paths):
+                raise ControlError(409, "InvalidationBatchAlreadyExists",
+                                   "The caller reference you attempted to create the invalidation with is already in use.")
+            return 201, f'<Invalidation xmlns="{_CLOUDFRONT_NS}">{earlier.xml()}</Invalidation>', {}
+        running = [i for i in known if i.in_progress]
+        wildcards = sum(1 for i in running for p in i.paths if "*" in p) + sum(1 for p in paths if "*" in p)
+        files = sum(1 for i in running for p in i.paths if "*" not in p) + sum(1 for p in paths if "*" not in p)
+        if files > self.files or wildcards > self.wildcards:
+            raise ControlError(400, "TooManyInvalidationsInProgress",
+                               "Processing your request will cause you to exceed the maximum number of in-progress "
+                               "invalidations.")
+        now = time.monotonic()
+        created = Invalidation(uuid.uuid4().hex[:14].upper(), reference, paths, time.time(), now + self.completes_after)
+        known.append(created)
+        location = f"https://cloudfront.amazonaws.com/2020-05-31/distribution/{distribution}/invalidation/{created.id}"
+        return 201, f'<Invalidation xmlns="{_CLOUDFRONT_NS}">{created.xml()}</Invalidation>', {"Location": location}
+

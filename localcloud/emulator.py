@@ -159,16 +159,19 @@ class Emulator:
 
     def configure(self, identities: dict[str, dict[str, Any]], bucket_policies: dict[str, list[dict[str, Any]]],
                   topics: dict[str, str], mappings: list[dict[str, Any]] | None = None,
-                  quotas: dict[str, float] | None = None, cors: dict[str, list[dict[str, Any]]] | None = None) -> None:
+                  quotas: dict[str, float] | None = None, cors: dict[str, list[dict[str, Any]]] | None = None,
+                  cdn: dict[str, Any] | None = None) -> None:
         """Who may do what: access key -> {name, secret, statements}, the declared bucket policies, each encrypted
         topic's key; the event source mappings the emulator answers for (Lambda's API for them); and the calls a
         second each throttled operation allows ("rekognition.DetectLabels": the stack's rekognitionTps); and each
-        bucket's CORS rules."""
+        bucket's CORS rules; the distributions whose invalidations it serves, and CloudFront's in-progress limits
+        (controls.Invalidations)."""
         for server in self._servers.values():
             server.post("/_localcloud/configure", {"identities": identities, "bucket_policies": bucket_policies,
                                                    "topics": topics, **({"mappings": mappings} if mappings is not None else {}),
                                                    **({"quotas": quotas} if quotas is not None else {}),
-                                                   **({"cors": cors} if cors is not None else {})})
+                                                   **({"cors": cors} if cors is not None else {}),
+                                                   **({"cdn": cdn} if cdn is not None else {})})
 
     def mapping_states(self) -> dict[str, bool]:
         """Whether each event source mapping is enabled, by UUID."""
@@ -241,6 +244,7 @@ class Gateway:
         self.moves = controls.MessageMoves(ACCOUNT, REGION)
         self.quotas = controls.Quotas()
         self.cors = controls.BucketCors()
+        self.invalidations = controls.Invalidations()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         started = time.thread_time()
@@ -301,6 +305,8 @@ class Gateway:
             return service, self._refuse(service, Refusal(400, "ProvisionedThroughputExceededException",
                                                           "The number of requests exceeded your throughput limit."),
                                          start_response)
+        if service == "cloudfront" and controls.INVALIDATIONS_PATH.match(request.path):
+            return service, self._invalidation(request, start_response)
         control = self._control(service, request)
         if control is not None:
             return service, self._answer(service, control, start_response)
@@ -320,6 +326,17 @@ class Gateway:
         except controls.ControlError as error:
             return error.status, {"message": error.message}, error.code
         return None
+
+    def _invalidation(self, request: Request, start_response: Any) -> list[bytes]:
+        """CloudFront's invalidation API (controls.Invalidations), in CloudFront's REST XML."""
+        try:
+            status, document, headers = self.invalidations.serve(request.method, request.path, request.body)
+        except controls.ControlError as error:
+            return self._refuse("cloudfront", Refusal(error.status, error.code, error.message), start_response)
+        body = ('<?xml version="1.0" encoding="UTF-8"?>\n' + document).encode()
+        start_response(f"{status} {'Created' if status == 201 else 'OK'}", [
+            ("Content-Type", "text/xml"), *headers.items(), ("Content-Length", str(len(body)))])
+        return [body]
 
     def _answer(self, service: str, answer: tuple[int, dict[str, Any], str], start_response: Any) -> list[bytes]:
         status, document, code = answer
@@ -430,6 +447,8 @@ class Gateway:
                 self.quotas.configure(document["quotas"])
             if "cors" in document:
                 self.cors.configure(document["cors"])
+            if "cdn" in document:
+                self.invalidations.configure(document["cdn"])
             if document.get("reset"):  # a fresh emulator; a redeploy keeps what was used so far
                 with self._counts_lock:
                     self._used.clear()

@@ -119,16 +119,21 @@ def topics_encrypted(d: Deployment) -> list[str]:
 
 
 def queue_senders_scoped(d: Deployment) -> list[str]:
-    """Only S3 from this bucket and account may send to the intake queue; only this topic to a stage queue."""
+    """Only S3 from this bucket and account may send to the intake queue; only this topic to a stage queue. The CDN
+    purge queue takes requests from the thumbnail function's role, no service: it has no resource policy, so only
+    principals of this account whose identity policies allow it may send (no service can be a confused deputy)."""
     queues = {q.state["url"]: q for q in d.of_type(QUEUE)}
     policies = {p.inputs["queueUrl"]: p for p in d.of_type("aws:sqs/queuePolicy:QueuePolicy")}
     uploads = f"arn:aws:s3:::{d.outputs['uploadsBucket']}"
     expected = {d.outputs["queueUrls"]["intake"]: ("s3.amazonaws.com", {
         "ArnEquals": {"aws:SourceArn": uploads}, "StringEquals": {"aws:SourceAccount": "123456789012"}})}
-    for stage, url in d.outputs["queueUrls"].items():
-        if stage != "intake":
-            expected[url] = ("sns.amazonaws.com", {"ArnEquals": {"aws:SourceArn": d.outputs["claimCheckTopicArn"]}})
     problems = []
+    for stage, url in d.outputs["queueUrls"].items():
+        if stage == "cdn_purge":
+            if url in policies:
+                problems.append(f"{queues[url].name}: a resource policy on a queue no service sends to")
+        elif stage != "intake":
+            expected[url] = ("sns.amazonaws.com", {"ArnEquals": {"aws:SourceArn": d.outputs["claimCheckTopicArn"]}})
     for url, (service, condition) in expected.items():
         if url not in policies:
             problems.append(f"{queues[url].name}: no queue policy")

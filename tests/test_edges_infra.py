@@ -132,7 +132,7 @@ def test_upload_api_behind_a_jwt_authorizer_when_configured(jwt_stack):
     assert jwt_stack.outputs["uploadApiAuth"] == "jwt"
     fn = jwt_stack.named("claimcheck-upload-api-function")
     assert fn.inputs["environment"]["variables"]["UPLOAD_API_KIND"] == "http-api"
-    assert len(jwt_stack.of_type(FUNCTION)) == 4
+    assert len(jwt_stack.of_type(FUNCTION)) == 5  # the stages, the upload API and the CDN purge
 
 
 def test_api_uploads_must_be_create_only_writes(stack):
@@ -190,11 +190,39 @@ def test_the_distribution_sends_security_headers(stack):
     assert config["strictTransportSecurity"]["accessControlMaxAgeSec"] == 31_536_000
 
 
-def test_the_thumbnail_stage_may_invalidate_only_this_distribution(stack):
+def test_only_the_purge_function_may_invalidate_and_only_this_distribution(stack):
     [distribution] = stack.of_type("aws:cloudfront/distribution:Distribution")
-    grants = function_grants(stack)["claimcheck-thumbnail-stage-function"]
-    assert grants["cloudfront:CreateInvalidation"] == {distribution.state["arn"]}
+    grants = function_grants(stack)
+    purge = stack.named("claimcheck-thumbnail-stage-cdn-purge-function")
+    thumbnails_bucket = f"arn:aws:s3:::{stack.outputs['thumbnailsBucket']}"
+    assert grants[purge.name] == {
+        "cloudfront:CreateInvalidation": {distribution.state["arn"]}, "s3:ListBucket": {thumbnails_bucket},
+        "dynamodb:GetItem": {stack.named("claimcheck-images").state["arn"]},
+        "sqs:ReceiveMessage": {stack.outputs["queueArns"]["cdn_purge"]},
+        "sqs:DeleteMessage": {stack.outputs["queueArns"]["cdn_purge"]},
+        "sqs:GetQueueAttributes": {stack.outputs["queueArns"]["cdn_purge"]},
+        "logs:CreateLogStream": {f"{stack.named('claimcheck-thumbnail-stage-cdn-purge-logs').state['arn']}:*"},
+        "logs:PutLogEvents": {f"{stack.named('claimcheck-thumbnail-stage-cdn-purge-logs').state['arn']}:*"}}
+    assert purge.inputs["environment"]["variables"]["DISTRIBUTION_ID"] == distribution.id
+    # The thumbnail stage asks; it may not invalidate itself, and may send only to the purge queue.
+    stage = grants["claimcheck-thumbnail-stage-function"]
+    assert "cloudfront:CreateInvalidation" not in stage
+    assert stage["sqs:SendMessage"] == {stack.outputs["queueArns"]["cdn_purge"]}
     env = stack.named("claimcheck-thumbnail-stage-function").inputs["environment"]["variables"]
-    assert env["DISTRIBUTION_ID"] == distribution.id
+    assert env["PURGE_QUEUE_URL"] == stack.outputs["queueUrls"]["cdn_purge"] and "DISTRIBUTION_ID" not in env
     plain = program.run(program.RecordingMocks())
-    assert "cloudfront:CreateInvalidation" not in function_grants(plain)["claimcheck-thumbnail-stage-function"]
+    assert "cdn_purge" not in plain.outputs["queueUrls"] and "sqs:SendMessage" not in function_grants(plain)[
+        "claimcheck-thumbnail-stage-function"]
+
+
+def test_a_purge_that_cannot_get_through_is_retried_for_hours_then_dead_lettered_with_an_alarm(stack):
+    import json
+
+    queue = stack.named("claimcheck-thumbnail-stage-cdn-purge-queue")
+    assert json.loads(queue.inputs["redrivePolicy"])["maxReceiveCount"] == 100  # ~5 h at a 185 s visibility timeout
+    assert queue.inputs["visibilityTimeoutSeconds"] == 185
+    alarms = {a.name: a for a in stack.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    age = alarms["claimcheck-thumbnail-stage-cdn-purge-age-alarm"]  # fires after 15 min, long before the DLQ
+    assert (age.inputs["metricName"], age.inputs["threshold"]) == ("ApproximateAgeOfOldestMessage", 900)
+    assert alarms["claimcheck-thumbnail-stage-cdn-purge-dlq-alarm"].inputs["metricName"] == "ApproximateNumberOfMessagesVisible"
+    assert alarms["claimcheck-thumbnail-stage-cdn-purge-dropped-alarm"].inputs["metricName"] == "InvalidPurgeRequests"

@@ -70,5 +70,5 @@ def test_every_variable_the_handlers_read_is_one_the_program_sets():
 
 @pytest.mark.parametrize("function", list(names.Function))
 def test_each_function_is_declared_once_with_its_own_handler(function):
-    deployment = program.run(program.RecordingMocks(), {"uploadApi": True})
+    deployment = program.run(program.RecordingMocks(), {"uploadApi": True, "cdn": True})
     assert deployment.functions()[function].inputs["handler"] == f"handlers.{function.value}.handler"

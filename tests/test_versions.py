@@ -218,29 +218,6 @@ def test_a_missing_label_formats_setting_is_a_configuration_error(cloud, monkeyp
         _ = environment.load().label_formats
 
 
-def test_removed_thumbnails_are_invalidated_in_the_cdn(cloud, done, monkeypatch):
-    key, _, _ = done
-    cf = aws.client("cloudfront")
-    distribution = cf.create_distribution(DistributionConfig={
-        "CallerReference": "t", "Comment": "", "Enabled": True,
-        "Origins": {"Quantity": 1, "Items": [{"Id": "o", "DomainName": "thumbs.s3.us-east-1.amazonaws.com",
-                                              "S3OriginConfig": {"OriginAccessIdentity": ""}}]},
-        "DefaultCacheBehavior": {"TargetOriginId": "o", "ViewerProtocolPolicy": "https-only",
-                                 "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
-                                 "MinTTL": 0}})["Distribution"]["Id"]
-    monkeypatch.setenv("DISTRIBUTION_ID", distribution)
-    environment.load.cache_clear()
-    removal = cloud.delete(key)
-    deliver(cloud, removal)
-    deliver(cloud, removal)  # delivered twice: the same piece of work asks for the same invalidation
-    listed = cf.list_invalidations(DistributionId=distribution)["InvalidationList"].get("Items", [])
-    assert len(listed) == 1
-    batch = cf.get_invalidation(DistributionId=distribution, Id=listed[0]["Id"])["Invalidation"]["InvalidationBatch"]
-    image = contracts.image_id(cloud.uploads, key)
-    assert batch["Paths"]["Items"] == [f"/thumbnails/{image}/*"]
-    assert_thumbnails_only_for_done(cloud)
-
-
 def test_a_head_refused_for_lack_of_list_bucket_is_retried_not_recorded(cloud, done, monkeypatch):
     key, _, _ = done
     event = cloud.delete(key)
