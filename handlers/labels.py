@@ -43,6 +43,10 @@ class Pace:
 
 
 _pace = Pace()
+# The largest image DetectLabels reads from S3: 15 MB (Rekognition Developer Guide, "Guidelines and quotas in Amazon
+# Rekognition"), in the API's own megabytes (Image.Bytes' "5 MBs" is 5,242,880 bytes in its length constraint). A
+# call with a larger one is paid for nothing: it fails with ImageTooLargeException.
+DETECT_LABELS_S3_BYTES = 15 * 2**20
 
 
 def _label(claim: contracts.ClaimCheck) -> None:
@@ -55,6 +59,11 @@ def _label(claim: contracts.ClaimCheck) -> None:
     if claim.format not in env.label_formats:
         _record(env, claim, current, {"status": StageStatus.UNAVAILABLE,
                              "reason": f"Rekognition reads only {', '.join(env.label_formats).upper()}; this image is {claim.format}"})
+        return
+    if claim.size > DETECT_LABELS_S3_BYTES:
+        _record(env, claim, current, {"status": StageStatus.UNAVAILABLE, "reason": (
+            f"Rekognition reads images of at most {DETECT_LABELS_S3_BYTES / 2**20:g} MB from S3; this one is "
+            f"{claim.size / 2**20:.1f} MB")})
         return
     _pace.wait(env.rekognition_calls_per_second)
     started = perf_counter()

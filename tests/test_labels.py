@@ -99,3 +99,16 @@ def test_stale_claim_is_ignored(cloud):
     with Stubber(aws.client("rekognition")):
         assert run([old])["batchItemFailures"] == []
     assert "labels" not in cloud.record("uploads/s.jpg")
+
+
+def test_an_image_over_detect_labels_s3_limit_is_recorded_without_a_call(cloud, monkeypatch):
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", str(20 * 2**20))
+    # A JPEG padded past 15 MB (bytes after its end marker, as some cameras append), as S3 holds it.
+    data = images.jpeg(320, 240) + bytes(16 * 2**20)
+    claim = accept(cloud, "uploads/huge.jpg", data)
+    with Stubber(aws.client("rekognition")) as stub:  # no response queued: any call would fail the test
+        assert run([claim])["batchItemFailures"] == []
+    record = cloud.record("uploads/huge.jpg")
+    assert record["labels"] == {**record["labels"], "status": "unavailable",
+                                "reason": "Rekognition reads images of at most 15 MB from S3; this one is 16.0 MB"}
+    stub.assert_no_pending_responses()
