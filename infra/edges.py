@@ -11,7 +11,7 @@ import pulumi_aws as aws
 from handlers.names import THUMBNAILS_PREFIX, Function, UploadApiKind
 from infra import links, policies
 from infra.settings import Settings
-from infra.worker import Layers, build_function
+from infra.worker import Layers, build_function, log_group_name
 
 YEAR = 31_536_000
 # The distribution's one origin (a label inside its configuration: changing it would update every distribution).
@@ -78,7 +78,7 @@ class UploadApi(pulumi.ComponentResource):
                                authorizer_id=authorizer.id, target=pulumi.Output.concat("integrations/", integration.id),
                                authorization_scopes=list(s.upload_scopes) or None, opts=child)
         access_logs = aws.cloudwatch.LogGroup(
-            f"{name}-access-logs", name=f"/claimcheck/{pulumi.get_stack()}/{name}-access",
+            f"{name}-access-logs", name=log_group_name(f"{name}-access"),
             retention_in_days=s.log_retention_days, opts=child)
         stage = aws.apigatewayv2.Stage(
             f"{name}-stage", api_id=api.id, name="$default", auto_deploy=True,
