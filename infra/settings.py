@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,6 +35,10 @@ RUNTIMES = tuple(RUNTIME_GLIBC)
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
                       2922, 3288, 3653)
 MAX_VISIBILITY_TIMEOUT = 43_200  # SQS: 12 hours
+# A layer version's ARN as a function's Layers take it (Lambda API reference, CreateFunction, Layers: the pattern of
+# LayerVersionArn; tests/test_aws_rules.py holds it to botocore's copy of the API model).
+LAYER_VERSION_ARN = (r"((arn:(aws[a-zA-Z-]*)?:lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:\d{12}:layer:"
+                     r"[a-zA-Z0-9-_]+:[0-9]+)|(arn:[a-zA-Z0-9-]+:lambda:::awslayer:[a-zA-Z0-9-_]+))")
 # Lambda's guidance for SQS sources: visibility timeout >= 6 x function timeout (+ batching window).
 VISIBILITY_FACTOR = 6
 # Lambda allocates CPU in proportion to memory: 1,769 MB is one vCPU (Lambda developer guide, "Memory and computing power").
@@ -196,6 +201,14 @@ class Settings:
     runtime: str = setting("python3.13", "runtime", "str", "Lambda Python runtime.",
                            Accepts(lambda v: v in RUNTIMES, " | ".join(RUNTIMES) + " (python3.11 runs on Amazon Linux 2, "
                                    "whose glibc 2.26 cannot load Pillow 13)"))
+    powertools_layer_arn: str | None = setting(
+        None, "powertoolsLayerArn", "str",
+        "The Powertools layer version to use instead of the one AWS's public SSM parameter names for the pinned "
+        "version (for a Region where that parameter is missing); built for the stack's runtime and architecture, in "
+        "its Region.",
+        Accepts(lambda v: v is None or re.fullmatch(LAYER_VERSION_ARN, v) is not None,
+                "a Lambda layer version ARN (arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION), or unset"),
+        declared=False)
     alarm_email: str | None = setting(None, "alarmEmail", "str", "An address subscribed to the alarm topic.",
                                       Accepts(lambda v: v is None or ("@" in v and " " not in v), "an e-mail address, or unset"),
                                       declared=False)
