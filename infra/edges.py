@@ -41,8 +41,10 @@ class UploadApi(pulumi.ComponentResource):
         self.function = build_function(
             name, Function.UPLOAD_API, s, memory=UPLOAD_API_MEMORY, timeout=UPLOAD_API_TIMEOUT,
             links=[links.api_uploads(args.uploads), links.upload_api_settings(s, kind)], layers=args.layers, opts=child,
-            # At most this many grants are minted at once, whatever the caller sends (Checkov CKV_AWS_115).
-            reserved_concurrency=s.upload_api_concurrency).function
+            # At most this many grants are minted at once, whatever the caller sends (Checkov CKV_AWS_115). 0 means no
+            # reservation, so it is not set: a reservation of 0 throttles every call (Developer Guide, "Configuring
+            # reserved concurrency for a function": "To throttle a function, set the reserved concurrency to zero").
+            reserved_concurrency=s.upload_api_concurrency or None).function
         cors = self._cors(s)
         self.url = self._http_api(name, s, cors, child) if jwt else self._function_url(name, cors, child)
         self.auth = "jwt" if jwt else "aws_iam"

@@ -237,7 +237,7 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         thumbnails = ThumbnailStage(f"{name}-thumbnail-stage", ThumbnailStageArgs(
             s, claim_checks, uploads, table, stores.thumbnails.bucket, stores.cdn, layers, alarms), opts=self._opts)
         workers = {Function.INTAKE: intake.worker, Function.THUMBNAILS: thumbnails.worker}
-        if s.label_formats:
+        if Function.LABELS in s.queue_fed_functions:
             workers[Function.LABELS] = LabelStage(f"{name}-label-stage", LabelStageArgs(
                 s, claim_checks, uploads, table, layers, alarms), opts=self._opts).worker
         return workers

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from handlers.names import PROJECT, Function
+from handlers.names import PROJECT, QUEUE_FED, Function
 
 KNOWN_FORMATS = ("jpeg", "png", "webp", "gif", "tiff", "heic", "avif")
 # Formats whose decoder is not in Pillow itself: the layer adds pillow-heif for them.
@@ -259,8 +259,10 @@ class Settings:
     upload_burst_limit: int = setting(20, "uploadBurstLimit", "int", "Upload grants the HTTP API allows in a burst (JWT mode).",
                                       between(1, 5_000))
     upload_api_concurrency: int = setting(5, "uploadApiConcurrency", "int",
-                                          "Reserved concurrency of the upload function: at most this many grants at once.",
-                                          between(1, 1000))
+                                          "Reserved concurrency of the upload function: at most this many grants at once. "
+                                          "0 reserves none (for an account whose quota leaves nothing to reserve): the "
+                                          "function then shares the account's unreserved concurrency.",
+                                          between(0, 1000))
     jwt_issuer: str | None = setting(None, "jwtIssuer", "str", "With jwtAudience: the upload API's JWT issuer.",
                                      declared=False)
     jwt_audience: str | None = setting(None, "jwtAudience", "str", "With jwtIssuer: the audience tokens must carry.",
@@ -279,6 +281,12 @@ class Settings:
     def label_formats(self) -> tuple[str, ...]:
         """Formats sent to Rekognition: the allowed ones it can read."""
         return tuple(f for f in self.allowed_formats if f in REKOGNITION_FORMATS)
+
+    @property
+    def queue_fed_functions(self) -> tuple[Function, ...]:
+        """The queue-fed functions this stack deploys: the label stage only when an allowed format is one Rekognition
+        reads."""
+        return tuple(function for function in QUEUE_FED if function != Function.LABELS or self.label_formats)
 
     def stage(self, name: str) -> StageSettings:
         return getattr(self, name)

@@ -158,6 +158,17 @@ def test_minting_is_bounded(stack, jwt_stack):
     assert "$context.authorizer.claims.sub" in stage.inputs["accessLogSettings"]["format"]
 
 
+@pytest.mark.parametrize("config", [ALL_ON, JWT], ids=["iam", "jwt"])
+def test_no_reservation_when_upload_api_concurrency_is_0(config):
+    # Lambda reads ReservedConcurrentExecutions 0 as "throttle every call": 0 must reach Pulumi as not set at all.
+    deployed = program.run(program.RecordingMocks(), {**config, "uploadApiConcurrency": 0})
+    fn = deployed.named("claimcheck-upload-api-function")
+    assert "reservedConcurrentExecutions" not in fn.inputs
+    for stage in deployed.of_type("aws:apigatewayv2/stage:Stage"):  # in JWT mode the stage's throttle bounds it
+        assert stage.inputs["defaultRouteSettings"] == {"throttlingRateLimit": 10, "throttlingBurstLimit": 20}
+    assert len(deployed.of_type("aws:apigatewayv2/stage:Stage")) == (config is JWT)
+
+
 def test_jwt_route_requires_the_configured_scopes():
     scoped = program.run(program.RecordingMocks(), {**JWT, "uploadScopes": ["uploads:write"]})
     [route] = scoped.of_type("aws:apigatewayv2/route:Route")
