@@ -43,6 +43,7 @@ DYNAMODB_INITIAL_WRITES = 4000
 # function"). On an account whose quota is under 100 (new accounts start lower: "Lambda quotas") AWS refuses any
 # reservation, naming the whole quota as that minimum ("below its minimum value of [10]").
 UNRESERVED_MINIMUM = 100
+UNRESERVED_RULE = "100, or the whole quota when it is smaller"  # the rule above, as the refusals and ops say it
 # SQS standard queues take a nearly unlimited number of calls a second (SQS Developer Guide, "Amazon SQS quotas"),
 # SNS's publish quota is thousands a second in every Region: neither binds before the limits above.
 
@@ -346,6 +347,11 @@ class ConcurrencyBudget:
         return self.stages_pool - sum(self.scaling.values())
 
 
+def added_up(used: dict[str, int]) -> str:
+    """`intake 10 + thumbnails 20 + labels 2`: concurrency by function, as the refusals and ops show a sum."""
+    return " + ".join(f"{name} {n:,}" for name, n in used.items())
+
+
 def concurrency_budget(s: Settings) -> ConcurrencyBudget:
     reserved = {"upload API": s.upload_api_concurrency} if s.upload_api and s.upload_api_concurrency else {}
     return ConcurrencyBudget(s.account_concurrency, reserved,
@@ -366,15 +372,14 @@ def problems(s: Settings) -> list[str]:
     if sum(budget.reserved.values()) > budget.reservable:
         found.append(f"uploadApiConcurrency = {s.upload_api_concurrency:,} is more than Lambda lets the account reserve "
                      f"(accepted: at most accountConcurrency {budget.quota:,} - the {budget.unreserved_minimum:,} Lambda "
-                     f"keeps unreserved (100, or the whole quota when it is smaller) = {budget.reservable:,}; set "
+                     f"keeps unreserved ({UNRESERVED_RULE}) = {budget.reservable:,}; set "
                      "uploadApiConcurrency 0 to reserve none: the upload function then shares the unreserved concurrency, "
                      "bounded by the HTTP API's throttle in JWT mode; or ask AWS to raise the Regional Lambda concurrency "
                      "quota and set accountConcurrency)")
     used = {**budget.scaling, **budget.reserved}
     room = budget.quota - budget.reserve
     if sum(used.values()) > room:
-        parts = " + ".join(f"{name} {n:,}" for name, n in used.items())
-        found.append(f"maxConcurrency = {parts} = {sum(used.values()):,} is more than the account leaves the pipeline "
+        found.append(f"maxConcurrency = {added_up(used)} = {sum(used.values()):,} is more than the account leaves the pipeline "
                      f"(accepted: at most accountConcurrency {s.account_concurrency:,} - concurrencyReserve "
                      f"{s.concurrency_reserve:,} = {room:,}; ask AWS to raise the Regional Lambda concurrency quota and "
                      "set accountConcurrency, or lower them)")

@@ -86,16 +86,12 @@ def report(stack: str, p: capacity.Plan) -> str:
 def concurrency(s: settings.Settings) -> str:
     """The account's Regional Lambda concurrency quota and how the stack shares it."""
     b = capacity.concurrency_budget(s)
-
-    def parts(used: dict[str, int]) -> str:
-        return " + ".join(f"{name} {n:,}" for name, n in used.items()) or "none"
-
     rows = [("account quota (accountConcurrency)", f"{b.quota:,}"),
-            ("reserved by the stack", f"{sum(b.reserved.values()):,} ({parts(b.reserved)})" if b.reserved
+            ("reserved by the stack", f"{sum(b.reserved.values()):,} ({capacity.added_up(b.reserved)})" if b.reserved
              else "0 (uploadApiConcurrency 0: the upload function shares the unreserved pool)" if s.upload_api else "0"),
-            ("kept unreserved by Lambda", f"{b.unreserved_minimum:,} (100, or the whole quota when it is smaller)"),
+            ("kept unreserved by Lambda", f"{b.unreserved_minimum:,} ({capacity.UNRESERVED_RULE})"),
             ("could still be reserved", f"{b.reservable - sum(b.reserved.values()):,}"),
-            ("the stages at most (maxConcurrency)", f"{sum(b.scaling.values()):,} ({parts(b.scaling)})"),
+            ("the stages at most (maxConcurrency)", f"{sum(b.scaling.values()):,} ({capacity.added_up(b.scaling)})"),
             ("kept for other functions (concurrencyReserve)", f"{b.reserve:,}"),
             ("room left", f"{b.room:,}")]
     return render.table(("LAMBDA CONCURRENCY", ""), rows)
