@@ -29,5 +29,10 @@ pulumi.export("operatorPolicyArn", pipeline.operator_policy.arn)
 if pipeline.upload_api:
     pulumi.export("uploadApiUrl", pipeline.upload_api.url)
     pulumi.export("uploadApiAuth", pipeline.upload_api.auth)
+    # What a caller needs: the policy to attach (IAM), or what the route requires of a token (JWT).
+    if pipeline.upload_api.uploader_policy:
+        pulumi.export("uploaderPolicyArn", pipeline.upload_api.uploader_policy.arn)
+    if pipeline.upload_api.uploader_jwt:
+        pulumi.export("uploaderJwt", pipeline.upload_api.uploader_jwt)
 if pipeline.thumbnails_url:
     pulumi.export("thumbnailsUrl", pipeline.thumbnails_url)

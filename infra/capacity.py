@@ -37,6 +37,13 @@ S3_WRITES_PER_PREFIX, S3_READS_PER_PREFIX = 3500, 5500
 # Guide, "On-demand capacity mode", "Initial throughput for on-demand capacity mode"). An image's record is written
 # once by the intake and at most twice by each stage (its result, then the settled status).
 DYNAMODB_INITIAL_WRITES = 4000
+# Lambda keeps part of the Regional quota unreserved for the functions without reserved concurrency: every
+# reservation together may leave no less than 100 (Lambda API Reference, PutFunctionConcurrency: "as long as you
+# leave at least 100 simultaneous executions unreserved"; Developer Guide, "Configuring reserved concurrency for a
+# function"). On an account whose quota is under 100 (new accounts start lower: "Lambda quotas") AWS refuses any
+# reservation, naming the whole quota as that minimum ("below its minimum value of [10]").
+UNRESERVED_MINIMUM = 100
+UNRESERVED_RULE = "100, or the whole quota when it is smaller"  # the rule above, as the refusals and ops say it
 # SQS standard queues take a nearly unlimited number of calls a second (SQS Developer Guide, "Amazon SQS quotas"),
 # SNS's publish quota is thousands a second in every Region: neither binds before the limits above.
 
@@ -156,7 +163,7 @@ def stage_plans(s: Settings, megapixels: float, fmt: str, *, speed: float = 1.0,
     sizes = len(s.thumbnail_sizes)
     reads = 2 + labelled  # GETs of each upload under uploads/
     writes = 1 + 2 + 2 * labelled  # record writes per image
-    room = s.account_concurrency - s.concurrency_reserve
+    room = concurrency_budget(s).stages_pool
     times: dict[str, float] = {Function.INTAKE: INTAKE_MS / 1000,
              Function.THUMBNAILS: thumbnail_seconds(s.thumbnails.memory, megapixels, fmt, sizes, speed)}
     if labelled:
@@ -171,8 +178,8 @@ def stage_plans(s: Settings, megapixels: float, fmt: str, *, speed: float = 1.0,
         cap = min(st.max_concurrency, concurrency_cap or st.max_concurrency)
         limits = [Limit(f"its maxConcurrency ({cap:,})" if cap == st.max_concurrency
                         else f"the local cloud's {cap} environments", cap / seconds),
-                  Limit(f"the Regional Lambda concurrency it is left ({room:,}: accountConcurrency - concurrencyReserve)",
-                        room / seconds), *shared]
+                  Limit(f"the Regional Lambda concurrency it is left ({room:,}: accountConcurrency - reserved - "
+                        "concurrencyReserve)", room / seconds), *shared]
         if function == Function.THUMBNAILS:
             limits.append(Limit(f"S3 writes to thumbnails/ ({S3_WRITES_PER_PREFIX:,}/s per prefix, {sizes} per image)",
                                 S3_WRITES_PER_PREFIX / sizes))
@@ -309,16 +316,47 @@ def memory_table(s: Settings, megapixels: float, fmt: str) -> tuple[list[MemoryR
 
 # --- What `pulumi up` refuses ---------------------------------------------------------------------------------------
 
-def concurrency_used(s: Settings) -> dict[str, int]:
-    """What the stack may hold at once: each stage's maximum concurrency, and the upload API's reservation."""
-    used: dict[str, int] = {Function.INTAKE: s.intake.max_concurrency, Function.THUMBNAILS: s.thumbnails.max_concurrency}
-    if s.label_formats:
-        used[Function.LABELS] = s.labels.max_concurrency
-    if s.cdn:
-        used[Function.CDN_PURGE] = s.cdn_purge.max_concurrency
-    if s.upload_api:
-        used["upload API"] = s.upload_api_concurrency
-    return used
+@dataclass(frozen=True)
+class ConcurrencyBudget:
+    """How the stack shares the account's Regional Lambda concurrency quota: what it reserves, what its queue-fed
+    functions may take from the unreserved pool at once, and what it leaves the account's other functions."""
+
+    quota: int  # accountConcurrency
+    reserved: dict[str, int]  # reserved concurrency (ReservedConcurrentExecutions) by function; 0 is never listed
+    scaling: dict[str, int]  # each deployed queue-fed function's maxConcurrency (its event source's cap)
+    reserve: int  # concurrencyReserve
+
+    @property
+    def unreserved_minimum(self) -> int:
+        """What Lambda keeps unreserved whatever is reserved: 100, or the whole quota when it is smaller."""
+        return min(UNRESERVED_MINIMUM, self.quota)
+
+    @property
+    def reservable(self) -> int:
+        """The most every reservation in the account together may take."""
+        return self.quota - self.unreserved_minimum
+
+    @property
+    def stages_pool(self) -> int:
+        """The concurrency the queue-fed functions may take at once: neither reserved nor kept for other functions."""
+        return self.quota - sum(self.reserved.values()) - self.reserve
+
+    @property
+    def room(self) -> int:
+        """What is left once every stage runs at its maxConcurrency (negative: the stack does not fit)."""
+        return self.stages_pool - sum(self.scaling.values())
+
+
+def added_up(used: dict[str, int]) -> str:
+    """`intake 10 + thumbnails 20 + labels 2`: concurrency by function, as the refusals and ops show a sum."""
+    return " + ".join(f"{name} {n:,}" for name, n in used.items())
+
+
+def concurrency_budget(s: Settings) -> ConcurrencyBudget:
+    reserved = {"upload API": s.upload_api_concurrency} if s.upload_api and s.upload_api_concurrency else {}
+    return ConcurrencyBudget(s.account_concurrency, reserved,
+                             {function: s.stage(function).max_concurrency for function in s.queue_fed_functions},
+                             s.concurrency_reserve)
 
 
 def worst_image(s: Settings) -> tuple[str, float]:
@@ -330,11 +368,18 @@ def worst_image(s: Settings) -> tuple[str, float]:
 def problems(s: Settings) -> list[str]:
     """Configurations that cannot work, in the words of the settings' other errors (key = value, what is accepted)."""
     found = []
-    used = concurrency_used(s)
-    room = s.account_concurrency - s.concurrency_reserve
+    budget = concurrency_budget(s)
+    if sum(budget.reserved.values()) > budget.reservable:
+        found.append(f"uploadApiConcurrency = {s.upload_api_concurrency:,} is more than Lambda lets the account reserve "
+                     f"(accepted: at most accountConcurrency {budget.quota:,} - the {budget.unreserved_minimum:,} Lambda "
+                     f"keeps unreserved ({UNRESERVED_RULE}) = {budget.reservable:,}; set "
+                     "uploadApiConcurrency 0 to reserve none: the upload function then shares the unreserved concurrency, "
+                     "bounded by the HTTP API's throttle in JWT mode; or ask AWS to raise the Regional Lambda concurrency "
+                     "quota and set accountConcurrency)")
+    used = {**budget.scaling, **budget.reserved}
+    room = budget.quota - budget.reserve
     if sum(used.values()) > room:
-        parts = " + ".join(f"{name} {n:,}" for name, n in used.items())
-        found.append(f"maxConcurrency = {parts} = {sum(used.values()):,} is more than the account leaves the pipeline "
+        found.append(f"maxConcurrency = {added_up(used)} = {sum(used.values()):,} is more than the account leaves the pipeline "
                      f"(accepted: at most accountConcurrency {s.account_concurrency:,} - concurrencyReserve "
                      f"{s.concurrency_reserve:,} = {room:,}; ask AWS to raise the Regional Lambda concurrency quota and "
                      "set accountConcurrency, or lower them)")

@@ -9,14 +9,15 @@ import pulumi
 import pulumi_aws as aws
 
 from handlers.names import THUMBNAILS_PREFIX, Function, UploadApiKind
-from infra import links, policies
+from infra import iam, links, policies
 from infra.settings import Settings
-from infra.worker import Layers, build_function
+from infra.worker import Layers, build_function, log_group_name
 
 YEAR = 31_536_000
 # The distribution's one origin (a label inside its configuration: changing it would update every distribution).
 ORIGIN_ID = "thumbnails"
 UPLOAD_API_MEMORY, UPLOAD_API_TIMEOUT = 256, 10
+UPLOAD_ROUTE = "POST /uploads"  # the HTTP API's one route
 # What a browser's preflight must be allowed to send to the API.
 API_CORS_HEADERS = ["authorization", "content-type", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256"]
 
@@ -41,12 +42,20 @@ class UploadApi(pulumi.ComponentResource):
         self.function = build_function(
             name, Function.UPLOAD_API, s, memory=UPLOAD_API_MEMORY, timeout=UPLOAD_API_TIMEOUT,
             links=[links.api_uploads(args.uploads), links.upload_api_settings(s, kind)], layers=args.layers, opts=child,
-            # At most this many grants are minted at once, whatever the caller sends (Checkov CKV_AWS_115).
-            reserved_concurrency=s.upload_api_concurrency).function
+            # At most this many grants are minted at once, whatever the caller sends (Checkov CKV_AWS_115). 0 means no
+            # reservation, so it is not set: a reservation of 0 throttles every call (Developer Guide, "Configuring
+            # reserved concurrency for a function": "To throttle a function, set the reserved concurrency to zero").
+            reserved_concurrency=s.upload_api_concurrency or None).function
         cors = self._cors(s)
         self.url = self._http_api(name, s, cors, child) if jwt else self._function_url(name, cors, child)
         self.auth = "jwt" if jwt else "aws_iam"
-        self.register_outputs({"url": self.url, "auth": self.auth})
+        # What a caller needs, in the form its mode takes: a policy to attach (IAM), or what its token must carry (JWT).
+        self.uploader_policy = None if jwt else self._uploader_policy(name, child)
+        self.uploader_jwt = {"route": UPLOAD_ROUTE, "issuer": s.jwt_issuer, "audience": s.jwt_audience,
+                             "scopes": list(s.upload_scopes)} if jwt else None
+        self.register_outputs({"url": self.url, "auth": self.auth,
+                               "uploader_policy_arn": self.uploader_policy.arn if self.uploader_policy else None,
+                               "uploader_jwt": self.uploader_jwt})
 
     @staticmethod
     def _cors(s: Settings) -> dict[str, Any] | None:
@@ -59,6 +68,20 @@ class UploadApi(pulumi.ComponentResource):
         url = aws.lambda_.FunctionUrl(f"{name}-url", function_name=self.function.name, authorization_type="AWS_IAM",
                                       cors=aws.lambda_.FunctionUrlCorsArgs(**cors) if cors else None, opts=child)
         return url.function_url
+
+    def _uploader_policy(self, name: str, child: pulumi.ResourceOptions) -> aws.iam.Policy:
+        """Exactly what a caller of the IAM function URL needs, to attach to its role or group. A function URL created
+        since October 2025 with AWS_IAM takes both lambda:InvokeFunctionUrl and lambda:InvokeFunction (Lambda Developer
+        Guide, "Control access to Lambda function URLs"); the conditions keep both to calls through the URL, never a
+        direct Invoke (Service Authorization Reference, Lambda's condition keys: lambda:FunctionUrlAuthType,
+        lambda:InvokedViaFunctionUrl)."""
+        statements = [
+            iam.allow(["lambda:InvokeFunctionUrl"], [self.function.arn],
+                      {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}),
+            iam.allow(["lambda:InvokeFunction"], [self.function.arn], {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}}),
+        ]
+        return aws.iam.Policy(f"{name}-uploader", description=f"{name}: call the upload API's function URL, nothing else",
+                              policy=iam.document(statements), opts=child)
 
     def _http_api(self, name: str, s: Settings, cors: dict[str, Any] | None,
                   child: pulumi.ResourceOptions) -> pulumi.Output[str]:
@@ -74,11 +97,11 @@ class UploadApi(pulumi.ComponentResource):
             payload_format_version="2.0", opts=child)
         # With scopes, an access token must carry one of them; an ID token (no scope) is refused
         # (API Gateway developer guide, "Controlling access to HTTP APIs with JWT authorizers").
-        aws.apigatewayv2.Route(f"{name}-route", api_id=api.id, route_key="POST /uploads", authorization_type="JWT",
+        aws.apigatewayv2.Route(f"{name}-route", api_id=api.id, route_key=UPLOAD_ROUTE, authorization_type="JWT",
                                authorizer_id=authorizer.id, target=pulumi.Output.concat("integrations/", integration.id),
                                authorization_scopes=list(s.upload_scopes) or None, opts=child)
         access_logs = aws.cloudwatch.LogGroup(
-            f"{name}-access-logs", name=f"/claimcheck/{pulumi.get_stack()}/{name}-access",
+            f"{name}-access-logs", name=log_group_name(f"{name}-access"),
             retention_in_days=s.log_retention_days, opts=child)
         stage = aws.apigatewayv2.Stage(
             f"{name}-stage", api_id=api.id, name="$default", auto_deploy=True,

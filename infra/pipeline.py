@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from handlers.names import ATTENTION_INDEX, STATUS_TAG, UPLOADS_PREFIX, Function, Status, thumbnail_settings
+from handlers.names import ATTENTION_INDEX, PROJECT, STATUS_TAG, UPLOADS_PREFIX, Function, Status, thumbnail_settings
 from infra import dashboard, iam, operators, packaging, policies
 from infra.edges import ThumbnailCdn, ThumbnailCdnArgs, UploadApi, UploadApiArgs
 from infra.settings import RUNTIME_GLIBC, Settings
@@ -23,6 +23,29 @@ from infra.worker import Layers, QueueWorker
 
 ACCESS_LOGS_PREFIX = "uploads-bucket/"
 CDN_LOGS_PREFIX = "cdn/"
+
+
+class PowertoolsLayerNotFound(pulumi.RunError):
+    """The Powertools layer cannot be found for this stack: the message names the parameter and the setting."""
+
+
+def powertools_layer(s: Settings) -> str:
+    """The Powertools layer's version ARN: `powertoolsLayerArn` when set (no lookup then), otherwise what AWS's public
+    SSM parameter for the pinned version holds in this Region. A parameter AWS has not published there (it has
+    happened: one release's were published under a placeholder name) stops the program here, in words, instead of
+    failing preview with the provider's bare error."""
+    if s.powertools_layer_arn:
+        return s.powertools_layer_arn
+    parameter = packaging.powertools_parameter(s.runtime, s.architecture)
+    try:
+        # A plain (not Output) invoke, so that its failure can be caught and explained before anything is declared.
+        return aws.ssm.get_parameter(name=parameter).value
+    except Exception as error:  # the SDK raises a bare Exception for a failed invoke
+        raise PowertoolsLayerNotFound(
+            f"{PROJECT}: the Powertools layer cannot be looked up: the public SSM parameter {parameter} cannot be "
+            f"read in this Region ({error}). Set {PROJECT}:powertoolsLayerArn to a Powertools layer version ARN for "
+            f"{s.runtime} on {s.architecture} in this Region (Powertools' documentation, \"Lambda Layer\", lists "
+            "them), or pin an aws-lambda-powertools version whose parameter exists there in requirements.txt.") from None
 
 
 @dataclass(frozen=True)
@@ -196,7 +219,7 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
     def _layers(self) -> Layers:
         """AWS's public Powertools layer for the version requirements.txt pins, in this region; ours with Pillow."""
         name, s = self._name, self._settings
-        powertools = aws.ssm.get_parameter_output(name=packaging.powertools_parameter(s.runtime, s.architecture)).value
+        powertools = powertools_layer(s)
         archive = packaging.pillow_layer(s.architecture, s.runtime, RUNTIME_GLIBC[s.runtime], heif=s.needs_heif)
         pillow = aws.lambda_.LayerVersion(
             f"{name}-pillow", layer_name=f"{name}-pillow-{s.architecture}", code=pulumi.FileArchive(str(archive)),
@@ -215,7 +238,7 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
             s, claim_checks, uploads, table, stores.thumbnails.bucket, stores.cdn, layers, alarms), opts=self._opts)
         workers = {Function.INTAKE: intake.worker, Function.THUMBNAILS: thumbnails.worker,
                    **({Function.CDN_PURGE: thumbnails.purge} if thumbnails.purge else {})}
-        if s.label_formats:
+        if Function.LABELS in s.queue_fed_functions:
             workers[Function.LABELS] = LabelStage(f"{name}-label-stage", LabelStageArgs(
                 s, claim_checks, uploads, table, layers, alarms), opts=self._opts).worker
         return workers

@@ -27,6 +27,7 @@ runtime:
 UNDECLARED = """\
   # Optional keys, not declared (a declared key without a default would be required on every stack):
   #   alarmEmail                     an address subscribed to the alarm topic (confirm the e-mail AWS sends)
+  #   powertoolsLayerArn             a Powertools layer version ARN, where AWS's SSM parameter for the pin is missing
   #   jwtIssuer, jwtAudience         together: the upload API behind API Gateway's JWT authorizer instead of IAM
   #   cdnDomain, cdnCertificateArn   together: a custom domain for the distribution and its ACM certificate (us-east-1)
   #   intake, thumbnails, labels     per-function objects {memory, timeout, batchSize, batchingWindow, maxConcurrency,

@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from handlers.names import PROJECT, Function
+from handlers.names import PROJECT, QUEUE_FED, Function
 
 KNOWN_FORMATS = ("jpeg", "png", "webp", "gif", "tiff", "heic", "avif")
 # Formats whose decoder is not in Pillow itself: the layer adds pillow-heif for them.
@@ -34,6 +35,10 @@ RUNTIMES = tuple(RUNTIME_GLIBC)
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
                       2922, 3288, 3653)
 MAX_VISIBILITY_TIMEOUT = 43_200  # SQS: 12 hours
+# A layer version's ARN as a function's Layers take it (Lambda API reference, CreateFunction, Layers: the pattern of
+# LayerVersionArn; tests/test_aws_rules.py holds it to botocore's copy of the API model).
+LAYER_VERSION_ARN = (r"((arn:(aws[a-zA-Z-]*)?:lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:\d{12}:layer:"
+                     r"[a-zA-Z0-9-_]+:[0-9]+)|(arn:[a-zA-Z0-9-]+:lambda:::awslayer:[a-zA-Z0-9-_]+))")
 # Lambda's guidance for SQS sources: visibility timeout >= 6 x function timeout (+ batching window).
 VISIBILITY_FACTOR = 6
 # Lambda allocates CPU in proportion to memory: 1,769 MB is one vCPU (Lambda developer guide, "Memory and computing power").
@@ -202,6 +207,14 @@ class Settings:
     runtime: str = setting("python3.13", "runtime", "str", "Lambda Python runtime.",
                            Accepts(lambda v: v in RUNTIMES, " | ".join(RUNTIMES) + " (python3.11 runs on Amazon Linux 2, "
                                    "whose glibc 2.26 cannot load Pillow 13)"))
+    powertools_layer_arn: str | None = setting(
+        None, "powertoolsLayerArn", "str",
+        "The Powertools layer version to use instead of the one AWS's public SSM parameter names for the pinned "
+        "version (for a Region where that parameter is missing); built for the stack's runtime and architecture, in "
+        "its Region.",
+        Accepts(lambda v: v is None or re.fullmatch(LAYER_VERSION_ARN, v) is not None,
+                "a Lambda layer version ARN (arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION), or unset"),
+        declared=False)
     alarm_email: str | None = setting(None, "alarmEmail", "str", "An address subscribed to the alarm topic.",
                                       Accepts(lambda v: v is None or ("@" in v and " " not in v), "an e-mail address, or unset"),
                                       declared=False)
@@ -252,8 +265,10 @@ class Settings:
     upload_burst_limit: int = setting(20, "uploadBurstLimit", "int", "Upload grants the HTTP API allows in a burst (JWT mode).",
                                       between(1, 5_000))
     upload_api_concurrency: int = setting(5, "uploadApiConcurrency", "int",
-                                          "Reserved concurrency of the upload function: at most this many grants at once.",
-                                          between(1, 1000))
+                                          "Reserved concurrency of the upload function: at most this many grants at once. "
+                                          "0 reserves none (for an account whose quota leaves nothing to reserve): the "
+                                          "function then shares the account's unreserved concurrency.",
+                                          between(0, 1000))
     jwt_issuer: str | None = setting(None, "jwtIssuer", "str", "With jwtAudience: the upload API's JWT issuer.",
                                      declared=False)
     jwt_audience: str | None = setting(None, "jwtAudience", "str", "With jwtIssuer: the audience tokens must carry.",
@@ -272,6 +287,13 @@ class Settings:
     def label_formats(self) -> tuple[str, ...]:
         """Formats sent to Rekognition: the allowed ones it can read."""
         return tuple(f for f in self.allowed_formats if f in REKOGNITION_FORMATS)
+
+    @property
+    def queue_fed_functions(self) -> tuple[Function, ...]:
+        """The queue-fed functions this stack deploys: the label stage only when an allowed format is one Rekognition
+        reads, the CDN purge only with a CDN."""
+        return (*(function for function in QUEUE_FED if function != Function.LABELS or self.label_formats),
+                *((Function.CDN_PURGE,) if self.cdn else ()))
 
     def stage(self, name: str) -> StageSettings:
         return getattr(self, name)

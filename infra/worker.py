@@ -32,6 +32,12 @@ class Layers:
         return [self.powertools, *([self.pillow] if packaging.FUNCTIONS[function].needs_pillow else [])]
 
 
+def log_group_name(name: str) -> str:
+    """/<Pulumi project>/<stack>/<name>: log group names are per account and Region, so two projects (a fork deployed
+    beside this one) or two stacks never share one. For the project named claimcheck they are the names 1.x gave."""
+    return f"/{pulumi.get_project()}/{pulumi.get_stack()}/{name}"
+
+
 @dataclass
 class LambdaFunction:
     function: aws.lambda_.Function
@@ -46,7 +52,7 @@ def build_function(name: str, function: Function, s: Settings, memory: int, time
     name, a log group with retention, tracing and its archive of handler files. It is created only after
     everything its role is granted."""
     log_group = aws.cloudwatch.LogGroup(
-        f"{name}-logs", name=f"/claimcheck/{pulumi.get_stack()}/{name}",
+        f"{name}-logs", name=log_group_name(name),
         retention_in_days=s.log_retention_days, opts=opts)
     environment, statements = combined(links)
     logs = iam.allow(["logs:CreateLogStream", "logs:PutLogEvents"], [pulumi.Output.concat(log_group.arn, ":*")])

@@ -106,9 +106,11 @@ class Deployment:
         return {urn for r in self.resources for urn in candidates(r.urn)}
 
 
-def run(mocks: RecordingMocks, config: dict[str, Any] | None = None, stack: str = "dev") -> Deployment:
-    """Run __main__.py with `config` (keys without the project prefix) and return what it declared."""
-    pulumi.runtime.set_all_config({f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v)
+def run(mocks: RecordingMocks, config: dict[str, Any] | None = None, stack: str = "dev",
+        project: str = PROJECT) -> Deployment:
+    """Run __main__.py with `config` (keys without the project prefix) and return what it declared. `project`: the
+    Pulumi project's name, as a fork's Pulumi.yaml would give it (its config keys are under that name)."""
+    pulumi.runtime.set_all_config({f"{project}:{k}": v if isinstance(v, str) else json.dumps(v)
                                    for k, v in (config or {}).items()})
     warnings = _WarningCollector()
     engine_log = logging.getLogger("claimcheck.engine")
@@ -118,7 +120,7 @@ def run(mocks: RecordingMocks, config: dict[str, Any] | None = None, stack: str 
     try:
         # Mocks record a layer's archive path and never read it: no pip here.
         with packaging.layers_named_only():
-            run_program(lambda: runpy.run_path(str(PROGRAM), run_name="__main__"), mocks, monitor, PROJECT, stack, engine_log)
+            run_program(lambda: runpy.run_path(str(PROGRAM), run_name="__main__"), mocks, monitor, project, stack, engine_log)
     finally:
         engine_log.removeHandler(warnings)
     urns = {(_type_of(urn), urn.split("::")[-1]): urn for urn in monitor.parent_of}

@@ -65,6 +65,7 @@ def report(stack: str, p: capacity.Plan) -> str:
         f"images (Rekognition ${p.usd_per_million['rekognition']:,.2f} of it), ${p.usd_for_burst:,.2f} for the burst.",
     ]
     lines += [f"  ! {note}" for note in p.notes]
+    lines += ["", concurrency(s)]
     table, best = capacity.memory_table(s, p.megapixels, p.fmt)
     fastest = min((row for row in table if row.fits), key=lambda row: (row.seconds, row.memory))
 
@@ -82,8 +83,23 @@ def report(stack: str, p: capacity.Plan) -> str:
     return "\n".join(lines)
 
 
+def concurrency(s: settings.Settings) -> str:
+    """The account's Regional Lambda concurrency quota and how the stack shares it."""
+    b = capacity.concurrency_budget(s)
+    rows = [("account quota (accountConcurrency)", f"{b.quota:,}"),
+            ("reserved by the stack", f"{sum(b.reserved.values()):,} ({capacity.added_up(b.reserved)})" if b.reserved
+             else "0 (uploadApiConcurrency 0: the upload function shares the unreserved pool)" if s.upload_api else "0"),
+            ("kept unreserved by Lambda", f"{b.unreserved_minimum:,} ({capacity.UNRESERVED_RULE})"),
+            ("could still be reserved", f"{b.reservable - sum(b.reserved.values()):,}"),
+            ("the stages at most (maxConcurrency)", f"{sum(b.scaling.values()):,} ({capacity.added_up(b.scaling)})"),
+            ("kept for other functions (concurrencyReserve)", f"{b.reserve:,}"),
+            ("room left", f"{b.room:,}")]
+    return render.table(("LAMBDA CONCURRENCY", ""), rows)
+
+
 def document(stack: str, p: capacity.Plan) -> dict[str, Any]:
     rows, best = capacity.memory_table(p.settings, p.megapixels, p.fmt)
+    budget = capacity.concurrency_budget(p.settings)
     return {"stack": stack, "model": MODEL, "rate": p.rate, "burst": p.burst, "megapixels": p.megapixels,
             "format": p.fmt, "sustained": p.sustained, "drain_seconds": _finite(p.drain_seconds),
             "stages": {name: {"memory": st.memory, "seconds_per_image": st.seconds_per_image, "needed": st.needed,
@@ -95,7 +111,9 @@ def document(stack: str, p: capacity.Plan) -> dict[str, Any]:
                        for name, st in p.stages.items()},
             "usd_per_million": p.usd_per_million, "usd_for_burst": round(p.usd_for_burst, 2),
             "prices_date": costs.PRICES_DATE, "notes": p.notes,
-            "memory": {"rows": [asdict(row) for row in rows], "recommended": best.memory}}
+            "memory": {"rows": [asdict(row) for row in rows], "recommended": best.memory},
+            "concurrency": {**asdict(budget), "unreserved_minimum": budget.unreserved_minimum,
+                            "reservable": budget.reservable, "room": budget.room}}
 
 
 def _finite(seconds: float) -> float | None:

@@ -275,6 +275,10 @@ def api_access_logged(d: Deployment) -> list[str]:
 
 
 def upload_api_concurrency_capped(d: Deployment) -> list[str]:
+    """Checkov's rule as it is: a function without reserved concurrency fails it. The one exception the project
+    makes is a stack that sets uploadApiConcurrency 0 because its account cannot reserve any (a quota under 101):
+    the rule then fails for that stack, and the README says what bounds the function instead
+    (tests/test_security.py shows it failing for that stack and nothing else)."""
     return [f"{fn.name}: no reserved concurrency" for fn in d.of_type(FUNCTION)
             if fn.inputs["handler"] == "handlers.upload_api.handler" and not fn.inputs.get("reservedConcurrentExecutions")]
 

@@ -16,7 +16,8 @@ import botocore.session
 import pytest
 
 from infra import packaging
-from infra.settings import LOG_RETENTION_DAYS, RUNTIME_GLIBC, Settings
+from infra.pipeline import PowertoolsLayerNotFound
+from infra.settings import LAYER_VERSION_ARN, LOG_RETENTION_DAYS, RUNTIME_GLIBC, Settings, SettingsError, load
 from localcloud import program
 from tests.conftest import shared_scope
 from tests.infra_helpers import ALARM, BUCKET, FUNCTION, MAPPING, QUEUE, ROLE, TOPIC, queue_by_arn
@@ -167,6 +168,52 @@ def test_the_powertools_layer_is_the_one_for_the_pinned_version(stack):
     assert f"aws-lambda-powertools=={pin}" in req
     for fn in stack.of_type(FUNCTION):
         assert any(":layer:AWSLambdaPowertoolsPythonV3-python313-arm64:" in layer for layer in fn.inputs["layers"])
+
+
+class MissingParameter(program.RecordingMocks):
+    """A Region where AWS has not published the Powertools parameter: the invoke fails (a mock's way: a failure
+    returned with the call, which the SDK raises as the engine's failed invoke) as GetParameter does."""
+
+    def call(self, args):
+        if args.token == "aws:ssm/getParameter:getParameter":
+            self.calls.append((args.token, dict(args.args)))
+            return {}, [("name", f"reading SSM Parameter ({args.args['name']}): operation error SSM: GetParameter, "
+                                 "ParameterNotFound")]
+        return super().call(args)
+
+
+def test_a_missing_powertools_parameter_stops_the_program_naming_it_and_the_setting():
+    parameter = packaging.powertools_parameter("python3.13", "arm64")
+    with pytest.raises(PowertoolsLayerNotFound) as raised:
+        program.run(MissingParameter())
+    text = str(raised.value)
+    assert f"the public SSM parameter {parameter} cannot be read in this Region" in text
+    assert "ParameterNotFound" in text  # AWS's own words are kept, after ours
+    assert "Set claimcheck:powertoolsLayerArn to a Powertools layer version ARN for python3.13 on arm64" in text
+
+
+def test_a_pinned_powertools_layer_is_used_by_every_function_without_any_lookup():
+    pinned = "arn:aws:lambda:eu-west-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-arm64:18"
+    deployed = program.run(MissingParameter(), {"powertoolsLayerArn": pinned, "uploadApi": True})
+    assert [token for token, _ in deployed.calls if token.startswith("aws:ssm")] == []
+    functions = deployed.of_type(FUNCTION)
+    assert len(functions) == 4 and all(fn.inputs["layers"][0] == pinned for fn in functions)
+    assert all(not any("AWSLambdaPowertools" in layer for layer in fn.inputs["layers"][1:]) for fn in functions)
+
+
+@pytest.mark.parametrize("value", ["arn:aws:lambda:eu-west-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-arm64",
+                                   "arn:aws:lambda:eu-west-1:017000801446:function:powertools:3",
+                                   "AWSLambdaPowertoolsPythonV3-python313-arm64:18"])
+def test_a_powertools_layer_arn_without_its_version_or_of_another_kind_is_refused(value):
+    with pytest.raises(SettingsError, match=re.escape(
+            f"claimcheck:powertoolsLayerArn = {value!r} is out of range (accepted: a Lambda layer version ARN")):
+        load({"powertoolsLayerArn": value})
+
+
+def test_the_layer_arn_rule_is_the_lambda_api_models():
+    # CreateFunction's Layers take LayerVersionArn: the settings' pattern is the model's own.
+    model = botocore.session.get_session().get_service_model("lambda").shape_for("LayerVersionArn").metadata
+    assert model["pattern"] == LAYER_VERSION_ARN
 
 
 def test_lambda_layer_platform_tags_cover_the_runtimes_glibc():

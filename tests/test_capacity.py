@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 from handlers.names import Env, Function
-from infra import capacity, costs
+from infra import capacity, costs, settings
 from infra.settings import STAGE_DEFAULTS, SettingsError, load
 from localcloud import program
 from ops import __main__ as ops_cli
+from tests.infra_helpers import MAPPING
 
 DEFAULTS = load({})
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def stack(**config) -> dict[str, str]:
@@ -35,6 +38,49 @@ def test_the_timeout_the_refusal_names_is_the_smallest_that_passes():
         load(stack(thumbnails={"timeout": 14}))
     # ... and a smaller maxPixels makes a short timeout enough
     load(stack(thumbnails={"timeout": 3}, maxPixels=6_000_000))
+
+
+NEW_ACCOUNT = ROOT / "Pulumi.new-account.yaml"
+
+
+def test_the_budget_adds_up_the_deployed_stages_and_the_reservations():
+    budget = capacity.concurrency_budget(load(stack(uploadApi="true", uploadApiConcurrency="5")))
+    assert (budget.quota, budget.reserved, budget.reserve) == (1000, {"upload API": 5}, 100)
+    assert budget.scaling == {Function.INTAKE: 10, Function.THUMBNAILS: 20, Function.LABELS: 2}
+    assert (budget.unreserved_minimum, budget.reservable, budget.stages_pool, budget.room) == (100, 900, 895, 863)
+    # no label stage is deployed when no allowed format is one Rekognition reads: it takes nothing
+    webp = capacity.concurrency_budget(load(stack(allowedFormats='["webp"]', uploadApi="true", uploadApiConcurrency="0")))
+    assert webp.scaling == {Function.INTAKE: 10, Function.THUMBNAILS: 20} and webp.reserved == {}
+    assert capacity.concurrency_budget(load(stack(accountConcurrency="40", concurrencyReserve="0"))).unreserved_minimum == 40
+
+
+def test_the_new_account_example_fits_a_quota_of_10_and_reserves_nothing():
+    s = settings.load_stack(NEW_ACCOUNT)  # what `pulumi up` checks, from the example stack file
+    budget = capacity.concurrency_budget(s)
+    assert (budget.quota, budget.reserved, budget.reservable, budget.room) == (10, {}, 0, 0)
+    deployed = program.run(program.RecordingMocks(), settings.stack_config(NEW_ACCOUNT), stack="new-account")
+    functions = deployed.functions()
+    assert "reservedConcurrentExecutions" not in functions[Function.UPLOAD_API].inputs
+    assert not [fn.name for fn in functions.values() if "reservedConcurrentExecutions" in fn.inputs]
+    caps = [m.inputs["scalingConfig"]["maximumConcurrency"] for m in deployed.of_type(MAPPING)]
+    assert sorted(caps) == [2, 2, 4] and sum(caps) + s.concurrency_reserve == s.account_concurrency
+
+
+def test_capacity_shows_the_accounts_quota_what_the_stack_reserves_and_the_room_left(capsys):
+    assert ops_cli.main(["--stack", "new-account", "capacity", "--rate", "1/s", "--burst", "1000"]) == 0
+    text = capsys.readouterr().out
+    for line in ("account quota (accountConcurrency)             10",
+                 "reserved by the stack                          0 (uploadApiConcurrency 0: the upload function shares",
+                 "kept unreserved by Lambda                      10 (100, or the whole quota when it is smaller)",
+                 "could still be reserved                        0",
+                 "the stages at most (maxConcurrency)            8 (intake 2 + thumbnails 4 + labels 2)",
+                 "kept for other functions (concurrencyReserve)  2",
+                 "room left                                      0"):
+        assert line in text
+    assert ops_cli.main(["--stack", "dev", "--json", "capacity", "--set", "uploadApi=true"]) == 0
+    found = json.loads(capsys.readouterr().out)["concurrency"]
+    assert (found["quota"], found["reserved"], found["unreserved_minimum"], found["reservable"], found["room"]) == (
+        1000, {"upload API": 5}, 100, 900, 863)
 
 
 def test_label_environments_the_quota_keeps_waiting_are_warned_about_not_refused():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from localcloud import program
+from localcloud.authorizer import Need, decide
 from tests.conftest import shared_scope
 from tests.infra_helpers import FUNCTION, function_grants, statements
 from tests.security_rules import RULES
@@ -135,6 +136,37 @@ def test_upload_api_behind_a_jwt_authorizer_when_configured(jwt_stack):
     assert len(jwt_stack.of_type(FUNCTION)) == 5  # the stages, the upload API and the CDN purge
 
 
+def test_iam_callers_get_a_policy_with_both_function_url_actions_on_this_function_only(stack):
+    [policy] = [p for p in stack.of_type("aws:iam/policy:Policy") if p.name == "claimcheck-upload-api-uploader"]
+    fn = stack.named("claimcheck-upload-api-function").state["arn"]
+    assert stack.outputs["uploaderPolicyArn"] == policy.state["arn"] and "uploaderJwt" not in stack.outputs
+    assert statements(policy) == [
+        {"Effect": "Allow", "Action": ["lambda:InvokeFunctionUrl"], "Resource": [fn],
+         "Condition": {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}},
+        {"Effect": "Allow", "Action": ["lambda:InvokeFunction"], "Resource": [fn],
+         "Condition": {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}}}]
+    # Judged as IAM judges it: a call through the URL is allowed, anything else (a direct Invoke, another function,
+    # a URL without IAM auth, another action) is not.
+    via_url = {"lambda:FunctionUrlAuthType": "AWS_IAM", "lambda:InvokedViaFunctionUrl": "true"}
+    other = fn.replace("claimcheck-upload-api-function", "claimcheck-intake-function")
+    assert decide(statements(policy), Need("lambda:InvokeFunctionUrl", fn, via_url)) == "allow"
+    assert decide(statements(policy), Need("lambda:InvokeFunction", fn, via_url)) == "allow"
+    for need in (Need("lambda:InvokeFunction", fn), Need("lambda:InvokeFunction", fn, {"lambda:InvokedViaFunctionUrl": "false"}),
+                 Need("lambda:InvokeFunction", other, via_url), Need("lambda:InvokeFunctionUrl", other, via_url),
+                 Need("lambda:InvokeFunctionUrl", fn, {"lambda:FunctionUrlAuthType": "NONE"}),
+                 Need("lambda:UpdateFunctionCode", fn, via_url), Need("lambda:GetFunctionUrlConfig", fn, via_url)):
+        assert decide(statements(policy), need) == "implicit", need
+
+
+def test_jwt_callers_are_told_what_the_route_requires_of_a_token(jwt_stack):
+    assert jwt_stack.outputs["uploaderJwt"] == {"route": "POST /uploads", "issuer": "https://id.example.com/",
+                                                "audience": "claimcheck", "scopes": []}
+    assert "uploaderPolicyArn" not in jwt_stack.outputs
+    assert not [p for p in jwt_stack.of_type("aws:iam/policy:Policy") if "upload-api" in p.name]
+    [route] = jwt_stack.of_type("aws:apigatewayv2/route:Route")
+    assert jwt_stack.outputs["uploaderJwt"]["route"] == route.inputs["routeKey"]
+
+
 def test_api_uploads_must_be_create_only_writes(stack):
     uploads = stack.outputs["uploadsBucket"]
     [policy] = [p for p in stack.of_type("aws:s3/bucketPolicy:BucketPolicy") if p.inputs["bucket"] == uploads]
@@ -158,10 +190,22 @@ def test_minting_is_bounded(stack, jwt_stack):
     assert "$context.authorizer.claims.sub" in stage.inputs["accessLogSettings"]["format"]
 
 
+@pytest.mark.parametrize("config", [ALL_ON, JWT], ids=["iam", "jwt"])
+def test_no_reservation_when_upload_api_concurrency_is_0(config):
+    # Lambda reads ReservedConcurrentExecutions 0 as "throttle every call": 0 must reach Pulumi as not set at all.
+    deployed = program.run(program.RecordingMocks(), {**config, "uploadApiConcurrency": 0})
+    fn = deployed.named("claimcheck-upload-api-function")
+    assert "reservedConcurrentExecutions" not in fn.inputs
+    for stage in deployed.of_type("aws:apigatewayv2/stage:Stage"):  # in JWT mode the stage's throttle bounds it
+        assert stage.inputs["defaultRouteSettings"] == {"throttlingRateLimit": 10, "throttlingBurstLimit": 20}
+    assert len(deployed.of_type("aws:apigatewayv2/stage:Stage")) == (config is JWT)
+
+
 def test_jwt_route_requires_the_configured_scopes():
     scoped = program.run(program.RecordingMocks(), {**JWT, "uploadScopes": ["uploads:write"]})
     [route] = scoped.of_type("aws:apigatewayv2/route:Route")
     assert route.inputs["authorizationScopes"] == ["uploads:write"]
+    assert scoped.outputs["uploaderJwt"]["scopes"] == ["uploads:write"]  # the caller is told which
 
 
 def test_browsers_are_allowed_only_from_the_configured_origins(stack):

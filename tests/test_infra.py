@@ -251,6 +251,29 @@ def test_dashboard_name_is_valid_for_any_stack_name():
     assert stack.outputs["dashboardUrl"].endswith("#dashboards:name=claimcheck-prod-eu")
 
 
+def log_group_names(deployment: program.Deployment) -> set[str]:
+    return {g.inputs["name"] for g in deployment.of_type("aws:cloudwatch/logGroup:LogGroup")}
+
+
+def test_log_groups_keep_the_names_existing_stacks_hold():
+    # A log group's name is fixed at creation: a changed name would replace the group (and drop its logs) on upgrade.
+    deployed = program.run(program.RecordingMocks(), {"uploadApi": True, "jwtIssuer": "https://id.example.com/",
+                                                      "jwtAudience": "claimcheck"})
+    assert log_group_names(deployed) == {"/claimcheck/dev/claimcheck-intake", "/claimcheck/dev/claimcheck-thumbnail-stage",
+                                         "/claimcheck/dev/claimcheck-label-stage", "/claimcheck/dev/claimcheck-upload-api",
+                                         "/claimcheck/dev/claimcheck-upload-api-access"}
+
+
+def test_two_projects_with_one_stack_name_get_their_own_log_groups():
+    # Log group names are per account and Region: a fork deployed as `photos` beside this one must not collide.
+    config = {"uploadApi": True, "jwtIssuer": "https://id.example.com/", "jwtAudience": "claimcheck"}
+    photos = log_group_names(program.run(program.RecordingMocks(), config, project="photos"))
+    avatars = log_group_names(program.run(program.RecordingMocks(), config, project="avatars"))
+    assert not photos & avatars
+    assert "/photos/dev/claimcheck-intake" in photos and "/avatars/dev/claimcheck-upload-api-access" in avatars
+    assert all(name.startswith("/photos/dev/") for name in photos)
+
+
 def test_dashboard_uses_real_dimensions(stack):
     [dashboard] = stack.of_type("aws:cloudwatch/dashboard:Dashboard")
     body = json.loads(dashboard.inputs["dashboardBody"])

@@ -89,6 +89,15 @@ MUTATIONS: dict[str, Callable[[Deployment], None]] = {
 }
 
 
+@pytest.mark.parametrize("config", [{"uploadApi": True}, EVERYTHING], ids=["iam", "jwt"])
+def test_the_one_exception_a_stack_that_reserves_nothing_fails_only_ckv_aws_115(config):
+    # An account whose quota leaves nothing to reserve runs the upload function unreserved (uploadApiConcurrency 0):
+    # Checkov's CKV_AWS_115 is not met, and is the only rule that is not (README, "Security baseline").
+    deployed = program.run(program.RecordingMocks(), {**config, "uploadApiConcurrency": 0})
+    failing = {rule.id: rule.check(deployed) for rule in RULES if rule.check(deployed)}
+    assert failing == {"CKV_AWS_115": ["claimcheck-upload-api-function: no reserved concurrency"]}
+
+
 def test_every_rule_has_a_mutation():
     assert set(MUTATIONS) == {rule.id for rule in RULES}
 

@@ -44,6 +44,18 @@ from localcloud import program
     ({"uploadApi": True, "uploadApiConcurrency": 900},
      "claimcheck:maxConcurrency = intake 10 + thumbnails 20 + labels 2 + upload API 900 = 932 is more than the account "
      "leaves the pipeline (accepted: at most accountConcurrency 1,000 - concurrencyReserve 100 = 900"),
+    # Lambda keeps 100 of the quota unreserved, or all of it when the quota is smaller (a new account's 10).
+    ({"uploadApi": True, "accountConcurrency": 10, "concurrencyReserve": 2, "intake": {"maxConcurrency": 2},
+      "thumbnails": {"maxConcurrency": 4}, "labels": {"maxConcurrency": 2}},
+     "claimcheck:uploadApiConcurrency = 5 is more than Lambda lets the account reserve (accepted: at most "
+     "accountConcurrency 10 - the 10 Lambda keeps unreserved (100, or the whole quota when it is smaller) = 0; set "
+     "uploadApiConcurrency 0 to reserve none: the upload function then shares the unreserved concurrency, bounded by "
+     "the HTTP API's throttle in JWT mode; or ask AWS to raise the Regional Lambda concurrency quota and set "
+     "accountConcurrency)"),
+    ({"uploadApi": True, "uploadApiConcurrency": 60, "accountConcurrency": 150, "concurrencyReserve": 0},
+     "claimcheck:uploadApiConcurrency = 60 is more than Lambda lets the account reserve (accepted: at most "
+     "accountConcurrency 150 - the 100 Lambda keeps unreserved (100, or the whole quota when it is smaller) = 50;"),
+    ({"uploadApiConcurrency": -1}, "claimcheck:uploadApiConcurrency = -1 is out of range (accepted: 0 to 1,000)"),
     ({"thumbnails": {"timeout": 3}},
      "claimcheck:thumbnails.timeout = 3 is too short for a batch of the largest images maxPixels allows (accepted: at "
      "least 15 s at batchSize 5 and memory 1,536, or a smaller batchSize or maxPixels): a 50 MP WEBP takes about 1.6 s"),
@@ -56,6 +68,18 @@ def test_bad_values_stop_the_program_naming_key_and_range(config, message):
     with pytest.raises(SettingsError) as raised:
         program.run(program.RecordingMocks(), config)
     assert message in str(raised.value)
+
+
+@pytest.mark.parametrize("reserved, accepted", [(50, True), (51, False), (0, True)])
+def test_reservations_may_take_the_quota_but_the_unreserved_minimum_exactly(reserved, accepted):
+    # 150 - 100 = 50 may be reserved; 0 is no reservation at all.
+    config = {"uploadApi": "true", "uploadApiConcurrency": str(reserved), "accountConcurrency": "150",
+              "concurrencyReserve": "0"}
+    if accepted:
+        assert load(config).upload_api_concurrency == reserved
+    else:
+        with pytest.raises(SettingsError, match=r"uploadApiConcurrency = 51 is more than Lambda lets the account reserve"):
+            load(config)
 
 
 def test_every_bad_key_is_reported_at_once():
