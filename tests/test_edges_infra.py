@@ -132,7 +132,7 @@ def test_upload_api_behind_a_jwt_authorizer_when_configured(jwt_stack):
     assert jwt_stack.outputs["uploadApiAuth"] == "jwt"
     fn = jwt_stack.named("claimcheck-upload-api-function")
     assert fn.inputs["environment"]["variables"]["UPLOAD_API_KIND"] == "http-api"
-    assert len(jwt_stack.of_type(FUNCTION)) == 4
+    assert len(jwt_stack.of_type(FUNCTION)) == 5  # the three stages, the upload API and the pause function
 
 
 def test_api_uploads_must_be_create_only_writes(stack):
