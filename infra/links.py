@@ -84,9 +84,9 @@ def cdn(distribution: aws.cloudfront.Distribution, url: pulumi.Input[str]) -> Li
 def stage_mappings(mappings: Mapping[str, tuple[aws.lambda_.EventSourceMapping, aws.lambda_.Function]]) -> Link:
     """Enable or disable each stage's event source mapping: the stage -> UUID table as the function's environment,
     lambda:UpdateEventSourceMapping on exactly those mappings, each held to the function it feeds by
-    lambda:FunctionArn, the one condition key Lambda offers for the action (Lambda Developer Guide, "Resources and
-    conditions for Lambda actions", Event source mappings). Nothing here can limit what an update changes: the
-    function that holds this link sends only Enabled (handlers/pause.py)."""
+    lambda:FunctionArn, the condition key Lambda lists for the action (Lambda Developer Guide, "Resources and
+    conditions for Lambda actions", Event source mappings). No key describes what an update changes: the function
+    that holds this link is what sends only Enabled (handlers/pause.py)."""
     return Link({Env.STAGE_MAPPINGS: pulumi.Output.json_dumps({stage: m.uuid for stage, (m, _) in mappings.items()})},
                 tuple(iam.allow(["lambda:UpdateEventSourceMapping"], [m.arn],
                                 condition={"ArnEquals": {"lambda:FunctionArn": fn.arn}})
