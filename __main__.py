@@ -19,12 +19,14 @@ pulumi.export("queueUrls", pipeline.queue_urls)
 pulumi.export("deadLetterQueueUrls", pipeline.dlq_urls)
 pulumi.export("dashboardUrl", pipeline.dashboard_url)
 # What the operator tools (python -m ops) read: the queues and DLQs by ARN, the event source mappings, the name of
-# the thumbnail settings now deployed, and the policy to attach to the people who run it.
+# the thumbnail settings now deployed, the function that pauses and resumes a stage, and the policy to attach to the
+# people who run it.
 pulumi.export("queueArns", pipeline.queue_arns)
 pulumi.export("deadLetterQueueArns", pipeline.dlq_arns)
 pulumi.export("eventSourceMappings", pipeline.mappings)
 pulumi.export("thumbnailSettings", pipeline.thumbnail_settings)
 pulumi.export("rejectedRetentionDays", pipeline.rejected_retention_days)
+pulumi.export("pauseFunctionName", pipeline.pause_function.name)
 pulumi.export("operatorPolicyArn", pipeline.operator_policy.arn)
 if pipeline.upload_api:
     pulumi.export("uploadApiUrl", pipeline.upload_api.url)

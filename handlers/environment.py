@@ -6,6 +6,7 @@ is missing or malformed.
 """
 from __future__ import annotations
 
+import json
 import os
 from functools import cache, cached_property
 
@@ -40,6 +41,18 @@ def _present_list(name: str) -> tuple[str, ...]:
     if name not in os.environ:
         raise ConfigurationError(f"environment variable {name} is not set")
     return tuple(part.strip() for part in os.environ[name].split(",") if part.strip())
+
+
+def _string_table(name: str) -> dict[str, str]:
+    """A JSON object of strings (a table the program wrote), refused whole when it is anything else."""
+    raw = _get(name)
+    try:
+        table = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"environment variable {name} is not JSON") from exc
+    if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in table.items()):
+        raise ConfigurationError(f"environment variable {name} is not a JSON object of strings")
+    return table
 
 
 class Environment:
@@ -85,6 +98,8 @@ class Environment:
     store_gps = cached_property(lambda self: _get(Env.STORE_GPS, "false").lower() == "true")
     # This environment's share of the DetectLabels quota (calls a second); 0: not paced.
     rekognition_calls_per_second = cached_property(lambda self: float(_get(Env.REKOGNITION_CALLS_PER_SECOND, "0")))
+    # stage -> the UUID of its event source mapping: the only mappings the pause function acts on.
+    stage_mappings = cached_property(lambda self: _string_table(Env.STAGE_MAPPINGS))
     # Set by the local cloud: its Rekognition answers canned labels.
     labels_emulated = cached_property(lambda self: _get(Env.LABELS_EMULATED, "false").lower() == "true")
 

@@ -81,6 +81,7 @@ class Function(StrEnum):
     LABELS = "labels"
     UPLOAD_API = "upload_api"
     CDN_PURGE = "cdn_purge"  # makes CloudFront forget deleted thumbnails (only with a CDN)
+    PAUSE = "pause"  # pauses or resumes one stage's event source mapping: what operators may invoke instead
 
 
 # The functions fed from a queue (each with its DLQ), in the order an upload reaches them.
@@ -122,6 +123,7 @@ class Env(StrEnum):
     REKOGNITION_CALLS_PER_SECOND = "REKOGNITION_CALLS_PER_SECOND"
     UPLOAD_EXPIRY_SECONDS = "UPLOAD_EXPIRY_SECONDS"
     UPLOAD_API_KIND = "UPLOAD_API_KIND"
+    STAGE_MAPPINGS = "STAGE_MAPPINGS"  # JSON: each stage's event source mapping UUID (the pause function's table)
     # Powertools reads these itself.
     SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
     METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"

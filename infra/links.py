@@ -95,6 +95,18 @@ def record_reader(table: aws.dynamodb.Table) -> Link:
     return Link({Env.TABLE_NAME: table.name}, (iam.allow(["dynamodb:GetItem"], [table.arn]),))
 
 
+def stage_mappings(mappings: Mapping[str, tuple[aws.lambda_.EventSourceMapping, aws.lambda_.Function]]) -> Link:
+    """Enable or disable each stage's event source mapping: the stage -> UUID table as the function's environment,
+    lambda:UpdateEventSourceMapping on exactly those mappings, each held to the function it feeds by
+    lambda:FunctionArn, the condition key Lambda lists for the action (Lambda Developer Guide, "Resources and
+    conditions for Lambda actions", Event source mappings). No key describes what an update changes: the function
+    that holds this link is what sends only Enabled (handlers/pause.py)."""
+    return Link({Env.STAGE_MAPPINGS: pulumi.Output.json_dumps({stage: m.uuid for stage, (m, _) in mappings.items()})},
+                tuple(iam.allow(["lambda:UpdateEventSourceMapping"], [m.arn],
+                                condition={"ArnEquals": {"lambda:FunctionArn": fn.arn}})
+                      for m, fn in mappings.values()))
+
+
 def api_uploads(bucket: aws.s3.Bucket) -> Link:
     """Presign uploads under the API's prefix: the PUT a grant signs is allowed by exactly this statement."""
     return Link({Env.UPLOADS_BUCKET: bucket.bucket},

@@ -8,7 +8,10 @@ exactly the calls `python -m ops` makes, on this stack's resources only.
                 queues; sqs:SendMessage on the queues they redrive to (SQS Developer Guide,
                 "Configure queue permissions for dead-letter queue redrive")
   reprocess     dynamodb:Scan on the table; sns:Publish to the claim-check topic, with its key
-  pause/resume  lambda:GetEventSourceMapping, UpdateEventSourceMapping on this stack's mappings
+  pause/resume  lambda:InvokeFunction on the pause function (handlers/pause.py), which enables or disables one stage's
+                mapping and nothing else; lambda:GetEventSourceMapping on this stack's mappings, to wait for the state.
+                Never UpdateEventSourceMapping: IAM cannot limit what an update changes (FilterCriteria, the function,
+                batching), only which mapping and function it names
   gallery       dynamodb:Scan on the table; s3:GetObject on the thumbnails (the presigned GETs the page links to
                 carry the signer's permission, so this is what lets them load)
 """
@@ -20,20 +23,24 @@ import pulumi
 import pulumi_aws as aws
 
 from handlers.names import ATTENTION_INDEX, THUMBNAILS_PREFIX, Function
-from infra import iam
-from infra.worker import QueueWorker
+from infra import iam, links
+from infra.settings import Settings
+from infra.worker import Layers, QueueWorker, build_function
+
+PAUSE_MEMORY, PAUSE_TIMEOUT = 128, 10
 
 
-def event_source_mapping_arn(mapping: aws.lambda_.EventSourceMapping, partition: pulumi.Input[str],
-                             region: pulumi.Input[str], account_id: pulumi.Input[str]) -> pulumi.Output[str]:
-    """arn:<partition>:lambda:<region>:<account>:event-source-mapping:<UUID> (Service Authorization Reference, Lambda's
-    resource types), the resource UpdateEventSourceMapping is authorized on."""
-    return pulumi.Output.concat("arn:", partition, ":lambda:", region, ":", account_id, ":event-source-mapping:",
-                                mapping.uuid)
+def pause_function(name: str, s: Settings, workers: Mapping[Function, QueueWorker], layers: Layers,
+                   opts: pulumi.ResourceOptions) -> aws.lambda_.Function:
+    """The one way operators change a mapping: enable or disable one stage's (handlers/pause.py). No reserved
+    concurrency: it runs for a moment per pause or resume, and a new account may reserve none."""
+    return build_function(f"{name}-pause", Function.PAUSE, s, memory=PAUSE_MEMORY, timeout=PAUSE_TIMEOUT, links=[
+        links.stage_mappings({stage: (w.mapping, w.function) for stage, w in workers.items()})],
+        layers=layers, opts=opts).function
 
 
 def operator_policy(name: str, workers: Mapping[Function, QueueWorker], table: aws.dynamodb.Table, topic: aws.sns.Topic,
-                    key: aws.kms.Key, mapping_arns: list[pulumi.Input[str]], thumbnails: pulumi.Input[str],
+                    key: aws.kms.Key, pause: aws.lambda_.Function, thumbnails: pulumi.Input[str],
                     opts: pulumi.ResourceOptions) -> aws.iam.Policy:
     queues = [w.queue.arn for w in workers.values()]
     dlqs = [w.dlq.arn for w in workers.values()]
@@ -46,7 +53,10 @@ def operator_policy(name: str, workers: Mapping[Function, QueueWorker], table: a
         iam.allow(["dynamodb:Query"], [pulumi.Output.concat(table.arn, "/index/", ATTENTION_INDEX)]),
         iam.allow(["sns:Publish"], [topic.arn]),
         iam.allow(["kms:GenerateDataKey", "kms:Decrypt"], [key.arn]),
-        iam.allow(["lambda:GetEventSourceMapping", "lambda:UpdateEventSourceMapping"], mapping_arns),
+        # Within one account an identity policy's Allow is enough to invoke: the function needs no resource policy
+        # (IAM User Guide, "Policy evaluation for requests within a single account").
+        iam.allow(["lambda:InvokeFunction"], [pause.arn]),
+        iam.allow(["lambda:GetEventSourceMapping"], [w.mapping.arn for w in workers.values()]),
         iam.allow(["s3:GetObject"], [pulumi.Output.concat(thumbnails, "/", THUMBNAILS_PREFIX, "*")]),
         # CloudWatch's GetMetricData takes no resource-level permissions (Service Authorization Reference).
         iam.allow(["cloudwatch:GetMetricData"], ["*"]),

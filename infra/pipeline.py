@@ -89,7 +89,7 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         layers = self._layers()
         workers = self._stages(stores, topics, layers)
         dashboard_url = self._observability(workers)
-        self._operators(workers, stores, topics)
+        self._operators(workers, stores, topics, layers)
         self.upload_api = UploadApi(f"{name}-upload-api", UploadApiArgs(settings, stores.uploads.bucket, layers),
                                     opts=self._opts) if settings.upload_api else None
 
@@ -243,13 +243,13 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
                 s, claim_checks, uploads, table, layers, alarms), opts=self._opts).worker
         return workers
 
-    def _operators(self, workers: dict[Function, QueueWorker], stores: Stores, topics: Topics) -> None:
-        """The policy to give the people who run the pipeline (`python -m ops`)."""
-        account = self._account
+    def _operators(self, workers: dict[Function, QueueWorker], stores: Stores, topics: Topics, layers: Layers) -> None:
+        """The policy to give the people who run the pipeline (`python -m ops`), and the function that pauses and
+        resumes a stage for them."""
+        self.pause_function = operators.pause_function(self._name, self._settings, workers, layers, self._opts)
         self.operator_policy = operators.operator_policy(
-            self._name, workers, stores.table, topics.claim_checks, topics.key,
-            [operators.event_source_mapping_arn(w.mapping, account.partition, account.region, account.id)
-             for w in workers.values()], stores.thumbnails.bucket.arn, self._opts)
+            self._name, workers, stores.table, topics.claim_checks, topics.key, self.pause_function,
+            stores.thumbnails.bucket.arn, self._opts)
 
     def _observability(self, workers: dict[Function, QueueWorker]) -> pulumi.Output[str]:
         """The dashboard (every worker's queue, DLQ and function); returns its console URL. The alarms are each

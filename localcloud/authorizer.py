@@ -28,6 +28,9 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
 SIGV2_REFUSED = "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
+# Lambda's Invoke (POST /2015-03-31/functions/FunctionName/invocations, Lambda API reference, Invoke).
+INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
+MAPPING_PATH = re.compile(r"^/2015-03-31/event-source-mappings/?([0-9a-fA-F-]*)$")
 
 
 @dataclass(frozen=True)
@@ -212,8 +215,46 @@ def _xml_text(raw: bytes) -> str:
     return raw.decode().replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&apos;", "'")
 
 
-def needs(request: Request, account: str, region: str, topics: dict[str, str]) -> list[Need]:
-    """The permissions a request needs. `topics` maps topic ARN -> its KMS key ARN (SNS encrypts as the caller)."""
+def function_arn(name: str, region: str, account: str, qualifier: str | None = None) -> str:
+    """The ARN a function is named by, from its name, its ARN or a partial ARN (account:function:name), each maybe
+    with a qualifier after the name, which a Qualifier parameter may give instead (Lambda API reference, Invoke)."""
+    if name.startswith("arn:"):
+        arn = name
+    elif ":function:" in name:
+        arn = f"arn:aws:lambda:{region}:{name}"
+    else:
+        arn = f"arn:aws:lambda:{region}:{account}:function:{name}"
+    return f"{arn}:{qualifier}" if qualifier and arn.count(":") == 6 else arn
+
+
+def _lambda_needs(request: Request, account: str, region: str, mapping_functions: dict[str, str]) -> list[Need]:
+    """Invoke is lambda:InvokeFunction on the function (version or alias) it names. An event source mapping's update
+    is judged with lambda:FunctionArn, the function it feeds; when the update names another one, with that one too,
+    so a statement held to one function allows neither retargeting away from it nor to it (Lambda Developer Guide,
+    "Resources and conditions for Lambda actions": the key restricts which functions a user can configure an event
+    source to invoke)."""
+    invoke = INVOKE_PATH.fullmatch(request.path)
+    if invoke and request.method == "POST":
+        return [Need("lambda:InvokeFunction", function_arn(unquote(invoke.group(1)), region, account, request.arg("Qualifier")))]
+    mapping = MAPPING_PATH.fullmatch(request.path)
+    if mapping and mapping.group(1):
+        resource = f"arn:aws:lambda:{region}:{account}:event-source-mapping:{mapping.group(1)}"
+        if request.method != "PUT":
+            return [Need("lambda:GetEventSourceMapping", resource)]
+        current = mapping_functions.get(mapping.group(1), "")
+        named = request.json.get("FunctionName")
+        functions = [current, *([function_arn(str(named), region, account)] if named else [])]
+        return [Need("lambda:UpdateEventSourceMapping", resource, {"lambda:FunctionArn": arn} if arn else {})
+                for arn in dict.fromkeys(functions)]
+    if mapping:
+        return [Need("lambda:ListEventSourceMappings", "*")]
+    return [Need(f"lambda:{request.method} {request.path}", "*")]
+
+
+def needs(request: Request, account: str, region: str, topics: dict[str, str],
+          mapping_functions: dict[str, str] | None = None) -> list[Need]:
+    """The permissions a request needs. `topics` maps topic ARN -> its KMS key ARN (SNS encrypts as the caller);
+    `mapping_functions` each event source mapping's UUID -> the ARN of the function it feeds."""
     service = service_of(request)
     if service == "s3":
         return s3_needs(request, account)
@@ -250,12 +291,7 @@ def needs(request: Request, account: str, region: str, topics: dict[str, str]) -
             found.append(Need(action, f"arn:aws:s3:::{s3_object.get('Bucket')}/{s3_object.get('Name')}"))
         return found
     if service == "lambda":
-        mapping = re.fullmatch(r"/2015-03-31/event-source-mappings/?([0-9a-fA-F-]*)", request.path)
-        if mapping and mapping.group(1):
-            action = "UpdateEventSourceMapping" if request.method == "PUT" else "GetEventSourceMapping"
-            return [Need(f"lambda:{action}", f"arn:aws:lambda:{region}:{account}:event-source-mapping:{mapping.group(1)}")]
-        if mapping:
-            return [Need("lambda:ListEventSourceMappings", "*")]
+        return _lambda_needs(request, account, region, mapping_functions or {})
     if service == "monitoring":  # CloudWatch signs as "monitoring"; its actions are cloudwatch:*, its API RPC v2
         operation = request.path.rsplit("/operation/", 1)[-1] if "/operation/" in request.path else operation
         return [Need(f"cloudwatch:{operation}", "*")]

@@ -24,7 +24,7 @@ from handlers.names import Function
 from infra.settings import Settings
 from infra.settings import load as load_settings
 from localcloud import program
-from localcloud.api import FunctionEndpoint
+from localcloud.api import FunctionEndpoint, InvokeEndpoint
 from localcloud.emulator import Emulator
 from localcloud.metrics import Publisher
 from localcloud.mocks import CloudMocks
@@ -71,6 +71,8 @@ class LocalCloud:
         self.emulator = Emulator(port, log_path=self.workdir / "emulator.log")
         self.pollers: dict[str, Poller] = {}
         self.endpoints: dict[str, FunctionEndpoint] = {}
+        self.invocations: InvokeEndpoint | None = None
+        self._specs: dict[str, FunctionSpec] = {}
         self.deployment: program.Deployment | None = None
         self._saved_environment: dict[str, str | None] = {}
         self._metrics: Publisher | None = None
@@ -102,13 +104,20 @@ class LocalCloud:
             raise
 
     def _deploy_functions(self) -> None:
-        """Who may do what, the event source mappings, and a poller per mapping and an endpoint per URL."""
+        """Who may do what, the event source mappings, Lambda's Invoke for every function, and a poller per mapping
+        and an endpoint per URL."""
         self.credentials = function_credentials(self.deployed)
+        logs = self.workdir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        self._specs = {stage: self._function_spec(fn, stage) for stage, fn in self.deployed.functions().items()}
+        self.invocations = InvokeEndpoint({spec.name: (spec, logs / f"{stage}.log")
+                                           for stage, spec in self._specs.items()}).start()
         self.emulator.configure(*grants(self.deployed, self.credentials), mappings=mappings(self.deployed),
                                 quotas={"rekognition.DetectLabels": self.settings().rekognition_tps},
                                 cors={c.inputs["bucket"]: c.inputs["corsRules"]
                                       for c in self.deployed.of_type("aws:s3/bucketCorsConfiguration:BucketCorsConfiguration")},
-                                cdn={"distributions": [d.id for d in self.deployed.of_type(DISTRIBUTION)], **self.cdn})
+                                cdn={"distributions": [d.id for d in self.deployed.of_type(DISTRIBUTION)], **self.cdn},
+                                invoke=self.invocations.address)
         self._mapping_states = MappingStates(self.emulator)
         self._start_pollers()
         self._start_endpoints()
@@ -134,6 +143,9 @@ class LocalCloud:
         for endpoint in self.endpoints.values():
             endpoint.stop()
         self.endpoints.clear()
+        if self.invocations is not None:
+            self.invocations.stop()
+            self.invocations = None
 
     def stop(self) -> None:
         if self._metrics is not None:
@@ -171,14 +183,13 @@ class LocalCloud:
 
     def _start_pollers(self) -> None:
         assert self.deployment is not None
-        function_of = {fn.state["arn"]: (name, fn) for name, fn in self.deployment.functions().items()}
+        stage_of = {fn.state["arn"]: stage for stage, fn in self.deployment.functions().items()}
         queues = {q.state["arn"]: q for q in self.deployment.of_type("aws:sqs/queue:Queue")}
         logs = self.workdir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
         for mapping in self.deployment.of_type("aws:lambda/eventSourceMapping:EventSourceMapping"):
-            stage, fn = function_of[mapping.inputs["functionName"]]
+            stage = stage_of[mapping.inputs["functionName"]]
             queue = queues[mapping.inputs["eventSourceArn"]]
-            spec = self._function_spec(fn, stage)
+            spec = self._specs[stage]
             concurrency = min(int(mapping.inputs.get("scalingConfig", {}).get("maximumConcurrency", 2)), MAX_LOCAL_CONCURRENCY)
             uuid = mapping.state["uuid"]
             poller = Poller(spec, MappingSpec(
@@ -204,9 +215,8 @@ class LocalCloud:
         exposed += [(by_arn[integration.inputs["integrationUri"]], True, apis[0].inputs.get("corsConfiguration") if apis else None)
                     for integration in self.deployment.of_type("aws:apigatewayv2/integration:Integration")]
         for stage, jwt, cors in exposed:
-            fn = functions[stage]
             log = open(self.workdir / "logs" / f"{stage}.log", "a", buffering=1)  # noqa: SIM115 - lives with the endpoint
-            self.endpoints[stage] = FunctionEndpoint(self._function_spec(fn, stage), log, jwt=jwt, cors=cors).start()
+            self.endpoints[stage] = FunctionEndpoint(self._specs[stage], log, jwt=jwt, cors=cors).start()
 
     @property
     def upload_api_url(self) -> str:

@@ -3,7 +3,8 @@ the emulator itself (in its process) from the same requests a deployed stack wou
 
   Lambda   GetEventSourceMapping, UpdateEventSourceMapping (Enabled), ListEventSourceMappings, for the mappings the
            program declared; the local cloud's pollers read whether each is enabled, and pause while it is not.
-           (moto runs event source mappings only by invoking functions in Docker.)
+           (moto runs event source mappings only by invoking functions in Docker.) Invoke, handed to the local
+           cloud's process that runs the functions (moto would run them in Docker too).
   CloudFront  CreateInvalidation, GetInvalidation, ListInvalidations for the declared distributions, with CloudFront's
            in-progress limits (class Invalidations).
   SQS      StartMessageMoveTask, ListMessageMoveTasks, CancelMessageMoveTask: a DLQ redrive, moving messages to the
@@ -21,14 +22,17 @@ import json
 import re
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape, unescape
 
+from localcloud.authorizer import INVOKE_PATH
+from localcloud.authorizer import MAPPING_PATH as MAPPINGS_PATH
 from localcloud.seams import moto_server
 
-MAPPINGS_PATH = re.compile(r"^/2015-03-31/event-source-mappings/?([0-9a-fA-F-]*)$")
 # Like Lambda, an update answers Disabling (or Enabling) and finishes a little later: long enough for every poller,
 # which looks at most once a second and long-polls for a second, to have stopped taking messages by then.
 TRANSITION_S = 2.5
@@ -52,6 +56,11 @@ class EventSourceMappings:
         with self._lock:
             self._mappings = {m["UUID"]: {**m, "State": self._mappings.get(m["UUID"], {}).get("State", "Enabled")}
                               for m in mappings}
+
+    def functions(self) -> dict[str, str]:
+        """The function each mapping feeds, by UUID: what IAM's lambda:FunctionArn holds for an update of it."""
+        with self._lock:
+            return {uid: m["FunctionArn"] for uid, m in self._mappings.items()}
 
     def enabled(self) -> dict[str, bool]:
         """Whether each mapping's pollers should take messages: not from the moment it starts Disabling."""
@@ -78,6 +87,10 @@ class EventSourceMappings:
             if mapping is None:
                 raise ControlError(404, "ResourceNotFoundException", f"The resource you requested does not exist. (UUID {uid})")
             if method == "PUT":
+                others = sorted(set(body) - {"Enabled"})
+                if others:  # taken and ignored, they would look applied: say they are not
+                    raise ControlError(400, "InvalidParameterValueException", f"the local cloud's event source "
+                                       f"mappings take Enabled only, not {', '.join(others)}")
                 if "Enabled" in body and (mapping["State"] in ("Enabled", "Enabling")) != bool(body["Enabled"]):
                     mapping["State"] = "Enabling" if body["Enabled"] else "Disabling"
                     mapping["_settles"] = time.monotonic() + TRANSITION_S
@@ -184,6 +197,49 @@ class MessageMoves:
             task.status = "CANCELLED" if task.cancel.is_set() else "COMPLETED"
         except Exception as exc:
             task.status, task.failure = "FAILED", f"{type(exc).__name__}: {exc}"
+
+
+# The header that proves a forwarded Invoke comes from the emulator: the local cloud runs functions for nobody else.
+INVOKE_TOKEN_HEADER = "X-Localcloud-Invoke-Token"
+# What of Lambda's Invoke answer a client reads (Lambda API reference, Invoke, "Response Syntax"), and the error type.
+INVOKE_ANSWER_HEADERS = ("content-type", "x-amz-function-error", "x-amz-executed-version", "x-amzn-errortype")
+
+
+class Invocations:
+    """Lambda's Invoke, once the emulator has judged it: the request goes to the local cloud's invoke address (the
+    process that runs every function from its archive, localcloud/api.py InvokeEndpoint), with the token that
+    address takes, and its answer comes back as Lambda gives it."""
+
+    def __init__(self) -> None:
+        self._address: dict[str, str] = {}
+
+    def configure(self, address: dict[str, str]) -> None:
+        """{"url": where the local cloud takes invocations, "token": what it requires}."""
+        self._address = dict(address)
+
+    @staticmethod
+    def serves(path: str) -> bool:
+        return INVOKE_PATH.match(path) is not None
+
+    def forward(self, path: str, query: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        """(status, headers, body) of the invocation."""
+        if not self._address:
+            raise ControlError(404, "ResourceNotFoundException", "no function runs here: the local cloud that runs "
+                                                                 "functions has not registered its invoke address")
+        request = urllib.request.Request(f"{self._address['url']}{path}{'?' + query if query else ''}", data=body,
+                                         method="POST", headers={
+                                             INVOKE_TOKEN_HEADER: self._address["token"],
+                                             "X-Amz-Invocation-Type": headers.get("x-amz-invocation-type", "RequestResponse"),
+                                             "Content-Type": "application/json"})
+        try:
+            # Longer than any function may run (900 s): the invoke address enforces each function's own timeout.
+            with urllib.request.urlopen(request, timeout=960) as answer:
+                status, found, content = answer.status, answer.headers, answer.read()
+        except urllib.error.HTTPError as refused:
+            status, found, content = refused.code, refused.headers, refused.read()
+        except OSError as exc:
+            raise ControlError(502, "ServiceException", f"the local cloud's functions did not answer: {exc}") from None
+        return status, [(name, found[name]) for name in INVOKE_ANSWER_HEADERS if found.get(name)], content
 
 
 class Quotas:

@@ -13,7 +13,8 @@ second (clients find it through AWS_ENDPOINT_URL_DYNAMODB; either refuses what b
     must be atomic per item as DynamoDB makes them;
   - every request goes through localcloud/authorizer.py first: each function's own credentials carry
     exactly its role's statements, bucket policies' Denies apply, missing keys answer 403 without
-    s3:ListBucket, SigV2 is refused and presigned PUTs and POSTs are verified as S3 verifies them.
+    s3:ListBucket, SigV2 is refused and presigned PUTs and POSTs are verified as S3 verifies them;
+  - Lambda's Invoke, once judged, is run by the local cloud's process that runs the functions (controls.Invocations).
 
     python -m localcloud.emulator [--port N] [--serves main|dynamodb]   prints {"endpoint": ...} once it listens
 """
@@ -35,7 +36,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from localcloud import controls
 from localcloud.authorizer import (
@@ -160,18 +161,19 @@ class Emulator:
     def configure(self, identities: dict[str, dict[str, Any]], bucket_policies: dict[str, list[dict[str, Any]]],
                   topics: dict[str, str], mappings: list[dict[str, Any]] | None = None,
                   quotas: dict[str, float] | None = None, cors: dict[str, list[dict[str, Any]]] | None = None,
-                  cdn: dict[str, Any] | None = None) -> None:
+                  cdn: dict[str, Any] | None = None, invoke: dict[str, str] | None = None) -> None:
         """Who may do what: access key -> {name, secret, statements}, the declared bucket policies, each encrypted
         topic's key; the event source mappings the emulator answers for (Lambda's API for them); and the calls a
         second each throttled operation allows ("rekognition.DetectLabels": the stack's rekognitionTps); and each
         bucket's CORS rules; the distributions whose invalidations it serves, and CloudFront's in-progress limits
-        (controls.Invalidations)."""
+        (controls.Invalidations); and where Lambda's Invoke goes once judged ({"url", "token"}: localcloud/api.py)."""
         for server in self._servers.values():
             server.post("/_localcloud/configure", {"identities": identities, "bucket_policies": bucket_policies,
                                                    "topics": topics, **({"mappings": mappings} if mappings is not None else {}),
                                                    **({"quotas": quotas} if quotas is not None else {}),
                                                    **({"cors": cors} if cors is not None else {}),
-                                                   **({"cdn": cdn} if cdn is not None else {})})
+                                                   **({"cdn": cdn} if cdn is not None else {}),
+                                                   **({"invoke": invoke} if invoke is not None else {})})
 
     def mapping_states(self) -> dict[str, bool]:
         """Whether each event source mapping is enabled, by UUID."""
@@ -245,6 +247,7 @@ class Gateway:
         self.quotas = controls.Quotas()
         self.cors = controls.BucketCors()
         self.invalidations = controls.Invalidations()
+        self.invocations = controls.Invocations()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         started = time.thread_time()
@@ -290,7 +293,7 @@ class Gateway:
         if service != "moto-api" and request.method != "OPTIONS":
             try:
                 identity, wanted = self._identify(request, environ)
-                wanted = wanted or needs(request, ACCOUNT, REGION, self.authorizer.topics)
+                wanted = wanted or needs(request, ACCOUNT, REGION, self.authorizer.topics, self.mappings.functions())
                 self.authorizer.judge(identity, wanted)
                 if identity.restricted:
                     with self._counts_lock:
@@ -307,6 +310,8 @@ class Gateway:
                                          start_response)
         if service == "cloudfront" and controls.INVALIDATIONS_PATH.match(request.path):
             return service, self._invalidation(request, start_response)
+        if service == "lambda" and self.invocations.serves(request.path):
+            return service, self._invoke(request, start_response)
         control = self._control(service, request)
         if control is not None:
             return service, self._answer(service, control, start_response)
@@ -336,6 +341,16 @@ class Gateway:
         body = ('<?xml version="1.0" encoding="UTF-8"?>\n' + document).encode()
         start_response(f"{status} {'Created' if status == 201 else 'OK'}", [
             ("Content-Type", "text/xml"), *headers.items(), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _invoke(self, request: Request, start_response: Any) -> list[bytes]:
+        """A judged Invoke, run by the local cloud's functions process and answered as Lambda answers it."""
+        try:
+            status, headers, body = self.invocations.forward(request.path, urlencode(request.query), request.headers,
+                                                             request.body)
+        except controls.ControlError as error:
+            return self._answer("lambda", (error.status, {"message": error.message}, error.code), start_response)
+        start_response(f"{status} {'OK' if status < 400 else 'Error'}", [*headers, ("Content-Length", str(len(body)))])
         return [body]
 
     def _answer(self, service: str, answer: tuple[int, dict[str, Any], str], start_response: Any) -> list[bytes]:
@@ -422,6 +437,9 @@ class Gateway:
 
     def _refuse(self, service: str, refusal: Refusal, start_response: Any, head: bool = False) -> list[bytes]:
         reason = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error"}.get(refusal.status, "Error")
+        if service == "lambda":  # REST JSON: the error's type in x-amzn-ErrorType
+            code = "AccessDeniedException" if refusal.code == "AccessDenied" else refusal.code
+            return self._answer(service, (refusal.status, {"message": refusal.message}, code), start_response)
         if service in ("dynamodb", "sqs", "rekognition", "kms", "logs"):
             code = "AccessDeniedException" if refusal.code == "AccessDenied" and service != "sqs" else refusal.code
             body = json.dumps({"__type": code, "message": refusal.message}).encode()
@@ -449,6 +467,8 @@ class Gateway:
                 self.cors.configure(document["cors"])
             if "cdn" in document:
                 self.invalidations.configure(document["cdn"])
+            if "invoke" in document:
+                self.invocations.configure(document["invoke"])
             if document.get("reset"):  # a fresh emulator; a redeploy keeps what was used so far
                 with self._counts_lock:
                     self._used.clear()

@@ -92,7 +92,8 @@ def main(code_dir: str, handler_path: str) -> None:
             reply = {"ok": True, "result": result}
         except Exception as exc:
             traceback.print_exc()
-            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "errorType": type(exc).__name__,
+                     "errorMessage": str(exc)}
         protocol.write(json.dumps(reply, default=str) + "\n")
 
 

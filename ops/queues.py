@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from handlers.names import METRICS_NAMESPACE, Function, Metric, Status, service_name
+from handlers.pause import pause_request
 from ops.target import Target
 
 PEEK_ROUNDS = 10  # receives per DLQ when listing it (a message seen twice is counted once)
@@ -190,11 +191,17 @@ def mapping_enabled(target: Target, stage: str) -> bool:
 
 
 def set_enabled(target: Target, stage: str, enabled: bool, wait_seconds: float = 120.0) -> str:
-    """Enable or disable the stage's event source mapping and wait until Lambda says it is (a disabled mapping
-    takes nothing from the queue; its messages wait there, their retention counting)."""
+    """Have the stack's pause function enable or disable the stage's event source mapping (operators may invoke it,
+    never update a mapping themselves: handlers/pause.py says why) and wait until Lambda says it is (a disabled
+    mapping takes nothing from the queue; its messages wait there, their retention counting)."""
     lam = target.client("lambda")
     uuid = _mapping(target, stage)
-    lam.update_event_source_mapping(UUID=uuid, Enabled=enabled)
+    answer = lam.invoke(FunctionName=target.outputs["pauseFunctionName"],
+                        Payload=json.dumps(pause_request(stage, enabled)).encode())
+    reply = json.loads(answer["Payload"].read() or b"null")
+    if answer.get("FunctionError"):
+        message = reply.get("errorMessage") if isinstance(reply, dict) else None
+        raise OpsError(f"the pause function refused: {message or reply}")
     wanted = "Enabled" if enabled else "Disabled"
     deadline = time.monotonic() + wait_seconds
     state = ""

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCAL_DISCOVERY = ROOT / ".localcloud" / "up.json"
 # Outputs the tools need; a stack deployed before they existed lacks some: `pulumi up` adds them.
 REQUIRED_OUTPUTS = ("tableName", "queueUrls", "deadLetterQueueUrls", "queueArns", "deadLetterQueueArns",
-                    "eventSourceMappings", "claimCheckTopicArn", "thumbnailSettings")
+                    "eventSourceMappings", "pauseFunctionName", "claimCheckTopicArn", "thumbnailSettings")
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
 # S3's presigned URLs as SigV4: botocore presigns SigV2 in us-east-1 unless told, and S3 refuses SigV2 from accounts
 # made since 2020 (S3 User Guide, "Authenticating Requests (AWS Signature Version 2)": deprecated).

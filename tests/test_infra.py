@@ -68,8 +68,8 @@ def test_each_mapping_feeds_its_components_function_from_its_queue_with_partial_
         assert fn.parents == queue.parents == mapping.parents
         assert mapping.inputs["functionResponseTypes"] == ["ReportBatchItemFailures"]
         assert mapping.inputs["scalingConfig"]["maximumConcurrency"] >= 2
-    assert {f.inputs["handler"] for f in functions.values()} == {
-        "handlers.intake.handler", "handlers.thumbnails.handler", "handlers.labels.handler"}
+    assert {functions[m.inputs["functionName"]].inputs["handler"] for m in mappings} == {
+        "handlers.intake.handler", "handlers.thumbnails.handler", "handlers.labels.handler"}  # not the pause function
 
 
 def test_topic_fans_out_to_both_stage_queues_raw_and_labels_are_filtered(stack):
@@ -192,13 +192,13 @@ def test_functions_trace_log_with_retention_and_run_on_arm64(stack):
 
 def test_each_function_has_its_own_role(stack):
     roles = [fn.inputs["role"] for fn in stack.of_type(FUNCTION)]
-    assert len(roles) == len(set(roles)) == len(stack.of_type(ROLE)) == 3
+    assert len(roles) == len(set(roles)) == len(stack.of_type(ROLE)) == 4
     for role in stack.of_type(ROLE):
         trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
         assert trust == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
     # whose role it is, for a person reading IAM's console
     assert {role.inputs["description"] for role in stack.of_type(ROLE)} == {
-        f"claimcheck claimcheck-{name} function" for name in ("intake", "thumbnail-stage", "label-stage")}
+        f"claimcheck claimcheck-{name} function" for name in ("intake", "thumbnail-stage", "label-stage", "pause")}
     attachments = stack.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
     assert {a.inputs["policyArn"] for a in attachments} == {"arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess"}
 
@@ -227,9 +227,13 @@ def test_each_role_allows_exactly_what_its_handler_calls(stack):
         "claimcheck-thumbnail-stage-function": consume | tag | {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject",
                                                                 "s3:DeleteObject", "s3:ListBucket"},
         "claimcheck-label-stage-function": consume | {"s3:GetObject", "s3:GetObjectVersion", "rekognition:DetectLabels"},
+        # its statements are pinned below
+        "claimcheck-pause-function": {"logs:CreateLogStream", "logs:PutLogEvents", "lambda:UpdateEventSourceMapping"},
     }
     assert {name: set(actions) for name, actions in grants.items()} == expected
     for name, actions in grants.items():
+        if name == "claimcheck-pause-function":
+            continue
         for action, resources in read_uploads.items():
             assert actions[action] == resources, (name, action)
         assert actions["dynamodb:UpdateItem"] == {table}
@@ -279,7 +283,9 @@ def test_dashboard_uses_real_dimensions(stack):
     body = json.loads(dashboard.inputs["dashboardBody"])
     dimensions = {m[3] for w in body["widgets"] for m in w["properties"]["metrics"]}
     assert {q.state["name"] for q in stack.of_type(QUEUE)} <= dimensions
-    assert {f.state["name"] for f in stack.of_type(FUNCTION)} <= dimensions
+    # every function the pipeline's messages flow through (the pause function is an operator's tool, seldom run)
+    fed = {m.inputs["functionName"] for m in stack.of_type(MAPPING)}
+    assert {f.state["name"] for f in stack.of_type(FUNCTION) if f.state["arn"] in fed} <= dimensions
 
 
 def test_alarm_email_is_subscribed_only_when_configured(stack):
@@ -407,8 +413,26 @@ def test_the_operator_policy_reaches_only_this_stack(stack):
         "sns:Publish": {out["claimCheckTopicArn"]},
         "kms:GenerateDataKey": {stack.of_type("aws:kms/key:Key")[0].state["arn"]},
         "kms:Decrypt": {stack.of_type("aws:kms/key:Key")[0].state["arn"]},
-        "lambda:GetEventSourceMapping": mappings, "lambda:UpdateEventSourceMapping": mappings,
+        # pause and resume go through the pause function; the mappings are only read (to wait for their state)
+        "lambda:InvokeFunction": {stack.functions()["pause"].state["arn"]}, "lambda:GetEventSourceMapping": mappings,
         "cloudwatch:GetMetricData": {"*"},  # it takes no resource-level permissions
         "s3:GetObject": {f"arn:aws:s3:::{out['thumbnailsBucket']}/thumbnails/*"},  # the gallery's links: no originals
     }
     assert out["operatorPolicyArn"] == policy.state["arn"]
+
+
+def test_the_pause_function_may_only_switch_each_stage_s_mapping_for_that_stage_s_own_function(stack):
+    """Its role updates exactly the stack's mappings, each only while it names the function it feeds (a retarget
+    names another: refused), and its table of mappings is the stack's; an operator reaches it only by invoking it."""
+    pause = stack.functions()["pause"]
+    roles = {r.state["arn"]: r.state["name"] for r in stack.of_type(ROLE)}
+    mappings = {m.state["arn"]: m.inputs["functionName"] for m in stack.of_type(MAPPING)}
+    updates = [s for s in role_policies(stack)[roles[pause.inputs["role"]]] if s["Action"] != ["logs:CreateLogStream", "logs:PutLogEvents"]]
+    assert sorted(updates, key=lambda s: s["Resource"]) == sorted(
+        ({"Effect": "Allow", "Action": ["lambda:UpdateEventSourceMapping"], "Resource": [arn],
+          "Condition": {"ArnEquals": {"lambda:FunctionArn": function}}} for arn, function in mappings.items()),
+        key=lambda s: s["Resource"])
+    assert json.loads(pause.inputs["environment"]["variables"]["STAGE_MAPPINGS"]) == stack.outputs["eventSourceMappings"]
+    assert stack.outputs["pauseFunctionName"] == pause.state["name"]
+    # a moment's work per pause: no reserved concurrency (a new account may reserve none), the smallest memory
+    assert "reservedConcurrentExecutions" not in pause.inputs and pause.inputs["memorySize"] == 128

@@ -225,3 +225,89 @@ def test_a_preflight_to_the_emulator_is_answered_from_the_bucket_s_rules_not_mot
     assert theirs.status_code == 403 and "Access-Control-Allow-Origin" not in theirs.headers
     assert "CORSResponse: This CORS request is not allowed" in theirs.text
     assert unsent.status_code == 400 and "Origin request header needed" in unsent.text
+
+
+def lambda_as(cloud: LocalCloud, function_logical_name: str | None = None):
+    """Lambda's client for a function's role, or (no name) for the local cloud's unrestricted harness."""
+    if function_logical_name:
+        return as_function(cloud, function_logical_name, "lambda")
+    return boto3.client("lambda", aws_access_key_id="localcloud", aws_secret_access_key="localcloud",
+                        aws_session_token=None, endpoint_url=cloud.endpoint, region_name="us-east-1")
+
+
+def test_invoke_is_judged_by_the_caller_s_role_then_run_and_answered_as_lambda_answers(cloud):
+    import json
+
+    from localcloud.lambda_events import sqs_event, sqs_record
+
+    intake = cloud.deployed.functions()["intake"].state
+    admin = lambda_as(cloud)
+    # A test event is a no-op for the intake: the function ran, and answered its partial-batch response.
+    event = sqs_event([sqs_record(json.dumps({"Event": "s3:TestEvent"}), "arn:aws:sqs:us-east-1:123456789012:q")])
+    answer = admin.invoke(FunctionName=intake["name"], Payload=json.dumps(event).encode())
+    assert (answer["StatusCode"], answer.get("FunctionError"), json.loads(answer["Payload"].read())) == (
+        200, None, {"batchItemFailures": []})
+    # What the function raised is its answer's payload, marked as a function error (Lambda API reference, Invoke).
+    failed = admin.invoke(FunctionName=intake["arn"], Payload=b"{}")
+    error = json.loads(failed["Payload"].read())
+    assert (failed["StatusCode"], failed["FunctionError"], error["errorType"]) == (200, "Unhandled", "UnexpectedBatchTypeError")
+    assert admin.invoke(FunctionName=intake["name"], InvocationType="DryRun")["StatusCode"] == 204
+    # A role without lambda:InvokeFunction on it is refused before anything runs.
+    with pytest.raises(ClientError) as raised:
+        lambda_as(cloud, UPLOAD_API).invoke(FunctionName=intake["name"], Payload=b"{}")
+    assert code(raised) == "AccessDeniedException" and raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert f"lambda:InvokeFunction on resource: {intake['arn']}" in raised.value.response["Error"]["Message"]
+    for asked, refusal in (({"FunctionName": "nosuch"}, "ResourceNotFoundException"),
+                           ({"FunctionName": intake["name"], "Payload": b"not json"}, "InvalidRequestContentException"),
+                           ({"FunctionName": intake["name"], "InvocationType": "Event"}, "InvalidParameterValueException")):
+        with pytest.raises(ClientError) as raised:
+            admin.invoke(**asked)
+        assert code(raised) == refusal
+
+
+def test_functions_run_for_the_emulator_alone_never_past_its_judgement(cloud):
+    """The address that runs functions takes only what the emulator hands it (its token): nothing else on the machine,
+    a web page included, can run a function without lambda:InvokeFunction."""
+    address = cloud.invocations.address
+    path = f"/2015-03-31/functions/{cloud.deployed.functions()['intake'].state['name']}/invocations"
+    assert requests.post(address["url"] + path, data=b"{}", timeout=10).status_code == 403
+    assert requests.post(address["url"] + path, data=b"{}", timeout=10,
+                         headers={"X-Localcloud-Invoke-Token": "guessed"}).status_code == 403
+    rebound = requests.post(address["url"].replace("127.0.0.1", "localhost") + path, data=b"{}", timeout=10,
+                            headers={"X-Localcloud-Invoke-Token": address["token"], "Host": "attacker.example"})
+    assert rebound.status_code == 403
+
+
+def test_an_event_source_mapping_takes_enabled_only_and_names_what_it_does_not_take(cloud):
+    """moto has no event source mappings; the local cloud's answer only Enabled, and says so rather than take a
+    filter or a retarget it would not apply."""
+    uuid = cloud.outputs["eventSourceMappings"]["thumbnails"]
+    admin = lambda_as(cloud)
+    with pytest.raises(ClientError) as raised:
+        admin.update_event_source_mapping(UUID=uuid, FilterCriteria={"Filters": [{"Pattern": '{"body": ["x"]}'}]})
+    assert code(raised) == "InvalidParameterValueException"
+    assert raised.value.response["Error"]["Message"] == "the local cloud's event source mappings take Enabled only, not FilterCriteria"
+    assert admin.get_event_source_mapping(UUID=uuid)["State"] == "Enabled"
+
+
+def test_a_mapping_update_is_judged_with_the_function_it_feeds_and_the_one_it_would_feed():
+    """lambda:FunctionArn holds the mapping's own function, and, when the update names another, that one too: a
+    statement held to one function allows neither leaving it nor moving to it."""
+    import json
+
+    from localcloud.authorizer import Need, Request, needs
+
+    fed = "arn:aws:lambda:us-east-1:123456789012:function:thumbnails"
+    mapping = "arn:aws:lambda:us-east-1:123456789012:event-source-mapping:34b09298-37f4-51dd-8f26-f8a94d8ea8d9"
+
+    def asked(body: dict) -> list[Need]:
+        request = Request("PUT", "/2015-03-31/event-source-mappings/34b09298-37f4-51dd-8f26-f8a94d8ea8d9", [],
+                          {"authorization": "AWS4-HMAC-SHA256 Credential=K/20261201/us-east-1/lambda/aws4_request"},
+                          json.dumps(body).encode())
+        return needs(request, "123456789012", "us-east-1", {}, {mapping.rsplit(":", 1)[-1]: fed})
+
+    assert asked({"Enabled": False}) == [Need("lambda:UpdateEventSourceMapping", mapping, {"lambda:FunctionArn": fed})]
+    assert asked({"FunctionName": "intake"}) == [
+        Need("lambda:UpdateEventSourceMapping", mapping, {"lambda:FunctionArn": fed}),
+        Need("lambda:UpdateEventSourceMapping", mapping,
+             {"lambda:FunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:intake"})]

@@ -27,6 +27,7 @@ SHARED = {
 HOMONYMS = {
     ("infra/edges.py", "thumbnails"): "CloudFront's origin id, a label inside the distribution's own configuration",
     ("ops/__main__.py", "reprocess"): "the command's own name on the command line",
+    ("ops/__main__.py", "pause"): "the command's own name on the command line",
 }
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from handlers.names import STATUS_TAG, thumbnail_settings
 from localcloud import samples
@@ -108,6 +109,65 @@ def test_a_paused_stage_leaves_its_messages_waiting_and_resume_drains_them(cloud
     status, resumed = ops(cloud, "--json", "resume", "thumbnails")
     assert status == 0 and resumed["state"] == "Enabled"
     wait_until(lambda: record(cloud, "uploads/day/paused.webp").get("status") == "done")
+
+
+def operator_client(cloud: LocalCloud, service: str):
+    """A client holding exactly the operator policy (what `python -m ops --local` uses)."""
+    from ops.target import from_local
+
+    return from_local(cloud.workdir / "up.json").client(service)
+
+
+def test_the_operator_may_not_filter_retarget_or_even_pause_a_mapping_directly(cloud):
+    """What lambda:UpdateEventSourceMapping would let an operator do: add a filter (Lambda deletes every message that
+    fails it), send the stage's messages to another function, or switch it past the pause function. The operator
+    policy has no such grant, so each is refused, and the mapping stays as it was."""
+    lam = operator_client(cloud, "lambda")
+    uuid = cloud.outputs["eventSourceMappings"]["thumbnails"]
+    functions = cloud.deployed.functions()
+    for asked in ({"FilterCriteria": {"Filters": [{"Pattern": json.dumps({"body": {"event": ["never-sent"]}})}]}},
+                  {"FunctionName": functions["intake"].state["arn"]}, {"Enabled": False}):
+        with pytest.raises(ClientError) as refused:
+            lam.update_event_source_mapping(UUID=uuid, **asked)
+        assert refused.value.response["Error"]["Code"] == "AccessDeniedException", asked
+        assert refused.value.response["Error"]["Message"].endswith(
+            f"is not authorized to perform: lambda:UpdateEventSourceMapping on resource: "
+            f"arn:aws:lambda:us-east-1:123456789012:event-source-mapping:{uuid}")
+    mapping = lam.get_event_source_mapping(UUID=uuid)
+    assert (mapping["State"], mapping["FunctionArn"]) == ("Enabled", functions["thumbnails"].state["arn"])
+    assert "FilterCriteria" not in mapping
+
+
+def test_the_pause_function_takes_a_stage_and_a_boolean_and_nothing_else(cloud):
+    """The operator may invoke the pause function; a request that asks it for a filter is refused with the reason,
+    as a function error, and the mapping is untouched."""
+    lam = operator_client(cloud, "lambda")
+    uuid = cloud.outputs["eventSourceMappings"]["thumbnails"]
+    asked = {"stage": "thumbnails", "enabled": False, "FilterCriteria": {"Filters": [{"Pattern": "{}"}]}}
+    answer = lam.invoke(FunctionName=cloud.outputs["pauseFunctionName"], Payload=json.dumps(asked).encode())
+    error = json.loads(answer["Payload"].read())
+    assert (answer["FunctionError"], error["errorType"]) == ("Unhandled", "PauseRefused")
+    assert error["errorMessage"] == ('a pause request may ask for a stage and a boolean only, not FilterCriteria: send '
+                                     '{"stage": one of intake, labels, thumbnails, "enabled": true or false}')
+    assert lam.get_event_source_mapping(UUID=uuid)["State"] == "Enabled"
+
+
+def test_the_pause_function_s_role_may_switch_a_mapping_for_its_own_function_only(cloud):
+    """Its role holds each mapping to the function it feeds (lambda:FunctionArn): with its credentials, retargeting the
+    thumbnail stage's mapping to the intake function is refused; enabling it for its own function is not."""
+    import boto3
+
+    creds = cloud.credentials[cloud.outputs["pauseFunctionName"]]
+    lam = boto3.client("lambda", aws_access_key_id=creds["AWS_ACCESS_KEY_ID"], aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+                       aws_session_token=None, endpoint_url=cloud.endpoint, region_name="us-east-1")
+    uuid = cloud.outputs["eventSourceMappings"]["thumbnails"]
+    intake = cloud.deployed.functions()["intake"].state["arn"]
+    for asked in ({"FunctionName": intake}, {"FunctionName": intake, "Enabled": True}):
+        with pytest.raises(ClientError) as refused:
+            lam.update_event_source_mapping(UUID=uuid, **asked)
+        assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert lam.update_event_source_mapping(UUID=uuid, Enabled=True)["FunctionArn"] == \
+        cloud.deployed.functions()["thumbnails"].state["arn"]
 
 
 def test_an_incident_from_dead_letter_to_redrive(cloud):
@@ -225,6 +285,16 @@ def operator(cloud: LocalCloud) -> str:
 
 def table_arn(cloud: LocalCloud) -> str:
     return f"arn:aws:dynamodb:us-east-1:123456789012:table/{cloud.outputs['tableName']}"
+
+
+def test_the_pause_function_s_role_allows_exactly_what_it_used(cloud):
+    """Pause and resume above ran through it: every action its role grants but Lambda's own logging was used."""
+    pause = cloud.deployed.functions()["pause"]
+    role = next(r.state["name"] for r in cloud.deployed.of_type("aws:iam/role:Role") if r.state["arn"] == pause.inputs["role"])
+    [policy] = [p for p in cloud.deployed.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == role]
+    granted = {a for s in json.loads(policy.inputs["policy"])["Statement"] for a in s["Action"]}
+    used = {action for action, _ in cloud.emulator.stats()["used"][pause.state["name"]]}
+    assert granted - {"logs:CreateLogStream", "logs:PutLogEvents"} == used == {"lambda:UpdateEventSourceMapping"}
 
 
 def test_the_operator_policy_allows_exactly_what_the_commands_used(cloud):

@@ -88,3 +88,32 @@ def test_reprocess_requests_go_out_evenly_at_the_rate_asked():
     for _ in range(5):
         limit.wait()
     assert slept == [0.25, 0.25, 0.25, 0.25] and clock[0] == pytest.approx(1.0)
+
+
+def test_pause_sends_the_pause_function_a_stage_and_a_boolean_and_reports_its_refusal():
+    """The command asks the stack's pause function, never Lambda's mapping API; when the function refuses (a stack
+    whose stages changed under saved outputs), the command fails with the function's reason."""
+    import boto3
+    from botocore.response import StreamingBody
+    from botocore.stub import Stubber
+
+    from ops import queues
+    from ops.target import REQUIRED_OUTPUTS, Target
+
+    outputs = {name: {} for name in REQUIRED_OUTPUTS} | {
+        "pauseFunctionName": "claimcheck-pause-function-03d212f",
+        "eventSourceMappings": {"labels": "22589d03-54b8-5cce-9ba5-9f3e7413b2c7"}}
+    target = Target("saved.json", outputs)
+    lam = target._clients["lambda"] = boto3.client("lambda", region_name="us-east-1")
+    reason = b'{"errorMessage": "there is no stage \'labels\' in this stack (its stages: intake, thumbnails)", ' \
+             b'"errorType": "PauseRefused"}'
+    with Stubber(lam) as stub:
+        stub.add_response("invoke", {"StatusCode": 200, "FunctionError": "Unhandled",
+                                     "Payload": StreamingBody(io.BytesIO(reason), len(reason))},
+                          expected_params={"FunctionName": "claimcheck-pause-function-03d212f",
+                                           "Payload": b'{"stage": "labels", "enabled": false}'})
+        with pytest.raises(queues.OpsError) as refused:
+            queues.set_enabled(target, "labels", False)
+        stub.assert_no_pending_responses()
+    assert str(refused.value) == ("the pause function refused: there is no stage 'labels' in this stack (its stages: "
+                                  "intake, thumbnails)")
