@@ -87,8 +87,9 @@ class CloudMocks(RecordingMocks):
 
     def aws(self, service: str) -> Any:
         if service not in self.clients:
-            # The local cloud's own credentials and endpoints (the environment LocalCloud.start set).
-            self.clients[service] = boto3.client(service, region_name=self.context.region)
+            # The local cloud's own credentials and endpoints (the environment LocalCloud.start set), read now: boto3's
+            # default session keeps the credentials of its first client, whoever made it (a test's fake ones).
+            self.clients[service] = boto3.session.Session().client(service, region_name=self.context.region)
         return self.clients[service]
 
     def create(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:

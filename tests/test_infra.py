@@ -265,7 +265,8 @@ def test_log_groups_keep_the_names_existing_stacks_hold():
                                                       "jwtAudience": "claimcheck"})
     assert log_group_names(deployed) == {"/claimcheck/dev/claimcheck-intake", "/claimcheck/dev/claimcheck-thumbnail-stage",
                                          "/claimcheck/dev/claimcheck-label-stage", "/claimcheck/dev/claimcheck-upload-api",
-                                         "/claimcheck/dev/claimcheck-upload-api-access"}
+                                         "/claimcheck/dev/claimcheck-upload-api-access",
+                                         "/claimcheck/dev/claimcheck-pause"}  # new in this release: no older name
 
 
 def test_two_projects_with_one_stack_name_get_their_own_log_groups():

@@ -69,14 +69,17 @@ def test_a_missing_key_is_403_without_list_bucket_and_404_with_it(cloud):
 
 def test_a_request_at_the_wrong_endpoint_is_refused_with_the_right_one(cloud):
     # DynamoDB is served by its own process; the main endpoint does not quietly answer from an empty table store.
-    misrouted = boto3.client("dynamodb", endpoint_url=cloud.endpoint, region_name="us-east-1")
+    env = cloud.emulator.environment()  # the local cloud's own credentials, not a test's fake ones
+    admin = boto3.session.Session(aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                                  aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    misrouted = admin.client("dynamodb", endpoint_url=cloud.endpoint)
     with pytest.raises(ClientError) as raised:
         misrouted.describe_table(TableName=cloud.outputs["tableName"])
     assert code(raised) == "WrongEndpoint"
     assert "AWS_ENDPOINT_URL_DYNAMODB" in raised.value.response["Error"]["Message"]
-    routed = boto3.client("dynamodb", region_name="us-east-1")  # boto3 reads AWS_ENDPOINT_URL_DYNAMODB itself
+    routed = admin.client("dynamodb")  # boto3 reads AWS_ENDPOINT_URL_DYNAMODB itself
     assert routed.describe_table(TableName=cloud.outputs["tableName"])["Table"]["TableStatus"] == "ACTIVE"
-    misrouted_s3 = boto3.client("s3", endpoint_url=cloud.endpoint_of("dynamodb"), region_name="us-east-1")
+    misrouted_s3 = admin.client("s3", endpoint_url=cloud.endpoint_of("dynamodb"))
     with pytest.raises(ClientError) as raised:
         misrouted_s3.list_objects_v2(Bucket=cloud.outputs["uploadsBucket"])
     assert code(raised) == "WrongEndpoint"
