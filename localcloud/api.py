@@ -4,7 +4,8 @@ Each request becomes a payload-format-2.0 event for the function, run in its own
 every other function here. The deployed endpoint authenticates every caller (IAM, or a JWT authorizer); this
 one cannot check IAM signatures or JWTs, so it stands in for them: the caller is the local user, or whoever a
 local-only `X-Localcloud-Caller` header names (tests use it to be several people). It refuses what a front
-door should: a foreign Host (DNS rebinding), a missing, malformed or oversized Content-Length.
+door should: a foreign Host (DNS rebinding, localcloud/loopback.py), a missing, malformed or oversized
+Content-Length; every answer carries the security headers.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from localcloud import loopback
 from localcloud.controls import BucketCors, requested_headers
 from localcloud.pollers import ExecutionEnvironment, FunctionSpec
 
@@ -53,7 +55,7 @@ class FunctionEndpoint:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name=f"endpoint-{function.name}")
         port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{port}"
-        self._hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
+        self._port = port
 
     def start(self) -> FunctionEndpoint:
         self._thread.start()
@@ -70,15 +72,17 @@ class FunctionEndpoint:
         data = payload.encode()
         request.send_response(status)
         allowed = self._cors.actual("", request.headers.get("Origin"), request.command)
-        for name, value in {**(headers or {"content-type": "application/json"}), **allowed}.items():
+        # The function's own headers first, then CORS and the security headers, which it may not loosen.
+        for name, value in {**(headers or {"content-type": "application/json"}), **allowed,
+                            **loopback.security_headers()}.items():
             request.send_header(name, value)
         request.send_header("Content-Length", str(len(data)))
         request.end_headers()
         request.wfile.write(data)
 
     def _serve(self, request: BaseHTTPRequestHandler) -> None:
-        if request.headers.get("Host") not in self._hosts:
-            return self._answer(request, 421, json.dumps({"message": "this endpoint answers only for its own host"}))
+        if request.headers.get("Host") not in loopback.hosts(self._port):
+            return self._answer(request, 421, json.dumps({"message": loopback.misdirected_message(self._port)}))
         length_text = request.headers.get("Content-Length") or "0"
         if not length_text.isdigit():
             return self._answer(request, 400, json.dumps({"message": f"Content-Length {length_text[:20]!r} is not a byte count"}))
@@ -119,6 +123,8 @@ class FunctionEndpoint:
                                      requested_headers(request.headers.get("Access-Control-Request-Headers")))
         if allow is None:
             request.send_response(403)
+            for name, value in loopback.security_headers().items():
+                request.send_header(name, value)
             request.send_header("Content-Length", "0")
             request.end_headers()
             return None

@@ -1,0 +1,28 @@
+"""What every listener of the local cloud does before it answers (the emulator's two processes, the upload endpoint,
+the live gallery): it serves this machine's user, and every other web page is a stranger.
+
+  - It answers only for its own Host, 127.0.0.1:PORT or localhost:PORT, and 421 to anything else: a page whose DNS
+    name was rebound to 127.0.0.1 still sends its own name (DNS rebinding).
+  - Every answer carries SECURITY_HEADERS: no page may frame it, no browser may sniff another type into it, and an
+    API's answer may load nothing (API_POLICY); the live gallery's page sends a policy of its own.
+"""
+from __future__ import annotations
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+MISDIRECTED = "421 Misdirected Request"
+# For JSON and XML answers: nothing in them may load or run, and no page may frame them.
+API_POLICY = "default-src 'none'; frame-ancestors 'none'"
+
+
+def hosts(port: int) -> frozenset[str]:
+    """The Host values a listener on 127.0.0.1:`port` answers for."""
+    return frozenset(f"{name}:{port}" for name in LOOPBACK_NAMES)
+
+
+def misdirected_message(port: int) -> str:
+    return f"the local cloud answers only for {' and '.join(sorted(hosts(port)))}"
+
+
+def security_headers(policy: str = API_POLICY) -> dict[str, str]:
+    """The headers every answer carries; `policy` is its Content-Security-Policy."""
+    return {"Content-Security-Policy": policy, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"}
