@@ -30,11 +30,9 @@ from localcloud.metrics import Publisher
 from localcloud.mocks import CloudMocks
 from localcloud.overrides import LOCAL_CONFIG, MAX_LOCAL_CONCURRENCY
 from localcloud.pollers import Chaos, FunctionSpec, MappingSpec, Poller
+from ops.target import DISCOVERY_FILE, local_home
 
-DEFAULT_WORKDIR = program.PROJECT_ROOT / ".localcloud"
 MANAGED_POLICY = "aws:iam/policy:Policy"
-# Where `python -m localcloud up` says how to reach it (`python -m ops --local` reads it); gone when it stops.
-DISCOVERY_FILE = "up.json"
 
 
 @dataclass
@@ -58,13 +56,13 @@ class LocalCloud:
     """Use as a context manager; nothing is left running after it exits."""
 
     def __init__(self, config: dict[str, Any] | None = None, faults: dict[str, list[dict[str, Any]]] | None = None,
-                 workdir: Path = DEFAULT_WORKDIR, port: int = 0, chaos: Chaos | dict[str, Chaos] | None = None,
+                 workdir: Path | None = None, port: int = 0, chaos: Chaos | dict[str, Chaos] | None = None,
                  stack: str = "local"):
         self.config = merge(LOCAL_CONFIG, config or {})
         self.faults = faults or {}  # stage -> rules for runtime.install_faults
         self.chaos = chaos or Chaos()  # for every stage, or per stage
         self.stack = stack
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir) if workdir is not None else local_home()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.emulator = Emulator(port, log_path=self.workdir / "emulator.log")
         self.pollers: dict[str, Poller] = {}
