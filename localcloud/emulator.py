@@ -95,7 +95,8 @@ APART = ("dynamodb",)
 def new_admin_credentials() -> dict[str, str]:
     """The local cloud's own credentials for one run (the harness, the mocks that deploy, the pollers' bookkeeping,
     and whoever `make up` prints them to): unrestricted, so never a fixed value a web page could know. The emulator
-    matches an ordinary request's key rather than verifying its signature, so the key is as random as the secret."""
+    matches an ordinary request's key rather than verifying its signature, so the key is as random as the secret.
+    26 characters of [A-Z0-9] (IAM API Reference, AccessKey: AccessKeyId, 16 to 128 word characters)."""
     return {"AWS_ACCESS_KEY_ID": "LOCALADMIN" + secrets.token_hex(8).upper(), "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30)}
 
 
@@ -411,7 +412,8 @@ class Gateway:
     def _answering(start_response: Any, cors: dict[str, str]) -> Any:
         """start_response for every answer: without moto's own CORS headers (its server allows every origin, on every
         service and on /moto-api), with S3's answer from the bucket's rules (`cors`, empty unless judged so) and the
-        security headers."""
+        security headers. AWS's other services answer browsers too (AWS SDK for JavaScript v3 Developer Guide,
+        "Cross-origin resource sharing (CORS)"); here none does, as no page has business with them."""
         def respond(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             kept = [(k, v) for k, v in headers if not k.lower().startswith("access-control-") and k.lower() != "vary"]
             return start_response(status, [*kept, *cors.items(), *loopback.security_headers().items()], exc_info)
