@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,14 +42,11 @@ class FunctionEndpoint:
         self._lock = threading.Lock()  # one request at a time per environment, as Lambda does
         endpoint = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
+        class Handler(loopback.Handler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server calls it by this name
                 endpoint._serve(self)
 
             do_GET = do_PUT = do_DELETE = do_OPTIONS = do_POST  # noqa: N815 - let the function route (and 404) them
-
-            def log_message(self, *args: Any) -> None:
-                pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name=f"endpoint-{function.name}")
@@ -68,19 +65,18 @@ class FunctionEndpoint:
             if self._environment is not None:
                 self._environment.kill()
 
-    def _answer(self, request: BaseHTTPRequestHandler, status: int, payload: str, headers: dict[str, str] | None = None) -> None:
+    def _answer(self, request: loopback.Handler, status: int, payload: str, headers: dict[str, str] | None = None) -> None:
         data = payload.encode()
         request.send_response(status)
         allowed = self._cors.actual("", request.headers.get("Origin"), request.command)
-        # The function's own headers first, then CORS and the security headers, which it may not loosen.
-        for name, value in {**(headers or {"content-type": "application/json"}), **allowed,
-                            **loopback.security_headers()}.items():
+        # The function's own headers, then CORS; the security headers come last (loopback.Handler).
+        for name, value in {**(headers or {"content-type": "application/json"}), **allowed}.items():
             request.send_header(name, value)
         request.send_header("Content-Length", str(len(data)))
         request.end_headers()
         request.wfile.write(data)
 
-    def _serve(self, request: BaseHTTPRequestHandler) -> None:
+    def _serve(self, request: loopback.Handler) -> None:
         if request.headers.get("Host") not in loopback.hosts(self._port):
             return self._answer(request, 421, json.dumps({"message": loopback.misdirected_message(self._port)}))
         length_text = request.headers.get("Content-Length") or "0"
@@ -115,7 +111,7 @@ class FunctionEndpoint:
             return self._answer(request, result.get("statusCode", 200), result.get("body", ""), result.get("headers", {}))
         return self._answer(request, 502, json.dumps({"message": reply.get("error")}))
 
-    def _preflight(self, request: BaseHTTPRequestHandler) -> None:
+    def _preflight(self, request: loopback.Handler) -> None:
         """A browser's preflight, answered from the CORS configuration without invoking the function, as function URLs
         and HTTP APIs do (Lambda API reference, "Cors"; API Gateway, "Configuring CORS for an HTTP API"): an origin,
         method or header it does not list gets no CORS headers, so the browser refuses the request."""
@@ -123,8 +119,6 @@ class FunctionEndpoint:
                                      requested_headers(request.headers.get("Access-Control-Request-Headers")))
         if allow is None:
             request.send_response(403)
-            for name, value in loopback.security_headers().items():
-                request.send_header(name, value)
             request.send_header("Content-Length", "0")
             request.end_headers()
             return None

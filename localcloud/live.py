@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -35,12 +35,9 @@ class LiveGallery:
     def __init__(self, port: int | None = None):
         live = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
+        class Handler(loopback.Handler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server calls it by this name
                 live._serve(self)
-
-            def log_message(self, *args: Any) -> None:
-                pass
 
         # Bound before the cloud is deployed: the uploads bucket's CORS rule names this origin. No port given: the
         # usual one, or a free one when something else has it.
@@ -94,7 +91,7 @@ class LiveGallery:
         return (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src 'self' {s3}; "
                 f"connect-src 'self' {api} {s3}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
-    def _serve(self, request: BaseHTTPRequestHandler) -> None:
+    def _serve(self, request: loopback.Handler) -> None:
         if request.headers.get("Host") not in loopback.hosts(self.port):
             return _answer(request, 421, "text/plain", loopback.misdirected_message(self.port).encode())
         path = urlsplit(request.path).path
@@ -107,7 +104,7 @@ class LiveGallery:
             return self._thumbnail(request, unquote(path.removeprefix("/thumbnails/")))
         return _answer(request, 404, "text/plain", b"not here: / is the gallery")
 
-    def _thumbnail(self, request: BaseHTTPRequestHandler, key: str) -> None:
+    def _thumbnail(self, request: loopback.Handler, key: str) -> None:
         assert self.cloud is not None
         if not key.startswith(THUMBNAILS_PREFIX):
             return _answer(request, 404, "text/plain", b"not a thumbnail")
@@ -116,11 +113,12 @@ class LiveGallery:
         return _answer(request, 302, "text/plain", b"", headers={"Location": url})
 
 
-def _answer(request: BaseHTTPRequestHandler, status: int, content_type: str, data: bytes,
+def _answer(request: loopback.Handler, status: int, content_type: str, data: bytes,
             policy: str = loopback.API_POLICY, headers: dict[str, str] | None = None) -> None:
     request.send_response(status)
     for name, value in {"Content-Type": content_type, **(headers or {}), "Content-Length": str(len(data)),
-                        "Cache-Control": "no-store", **loopback.security_headers(policy)}.items():
+                        "Cache-Control": "no-store"}.items():
         request.send_header(name, value)
+    request.policy = policy
     request.end_headers()
     request.wfile.write(data)

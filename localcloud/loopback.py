@@ -8,6 +8,9 @@ the live gallery): it serves this machine's user, and every other web page is a 
 """
 from __future__ import annotations
 
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 MISDIRECTED = "421 Misdirected Request"
 # For JSON and XML answers: nothing in them may load or run, and no page may frame them.
@@ -26,3 +29,19 @@ def misdirected_message(port: int) -> str:
 def security_headers(policy: str = API_POLICY) -> dict[str, str]:
     """The headers every answer carries; `policy` is its Content-Security-Policy."""
     return {"Content-Security-Policy": policy, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"}
+
+
+class Handler(BaseHTTPRequestHandler):
+    """http.server's request handler with the security headers on every answer it sends, its own error pages
+    included (a method nothing serves, a malformed request); an answer with a policy of its own sets `policy`."""
+
+    policy = API_POLICY
+
+    def end_headers(self) -> None:
+        for name, value in security_headers(self.policy).items():
+            self.send_header(name, value)
+        self.policy = API_POLICY  # the next answer on this connection starts from the APIs' own
+        super().end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
