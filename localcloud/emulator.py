@@ -411,12 +411,13 @@ class Gateway:
     @staticmethod
     def _answering(start_response: Any, cors: dict[str, str]) -> Any:
         """start_response for every answer: without moto's own CORS headers (its server allows every origin, on every
-        service and on /moto-api), with S3's answer from the bucket's rules (`cors`, empty unless judged so) and the
-        security headers. AWS's other services answer browsers too (AWS SDK for JavaScript v3 Developer Guide,
-        "Cross-origin resource sharing (CORS)"); here none does, as no page has business with them."""
+        service and on /moto-api), with S3's answer from the bucket's rules (`cors`, empty unless judged so); the
+        request handler adds the security headers (loopback.Secured). AWS's other services answer browsers too (AWS
+        SDK for JavaScript v3 Developer Guide, "Cross-origin resource sharing (CORS)"); here none does, as no page
+        has business with them."""
         def respond(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             kept = [(k, v) for k, v in headers if not k.lower().startswith("access-control-") and k.lower() != "vary"]
-            return start_response(status, [*kept, *cors.items(), *loopback.security_headers().items()], exc_info)
+            return start_response(status, [*kept, *cors.items()], exc_info)
 
         return respond
 
@@ -542,8 +543,9 @@ def _serving(port: int, serves: str, token: str, admin: dict[str, str]) -> Itera
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per emulated request
     app, handler = seams.moto_app()
     gateway = Gateway(app, Authorizer(ACCOUNT, REGION), serves, token, admin)
+    secured = type("SecuredRequestHandler", (loopback.Secured, handler), {})  # every answer, werkzeug's own too
     # Loopback only, never 0.0.0.0.
-    server = make_server("127.0.0.1", port, gateway, threaded=True, request_handler=handler)
+    server = make_server("127.0.0.1", port, gateway, threaded=True, request_handler=secured)
     gateway.port = server.server_address[1]
     try:
         yield server

@@ -31,9 +31,10 @@ def security_headers(policy: str = API_POLICY) -> dict[str, str]:
     return {"Content-Security-Policy": policy, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"}
 
 
-class Handler(BaseHTTPRequestHandler):
-    """http.server's request handler with the security headers on every answer it sends, its own error pages
-    included (a method nothing serves, a malformed request); an answer with a policy of its own sets `policy`."""
+class Secured(BaseHTTPRequestHandler):
+    """A request handler (http.server's, or werkzeug's under moto) that puts the security headers on every answer
+    it sends, its server's own error pages included (a method nothing serves, a malformed request, a crash); an
+    answer with a policy of its own sets `policy` first."""
 
     policy = API_POLICY
 
@@ -42,6 +43,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.policy = API_POLICY  # the next answer on this connection starts from the APIs' own
         super().end_headers()
+
+
+class Handler(Secured):
+    """http.server's request handler for the local cloud's own servers: secured, and quiet."""
 
     def log_message(self, *args: Any) -> None:
         pass

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 
 import boto3
 import pytest
@@ -162,6 +163,15 @@ def test_no_answer_carries_moto_s_own_cors(local):
     assert_secured(answer["ResponseMetadata"]["HTTPHeaders"])
 
 
+def raw_answer(url: str, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
 def test_every_answer_of_every_listener_carries_the_security_headers(local):
     cloud, gallery = local
     emulator = [requests.get(f"{cloud.endpoint}/", timeout=10),  # anonymous: refused as S3 refuses it
@@ -184,6 +194,12 @@ def test_every_answer_of_every_listener_carries_the_security_headers(local):
     for answer in [*emulator, *endpoint, *page, *unserved]:
         assert_secured(answer)
     assert_secured(signed)
+    # and the servers' own answer to a request they cannot read (over http.server's hundred headers), from each
+    for url in listeners(cloud, gallery).values():
+        raw = raw_answer(url, b"GET / HTTP/1.1\r\nHost: " + url.removeprefix("http://").encode() + b"\r\n"
+                         + b"X-Many: yes\r\n" * 101 + b"\r\n")
+        assert raw.split(b"\r\n")[0].startswith(b"HTTP/1.") and b" 431 " in raw.split(b"\r\n")[0], (url, raw[:200])
+        assert b"X-Frame-Options: DENY" in raw and b"X-Content-Type-Options: nosniff" in raw, (url, raw[:600])
 
 
 def test_the_live_page_runs_only_its_own_inline_script_and_style(local):
