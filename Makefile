@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-hostile test-library test-capacity test-browser up soak bench layer mutate clean
+.PHONY: demo test test-hostile test-library test-capacity test-browser test-readme up soak bench layer mutate clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-bench.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "claimcheck needs Python 3.11 or newer")'
@@ -51,6 +51,11 @@ test-library: $(STAMP)
 # dead-lettered, drained within twice what `python -m ops capacity`'s model predicts for this machine.
 test-capacity: $(STAMP)
 	$(BIN)/python -m pytest -m capacity -s tests/test_capacity_local.py
+
+# The README's demos run exactly as written (make demo, python -m localcloud demo and upload), each a whole local cloud
+# with uploads: a few minutes together; .ci/run runs it after make test (tests/test_readme.py runs the rest of the README).
+test-readme: $(STAMP)
+	$(BIN)/python -m pytest -m readme -s tests/test_readme.py
 
 # The gallery in a real browser: Debian's Chromium (installed with apt-get when it is missing; that needs root or
 # sudo) driven by Playwright (requirements-browser.txt, pinned), against the demo's page and the live one.

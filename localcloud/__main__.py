@@ -1,7 +1,8 @@
 """python -m localcloud: run the whole pipeline on this machine.
 
   demo [PATH ...] [--out DIR] [--json FILE] [--set KEY=VALUE]…   deploy, upload, wait, report
-  up [--port N] [--gallery-port N]            deploy, serve the live gallery, keep running for your own uploads
+  up [--port N] [--gallery-port N]            deploy, serve the live gallery, keep running for your own uploads (until
+                                              Ctrl-C, SIGTERM or SIGHUP, which all stop everything it started)
   soak [--images N] [--fault-rate P] …        uploads under injected faults, then reconcile: lost must be 0
   upload FILE ... [--declared-size N]          upload through the upload API's one-use presigned PUT, then report
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="give up waiting after this many seconds (default: wait while anything is queued or in flight)")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="a config value for this run, as `pulumi config set` would set it (e.g. rekognitionTps=50)")
-    up = commands.add_parser("up", help="deploy locally and keep running until Ctrl-C")
+    up = commands.add_parser("up", help="deploy locally and keep running until Ctrl-C (or SIGTERM)")
     up.add_argument("--port", type=int, default=0, help="emulator port on 127.0.0.1 (default: a free one)")
     up.add_argument("--gallery-port", type=int, default=None,
                     help="the live gallery's port on 127.0.0.1 (default: 8000, or a free one if 8000 is taken)")
@@ -186,18 +188,44 @@ def wait_until_settled(cloud: LocalCloud, keys: list[str], timeout: float) -> re
     return watch.wait(cloud, keys, timeout)
 
 
+class Stopped(Exception):
+    """A signal asked `up` to stop: it stops everything it started, as after Ctrl-C."""
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _stop_on(signum: int, frame: object) -> None:
+    for repeated in STOP_SIGNALS:  # a second one must not cut the stopping short
+        signal.signal(repeated, signal.SIG_IGN)
+    raise Stopped(signal.Signals(signum).name)
+
+
 def run_up(args: argparse.Namespace) -> int:
+    # A service manager, `kill` or a CI step's timeout sends SIGTERM, a closed terminal SIGHUP: each unwinds through
+    # the same `finally`s as Ctrl-C, so the emulator's processes, the functions and the page stop with it.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _stop_on)
+    try:
+        return _up(args)
+    except Stopped as stopped:  # before it was up: LocalCloud.start stopped what it had started
+        print(f"\nStopped by {stopped} while starting.", flush=True)
+        return 0
+
+
+def _up(args: argparse.Namespace) -> int:
     page = LiveGallery(args.gallery_port)
     with LocalCloud(port=args.port, config=page.config()) as cloud:
         page.start(cloud)
         out = cloud.outputs
         env = cloud.emulator.environment()
-        print(f"The local cloud is up at {cloud.endpoint} (Ctrl-C stops it).\n")
+        print(f"The local cloud is up at {cloud.endpoint} (Ctrl-C or SIGTERM stops it).\n")
         print("Stack outputs:")
         for name, value in out.items():
             print(f"  {name}: {json.dumps(value) if isinstance(value, dict) else value}")
         discovery = cloud.write_discovery()
-        print(f"\nOperate it with `python -m ops --local status` (it reads {discovery.relative_to(PROJECT_ROOT)}).")
+        shown = discovery.relative_to(PROJECT_ROOT) if discovery.is_relative_to(PROJECT_ROOT) else discovery
+        print(f"\nOperate it with `python -m ops --local status` (it reads {shown}).")
         print("\nPoint the AWS CLI or boto3 at it, then upload under uploads/:")
         print("  export " + " ".join(f"{k}={v}" for k, v in sorted(env.items()) if k != "AWS_SESSION_TOKEN"))
         print(f"  aws s3 cp photo.jpg s3://{out['uploadsBucket']}/uploads/photo.jpg")
@@ -212,8 +240,8 @@ def run_up(args: argparse.Namespace) -> int:
                         seen[key] = status
                         print(f"  {key}: {status} {record.get('reason') or ''}".rstrip(), flush=True)
                 time.sleep(1)
-        except KeyboardInterrupt:
-            print("\nStopping …")
+        except (KeyboardInterrupt, Stopped):
+            print("\nStopping …", flush=True)
         finally:
             page.stop()
             discovery.unlink(missing_ok=True)

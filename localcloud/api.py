@@ -5,7 +5,8 @@ FunctionEndpoint: each request becomes a payload-format-2.0 event for the functi
 environment like every other function here. The deployed endpoint authenticates every caller (IAM, or a JWT
 authorizer); this one cannot check IAM signatures or JWTs, so it stands in for them: the caller is the local user,
 or whoever a local-only `X-Localcloud-Caller` header names (tests use it to be several people). It refuses what a
-front door should: a foreign Host (DNS rebinding), a missing, malformed or oversized Content-Length.
+front door should: a foreign Host (DNS rebinding, localcloud/loopback.py), a missing, malformed or oversized
+Content-Length; every answer carries the security headers.
 
 InvokeEndpoint: the emulator judges an Invoke (lambda:InvokeFunction for the caller) and hands it here with a
 token only it holds; anything without the token is refused, so nothing on the machine runs a function past IAM.
@@ -17,14 +18,13 @@ import json
 import secrets
 import threading
 import uuid
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from localcloud.authorizer import INVOKE_PATH, function_arn
 from localcloud.controls import INVOKE_TOKEN_HEADER, BucketCors, requested_headers
+from localcloud.loopback import Handler, LoopbackServer
 from localcloud.outputs import ACCOUNT_ID, REGION
 from localcloud.pollers import ExecutionEnvironment, FunctionSpec, FunctionTimeout
 
@@ -32,38 +32,6 @@ LOCAL_CALLER = "arn:aws:iam::123456789012:user/localcloud"
 CALLER_HEADER = "X-Localcloud-Caller"
 # Lambda's synchronous request payload limit (Lambda quotas): 6 MB.
 MAX_REQUEST_BYTES = 6 * 1024 * 1024
-
-
-class LoopbackServer:
-    """An HTTP server on a free port of 127.0.0.1 that answers only requests addressed to it by that name (or
-    localhost): a page on another host name that resolves here (DNS rebinding) gets 421."""
-
-    def __init__(self, serve: Callable[[BaseHTTPRequestHandler], None], name: str):
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                serve(self)
-
-            do_GET = do_PUT = do_DELETE = do_OPTIONS = do_POST  # noqa: N815 - the endpoint routes (and 404s) them
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name=name)
-        port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self._hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
-
-    def start(self) -> LoopbackServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def foreign(self, request: BaseHTTPRequestHandler) -> bool:
-        return request.headers.get("Host") not in self._hosts
 
 
 class FunctionEndpoint:
@@ -93,19 +61,20 @@ class FunctionEndpoint:
             if self._environment is not None:
                 self._environment.kill()
 
-    def _answer(self, request: BaseHTTPRequestHandler, status: int, payload: str, headers: dict[str, str] | None = None) -> None:
+    def _answer(self, request: Handler, status: int, payload: str, headers: dict[str, str] | None = None) -> None:
         data = payload.encode()
         request.send_response(status)
         allowed = self._cors.actual("", request.headers.get("Origin"), request.command)
+        # The function's own headers, then CORS; the security headers come last (loopback.Handler).
         for name, value in {**(headers or {"content-type": "application/json"}), **allowed}.items():
             request.send_header(name, value)
         request.send_header("Content-Length", str(len(data)))
         request.end_headers()
         request.wfile.write(data)
 
-    def _serve(self, request: BaseHTTPRequestHandler) -> None:
+    def _serve(self, request: Handler) -> None:
         if self._server.foreign(request):
-            return self._answer(request, 421, json.dumps({"message": "this endpoint answers only for its own host"}))
+            return self._answer(request, 421, json.dumps({"message": self._server.misdirected}))
         length_text = request.headers.get("Content-Length") or "0"
         if not length_text.isdigit():
             return self._answer(request, 400, json.dumps({"message": f"Content-Length {length_text[:20]!r} is not a byte count"}))
@@ -138,7 +107,7 @@ class FunctionEndpoint:
             return self._answer(request, result.get("statusCode", 200), result.get("body", ""), result.get("headers", {}))
         return self._answer(request, 502, json.dumps({"message": reply.get("error")}))
 
-    def _preflight(self, request: BaseHTTPRequestHandler) -> None:
+    def _preflight(self, request: Handler) -> None:
         """A browser's preflight, answered from the CORS configuration without invoking the function, as function URLs
         and HTTP APIs do (Lambda API reference, "Cors"; API Gateway, "Configuring CORS for an HTTP API"): an origin,
         method or header it does not list gets no CORS headers, so the browser refuses the request."""
@@ -185,7 +154,7 @@ class InvokeEndpoint:
         for log in self._logs:
             log.close()
 
-    def _serve(self, request: BaseHTTPRequestHandler) -> None:
+    def _serve(self, request: Handler) -> None:
         if self._server.foreign(request) or not hmac.compare_digest(request.headers.get(INVOKE_TOKEN_HEADER, ""), self._token):
             return _lambda_answer(request, 403, {"message": "functions are invoked through the emulator, which judges "
                                                             "the caller's lambda:InvokeFunction"}, "AccessDeniedException")
@@ -236,7 +205,7 @@ class InvokeEndpoint:
                 return {"ok": False, "errorType": "Runtime.ExitError", "errorMessage": str(exc)}
 
 
-def _lambda_answer(request: BaseHTTPRequestHandler, status: int, document: Any, error: str = "",
+def _lambda_answer(request: Handler, status: int, document: Any, error: str = "",
                    function_error: str = "") -> None:
     """An answer in Lambda's REST JSON: an API error names its type in x-amzn-ErrorType; a function's own error is a
     200 whose payload is the error, marked by X-Amz-Function-Error."""

@@ -30,12 +30,10 @@ from localcloud.metrics import Publisher
 from localcloud.mocks import CloudMocks
 from localcloud.overrides import LOCAL_CONFIG, MAX_LOCAL_CONCURRENCY
 from localcloud.pollers import Chaos, FunctionSpec, MappingSpec, Poller
+from ops.target import DISCOVERY_FILE, local_home
 
-DEFAULT_WORKDIR = program.PROJECT_ROOT / ".localcloud"
 MANAGED_POLICY = "aws:iam/policy:Policy"
 DISTRIBUTION = "aws:cloudfront/distribution:Distribution"
-# Where `python -m localcloud up` says how to reach it (`python -m ops --local` reads it); gone when it stops.
-DISCOVERY_FILE = "up.json"
 
 
 @dataclass
@@ -59,14 +57,14 @@ class LocalCloud:
     """Use as a context manager; nothing is left running after it exits."""
 
     def __init__(self, config: dict[str, Any] | None = None, faults: dict[str, list[dict[str, Any]]] | None = None,
-                 workdir: Path = DEFAULT_WORKDIR, port: int = 0, chaos: Chaos | dict[str, Chaos] | None = None,
+                 workdir: Path | None = None, port: int = 0, chaos: Chaos | dict[str, Chaos] | None = None,
                  stack: str = "local", cdn: dict[str, Any] | None = None):
         self.config = merge(LOCAL_CONFIG, config or {})
         self.faults = faults or {}  # stage -> rules for runtime.install_faults
         self.chaos = chaos or Chaos()  # for every stage, or per stage
         self.stack = stack
         self.cdn = cdn or {}  # the emulated CloudFront's limits, when a test wants them smaller (controls.Invalidations)
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir) if workdir is not None else local_home()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.emulator = Emulator(port, log_path=self.workdir / "emulator.log")
         self.pollers: dict[str, Poller] = {}
@@ -92,6 +90,7 @@ class LocalCloud:
         for name, value in self.emulator.environment().items():
             self._saved_environment.setdefault(name, os.environ.get(name))
             os.environ[name] = value
+        _forget_default_credentials()
         try:
             self._mocks = CloudMocks()
             self.deployment = program.run(self._mocks, self.config, stack=self.stack)
@@ -159,6 +158,7 @@ class LocalCloud:
             else:
                 os.environ[name] = value
         self._saved_environment.clear()
+        _forget_default_credentials()
         self._clients.clear()
 
     # what was deployed
@@ -198,7 +198,7 @@ class LocalCloud:
                 batching_window=float(mapping.inputs.get("maximumBatchingWindowInSeconds", 0)),
                 concurrency=concurrency, uuid=uuid), log_path=logs / f"{stage}.log",
                 chaos=self.chaos.get(stage, Chaos()) if isinstance(self.chaos, dict) else self.chaos,
-                enabled=partial(self._enabled, uuid))
+                enabled=partial(self._enabled, uuid), local_credentials=self.emulator.credentials)
             poller.start()
             self.pollers[stage] = poller
 
@@ -258,11 +258,14 @@ class LocalCloud:
         self._metrics.publish()
 
     def write_discovery(self) -> Path:
-        """Say how to reach this local cloud (`python -m ops --local` reads it): endpoints, the operator's
-        credentials and the stack outputs."""
+        """Say how to reach this local cloud (`python -m ops --local` reads it, in the local cloud's folder; gone when
+        `up` stops): endpoints, the operator's credentials and the stack outputs."""
         path = self.workdir / DISCOVERY_FILE
-        path.write_text(json.dumps({"environment": self.operator_environment(), "outputs": self.outputs,
-                                    "emulated": True}, indent=2, default=str))
+        path.unlink(missing_ok=True)
+        # It holds the operator's credentials: readable by this user only, from the moment it exists.
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(json.dumps({"environment": self.operator_environment(), "outputs": self.outputs,
+                                   "emulated": True}, indent=2, default=str))
         return path
 
     def _function_spec(self, fn: program.Registered, stage: str) -> FunctionSpec:
@@ -454,6 +457,12 @@ def mappings(deployment: program.Deployment) -> list[dict[str, Any]]:
              "FunctionResponseTypes": m.inputs.get("functionResponseTypes", []),
              "ScalingConfig": {"MaximumConcurrency": int(m.inputs.get("scalingConfig", {}).get("maximumConcurrency", 2))}}
             for m in deployment.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")]
+
+
+def _forget_default_credentials() -> None:
+    """boto3's default session keeps the credentials it read first, and each run's are its own: the next plain
+    boto3.client() (the mocks', a test's) reads the environment again (moto's mock_aws does the same)."""
+    boto3.DEFAULT_SESSION = None
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -15,16 +15,25 @@ second (clients find it through AWS_ENDPOINT_URL_DYNAMODB; either refuses what b
     exactly its role's statements, bucket policies' Denies apply, missing keys answer 403 without
     s3:ListBucket, SigV2 is refused and presigned PUTs and POSTs are verified as S3 verifies them;
   - Lambda's Invoke, once judged, is run by the local cloud's process that runs the functions (controls.Invocations).
+  - it is a loopback service for this user only (localcloud/loopback.py): a foreign Host is answered 421, the
+    control routes (/_localcloud/*, moto's /moto-api/*) need the run's token in a header and refuse any request
+    with an Origin, moto's request recorder is off, no answer carries moto's allow-all CORS (S3's answers carry
+    what the bucket's CORS rules say), every answer carries the security headers, and the admin credentials are
+    made for each run. Each process exits by itself when the process that started it is gone.
 
     python -m localcloud.emulator [--port N] [--serves main|dynamodb]   prints {"endpoint": ...} once it listens
+    (the local cloud hands it the run's secrets in its environment; started by hand, it makes its own and prints
+    them with the endpoint)
 """
 from __future__ import annotations
 
 import argparse
+import hmac
 import io
 import json
 import logging
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -38,7 +47,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from localcloud import controls
+from localcloud import controls, loopback
 from localcloud.authorizer import (
     Authorizer,
     Identity,
@@ -56,10 +65,19 @@ from localcloud.seams import moto_server as seams
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-# The local cloud's own credentials (the harness, the mocks that deploy, the pollers' bookkeeping): unrestricted.
-ADMIN_KEY = "localcloud"
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": ADMIN_KEY, "AWS_SECRET_ACCESS_KEY": ADMIN_KEY,
-                    "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
+REGION_ENVIRONMENT = {"AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
+ADMIN_NAME = "the local cloud"
+# What the parent hands each emulator process in its environment, never on its command line (which every user of the
+# machine can read): the run's admin credentials, the control routes' token, and the pid whose end it exits with.
+ADMIN_KEY_VARIABLE = "LOCALCLOUD_ADMIN_KEY"
+ADMIN_SECRET_VARIABLE = "LOCALCLOUD_ADMIN_SECRET"
+TOKEN_VARIABLE = "LOCALCLOUD_TOKEN"
+PARENT_VARIABLE = "LOCALCLOUD_PARENT_PID"
+# A header outside CORS's safelist: a page can send it only after a preflight, which nothing here admits for these routes.
+TOKEN_HEADER = "X-Localcloud-Token"
+CONTROL_PREFIXES = ("/_localcloud/", "/moto-api")
+RECORDER_PREFIX = "/moto-api/recorder"
+PARENT_WATCH_S = 0.5
 STARTUP_TIMEOUT_S = 60.0
 # Every request copies its body a few times (a photo is megabytes). glibc gives blocks over 128 KB their own
 # mapping and returns it on free, so each copy faulted in and zeroed fresh pages: 3.1 ms to copy 3 MB here, 0.85 ms
@@ -75,17 +93,27 @@ MALLOC_TUNING = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_T
 APART = ("dynamodb",)
 
 
+def new_admin_credentials() -> dict[str, str]:
+    """The local cloud's own credentials for one run (the harness, the mocks that deploy, the pollers' bookkeeping,
+    and whoever `make up` prints them to): unrestricted, so never a fixed value a web page could know. The emulator
+    matches an ordinary request's key rather than verifying its signature, so the key is as random as the secret.
+    26 characters of [A-Z0-9] (IAM API Reference, AccessKey: AccessKeyId, 16 to 128 word characters)."""
+    return {"AWS_ACCESS_KEY_ID": "LOCALADMIN" + secrets.token_hex(8).upper(), "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30)}
+
+
 class _Server:
     """One `python -m localcloud.emulator` child on 127.0.0.1."""
 
-    def __init__(self, port: int, log_path: Path | None, serves: str) -> None:
+    def __init__(self, port: int, log_path: Path | None, serves: str, handed: dict[str, str]) -> None:
         self._port, self._log_path, self._serves = port, log_path, serves
+        self._handed = handed  # the run's secrets, for the child's environment
         self._process: subprocess.Popen[str] | None = None
         self.endpoint = ""
 
     def launch(self) -> None:
         log = open(self._log_path, "a") if self._log_path else subprocess.DEVNULL  # noqa: SIM115 - lives with the child
-        environment = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "PYTHONUNBUFFERED": "1", **MALLOC_TUNING}
+        environment = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "PYTHONUNBUFFERED": "1", **MALLOC_TUNING,
+                       **self._handed, PARENT_VARIABLE: str(os.getpid())}
         for name in [n for n in environment if n.startswith("AWS_ENDPOINT_URL")]:
             environment.pop(name)
         self._process = subprocess.Popen(
@@ -105,14 +133,18 @@ class _Server:
 
     def post(self, path: str, document: Any = None) -> Any:
         data = json.dumps(document).encode() if document is not None else b""
-        request = urllib.request.Request(f"{self.endpoint}{path}", data=data, method="POST")
+        request = urllib.request.Request(f"{self.endpoint}{path}", data=data, method="POST", headers=self._token())
         with urllib.request.urlopen(request, timeout=30) as response:
             body = response.read()
         return json.loads(body) if body.startswith(b"{") else None
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"{self.endpoint}{path}", timeout=10) as response:
+        request = urllib.request.Request(f"{self.endpoint}{path}", headers=self._token())
+        with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
+
+    def _token(self) -> dict[str, str]:
+        return {TOKEN_HEADER: self._handed[TOKEN_VARIABLE]}
 
     def stop(self) -> None:
         if self._process is None:
@@ -139,8 +171,13 @@ class Emulator:
     AWS CLI read those themselves). A request that reaches the wrong one is refused with the right address."""
 
     def __init__(self, port: int = 0, log_path: Path | None = None) -> None:
-        self._servers = {"main": _Server(port, log_path, "main"),
-                         **{service: _Server(0, log_path, service) for service in APART}}
+        # Made anew for each run, handed to the children in their environment and kept from web pages.
+        self.credentials = new_admin_credentials()
+        self.token = secrets.token_urlsafe(32)
+        handed = {ADMIN_KEY_VARIABLE: self.credentials["AWS_ACCESS_KEY_ID"],
+                  ADMIN_SECRET_VARIABLE: self.credentials["AWS_SECRET_ACCESS_KEY"], TOKEN_VARIABLE: self.token}
+        self._servers = {"main": _Server(port, log_path, "main", handed),
+                         **{service: _Server(0, log_path, service, handed) for service in APART}}
         self.endpoint = ""
 
     def start(self) -> Emulator:
@@ -210,7 +247,7 @@ class Emulator:
 
     def environment(self) -> dict[str, str]:
         """What a client (the harness, the AWS CLI, boto3) needs to reach the emulator with full access."""
-        return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint,
+        return {**self.credentials, **REGION_ENVIRONMENT, "AWS_ENDPOINT_URL": self.endpoint,
                 **{f"AWS_ENDPOINT_URL_{service.upper()}": self._servers[service].endpoint for service in APART}}
 
 
@@ -233,10 +270,15 @@ def _bucket_of(request: Request) -> str:
 class Gateway:
     """WSGI middleware in front of moto: identify, judge, then serve (see the module docstring)."""
 
-    def __init__(self, app: Any, authorizer: Authorizer, serves: str = "main") -> None:
+    def __init__(self, app: Any, authorizer: Authorizer, serves: str = "main", token: str = "",
+                 admin: dict[str, str] | None = None) -> None:
         self.app = app
         self.authorizer = authorizer
         self.serves = serves  # "main": every service but those APART; otherwise that one service
+        self.token = token  # what the control routes require in TOKEN_HEADER
+        self.admin = admin or new_admin_credentials()
+        self.port = 0  # its own, once it listens: the Host it answers for
+        self.authorizer.configure({"identities": self._admin_identity()})
         self._dynamodb = threading.Lock()
         self._counts: Counter = Counter()
         self._cpu: defaultdict[str, float] = defaultdict(float)  # CPU seconds spent answering, by service
@@ -260,7 +302,16 @@ class Gateway:
                 self._cpu[service] += time.thread_time() - started
 
     def _serve(self, environ: dict[str, Any], start_response: Any) -> tuple[str, Any]:
+        cors: dict[str, str] = {}  # S3's CORS answer to this request, from the bucket's rules, once judged
+        start_response = self._answering(start_response, cors)
         path = environ.get("PATH_INFO", "")
+        if environ.get("HTTP_HOST") not in loopback.hosts(self.port):
+            return "misdirected", self._json_refusal(Refusal(421, "MisdirectedRequest", loopback.misdirected_message(self.port)),
+                                                     start_response)
+        if path.startswith(CONTROL_PREFIXES):
+            refusal = self._control_refusal(path, environ)
+            if refusal is not None:
+                return "admin", self._json_refusal(refusal, start_response)
         if path.startswith("/_localcloud/"):
             return "admin", self._admin(path, environ, start_response)
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)) if environ.get("CONTENT_LENGTH") else b""
@@ -286,9 +337,9 @@ class Gateway:
             return service, self._refuse(service, Refusal(400, "WrongEndpoint", f"{service} is not served here: "
                                                           f"the local cloud serves it at {where}"), start_response)
         if service == "s3" and request.method == "OPTIONS":
-            return service, self._s3_preflight(request, start_response)
+            return service, self._s3_preflight(request, cors, start_response)
         if service == "s3" and request.headers.get("origin"):
-            start_response = self._s3_cors(request, start_response)
+            cors.update(self.cors.actual(_bucket_of(request), request.headers.get("origin"), request.method))
         identity = None
         if service != "moto-api" and request.method != "OPTIONS":
             try:
@@ -389,7 +440,44 @@ class Gateway:
             raise Refusal(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
         return identities[key], []
 
-    def _s3_preflight(self, request: Request, start_response: Any) -> list[bytes]:
+    @staticmethod
+    def _answering(start_response: Any, cors: dict[str, str]) -> Any:
+        """start_response for every answer: without moto's own CORS headers (its server allows every origin, on every
+        service and on /moto-api), with S3's answer from the bucket's rules (`cors`, empty unless judged so); the
+        request handler adds the security headers (loopback.Secured). AWS's other services answer browsers too (AWS
+        SDK for JavaScript v3 Developer Guide, "Cross-origin resource sharing (CORS)"); here none does, as no page
+        has business with them."""
+        def respond(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            kept = [(k, v) for k, v in headers if not k.lower().startswith("access-control-") and k.lower() != "vary"]
+            return start_response(status, [*kept, *cors.items()], exc_info)
+
+        return respond
+
+    def _control_refusal(self, path: str, environ: dict[str, Any]) -> Refusal | None:
+        """The control routes are the local cloud's own, never a web page's: a request with an Origin (every
+        cross-origin fetch and form post sends one) is refused whatever else it carries, moto's recorder is off, and
+        the rest need this run's token in TOKEN_HEADER, which a page cannot send without a preflight nothing admits."""
+        if "HTTP_ORIGIN" in environ:
+            return Refusal(403, "BrowserRefused", "the local cloud's control routes do not answer web pages "
+                                                  "(the request carries an Origin)")
+        if path.startswith(RECORDER_PREFIX):
+            return Refusal(403, "RecorderOff", "moto's request recorder is off in the local cloud")
+        given = environ.get("HTTP_" + TOKEN_HEADER.upper().replace("-", "_"), "")
+        if not self.token or not hmac.compare_digest(given.encode(), self.token.encode()):
+            return Refusal(403, "TokenRequired", f"the local cloud's control routes need this run's {TOKEN_HEADER} header")
+        return None
+
+    def _json_refusal(self, refusal: Refusal, start_response: Any) -> list[bytes]:
+        body = json.dumps({"code": refusal.code, "message": refusal.message}).encode()
+        reason = {403: "Forbidden", 421: "Misdirected Request"}.get(refusal.status, "Error")
+        start_response(f"{refusal.status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _admin_identity(self) -> dict[str, dict[str, Any]]:
+        return {self.admin["AWS_ACCESS_KEY_ID"]: {"name": ADMIN_NAME, "secret": self.admin["AWS_SECRET_ACCESS_KEY"],
+                                                   "statements": None}}
+
+    def _s3_preflight(self, request: Request, cors: dict[str, str], start_response: Any) -> list[bytes]:
         """A browser's preflight to S3, answered from the bucket's CORS configuration as S3 answers it (unsigned)."""
         bucket = _bucket_of(request)
         origin = request.headers.get("origin")
@@ -404,19 +492,9 @@ class Gateway:
                                               "This is usually because the evalution of Origin, request method / "
                                               "Access-Control-Request-Method or Access-Control-Request-Headers are not "
                                               "whitelisted by the resource's CORS spec."), start_response)
-        start_response("200 OK", [*answer.items(), ("Content-Length", "0")])
+        cors.update(answer)
+        start_response("200 OK", [("Content-Length", "0")])
         return []
-
-    def _s3_cors(self, request: Request, start_response: Any) -> Any:
-        """start_response for a request with an Origin: the CORS headers S3 would send, none of moto's."""
-        bucket = _bucket_of(request)
-        ours = self.cors.actual(bucket, request.headers.get("origin"), request.method)
-
-        def respond(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            kept = [(k, v) for k, v in headers if not k.lower().startswith("access-control-") and k.lower() != "vary"]
-            return start_response(status, [*kept, *ours.items()], exc_info)
-
-        return respond
 
     def _missing_as_403(self, request: Request, identity: Identity, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         bucket = _bucket_of(request)
@@ -456,8 +534,7 @@ class Gateway:
     def _admin(self, path: str, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         if path == "/_localcloud/configure":
             document = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)) or b"{}")
-            identities = {ADMIN_KEY: {"name": "the local cloud", "secret": ADMIN_KEY, "statements": None},
-                          **document.get("identities", {})}
+            identities = {**self._admin_identity(), **document.get("identities", {})}
             self.authorizer.configure({**document, "identities": identities})
             if "mappings" in document:
                 self.mappings.configure(document["mappings"])
@@ -498,21 +575,32 @@ class Gateway:
 
 
 @contextmanager
-def _serving(port: int, serves: str = "main") -> Iterator[Any]:
+def _serving(port: int, serves: str, token: str, admin: dict[str, str]) -> Iterator[Any]:
     from werkzeug.serving import make_server
 
     seams.make_moto_strict()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per emulated request
     app, handler = seams.moto_app()
-    gateway = Gateway(app, Authorizer(ACCOUNT, REGION), serves)
-    gateway.authorizer.configure({"identities": {ADMIN_KEY: {"name": "the local cloud", "secret": ADMIN_KEY,
-                                                            "statements": None}}})
+    gateway = Gateway(app, Authorizer(ACCOUNT, REGION), serves, token, admin)
+    secured = type("SecuredRequestHandler", (loopback.Secured, handler), {})  # every answer, werkzeug's own too
     # Loopback only, never 0.0.0.0.
-    server = make_server("127.0.0.1", port, gateway, threaded=True, request_handler=handler)
+    server = make_server("127.0.0.1", port, gateway, threaded=True, request_handler=secured)
+    gateway.port = server.server_address[1]
     try:
         yield server
     finally:
         server.server_close()
+
+
+def _exit_with(parent: int) -> None:
+    """Exit once the process that started this one is gone, however it ended (SIGKILL gives it no chance to stop
+    its children): the emulator holds nothing that outlives a run."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_WATCH_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -520,9 +608,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--serves", default="main", help=f"main (every service but {', '.join(APART)}), or one of those")
     args = parser.parse_args(argv)
-    with _serving(args.port, args.serves) as server:
+    handed = all(os.environ.get(name) for name in (TOKEN_VARIABLE, ADMIN_KEY_VARIABLE, ADMIN_SECRET_VARIABLE))
+    token = os.environ.pop(TOKEN_VARIABLE, "") or secrets.token_urlsafe(32)
+    admin = ({"AWS_ACCESS_KEY_ID": os.environ.pop(ADMIN_KEY_VARIABLE), "AWS_SECRET_ACCESS_KEY": os.environ.pop(ADMIN_SECRET_VARIABLE)}
+             if handed else new_admin_credentials())
+    if os.environ.get(PARENT_VARIABLE):
+        _exit_with(int(os.environ.pop(PARENT_VARIABLE)))
+    with _serving(args.port, args.serves, token, admin) as server:
         host, port = server.server_address[:2]
-        print(json.dumps({"endpoint": f"http://{host}:{port}"}), flush=True)
+        # Started by hand, it tells its own secrets to whoever started it; the local cloud made them, so it is not told.
+        told = {} if handed else {"token_header": TOKEN_HEADER, "token": token, "credentials": admin}
+        print(json.dumps({"endpoint": f"http://{host}:{port}", **told}), flush=True)
         server.serve_forever()
 
 

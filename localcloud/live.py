@@ -6,17 +6,22 @@
   GET /tiles.json         every record as a tile, for the page to redraw the ones that changed
   GET /thumbnails/<key>   a redirect to a presigned GET of that thumbnail, valid for LINK_SECONDS
 
-No image byte passes through this server, either way. It answers only for its own host (DNS rebinding) and only GET.
+No image byte passes through this server, either way. It answers only for its own host (DNS rebinding) and only GET,
+and every answer carries the security headers (localcloud/loopback.py); the page's Content-Security-Policy lets it run
+only its own inline style and script (by a nonce made for each answer), load images from here and the emulator, and
+connect to here, the upload API and the emulator's S3.
 """
 from __future__ import annotations
 
 import json
+import secrets
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from handlers.names import THUMBNAILS_PREFIX
+from localcloud import loopback
 from localcloud.cloud import LocalCloud
 from ops import gallery
 
@@ -30,12 +35,9 @@ class LiveGallery:
     def __init__(self, port: int | None = None):
         live = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
+        class Handler(loopback.Handler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server calls it by this name
                 live._serve(self)
-
-            def log_message(self, *args: Any) -> None:
-                pass
 
         # Bound before the cloud is deployed: the uploads bucket's CORS rule names this origin. No port given: the
         # usual one, or a free one when something else has it.
@@ -47,7 +49,6 @@ class LiveGallery:
             self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]
         self.origin = f"http://127.0.0.1:{self.port}"
-        self._hosts = {f"127.0.0.1:{self.port}", f"localhost:{self.port}"}
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="live-gallery")
         self.cloud: LocalCloud | None = None
 
@@ -74,43 +75,50 @@ class LiveGallery:
     def link(key: str, output: dict[str, Any]) -> str:
         return "/thumbnails/" + quote(output["key"])
 
-    def page(self) -> str:
+    def page(self, nonce: str | None = None) -> str:
         assert self.cloud is not None
         settings = self.cloud.settings()
         return gallery.page(self.images(), self.link, TITLE, emulated=True, live={
             "api": f"{self.cloud.upload_api_url}/uploads", "maxBytes": settings.max_upload_bytes,
-            "tiles": "/tiles.json", "every": POLL_MS})
+            "tiles": "/tiles.json", "every": POLL_MS}, nonce=nonce)
 
-    def _serve(self, request: BaseHTTPRequestHandler) -> None:
-        if request.headers.get("Host") not in self._hosts:
-            return _answer(request, 421, "text/plain", b"this page answers only for its own host")
+    def page_policy(self, nonce: str) -> str:
+        """The page's Content-Security-Policy: its own inline style and script (this answer's nonce), thumbnails from
+        here and from the emulator (where /thumbnails/ redirects), fetches to here, the upload API (grants) and the
+        emulator's S3 (the browser's PUT); nothing else, and no page may frame it."""
+        assert self.cloud is not None
+        s3, api = self.cloud.endpoint_of("s3"), self.cloud.upload_api_url
+        return (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src 'self' {s3}; "
+                f"connect-src 'self' {api} {s3}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+    def _serve(self, request: loopback.Handler) -> None:
+        if request.headers.get("Host") not in loopback.hosts(self.port):
+            return _answer(request, 421, "text/plain", loopback.misdirected_message(self.port).encode())
         path = urlsplit(request.path).path
         if path == "/":
-            return _answer(request, 200, "text/html; charset=utf-8", self.page().encode())
+            nonce = secrets.token_urlsafe(16)
+            return _answer(request, 200, "text/html; charset=utf-8", self.page(nonce).encode(), self.page_policy(nonce))
         if path == "/tiles.json":
             return _answer(request, 200, "application/json", json.dumps(gallery.tiles(self.images(), self.link)).encode())
         if path.startswith("/thumbnails/"):
             return self._thumbnail(request, unquote(path.removeprefix("/thumbnails/")))
         return _answer(request, 404, "text/plain", b"not here: / is the gallery")
 
-    def _thumbnail(self, request: BaseHTTPRequestHandler, key: str) -> None:
+    def _thumbnail(self, request: loopback.Handler, key: str) -> None:
         assert self.cloud is not None
         if not key.startswith(THUMBNAILS_PREFIX):
             return _answer(request, 404, "text/plain", b"not a thumbnail")
         url = self.cloud.client("s3").generate_presigned_url(
             "get_object", Params={"Bucket": self.cloud.outputs["thumbnailsBucket"], "Key": key}, ExpiresIn=LINK_SECONDS)
-        request.send_response(302)
-        request.send_header("Location", url)
-        request.send_header("Cache-Control", "no-store")
-        request.send_header("Content-Length", "0")
-        request.end_headers()
-        return None
+        return _answer(request, 302, "text/plain", b"", headers={"Location": url})
 
 
-def _answer(request: BaseHTTPRequestHandler, status: int, content_type: str, data: bytes) -> None:
+def _answer(request: loopback.Handler, status: int, content_type: str, data: bytes,
+            policy: str = loopback.API_POLICY, headers: dict[str, str] | None = None) -> None:
     request.send_response(status)
-    request.send_header("Content-Type", content_type)
-    request.send_header("Content-Length", str(len(data)))
-    request.send_header("Cache-Control", "no-store")
+    for name, value in {"Content-Type": content_type, **(headers or {}), "Content-Length": str(len(data)),
+                        "Cache-Control": "no-store"}.items():
+        request.send_header(name, value)
+    request.policy = policy
     request.end_headers()
     request.wfile.write(data)

@@ -32,7 +32,6 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from localcloud import runtime as runtime_module
-from localcloud.emulator import ADMIN_KEY
 from localcloud.lambda_events import sqs_event, sqs_record
 
 RUNTIME_SCRIPT = Path(runtime_module.__file__).resolve()
@@ -136,6 +135,8 @@ class Poller:
     stats: Counter = field(default_factory=Counter)
     # Whether the mapping is enabled now (Lambda stops polling a disabled mapping; its messages wait in the queue).
     enabled: Callable[[], bool] = field(default=lambda: True)
+    # The local cloud's own credentials (this run's, from the emulator), for what it does beside the function.
+    local_credentials: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -147,7 +148,9 @@ class Poller:
         self._sqs = boto3.client("sqs", aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
                                  aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"), aws_session_token=None, **where)
         # Duplicates are the local cloud's own doing, not the function's: sent with the local cloud's credentials.
-        self._chaos_sqs = boto3.client("sqs", aws_access_key_id=ADMIN_KEY, aws_secret_access_key=ADMIN_KEY, **where)
+        self._chaos_sqs = boto3.client("sqs", aws_access_key_id=self.local_credentials.get("AWS_ACCESS_KEY_ID"),
+                                       aws_secret_access_key=self.local_credentials.get("AWS_SECRET_ACCESS_KEY"),
+                                       aws_session_token=None, **where)
         self._lock = threading.Lock()
         self.busy = 0
         self.pids: list[int] = []  # every execution environment it started

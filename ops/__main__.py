@@ -17,7 +17,8 @@
                                   burst's drain time and oldest message, cost, and the thumbnail memory to choose
 
 Target: --stack NAME (pulumi stack output, the normal AWS credential chain), --outputs FILE (those outputs saved),
-or --local (the local cloud `make up` runs). --json prints what a script wants. Exit status: 0 done, 1 failed,
+or --local (the local cloud `make up` runs, found through the .localcloud/up.json it writes; LOCALCLOUD_HOME=DIR
+or --local-file FILE when it is elsewhere). --json prints what a script wants. Exit status: 0 done, 1 failed,
 2 usage.
 """
 from __future__ import annotations
@@ -35,7 +36,7 @@ from ops import capacity, gallery, images, queues, render
 from ops import reprocess as reprocessing
 from ops.images import KINDS
 from ops.queues import OpsError
-from ops.target import LOCAL_DISCOVERY, Target, TargetError, from_local, from_outputs, from_stack
+from ops.target import Target, TargetError, from_local, from_outputs, from_stack
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,8 +45,11 @@ def parser() -> argparse.ArgumentParser:
     where = top.add_mutually_exclusive_group(required=True)
     where.add_argument("--stack", help="a deployed stack, by name (reads `pulumi stack output --json`)")
     where.add_argument("--outputs", type=Path, help="that stack's outputs, saved as JSON")
-    where.add_argument("--local", nargs="?", const=LOCAL_DISCOVERY, type=Path, metavar="FILE",
-                       help="the local cloud `make up` keeps running (FILE: the up.json it wrote, if not the default)")
+    # A flag, not an option with an optional value: `--local status` must not take the command for a file.
+    where.add_argument("--local", action="store_true",
+                       help="the local cloud `make up` keeps running (it writes .localcloud/up.json, or "
+                            "$LOCALCLOUD_HOME/up.json)")
+    where.add_argument("--local-file", type=Path, metavar="FILE", help="the local cloud that wrote this up.json")
     top.add_argument("--json", action="store_true", help="print JSON instead of tables")
     commands = top.add_subparsers(dest="command", required=True)
     commands.add_parser("status", help="queues, dead letters, paused stages, images that need a person, the last hour")
@@ -96,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.stack:
                 raise OpsError("capacity plans a stack from its configuration: give --stack NAME (Pulumi.NAME.yaml)")
             return capacity.run(args.stack, args.set, args.rate, args.burst, args.mp, args.format, args.json)
-        target = (from_local(args.local) if args.local else from_outputs(args.outputs) if args.outputs
-                  else from_stack(args.stack))
+        target = (from_local(args.local_file) if args.local or args.local_file else from_outputs(args.outputs)
+                  if args.outputs else from_stack(args.stack))
         return COMMANDS[args.command](target, args)
     except (TargetError, OpsError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -116,9 +116,12 @@ def tile(image: dict[str, Any], link: Link) -> str:
     return "".join(parts)
 
 
-def page(images: list[dict[str, Any]], link: Link, title: str, emulated: bool, live: dict[str, Any] | None = None) -> str:
+def page(images: list[dict[str, Any]], link: Link, title: str, emulated: bool, live: dict[str, Any] | None = None,
+         nonce: str | None = None) -> str:
     """The whole page. `live`: the live page's settings (the upload API's URL, the largest upload, where tiles are
-    read from); None for a static page."""
+    read from); None for a static page. `nonce`: what a served page's Content-Security-Policy admits its own inline
+    style and script by."""
+    admitted = f' nonce="{escape(nonce)}"' if nonce else ""
     statuses = [image["status"] for image in images]
     present = [s for s in ORDER if s in statuses] + sorted(set(statuses) - set(ORDER))
     filters = [("all", f"All ({len(images)})")] + [(s, f"{s} ({statuses.count(s)})") for s in present]
@@ -135,11 +138,11 @@ def page(images: list[dict[str, Any]], link: Link, title: str, emulated: bool, l
                   'accept="image/*"></label>. Each goes through the upload API straight to the uploads bucket '
                   f'(at most {live["maxBytes"]:,} bytes).</p></section>')
         data = json.dumps(live).replace("<", "\\u003c")
-        script = f'<script type="application/json" id="live">{data}</script><script>{LIVE_SCRIPT}</script>'
+        script = f'<script type="application/json" id="live">{data}</script><script{admitted}>{LIVE_SCRIPT}</script>'
     tiles = "".join(tile(image, link) for image in images)
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{escape(title)}</title>'
-            f"<style>{STYLE}{rules}</style></head><body><header><h1>{escape(title)}</h1>"
+            f"<style{admitted}>{STYLE}{rules}</style></head><body><header><h1>{escape(title)}</h1>"
             f'<p class="counts" id="counts">{escape(summary_line(statuses))}</p>{note}</header>{upload}'
             f'<div class="gallery" role="group" aria-label="Show uploads by status">{radios}'
             f'<main id="tiles">{tiles or NONE_YET}</main></div>{script}</body></html>')

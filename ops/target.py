@@ -2,13 +2,15 @@
 
   --stack NAME     a deployed stack: its outputs from `pulumi stack output --json`, the normal AWS credential chain
   --outputs FILE   the same outputs saved earlier (for a machine without the Pulumi CLI), the normal chain
-  --local          the local cloud `make up` runs: the endpoints and the operator's credentials it wrote down
+  --local          the local cloud `make up` runs: the endpoints and the operator's credentials it wrote down in
+                   .localcloud/up.json (LOCALCLOUD_HOME=DIR: in DIR/up.json; --local-file FILE: in FILE)
 
 Every failure to reach the stack becomes a TargetError whose message names the fix.
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -19,7 +21,10 @@ import boto3
 from botocore.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL_DISCOVERY = ROOT / ".localcloud" / "up.json"
+# Where the local cloud keeps its files (up.json while `make up` runs, the logs, the functions' code); this variable
+# moves it (a second local cloud beside a running one, the tests).
+LOCAL_HOME_VARIABLE = "LOCALCLOUD_HOME"
+DISCOVERY_FILE = "up.json"
 # Outputs the tools need; a stack deployed before they existed lacks some: `pulumi up` adds them.
 REQUIRED_OUTPUTS = ("tableName", "queueUrls", "deadLetterQueueUrls", "queueArns", "deadLetterQueueArns",
                     "eventSourceMappings", "pauseFunctionName", "claimCheckTopicArn", "thumbnailSettings")
@@ -27,6 +32,11 @@ _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeou
 # S3's presigned URLs as SigV4: botocore presigns SigV2 in us-east-1 unless told, and S3 refuses SigV2 from accounts
 # made since 2020 (S3 User Guide, "Authenticating Requests (AWS Signature Version 2)": deprecated).
 _S3_CONFIG = _CONFIG.merge(Config(signature_version="s3v4"))
+
+
+def local_home() -> Path:
+    """The local cloud's folder: $LOCALCLOUD_HOME, or .localcloud in the project."""
+    return Path(os.environ.get(LOCAL_HOME_VARIABLE) or ROOT / ".localcloud")
 
 
 class TargetError(Exception):
@@ -93,8 +103,10 @@ def from_outputs(path: Path) -> Target:
     return Target(str(path), outputs)
 
 
-def from_local(discovery: Path = LOCAL_DISCOVERY) -> Target:
-    """The local cloud `make up` keeps running, found through the file it writes while it runs."""
+def from_local(discovery: Path | None = None) -> Target:
+    """The local cloud `make up` keeps running, found through the file it writes while it runs (by default in
+    local_home())."""
+    discovery = discovery or local_home() / DISCOVERY_FILE
     try:
         document = json.loads(discovery.read_text())
     except (FileNotFoundError, ValueError):

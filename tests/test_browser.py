@@ -164,7 +164,12 @@ def test_the_live_page_uploads_from_the_browser_straight_to_s3(browser, live, tm
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # the page's Content-Security-Policy lets its own script, style, thumbnails, grants and PUTs through: Chromium
+    # says so on the console when it refuses anything
+    refusals: list[str] = []
+    page.on("console", lambda message: refusals.append(message.text) if "Content Security Policy" in message.text else None)
     page.goto(gallery.origin + "/")
+    assert "'nonce-" in page.evaluate("() => fetch('/').then(a => a.headers.get('content-security-policy'))")
     drop(page, "harbour.jpg", samples.jpeg(1600, 1200), "image/jpeg")
     page.set_input_files("#pick", files=[
         {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"these are my notes, not a photo\n" * 20},
@@ -187,7 +192,7 @@ def test_the_live_page_uploads_from_the_browser_straight_to_s3(browser, live, tm
     assert refused["key"] is None and not any(key.endswith("huge.jpg") for key in records)
     # a type the API does not take: its 415, in words
     assert wrong_type["reason"].startswith("415: ") and wrong_type["key"] is None
-    assert errors == []
+    assert errors == [] and refusals == []
     page.screenshot(path=str(tmp_path / "live.png"), full_page=True)
     print(f"\nscreenshot: {tmp_path / 'live.png'}")
 

@@ -98,8 +98,9 @@ def api_signer(cloud, **config):
 
 
 def admin_signer(cloud, **config):
-    return boto3.client("s3", aws_access_key_id="localcloud", aws_secret_access_key="localcloud", aws_session_token=None,
-                        endpoint_url=cloud.endpoint, region_name="us-east-1", config=Config(**config))
+    admin = cloud.emulator.credentials
+    return boto3.client("s3", aws_access_key_id=admin["AWS_ACCESS_KEY_ID"], aws_secret_access_key=admin["AWS_SECRET_ACCESS_KEY"],
+                        aws_session_token=None, endpoint_url=cloud.endpoint, region_name="us-east-1", config=Config(**config))
 
 
 def test_a_sigv2_presigned_post_is_refused_as_s3_refuses_it(cloud):

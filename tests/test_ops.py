@@ -7,11 +7,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from botocore.exceptions import ClientError
@@ -21,6 +23,7 @@ from localcloud import samples
 from localcloud.__main__ import wait_until_settled
 from localcloud.cloud import LocalCloud
 from ops.__main__ import main as ops_main
+from ops.target import LOCAL_HOME_VARIABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 # A broken dependency the thumbnail stage meets for one upload: every read of it fails, so it is dead-lettered.
@@ -41,10 +44,11 @@ def cloud(tmp_path_factory):
 
 
 def ops(cloud: LocalCloud, *args: str) -> tuple[int, dict | str]:
-    """Run `python -m ops --local <its up.json> ...` in this process: (exit status, its JSON or its text)."""
+    """Run `python -m ops --local ...` as the README writes it, in this process, with the local cloud's folder where
+    this cloud wrote its up.json: (exit status, its JSON or its text)."""
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = ops_main(["--local", str(cloud.workdir / "up.json"), *args])
+    with contextlib.redirect_stdout(out), mock.patch.dict(os.environ, {LOCAL_HOME_VARIABLE: str(cloud.workdir)}):
+        status = ops_main(["--local", *args])
     text = out.getvalue()
     return status, json.loads(text) if "--json" in args else text
 
@@ -226,9 +230,9 @@ def test_a_settings_change_is_reprocessed_exactly_once(cloud):
 def test_a_reprocess_killed_halfway_resumes_from_its_checkpoint(cloud):
     settings = changed_settings(cloud, [200])
     images = done_images(cloud)
-    command = [sys.executable, "-m", "ops", "--local", str(cloud.workdir / "up.json"), "reprocess", "--all",
-               "--rate", "2", "--page-size", "2"]
-    killed = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "ops", "--local", "reprocess", "--all", "--rate", "2", "--page-size", "2"]
+    killed = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, LOCAL_HOME_VARIABLE: str(cloud.workdir)})
     checkpoints = cloud.workdir / "ops"
     try:
         wait_until(lambda: list(checkpoints.glob("reprocess-*.json")), timeout=60, every=0.2)

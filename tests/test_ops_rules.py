@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 from datetime import UTC, datetime
+from unittest import mock
 
 import pytest
 from botocore.exceptions import ClientError
@@ -13,7 +14,7 @@ from botocore.exceptions import ClientError
 from ops import images, reprocess
 from ops.__main__ import explain
 from ops.__main__ import main as ops_main
-from ops.target import TargetError, from_local, from_outputs, from_stack
+from ops.target import LOCAL_HOME_VARIABLE, ROOT, TargetError, from_local, from_outputs, from_stack, local_home
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -29,11 +30,32 @@ def test_without_the_pulumi_cli_a_stack_name_says_how_to_go_on(monkeypatch):
         from_stack("prod")
 
 
-def test_a_stopped_local_cloud_says_to_start_it(tmp_path):
-    status, said = run("--local", str(tmp_path / "up.json"), "status")
+def test_a_stopped_local_cloud_says_to_start_it(tmp_path, monkeypatch):
+    # the README's own form: `--local` is a flag, so `status` is the command (it once took `status` for its file)
+    monkeypatch.setenv(LOCAL_HOME_VARIABLE, str(tmp_path))
+    status, said = run("--local", "status")
     assert status == 1 and said == "error: the local cloud is not running: start it with `make up` (in another terminal), then run this again\n"
     with pytest.raises(TargetError, match="not running"):
         from_local(tmp_path / "missing.json")
+
+
+def test_the_local_cloud_s_file_is_found_where_it_was_written(tmp_path, monkeypatch):
+    """--local reads up.json in the local cloud's folder (LOCALCLOUD_HOME moves it); --local-file names one."""
+    written = tmp_path / "elsewhere" / "up.json"
+    written.parent.mkdir()
+    written.write_text("{not json")  # unreadable: from_local says the cloud is not running, naming no other file
+    monkeypatch.setenv(LOCAL_HOME_VARIABLE, str(written.parent))
+    assert local_home() == written.parent
+    assert run("--local", "status")[0] == 1
+    monkeypatch.delenv(LOCAL_HOME_VARIABLE)
+    assert local_home() == ROOT / ".localcloud"
+    with mock.patch("ops.__main__.from_local", side_effect=TargetError("read")) as reading:
+        assert run("--local-file", str(written), "status") == (1, "error: read\n")
+        assert run("--local", "status") == (1, "error: read\n")
+    assert [c.args for c in reading.call_args_list] == [(written,), (None,)]
+    with pytest.raises(SystemExit) as both:
+        run("--local", "--stack", "dev", "status")
+    assert both.value.code == 2
 
 
 def test_saved_outputs_must_exist_and_hold_what_the_tools_read(tmp_path):
