@@ -44,6 +44,8 @@ NOT_COMMANDS = {
     "POST /uploads": "the upload API's HTTP exchange (tests/test_local_upload.py makes it)",
     "claimcheck dev: 10 images/s steady": "what `ops capacity` prints",
     "Pulumi.yaml  Pulumi.dev.yaml  __main__.py": "the layout of the code",
+    "claimcheck:accountConcurrency: 10": "Pulumi.new-account.yaml's settings (tests/test_capacity.py runs that file)",
+    "LAMBDA CONCURRENCY": "what `ops capacity` prints",
 }
 PULUMI = "the Pulumi CLI is not installed here (the local cloud runs the program under Pulumi's mocks instead)"
 # awscli pins botocore exactly (1.46.3, the newest, needs botocore 1.44.3) and none matches the venv's pinned 1.44.18.
@@ -95,6 +97,10 @@ AGAINST_UP = {
     "python -m ops --outputs dev.json status": r"^claimcheck dev\.json\nSTAGE +QUEUED",
 }
 UP = "make up"
+# Run on their own, with no local cloud and no AWS (they read a stack file): what each must print.
+OFFLINE = {
+    "python -m ops --stack new-account capacity": r"^LAMBDA CONCURRENCY\naccount quota \(accountConcurrency\) +10\n",
+}
 # Whole local clouds with uploads (a minute or more together): marked readme, run by .ci/run after make test.
 DEMOS = {
     "make demo": r"Every upload accounted for: 7 done, 1 failed, 3 rejected",
@@ -154,7 +160,7 @@ COMMANDS = readme_commands(README.read_text())
 
 
 def test_every_readme_command_is_run_here_or_listed():
-    run_here = {*AGAINST_UP, UP, *DEMOS}
+    run_here = {*AGAINST_UP, UP, *DEMOS, *OFFLINE}
     neither = [command for command in COMMANDS if command not in run_here and not_here(command) is None]
     assert neither == [], "README commands neither run by tests/test_readme.py nor listed in NOT_HERE with a reason"
     both = [command for command in run_here if not_here(command) is not None]
@@ -312,6 +318,13 @@ def up(checkout):
         yield running, exported
     finally:
         running.end()
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c in OFFLINE])
+def test_a_command_that_needs_no_cloud_runs_as_written(command, checkout):
+    ran = shell(COMMANDS[command], checkout, timeout=120)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert re.search(OFFLINE[command], ran.stdout, flags=re.M), ran.stdout
 
 
 @pytest.mark.parametrize("command", [c for c in COMMANDS if c in AGAINST_UP])
