@@ -235,7 +235,8 @@ def lambda_as(cloud: LocalCloud, function_logical_name: str | None = None):
     """Lambda's client for a function's role, or (no name) for the local cloud's unrestricted harness."""
     if function_logical_name:
         return as_function(cloud, function_logical_name, "lambda")
-    return boto3.client("lambda", aws_access_key_id="localcloud", aws_secret_access_key="localcloud",
+    admin = cloud.emulator.credentials
+    return boto3.client("lambda", aws_access_key_id=admin["AWS_ACCESS_KEY_ID"], aws_secret_access_key=admin["AWS_SECRET_ACCESS_KEY"],
                         aws_session_token=None, endpoint_url=cloud.endpoint, region_name="us-east-1")
 
 
