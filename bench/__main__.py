@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import engines, inputs, library
-from handlers.names import QUEUE_FED, Function
-from infra import costs, packaging
+from handlers.names import Function
+from handlers.thumbnails import ThumbnailSettings
+from infra import capacity, costs, packaging
 from infra.settings import RUNTIME_GLIBC, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +49,7 @@ TARGETS = {"engine_vs_pyvips": 1.0, "naive_vs_engine": 3.0, "engine_vs_floor": 2
            "first_vs_warm": 1.2}
 
 
-def measure(engine: str, path: Path, repeats: int, settings: Settings, *extra: str) -> dict[str, Any]:
+def measure(engine: str, path: Path, repeats: int, settings: ThumbnailSettings, *extra: str) -> dict[str, Any]:
     """bench.worker ENGINE (or cold) on one input with the stack's sizes, format and quality, in a fresh process."""
     # One thread for libvips too: the thumbnail function's share of a CPU at its memory size is under one vCPU.
     environment = {**os.environ, "VIPS_CONCURRENCY": "1"}
@@ -60,7 +61,7 @@ def measure(engine: str, path: Path, repeats: int, settings: Settings, *extra: s
     return found
 
 
-def bench_inputs(paths: list[Path], repeats: int, settings: Settings, sharp: Path | None) -> dict[str, Any]:
+def bench_inputs(paths: list[Path], repeats: int, settings: ThumbnailSettings, sharp: Path | None) -> dict[str, Any]:
     """Each input through every engine (sharp when `sharp`, its node_modules, is set): time, peak RSS, and PSNR
     and bytes per size after encoding."""
     results: dict[str, Any] = {}
@@ -103,7 +104,7 @@ def bench_inputs(paths: list[Path], repeats: int, settings: Settings, sharp: Pat
     return results
 
 
-def bench_formats(path: Path, repeats: int, settings: Settings) -> dict[str, Any]:
+def bench_formats(path: Path, repeats: int, settings: ThumbnailSettings) -> dict[str, Any]:
     """Time and bytes of the configured sizes in each output format (one decode), and the encoder's loss:
     PSNR of the largest size against the same pixels saved losslessly (comparable quality: similar dB)."""
     data = path.read_bytes()
@@ -151,7 +152,18 @@ def bench_cold_start() -> dict[str, Any]:
     return found
 
 
-def bench_first_thumbnail(paths: list[Path], repeats: int, settings: Settings) -> dict[str, Any]:
+def bench_cost(stack: Settings, engine_ms: float) -> dict[str, float]:
+    """Dollars per million JPEGs: the measured stage at the engine's time here, the others at their declared ones."""
+    stages = []
+    for configured in capacity.reaching(stack, "jpeg"):
+        model = configured.stage.capacity
+        assert model is not None
+        seconds = engine_ms / 1000 if model.measured else model.seconds(configured, 0.0, "jpeg", 1.0)
+        stages.append(costs.StageCost.of(configured, seconds))
+    return costs.per_million(stages, stack.architecture)
+
+
+def bench_first_thumbnail(paths: list[Path], repeats: int, settings: ThumbnailSettings) -> dict[str, Any]:
     """The thumbnail stage's first image in a fresh interpreter against the warm ones after it (bench.worker cold):
     with the stack's formats prepared as the function starts, the first pays no plugin import."""
     found = {}
@@ -227,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     args = parser.parse_args(argv)
-    settings = Settings()
+    stack = Settings()
+    settings = stack.configured(Function.THUMBNAILS).settings
     repeats = 1 if args.quick else args.repeats
     paths = inputs.write(INPUT_DIR, inputs.TINY if args.quick else inputs.STANDARD)
     if not args.quick:
@@ -237,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     sharp, why_not = engines.sharp_ready()
     results: dict[str, Any] = {
         "settings": {"sizes": list(settings.thumbnail_sizes), "format": settings.output_format,
-                     "quality": settings.output_quality, "architecture": settings.architecture,
+                     "quality": settings.output_quality, "architecture": stack.architecture,
                      "pyvips_threads": 1, "repeats": repeats},
         "inputs": bench_inputs(paths, repeats, settings, sharp),
         "formats": {path.name: bench_formats(path, repeats, settings) for path in [paths[0], *_real_photos()]},
@@ -247,9 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline": bench_pipeline(args.quick),
     }
     first = results["inputs"][paths[0].name]
-    results["usd_per_million"] = costs.per_million(
-        first["engine_ms"], {n: settings.stage(n).memory for n in QUEUE_FED},
-        settings.architecture, len(settings.thumbnail_sizes), {n: settings.stage(n).batch_size for n in QUEUE_FED})
+    results["usd_per_million"] = bench_cost(stack, first["engine_ms"])
     results["prices_date"] = costs.PRICES_DATE
     results["verdicts"] = verdicts(results)
     results["limits"] = LIMITS

@@ -93,9 +93,10 @@ def files(directory: Path) -> list[Path]:
 
 def engine_rate(paths: list[Path]) -> float:
     """Images per second of the thumbnail engine alone at the default settings, one after another in one process."""
+    from handlers.names import Function
     from infra.settings import Settings
 
-    s = Settings()
+    s = Settings().configured(Function.THUMBNAILS).settings
     data = [p.read_bytes() for p in paths]
     started = time.perf_counter()
     for item in data:

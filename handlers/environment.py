@@ -1,20 +1,21 @@
-"""What a function is configured with: its environment variables, parsed once.
-
-Limits and their defaults are decided in infra/settings.py and arrive here as
-environment variables; this module only reads them and fails loudly when one
-is missing or malformed.
+"""What a function is given: where the stack's resources are (a Link of the program sets each variable), its own
+settings (decoded by handlers.settings from the variables its declaration names), and what the local cloud
+emulates. Read once per execution environment, each part on first use, so a function needs only what it uses; a
+missing or malformed variable is a ConfigurationError naming it.
 """
 from __future__ import annotations
 
 import json
 import os
 from functools import cache, cached_property
+from typing import Any, TypeVar
 
 from handlers.names import Env, thumbnail_settings
+from handlers.settings import ConfigurationError, from_environment
 
+__all__ = ["ConfigurationError", "Environment", "load", "thumbnail_settings"]
 
-class ConfigurationError(RuntimeError):
-    """A required environment variable is missing or malformed."""
+T = TypeVar("T")
 
 
 def _get(name: str, default: str | None = None) -> str:
@@ -32,17 +33,6 @@ def _int(name: str, default: str | None = None) -> int:
         raise ConfigurationError(f"environment variable {name}={raw!r} is not an integer") from exc
 
 
-def _list(name: str, default: str | None = None) -> tuple[str, ...]:
-    return tuple(part.strip() for part in _get(name, default).split(",") if part.strip())
-
-
-def _present_list(name: str) -> tuple[str, ...]:
-    """A list that may be empty (the variable set to ""), but must be set: empty means none."""
-    if name not in os.environ:
-        raise ConfigurationError(f"environment variable {name} is not set")
-    return tuple(part.strip() for part in os.environ[name].split(",") if part.strip())
-
-
 def _string_table(name: str) -> dict[str, str]:
     """A JSON object of strings (a table the program wrote), refused whole when it is anything else."""
     raw = _get(name)
@@ -56,7 +46,20 @@ def _string_table(name: str) -> dict[str, str]:
 
 
 class Environment:
-    """Each setting is read on first use, so a function needs only the variables it uses."""
+    """Each variable is read on first use."""
+
+    def __init__(self) -> None:
+        self._settings: dict[type, Any] = {}
+
+    def settings(self, cls: type[T]) -> T:
+        """This function's settings of the dataclass `cls` (its stage's declaration), as the program encoded them."""
+        if cls not in self._settings:
+            self._settings[cls] = from_environment(cls)
+        return self._settings[cls]
+
+    def emulates(self, service: str) -> bool:
+        """Whether the local cloud emulates `service` for this function (its answers are marked emulated)."""
+        return service in os.environ.get(Env.EMULATED, "").split(",")
 
     table_name = property(lambda self: _get(Env.TABLE_NAME))
     topic_arn = property(lambda self: _get(Env.TOPIC_ARN))
@@ -65,46 +68,18 @@ class Environment:
     upload_expiry_seconds = cached_property(lambda self: _int(Env.UPLOAD_EXPIRY_SECONDS))
     # Set when thumbnails are served through CloudFront: each output gets its URL.
     thumbnails_base_url = cached_property(lambda self: os.environ.get(Env.THUMBNAILS_BASE_URL, "").rstrip("/"))
-    allowed_formats = cached_property(lambda self: _list(Env.ALLOWED_FORMATS))
-    # Empty when the stack sends no format to Rekognition (allowedFormats without jpeg and png).
-    label_formats = cached_property(lambda self: _present_list(Env.LABEL_FORMATS))
     # The distribution the purge function invalidates thumbnails in.
     distribution_id = cached_property(lambda self: os.environ.get(Env.DISTRIBUTION_ID, ""))
     # Set when thumbnails are served through CloudFront: the thumbnail stage asks the purge function, through this
     # queue, to invalidate what it deletes.
     purge_queue_url = cached_property(lambda self: os.environ.get(Env.PURGE_QUEUE_URL, ""))
-    max_upload_bytes = cached_property(lambda self: _int(Env.MAX_UPLOAD_BYTES))
-    max_pixels = cached_property(lambda self: _int(Env.MAX_PIXELS))
-    max_frames = cached_property(lambda self: _int(Env.MAX_FRAMES))
-    max_jpeg_scans = cached_property(lambda self: _int(Env.MAX_JPEG_SCANS, "100"))
-    max_jpeg_segments = cached_property(lambda self: _int(Env.MAX_JPEG_SEGMENTS, "1000"))
-    # CPU seconds one image may take (the program derives it from the timeout, memory and batch size).
-    image_cpu_seconds = cached_property(lambda self: _int(Env.IMAGE_CPU_SECONDS, "10"))
-    # format -> bytes one decode takes per pixel (the program's memory model), e.g. "jpeg:9,webp:16".
-    decode_bytes_per_pixel = cached_property(lambda self: tuple(
-        (name, float(value)) for name, value in (part.split(":") for part in _list(Env.DECODE_BYTES_PER_PIXEL, "")))
-        if os.environ.get(Env.DECODE_BYTES_PER_PIXEL) else ())
+    # The pause function's table: stage -> its event source mapping's UUID.
+    stage_mappings = cached_property(lambda self: _string_table(Env.STAGE_MAPPINGS))
     # Lambda sets it to the function's memory; the local cloud too.
     function_memory_mb = cached_property(lambda self: _int("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024"))
-    # Largest first: each size is made from the one before it.
-    thumbnail_sizes = cached_property(lambda self: tuple(sorted({int(s) for s in _list(Env.THUMBNAIL_SIZES)}, reverse=True)))
-    output_format = cached_property(lambda self: _get(Env.OUTPUT_FORMAT).lower())
-    output_quality = cached_property(lambda self: _int(Env.OUTPUT_QUALITY))
-    # The name of these three: part of every thumbnail key, and kept on the record.
-    thumbnail_settings = cached_property(lambda self: thumbnail_settings(
-        self.thumbnail_sizes, self.output_format, self.output_quality))
-    max_labels = cached_property(lambda self: _int(Env.MAX_LABELS))
-    min_confidence = cached_property(lambda self: float(_get(Env.MIN_CONFIDENCE)))
-    store_gps = cached_property(lambda self: _get(Env.STORE_GPS, "false").lower() == "true")
-    # This environment's share of the DetectLabels quota (calls a second); 0: not paced.
-    rekognition_calls_per_second = cached_property(lambda self: float(_get(Env.REKOGNITION_CALLS_PER_SECOND, "0")))
-    # stage -> the UUID of its event source mapping: the only mappings the pause function acts on.
-    stage_mappings = cached_property(lambda self: _string_table(Env.STAGE_MAPPINGS))
-    # Set by the local cloud: its Rekognition answers canned labels.
-    labels_emulated = cached_property(lambda self: _get(Env.LABELS_EMULATED, "false").lower() == "true")
 
 
 @cache
 def load() -> Environment:
-    """The function's settings, one instance per execution environment."""
+    """The function's environment, one instance per execution environment."""
     return Environment()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -29,11 +30,57 @@ from handlers.limits import check_pixels
 from handlers.names import API_UPLOADS_PREFIX, OWNER_METADATA, ClaimAttribute, ClaimEvent, Function, Metric, Status
 from handlers.observability import count, logger, run_batch
 from handlers.records import Outcome
+from handlers.settings import StageSettings, setting, shared
 from handlers.sniff import SNIFF_BYTES, Sniffed, sniff
+from handlers.stages import Capacity, Configured, Feed, Stage, matches
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+
+# The intake's whole time per image (a ranged GET, a read and a write of the record, a publish): ASSUMED, no AWS account
+# here to measure it; it waits on the network, so more memory buys it nothing.
+INTAKE_SECONDS = 0.04
+
+
+@dataclass(frozen=True)
+class IntakeSettings:
+    allowed_formats: tuple[str, ...] = shared("allowedFormats")
+    max_upload_bytes: int = shared("maxUploadBytes")
+    max_pixels: int = shared("maxPixels")
+    # The subscription filter of every stage that writes a result onto the record (completed by the program from
+    # their declarations): an accepted image waits for the stages whose filter its claim check passes, by the very
+    # policies their subscriptions apply, so the two cannot disagree.
+    stage_filters: dict[str, Any] | None = setting(None, None, "json", "The result stages' subscription filters.",
+                                                   env="STAGE_FILTERS")
+
+
+def stage_filters(configured: Configured, others: Mapping[str, Configured]) -> IntakeSettings:
+    """The intake's settings with the filters of the deployed stages that write results."""
+    return dataclasses.replace(configured.settings, stage_filters={
+        other.name: other.stage.subscription(other.settings) for other in others.values()
+        if other.stage.feed == Feed.CLAIM_CHECKS and other.stage.results and other.stage.deployed(other.settings)})
+
+
+STAGE = Stage(
+    name=Function.INTAKE, component="IntakeStage", resource="intake", description="The intake function.", order=10,
+    settings=IntakeSettings, feed=Feed.UPLOADS, results=False,
+    sizing=StageSettings(memory=256, timeout=30, batch_size=10, batching_window=0, max_concurrency=10),
+    uses=("records", "uploads", "claim_checks", "status_tags"),
+    dropped=Metric.INVALID_EVENTS,
+    reported=((Status.ACCEPTED, Metric.ACCEPTED), (Status.REJECTED, Metric.REJECTED), (Status.DELETED, Metric.DELETED),
+              ("dropped messages", Metric.INVALID_EVENTS)),
+    complete=stage_filters,
+    capacity=Capacity(seconds=lambda c, megapixels, fmt, speed: INTAKE_SECONDS, upload_reads=1, record_writes=1,
+                      priced=lambda c: {"sns_publish": 1.0, "s3_get": 1.0}),
+)
+
+
+def awaited(settings: IntakeSettings, fmt: str) -> list[str]:
+    """The stages an accepted image of `fmt` waits for: those whose subscription its claim check passes."""
+    attributes: dict[str, str] = {ClaimAttribute.FORMAT: fmt, ClaimAttribute.EVENT: ClaimEvent.CREATED}
+    return [name for name, policy in (settings.stage_filters or {}).items() if matches(policy, attributes)]
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -148,13 +195,13 @@ def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
         # stale is still true of its content.
         originals.tag_status(claim, Status.REJECTED)
     fmt = found.format if found else None
-    expected = [Function.THUMBNAILS, *([Function.LABELS] if fmt in env.label_formats else [])]
+    settings = env.settings(IntakeSettings)
     result = records.record_event(env.table_name, claim.image_id, sequencer, {
         "status": status, "reason": reason, "bucket": bucket, "key": key, "format": fmt, "size": head.size,
         "etag": head.etag, "version_id": claim.version_id, "event_time": event_time,
         "width": found.width if found else None, "height": found.height if found else None,
-        "expected_stages": expected if found else [], "owner": owner,
-    }, replacing=replacing)
+        "expected_stages": awaited(settings, fmt) if fmt else [], "owner": owner,
+    }, stages=settings.stage_filters or {}, replacing=replacing)
     if result.outcome == Outcome.STALE:
         logger.info("older than the recorded event; nothing changed")
         count(Metric.STALE_EVENTS)
@@ -261,7 +308,7 @@ def _removed(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
         "status": Status.DELETED, "bucket": bucket, "key": key,
         "reason": "the original expired (a lifecycle rule of the uploads bucket)" if expired else "the upload was deleted",
         "event_time": event_time, "expected_stages": [],
-    })
+    }, stages=env.settings(IntakeSettings).stage_filters or {})
     if result.outcome == Outcome.STALE:
         count(Metric.STALE_EVENTS)
         return
@@ -289,17 +336,18 @@ def _inspect(claim: contracts.ClaimCheck, head: Head, env: environment.Environme
     """Decide from the size and the first bytes S3 holds whether an upload is an image this pipeline takes."""
     if head.size == 0:
         raise PermanentFailure("the file is empty (0 bytes)")
-    if head.size > env.max_upload_bytes:
-        raise PermanentFailure(f"the file is {head.size:,} bytes, over the upload limit of {env.max_upload_bytes:,} bytes")
+    settings = env.settings(IntakeSettings)
+    if head.size > settings.max_upload_bytes:
+        raise PermanentFailure(f"the file is {head.size:,} bytes, over the upload limit of {settings.max_upload_bytes:,} bytes")
     found = sniff(head.data)
     named = _extension_note(claim.key, found.format)
     if found.format is None:
         raise PermanentFailure(f"not an image: the content is {found.description}{named}")
-    if found.format not in env.allowed_formats:
-        allowed = ", ".join(env.allowed_formats)
+    if found.format not in settings.allowed_formats:
+        allowed = ", ".join(settings.allowed_formats)
         raise PermanentFailure(f"{found.format.upper()} images are not accepted{named} (allowed: {allowed})")
     if found.width is not None and found.height is not None:
-        check_pixels(found.width, found.height, env.max_pixels)
+        check_pixels(found.width, found.height, settings.max_pixels)
     return found
 
 

@@ -74,7 +74,8 @@ class ClaimAttribute(StrEnum):
 
 
 class Function(StrEnum):
-    """The pipeline's functions; each one's handler is handlers/<value>.py."""
+    """The pipeline's functions; each one's handler is handlers/<value>.py. A declared stage's function is named by
+    its declaration (handlers/stages.py); these are the names the pipeline's own parts and tools use."""
 
     INTAKE = "intake"
     THUMBNAILS = "thumbnails"
@@ -84,18 +85,13 @@ class Function(StrEnum):
     PAUSE = "pause"  # pauses or resumes one stage's event source mapping: what operators may invoke instead
 
 
-# The functions fed from a queue (each with its DLQ), in the order an upload reaches them.
-QUEUE_FED = (Function.INTAKE, Function.THUMBNAILS, Function.LABELS)
-# The stages that write a result onto the image record, after the intake accepted it.
-RESULT_STAGES = (Function.THUMBNAILS, Function.LABELS)
-
-
 # The list inside the label stage's result: {"status", "labels": [{"name", "confidence"}], "source"}.
 LABEL_LIST = "labels"
 
 
 class Env(StrEnum):
-    """The environment variables the program sets and the handlers read (handlers/environment.py)."""
+    """The environment variables of the stack's resources the program sets and the handlers read
+    (handlers/environment.py); a setting's variable is named by its declaration (handlers/settings.py)."""
 
     TABLE_NAME = "TABLE_NAME"
     TOPIC_ARN = "TOPIC_ARN"
@@ -104,26 +100,10 @@ class Env(StrEnum):
     THUMBNAILS_BASE_URL = "THUMBNAILS_BASE_URL"
     DISTRIBUTION_ID = "DISTRIBUTION_ID"
     PURGE_QUEUE_URL = "PURGE_QUEUE_URL"
-    ALLOWED_FORMATS = "ALLOWED_FORMATS"
-    LABEL_FORMATS = "LABEL_FORMATS"
-    MAX_UPLOAD_BYTES = "MAX_UPLOAD_BYTES"
-    MAX_PIXELS = "MAX_PIXELS"
-    MAX_FRAMES = "MAX_FRAMES"
-    MAX_JPEG_SCANS = "MAX_JPEG_SCANS"
-    MAX_JPEG_SEGMENTS = "MAX_JPEG_SEGMENTS"
-    IMAGE_CPU_SECONDS = "IMAGE_CPU_SECONDS"
-    DECODE_BYTES_PER_PIXEL = "DECODE_BYTES_PER_PIXEL"
-    THUMBNAIL_SIZES = "THUMBNAIL_SIZES"
-    OUTPUT_FORMAT = "OUTPUT_FORMAT"
-    OUTPUT_QUALITY = "OUTPUT_QUALITY"
-    STORE_GPS = "STORE_GPS"
-    MAX_LABELS = "MAX_LABELS"
-    MIN_CONFIDENCE = "MIN_CONFIDENCE"
-    LABELS_EMULATED = "LABELS_EMULATED"
-    REKOGNITION_CALLS_PER_SECOND = "REKOGNITION_CALLS_PER_SECOND"
     UPLOAD_EXPIRY_SECONDS = "UPLOAD_EXPIRY_SECONDS"
     UPLOAD_API_KIND = "UPLOAD_API_KIND"
     STAGE_MAPPINGS = "STAGE_MAPPINGS"  # JSON: each stage's event source mapping UUID (the pause function's table)
+    EMULATED = "CLAIMCHECK_EMULATED"  # the services the local cloud emulates for a function (their answers say so)
     # Powertools reads these itself.
     SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
     METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
@@ -169,3 +149,28 @@ class Metric(StrEnum):
     TAGGED = "Tagged"  # a rejected or failed original tagged with its status
     THUMBNAIL_DURATION = "ThumbnailDuration"
     LABEL_DURATION = "LabelDuration"
+
+
+class StackOutput(StrEnum):
+    """The stack's outputs: `__main__.py` exports them, `python -m ops` and the local cloud read them back."""
+
+    UPLOADS_BUCKET = "uploadsBucket"
+    THUMBNAILS_BUCKET = "thumbnailsBucket"
+    TABLE_NAME = "tableName"
+    CLAIM_CHECK_TOPIC_ARN = "claimCheckTopicArn"
+    ALARM_TOPIC_ARN = "alarmTopicArn"
+    QUEUE_URLS = "queueUrls"  # by function
+    DEAD_LETTER_QUEUE_URLS = "deadLetterQueueUrls"
+    QUEUE_ARNS = "queueArns"
+    DEAD_LETTER_QUEUE_ARNS = "deadLetterQueueArns"
+    EVENT_SOURCE_MAPPINGS = "eventSourceMappings"
+    DASHBOARD_URL = "dashboardUrl"
+    REJECTED_RETENTION_DAYS = "rejectedRetentionDays"
+    OPERATOR_POLICY_ARN = "operatorPolicyArn"
+    PAUSE_FUNCTION_NAME = "pauseFunctionName"
+    UPLOAD_API_URL = "uploadApiUrl"  # with the upload API
+    UPLOAD_API_AUTH = "uploadApiAuth"
+    UPLOADER_POLICY_ARN = "uploaderPolicyArn"  # IAM mode
+    UPLOADER_JWT = "uploaderJwt"  # JWT mode
+    THUMBNAILS_URL = "thumbnailsUrl"  # with the CDN
+    THUMBNAIL_SETTINGS = "thumbnailSettings"  # the thumbnail stage's: the name of its settings deployed now

@@ -12,7 +12,7 @@ attention without scanning the table, and the index holds only those records.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -22,11 +22,11 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from handlers import aws
-from handlers.names import ATTENTION_SHARDS, NEEDS_ATTENTION, RESULT_STAGES, ClaimEvent, Function, StageStatus, Status
+from handlers.names import ATTENTION_SHARDS, NEEDS_ATTENTION, ClaimEvent, StageStatus, Status
 
-# Attributes the stages own; a newer event clears them with the old version's results.
-# (A reprocess that failed leaves a note under the event's name; a newer event clears it too.)
-STAGE_ATTRIBUTES = (*RESULT_STAGES, "metadata", ClaimEvent.REPROCESS)
+# Attributes of the stages' results besides each stage's own (named after it); a newer event clears them with the old
+# version's results. (A reprocess that failed leaves a note under the event's name; a newer event clears it too.)
+RESULT_ATTRIBUTES = ("metadata", ClaimEvent.REPROCESS)
 ATTENTION = "attention"
 
 
@@ -181,12 +181,12 @@ def get(table_name: str, image_id: str) -> ImageRecord | None:
     return ImageRecord.of(aws.table(table_name).get_item(Key={"image_id": image_id}, ConsistentRead=True).get("Item"))
 
 
-def record_event(table_name: str, image_id: str, sequencer: str, attributes: dict[str, Any],
-                 replacing: str | None = None) -> WriteResult:
+def record_event(table_name: str, image_id: str, sequencer: str, attributes: dict[str, Any], *,
+                 stages: Iterable[str], replacing: str | None = None) -> WriteResult:
     """Write the intake's view of an event (accepted, rejected or deleted) if it is the newest.
 
-    A newer event replaces the record and clears the stages' results of the
-    previous version; the same event again changes nothing. `replacing`: write over a record that holds exactly this
+    A newer event replaces the record and clears the results of the previous version (each of `stages` writes its own
+    under its name); the same event again changes nothing. `replacing`: write over a record that holds exactly this
     (later) sequencer, which the intake found no event of S3's current version could pass.
     """
     stamp = now()
@@ -195,7 +195,7 @@ def record_event(table_name: str, image_id: str, sequencer: str, attributes: dic
         table_name, image_id,
         set_values={**attributes, **indexed, "sequencer": sequencer, "updated_at": stamp},
         if_not_exists={"created_at": stamp},
-        remove=(*STAGE_ATTRIBUTES, *unindexed),
+        remove=(*stages, *RESULT_ATTRIBUTES, *unindexed),
         condition="attribute_not_exists(#seq) OR #seq < :seq" if replacing is None else "#seq = :seq",
         condition_values={":seq": sequencer if replacing is None else replacing},
         condition_names={"#seq": "sequencer"},
@@ -218,8 +218,6 @@ def record_stage(table_name: str, image_id: str, sequencer: str, stage: str, res
     when that says this result settles the image, one write stores it and settles, on condition that the other
     stages' results are still the ones read (otherwise the two writes below do it).
     """
-    if stage not in RESULT_STAGES:
-        raise ValueError(f"unknown stage {stage!r}")
     values = {stage: {**result, "updated_at": now()}, **({"metadata": metadata} if metadata else {})}
     settled_at_once = _settle_at_once(table_name, image_id, sequencer, stage, values, known)
     if settled_at_once is not None:
@@ -249,17 +247,17 @@ def record_stage(table_name: str, image_id: str, sequencer: str, stage: str, res
     return WriteResult(Outcome.WRITTEN, record)
 
 
-def record_reprocessed(table_name: str, image_id: str, sequencer: str, result: dict[str, Any],
+def record_reprocessed(table_name: str, image_id: str, sequencer: str, stage: str, result: dict[str, Any],
                        made_with: str | None) -> WriteResult:
-    """Replace a done image's thumbnail result with one made with other settings, unless the record moved on since it
-    was read: a newer event, or thumbnails already made again (`made_with`: the settings the stage found)."""
+    """Replace a done image's result of `stage` with one made with other settings, unless the record moved on since
+    it was read: a newer event, or the result already made again (`made_with`: the settings the stage found)."""
     made = "attribute_not_exists(#t.#set)" if made_with is None else "#t.#set = :made"
     written, item = _update(
-        table_name, image_id, set_values={Function.THUMBNAILS: {**result, "updated_at": now()}, "updated_at": now()},
+        table_name, image_id, set_values={stage: {**result, "updated_at": now()}, "updated_at": now()},
         remove=(ClaimEvent.REPROCESS,),
         condition=f"#seq = :seq AND #status = :done AND {made}",
         condition_values={":seq": sequencer, ":done": Status.DONE, **({":made": made_with} if made_with else {})},
-        condition_names={**_CONDITION_NAMES, "#t": Function.THUMBNAILS, "#set": "settings"})
+        condition_names={**_CONDITION_NAMES, "#t": stage, "#set": "settings"})
     return WriteResult(Outcome.WRITTEN if written else Outcome.STALE, ImageRecord.of(item))
 
 

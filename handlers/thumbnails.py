@@ -12,33 +12,183 @@ this one ran, what it wrote is removed again.
 """
 from __future__ import annotations
 
-import os
+import math
+from dataclasses import dataclass, replace
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from handlers import aws, contracts, environment, imaging, isolation, originals, records
 from handlers.failures import PermanentFailure, classified
-from handlers.names import ClaimEvent, Env, Function, Metric, StageStatus, Status
+from handlers.names import ClaimEvent, Function, Metric, StackOutput, StageStatus, Status, thumbnail_settings
 from handlers.observability import count, duration, logger, run_batch
+from handlers.settings import (
+    MB_PER_VCPU,
+    Accepts,
+    ConfigurationError,
+    StageSettings,
+    between,
+    one_of,
+    setting,
+    shared,
+)
 from handlers.stage import for_claim_check, pending, refuse
+from handlers.stages import Capacity, Configured, Stage
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
+NAME = Function.THUMBNAILS
+OUTPUT_FORMATS = ("jpeg", "webp", "png")
 # What a record says when its key no longer holds an image the stages should show.
 REMOVED = (Status.REJECTED, Status.DELETED)
 # Thumbnail keys never change content, so caches may keep them for a year.
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 
+# --- Memory: what one decode may take -----------------------------------------------------------------------------
+# The stage's worst-case memory, per decoded pixel, by input format: what a decode at `maxPixels` may take on top of
+# the function's own footprint. Measured by the hostile-image suite (tests/test_hostile.py prints the peak of each
+# case); the intake's header check keeps every upload within maxPixels. Measured at 50 MP (the table keeps about a
+# tenth more, for what the allocator adds):
+#   jpeg: 8.2 B/px for a progressive CMYK file (full-size coefficient buffers: 4 components x 2 bytes), 0.4 baseline;
+#   png, tiff: 9.9 for 16-bit samples (decoded to 32-bit, then scaled), 8.1 RGBA, 4.1 RGB; gif: 5.2 (to RGB);
+#   webp: 16 (libwebp's RGBA canvas, the frame it returns, Pillow's copy); avif: 9.1; heic: not measured, 12 assumed.
+DECODE_BYTES_PER_PIXEL = {"jpeg": 9, "png": 11, "gif": 6, "tiff": 11, "webp": 17, "heic": 12, "avif": 10}
+FUNCTION_FOOTPRINT_MB = 120  # the Python runtime, boto3, Powertools and Pillow, measured in a warm thumbnail process
+MEMORY_HEADROOM = 0.85  # of the configured memory; the rest is left for the allocator's fragmentation
 
-# The invocation's context, for the time it has left (Powertools hands record handlers only the record).
-_invocation: dict[str, Any] = {}
-# Memory the decode of one image may add, beyond what the function holds already, is what is left of the
-# function's memory after its own footprint and this margin for the allocator.
-MEMORY_MARGIN_MB = 48
-# Kept back from the invocation's deadline for storing and recording the results: 15% of the function's
-# timeout, at most 3 s.
-WALL_MARGIN_SHARE, WALL_MARGIN_MAX_S = 0.15, 3.0
+# --- Time: measured here (make bench, 2 cores, one core per engine run; README, "Performance", 2026-12-02) --------
+# The engine's one-core time for a photo of `mp` megapixels, per format: a + b × mp milliseconds. JPEG: 92 ms at
+# 12 MP, 135 ms at 24 MP (libjpeg's DCT scaling makes it grow slower than the pixels); PNG 131 ms and WebP 190 ms
+# at 6 MP (Pillow decodes them at full size, so they grow with the pixels). GIF and TIFF are taken as PNG; HEIC
+# and AVIF were not benchmarked (40 ms/MP ASSUMED, a little over WebP).
+ENGINE_MS = {"jpeg": (49.0, 3.58), "png": (0.0, 21.8), "webp": (0.0, 31.7), "gif": (0.0, 21.8), "tiff": (0.0, 21.8),
+             "heic": (0.0, 40.0), "avif": (0.0, 40.0)}
+# Bytes of a camera photo per megapixel, for the GET that fetches it: ~0.35 MB/MP for a JPEG at quality 90-95,
+# 1.5 MB/MP for a PNG (the generated camera library of make test-library: 780 MB for 112 photos of 8-24 MP).
+BYTES_PER_MP = {"jpeg": 350_000, "png": 1_500_000, "webp": 250_000, "gif": 1_000_000, "tiff": 3_000_000,
+                "heic": 200_000, "avif": 200_000}
+DECODE_CHILD_MS = 4.0  # handing the photo to the warm decode child (measured here: handlers/isolation.py)
+# ASSUMED (no AWS account here to measure them): one stream from Lambda to S3 in the same Region, one call's round trip.
+S3_GET_MB_PER_S = 80.0
+REQUEST_MS = {"s3_put": 15.0, "s3_get": 20.0, "dynamodb": 8.0}
+
+
+def _sizes_ok(value: Any) -> bool:
+    return (isinstance(value, tuple) and 1 <= len(value) <= 10 and len(set(value)) == len(value)
+            and all(isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 4096 for v in value))
+
+
+@dataclass(frozen=True)
+class ThumbnailSettings:
+    allowed_formats: tuple[str, ...] = shared("allowedFormats")  # its decoders are imported as the function starts
+    max_pixels: int = shared("maxPixels")
+    max_frames: int = setting(100, "maxFrames", "int", "Most frames (or pages) an animated image may have.",
+                              between(1, 10_000), env="MAX_FRAMES")
+    max_jpeg_scans: int = setting(100, "maxJpegScans", "int",
+                                  "Most scans a progressive JPEG may have (each scan is another pass over the image).",
+                                  between(1, 10_000), env="MAX_JPEG_SCANS")
+    max_jpeg_segments: int = setting(1000, "maxJpegSegments", "int",
+                                     "Most marker segments a JPEG may have before its first scan.", between(16, 65_535),
+                                     env="MAX_JPEG_SEGMENTS")
+    thumbnail_sizes: tuple[int, ...] = setting(
+        (1024, 512, 128), "thumbnailSizes", "list", "Bounding boxes of the thumbnails, in pixels; never upscaled.",
+        Accepts(_sizes_ok, "1 to 10 different whole numbers, each 16 to 4,096 pixels"), env="THUMBNAIL_SIZES")
+    output_format: str = setting("jpeg", "outputFormat", "str", "Thumbnail format.", one_of(*OUTPUT_FORMATS),
+                                 env="OUTPUT_FORMAT")
+    output_quality: int = setting(82, "outputQuality", "int", "Encoder quality for jpeg and webp thumbnails.",
+                                  between(1, 100), env="OUTPUT_QUALITY")
+    store_gps: bool = setting(False, "storeGps", "bool", "Keep GPS coordinates from EXIF in the image record.",
+                              env="STORE_GPS")
+    # CPU seconds one image may take (completed by the program from the stage's timeout, memory and batch size).
+    image_cpu_seconds: int = setting(10, None, "int", "CPU seconds one image may take.", env="IMAGE_CPU_SECONDS")
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """The boxes, largest first: each size is made from the one before it."""
+        return tuple(sorted(set(self.thumbnail_sizes), reverse=True))
+
+    @property
+    def name(self) -> str:
+        """The name of these sizes, format and quality: part of every thumbnail key, and kept on the record."""
+        return thumbnail_settings(self.thumbnail_sizes, self.output_format, self.output_quality)
+
+    def peak_mb(self) -> dict[str, int]:
+        """Worst-case memory of one decode at maxPixels, per allowed format (see DECODE_BYTES_PER_PIXEL)."""
+        return {f: FUNCTION_FOOTPRINT_MB + math.ceil(self.max_pixels * DECODE_BYTES_PER_PIXEL[f] / 2**20)
+                for f in self.allowed_formats}
+
+
+def image_cpu_seconds(sizing: StageSettings) -> int:
+    """CPU seconds one image may take: a full batch of the slowest images the budget allows still ends within 80% of
+    the timeout at the function's share of a CPU (RLIMIT_CPU counts whole seconds)."""
+    return max(1, math.floor(sizing.timeout * 0.8 * min(1.0, sizing.vcpus) / sizing.batch_size))
+
+
+def engine_seconds(megapixels: float, fmt: str) -> float:
+    """The engine's time on one whole core for a photo of this size and format (make bench's measurements)."""
+    a, b = ENGINE_MS[fmt]
+    return (a + b * megapixels) / 1000
+
+
+def seconds(configured: Configured, megapixels: float, fmt: str, speed: float = 1.0) -> float:
+    """One image through the stage: the engine at its memory's share of a vCPU (`speed`: a machine's engine time over
+    make bench's, 1 for Lambda), then GET the photo, PUT each size, read and write the record."""
+    cpu = engine_seconds(megapixels, fmt) * speed / min(1.0, configured.sizing.memory / MB_PER_VCPU)
+    fetch = REQUEST_MS["s3_get"] / 1000 + megapixels * BYTES_PER_MP[fmt] / (S3_GET_MB_PER_S * 1e6)
+    sizes = len(configured.settings.thumbnail_sizes)
+    calls = (sizes * REQUEST_MS["s3_put"] + 2 * REQUEST_MS["dynamodb"] + DECODE_CHILD_MS) / 1000
+    return cpu + fetch + calls
+
+
+def _problems(configured: Configured, stack: Any) -> list[str]:
+    """The largest decode maxPixels allows must fit the function's memory, and a batch of the slowest images it allows
+    must end within the timeout."""
+    s, st = configured.settings, configured.sizing
+    found = []
+    budget = st.memory * MEMORY_HEADROOM
+    over = {f: mb for f, mb in s.peak_mb().items() if mb > budget}
+    if over:
+        worst = max(over, key=lambda f: over[f])
+        needed = math.ceil(over[worst] / MEMORY_HEADROOM)
+        fits = math.floor((budget - FUNCTION_FOOTPRINT_MB) * 2**20 / DECODE_BYTES_PER_PIXEL[worst])
+        found.append(
+            f"thumbnails.memory = {st.memory} is too small for maxPixels = {s.max_pixels:,}: a {worst.upper()} of that "
+            f"size may need {over[worst]:,} MB to decode (accepted: thumbnails.memory of at least {needed:,}, or "
+            f"maxPixels of at most {fits:,})")
+        return found
+    megapixels = s.max_pixels / 1e6
+    fmt, cpu = max(((f, engine_seconds(megapixels, f)) for f in s.allowed_formats), key=lambda found: found[1])
+    batch = st.batch_size * seconds(configured, megapixels, fmt)
+    if cpu > image_cpu_seconds(st) or batch > st.timeout:
+        enough = next((t for t in range(st.timeout, 901)
+                       if cpu <= image_cpu_seconds(replace(st, timeout=t)) and batch <= t), None)
+        accepted = (f"at least {enough} s at batchSize {st.batch_size} and memory {st.memory:,}, or a smaller batchSize "
+                    "or maxPixels" if enough else "a smaller batchSize or maxPixels: no timeout up to 900 s is enough")
+        found.append(f"thumbnails.timeout = {st.timeout} is too short for a batch of the largest images maxPixels allows "
+                     f"(accepted: {accepted}): a {megapixels:g} MP {fmt.upper()} takes about {cpu:.1f} s of CPU "
+                     f"(model: make bench's one-core time), {batch / st.batch_size:.1f} s at "
+                     f"{min(1.0, st.memory / MB_PER_VCPU):.2f} vCPU")
+    return found
+
+
+STAGE = Stage(
+    name=NAME, component="ThumbnailStage", resource="thumbnail-stage", description="The thumbnail function.", order=20,
+    settings=ThumbnailSettings,
+    # 1,536 MB: a 50 MP WebP (the costliest decode maxPixels allows) needs ~880 MB with the function's own; the CPU
+    # share it buys (0.87 vCPU) makes the CPU-bound work faster by as much as the memory costs more.
+    sizing=StageSettings(memory=1536, timeout=60, batch_size=5, batching_window=1, max_concurrency=20),
+    uses=("records", "uploads", "status_tags", "thumbnail_writes", "cdn"),
+    reported=(("thumbnails made", Metric.PROCESSED), ("thumbnails failed", Metric.FAILED),
+              ("dropped claim checks", Metric.INVALID_CLAIM_CHECKS)),
+    complete=lambda c, others: replace(c.settings, image_cpu_seconds=image_cpu_seconds(c.sizing)),
+    problems=_problems,
+    outputs=lambda s: {StackOutput.THUMBNAIL_SETTINGS: s.name},
+    # A GET of the photo, a PUT of each size and a LIST (of what to clean up), priced as S3 prices them.
+    capacity=Capacity(seconds=seconds, measured=True, upload_reads=1,
+                      thumbnail_writes=lambda c: len(c.settings.thumbnail_sizes),
+                      priced=lambda c: {"s3_get": 1.0, "s3_put": len(c.settings.thumbnail_sizes) + 1.0},
+                      memory_needed=lambda c: math.ceil(max(c.settings.peak_mb().values()) / MEMORY_HEADROOM)),
+)
 
 
 def _prepare() -> list[str]:
@@ -46,10 +196,11 @@ def _prepare() -> list[str]:
     Pillow plugins of this stack's formats and nothing else (imaging.prepare); the decode child forked for the
     first image inherits them. Imported where no stack configures it (tests, tools), it prepares nothing: the
     first image then imports its own decoder."""
-    if not (os.environ.get(Env.ALLOWED_FORMATS) and os.environ.get(Env.OUTPUT_FORMAT)):
+    try:
+        settings = environment.load().settings(ThumbnailSettings)
+    except ConfigurationError:
         return []
-    env = environment.load()
-    return imaging.prepare(env.allowed_formats, env.output_format)
+    return imaging.prepare(settings.allowed_formats, settings.output_format)
 
 
 PREPARED = _prepare()
@@ -62,6 +213,16 @@ def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     return run_batch(event, context, record_handler)
 
 
+# The invocation's context, for the time it has left (Powertools hands record handlers only the record).
+_invocation: dict[str, Any] = {}
+# Memory the decode of one image may add, beyond what the function holds already, is what is left of the
+# function's memory after its own footprint and this margin for the allocator.
+MEMORY_MARGIN_MB = 48
+# Kept back from the invocation's deadline for storing and recording the results: 15% of the function's
+# timeout, at most 3 s.
+WALL_MARGIN_SHARE, WALL_MARGIN_MAX_S = 0.15, 3.0
+
+
 def _budget(env: environment.Environment) -> isolation.Budget:
     """One image's limits: its CPU seconds, the memory left to it, and the wall time the invocation can spare."""
     context = _invocation.get("context")
@@ -71,17 +232,19 @@ def _budget(env: environment.Environment) -> isolation.Budget:
         # Starting now would let Lambda's timeout end the batch: hand it back for another invocation.
         raise isolation.OutOfTime(f"only {remaining:.1f} s left in this invocation")
     memory = int(env.function_memory_mb - isolation.resident_mb() - MEMORY_MARGIN_MB)
-    return isolation.Budget(cpu_seconds=env.image_cpu_seconds, memory_mb=max(memory, 64), wall_seconds=wall)
+    return isolation.Budget(cpu_seconds=env.settings(ThumbnailSettings).image_cpu_seconds, memory_mb=max(memory, 64),
+                            wall_seconds=wall)
 
 
 def _thumbnails_of(claim: contracts.ClaimCheck, env: environment.Environment) -> imaging.Result:
     budget = _budget(env)
     data = _fetch(claim)
-    limits = imaging.Limits(env.max_pixels, env.max_frames, env.max_jpeg_scans, env.max_jpeg_segments,
-                            max_decode_mb=budget.memory_mb, bytes_per_pixel=env.decode_bytes_per_pixel)
+    s = env.settings(ThumbnailSettings)
+    limits = imaging.Limits(s.max_pixels, s.max_frames, s.max_jpeg_scans, s.max_jpeg_segments,
+                            max_decode_mb=budget.memory_mb, bytes_per_pixel=tuple(DECODE_BYTES_PER_PIXEL.items()))
     result, usage = isolation.run(
-        imaging.make_thumbnails, data, env.thumbnail_sizes, env.output_format, env.output_quality, limits,
-        env.store_gps, claim.format, budget=budget)
+        imaging.make_thumbnails, data, s.sizes, s.output_format, s.output_quality, limits, s.store_gps, claim.format,
+        budget=budget)
     logger.debug("decoded", extra={"cpu_seconds": usage.cpu_seconds, "peak_rss_mb": usage.peak_rss_mb})
     return result
 
@@ -112,7 +275,7 @@ def _create(claim: contracts.ClaimCheck) -> None:
             result = _thumbnails_of(claim, env)
     except PermanentFailure as failure:
         originals.tag_status(claim, Status.FAILED)  # first: a retry after the record tags again
-        written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, Function.THUMBNAILS,
+        written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, NAME,
                                        {"status": StageStatus.FAILED, "reason": failure.reason}, known=current)
         logger.info("thumbnails failed", extra={"reason": failure.reason})
         count(Metric.FAILED)
@@ -121,8 +284,8 @@ def _create(claim: contracts.ClaimCheck) -> None:
             _clear(claim, keep=set())
         return
     outputs = [_store(claim, thumbnail, env) for thumbnail in result.thumbnails]
-    written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, Function.THUMBNAILS,
-                                   {"status": StageStatus.DONE, "outputs": outputs, "settings": env.thumbnail_settings},
+    written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, NAME,
+                                   {"status": StageStatus.DONE, "outputs": outputs, "settings": env.settings(ThumbnailSettings).name},
                                    metadata=result.metadata, known=current)
     if written.outcome == records.Outcome.STALE:
         if not _owns_keys(written.record, claim):
@@ -152,8 +315,8 @@ def _reprocess(claim: contracts.ClaimCheck) -> None:
     if not current.names(claim.version_id, claim.etag, claim.format):
         refuse(claim, f"the done record names version {current.version_id} ({current.format}, ETag {current.etag})")
         return
-    made_with = (current.result(Function.THUMBNAILS) or {}).get("settings")
-    if made_with == env.thumbnail_settings:
+    made_with = (current.result(NAME) or {}).get("settings")
+    if made_with == env.settings(ThumbnailSettings).name:
         count(Metric.ALREADY_CURRENT)
         _clear(claim, keep=_recorded_keys(current))  # a reprocess cut short after it was recorded: finish it
         return
@@ -163,16 +326,16 @@ def _reprocess(claim: contracts.ClaimCheck) -> None:
     except PermanentFailure as failure:
         # The thumbnails it has stay; the record says why new ones could not be made (python -m ops show).
         records.record_reprocess_failure(env.table_name, claim.image_id, claim.sequencer, {
-            "status": StageStatus.FAILED, "reason": failure.reason, "settings": env.thumbnail_settings})
+            "status": StageStatus.FAILED, "reason": failure.reason, "settings": env.settings(ThumbnailSettings).name})
         count(Metric.FAILED)
         return
     outputs = [_store(claim, thumbnail, env) for thumbnail in result.thumbnails]
-    written = records.record_reprocessed(env.table_name, claim.image_id, claim.sequencer, {
-        "status": StageStatus.DONE, "outputs": outputs, "settings": env.thumbnail_settings}, made_with)
+    written = records.record_reprocessed(env.table_name, claim.image_id, claim.sequencer, NAME, {
+        "status": StageStatus.DONE, "outputs": outputs, "settings": env.settings(ThumbnailSettings).name}, made_with)
     if written.outcome != records.Outcome.WRITTEN:
-        theirs = written.record.result(Function.THUMBNAILS) if written.record else None
+        theirs = written.record.result(NAME) if written.record else None
         if not (written.record and written.record.sequencer == claim.sequencer
-                and (theirs or {}).get("settings") == env.thumbnail_settings):
+                and (theirs or {}).get("settings") == env.settings(ThumbnailSettings).name):
             _delete(env.thumbnails_bucket, [o["key"] for o in outputs])  # not the record's keys: take them back
         count(Metric.SKIPPED_CLAIM_CHECKS)
         return
@@ -181,7 +344,7 @@ def _reprocess(claim: contracts.ClaimCheck) -> None:
 
 
 def _store(claim: contracts.ClaimCheck, thumbnail: imaging.Thumbnail, env: environment.Environment) -> dict[str, Any]:
-    key = f"{claim.thumbnail_prefix}{env.thumbnail_settings}/{thumbnail.box}.{thumbnail.extension}"
+    key = f"{claim.thumbnail_prefix}{env.settings(ThumbnailSettings).name}/{thumbnail.box}.{thumbnail.extension}"
     aws.client("s3").put_object(
         Bucket=env.thumbnails_bucket, Key=key, Body=thumbnail.data, ContentType=thumbnail.content_type,
         CacheControl=CACHE_CONTROL, Metadata={"image-id": claim.image_id},
@@ -201,7 +364,7 @@ def _owns_keys(current: records.ImageRecord | None, claim: contracts.ClaimCheck)
 
 
 def _recorded_keys(record: records.ImageRecord) -> set[str]:
-    return {o["key"] for o in (record.result(Function.THUMBNAILS) or {}).get("outputs", [])}
+    return {o["key"] for o in (record.result(NAME) or {}).get("outputs", [])}
 
 
 def _discard(env: environment.Environment, keys: list[str]) -> None:

@@ -16,6 +16,7 @@ import os
 import re
 import unicodedata
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, LambdaFu
 from handlers import aws, environment
 from handlers.names import API_UPLOADS_PREFIX, OWNER_METADATA, Env, UploadApiKind
 from handlers.observability import logger
+from handlers.settings import shared
 
 # Content-Type a client may declare (any case) -> the format name the settings use.
 CONTENT_TYPES = {"image/jpeg": "jpeg", "image/jpg": "jpeg", "image/pjpeg": "jpeg", "image/png": "png",
@@ -38,6 +40,14 @@ _SHOWN = 80  # characters of a client's value echoed back in a message
 
 # Function URLs and HTTP APIs both send payload format 2.0; the resolver matches how the API is deployed.
 app = APIGatewayHttpResolver() if os.environ.get(Env.UPLOAD_API_KIND) == UploadApiKind.HTTP_API else LambdaFunctionUrlResolver()
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    """What the upload API reads of the stack's settings (the program encodes them into its environment)."""
+
+    allowed_formats: tuple[str, ...] = shared("allowedFormats")
+    max_upload_bytes: int = shared("maxUploadBytes")
 
 
 class Refused(Exception):
@@ -105,18 +115,19 @@ def _body(event: dict[str, Any]) -> dict[str, Any]:
 
 def grant(event: dict[str, Any]) -> dict[str, Any]:
     env = environment.load()
+    settings = env.settings(UploadSettings)
     principal, owner = caller(event)
     body = _body(event)
     declared = body.get("contentType")
     fmt = CONTENT_TYPES.get(declared.strip().lower()) if isinstance(declared, str) else None
-    if fmt is None or fmt not in env.allowed_formats:
-        allowed = sorted(CANONICAL_TYPES[f] for f in env.allowed_formats if f in CANONICAL_TYPES)
+    if fmt is None or fmt not in settings.allowed_formats:
+        allowed = sorted(CANONICAL_TYPES[f] for f in settings.allowed_formats if f in CANONICAL_TYPES)
         raise Refused(415, f"contentType {shown(declared)} is not accepted; use one of {', '.join(allowed)}")
     size = body.get("size")
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise Refused(400, f"size is required: the file's length in bytes, a positive whole number (got {shown(size)})")
-    if size > env.max_upload_bytes:
-        raise Refused(413, f"the file is {size:,} bytes, over the upload limit of {env.max_upload_bytes:,} bytes")
+    if size > settings.max_upload_bytes:
+        raise Refused(413, f"the file is {size:,} bytes, over the upload limit of {settings.max_upload_bytes:,} bytes")
     key = upload_key(owner, body.get("filename"), fmt)
     content_type = CANONICAL_TYPES[fmt]
     # Everything below is signed: S3 refuses the PUT unless it carries exactly these headers, this length, and
@@ -128,7 +139,7 @@ def grant(event: dict[str, Any]) -> dict[str, Any]:
     logger.info("upload granted", extra={"key": key, "owner": owner, "principal": principal,
                                          "content_type": content_type, "size": size})
     return {"key": key, "url": url, "method": "PUT", "headers": headers, "size": size, "owner": owner,
-            "expires_in": env.upload_expiry_seconds, "max_bytes": env.max_upload_bytes}
+            "expires_in": env.upload_expiry_seconds, "max_bytes": settings.max_upload_bytes}
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:

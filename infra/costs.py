@@ -2,7 +2,10 @@
 benchmark (`make bench`) and the capacity plan (`python -m ops … capacity`) both use."""
 from __future__ import annotations
 
-from handlers.names import Function
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from handlers.stages import Configured
 
 # us-east-1 list prices, USD, as published by AWS; checked 2026-11-23. Change them here, nowhere else.
 PRICES_DATE = "2026-11-23"
@@ -17,31 +20,38 @@ PRICES: dict[str, float] = {
     "s3_get": 0.0004 / 1000,  # GET and all other requests
     "rekognition_image": 1.00 / 1000,  # DetectLabels, first million images a month
 }
-# Durations not measured by the benchmark (they are dominated by network calls, not by this code).
-ASSUMED_MS: dict[str, float] = {Function.INTAKE: 40.0, Function.LABELS: 300.0}
+# The item of the cost table each priced request falls under.
+ITEMS = {"sns_publish": "sns", "s3_get": "s3", "s3_put": "s3", "rekognition_image": "rekognition",
+         "dynamodb_write": "dynamodb", "dynamodb_read": "dynamodb"}
 
 
-def per_million(thumbnail_ms: float, memory_mb: dict[str, int], architecture: str, sizes: int,
-                batch_size: dict[str, int], labelled_share: float = 1.0) -> dict[str, float]:
-    """Cost of one million accepted images, by item, in USD."""
-    gb_s = LAMBDA_GB_SECOND[architecture]
-    durations: dict[str, float] = {**ASSUMED_MS, Function.THUMBNAILS: thumbnail_ms}
-    share: dict[str, float] = {Function.INTAKE: 1.0, Function.THUMBNAILS: 1.0, Function.LABELS: labelled_share}
-    n = 1e6
-    lambda_compute = sum(share[f] * n * durations[f] / 1000 * memory_mb[f] / 1024 * gb_s for f in durations)
-    invocations = sum(share[f] * n / batch_size[f] for f in durations)
-    # Per message and queue: one send, then receive and delete shared by a batch.
-    sqs = sum(share[f] * n * (1 + 2 / batch_size[f]) for f in durations)
-    items = {
-        "lambda_compute": lambda_compute,
-        "lambda_requests": invocations * PRICES["lambda_request"],
-        "sqs": sqs * PRICES["sqs_request"],
-        "sns": n * PRICES["sns_publish"],
-        # intake: 1 write; each stage: 1 consistent read, 2 writes (its result, then the settled status at most)
-        "dynamodb": n * (1 + 2 + 2 * labelled_share) * PRICES["dynamodb_write"] + n * (1 + labelled_share) * PRICES["dynamodb_read"],
-        # intake: ranged GET; thumbnails: GET, one PUT per size, one LIST; Rekognition's own GET is not billed to you
-        "s3": n * (2 * PRICES["s3_get"] + (sizes + 1) * PRICES["s3_put"]),
-        "rekognition": n * labelled_share * PRICES["rekognition_image"],
-    }
+@dataclass(frozen=True)
+class StageCost:
+    """What one image costs in one stage: its time at its memory, its batch size, and its priced requests."""
+
+    seconds: float
+    memory_mb: int
+    batch_size: int
+    priced: Mapping[str, float]  # requests per image, by PRICES key
+
+    @classmethod
+    def of(cls, configured: Configured, seconds: float) -> StageCost:
+        model = configured.stage.capacity
+        assert model is not None
+        return cls(seconds, configured.sizing.memory, configured.sizing.batch_size, {
+            **model.priced(configured), "dynamodb_write": model.record_writes, "dynamodb_read": model.record_reads})
+
+
+def per_million(stages: list[StageCost], architecture: str) -> dict[str, float]:
+    """Cost of one million accepted images going through `stages`, by item, in USD."""
+    gb_s, n = LAMBDA_GB_SECOND[architecture], 1e6
+    items = dict.fromkeys(["lambda_compute", "lambda_requests", "sqs", *dict.fromkeys(ITEMS.values())], 0.0)
+    for stage in stages:
+        items["lambda_compute"] += n * stage.seconds * stage.memory_mb / 1024 * gb_s
+        items["lambda_requests"] += n / stage.batch_size * PRICES["lambda_request"]
+        # Per message and queue: one send, then receive and delete shared by a batch.
+        items["sqs"] += n * (1 + 2 / stage.batch_size) * PRICES["sqs_request"]
+        for key, count in stage.priced.items():
+            items[ITEMS[key]] += n * count * PRICES[key]
     items["total"] = sum(items.values())
     return {k: round(v, 2) for k, v in items.items()}

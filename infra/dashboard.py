@@ -8,7 +8,6 @@ from typing import Any
 
 import pulumi
 
-from handlers.names import Function
 from infra.worker import QueueWorker
 
 
@@ -18,7 +17,7 @@ def dashboard_name(project: str, stack: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", f"{project}-{stack}")[:255]
 
 
-def body(region: pulumi.Input[str], workers: Mapping[Function, QueueWorker]) -> pulumi.Output[str]:
+def body(region: pulumi.Input[str], workers: Mapping[str, QueueWorker]) -> pulumi.Output[str]:
     names = {stage: pulumi.Output.all(w.queue.name, w.dlq.name, w.function.name) for stage, w in workers.items()}
 
     def render(args: list[Any]) -> str:

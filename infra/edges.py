@@ -40,7 +40,7 @@ class UploadApi(pulumi.ComponentResource):
         jwt = s.jwt_issuer is not None
         kind = UploadApiKind.HTTP_API if jwt else UploadApiKind.FUNCTION_URL
         self.function = build_function(
-            name, Function.UPLOAD_API, s, memory=UPLOAD_API_MEMORY, timeout=UPLOAD_API_TIMEOUT,
+            name, Function.UPLOAD_API, s.functions, memory=UPLOAD_API_MEMORY, timeout=UPLOAD_API_TIMEOUT,
             links=[links.api_uploads(args.uploads), links.upload_api_settings(s, kind)], layers=args.layers, opts=child,
             # At most this many grants are minted at once, whatever the caller sends (Checkov CKV_AWS_115). 0 means no
             # reservation, so it is not set: a reservation of 0 throttles every call (Developer Guide, "Configuring

@@ -1,11 +1,12 @@
 """What a function is given, one thing at a time: a `Link` to a table, a topic, a bucket or a set of settings
 carries both the environment variables that tell the handler where it is (named in handlers/names.py, read by
 handlers/environment.py) and the IAM statements that let it use it. Nothing else adds to a function's
-environment or its role, so neither can drift from the other (stelvio's Link is the model).
+environment or its role, so neither can drift from the other (stelvio's Link is the model). A stage's declaration
+names the links it needs (NAMED) and grants of its own; its settings are a link too (`settings_of`).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,13 +14,16 @@ import pulumi
 import pulumi_aws as aws
 
 from handlers.names import API_UPLOADS_PREFIX, THUMBNAILS_PREFIX, UPLOADS_PREFIX, Env, UploadApiKind
+from handlers.settings import to_environment
+from handlers.stages import Grant
+from handlers.upload_api import UploadSettings
 from infra import iam
-from infra.settings import DECODE_BYTES_PER_PIXEL, Settings
+from infra.settings import Settings
 
 
 @dataclass(frozen=True)
 class Link:
-    environment: Mapping[Env, pulumi.Input[str]] = field(default_factory=dict)
+    environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     statements: tuple[dict[str, Any], ...] = ()
 
 
@@ -59,12 +63,9 @@ def original_status_tags(bucket: aws.s3.Bucket) -> Link:
     return Link({}, (iam.allow(["s3:PutObjectVersionTagging"], [iam.s3_objects(bucket.arn, UPLOADS_PREFIX)]),))
 
 
-def labelling(bucket: aws.s3.Bucket) -> Link:
-    """Rekognition DetectLabels on uploads: Rekognition reads the S3 object with the caller's permissions."""
-    return Link({}, (
-        # DetectLabels has no resource-level permissions: '*' is the only form it takes.
-        iam.allow(["rekognition:DetectLabels"], ["*"]),
-        iam.allow(["s3:GetObject", "s3:GetObjectVersion"], [iam.s3_objects(bucket.arn, UPLOADS_PREFIX)])))
+def rekognition_reads(bucket: aws.s3.Bucket) -> Link:
+    """Rekognition reads an upload from S3 with its caller's permissions: reading any version of one."""
+    return Link({}, (iam.allow(["s3:GetObject", "s3:GetObjectVersion"], [iam.s3_objects(bucket.arn, UPLOADS_PREFIX)]),))
 
 
 def thumbnails(bucket: aws.s3.Bucket) -> Link:
@@ -113,49 +114,59 @@ def api_uploads(bucket: aws.s3.Bucket) -> Link:
                 (iam.allow(["s3:PutObject"], [iam.s3_objects(bucket.arn, API_UPLOADS_PREFIX)]),))
 
 
-# Settings the handlers read: environment only, no permissions.
+# Settings the handlers read: environment only, no permissions, encoded by the one codec (handlers/settings.py).
 
-def intake_settings(s: Settings) -> Link:
-    return Link({
-        Env.ALLOWED_FORMATS: ",".join(s.allowed_formats),
-        # Empty when no allowed format is one Rekognition reads: then no image waits for labels.
-        Env.LABEL_FORMATS: ",".join(s.label_formats),
-        Env.MAX_UPLOAD_BYTES: str(s.max_upload_bytes), Env.MAX_PIXELS: str(s.max_pixels),
-    })
-
-
-def thumbnail_settings(s: Settings) -> Link:
-    return Link({
-        # The formats it may be handed: their Pillow plugins are imported as the function starts, no others.
-        Env.ALLOWED_FORMATS: ",".join(s.allowed_formats),
-        Env.THUMBNAIL_SIZES: ",".join(map(str, s.thumbnail_sizes)),
-        Env.OUTPUT_FORMAT: s.output_format,
-        Env.OUTPUT_QUALITY: str(s.output_quality),
-        Env.MAX_PIXELS: str(s.max_pixels),
-        Env.MAX_FRAMES: str(s.max_frames),
-        Env.MAX_JPEG_SCANS: str(s.max_jpeg_scans),
-        Env.MAX_JPEG_SEGMENTS: str(s.max_jpeg_segments),
-        Env.IMAGE_CPU_SECONDS: str(s.image_cpu_seconds),
-        Env.DECODE_BYTES_PER_PIXEL: ",".join(f"{f}:{b}" for f, b in DECODE_BYTES_PER_PIXEL.items()),
-        Env.STORE_GPS: str(s.store_gps).lower(),
-    })
-
-
-def label_settings(s: Settings) -> Link:
-    return Link({
-        Env.LABEL_FORMATS: ",".join(s.label_formats),
-        Env.MAX_LABELS: str(s.max_labels),
-        Env.MIN_CONFIDENCE: str(s.min_confidence),
-        Env.LABELS_EMULATED: str(s.labels_emulated).lower(),
-        # Each environment's share of the account's DetectLabels quota: all of them together stay within it.
-        Env.REKOGNITION_CALLS_PER_SECOND: f"{s.rekognition_tps / s.labels.max_concurrency:g}",
-    })
+def settings_of(values: Any) -> Link:
+    """A function's settings (a dataclass of handlers.settings fields), as the variables its handler decodes."""
+    return Link(to_environment(values))
 
 
 def upload_api_settings(s: Settings, kind: UploadApiKind) -> Link:
     return Link({
-        Env.ALLOWED_FORMATS: ",".join(s.allowed_formats),
-        Env.MAX_UPLOAD_BYTES: str(s.max_upload_bytes),
+        **to_environment(UploadSettings(allowed_formats=s.allowed_formats, max_upload_bytes=s.max_upload_bytes)),
         Env.UPLOAD_EXPIRY_SECONDS: str(s.upload_expiry_seconds),
         Env.UPLOAD_API_KIND: kind,
     })
+
+
+# --- what a stage's declaration may name (handlers/stages.py, `uses`) -------------------------------------------
+
+@dataclass(frozen=True)
+class Resources:
+    """The stack's resources a stage may be linked to."""
+
+    uploads: aws.s3.Bucket
+    thumbnails: aws.s3.Bucket
+    table: aws.dynamodb.Table
+    claim_checks: aws.sns.Topic
+    topic_key: aws.kms.Key
+    cdn_url: pulumi.Input[str] | None = None  # with a CDN: its URL, and the purge function's queue
+    purges: aws.sqs.Queue | None = None
+
+
+NAMED: dict[str, Callable[[Resources], Link | None]] = {
+    "records": lambda r: records(r.table),
+    "record_reader": lambda r: record_reader(r.table),
+    "uploads": lambda r: uploads(r.uploads),
+    "status_tags": lambda r: original_status_tags(r.uploads),
+    "rekognition_reads_uploads": lambda r: rekognition_reads(r.uploads),
+    "claim_checks": lambda r: claim_checks(r.claim_checks, r.topic_key),
+    "thumbnail_writes": lambda r: thumbnails(r.thumbnails),
+    # Only with a CDN: each thumbnail's URL there, and the purge function's queue to ask for invalidations.
+    "cdn": lambda r: cdn(r.cdn_url, r.purges) if r.cdn_url is not None and r.purges is not None else None,
+}
+
+
+def used(uses: Iterable[str | Grant], resources: Resources) -> list[Link]:
+    """The links a stage's declaration asks for: the stack's named ones, and its own grants."""
+    found: list[Link] = []
+    for use in uses:
+        if isinstance(use, Grant):
+            found.append(Link(statements=(iam.allow(list(use.actions), list(use.resources)),)))
+            continue
+        if use not in NAMED:
+            raise KeyError(f"a stage uses {use!r}, which is none of the stack's links ({', '.join(NAMED)})")
+        link = NAMED[use](resources)
+        if link is not None:
+            found.append(link)
+    return found

@@ -30,16 +30,16 @@ from infra.worker import Layers, QueueWorker, build_function
 PAUSE_MEMORY, PAUSE_TIMEOUT = 128, 10
 
 
-def pause_function(name: str, s: Settings, workers: Mapping[Function, QueueWorker], layers: Layers,
+def pause_function(name: str, s: Settings, workers: Mapping[str, QueueWorker], layers: Layers,
                    opts: pulumi.ResourceOptions) -> aws.lambda_.Function:
     """The one way operators change a mapping: enable or disable one stage's (handlers/pause.py). No reserved
     concurrency: it runs for a moment per pause or resume, and a new account may reserve none."""
-    return build_function(f"{name}-pause", Function.PAUSE, s, memory=PAUSE_MEMORY, timeout=PAUSE_TIMEOUT, links=[
+    return build_function(f"{name}-pause", Function.PAUSE, s.functions, memory=PAUSE_MEMORY, timeout=PAUSE_TIMEOUT, links=[
         links.stage_mappings({stage: (w.mapping, w.function) for stage, w in workers.items()})],
         layers=layers, opts=opts).function
 
 
-def operator_policy(name: str, workers: Mapping[Function, QueueWorker], table: aws.dynamodb.Table, topic: aws.sns.Topic,
+def operator_policy(name: str, workers: Mapping[str, QueueWorker], table: aws.dynamodb.Table, topic: aws.sns.Topic,
                     key: aws.kms.Key, pause: aws.lambda_.Function, thumbnails: pulumi.Input[str],
                     opts: pulumi.ResourceOptions) -> aws.iam.Policy:
     queues = [w.queue.arn for w in workers.values()]

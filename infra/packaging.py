@@ -20,9 +20,9 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 
 from handlers.names import Function
@@ -34,18 +34,23 @@ REQUIREMENTS = PROJECT_ROOT / "requirements.txt"
 PACKAGE = HANDLERS_DIR.name
 
 
-def imports_of(path: Path) -> set[str]:
-    """Top-level module names and handler modules ("handlers.x") that the file at `path` imports, anywhere in it
-    (an import inside a function counts: it runs when that function does)."""
+def imports_of(path: Path, packages: Iterable[str] = (PACKAGE,)) -> set[str]:
+    """Top-level module names, and modules of the project's `packages` ("handlers.x"), that the file at `path`
+    imports, anywhere in it (an import inside a function counts: it runs when that function does)."""
     found: set[str] = set()
+    ours = tuple(packages)
+
+    def local(module: str) -> bool:
+        return module.split(".")[0] in ours and "." in module
+
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                found.add(alias.name if alias.name.startswith(f"{PACKAGE}.") else alias.name.split(".")[0])
+                found.add(alias.name if local(alias.name) else alias.name.split(".")[0])
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == PACKAGE:  # from handlers import a, b
-                found.update(f"{PACKAGE}.{alias.name}" for alias in node.names)
-            elif node.module.startswith(f"{PACKAGE}."):
+            if node.module in ours:  # from handlers import a, b
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif local(node.module):
                 found.add(node.module)
             else:
                 found.add(node.module.split(".")[0])
@@ -63,21 +68,27 @@ class FunctionPackage:
 
     @cached_property
     def _closure(self) -> tuple[tuple[str, ...], frozenset[str]]:
-        """(handler files, other top-level modules they import), following handler imports from the handler's module."""
-        files, others, todo = {"__init__.py"}, set(), [self.module]
+        """(the project's files the handler imports, directly or through each other, with their packages'
+        __init__.py; the other top-level modules they import). The handler's module may be outside handlers/ (a
+        test's own stage): its package is followed the same way."""
+        packages = {PACKAGE, self.module.split(".")[0]}
+        files: set[str] = set()
+        others: set[str] = set()
+        todo = [self.module]
         while todo:
             module = todo.pop()
-            file = f"{module.removeprefix(PACKAGE + '.')}.py"
+            file = module.replace(".", "/") + ".py"
             if file in files:
                 continue
             files.add(file)
-            for name in imports_of(HANDLERS_DIR / file):
-                (todo.append(name) if name.startswith(f"{PACKAGE}.") else others.add(name))
+            files.add(f"{module.split('.')[0]}/__init__.py")
+            for name in imports_of(PROJECT_ROOT / file, packages):
+                (todo.append(name) if name.split(".")[0] in packages and "." in name else others.add(name))
         return tuple(sorted(files)), frozenset(others)
 
     @property
     def files(self) -> tuple[str, ...]:
-        """The paths under handlers/ the archive holds."""
+        """The project's files the archive holds, by their path in the project."""
         return self._closure[0]
 
     @property
@@ -86,9 +97,17 @@ class FunctionPackage:
         return "PIL" in self._closure[1]
 
 
+# The project's own functions; a declared stage's is packaged by `package`.
 FUNCTIONS: dict[str, FunctionPackage] = {
     function: FunctionPackage(function, f"{PACKAGE}.{function}.handler") for function in Function
 }
+
+
+@cache
+def package(name: str, handler: str) -> FunctionPackage:
+    """The archive's contents of the function `name`, whose handler is `handler` (module.function)."""
+    known = FUNCTIONS.get(name)
+    return known if known is not None and known.handler == handler else FunctionPackage(name, handler)
 
 
 def pinned(name: str) -> str:
@@ -169,10 +188,11 @@ def write_zip(destination: Path, files: dict[str, Path]) -> Path:
     return destination
 
 
-def function_archive(name: str) -> Path:
-    """build/functions/<name>.zip holding handlers/<files> for one function."""
-    files = {f"{PACKAGE}/{f}": HANDLERS_DIR / f for f in FUNCTIONS[name].files}
-    return write_zip(BUILD_DIR / "functions" / f"{name}.zip", files)
+def function_archive(name: str, handler: str | None = None) -> Path:
+    """build/functions/<name>.zip holding the project's files its handler imports (a project's function by its
+    name alone; a declared stage's with its handler)."""
+    found = package(name, handler) if handler else FUNCTIONS[name]
+    return write_zip(BUILD_DIR / "functions" / f"{name}.zip", {f: PROJECT_ROOT / f for f in found.files})
 
 
 _build_layers = [True]

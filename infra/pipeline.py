@@ -1,27 +1,30 @@
 """ClaimCheckPipeline: the whole pipeline as one component.
 
-  uploads bucket --S3 notification--> IntakeStage --claim checks--> topic --> ThumbnailStage, LabelStage
-  every stage writes its part of one record per image in the results table; each has a DLQ and alarms,
-  and an alarm topic and a dashboard watch them all. UploadApi and ThumbnailCdn are the optional edges.
+  uploads bucket --S3 notification--> IntakeStage --claim checks--> topic --> ThumbnailStage, LabelStage, …
+  (every stage its module declares: handlers/stages.py); every stage writes its part of one record per image in the
+  results table; each has a DLQ and alarms, and an alarm topic and a dashboard watch them all. UploadApi and
+  ThumbnailCdn are the optional edges.
 
 `__init__` composes; each private builder below builds one part.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from handlers.names import ATTENTION_INDEX, PROJECT, STATUS_TAG, UPLOADS_PREFIX, Function, Status, thumbnail_settings
-from infra import dashboard, iam, operators, packaging, policies
+from handlers.names import ATTENTION_INDEX, PROJECT, STATUS_TAG, UPLOADS_PREFIX, Function, Metric, StackOutput, Status
+from infra import dashboard, iam, links, operators, packaging, policies
 from infra.edges import ThumbnailCdn, ThumbnailCdnArgs, UploadApi, UploadApiArgs
 from infra.settings import RUNTIME_GLIBC, Settings
-from infra.stages import IntakeStage, IntakeStageArgs, LabelStage, LabelStageArgs, ThumbnailStage, ThumbnailStageArgs
+from infra.stages import StageArgs, component
 from infra.storage import PrivateBucket, expire_after, private_bucket
-from infra.worker import Layers, QueueWorker
+from infra.worker import Layers, QueueWorker, QueueWorkerArgs
 
 ACCESS_LOGS_PREFIX = "uploads-bucket/"
+PURGE_RECEIVES = 100
 CDN_LOGS_PREFIX = "cdn/"
 
 
@@ -93,26 +96,46 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         self.upload_api = UploadApi(f"{name}-upload-api", UploadApiArgs(settings, stores.uploads.bucket, layers),
                                     opts=self._opts) if settings.upload_api else None
 
-        self.uploads_bucket = stores.uploads.bucket.bucket
-        self.thumbnails_bucket = stores.thumbnails.bucket.bucket
-        self.table_name = stores.table.name
-        self.claim_check_topic_arn = topics.claim_checks.arn
-        self.alarm_topic_arn = topics.alarms.arn
-        self.queue_urls = {function: w.queue.url for function, w in workers.items()}
-        self.dlq_urls = {function: w.dlq.url for function, w in workers.items()}
-        self.queue_arns = {function: w.queue.arn for function, w in workers.items()}
-        self.dlq_arns = {function: w.dlq.arn for function, w in workers.items()}
-        self.mappings = {function: w.mapping.uuid for function, w in workers.items()}
-        self.thumbnail_settings = thumbnail_settings(settings.thumbnail_sizes, settings.output_format,
-                                                     settings.output_quality)
-        self.rejected_retention_days = settings.rejected_retention_days
-        self.thumbnails_url = stores.cdn.url if stores.cdn else None
-        self.dashboard_url = dashboard_url
+        self.outputs = self._outputs(stores, topics, workers, dashboard_url)
         self.register_outputs({
-            "uploads_bucket": self.uploads_bucket, "thumbnails_bucket": self.thumbnails_bucket,
-            "table_name": self.table_name, "claim_check_topic_arn": self.claim_check_topic_arn,
-            "alarm_topic_arn": self.alarm_topic_arn, "dashboard_url": self.dashboard_url,
+            "uploads_bucket": stores.uploads.bucket.bucket, "thumbnails_bucket": stores.thumbnails.bucket.bucket,
+            "table_name": stores.table.name, "claim_check_topic_arn": topics.claim_checks.arn,
+            "alarm_topic_arn": topics.alarms.arn, "dashboard_url": dashboard_url,
         })
+
+    def _outputs(self, stores: Stores, topics: Topics, workers: dict[str, QueueWorker],
+                 dashboard_url: pulumi.Output[str]) -> dict[str, Any]:
+        """The stack's outputs, by name (handlers.names.StackOutput): what `python -m ops` and the local cloud read,
+        and each deployed stage's own (its declaration's `outputs`)."""
+        s = self._settings
+        found: dict[str, Any] = {
+            StackOutput.UPLOADS_BUCKET: stores.uploads.bucket.bucket,
+            StackOutput.THUMBNAILS_BUCKET: stores.thumbnails.bucket.bucket,
+            StackOutput.TABLE_NAME: stores.table.name,
+            StackOutput.CLAIM_CHECK_TOPIC_ARN: topics.claim_checks.arn,
+            StackOutput.ALARM_TOPIC_ARN: topics.alarms.arn,
+            StackOutput.QUEUE_URLS: {function: w.queue.url for function, w in workers.items()},
+            StackOutput.DEAD_LETTER_QUEUE_URLS: {function: w.dlq.url for function, w in workers.items()},
+            StackOutput.DASHBOARD_URL: dashboard_url,
+            StackOutput.QUEUE_ARNS: {function: w.queue.arn for function, w in workers.items()},
+            StackOutput.DEAD_LETTER_QUEUE_ARNS: {function: w.dlq.arn for function, w in workers.items()},
+            StackOutput.EVENT_SOURCE_MAPPINGS: {function: w.mapping.uuid for function, w in workers.items()},
+            **{name: value for configured in s.deployed for name, value in configured.stage.outputs(configured.settings).items()},
+            StackOutput.REJECTED_RETENTION_DAYS: s.rejected_retention_days,
+            StackOutput.PAUSE_FUNCTION_NAME: self.pause_function.name,
+            StackOutput.OPERATOR_POLICY_ARN: self.operator_policy.arn,
+        }
+        if self.upload_api:
+            found[StackOutput.UPLOAD_API_URL] = self.upload_api.url
+            found[StackOutput.UPLOAD_API_AUTH] = self.upload_api.auth
+            # What a caller needs: the policy to attach (IAM), or what the route requires of a token (JWT).
+            if self.upload_api.uploader_policy:
+                found[StackOutput.UPLOADER_POLICY_ARN] = self.upload_api.uploader_policy.arn
+            if self.upload_api.uploader_jwt:
+                found[StackOutput.UPLOADER_JWT] = self.upload_api.uploader_jwt
+        if stores.cdn:
+            found[StackOutput.THUMBNAILS_URL] = stores.cdn.url
+        return found
 
     def _stores(self) -> Stores:
         """The uploads bucket (versioned, its events to the intake), the thumbnails bucket (behind CloudFront when
@@ -228,22 +251,38 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
                         f"for {s.runtime} on {s.architecture}", opts=self._opts)
         return Layers(powertools=powertools, pillow=pillow.arn)
 
-    def _stages(self, stores: Stores, topics: Topics, layers: Layers) -> dict[Function, QueueWorker]:
-        """Intake, thumbnails and (when an allowed format is one Rekognition reads) labels; their workers by function."""
+    def _stages(self, stores: Stores, topics: Topics, layers: Layers) -> dict[str, QueueWorker]:
+        """Every declared stage the stack deploys (handlers/stages.py), and with a CDN the function that makes it
+        forget deleted thumbnails; their workers by function."""
         name, s, alarms = self._name, self._settings, topics.alarms.arn
-        uploads, table, claim_checks = stores.uploads.bucket, stores.table, topics.claim_checks
-        intake = IntakeStage(f"{name}-intake", IntakeStageArgs(
-            s, uploads, self._account.id, table, claim_checks, topics.key, layers, alarms), opts=self._opts)
-        thumbnails = ThumbnailStage(f"{name}-thumbnail-stage", ThumbnailStageArgs(
-            s, claim_checks, uploads, table, stores.thumbnails.bucket, stores.cdn, layers, alarms), opts=self._opts)
-        workers = {Function.INTAKE: intake.worker, Function.THUMBNAILS: thumbnails.worker,
-                   **({Function.CDN_PURGE: thumbnails.purge} if thumbnails.purge else {})}
-        if Function.LABELS in s.queue_fed_functions:
-            workers[Function.LABELS] = LabelStage(f"{name}-label-stage", LabelStageArgs(
-                s, claim_checks, uploads, table, layers, alarms), opts=self._opts).worker
+        purge = self._cdn_purge(stores, layers, alarms) if stores.cdn else None
+        resources = links.Resources(
+            uploads=stores.uploads.bucket, thumbnails=stores.thumbnails.bucket, table=stores.table,
+            claim_checks=topics.claim_checks, topic_key=topics.key, cdn_url=stores.cdn.url if stores.cdn else None,
+            purges=purge.queue if purge else None)
+        workers: dict[str, QueueWorker] = {}
+        for configured in s.deployed:
+            declared = configured.stage
+            workers[configured.name] = component(declared.component)(f"{name}-{declared.resource}", StageArgs(
+                configured, s.functions, s.queues, resources, layers, alarms, self._account.id), opts=self._opts).worker
+        if purge:
+            workers[Function.CDN_PURGE] = purge
         return workers
 
-    def _operators(self, workers: dict[Function, QueueWorker], stores: Stores, topics: Topics, layers: Layers) -> None:
+    def _cdn_purge(self, stores: Stores, layers: Layers, alarms: pulumi.Input[str]) -> QueueWorker:
+        """The CDN's purge function (handlers/cdn_purge.py): the thumbnail stage asks it, through its queue, to make
+        CloudFront forget what it deletes. A purge CloudFront keeps refusing is tried PURGE_RECEIVES times (every
+        visibility timeout, ~3 min by default: hours in all) before it is dead-lettered; its queue's oldest-message
+        alarm fires long before."""
+        s, cdn = self._settings, stores.cdn
+        assert cdn is not None
+        return QueueWorker(f"{self._name}-cdn-purge", QueueWorkerArgs(
+            Function.CDN_PURGE, s.cdn_purge, s.functions, s.queues,
+            [links.invalidations(cdn.distribution, stores.thumbnails.bucket), links.record_reader(stores.table)],
+            layers, alarms, Metric.INVALID_PURGE_REQUESTS, max_receive_count=PURGE_RECEIVES),
+            opts=pulumi.ResourceOptions(parent=cdn))
+
+    def _operators(self, workers: dict[str, QueueWorker], stores: Stores, topics: Topics, layers: Layers) -> None:
         """The policy to give the people who run the pipeline (`python -m ops`), and the function that pauses and
         resumes a stage for them."""
         self.pause_function = operators.pause_function(self._name, self._settings, workers, layers, self._opts)
@@ -251,7 +290,7 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
             self._name, workers, stores.table, topics.claim_checks, topics.key, self.pause_function,
             stores.thumbnails.bucket.arn, self._opts)
 
-    def _observability(self, workers: dict[Function, QueueWorker]) -> pulumi.Output[str]:
+    def _observability(self, workers: dict[str, QueueWorker]) -> pulumi.Output[str]:
         """The dashboard (every worker's queue, DLQ and function); returns its console URL. The alarms are each
         worker's own."""
         region = self._account.region

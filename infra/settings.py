@@ -1,30 +1,48 @@
 """Every tunable of the pipeline, read from `pulumi config` into one validated object.
 
-Each setting is declared once, as a field of `Settings`: its config key, kind,
-default, accepted range and description live together, and `Pulumi.yaml`'s
-`config:` block is generated from them (`python -m infra.settings` rewrites
-it; a test fails when it is stale). A bad value stops the program with a
-message naming the key and what it accepts, every bad key at once.
+Each setting is declared once, as a dataclass field made with `handlers.settings.setting()`: the pipeline's own
+(`Settings` below), those several functions read (`handlers.settings.Shared`), and each declared stage's (its
+settings dataclass and its size object, in its module: handlers/stages.py). Its config key, kind, default, accepted
+range and description live together, and `Pulumi.yaml`'s `config:` block and the README's table are generated from
+them (`python -m infra.settings` rewrites both; a test fails when they are stale). A bad value stops the program with
+a message naming the key and what it accepts, every bad key at once.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from handlers.names import PROJECT, QUEUE_FED, Function
+from handlers import stages
+from handlers.names import PROJECT, Function
+from handlers.settings import (
+    KNOWN_FORMATS,
+    MB_PER_VCPU,
+    SHARED_FIELDS,
+    STAGE_KEYS,
+    STAGE_LIMITS,
+    VISIBILITY_FACTOR,
+    Accepts,
+    Shared,
+    StageSettings,
+    between,
+    is_shared,
+    one_of,
+    parse,
+    setting,
+    whole,
+)
+from handlers.stages import Configured
+from infra import concurrency
 
-KNOWN_FORMATS = ("jpeg", "png", "webp", "gif", "tiff", "heic", "avif")
+__all__ = ["KNOWN_FORMATS", "MB_PER_VCPU", "Configured", "Settings", "SettingsError", "StageSettings", "load"]
+
 # Formats whose decoder is not in Pillow itself: the layer adds pillow-heif for them.
 HEIF_FORMATS = ("heic",)
-# Rekognition DetectLabels reads only these; the label subscription filters on them.
-REKOGNITION_FORMATS = ("jpeg", "png")
-OUTPUT_FORMATS = ("jpeg", "webp", "png")
 ARCHITECTURES = ("arm64", "x86_64")
 # Lambda's Python runtimes and the glibc of the Amazon Linux they run on (Lambda runtimes page:
 # python3.12 and python3.13 on Amazon Linux 2023, glibc 2.34). python3.11 runs on Amazon Linux 2
@@ -39,103 +57,14 @@ MAX_VISIBILITY_TIMEOUT = 43_200  # SQS: 12 hours
 # LayerVersionArn; tests/test_aws_rules.py holds it to botocore's copy of the API model).
 LAYER_VERSION_ARN = (r"((arn:(aws[a-zA-Z-]*)?:lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:\d{12}:layer:"
                      r"[a-zA-Z0-9-_]+:[0-9]+)|(arn:[a-zA-Z0-9-]+:lambda:::awslayer:[a-zA-Z0-9-_]+))")
-# Lambda's guidance for SQS sources: visibility timeout >= 6 x function timeout (+ batching window).
-VISIBILITY_FACTOR = 6
-# Lambda allocates CPU in proportion to memory: 1,769 MB is one vCPU (Lambda developer guide, "Memory and computing power").
-MB_PER_VCPU = 1769
-
-# The thumbnail stage's worst-case memory, per decoded pixel, by input format: what a decode at `maxPixels` may
-# take on top of the function's own footprint. Measured by the hostile-image suite (tests/test_hostile.py prints
-# the peak of each case); the intake's header check keeps every upload within maxPixels. Measured at 50 MP (the
-# table keeps about a tenth more, for what the allocator adds):
-#   jpeg: 8.2 B/px for a progressive CMYK file (full-size coefficient buffers: 4 components x 2 bytes), 0.4 baseline;
-#   png, tiff: 9.9 for 16-bit samples (decoded to 32-bit, then scaled), 8.1 RGBA, 4.1 RGB; gif: 5.2 (to RGB);
-#   webp: 16 (libwebp's RGBA canvas, the frame it returns, Pillow's copy); avif: 9.1; heic: not measured, 12 assumed.
-DECODE_BYTES_PER_PIXEL = {"jpeg": 9, "png": 11, "gif": 6, "tiff": 11, "webp": 17, "heic": 12, "avif": 10}
-FUNCTION_FOOTPRINT_MB = 120  # the Python runtime, boto3, Powertools and Pillow, measured in a warm thumbnail process
-MEMORY_HEADROOM = 0.85  # of the configured memory; the rest is left for the allocator's fragmentation
+# The CDN purge function is the pipeline's own, not a stage: its size is one of the pipeline's settings.
+# With a CDN: batches of up to 100 purge requests a few seconds apart become one invalidation each; two at a time
+# (the least an SQS event source takes) keep well inside CloudFront's 3,000 paths in progress.
+CDN_PURGE_SIZING = StageSettings(memory=256, timeout=30, batch_size=100, batching_window=5, max_concurrency=2)
 
 
 class SettingsError(ValueError):
     """One or more config values are out of range; the message lists each."""
-
-
-@dataclass(frozen=True)
-class Accepts:
-    """A rule for one value: `ok` decides, `text` says what is accepted."""
-
-    ok: Callable[[Any], bool]
-    text: str
-
-
-def between(low: float, high: float) -> Accepts:
-    return Accepts(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high,
-                   f"{low:,} to {high:,}")
-
-
-def one_of(*choices: Any, sep: str = " | ") -> Accepts:
-    return Accepts(lambda v: v in choices, sep.join(map(str, choices)))
-
-
-def setting(default: Any, key: str, kind: str, description: str, accepts: Accepts | None = None,
-            declared: bool = True) -> Any:
-    """A Settings field with its config key. `kind`: int, float, str, bool, list, stage.
-    `declared`: in Pulumi.yaml (optional keys without a default are not: the CLI would require them)."""
-    metadata = {"key": key, "kind": kind, "description": description, "accepts": accepts, "declared": declared}
-    if isinstance(default, (list, dict)):
-        raise TypeError("use a tuple for list defaults")
-    return field(default=default, metadata=metadata)
-
-
-@dataclass(frozen=True)
-class StageSettings:
-    """How one function is sized and fed from its queue."""
-
-    memory: int
-    timeout: int
-    batch_size: int
-    batching_window: int
-    max_concurrency: int
-    visibility_timeout: int | None = None  # None: VISIBILITY_FACTOR x timeout + batching window
-
-    @property
-    def queue_visibility_timeout(self) -> int:
-        if self.visibility_timeout is not None:
-            return self.visibility_timeout
-        return VISIBILITY_FACTOR * self.timeout + self.batching_window
-
-    @property
-    def vcpus(self) -> float:
-        return min(self.memory / MB_PER_VCPU, 6.0)
-
-
-STAGE_DEFAULTS: dict[str, StageSettings] = {
-    Function.INTAKE: StageSettings(memory=256, timeout=30, batch_size=10, batching_window=0, max_concurrency=10),
-    # 1,536 MB: a 50 MP WebP (the costliest decode maxPixels allows) needs ~880 MB with the function's own; the CPU
-    # share it buys (0.87 vCPU) makes the CPU-bound work faster by as much as the memory costs more.
-    Function.THUMBNAILS: StageSettings(memory=1536, timeout=60, batch_size=5, batching_window=1, max_concurrency=20),
-    # 2 environments: a DetectLabels call takes ~0.3 s, so two make the ~6 calls a second a default quota of 5 lets
-    # through (the stage paces each environment to rekognitionTps / maxConcurrency); more would only wait.
-    Function.LABELS: StageSettings(memory=256, timeout=30, batch_size=10, batching_window=1, max_concurrency=2),
-    # With a CDN: batches of up to 100 purge requests a few seconds apart become one invalidation each; two at a time
-    # (the least an SQS event source takes) keep well inside CloudFront's 3,000 paths in progress.
-    Function.CDN_PURGE: StageSettings(memory=256, timeout=30, batch_size=100, batching_window=5, max_concurrency=2),
-}
-STAGE_KEYS = {"memory": "memory", "timeout": "timeout", "batchSize": "batch_size",
-              "batchingWindow": "batching_window", "maxConcurrency": "max_concurrency",
-              "visibilityTimeout": "visibility_timeout"}
-_STAGE_LIMITS = {"memory": (128, 10240), "timeout": (1, 900), "batchSize": (1, 10000),
-                 "batchingWindow": (0, 300), "maxConcurrency": (2, 1000)}
-
-
-def _formats_ok(value: Any) -> bool:
-    return (isinstance(value, tuple) and bool(value) and all(f in KNOWN_FORMATS for f in value)
-            and len(set(value)) == len(value))
-
-
-def _sizes_ok(value: Any) -> bool:
-    return (isinstance(value, tuple) and 1 <= len(value) <= 10 and len(set(value)) == len(value)
-            and all(isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 4096 for v in value))
 
 
 def _strings_ok(value: Any) -> bool:
@@ -148,50 +77,30 @@ def _origins_ok(value: Any) -> bool:
 
 
 @dataclass(frozen=True)
+class Runtime:
+    """What every function of the stack is built with."""
+
+    runtime: str
+    architecture: str
+    tracing: bool
+    log_retention_days: int
+
+
+@dataclass(frozen=True)
+class Queues:
+    """What every queue-fed function's queues are made with."""
+
+    queue_retention_days: int
+    dlq_retention_days: int
+    max_receive_count: int
+    oldest_message_alarm_seconds: int
+
+
+@dataclass(frozen=True)
 class Settings:
-    allowed_formats: tuple[str, ...] = setting(
-        ("jpeg", "png", "webp", "gif"), "allowedFormats", "list",
-        "Image formats accepted at intake, judged by content.",
-        Accepts(_formats_ok, f"a non-empty list without repeats of {', '.join(KNOWN_FORMATS)}"))
-    max_upload_bytes: int = setting(25 * 1024 * 1024, "maxUploadBytes", "int",
-                                    "Largest upload accepted, in bytes (5 GiB at most).", between(1, 5 * 1024**3))
-    max_pixels: int = setting(50_000_000, "maxPixels", "int",
-                              "Largest image accepted, in pixels (width x height), checked on the header before decoding.",
-                              between(1, 1_000_000_000))
-    max_frames: int = setting(100, "maxFrames", "int", "Most frames (or pages) an animated image may have.",
-                              between(1, 10_000))
-    max_jpeg_scans: int = setting(100, "maxJpegScans", "int",
-                                  "Most scans a progressive JPEG may have (each scan is another pass over the image).",
-                                  between(1, 10_000))
-    max_jpeg_segments: int = setting(1000, "maxJpegSegments", "int",
-                                     "Most marker segments a JPEG may have before its first scan.", between(16, 65_535))
-    thumbnail_sizes: tuple[int, ...] = setting(
-        (1024, 512, 128), "thumbnailSizes", "list", "Bounding boxes of the thumbnails, in pixels; never upscaled.",
-        Accepts(_sizes_ok, "1 to 10 different whole numbers, each 16 to 4,096 pixels"))
-    output_format: str = setting("jpeg", "outputFormat", "str", "Thumbnail format.",
-                                 one_of(*OUTPUT_FORMATS))
-    output_quality: int = setting(82, "outputQuality", "int", "Encoder quality for jpeg and webp thumbnails.",
-                                  between(1, 100))
-    max_labels: int = setting(20, "maxLabels", "int", "Most labels Rekognition returns per image.", between(1, 1000))
-    min_confidence: int = setting(70, "minConfidence", "int", "Lowest label confidence kept, in percent.",
-                                  between(0, 100))
-    store_gps: bool = setting(False, "storeGps", "bool", "Keep GPS coordinates from EXIF in the image record.")
-    intake: StageSettings = setting(STAGE_DEFAULTS[Function.INTAKE], Function.INTAKE, "stage", "The intake function.",
-                                    declared=False)
-    thumbnails: StageSettings = setting(STAGE_DEFAULTS[Function.THUMBNAILS], Function.THUMBNAILS, "stage",
-                                        "The thumbnail function.", declared=False)
-    labels: StageSettings = setting(STAGE_DEFAULTS[Function.LABELS], Function.LABELS, "stage", "The label function.",
-                                    declared=False)
-    cdn_purge: StageSettings = setting(STAGE_DEFAULTS[Function.CDN_PURGE], "cdnPurge", "stage",
-                                       "The function that makes CloudFront forget deleted thumbnails (with cdn).",
-                                       declared=False)
-    # Rekognition's DetectLabels quota is per account and Region and differs between Regions (AWS General Reference,
-    # "Amazon Rekognition endpoints and quotas"; Service Quotas: "Transactions per second per account for the Amazon
-    # Rekognition Image operation DetectLabels"). The default is the smallest figure we know a Region to have, not
-    # read from that table here: set the stack's from the Service Quotas console.
-    rekognition_tps: int = setting(5, "rekognitionTps", "int",
-                                   "Your Region's DetectLabels quota, in calls a second (Service Quotas shows it); the "
-                                   "label stage paces itself to it and capacity plans with it.", between(1, 10_000))
+    """The stack's settings: the pipeline's own (the fields below), those several functions read (`shared`), and
+    each declared stage's, configured (`stages`, by name; `configured(name)`)."""
+
     # Lambda's Regional concurrency quota: 1,000 by default, raised on request (Lambda Developer Guide, "Lambda quotas").
     account_concurrency: int = setting(1000, "accountConcurrency", "int",
                                        "The account's Regional Lambda concurrency quota (1,000 unless AWS raised it).",
@@ -246,7 +155,6 @@ class Settings:
     force_destroy: bool = setting(False, "forceDestroy", "bool",
                                   "Let `pulumi destroy` delete the buckets with everything in them and the table "
                                   "(for dev stacks; off keeps data safe).")
-    labels_emulated: bool = setting(False, "labelsEmulated", "bool", "Set only by the local cloud.", declared=False)
     upload_api: bool = setting(False, "uploadApi", "bool",
                                "An authenticated endpoint that hands out one-use presigned uploads (IAM, or JWT when "
                                "jwtIssuer and jwtAudience are set).")
@@ -278,41 +186,122 @@ class Settings:
     cdn_domain: str | None = setting(None, "cdnDomain", "str", "A custom domain for the distribution.", declared=False)
     cdn_certificate_arn: str | None = setting(None, "cdnCertificateArn", "str",
                                               "The ACM certificate (us-east-1) of cdnDomain.", declared=False)
+    cdn_purge: StageSettings = setting(CDN_PURGE_SIZING, "cdnPurge", "stage",
+                                       "The function that makes CloudFront forget deleted thumbnails (with cdn).",
+                                       declared=False)
+    # Not config keys: the shared settings and each declared stage's, read with the rest by `load`.
+    shared: Shared = field(default_factory=Shared, metadata={"key": None})
+    stages: Mapping[str, Configured] = field(default_factory=dict, metadata={"key": None})
+
+    def __post_init__(self) -> None:
+        if not self.stages:  # the declared stages with their defaults (and the shared settings given)
+            object.__setattr__(self, "stages", configure(self.shared, {}, {}))
+
+    # --- the stages --------------------------------------------------------------------------------------------
+    def configured(self, name: str) -> Configured:
+        return self.stages[name]
+
+    def stage(self, name: str) -> StageSettings:
+        """A queue-fed function's size: a declared stage's, or the CDN purge function's."""
+        return self.cdn_purge if name == Function.CDN_PURGE else self.stages[name].sizing
+
+    @property
+    def deployed(self) -> list[Configured]:
+        """The declared stages this stack deploys, in the order an upload meets them."""
+        return [c for c in self.stages.values() if c.stage.deployed(c.settings)]
+
+    @property
+    def queue_fed_functions(self) -> tuple[str, ...]:
+        """The queue-fed functions this stack deploys: its stages, and the CDN purge only with a CDN."""
+        return (*(c.name for c in self.deployed), *((Function.CDN_PURGE,) if self.cdn else ()))
+
+    @property
+    def concurrency(self) -> concurrency.ConcurrencyBudget:
+        """How the stack shares the account's Regional Lambda concurrency quota."""
+        reserved = {"upload API": self.upload_api_concurrency} if self.upload_api and self.upload_api_concurrency else {}
+        return concurrency.ConcurrencyBudget(
+            self.account_concurrency, reserved, {name: self.stage(name).max_concurrency for name in self.queue_fed_functions},
+            self.concurrency_reserve)
+
+    # --- what each component is given of them --------------------------------------------------------------------
+    @property
+    def functions(self) -> Runtime:
+        return Runtime(self.runtime, self.architecture, self.tracing, self.log_retention_days)
+
+    @property
+    def queues(self) -> Queues:
+        return Queues(self.queue_retention_days, self.dlq_retention_days, self.max_receive_count,
+                      self.oldest_message_alarm_seconds)
+
+    # --- what several parts of the program read of the shared settings ---------------------------------------------
+    @property
+    def allowed_formats(self) -> tuple[str, ...]:
+        return self.shared.allowed_formats
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.shared.max_upload_bytes
+
+    @property
+    def max_pixels(self) -> int:
+        return self.shared.max_pixels
 
     @property
     def needs_heif(self) -> bool:
         return any(f in HEIF_FORMATS for f in self.allowed_formats)
 
-    @property
-    def label_formats(self) -> tuple[str, ...]:
-        """Formats sent to Rekognition: the allowed ones it can read."""
-        return tuple(f for f in self.allowed_formats if f in REKOGNITION_FORMATS)
 
-    @property
-    def queue_fed_functions(self) -> tuple[Function, ...]:
-        """The queue-fed functions this stack deploys: the label stage only when an allowed format is one Rekognition
-        reads, the CDN purge only with a CDN."""
-        return (*(function for function in QUEUE_FED if function != Function.LABELS or self.label_formats),
-                *((Function.CDN_PURGE,) if self.cdn else ()))
+@dataclass(frozen=True)
+class Key:
+    """Where a config key's value goes: a pipeline field, a shared one, a stage's setting, or a stage's size."""
 
-    def stage(self, name: str) -> StageSettings:
-        return getattr(self, name)
-
-    @property
-    def image_cpu_seconds(self) -> int:
-        """CPU seconds one image may take in the thumbnail stage: a full batch of the slowest images the budget
-        allows still ends within 80% of the timeout at the function's share of a CPU."""
-        st = self.thumbnails
-        return max(1, math.floor(st.timeout * 0.8 * min(1.0, st.vcpus) / st.batch_size))  # RLIMIT_CPU counts whole seconds
-
-    def thumbnail_peak_mb(self) -> dict[str, int]:
-        """Worst-case memory of one decode at maxPixels, per allowed format (see DECODE_BYTES_PER_PIXEL)."""
-        return {f: FUNCTION_FOOTPRINT_MB + math.ceil(self.max_pixels * DECODE_BYTES_PER_PIXEL[f] / 2**20)
-                for f in self.allowed_formats}
+    key: str
+    spec: dataclasses.Field
+    owner: str  # "pipeline", "shared", or a stage's name
+    sizing: bool = False  # the stage's size object
 
 
-FIELDS = {f.metadata["key"]: f for f in dataclasses.fields(Settings)}
-FIELDS_BY_NAME = {f.name: f for f in dataclasses.fields(Settings)}
+def config_keys() -> dict[str, Key]:
+    """Every config key the stack takes: the shared ones, then each stage's, then the pipeline's own; one declaration
+    each (a key declared twice is a mistake in the program)."""
+    found: dict[str, Key] = {}
+
+    def add(entry: Key) -> None:
+        if entry.key in found:
+            raise AssertionError(f"config key {entry.key!r} is declared twice ({found[entry.key].owner}, {entry.owner})")
+        found[entry.key] = entry
+
+    for spec in SHARED_FIELDS.values():
+        add(Key(spec.metadata["key"], spec, "shared"))
+    for stage in stages.declared():
+        for spec in dataclasses.fields(stage.settings):
+            if spec.metadata.get("key") and not is_shared(spec):
+                add(Key(spec.metadata["key"], spec, stage.name))
+        sizing = setting(stage.sizing, stage.config_key, "stage", stage.description, declared=False)
+        add(Key(stage.config_key, _named(sizing, stage.config_key), stage.name, sizing=True))
+    for spec in dataclasses.fields(Settings):
+        if spec.metadata.get("key"):
+            add(Key(spec.metadata["key"], spec, "pipeline"))
+    return found
+
+
+def _named(spec: Any, name: str) -> dataclasses.Field:
+    """A loose dataclasses.field (not a class's) with the name a message shows."""
+    spec.name = name
+    return spec
+
+
+def configure(shared: Shared, options: Mapping[str, Mapping[str, Any]],
+              sizes: Mapping[str, StageSettings]) -> dict[str, Configured]:
+    """Each declared stage with its options given (by stage, then field name) over its defaults, the shared
+    settings it reads, its size, then what it completes from the others (its `complete`)."""
+    configured: dict[str, Configured] = {}
+    for stage in stages.declared():
+        from_shared = {spec.name: getattr(shared, spec.name) for spec in dataclasses.fields(stage.settings)
+                       if is_shared(spec)}
+        values = stage.settings(**from_shared, **options.get(stage.name, {}))
+        configured[stage.name] = Configured(stage, values, sizes.get(stage.name, stage.sizing))
+    return {name: replace(c, settings=c.stage.complete(c, configured)) for name, c in configured.items()}
 
 
 def load(config: Any = None) -> Settings:
@@ -322,18 +311,45 @@ def load(config: Any = None) -> Settings:
 
         config = pulumi.Config()
     errors: list[str] = []
-    values: dict[str, Any] = {}
-    for key, spec in FIELDS.items():
+    pipeline: dict[str, Any] = {}
+    shared: dict[str, Any] = {}
+    options: dict[str, dict[str, Any]] = {}
+    sizes: dict[str, StageSettings] = {}
+    for key, entry in config_keys().items():
         raw = config.get(key)
         if raw is None:
             continue
         try:
-            values[spec.name] = _parse(spec.metadata["kind"], raw, spec.name)
+            if entry.sizing or entry.spec.metadata["kind"] == "stage":
+                default: Any = entry.spec.default
+                value: Any = _sizing(default, raw)
+            else:
+                value = parse(entry.spec, raw)
         except (ValueError, TypeError) as exc:
             errors.append(f"{PROJECT}:{key}: {exc}")
+            continue
+        if entry.owner == "pipeline":
+            pipeline[entry.spec.name] = value
+        elif entry.owner == "shared":
+            shared[entry.spec.name] = value
+        elif entry.sizing:
+            sizes[entry.owner] = value
+        else:
+            options.setdefault(entry.owner, {})[entry.spec.name] = value
     if errors:
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(errors))
-    return validate(replace(Settings(), **values))
+    common = Shared(**shared)
+    return validate(replace(Settings(), **pipeline, shared=common, stages=configure(common, options, sizes)))
+
+
+def _sizing(default: StageSettings, raw: str) -> StageSettings:
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object with {', '.join(STAGE_KEYS)}, got {raw!r}")
+    unknown = sorted(set(value) - set(STAGE_KEYS))
+    if unknown:
+        raise ValueError(f"unknown field(s) {unknown}; accepted: {', '.join(STAGE_KEYS)}")
+    return replace(default, **{STAGE_KEYS[k]: whole(v) for k, v in value.items()})
 
 
 def stack_config(path: Any) -> dict[str, str]:
@@ -351,12 +367,13 @@ def stack_config(path: Any) -> dict[str, str]:
 def assignments(items: list[str]) -> dict[str, str]:
     """`KEY=VALUE` pairs (with or without the project prefix) as config values, the way `pulumi config set KEY VALUE`
     stores them; an unknown key is a SettingsError naming the keys there are."""
+    known = config_keys()
     values: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip().removeprefix(f"{PROJECT}:")
-        if not sep or key not in FIELDS:
-            raise SettingsError(f"--set {item!r}: write KEY=VALUE with one of the stack's keys ({', '.join(FIELDS)})")
+        if not sep or key not in known:
+            raise SettingsError(f"--set {item!r}: write KEY=VALUE with one of the stack's keys ({', '.join(known)})")
         values[key] = value
     return values
 
@@ -366,42 +383,13 @@ def load_stack(path: Any) -> Settings:
     return load(stack_config(path))
 
 
-def _parse(kind: str, raw: str, name: str) -> Any:
-    """A config value as the field `name` holds it."""
-    if kind == "str":
-        return raw.strip() or None
-    if kind == "int":
-        return _int(raw)
-    if kind == "bool":
-        if raw.lower() not in ("true", "false"):
-            raise ValueError(f"{raw!r} is not true or false")
-        return raw.lower() == "true"
-    value = json.loads(raw)
-    if kind == "list":
-        if not isinstance(value, list):
-            raise ValueError(f"expected a list, got {raw!r}")
-        return tuple(value)
-    if kind == "stage":
-        if not isinstance(value, dict):
-            raise ValueError(f"expected an object with {', '.join(STAGE_KEYS)}, got {raw!r}")
-        unknown = sorted(set(value) - set(STAGE_KEYS))
-        if unknown:
-            raise ValueError(f"unknown field(s) {unknown}; accepted: {', '.join(STAGE_KEYS)}")
-        return replace(STAGE_DEFAULTS[name], **{STAGE_KEYS[k]: _int(v) for k, v in value.items()})
-    raise AssertionError(kind)
-
-
-def _int(raw: Any) -> int:
-    if isinstance(raw, bool):
-        raise ValueError(f"{raw!r} is not a whole number")
-    if isinstance(raw, float) and raw.is_integer():
-        return int(raw)
-    if isinstance(raw, int):
-        return raw
-    try:
-        return int(str(raw).strip())
-    except ValueError:
-        raise ValueError(f"{raw!r} is not a whole number") from None
+def value_of(s: Settings, entry: Key) -> Any:
+    if entry.owner == "pipeline":
+        return getattr(s, entry.spec.name)
+    if entry.owner == "shared":
+        return getattr(s.shared, entry.spec.name)
+    configured = s.configured(entry.owner)
+    return configured.sizing if entry.sizing else getattr(configured.settings, entry.spec.name)
 
 
 def validate(s: Settings) -> Settings:
@@ -411,9 +399,9 @@ def validate(s: Settings) -> Settings:
     def bad(key: str, value: Any, accepted: str) -> None:
         errors.append(f"{PROJECT}:{key} = {_show(value)} is out of range (accepted: {accepted})")
 
-    for key, spec in FIELDS.items():
-        accepts: Accepts | None = spec.metadata["accepts"]
-        value = getattr(s, spec.name)
+    for key, entry in config_keys().items():
+        accepts: Accepts | None = entry.spec.metadata["accepts"]
+        value = value_of(s, entry)
         if accepts is not None and not accepts.ok(value):
             bad(key, value, accepts.text)
     if not errors and s.dlq_retention_days <= s.queue_retention_days:
@@ -428,17 +416,21 @@ def validate(s: Settings) -> Settings:
         bad("cdnDomain", s.cdn_domain, "set together with cdnCertificateArn (or neither: the distribution's own domain)")
     if s.cdn_certificate_arn is not None and not s.cdn_certificate_arn.startswith("arn:aws:acm:us-east-1:"):
         bad("cdnCertificateArn", s.cdn_certificate_arn, "an ACM certificate ARN in us-east-1 (CloudFront reads certificates only there)")
-    for name in STAGE_DEFAULTS:
-        _validate_stage(FIELDS_BY_NAME[name].metadata["key"], s.stage(name), errors)
-    if not errors:
-        _validate_memory(s, errors)
-    if not errors:
-        from infra import capacity  # it models the stack from these settings: imported once they are whole
-
-        errors.extend(f"{PROJECT}:{problem}" for problem in capacity.problems(s))
+    _validate_stage("cdnPurge", s.cdn_purge, errors)
+    for configured in s.stages.values():
+        _validate_stage(configured.stage.config_key, configured.sizing, errors)
+    if not errors:  # what cannot work, each stage's in its own words and the whole stack's, all at once
+        found = [*(p for configured in s.deployed for p in configured.stage.problems(configured, s)),
+                 *concurrency.problems(s.concurrency)]
+        errors.extend(f"{PROJECT}:{problem}" for problem in found)
     if errors:
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(errors))
     return s
+
+
+def warnings(s: Settings) -> list[str]:
+    """Configurations that work but waste, each stage's in its own words."""
+    return [warning for configured in s.deployed for warning in configured.stage.warnings(configured, s)]
 
 
 def _show(value: Any) -> str:
@@ -449,7 +441,7 @@ def _validate_stage(name: str, st: StageSettings, errors: list[str]) -> None:
     def bad(field_name: str, value: Any, accepted: str) -> None:
         errors.append(f"{PROJECT}:{name}.{field_name} = {value!r} is out of range (accepted: {accepted})")
 
-    for key, (low, high) in _STAGE_LIMITS.items():
+    for key, (low, high) in STAGE_LIMITS.items():
         value = getattr(st, STAGE_KEYS[key])
         if not low <= value <= high:
             bad(key, value, f"{low:,} to {high:,}")
@@ -462,20 +454,6 @@ def _validate_stage(name: str, st: StageSettings, errors: list[str]) -> None:
             f"+ batchingWindow ({st.batching_window})")
 
 
-def _validate_memory(s: Settings, errors: list[str]) -> None:
-    """The worst decode maxPixels allows, in any allowed format, must fit the thumbnail function's memory."""
-    budget = s.thumbnails.memory * MEMORY_HEADROOM
-    over = {f: mb for f, mb in s.thumbnail_peak_mb().items() if mb > budget}
-    if over:
-        worst = max(over, key=lambda f: over[f])
-        needed = math.ceil(over[worst] / MEMORY_HEADROOM)
-        fits = math.floor((budget - FUNCTION_FOOTPRINT_MB) * 2**20 / DECODE_BYTES_PER_PIXEL[worst])
-        errors.append(
-            f"{PROJECT}:thumbnails.memory = {s.thumbnails.memory} is too small for maxPixels = {s.max_pixels:,}: a "
-            f"{worst.upper()} of that size may need {over[worst]:,} MB to decode (accepted: thumbnails.memory of at least "
-            f"{needed:,}, or maxPixels of at most {fits:,})")
-
-
 def describe(spec: dataclasses.Field) -> str:
     """A setting's description and what it accepts, as Pulumi.yaml and the README show it."""
     accepts = spec.metadata["accepts"]
@@ -483,35 +461,34 @@ def describe(spec: dataclasses.Field) -> str:
 
 
 def pulumi_yaml_config() -> dict[str, Any]:
-    """The `config:` block Pulumi.yaml declares, from the fields above (types the CLI's schema accepts)."""
-    types = {"int": "integer", "str": "string", "bool": "boolean", "list": "array"}
+    """The `config:` block Pulumi.yaml declares, from every declaration (types the CLI's schema accepts)."""
+    types = {"int": "integer", "str": "string", "bool": "boolean", "list": "array", "float": "number"}
     declared: dict[str, Any] = {}
-    for key, spec in FIELDS.items():
+    for key, entry in config_keys().items():
+        spec = entry.spec
         if not spec.metadata["declared"]:
             continue
         kind = spec.metadata["kind"]
-        entry: dict[str, Any] = {"type": types[kind]}
+        item: dict[str, Any] = {"type": types[kind]}
         default: Any = spec.default
         if kind == "list":
-            item = "integer" if default and isinstance(default[0], int) else "string"
-            entry["items"] = {"type": item}
+            item["items"] = {"type": "integer" if default and isinstance(default[0], int) else "string"}
             default = list(default)
-        entry["description"] = describe(spec)
-        entry["default"] = default
-        declared[key] = entry
+        item["description"] = describe(spec)
+        item["default"] = default
+        declared[key] = item
     return declared
 
 
 def readme_rows() -> list[tuple[str, str, str]]:
     """One row per setting for the README: key, default, description and what is accepted."""
     rows = []
-    for key, spec in FIELDS.items():
-        if key == "labelsEmulated":
-            continue
+    for key, entry in config_keys().items():
+        spec = entry.spec
         meta, default = spec.metadata, spec.default
         if meta["kind"] == "stage":
             shown = ", ".join(f"{k} {getattr(default, v)}" for k, v in STAGE_KEYS.items() if k != "visibilityTimeout")
-            limits = ", ".join(f"{k} {low:,}–{high:,}" for k, (low, high) in _STAGE_LIMITS.items())
+            limits = ", ".join(f"{k} {low:,}–{high:,}" for k, (low, high) in STAGE_LIMITS.items())
             text = (f"{meta['description']} An object (MB and seconds): {limits} (batchingWindow ≥ 1 when batchSize > 10), "
                     f"visibilityTimeout ≥ {VISIBILITY_FACTOR} × timeout + batchingWindow (the default).")
             rows.append((key, shown, text))

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from handlers.names import METRICS_NAMESPACE, Env, Function, Metric, service_name
+from handlers.names import METRICS_NAMESPACE, Env, service_name
 from infra import iam, packaging
 from infra.links import Link, combined
-from infra.settings import Settings
+from infra.settings import Queues, Runtime, StageSettings
 
 DAY = 86_400
 
@@ -28,8 +28,8 @@ class Layers:
     powertools: pulumi.Input[str]
     pillow: pulumi.Input[str]
 
-    def of(self, function: Function) -> list[pulumi.Input[str]]:
-        return [self.powertools, *([self.pillow] if packaging.FUNCTIONS[function].needs_pillow else [])]
+    def of(self, package: packaging.FunctionPackage) -> list[pulumi.Input[str]]:
+        return [self.powertools, *([self.pillow] if package.needs_pillow else [])]
 
 
 def log_group_name(name: str) -> str:
@@ -46,11 +46,14 @@ class LambdaFunction:
     grants: list[pulumi.Resource]  # what must exist before the function, or anything acting as it, is created
 
 
-def build_function(name: str, function: Function, s: Settings, memory: int, timeout: int, links: Sequence[Link],
-                   layers: Layers, opts: pulumi.ResourceOptions, reserved_concurrency: int | None = None) -> LambdaFunction:
+def build_function(name: str, function: str, s: Runtime, memory: int, timeout: int, links: Sequence[Link],
+                   layers: Layers, opts: pulumi.ResourceOptions, reserved_concurrency: int | None = None,
+                   handler: str | None = None) -> LambdaFunction:
     """One function with its own role (writing its own logs, plus what its `links` allow), the environment its links
-    name, a log group with retention, tracing and its archive of handler files. It is created only after
-    everything its role is granted."""
+    name, a log group with retention, tracing and its archive of the project's files its handler imports (`handler`:
+    a declared stage's; the project's own functions are found by name). It is created only after everything its
+    role is granted."""
+    package = packaging.package(function, handler or packaging.FUNCTIONS[function].handler)
     log_group = aws.cloudwatch.LogGroup(
         f"{name}-logs", name=log_group_name(name),
         retention_in_days=s.log_retention_days, opts=opts)
@@ -62,11 +65,11 @@ def build_function(name: str, function: Function, s: Settings, memory: int, time
         role=role.arn,
         runtime=s.runtime,
         architectures=[s.architecture],
-        handler=packaging.FUNCTIONS[function].handler,
-        code=pulumi.FileArchive(str(packaging.function_archive(function))),
+        handler=package.handler,
+        code=pulumi.FileArchive(str(packaging.function_archive(function, package.handler))),
         memory_size=memory,
         timeout=timeout,
-        layers=layers.of(function),
+        layers=layers.of(package),
         reserved_concurrent_executions=reserved_concurrency,
         environment=aws.lambda_.FunctionEnvironmentArgs(variables={
             Env.SERVICE_NAME: service_name(function),
@@ -84,15 +87,18 @@ def build_function(name: str, function: Function, s: Settings, memory: int, time
 
 @dataclass
 class QueueWorkerArgs:
-    function: Function  # one of names.QUEUE_FED
-    settings: Settings
+    function: str  # a declared stage's name, or one of the pipeline's own queue-fed functions
+    sizing: StageSettings
+    runtime: Runtime
+    queues: Queues
     links: Sequence[Link]  # what the function uses, besides reading its own queue and writing its logs
     layers: Layers
     alarm_topic_arn: pulumi.Input[str]
     # What the handler counts for each message it drops as unreadable (acknowledged, never retried): alarmed.
-    dropped_metric: Metric
+    dropped_metric: str
     # Deliveries before the DLQ, when this worker needs more than the stack's maxReceiveCount.
     max_receive_count: int | None = None
+    handler: str | None = None  # a declared stage's handler (module.function)
 
 
 class QueueWorker(pulumi.ComponentResource):
@@ -106,7 +112,7 @@ class QueueWorker(pulumi.ComponentResource):
         `pulumi up` updates an existing stack in place instead of replacing its queues and functions. A worker that
         1.x did not have has none."""
         super().__init__("claimcheck:index:QueueWorker", name, None, opts)
-        s, stage = args.settings, args.settings.stage(args.function)
+        s, stage = args.queues, args.sizing
         self.max_receive_count = max(s.max_receive_count, args.max_receive_count or 0)
         child = pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(parent=moved_from)] if moved_from else None)
         self.dlq = aws.sqs.Queue(f"{name}-dlq", sqs_managed_sse_enabled=True,
@@ -124,8 +130,8 @@ class QueueWorker(pulumi.ComponentResource):
         # Amazon SQS", and AWS's AWSLambdaSQSQueueExecutionRole): no more.
         consume = Link(statements=(iam.allow(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
                                              [self.queue.arn]),))
-        built = build_function(name, args.function, s, memory=stage.memory, timeout=stage.timeout,
-                               links=[consume, *args.links], layers=args.layers, opts=child)
+        built = build_function(name, args.function, args.runtime, memory=stage.memory, timeout=stage.timeout,
+                               links=[consume, *args.links], layers=args.layers, opts=child, handler=args.handler)
         self.function, self.role = built.function, built.role
         self.mapping = aws.lambda_.EventSourceMapping(
             f"{name}-mapping",
@@ -142,7 +148,7 @@ class QueueWorker(pulumi.ComponentResource):
         self.register_outputs({"queue_url": self.queue.url, "dlq_url": self.dlq.url, "function_name": self.function.name})
 
     def _alarms(self, name: str, args: QueueWorkerArgs, child: pulumi.ResourceOptions) -> list[aws.cloudwatch.MetricAlarm]:
-        s, topic = args.settings, args.alarm_topic_arn
+        s, topic = args.queues, args.alarm_topic_arn
         return [
             aws.cloudwatch.MetricAlarm(
                 f"{name}-dlq-alarm",

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from handlers.names import UPLOADS_PREFIX
+from handlers.names import UPLOADS_PREFIX, StackOutput
 from infra import settings
 from localcloud import report, samples, soak, watch
 from localcloud.cloud import LocalCloud
@@ -81,7 +81,7 @@ def run_upload(args: argparse.Namespace) -> int:
         for key in keys:
             for output in report.outputs(summary.records.get(key, {})):
                 print(f"  {output.get('url', output['key'])}")
-        print(f"(thumbnail URLs point at the CloudFront distribution {cloud.outputs.get('thumbnailsUrl')}, "
+        print(f"(thumbnail URLs point at the CloudFront distribution {cloud.outputs.get(StackOutput.THUMBNAILS_URL)}, "
               "which the local cloud records but does not serve)")
         return 1 if summary.unaccounted() else 0
 
@@ -145,7 +145,7 @@ def run_demo(args: argparse.Namespace) -> int:
                   + "".join(f"; {key} = {value}" for key, value in config.items()))
             for gap in cloud.gaps:
                 print(f"  note: {gap}")
-            print(f"Uploading {len(files)} files to s3://{cloud.outputs['uploadsBucket']}/uploads/ "
+            print(f"Uploading {len(files)} files to s3://{cloud.outputs[StackOutput.UPLOADS_BUCKET]}/uploads/ "
                   f"({watch.UPLOAD_THREADS} at a time, at most {watch.WINDOW} waiting) …", flush=True)
             show, close = watch.live()
             try:

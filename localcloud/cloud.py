@@ -20,7 +20,7 @@ import boto3
 import requests
 from botocore.config import Config
 
-from handlers.names import Function
+from handlers.names import Env, Function, StackOutput
 from infra.settings import Settings
 from infra.settings import load as load_settings
 from localcloud import program
@@ -28,7 +28,7 @@ from localcloud.api import FunctionEndpoint, InvokeEndpoint
 from localcloud.emulator import Emulator
 from localcloud.metrics import Publisher
 from localcloud.mocks import CloudMocks
-from localcloud.overrides import LOCAL_CONFIG, MAX_LOCAL_CONCURRENCY
+from localcloud.overrides import EMULATED_SERVICES, LOCAL_CONFIG, MAX_LOCAL_CONCURRENCY
 from localcloud.pollers import Chaos, FunctionSpec, MappingSpec, Poller
 from ops.target import DISCOVERY_FILE, local_home
 
@@ -112,7 +112,7 @@ class LocalCloud:
         self.invocations = InvokeEndpoint({spec.name: (spec, logs / f"{stage}.log")
                                            for stage, spec in self._specs.items()}).start()
         self.emulator.configure(*grants(self.deployed, self.credentials), mappings=mappings(self.deployed),
-                                quotas={"rekognition.DetectLabels": self.settings().rekognition_tps},
+                                quotas=quotas(self.settings()),
                                 cors={c.inputs["bucket"]: c.inputs["corsRules"]
                                       for c in self.deployed.of_type("aws:s3/bucketCorsConfiguration:BucketCorsConfiguration")},
                                 cdn={"distributions": [d.id for d in self.deployed.of_type(DISTRIBUTION)], **self.cdn},
@@ -283,6 +283,7 @@ class LocalCloud:
             # The function's own credentials: the emulator allows them exactly what its role allows.
             **self.credentials[fn.state["name"]],
             **fn.inputs.get("environment", {}).get("variables", {}),
+            Env.EMULATED: ",".join(EMULATED_SERVICES),
         }
         if self.faults.get(stage):
             environment["LOCALCLOUD_FAULTS"] = json.dumps(self.faults[stage])
@@ -309,16 +310,16 @@ class LocalCloud:
                              region_name=env["AWS_DEFAULT_REGION"])
 
     def upload(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> dict[str, Any]:
-        return self.client("s3").put_object(Bucket=self.outputs["uploadsBucket"], Key=key, Body=data, ContentType=content_type)
+        return self.client("s3").put_object(Bucket=self.outputs[StackOutput.UPLOADS_BUCKET], Key=key, Body=data, ContentType=content_type)
 
     def delete(self, key: str) -> dict[str, Any]:
-        return self.client("s3").delete_object(Bucket=self.outputs["uploadsBucket"], Key=key)
+        return self.client("s3").delete_object(Bucket=self.outputs[StackOutput.UPLOADS_BUCKET], Key=key)
 
     def records(self, brief: bool = False) -> dict[str, dict[str, Any]]:
         """Every image record, by upload key (`brief`: only its key and status, for the wait loops)."""
         if "table" not in self._clients:
             self._clients["table"] = self._session().resource(
-                "dynamodb", endpoint_url=self.endpoint_of("dynamodb")).Table(self.outputs["tableName"])
+                "dynamodb", endpoint_url=self.endpoint_of("dynamodb")).Table(self.outputs[StackOutput.TABLE_NAME])
         table = self._clients["table"]
         options: dict[str, Any] = {"ConsistentRead": True}
         if brief:
@@ -335,14 +336,14 @@ class LocalCloud:
         """(waiting, in flight) of every work queue and dead-letter queue, by URL: the emulator's own count (what
         GetQueueAttributes answers), in one request for all of them."""
         depths = self.emulator.queue_depths()
-        urls = [*self.outputs["queueUrls"].values(), *self.outputs["deadLetterQueueUrls"].values()]
+        urls = [*self.outputs[StackOutput.QUEUE_URLS].values(), *self.outputs[StackOutput.DEAD_LETTER_QUEUE_URLS].values()]
         return {url: depths[url.rstrip("/").rsplit("/", 1)[-1]] for url in urls}
 
     def dead_letters(self) -> list[DeadLetter]:
         """What every DLQ holds, left in place (received with a zero visibility timeout)."""
         sqs = self.client("sqs")
         found: list[DeadLetter] = []
-        for stage, url in self.outputs["deadLetterQueueUrls"].items():
+        for stage, url in self.outputs[StackOutput.DEAD_LETTER_QUEUE_URLS].items():
             seen: set[str] = set()
             for _ in range(20):
                 messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0,
@@ -359,7 +360,7 @@ class LocalCloud:
     def idle(self) -> bool:
         """No message waiting or in flight in any work queue, and no invocation running."""
         depths = self.queue_depths()
-        if any(sum(depths[url]) for url in self.outputs["queueUrls"].values()):
+        if any(sum(depths[url]) for url in self.outputs[StackOutput.QUEUE_URLS].values()):
             return False
         return not any(p.busy for p in self.pollers.values())
 
@@ -487,3 +488,9 @@ def _key_of(body: str) -> str | None:
     if isinstance(data, dict) and isinstance(data.get("key"), str):
         return data["key"]
     return None
+
+
+def quotas(s: Settings) -> dict[str, float]:
+    """The calls a second each service quota the deployed stages declare allows (the emulator refuses the rest)."""
+    return {limit.operation: limit.per_second for c in s.deployed if c.stage.capacity
+            for limit in c.stage.capacity.limits(c) if limit.operation}

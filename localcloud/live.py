@@ -20,7 +20,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from handlers.names import THUMBNAILS_PREFIX
+from handlers.names import THUMBNAILS_PREFIX, StackOutput
 from localcloud import loopback
 from localcloud.cloud import LocalCloud
 from ops import gallery
@@ -109,7 +109,7 @@ class LiveGallery:
         if not key.startswith(THUMBNAILS_PREFIX):
             return _answer(request, 404, "text/plain", b"not a thumbnail")
         url = self.cloud.client("s3").generate_presigned_url(
-            "get_object", Params={"Bucket": self.cloud.outputs["thumbnailsBucket"], "Key": key}, ExpiresIn=LINK_SECONDS)
+            "get_object", Params={"Bucket": self.cloud.outputs[StackOutput.THUMBNAILS_BUCKET], "Key": key}, ExpiresIn=LINK_SECONDS)
         return _answer(request, 302, "text/plain", b"", headers={"Location": url})
 
 

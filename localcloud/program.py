@@ -10,6 +10,7 @@ from typing import Any
 
 import pulumi
 
+from handlers import stages
 from handlers.names import PROJECT
 from infra import packaging
 from localcloud.outputs import Context, call_outputs, resource_outputs
@@ -82,6 +83,7 @@ class Deployment:
     def functions(self) -> dict[str, Registered]:
         """The Lambda functions the program declared, by which of the pipeline's functions each runs (its handler)."""
         by_handler = {package.handler: name for name, package in packaging.FUNCTIONS.items()}
+        by_handler.update({stage.handler: stage.name for stage in stages.declared()})
         return {by_handler[fn.inputs["handler"]]: fn for fn in self.of_type("aws:lambda/function:Function")}
 
     def named(self, name: str) -> Registered:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from handlers.names import SETTLED, UPLOADS_PREFIX, Function, Status
+from handlers.names import SETTLED, UPLOADS_PREFIX, Function, StackOutput, Status
 from localcloud.cloud import DeadLetter, LocalCloud
 from ops import gallery
 from ops.gallery import outputs
@@ -100,7 +100,7 @@ def write_gallery(summary: Summary, out: Path) -> Path:
 def write_thumbnails(cloud: LocalCloud, summary: Summary, out: Path) -> int:
     """Copy every thumbnail to out/<upload key without uploads/>/<box>.<ext>; returns how many."""
     s3 = cloud.client("s3")
-    bucket = cloud.outputs["thumbnailsBucket"]
+    bucket = cloud.outputs[StackOutput.THUMBNAILS_BUCKET]
     written = 0
     for key in summary.uploaded:
         for output in outputs(summary.records.get(key, {})):

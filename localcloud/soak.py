@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from handlers import stages
 from handlers.contracts import image_id, thumbnail_prefix
-from handlers.names import QUEUE_FED, SETTLED, UPLOADS_PREFIX, Env, Function, Metric, Status
+from handlers.names import SETTLED, UPLOADS_PREFIX, Function, Metric, StackOutput, Status
 from localcloud import report, samples
 from localcloud.cloud import LocalCloud
 from localcloud.pollers import Chaos
@@ -130,8 +131,8 @@ def run(plan: SoakPlan, workdir: Path | None = None, progress: Any = None) -> So
     timeouts = {"timeout": plan.function_timeout}
     # Short timeouts need a small maxPixels: a batch of the largest allowed images must fit in them (the settings
     # refuse it otherwise); the soak's photos are 2 MP at most.
-    config: dict[str, Any] = {**dict.fromkeys(QUEUE_FED, timeouts), "maxReceiveCount": plan.max_receive_count,
-                              "maxPixels": 4_000_000}
+    config: dict[str, Any] = {**{stage.config_key: timeouts for stage in stages.declared()},
+                              "maxReceiveCount": plan.max_receive_count, "maxPixels": 4_000_000}
     chaos = Chaos(duplicate_rate=plan.duplicate_rate, delay_rate=plan.delay_rate, kill_rate=plan.kill_rate, seed=plan.seed)
     options: dict[str, Any] = {"workdir": workdir} if workdir else {}
     with LocalCloud(config=config, faults=faults(plan.fault_rate), chaos=chaos, **options) as cloud:
@@ -160,7 +161,7 @@ def apply(cloud: LocalCloud, action: str, key: str, data: bytes | None) -> None:
     if action == "delete":
         cloud.delete(key)
         return
-    s3, bucket = cloud.client("s3"), cloud.outputs["uploadsBucket"]
+    s3, bucket = cloud.client("s3"), cloud.outputs[StackOutput.UPLOADS_BUCKET]
     listed = s3.list_object_versions(Bucket=bucket, Prefix=key)
     versions = [v for v in listed.get("Versions", []) if v["Key"] == key]
     markers = [m for m in listed.get("DeleteMarkers", []) if m["Key"] == key]
@@ -185,7 +186,7 @@ def _unsettled(cloud: LocalCloud, keys: list[str]) -> list[str]:
 def reconcile(cloud: LocalCloud, keys: list[str], elapsed: float) -> SoakResult:
     """Hold the uploads bucket against the table, the thumbnails bucket and the DLQs; count what is lost."""
     s3 = cloud.client("s3")
-    uploads_bucket, thumbs_bucket = cloud.outputs["uploadsBucket"], cloud.outputs["thumbnailsBucket"]
+    uploads_bucket, thumbs_bucket = cloud.outputs[StackOutput.UPLOADS_BUCKET], cloud.outputs[StackOutput.THUMBNAILS_BUCKET]
     current: dict[str, str] = {}  # key -> current version id, for every object still in the bucket
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=uploads_bucket, Prefix=UPLOADS_PREFIX):
         for version in page.get("Versions", []):
@@ -213,8 +214,7 @@ def reconcile(cloud: LocalCloud, keys: list[str], elapsed: float) -> SoakResult:
         else:
             statuses[key] = record["status"]
     referenced: set[str] = set()
-    thumbnail_function = cloud.deployed.functions()[Function.THUMBNAILS]
-    sizes = sorted(int(s) for s in thumbnail_function.inputs["environment"]["variables"][Env.THUMBNAIL_SIZES].split(","))
+    sizes = sorted(cloud.settings().configured(Function.THUMBNAILS).settings.thumbnail_sizes)
     for key, record in records.items():
         if key not in keys:
             problems.append(f"{key}: a record for no upload")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from handlers.names import StackOutput
 from localcloud import report
 from localcloud.cloud import LocalCloud
 
@@ -75,8 +76,8 @@ class Stalled(Exception):
 def observe(cloud: LocalCloud, keys: list[str], progress: Progress) -> report.Summary:
     """Statuses (key and status only) and queue depths; the dead letters' bodies only when there are some."""
     depths = cloud.queue_depths()
-    work = [depths[url] for url in cloud.outputs["queueUrls"].values()]
-    lettered = sum(sum(depths[url]) for url in cloud.outputs["deadLetterQueueUrls"].values())
+    work = [depths[url] for url in cloud.outputs[StackOutput.QUEUE_URLS].values()]
+    lettered = sum(sum(depths[url]) for url in cloud.outputs[StackOutput.DEAD_LETTER_QUEUE_URLS].values())
     progress.queued = sum(waiting for waiting, _ in work)
     progress.in_flight = sum(flying for _, flying in work) + sum(p.busy for p in cloud.pollers.values())
     idle = not (progress.queued or progress.in_flight)

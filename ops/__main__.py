@@ -32,6 +32,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from handlers.names import StackOutput
 from ops import capacity, gallery, images, queues, render
 from ops import reprocess as reprocessing
 from ops.images import KINDS
@@ -193,7 +194,7 @@ def run_reprocess(target: Target, args: argparse.Namespace) -> int:
                                       page_size=args.page_size)
     finally:
         close()
-    settings = target.outputs["thumbnailSettings"]
+    settings = target.outputs[StackOutput.THUMBNAIL_SETTINGS]
     resumed = f" (resumed after {done.resumed_from} requested by an earlier run)" if done.resumed_from else ""
     text = (f"{done.requested} image(s) would be reprocessed to thumbnail settings {settings} (scanned {done.scanned})"
             if args.dry_run else
@@ -206,7 +207,7 @@ def run_reprocess(target: Target, args: argparse.Namespace) -> int:
 
 def run_pause(target: Target, args: argparse.Namespace, enabled: bool = False) -> int:
     state = queues.set_enabled(target, args.stage, enabled)
-    waiting, _ = queues.depth(target, target.outputs["queueUrls"][args.stage])
+    waiting, _ = queues.depth(target, target.outputs[StackOutput.QUEUE_URLS][args.stage])
     verb = "resumed" if enabled else "paused"
     ok = state == ("Enabled" if enabled else "Disabled")
     text = (f"{args.stage} {verb}: " + ("it takes messages from its queue again" if enabled else
@@ -218,7 +219,7 @@ def run_pause(target: Target, args: argparse.Namespace, enabled: bool = False) -
 
 def run_gallery(target: Target, args: argparse.Namespace) -> int:
     path, count = gallery.write(target, args.out, args.prefix or "", args.limit, args.expires)
-    links = ("CDN URLs" if target.outputs.get("thumbnailsUrl") else
+    links = ("CDN URLs" if target.outputs.get(StackOutput.THUMBNAILS_URL) else
              f"presigned GETs valid for {args.expires} s")
     _print(target, args, {"path": str(path), "images": count},
            render.title(f"Wrote {path}: {count} upload(s), thumbnails through {links}", target.emulated))

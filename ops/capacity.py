@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import capacity, costs, settings
+from infra.concurrency import UNRESERVED_RULE, added_up
 from ops import render
 from ops.queues import OpsError
 
@@ -49,13 +50,13 @@ def report(stack: str, p: capacity.Plan) -> str:
              f"{stage.needed:,.1f} / {stage.max_concurrency:,}", f"{stage.rate:,.1f}", stage.binding.name,
              capacity.duration(stage.ramp_seconds), capacity.duration(stage.drain_seconds),
              capacity.duration(stage.oldest_seconds, "no end")
-             + (" ALARM" if stage.oldest_seconds > s.oldest_message_alarm_seconds else ""))
+             + (" ALARM" if stage.oldest_seconds > s.oldest_message_alarm_seconds else ""), f"{stage.usd_per_million:,.2f}")
             for stage in p.stages.values()]
     lines = [
         f"claimcheck {stack}: {p.rate:g} images/s steady and a burst of {p.burst:,} {p.megapixels:g} MP "
         f"{p.fmt.upper()} photos ({MODEL})",
         render.table(("STAGE", "MEMORY", "PER IMAGE", "NEEDS / MAX CONC", "IMAGES/S", "LIMIT THAT BINDS", "TO FULL CONC",
-                      "BURST DRAINS IN", "OLDEST MESSAGE"), rows),
+                      "BURST DRAINS IN", "OLDEST MESSAGE", "$ PER MILLION"), rows),
         f"The pipeline sustains {p.sustained:,.1f} images/s and "
         + (f"drains the burst in {capacity.duration(p.drain_seconds)}; " if p.drain_seconds < float("inf")
            else f"never drains the burst at {p.rate:g}/s; ")
@@ -66,17 +67,19 @@ def report(stack: str, p: capacity.Plan) -> str:
     ]
     lines += [f"  ! {note}" for note in p.notes]
     lines += ["", concurrency(s)]
-    table, best = capacity.memory_table(s, p.megapixels, p.fmt)
+    if capacity.tuned(s) is None:
+        return "\n".join(lines)
+    tuned, table, best = capacity.memory_table(s, p.megapixels, p.fmt)
     fastest = min((row for row in table if row.fits), key=lambda row: (row.seconds, row.memory))
 
     def label(row: capacity.MemoryRow) -> str:
         return ", ".join(text for text, holds in (
-            ("too small for maxPixels", not row.fits), ("fastest", row is fastest),
-            ("cheapest within 10% of the fastest", row is best), ("configured", row.memory == s.thumbnails.memory))
+            ("too small for its largest image", not row.fits), ("fastest", row is fastest),
+            ("cheapest within 10% of the fastest", row is best), ("configured", row.memory == tuned.sizing.memory))
             if holds)
 
-    lines += ["", f"Thumbnail memory for {p.megapixels:g} MP {p.fmt.upper()} (like AWS Lambda Power Tuning, from make "
-              "bench's one-core time; CPU in proportion to memory, 1,769 MB = 1 vCPU; a model):",
+    lines += ["", f"Memory of {tuned.name} for {p.megapixels:g} MP {p.fmt.upper()} (like AWS Lambda Power Tuning, from "
+              "make bench's one-core time; CPU in proportion to memory, 1,769 MB = 1 vCPU; a model):",
               render.table(("MEMORY", "PER IMAGE", "COMPUTE $/M", ""),
                            [(f"{row.memory:,} MB", f"{row.seconds * 1000:,.0f} ms", f"{row.usd_per_million:,.2f}", label(row))
                             for row in table])]
@@ -85,21 +88,24 @@ def report(stack: str, p: capacity.Plan) -> str:
 
 def concurrency(s: settings.Settings) -> str:
     """The account's Regional Lambda concurrency quota and how the stack shares it."""
-    b = capacity.concurrency_budget(s)
+    b = s.concurrency
     rows = [("account quota (accountConcurrency)", f"{b.quota:,}"),
-            ("reserved by the stack", f"{sum(b.reserved.values()):,} ({capacity.added_up(b.reserved)})" if b.reserved
+            ("reserved by the stack", f"{sum(b.reserved.values()):,} ({added_up(b.reserved)})" if b.reserved
              else "0 (uploadApiConcurrency 0: the upload function shares the unreserved pool)" if s.upload_api else "0"),
-            ("kept unreserved by Lambda", f"{b.unreserved_minimum:,} ({capacity.UNRESERVED_RULE})"),
+            ("kept unreserved by Lambda", f"{b.unreserved_minimum:,} ({UNRESERVED_RULE})"),
             ("could still be reserved", f"{b.reservable - sum(b.reserved.values()):,}"),
-            ("the stages at most (maxConcurrency)", f"{sum(b.scaling.values()):,} ({capacity.added_up(b.scaling)})"),
+            ("the stages at most (maxConcurrency)", f"{sum(b.scaling.values()):,} ({added_up(b.scaling)})"),
             ("kept for other functions (concurrencyReserve)", f"{b.reserve:,}"),
             ("room left", f"{b.room:,}")]
     return render.table(("LAMBDA CONCURRENCY", ""), rows)
 
 
 def document(stack: str, p: capacity.Plan) -> dict[str, Any]:
-    rows, best = capacity.memory_table(p.settings, p.megapixels, p.fmt)
-    budget = capacity.concurrency_budget(p.settings)
+    memory = {}
+    if capacity.tuned(p.settings) is not None:
+        tuned, rows, best = capacity.memory_table(p.settings, p.megapixels, p.fmt)
+        memory = {"stage": tuned.name, "rows": [asdict(row) for row in rows], "recommended": best.memory}
+    budget = p.settings.concurrency
     return {"stack": stack, "model": MODEL, "rate": p.rate, "burst": p.burst, "megapixels": p.megapixels,
             "format": p.fmt, "sustained": p.sustained, "drain_seconds": _finite(p.drain_seconds),
             "stages": {name: {"memory": st.memory, "seconds_per_image": st.seconds_per_image, "needed": st.needed,
@@ -111,7 +117,7 @@ def document(stack: str, p: capacity.Plan) -> dict[str, Any]:
                        for name, st in p.stages.items()},
             "usd_per_million": p.usd_per_million, "usd_for_burst": round(p.usd_for_burst, 2),
             "prices_date": costs.PRICES_DATE, "notes": p.notes,
-            "memory": {"rows": [asdict(row) for row in rows], "recommended": best.memory},
+            "memory": memory,
             "concurrency": {**asdict(budget), "unreserved_minimum": budget.unreserved_minimum,
                             "reservable": budget.reservable, "room": budget.room}}
 

@@ -19,7 +19,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from handlers.names import LABEL_LIST, UPLOADS_PREFIX, Function, Status
+from handlers.names import LABEL_LIST, UPLOADS_PREFIX, Function, StackOutput, Status
 
 # Statuses in the order the filters show them; any other status gets a filter after these.
 ORDER = (Status.DONE, Status.REJECTED, Status.FAILED, "dead-lettered", Status.ACCEPTED, Status.DELETED, "unaccounted")
@@ -162,14 +162,14 @@ def write(target: Target, out: Path, prefix: str = "", limit: int = 500, expires
 
     deserialize = TypeDeserializer().deserialize
     records: list[dict[str, Any]] = []
-    pages = target.client("dynamodb").get_paginator("scan").paginate(TableName=target.outputs["tableName"])
+    pages = target.client("dynamodb").get_paginator("scan").paginate(TableName=target.outputs[StackOutput.TABLE_NAME])
     for batch in pages:
         for item in batch.get("Items", []):
             record = {name: deserialize(value) for name, value in item.items()}
             if str(record.get("key", "")).startswith(UPLOADS_PREFIX + prefix):
                 records.append(record)
     images = views(records, limit)
-    s3, bucket = target.client("s3"), target.outputs["thumbnailsBucket"]
+    s3, bucket = target.client("s3"), target.outputs[StackOutput.THUMBNAILS_BUCKET]
 
     def link(key: str, output: dict[str, Any]) -> str:
         return output.get("url") or s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": output["key"]},

@@ -9,7 +9,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 
 from handlers.contracts import image_id
-from handlers.names import ATTENTION_INDEX, ATTENTION_SHARDS, UPLOADS_PREFIX, Status
+from handlers.names import ATTENTION_INDEX, ATTENTION_SHARDS, UPLOADS_PREFIX, StackOutput, Status
 from handlers.records import ATTENTION, attention_key
 from ops.queues import OpsError
 from ops.target import Target
@@ -25,8 +25,8 @@ def show(target: Target, key: str) -> dict[str, Any]:
     """The record of the upload at `key` (with or without the uploads/ prefix)."""
     key = key if key.startswith(UPLOADS_PREFIX) else UPLOADS_PREFIX + key
     item = target.client("dynamodb").get_item(
-        TableName=target.outputs["tableName"], ConsistentRead=True,
-        Key={"image_id": {"S": image_id(target.outputs["uploadsBucket"], key)}}).get("Item")
+        TableName=target.outputs[StackOutput.TABLE_NAME], ConsistentRead=True,
+        Key={"image_id": {"S": image_id(target.outputs[StackOutput.UPLOADS_BUCKET], key)}}).get("Item")
     if item is None:
         raise OpsError(f"no record of {key}: nothing was uploaded there, or its event has not reached the intake yet")
     return {name: _deserialize(value) for name, value in item.items()}
@@ -60,7 +60,7 @@ def failures(target: Target, kinds: tuple[str, ...] = KINDS, since: datetime | N
     if unknown:
         raise OpsError(f"no such kind of failure: {', '.join(sorted(unknown))} (accepted: {', '.join(KINDS)})")
     now = now or datetime.now(UTC)
-    days = int(target.outputs.get("rejectedRetentionDays") or 0)
+    days = int(target.outputs.get(StackOutput.REJECTED_RETENTION_DAYS) or 0)
     found: list[Attention] = []
     for kind in kinds:
         status = Status.ACCEPTED if kind == STUCK else Status(kind)
@@ -104,7 +104,7 @@ def _typed(values: dict[str, str]) -> dict[str, dict[str, str]]:
 
 def _query(target: Target, condition: str, values: dict[str, str], limit: int) -> list[dict[str, Any]]:
     answer = target.client("dynamodb").query(
-        TableName=target.outputs["tableName"], IndexName=ATTENTION_INDEX, KeyConditionExpression=condition,
+        TableName=target.outputs[StackOutput.TABLE_NAME], IndexName=ATTENTION_INDEX, KeyConditionExpression=condition,
         ExpressionAttributeNames={"#a": ATTENTION}, ExpressionAttributeValues=_typed(values),
         ScanIndexForward=False, Limit=limit)
     return [{name: _deserialize(value) for name, value in item.items()} for item in answer.get("Items", [])]
@@ -114,7 +114,7 @@ def _count(target: Target, condition: str, values: dict[str, str]) -> int:
     total, start = 0, None
     while True:
         page = target.client("dynamodb").query(
-            TableName=target.outputs["tableName"], IndexName=ATTENTION_INDEX, KeyConditionExpression=condition,
+            TableName=target.outputs[StackOutput.TABLE_NAME], IndexName=ATTENTION_INDEX, KeyConditionExpression=condition,
             ExpressionAttributeNames={"#a": ATTENTION}, ExpressionAttributeValues=_typed(values), Select="COUNT",
             **({"ExclusiveStartKey": start} if start else {}))
         total += int(page["Count"])

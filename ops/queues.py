@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote_plus
 
-from handlers.names import METRICS_NAMESPACE, Function, Metric, Status, service_name
+from handlers import stages
+from handlers.names import METRICS_NAMESPACE, StackOutput, service_name
 from handlers.pause import pause_request
 from ops.target import Target
 
@@ -31,7 +32,7 @@ class QueueState:
 
 
 def _stages(target: Target, only: str | None) -> list[str]:
-    stages = list(target.outputs["queueUrls"])
+    stages = list(target.outputs[StackOutput.QUEUE_URLS])
     if only is not None and only not in stages:
         raise OpsError(f"there is no stage {only!r} in this stack (its stages: {', '.join(stages)})")
     return [only] if only else stages
@@ -48,8 +49,8 @@ def states(target: Target) -> list[QueueState]:
     ages = oldest_ages(target)
     found = []
     for stage in _stages(target, None):
-        waiting, flying = depth(target, target.outputs["queueUrls"][stage])
-        lettered = sum(depth(target, target.outputs["deadLetterQueueUrls"][stage]))
+        waiting, flying = depth(target, target.outputs[StackOutput.QUEUE_URLS][stage])
+        lettered = sum(depth(target, target.outputs[StackOutput.DEAD_LETTER_QUEUE_URLS][stage]))
         found.append(QueueState(stage, waiting, flying, lettered, ages.get(stage), mapping_enabled(target, stage)))
     return found
 
@@ -71,27 +72,31 @@ def _metric_values(target: Target, queries: Mapping[str, tuple[str, str, dict[st
 
 def oldest_ages(target: Target) -> dict[str, float]:
     """The age of the oldest message in each stage's queue over the last five minutes (SQS's own metric)."""
-    names = {stage: url.rstrip("/").rsplit("/", 1)[-1] for stage, url in target.outputs["queueUrls"].items()}
+    names = {stage: url.rstrip("/").rsplit("/", 1)[-1] for stage, url in target.outputs[StackOutput.QUEUE_URLS].items()}
     queries = {f"q{i}": ("AWS/SQS", "ApproximateAgeOfOldestMessage", {"QueueName": name}, "Maximum")
                for i, name in enumerate(names.values())}
     values = _metric_values(target, queries, timedelta(minutes=5), 60)
     return {stage: max(values[f"q{i}"]) for i, stage in enumerate(names) if values.get(f"q{i}")}
 
 
-# What the last hour's counts are made of: (label, function, metric).
-HOURLY = ((Status.ACCEPTED, Function.INTAKE, Metric.ACCEPTED), (Status.REJECTED, Function.INTAKE, Metric.REJECTED),
-          (Status.DELETED, Function.INTAKE, Metric.DELETED), ("thumbnails made", Function.THUMBNAILS, Metric.PROCESSED),
-          ("thumbnails failed", Function.THUMBNAILS, Metric.FAILED), ("labelled", Function.LABELS, Metric.PROCESSED),
-          ("dropped messages", Function.INTAKE, Metric.INVALID_EVENTS),
-          ("dropped claim checks", Function.THUMBNAILS, Metric.INVALID_CLAIM_CHECKS))
+def hourly(target: Target) -> list[tuple[str, str, str]]:
+    """What the last hour's counts are made of, (words, function, metric): each of the stack's stages declares what it
+    reports, in the order an upload meets them; a count two stages report (dropped claim checks) is their sum."""
+    deployed = target.outputs.get(StackOutput.QUEUE_URLS) or {}
+    return [(words, stage.name, metric) for stage in stages.declared() if not deployed or stage.name in deployed
+            for words, metric in stage.reported]
 
 
 def last_hour(target: Target) -> dict[str, int]:
     """What the handlers counted in the last hour (their EMF metrics)."""
+    counted = hourly(target)
     queries = {f"m{i}": (METRICS_NAMESPACE, metric, {"service": service_name(function)}, "Sum")
-               for i, (_, function, metric) in enumerate(HOURLY)}
+               for i, (_, function, metric) in enumerate(counted)}
     values = _metric_values(target, queries, timedelta(hours=1), 3600)
-    return {label: int(sum(values.get(f"m{i}", []))) for i, (label, _, _) in enumerate(HOURLY)}
+    totals: dict[str, int] = {}
+    for i, (words, _, _) in enumerate(counted):
+        totals[words] = totals.get(words, 0) + int(sum(values.get(f"m{i}", [])))
+    return totals
 
 
 @dataclass
@@ -124,7 +129,7 @@ def dead_letters(target: Target, only: str | None = None, limit: int = 100) -> l
     sqs = target.client("sqs")
     found = []
     for stage in _stages(target, only):
-        url, seen = target.outputs["deadLetterQueueUrls"][stage], set[str]()
+        url, seen = target.outputs[StackOutput.DEAD_LETTER_QUEUE_URLS][stage], set[str]()
         for _ in range(PEEK_ROUNDS):
             batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0,
                                         AttributeNames=["All"]).get("Messages", [])
@@ -156,20 +161,20 @@ def redrive(target: Target, only: str | None = None, dry_run: bool = False, rate
     sqs = target.client("sqs")
     moves = []
     for stage in _stages(target, only):
-        waiting = sum(depth(target, target.outputs["deadLetterQueueUrls"][stage]))
+        waiting = sum(depth(target, target.outputs[StackOutput.DEAD_LETTER_QUEUE_URLS][stage]))
         if not waiting:
             continue
         move = Redrive(stage, waiting)
         moves.append(move)
         if dry_run:
             continue
-        sqs.start_message_move_task(SourceArn=target.outputs["deadLetterQueueArns"][stage],
-                                    DestinationArn=target.outputs["queueArns"][stage],
+        sqs.start_message_move_task(SourceArn=target.outputs[StackOutput.DEAD_LETTER_QUEUE_ARNS][stage],
+                                    DestinationArn=target.outputs[StackOutput.QUEUE_ARNS][stage],
                                     **({"MaxNumberOfMessagesPerSecond": rate} if rate else {}))
     deadline = time.monotonic() + wait_seconds
     for move in moves if not dry_run else []:
         while True:
-            [task] = sqs.list_message_move_tasks(SourceArn=target.outputs["deadLetterQueueArns"][move.stage],
+            [task] = sqs.list_message_move_tasks(SourceArn=target.outputs[StackOutput.DEAD_LETTER_QUEUE_ARNS][move.stage],
                                                  MaxResults=1)["Results"]
             move.moved, move.status = int(task.get("ApproximateNumberOfMessagesMoved", 0)), task["Status"]
             if move.status != "RUNNING" or time.monotonic() > deadline:
@@ -179,7 +184,7 @@ def redrive(target: Target, only: str | None = None, dry_run: bool = False, rate
 
 
 def _mapping(target: Target, stage: str) -> str:
-    mappings = target.outputs["eventSourceMappings"]
+    mappings = target.outputs[StackOutput.EVENT_SOURCE_MAPPINGS]
     if stage not in mappings:
         raise OpsError(f"there is no stage {stage!r} in this stack (its stages: {', '.join(mappings)})")
     return mappings[stage]
@@ -196,7 +201,7 @@ def set_enabled(target: Target, stage: str, enabled: bool, wait_seconds: float =
     mapping takes nothing from the queue; its messages wait there, their retention counting)."""
     lam = target.client("lambda")
     uuid = _mapping(target, stage)
-    answer = lam.invoke(FunctionName=target.outputs["pauseFunctionName"],
+    answer = lam.invoke(FunctionName=target.outputs[StackOutput.PAUSE_FUNCTION_NAME],
                         Payload=json.dumps(pause_request(stage, enabled)).encode())
     reply = json.loads(answer["Payload"].read() or b"null")
     if answer.get("FunctionError"):

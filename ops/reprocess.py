@@ -19,7 +19,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 
 from handlers.contracts import ClaimCheck
-from handlers.names import ClaimAttribute, ClaimEvent, Function, Status
+from handlers.names import ClaimAttribute, ClaimEvent, Function, StackOutput, Status
 from ops.target import Target
 
 DEFAULT_RATE = 10.0  # requests a second
@@ -54,7 +54,7 @@ class Progress:
 
 
 def checkpoint_path(target: Target, settings: str, prefix: str) -> Path:
-    digest = hashlib.sha256(f"{target.outputs['tableName']}|{settings}|{prefix}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{target.outputs[StackOutput.TABLE_NAME]}|{settings}|{prefix}".encode()).hexdigest()[:16]
     return target.state_dir / f"reprocess-{digest}.json"
 
 
@@ -68,7 +68,7 @@ def _scan(target: Target, settings: str, prefix: str, start: dict[str, Any] | No
         names["#k"] = "key"
         values[":prefix"] = {"S": prefix}
     return target.client("dynamodb").scan(
-        TableName=target.outputs["tableName"], FilterExpression=condition, ExpressionAttributeNames=names,
+        TableName=target.outputs[StackOutput.TABLE_NAME], FilterExpression=condition, ExpressionAttributeNames=names,
         ExpressionAttributeValues=values, ProjectionExpression=", ".join(f"#f{i}" for i in range(len(FIELDS))),
         Limit=page_size, ConsistentRead=True, **({"ExclusiveStartKey": start} if start else {}))
 
@@ -83,7 +83,7 @@ def request_for(record: dict[str, Any]) -> ClaimCheck:
 def reprocess(target: Target, prefix: str = "", dry_run: bool = False, rate: float = DEFAULT_RATE,
               restart: bool = False, show: Callable[[Progress], None] = lambda p: None,
               limiter: RateLimit | None = None, page_size: int = PAGE_SIZE) -> Progress:
-    settings = target.outputs["thumbnailSettings"]
+    settings = target.outputs[StackOutput.THUMBNAIL_SETTINGS]
     path = checkpoint_path(target, settings, prefix)
     progress, start = Progress(), None
     if path.exists() and not restart and not dry_run:
@@ -100,7 +100,7 @@ def reprocess(target: Target, prefix: str = "", dry_run: bool = False, rate: flo
             if not dry_run:
                 limiter.wait()
                 claim = request_for(record)
-                sns.publish(TopicArn=target.outputs["claimCheckTopicArn"], Message=claim.to_json(), MessageAttributes={
+                sns.publish(TopicArn=target.outputs[StackOutput.CLAIM_CHECK_TOPIC_ARN], Message=claim.to_json(), MessageAttributes={
                     ClaimAttribute.FORMAT: {"DataType": "String", "StringValue": claim.format or "none"},
                     ClaimAttribute.EVENT: {"DataType": "String", "StringValue": claim.event}})
             progress.requested += 1

@@ -20,6 +20,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from handlers.names import StackOutput
+
 ROOT = Path(__file__).resolve().parent.parent
 # Where the local cloud keeps its files (up.json while `make up` runs, the logs, the functions' code); this variable
 # moves it (a second local cloud beside a running one, the tests).
@@ -73,7 +75,7 @@ class Target:
         return self._clients[service]
 
     def stage_of_queue(self, url: str) -> str:
-        return next(stage for stage, queue in self.outputs["queueUrls"].items() if queue == url)
+        return next(stage for stage, queue in self.outputs[StackOutput.QUEUE_URLS].items() if queue == url)
 
 
 def from_stack(stack: str, cwd: Path = ROOT) -> Target:
@@ -115,7 +117,7 @@ def from_local(discovery: Path | None = None) -> Target:
     target = Target("local", document["outputs"], emulated=True, environment=document["environment"],
                     state_dir=discovery.parent / "ops")
     try:
-        dlq = next(iter(target.outputs["deadLetterQueueUrls"].values()))
+        dlq = next(iter(target.outputs[StackOutput.DEAD_LETTER_QUEUE_URLS].values()))
         target.client("sqs").get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])
     except Exception:  # any failure here means the same thing
         raise TargetError("the local cloud is not answering (was `make up` stopped?): start it with `make up`") from None

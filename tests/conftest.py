@@ -16,22 +16,30 @@ from handlers import aws, environment, isolation
 from localcloud.lambda_events import LambdaContext, sqs_event, sqs_record
 
 REGION = "us-east-1"
-HANDLER_ENV = {
-    "TABLE_NAME": "images",
-    "THUMBNAILS_BUCKET": "thumbs",
-    "ALLOWED_FORMATS": "jpeg,png,webp,gif",
-    "LABEL_FORMATS": "jpeg,png",
-    "MAX_UPLOAD_BYTES": "5000000",
-    "MAX_PIXELS": "50000000",
-    "MAX_FRAMES": "50",
-    "THUMBNAIL_SIZES": "256,128,64",
-    "OUTPUT_FORMAT": "jpeg",
-    "OUTPUT_QUALITY": "85",
-    "MAX_LABELS": "10",
-    "MIN_CONFIDENCE": "50",
-    "POWERTOOLS_SERVICE_NAME": "claimcheck-test",
-    "POWERTOOLS_METRICS_NAMESPACE": "claimcheck",
-}
+
+
+def handler_environment(**config: str) -> dict[str, str]:
+    """What the program puts in the functions' environments for a stack of `config` (as `pulumi config` gives it),
+    each stage's settings encoded by their declarations, with the tests' resource names. Small limits where they
+    keep the tests quick; the label stage unpaced (0: no share of a quota to keep to)."""
+    from dataclasses import replace
+
+    from handlers.settings import to_environment
+    from infra import settings
+
+    stack = settings.load({"maxUploadBytes": "5000000", "maxFrames": "50", "thumbnailSizes": "[256,128,64]",
+                           "outputQuality": "85", "maxLabels": "10", "minConfidence": "50", **config})
+    environment: dict[str, str] = {"TABLE_NAME": "images", "THUMBNAILS_BUCKET": "thumbs",
+                                   "POWERTOOLS_SERVICE_NAME": "claimcheck-test", "POWERTOOLS_METRICS_NAMESPACE": "claimcheck"}
+    for configured in stack.stages.values():
+        values = configured.settings
+        if hasattr(values, "calls_per_second"):
+            values = replace(values, calls_per_second=0.0)
+        environment.update(to_environment(values))
+    return environment
+
+
+HANDLER_ENV = handler_environment()
 
 
 def shared_scope(fixture_name: str, config: Any) -> str:

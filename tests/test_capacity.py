@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from handlers.names import Env, Function
+from handlers import stages
+from handlers.names import Function
 from infra import capacity, costs, settings
-from infra.settings import STAGE_DEFAULTS, SettingsError, load
+from infra.settings import SettingsError, load
 from localcloud import program
 from ops import __main__ as ops_cli
 from tests.infra_helpers import MAPPING
@@ -44,19 +45,19 @@ NEW_ACCOUNT = ROOT / "Pulumi.new-account.yaml"
 
 
 def test_the_budget_adds_up_the_deployed_stages_and_the_reservations():
-    budget = capacity.concurrency_budget(load(stack(uploadApi="true", uploadApiConcurrency="5")))
+    budget = load(stack(uploadApi="true", uploadApiConcurrency="5")).concurrency
     assert (budget.quota, budget.reserved, budget.reserve) == (1000, {"upload API": 5}, 100)
     assert budget.scaling == {Function.INTAKE: 10, Function.THUMBNAILS: 20, Function.LABELS: 2}
     assert (budget.unreserved_minimum, budget.reservable, budget.stages_pool, budget.room) == (100, 900, 895, 863)
     # no label stage is deployed when no allowed format is one Rekognition reads: it takes nothing
-    webp = capacity.concurrency_budget(load(stack(allowedFormats='["webp"]', uploadApi="true", uploadApiConcurrency="0")))
+    webp = load(stack(allowedFormats='["webp"]', uploadApi="true", uploadApiConcurrency="0")).concurrency
     assert webp.scaling == {Function.INTAKE: 10, Function.THUMBNAILS: 20} and webp.reserved == {}
-    assert capacity.concurrency_budget(load(stack(accountConcurrency="40", concurrencyReserve="0"))).unreserved_minimum == 40
+    assert load(stack(accountConcurrency="40", concurrencyReserve="0")).concurrency.unreserved_minimum == 40
 
 
 def test_the_new_account_example_fits_a_quota_of_10_and_reserves_nothing():
     s = settings.load_stack(NEW_ACCOUNT)  # what `pulumi up` checks, from the example stack file
-    budget = capacity.concurrency_budget(s)
+    budget = s.concurrency
     assert (budget.quota, budget.reserved, budget.reservable, budget.room) == (10, {}, 0, 0)
     deployed = program.run(program.RecordingMocks(), settings.stack_config(NEW_ACCOUNT), stack="new-account")
     functions = deployed.functions()
@@ -84,18 +85,18 @@ def test_capacity_shows_the_accounts_quota_what_the_stack_reserves_and_the_room_
 
 
 def test_label_environments_the_quota_keeps_waiting_are_warned_about_not_refused():
-    assert capacity.warnings(DEFAULTS) == []
+    assert settings.warnings(DEFAULTS) == []
     deployed = program.run(program.RecordingMocks(), {"labels": {"maxConcurrency": 20}})
     [warning] = [w for w in deployed.warnings if "labels.maxConcurrency" in w]
     assert "labels.maxConcurrency 20 could call DetectLabels 67 times a second, but rekognitionTps is 5" in warning
     assert "2 environments are enough" in warning
-    assert capacity.warnings(load(stack(labels={"maxConcurrency": 20}, rekognitionTps=100))) == []
+    assert settings.warnings(load(stack(labels={"maxConcurrency": 20}, rekognitionTps=100))) == []
 
 
 def test_each_label_environment_is_paced_to_its_share_of_the_quota():
     deployed = program.run(program.RecordingMocks(), {"rekognitionTps": 30, "labels": {"maxConcurrency": 4}})
     labels = deployed.functions()[Function.LABELS]
-    assert labels.inputs["environment"]["variables"][Env.REKOGNITION_CALLS_PER_SECOND] == "7.5"
+    assert labels.inputs["environment"]["variables"]["REKOGNITION_CALLS_PER_SECOND"] == "7.5"
 
 
 def test_the_pace_spaces_calls_to_the_rate(monkeypatch):
@@ -156,19 +157,23 @@ def test_a_burst_the_stages_keep_up_with_raises_no_alarm():
 
 def test_the_cost_is_the_benchmarks_price_model_at_the_stacks_memory():
     p = capacity.plan(DEFAULTS, 10, 100_000, 12)
-    expected = costs.per_million(p.stages[Function.THUMBNAILS].seconds_per_image * 1000,
-                                 {f: DEFAULTS.stage(f).memory for f in (Function.INTAKE, Function.THUMBNAILS, Function.LABELS)},
-                                 "arm64", 3, {f: DEFAULTS.stage(f).batch_size for f in (Function.INTAKE, Function.THUMBNAILS,
-                                                                                        Function.LABELS)})
+    expected = costs.per_million([costs.StageCost.of(c, p.stages[c.name].seconds_per_image) for c in DEFAULTS.deployed],
+                                 "arm64")
     assert p.usd_per_million == expected
+    # What each item is made of, per image: the stages' time at their memory, a Rekognition image, one publish, the
+    # record's writes (1 + 2 + 2) and strongly consistent reads (1 + 1 + 1), two GETs and a PUT per size and a LIST.
+    assert expected["rekognition"] == 1000.0 and expected["sns"] == 0.5
+    assert expected["dynamodb"] == round(5 * 0.625 + 3 * 0.125, 2)
+    assert expected["s3"] == round(2 * 0.0004 * 1000 + 4 * 0.005 * 1000, 2)
     assert p.usd_for_burst == pytest.approx(expected["total"] / 10)
     # a format Rekognition does not read is not sent to it, nor billed
     assert capacity.plan(DEFAULTS, 1, 10, 6, "webp").usd_per_million["rekognition"] == 0
 
 
 def test_the_default_thumbnail_memory_is_the_cheapest_within_a_tenth_of_the_fastest():
-    rows, best = capacity.memory_table(DEFAULTS, 12, "jpeg")
-    assert best.memory == STAGE_DEFAULTS[Function.THUMBNAILS].memory == 1536
+    tuned, rows, best = capacity.memory_table(DEFAULTS, 12, "jpeg")
+    assert tuned.name == Function.THUMBNAILS  # the one stage whose time is the engine's: memory buys it CPU
+    assert best.memory == stages.named(Function.THUMBNAILS).sizing.memory == 1536
     fastest = min(row.seconds for row in rows if row.fits)
     assert best.seconds <= 1.10 * fastest
     assert all(row.usd_per_million > best.usd_per_million for row in rows
@@ -233,4 +238,4 @@ def test_a_setting_given_twice_keeps_the_last_and_keeps_the_project_prefix_optio
 
     assert settings.assignments(["claimcheck:rekognitionTps=20", "rekognitionTps=50", "labels={\"maxConcurrency\": 4}"]) \
         == {"rekognitionTps": "50", "labels": '{"maxConcurrency": 4}'}
-    assert settings.load(settings.assignments(["rekognitionTps=50"])).rekognition_tps == 50
+    assert settings.load(settings.assignments(["rekognitionTps=50"])).configured("labels").settings.rekognition_tps == 50

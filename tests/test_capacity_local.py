@@ -32,14 +32,16 @@ SLOWER_AT_MOST = 2.0
 
 def engine_speed(photos: list[bytes]) -> float:
     """This machine's thumbnail engine time on these photos over make bench's (what infra/capacity.py assumes)."""
+    from handlers.names import Function
+    from handlers.thumbnails import engine_seconds
     from infra.settings import Settings
 
-    s = Settings()
+    s = Settings().configured(Function.THUMBNAILS).settings
     started = time.perf_counter()
     for data in photos:
         engines.engine(data, s.thumbnail_sizes, s.output_format, s.output_quality)
     measured = (time.perf_counter() - started) / len(photos)
-    return measured / capacity.engine_seconds(WIDTH * HEIGHT / 1e6, "jpeg")
+    return measured / engine_seconds(WIDTH * HEIGHT / 1e6, "jpeg")
 
 
 @pytest.mark.capacity

@@ -237,7 +237,7 @@ def test_the_distribution_sends_security_headers(stack):
 def test_only_the_purge_function_may_invalidate_and_only_this_distribution(stack):
     [distribution] = stack.of_type("aws:cloudfront/distribution:Distribution")
     grants = function_grants(stack)
-    purge = stack.named("claimcheck-thumbnail-stage-cdn-purge-function")
+    purge = stack.named("claimcheck-cdn-purge-function")
     thumbnails_bucket = f"arn:aws:s3:::{stack.outputs['thumbnailsBucket']}"
     assert grants[purge.name] == {
         "cloudfront:CreateInvalidation": {distribution.state["arn"]}, "s3:ListBucket": {thumbnails_bucket},
@@ -245,8 +245,8 @@ def test_only_the_purge_function_may_invalidate_and_only_this_distribution(stack
         "sqs:ReceiveMessage": {stack.outputs["queueArns"]["cdn_purge"]},
         "sqs:DeleteMessage": {stack.outputs["queueArns"]["cdn_purge"]},
         "sqs:GetQueueAttributes": {stack.outputs["queueArns"]["cdn_purge"]},
-        "logs:CreateLogStream": {f"{stack.named('claimcheck-thumbnail-stage-cdn-purge-logs').state['arn']}:*"},
-        "logs:PutLogEvents": {f"{stack.named('claimcheck-thumbnail-stage-cdn-purge-logs').state['arn']}:*"}}
+        "logs:CreateLogStream": {f"{stack.named('claimcheck-cdn-purge-logs').state['arn']}:*"},
+        "logs:PutLogEvents": {f"{stack.named('claimcheck-cdn-purge-logs').state['arn']}:*"}}
     assert purge.inputs["environment"]["variables"]["DISTRIBUTION_ID"] == distribution.id
     # The thumbnail stage asks; it may not invalidate itself, and may send only to the purge queue.
     stage = grants["claimcheck-thumbnail-stage-function"]
@@ -262,11 +262,11 @@ def test_only_the_purge_function_may_invalidate_and_only_this_distribution(stack
 def test_a_purge_that_cannot_get_through_is_retried_for_hours_then_dead_lettered_with_an_alarm(stack):
     import json
 
-    queue = stack.named("claimcheck-thumbnail-stage-cdn-purge-queue")
+    queue = stack.named("claimcheck-cdn-purge-queue")
     assert json.loads(queue.inputs["redrivePolicy"])["maxReceiveCount"] == 100  # ~5 h at a 185 s visibility timeout
     assert queue.inputs["visibilityTimeoutSeconds"] == 185
     alarms = {a.name: a for a in stack.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
-    age = alarms["claimcheck-thumbnail-stage-cdn-purge-age-alarm"]  # fires after 15 min, long before the DLQ
+    age = alarms["claimcheck-cdn-purge-age-alarm"]  # fires after 15 min, long before the DLQ
     assert (age.inputs["metricName"], age.inputs["threshold"]) == ("ApproximateAgeOfOldestMessage", 900)
-    assert alarms["claimcheck-thumbnail-stage-cdn-purge-dlq-alarm"].inputs["metricName"] == "ApproximateNumberOfMessagesVisible"
-    assert alarms["claimcheck-thumbnail-stage-cdn-purge-dropped-alarm"].inputs["metricName"] == "InvalidPurgeRequests"
+    assert alarms["claimcheck-cdn-purge-dlq-alarm"].inputs["metricName"] == "ApproximateNumberOfMessagesVisible"
+    assert alarms["claimcheck-cdn-purge-dropped-alarm"].inputs["metricName"] == "InvalidPurgeRequests"

@@ -16,17 +16,20 @@ from PIL import Image
 
 from handlers import imaging, intake, isolation, preflight, thumbnails
 from handlers.failures import PermanentFailure
-from infra.settings import DECODE_BYTES_PER_PIXEL, FUNCTION_FOOTPRINT_MB, MEMORY_HEADROOM, Settings
+from handlers.names import Function
+from handlers.thumbnails import DECODE_BYTES_PER_PIXEL, FUNCTION_FOOTPRINT_MB, MEMORY_HEADROOM
+from infra.settings import Settings
 from localcloud import samples
 from tests import hostile
 from tests.conftest import invoke, s3_message
 
-SETTINGS = Settings()
+STAGE = Settings().configured(Function.THUMBNAILS)  # the thumbnail stage as the default stack configures it
+SETTINGS = STAGE.settings
 SIZES = SETTINGS.thumbnail_sizes
 LIMITS = imaging.Limits(SETTINGS.max_pixels, SETTINGS.max_frames, SETTINGS.max_jpeg_scans, SETTINGS.max_jpeg_segments)
 # The stage's own limits per image: its CPU seconds, and the memory its function leaves a decode.
 BUDGET = isolation.Budget(cpu_seconds=SETTINGS.image_cpu_seconds,
-                          memory_mb=int(SETTINGS.thumbnails.memory * MEMORY_HEADROOM) - FUNCTION_FOOTPRINT_MB,
+                          memory_mb=int(STAGE.sizing.memory * MEMORY_HEADROOM) - FUNCTION_FOOTPRINT_MB,
                           wall_seconds=120)
 
 
@@ -223,7 +226,6 @@ def test_a_cpu_bomb_is_stopped_and_recorded_alone(cloud, poisoned_batch, monkeyp
 
 def test_an_image_over_the_memory_left_is_stopped_and_recorded_alone(cloud, monkeypatch):
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-    monkeypatch.setenv("DECODE_BYTES_PER_PIXEL", ",".join(f"{f}:{b}" for f, b in DECODE_BYTES_PER_PIXEL.items()))
     for key, data in {"uploads/a.png": samples.png(200, 100), "uploads/huge.webp": hostile.webp_bomb(),
                       "uploads/b.png": samples.png(300, 100)}.items():
         invoke(intake, [s3_message(cloud.put(key, data))])
@@ -292,7 +294,7 @@ def test_the_hostile_suite(capsys):
         print(f"\nhostile suite: {len(cases)} cases in {time.monotonic() - started:.0f} s: {dict(outcomes)}; "
               f"worst CPU {worst_cpu:.2f} s ({worst_name}) of {BUDGET.cpu_seconds} s; most memory one decode added "
               f"{peak_mb:.0f} MB ({peak_name}) of the {BUDGET.memory_mb} MB it may (thumbnails.memory "
-              f"{SETTINGS.thumbnails.memory} MB)")
+              f"{STAGE.sizing.memory} MB)")
         for reason, count in reasons.most_common(12):
             print(f"  {count:5d}  {reason}")
     assert worst_cpu <= BUDGET.cpu_seconds

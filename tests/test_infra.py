@@ -306,8 +306,12 @@ def test_settings_reach_the_functions_environment():
     assert (thumb["THUMBNAIL_SIZES"], thumb["OUTPUT_FORMAT"]) == ("800,200", "webp")
     # The formats it may be handed: as it starts it imports their Pillow plugins and no others (imaging.prepare).
     assert thumb["ALLOWED_FORMATS"] == env["claimcheck-intake-function"]["ALLOWED_FORMATS"] == "png,webp"
-    assert env["claimcheck-intake-function"]["LABEL_FORMATS"] == "png"
-    assert env["claimcheck-label-stage-function"]["LABEL_FORMATS"] == "png"
+    # The intake waits for the label stage exactly for the formats its subscription passes: the same filter.
+    [labels] = [s for s in stack.of_type(SUBSCRIPTION) if "label-stage" in s.name]
+    filters = json.loads(env["claimcheck-intake-function"]["STAGE_FILTERS"])
+    assert filters == {"thumbnails": None, "labels": json.loads(labels.inputs["filterPolicy"])}
+    assert filters["labels"] == {"format": ["png"], "event": ["created"]}
+    assert env["claimcheck-label-stage-function"]["ALLOWED_FORMATS"] == "png,webp"
     fn = stack.named("claimcheck-thumbnail-stage-function")
     assert (fn.inputs["timeout"], fn.inputs["memorySize"], fn.inputs["architectures"]) == (20, 2048, ["x86_64"])
     assert stack.named("claimcheck-thumbnail-stage-queue").inputs["visibilityTimeoutSeconds"] == 6 * 20 + 1
@@ -319,8 +323,9 @@ def test_without_rekognition_formats_there_is_no_label_stage():
     stack = program.run(program.RecordingMocks(), {"allowedFormats": ["webp", "gif"]})
     assert not [r for r in stack.resources if r.typ == STAGE_TYPES["labels"]]
     assert set(stack.outputs["queueUrls"]) == {"intake", "thumbnails"}
-    # The intake is told that no format goes to labels (an empty list, which it must read as "none").
-    assert stack.named("claimcheck-intake-function").inputs["environment"]["variables"]["LABEL_FORMATS"] == ""
+    # The intake is told no stage but the thumbnail stage writes a result (nothing waits for labels).
+    assert json.loads(stack.named("claimcheck-intake-function").inputs["environment"]["variables"]["STAGE_FILTERS"]) == {
+        "thumbnails": None}
 
 
 def test_lone_delete_markers_expire_after_their_versions(stack):

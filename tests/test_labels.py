@@ -38,7 +38,7 @@ def test_labels_come_from_the_s3_object_and_settle_the_record(cloud):
 
 
 def test_emulated_labels_are_marked_as_emulated(cloud, monkeypatch):
-    monkeypatch.setenv("LABELS_EMULATED", "true")
+    monkeypatch.setenv("CLAIMCHECK_EMULATED", "rekognition")  # what the local cloud tells every function
     claim = accept(cloud, "uploads/e.png", images.png())
     run([claim])  # moto's Rekognition answers its canned labels
     record = cloud.record("uploads/e.png")

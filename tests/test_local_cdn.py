@@ -48,13 +48,13 @@ def test_a_refused_purge_gets_through_once_cloudfront_has_room(tmp_path):
                 time.sleep(0.5)
         stats = cloud.stats()
         used = cloud.emulator.stats()["used"]
-        purge = cloud.deployed.named("claimcheck-thumbnail-stage-cdn-purge-function").state["name"]
+        purge = cloud.deployed.named("claimcheck-cdn-purge-function").state["name"]
         assert invalidated(cloud) == sorted(paths[key] for key in keys)  # nothing of the live image
         assert stats["cdn_purge"]["failed_deliveries"] >= 1, stats  # the second purge was refused, then retried
         thumbnails = cloud.client("s3").list_objects_v2(Bucket=cloud.outputs["thumbnailsBucket"]).get("Contents", [])
         assert sorted("/" + t["Key"] for t in thumbnails) == paths[live]
         role = json.loads(next(p.inputs["policy"] for p in cloud.deployed.of_type("aws:iam/rolePolicy:RolePolicy")
-                               if p.name == "claimcheck-thumbnail-stage-cdn-purge-policy"))
+                               if p.name == "claimcheck-cdn-purge-policy"))
     granted = {a for s in role["Statement"] for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
     # The mapping's queue calls and the logs are Lambda's own, on the function's behalf.
     assert granted - {action for action, _ in used[purge]} == {"logs:CreateLogStream", "logs:PutLogEvents",

@@ -69,7 +69,7 @@ def test_the_thumbnail_stage_counts_processed_failed_and_skipped_and_times_its_w
 
 
 def test_the_label_stage_counts_processed_and_times_its_work(cloud, emitted, monkeypatch):
-    monkeypatch.setenv("LABELS_EMULATED", "true")
+    monkeypatch.setenv("CLAIMCHECK_EMULATED", "rekognition")
     invoke(intake, [s3_message(cloud.put("uploads/cat.jpg", images.jpeg(64, 48)))])
     claims = [json.dumps(p["claim"]) for p in cloud.published()]
     emitted.clear()

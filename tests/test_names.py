@@ -28,6 +28,7 @@ HOMONYMS = {
     ("infra/edges.py", "thumbnails"): "CloudFront's origin id, a label inside the distribution's own configuration",
     ("ops/__main__.py", "reprocess"): "the command's own name on the command line",
     ("ops/__main__.py", "pause"): "the command's own name on the command line",
+    ("handlers/intake.py", "intake"): "its resources' names (claimcheck-intake-queue, …), as every release named them",
 }
 
 
@@ -56,8 +57,14 @@ def test_the_check_finds_a_stray_literal(tmp_path):
 
 
 def test_every_variable_the_handlers_read_is_one_the_program_sets():
-    """The program and the handlers agree on every variable, because both take it from names.Env: each one the
-    handlers' Environment reads is set on some function, and the program sets none it does not name."""
+    """The program and the handlers agree on every variable, because both take it from one declaration: names.Env
+    for where the stack's resources are, a settings field's `env` for a setting (handlers/settings.py, encoded and
+    decoded by one codec). Each Env member the handlers' Environment reads is set on some function (but the one the
+    local cloud sets, to say what it emulates), and the program sets no variable that neither declares."""
+    import dataclasses
+
+    from handlers import stages, upload_api
+
     read = {node.args[0].attr for node in ast.walk(ast.parse(Path(environment.__file__).read_text()))
             if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Attribute)
             and isinstance(node.args[0].value, ast.Name) and node.args[0].value.id == "Env"}
@@ -65,8 +72,11 @@ def test_every_variable_the_handlers_read_is_one_the_program_sets():
     set_somewhere = {name for fn in deployment.of_type("aws:lambda/function:Function")
                      for name in fn.inputs["environment"]["variables"]}
     lambda_own = {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE"}
-    assert {names.Env[member] for member in read} <= set_somewhere
-    assert set_somewhere <= {member.value for member in names.Env} | lambda_own
+    local_cloud_own = {names.Env.EMULATED}
+    declared_settings = {spec.metadata["env"] for cls in [*(s.settings for s in stages.declared()), upload_api.UploadSettings]
+                         for spec in dataclasses.fields(cls) if spec.metadata.get("env")}
+    assert {names.Env[member] for member in read} - local_cloud_own <= set_somewhere
+    assert set_somewhere <= {member.value for member in names.Env} | declared_settings | lambda_own
 
 
 @pytest.mark.parametrize("function", list(names.Function))

@@ -6,6 +6,8 @@ import re
 from handlers import aws, records
 from handlers.records import Outcome
 
+# The stages whose results a newer event clears (what the intake is told: the declared stages that write results).
+RESULTS = ("thumbnails", "labels")
 IMAGE = "0" * 32
 SEQ = "1".rjust(32, "0")
 
@@ -20,7 +22,7 @@ def updates(table_name: str) -> list[dict]:
 
 def accepted(cloud, expected=("thumbnails", "labels")) -> records.ImageRecord:
     records.record_event("images", IMAGE, SEQ, {"status": "accepted", "reason": "", "key": "uploads/x.jpg",
-                                                 "expected_stages": list(expected)})
+                                                 "expected_stages": list(expected)}, stages=RESULTS)
     return records.get("images", IMAGE)
 
 
@@ -68,7 +70,7 @@ def test_a_newer_event_wins_over_a_late_stage_result(cloud):
     known = accepted(cloud, expected=("thumbnails",))
     newer = "2".rjust(32, "0")
     records.record_event("images", IMAGE, newer, {"status": "accepted", "reason": "", "key": "uploads/x.jpg",
-                                                   "expected_stages": ["thumbnails"]})
+                                                   "expected_stages": ["thumbnails"]}, stages=RESULTS)
     result = records.record_stage("images", IMAGE, SEQ, "thumbnails", {"status": "done", "outputs": []}, known=known)
     assert result.outcome == Outcome.STALE and result.record.sequencer == newer
     record = stored(cloud)
@@ -100,7 +102,7 @@ def test_a_refused_write_hands_back_the_record_that_refused_it_without_a_second_
     known = accepted(cloud, expected=("thumbnails",))
     newer = "2".rjust(32, "0")
     records.record_event("images", IMAGE, newer, {"status": "rejected", "reason": "not an image", "key": "uploads/x.jpg",
-                                                   "expected_stages": []})
+                                                   "expected_stages": []}, stages=RESULTS)
     reads: list[dict] = []
     aws.table("images").meta.client.meta.events.register(
         "provide-client-params.dynamodb.GetItem", lambda params, **_: reads.append(params))
@@ -109,7 +111,7 @@ def test_a_refused_write_hands_back_the_record_that_refused_it_without_a_second_
     # The write that would have settled the image at once, then the plain one: both refused, neither followed by a read.
     assert [p.get("ReturnValuesOnConditionCheckFailure") for p in sent] == ["ALL_OLD", "ALL_OLD"] and reads == []
     assert (result.outcome, result.record.status, result.record.sequencer) == (Outcome.STALE, "rejected", newer)
-    again = records.record_event("images", IMAGE, newer, {"status": "rejected", "reason": "", "key": "uploads/x.jpg"})
+    again = records.record_event("images", IMAGE, newer, {"status": "rejected", "reason": "", "key": "uploads/x.jpg"}, stages=RESULTS)
     assert again.outcome == Outcome.DUPLICATE and again.record.item["reason"] == "not an image" and reads == []
 
 
@@ -132,7 +134,7 @@ def test_the_attention_index_holds_an_image_only_while_it_may_need_a_person(clou
     assert "attention" not in stored(cloud)
     newer = "2".rjust(32, "0")
     records.record_event("images", IMAGE, newer, {"status": "accepted", "reason": "", "key": "uploads/x.jpg",
-                                                   "expected_stages": ["thumbnails", "labels"]})
+                                                   "expected_stages": ["thumbnails", "labels"]}, stages=RESULTS)
     records.record_stage("images", IMAGE, newer, "labels", {"status": "done", "labels": []})
     records.record_stage("images", IMAGE, newer, "thumbnails", {"status": "failed", "reason": "bad bytes"})
     assert (stored(cloud)["status"], stored(cloud)["attention"]) == ("failed", "failed#0")

@@ -91,8 +91,9 @@ def test_every_bad_key_is_reported_at_once():
 
 def test_defaults_are_valid_and_derive_visibility_from_timeout():
     settings = validate(Settings())
-    assert settings.thumbnails.queue_visibility_timeout == 6 * settings.thumbnails.timeout + settings.thumbnails.batching_window
-    assert settings.label_formats == ("jpeg", "png")
+    thumbnails = settings.stage("thumbnails")
+    assert thumbnails.queue_visibility_timeout == 6 * thumbnails.timeout + thumbnails.batching_window
+    assert settings.configured("labels").settings.label_formats == ("jpeg", "png")
 
 
 def test_memory_that_cannot_hold_the_largest_decode_is_refused_with_what_would_fit():
@@ -109,11 +110,12 @@ def test_memory_that_cannot_hold_the_largest_decode_is_refused_with_what_would_f
 
 
 def test_every_setting_has_a_key_a_description_and_a_valid_default():
-    from infra.settings import FIELDS
+    from infra.settings import config_keys
 
-    assert len(FIELDS) == len({f.metadata["key"] for f in FIELDS.values()})
-    for key, spec in FIELDS.items():
-        assert spec.metadata["description"].endswith("."), key
+    found = config_keys()  # the pipeline's, the shared ones and every declared stage's: a key declared twice raises
+    assert len(found) == len({entry.spec.metadata["key"] for entry in found.values()})
+    for key, entry in found.items():
+        assert entry.spec.metadata["description"].endswith("."), key
     validate(Settings())  # the defaults pass their own rules
 
 

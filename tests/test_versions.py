@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from handlers import aws, contracts, environment, intake, labels, thumbnails
 from localcloud import samples as images
-from tests.conftest import HANDLER_ENV, failed_ids, invoke, s3_message
+from tests.conftest import HANDLER_ENV, failed_ids, handler_environment, invoke, s3_message
 
 SIZES = sorted(int(s) for s in HANDLER_ENV["THUMBNAIL_SIZES"].split(","))
 
@@ -205,17 +205,19 @@ def test_a_late_removal_for_a_replaced_image_changes_nothing(cloud, done):
 
 
 def test_without_rekognition_formats_every_upload_is_processed_without_labels(cloud, monkeypatch):
-    monkeypatch.setenv("ALLOWED_FORMATS", "webp,gif")
-    monkeypatch.setenv("LABEL_FORMATS", "")  # what the program sets when no allowed format goes to Rekognition
+    # What the program sets for a stack that allows no format Rekognition reads: no label stage to wait for.
+    for name, value in handler_environment(allowedFormats='["webp", "gif"]').items():
+        monkeypatch.setenv(name, value)
+    environment.load.cache_clear()
     deliver(cloud, cloud.put("uploads/a.gif", images.gif(frames=3)))
     record = cloud.record("uploads/a.gif")
     assert (record["status"], record["expected_stages"]) == ("done", ["thumbnails"])
 
 
-def test_a_missing_label_formats_setting_is_a_configuration_error(cloud, monkeypatch):
-    monkeypatch.delenv("LABEL_FORMATS")
-    with pytest.raises(environment.ConfigurationError, match="LABEL_FORMATS is not set"):
-        _ = environment.load().label_formats
+def test_a_missing_stage_filter_setting_is_a_configuration_error(cloud, monkeypatch):
+    monkeypatch.delenv("STAGE_FILTERS")
+    with pytest.raises(environment.ConfigurationError, match="STAGE_FILTERS is not set"):
+        environment.load().settings(intake.IntakeSettings)
 
 
 def test_a_head_refused_for_lack_of_list_bucket_is_retried_not_recorded(cloud, done, monkeypatch):
