@@ -14,6 +14,7 @@ from PIL import Image
 
 from bench.engines import psnr_images
 from handlers import imaging
+from tests.conftest import handler_environment
 
 LIMITS = imaging.Limits(10**8, 10)
 
@@ -195,7 +196,8 @@ print(json.dumps({"prepared": thumbnails.PREPARED, "started": started, "after": 
                   "bmp": Image.open(io.BytesIO(bmp.getvalue())).format}))
 """
     root = Path(__file__).resolve().parent.parent
-    environment = {**os.environ, "ALLOWED_FORMATS": "jpeg,png", "OUTPUT_FORMAT": "webp", "PYTHONPATH": str(root)}
+    environment = {**os.environ, **handler_environment(allowedFormats='["jpeg","png"]', outputFormat="webp"),
+                   "PYTHONPATH": str(root)}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, env=environment,
                           timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
