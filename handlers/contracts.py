@@ -15,13 +15,22 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from handlers.names import THUMBNAILS_PREFIX, ClaimEvent
+from handlers.names import THUMBNAILS_PREFIX, ClaimAttribute, ClaimEvent, GateState
 
 CLAIM_CHECK_VERSION = 1
 # S3 sequencers are hex strings of varying length; AWS says to pad the shorter
 # one with zeros on the right and compare lexicographically. Storing them
 # padded to one width lets DynamoDB compare them in condition expressions.
 SEQUENCER_WIDTH = 32
+
+
+def attributes(fmt: str | None, event: str, passed: bool = False) -> dict[str, str]:
+    """The message attributes a claim check is published with, which subscriptions filter on: its format ("none"
+    for a removal), its event, and whether a gate stage must see it first (handlers/stages.py, gates): a creation or
+    reprocess request is PENDING until a gate passes it; a removal never waits."""
+    waits = event != ClaimEvent.REMOVED and not passed
+    return {ClaimAttribute.FORMAT: fmt or "none", ClaimAttribute.EVENT: event,
+            ClaimAttribute.GATE: GateState.PENDING if waits else GateState.CLEAR}
 
 
 class InvalidClaimCheck(ValueError):
@@ -101,6 +110,11 @@ class ClaimCheck:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    def message_attributes(self, passed: bool = False) -> dict[str, dict[str, str]]:
+        """Its `attributes` as SNS Publish takes them (`passed`: a gate stage passed it)."""
+        return {name: {"DataType": "String", "StringValue": value}
+                for name, value in attributes(self.format, self.event, passed).items()}
 
     @classmethod
     def from_json(cls, body: str) -> ClaimCheck:

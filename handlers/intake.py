@@ -27,12 +27,22 @@ from urllib.parse import unquote_plus
 from handlers import aws, contracts, environment, originals, records
 from handlers.failures import PermanentFailure, classified, error_code, names_a_gone_object
 from handlers.limits import check_pixels
-from handlers.names import API_UPLOADS_PREFIX, OWNER_METADATA, ClaimAttribute, ClaimEvent, Function, Metric, Status
+from handlers.names import (
+    API_UPLOADS_PREFIX,
+    OWNER_METADATA,
+    ClaimAttribute,
+    ClaimEvent,
+    Decision,
+    Function,
+    GateState,
+    Metric,
+    Status,
+)
 from handlers.observability import count, logger, run_batch
 from handlers.records import Outcome
 from handlers.settings import StageSettings, setting, shared
 from handlers.sniff import SNIFF_BYTES, Sniffed, sniff
-from handlers.stages import Capacity, Configured, Feed, Stage, matches
+from handlers.stages import Capacity, Configured, Feed, Stage, matches, subscriptions
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -54,13 +64,16 @@ class IntakeSettings:
     # policies their subscriptions apply, so the two cannot disagree.
     stage_filters: dict[str, Any] | None = setting(None, None, "json", "The result stages' subscription filters.",
                                                    env="STAGE_FILTERS")
+    # Which of them are gates (handlers/stages.py): an image waits for its gate, then for what the gate lets through.
+    gate_stages: tuple[str, ...] = setting((), None, "list", "The deployed gate stages.", env="GATE_STAGES")
 
 
 def stage_filters(configured: Configured, others: Mapping[str, Configured]) -> IntakeSettings:
-    """The intake's settings with the filters of the deployed stages that write results."""
-    return dataclasses.replace(configured.settings, stage_filters={
-        other.name: other.stage.subscription(other.settings) for other in others.values()
-        if other.stage.feed == Feed.CLAIM_CHECKS and other.stage.results and other.stage.deployed(other.settings)})
+    """The intake's settings with the filters of the deployed stages that write results, and which are gates."""
+    policies = subscriptions(others.values())
+    results = [other for other in others.values() if other.name in policies and other.stage.results]
+    return dataclasses.replace(configured.settings, stage_filters={other.name: policies[other.name] for other in results},
+                               gate_stages=tuple(other.name for other in results if other.stage.gate))
 
 
 STAGE = Stage(
@@ -77,10 +90,16 @@ STAGE = Stage(
 )
 
 
-def awaited(settings: IntakeSettings, fmt: str) -> list[str]:
-    """The stages an accepted image of `fmt` waits for: those whose subscription its claim check passes."""
-    attributes: dict[str, str] = {ClaimAttribute.FORMAT: fmt, ClaimAttribute.EVENT: ClaimEvent.CREATED}
-    return [name for name, policy in (settings.stage_filters or {}).items() if matches(policy, attributes)]
+def awaited(settings: IntakeSettings, fmt: str) -> tuple[list[str], str | None]:
+    """(the stages an accepted image of `fmt` waits for, its gate): those whose subscription its claim check passes
+    as the intake publishes it, and when one of them is a gate, those it passes once the gate passed it."""
+    filters = settings.stage_filters or {}
+    created = contracts.attributes(fmt, ClaimEvent.CREATED)
+    first = [name for name, policy in filters.items() if matches(policy, created)]
+    gates = [name for name in first if name in settings.gate_stages]
+    passed = {**created, ClaimAttribute.GATE: GateState.CLEAR}
+    then = [name for name, policy in filters.items() if gates and matches(policy, passed)]
+    return list(dict.fromkeys([*first, *then])), (gates[0] if gates else None)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -196,11 +215,12 @@ def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
         originals.tag_status(claim, Status.REJECTED)
     fmt = found.format if found else None
     settings = env.settings(IntakeSettings)
+    expected, gate = awaited(settings, fmt) if fmt else ([], None)
     result = records.record_event(env.table_name, claim.image_id, sequencer, {
         "status": status, "reason": reason, "bucket": bucket, "key": key, "format": fmt, "size": head.size,
         "etag": head.etag, "version_id": claim.version_id, "event_time": event_time,
         "width": found.width if found else None, "height": found.height if found else None,
-        "expected_stages": awaited(settings, fmt) if fmt else [], "owner": owner,
+        "expected_stages": expected, "owner": owner, **({records.GATE: gate} if gate else {}),
     }, stages=settings.stage_filters or {}, replacing=replacing)
     if result.outcome == Outcome.STALE:
         logger.info("older than the recorded event; nothing changed")
@@ -305,8 +325,7 @@ def _removed(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
         sequencer=sequencer, event=ClaimEvent.REMOVED, event_time=event_time,
     )
     result = records.record_event(env.table_name, claim.image_id, sequencer, {
-        "status": Status.DELETED, "bucket": bucket, "key": key,
-        "reason": "the original expired (a lifecycle rule of the uploads bucket)" if expired else "the upload was deleted",
+        "status": Status.DELETED, "bucket": bucket, "key": key, "reason": _deletion_reason(env, claim, expired),
         "event_time": event_time, "expected_stages": [],
     }, stages=env.settings(IntakeSettings).stage_filters or {})
     if result.outcome == Outcome.STALE:
@@ -315,6 +334,18 @@ def _removed(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
     _publish(claim)
     logger.info(Status.DELETED)
     count(Metric.DELETED)
+
+
+def _deletion_reason(env: environment.Environment, claim: contracts.ClaimCheck, expired: bool) -> str:
+    """Why the key has no version left: a lifecycle rule's expiry, a person's rejection of what its gate held back
+    (the record keeps their decision), or a delete."""
+    if expired:
+        return "the original expired (a lifecycle rule of the uploads bucket)"
+    record = records.get(env.table_name, claim.image_id)
+    decided = record.decision if record is not None else {}
+    if decided.get("decision") == Decision.REJECTED and decided.get("reason"):
+        return str(decided["reason"])
+    return "the upload was deleted"
 
 
 def _owner(key: str, metadata: dict[str, str]) -> str | None:
@@ -414,12 +445,6 @@ def _extension_note(key: str, fmt: str | None) -> str:
 
 
 def _publish(claim: contracts.ClaimCheck) -> None:
-    aws.client("sns").publish(
-        TopicArn=environment.load().topic_arn,
-        Message=claim.to_json(),
-        MessageAttributes={
-            # Subscriptions filter on these: labels only for formats Rekognition reads.
-            ClaimAttribute.FORMAT: {"DataType": "String", "StringValue": claim.format or "none"},
-            ClaimAttribute.EVENT: {"DataType": "String", "StringValue": claim.event},
-        },
-    )
+    # Subscriptions filter on its attributes: labels only for formats Rekognition reads, a gate's first.
+    aws.client("sns").publish(TopicArn=environment.load().topic_arn, Message=claim.to_json(),
+                              MessageAttributes=claim.message_attributes())

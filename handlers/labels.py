@@ -121,7 +121,7 @@ def _label(claim: contracts.ClaimCheck) -> None:
         return  # a deleted image has no labels to compute
     env = environment.load()
     settings = env.settings(LabelSettings)
-    current, waiting = pending(env.table_name, claim)
+    current, waiting = pending(env.table_name, claim, NAME)
     if not waiting:
         return
     if claim.format not in settings.label_formats:

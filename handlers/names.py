@@ -39,13 +39,14 @@ class Status(StrEnum):
     DONE = "done"
     FAILED = "failed"  # a stage could not finish it (the reason says which and why)
     DELETED = "deleted"  # the key has no current version any more
+    QUARANTINED = "quarantined"  # a gate stage held it back: nothing is published until a person releases it
 
 
-# What "settled" means: the image needs nothing more from the pipeline.
-SETTLED = frozenset({Status.DONE, Status.REJECTED, Status.FAILED, Status.DELETED})
+# What "settled" means: the image needs nothing more from the pipeline (a quarantined one waits for a person).
+SETTLED = frozenset({Status.DONE, Status.REJECTED, Status.FAILED, Status.DELETED, Status.QUARANTINED})
 # The statuses that may need a person: listed by `python -m ops failures` through the table's sparse index ATTENTION
 # (an image in progress is "stuck" once it has been accepted for longer than it should take).
-NEEDS_ATTENTION = (Status.ACCEPTED, Status.REJECTED, Status.FAILED)
+NEEDS_ATTENTION = (Status.ACCEPTED, Status.REJECTED, Status.FAILED, Status.QUARANTINED)
 ATTENTION_INDEX = "attention"
 ATTENTION_SHARDS = 16  # the index's partition key is "<status>#<0-f>": one GSI partition per status would cap writes
 
@@ -56,6 +57,7 @@ class StageStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     UNAVAILABLE = "unavailable"  # the stage cannot do this image (Rekognition refuses its format); not a failure
+    HELD = "held"  # a gate stage holds the image back (the record becomes quarantined); only a gate records it
 
 
 class ClaimEvent(StrEnum):
@@ -71,6 +73,21 @@ class ClaimAttribute(StrEnum):
 
     FORMAT = "format"  # the format the intake sniffed ("none" for a removal)
     EVENT = "event"  # a ClaimEvent
+    GATE = "gate"  # a GateState: whether a gate stage (if the stack has one) must see it before the other stages
+
+
+class GateState(StrEnum):
+    """The claim check's GATE attribute (handlers/stages.py, "gates"). Without a gate deployed no filter reads it."""
+
+    PENDING = "pending"  # a creation or reprocess request no gate has passed yet: only gate stages take it
+    CLEAR = "clear"  # a gate passed it (it publishes it again, so marked), or it needs none (a removal)
+
+
+class Decision(StrEnum):
+    """What a person decided about an image a gate stage held back (records.DECISION)."""
+
+    APPROVED = "approved"  # released: it goes on to the other stages as if its gate had passed it
+    REJECTED = "rejected"  # deleted, every version of it
 
 
 class Function(StrEnum):
@@ -147,6 +164,7 @@ class Metric(StrEnum):
     REPROCESSED = "Reprocessed"  # thumbnails made again with the current settings
     ALREADY_CURRENT = "AlreadyCurrent"  # a reprocess request for thumbnails made with the current settings
     TAGGED = "Tagged"  # a rejected or failed original tagged with its status
+    QUARANTINED = "Quarantined"  # a gate stage held an image back for a person (alarmed: someone must decide)
     THUMBNAIL_DURATION = "ThumbnailDuration"
     LABEL_DURATION = "LabelDuration"
 

@@ -28,6 +28,11 @@ from handlers.names import ATTENTION_SHARDS, NEEDS_ATTENTION, ClaimEvent, StageS
 # version's results. (A reprocess that failed leaves a note under the event's name; a newer event clears it too.)
 RESULT_ATTRIBUTES = ("metadata", ClaimEvent.REPROCESS)
 ATTENTION = "attention"
+# The gate stage the image waits for first, when the stack has one (the intake writes it: handlers/stages.py, gates).
+GATE = "gate"
+# A person's decision on an image its gate held back ({decision, by, at, version_id, reason}): a new version clears
+# it; a deletion keeps it, since it may be why the key was deleted.
+DECISION = "decision"
 
 
 def attention_key(status: str, image_id: str) -> str:
@@ -90,6 +95,19 @@ class ImageRecord:
     def expected_stages(self) -> list[str]:
         return list(self.item.get("expected_stages") or [])
 
+    @property
+    def gate(self) -> str | None:
+        return self.item.get(GATE) or None
+
+    @property
+    def decision(self) -> Mapping[str, Any]:
+        return self.item.get(DECISION) or {}
+
+    def admits(self, stage: str) -> bool:
+        """Whether `stage` may work on the image: it has no gate, `stage` is its gate, or its gate passed it."""
+        gate = self.gate
+        return gate is None or stage == gate or (self.result(gate) or {}).get("status") == StageStatus.DONE
+
     def result(self, stage: str) -> Mapping[str, Any] | None:
         """A stage's result ({status, reason, …}), or None while it has none."""
         return self.item.get(stage)
@@ -106,7 +124,13 @@ class ImageRecord:
         return bool(created) and created == self.item.get("updated_at")
 
     def settled(self) -> tuple[Status, str] | None:
-        """(status, reason) once every expected stage has a result (each is final), else None."""
+        """(status, reason) once every expected stage has a result (each is final), else None; as soon as its gate
+        holds it back (quarantined) or fails, since no other stage will see it then."""
+        gate = self.result(self.gate) if self.gate else None
+        if gate is not None and gate.get("status") == StageStatus.HELD:
+            return Status.QUARANTINED, str(gate.get("reason") or "")
+        if gate is not None and gate.get("status") == StageStatus.FAILED:
+            return Status.FAILED, f"{self.gate}: {gate.get('reason') or gate['status']}"
         results = {stage: self.result(stage) for stage in self.expected_stages}
         if any(r is None or r.get("status") not in StageStatus.__members__.values() for r in results.values()):
             return None
@@ -191,11 +215,13 @@ def record_event(table_name: str, image_id: str, sequencer: str, attributes: dic
     """
     stamp = now()
     indexed, unindexed = _attention(attributes["status"], image_id)
+    # A new version has no gate but the one the intake names, and no decision yet; a deletion keeps the decision.
+    cleared = [a for a in (GATE, DECISION) if a not in attributes and not (a == DECISION and attributes["status"] == Status.DELETED)]
     written, item = _update(
         table_name, image_id,
         set_values={**attributes, **indexed, "sequencer": sequencer, "updated_at": stamp},
         if_not_exists={"created_at": stamp},
-        remove=(*stages, *RESULT_ATTRIBUTES, *unindexed),
+        remove=(*stages, *RESULT_ATTRIBUTES, *unindexed, *cleared),
         condition="attribute_not_exists(#seq) OR #seq < :seq" if replacing is None else "#seq = :seq",
         condition_values={":seq": sequencer if replacing is None else replacing},
         condition_names={"#seq": "sequencer"},

@@ -35,9 +35,9 @@ def handle(record: SQSRecord, work: Callable[[contracts.ClaimCheck], None]) -> N
         logger.remove_keys(["image_id", "key"])
 
 
-def pending(table_name: str, claim: contracts.ClaimCheck) -> tuple[records.ImageRecord | None, bool]:
-    """(the record as it is now, whether it still waits for this claim check's work: not stale, not settled, and
-    about the very object the record names)."""
+def pending(table_name: str, claim: contracts.ClaimCheck, stage: str) -> tuple[records.ImageRecord | None, bool]:
+    """(the record as it is now, whether it still waits for `stage`'s work on this claim check: not stale, not
+    settled, about the very object the record names, and passed by its gate if it has one)."""
     current = records.get(table_name, claim.image_id)
     if current is None or not current.awaits(claim.sequencer):
         logger.info("claim check is stale or already settled; nothing to do")
@@ -45,6 +45,9 @@ def pending(table_name: str, claim: contracts.ClaimCheck) -> tuple[records.Image
         return current, False
     if not current.names(claim.version_id, claim.etag, claim.format):
         refuse(claim, f"the record names version {current.version_id} ({current.format}, ETag {current.etag})")
+        return current, False
+    if not current.admits(stage):
+        refuse(claim, f"the image has not passed its gate ({current.gate}) yet")
         return current, False
     return current, True
 

@@ -17,14 +17,14 @@ import dataclasses
 import importlib
 import pkgutil
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from handlers.names import Metric
+from handlers.names import ClaimAttribute, GateState, Metric
 from handlers.settings import StageSettings
 
 
@@ -118,6 +118,14 @@ class Stage:
     # function like the rest): what the program works out for it.
     complete: Callable[[Configured, Mapping[str, Configured]], Any] = lambda configured, others: configured.settings
     outputs: Callable[[Any], dict[str, Any]] = lambda settings: {}  # stack outputs of its own (by name)
+    # A gate runs before every other stage and decides whether they run at all (see "gates" below).
+    gate: bool = False
+    # What an operator needs for its own commands of `python -m ops`: the stack's named operator links
+    # (infra/links.py, OPERATOR) and grants; the operator policy holds them only while the stage is deployed.
+    operator: tuple[str | Grant, ...] = ()
+    alarmed: tuple[str, ...] = ()  # metrics of its own that need a person when counted: each has an alarm
+    # Config values the local cloud's demo and `make up` run with, to show a stage that is off by default.
+    demo: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     module: str = ""  # filled in by the registry: the module that declares it
 
     @property
@@ -132,8 +140,38 @@ class Stage:
 
 def matches(policy: Mapping[str, list[str]] | None, attributes: Mapping[str, str]) -> bool:
     """Whether a message with these attributes passes an SNS filter policy of exact string values (every key
-    present, its value one of those listed: SNS Developer Guide, "Amazon SNS message filtering"); None passes all."""
+    present, its value one of those listed: SNS Developer Guide, "Amazon SNS subscription filter policies"); None
+    passes all."""
     return policy is None or all(attributes.get(name) in values for name, values in policy.items())
+
+
+# --- gates -------------------------------------------------------------------------------------------------------
+# A gate stage (`gate=True`) sees an image before any other stage. Every claim check carries the GATE attribute:
+# the intake and a reprocess request publish creations as PENDING, removals as CLEAR. With a gate deployed, its
+# subscription takes only PENDING claim checks and every other stage's only CLEAR ones (their declared filters,
+# amended here, by the program: SNS delivers a message only when each key of the policy is among its attributes
+# with one of the values listed, SNS Developer Guide, "Amazon SNS subscription filter policies"). The gate records
+# its verdict and, when the image passes, publishes the same claim check again, marked CLEAR; when it holds the image
+# back (StageStatus.HELD), the record settles quarantined and no other stage ever sees it. Without a gate no filter
+# names the attribute and nothing changes. The record names its gate, and every other stage refuses to work for an
+# image its gate has not passed (ImageRecord.admits): a filter change takes up to 15 minutes to take effect (same
+# page), and whoever may send to a stage's queue could send it anything.
+
+def filter_policy(configured: Configured, gated: bool) -> dict[str, list[str]] | None:
+    """The subscription filter policy a claim-check-fed stage gets in a stack with (`gated`) or without a gate."""
+    declared = configured.stage.subscription(configured.settings)
+    if not gated:
+        return declared
+    state = GateState.PENDING if configured.stage.gate else GateState.CLEAR
+    return {**(declared or {}), ClaimAttribute.GATE: [state]}
+
+
+def subscriptions(stack: Iterable[Configured]) -> dict[str, dict[str, list[str]] | None]:
+    """Each deployed claim-check-fed stage's filter policy, by name: what its subscription applies and what the
+    intake reads to know which stages an image waits for."""
+    fed = [c for c in stack if c.stage.feed == Feed.CLAIM_CHECKS and c.stage.deployed(c.settings)]
+    gated = any(c.stage.gate for c in fed)
+    return {c.name: filter_policy(c, gated) for c in fed}
 
 
 # --- the registry ----------------------------------------------------------------------------------------------

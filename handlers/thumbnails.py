@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 
 NAME = Function.THUMBNAILS
 OUTPUT_FORMATS = ("jpeg", "webp", "png")
-# What a record says when its key no longer holds an image the stages should show.
-REMOVED = (Status.REJECTED, Status.DELETED)
+# What a record says when its key no longer holds an image the stages should show (a gate may quarantine a done image
+# that was never screened: its thumbnails go too).
+REMOVED = (Status.REJECTED, Status.DELETED, Status.QUARANTINED)
 # Thumbnail keys never change content, so caches may keep them for a year.
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 
@@ -260,7 +261,7 @@ def _dispatch(claim: contracts.ClaimCheck) -> None:
 
 def _create(claim: contracts.ClaimCheck) -> None:
     env = environment.load()
-    current, waiting = pending(env.table_name, claim)
+    current, waiting = pending(env.table_name, claim, NAME)
     if not waiting:
         if not _owns_keys(current, claim):
             # An earlier delivery may have stored thumbnails and died before recording them.

@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from handlers import stages
 from handlers.names import ATTENTION_INDEX, PROJECT, STATUS_TAG, UPLOADS_PREFIX, Function, Metric, StackOutput, Status
 from infra import dashboard, iam, links, operators, packaging, policies
 from infra.edges import ThumbnailCdn, ThumbnailCdnArgs, UploadApi, UploadApiArgs
@@ -191,18 +192,20 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         return Stores(uploads, thumbnails, table, cdn)
 
     def _expire_tagged_originals(self) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
-        """Rejected and failed originals, tagged with their status by the intake and the thumbnail stage, expire
+        """Rejected, failed and quarantined originals, tagged with their status by the intake and the stages, expire
         `rejectedRetentionDays` after they were uploaded (S3 counts from the object's creation and rounds up to the
         next midnight UTC: S3 User Guide, "Lifecycle configuration elements"); 0 keeps them."""
         days = self._settings.rejected_retention_days
         if not days:
             return []
+        # With a gate deployed, what it holds back (tagged quarantined) too, unless a person releases it first.
+        held = (Status.QUARANTINED,) if any(c.stage.gate for c in self._settings.deployed) else ()
         return [aws.s3.BucketLifecycleConfigurationRuleArgs(
             id=f"{status}-originals-expire", status="Enabled",
             filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(and_=aws.s3.BucketLifecycleConfigurationRuleFilterAndArgs(
                 prefix=UPLOADS_PREFIX, tags={STATUS_TAG: status})),
             expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=days))
-            for status in (Status.REJECTED, Status.FAILED)]
+            for status in (Status.REJECTED, Status.FAILED, *held)]
 
     def _access_logs(self, uploads: PrivateBucket) -> tuple[PrivateBucket, aws.s3.BucketPolicy]:
         """Server access logs of the uploads bucket (who read or wrote which original) and, with the CDN, CloudFront's
@@ -261,10 +264,12 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
             claim_checks=topics.claim_checks, topic_key=topics.key, cdn_url=stores.cdn.url if stores.cdn else None,
             purges=purge.queue if purge else None)
         workers: dict[str, QueueWorker] = {}
+        filters = stages.subscriptions(s.deployed)
         for configured in s.deployed:
             declared = configured.stage
             workers[configured.name] = component(declared.component)(f"{name}-{declared.resource}", StageArgs(
-                configured, s.functions, s.queues, resources, layers, alarms, self._account.id), opts=self._opts).worker
+                configured, s.functions, s.queues, resources, layers, alarms, self._account.id,
+                filters.get(configured.name)), opts=self._opts).worker
         if purge:
             workers[Function.CDN_PURGE] = purge
         return workers

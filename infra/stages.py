@@ -33,6 +33,8 @@ class StageArgs:
     layers: Layers
     alarm_topic_arn: pulumi.Input[str]
     account_id: pulumi.Input[str]  # the uploads bucket's account: S3 may send only its events (Feed.UPLOADS)
+    # Its subscription's filter as the stack applies it (handlers.stages.subscriptions: amended when a gate is deployed)
+    filter_policy: dict[str, Any] | None = None
 
 
 class Stage(pulumi.ComponentResource):
@@ -49,7 +51,7 @@ class Stage(pulumi.ComponentResource):
         self.worker = QueueWorker(name, QueueWorkerArgs(
             declared.name, args.configured.sizing, args.runtime, args.queues,
             [*links.used(declared.uses, args.resources), links.settings_of(args.configured.settings)],
-            args.layers, args.alarm_topic_arn, declared.dropped, handler=declared.handler),
+            args.layers, args.alarm_topic_arn, declared.dropped, handler=declared.handler, alarmed=declared.alarmed),
             moved_from=pipeline if uploads_fed else self, opts=pulumi.ResourceOptions(parent=self))
         if uploads_fed:
             self._uploads_feed(name, args, pipeline)
@@ -75,12 +77,12 @@ class Stage(pulumi.ComponentResource):
 
     def _claim_checks_feed(self, name: str, args: StageArgs) -> None:
         """The queue takes claim checks from the topic, and from nothing else; its subscription applies the
-        declaration's filter (the one the intake reads to know which stages an image waits for)."""
+        declaration's filter as the stack amends it (the one the intake reads to know which stages an image waits for)."""
         child = pulumi.ResourceOptions(parent=self)
         queue, topic = self.worker.queue, args.resources.claim_checks
         aws.sqs.QueuePolicy(f"{name}-queue-policy", queue_url=queue.id, policy=iam.document([
             policies.queue_from_topic(queue.arn, topic.arn)]), opts=child)
-        filter_policy: dict[str, Any] | None = args.configured.stage.subscription(args.configured.settings)
+        filter_policy = args.filter_policy
         self.subscription = aws.sns.TopicSubscription(
             f"{name}-subscription", topic=topic.arn, protocol="sqs", endpoint=queue.arn,
             raw_message_delivery=True,  # the queue receives the claim check itself, not an SNS envelope

@@ -99,6 +99,7 @@ class QueueWorkerArgs:
     # Deliveries before the DLQ, when this worker needs more than the stack's maxReceiveCount.
     max_receive_count: int | None = None
     handler: str | None = None  # a declared stage's handler (module.function)
+    alarmed: Sequence[str] = ()  # metrics of its handler's that need a person whenever they are counted
 
 
 class QueueWorker(pulumi.ComponentResource):
@@ -165,12 +166,21 @@ class QueueWorker(pulumi.ComponentResource):
                 threshold=s.oldest_message_alarm_seconds, comparison_operator="GreaterThanThreshold",
                 treat_missing_data="notBreaching", alarm_actions=[topic], opts=child),
             # A malformed message is logged, counted and acknowledged (no retry can fix it); someone must still hear of it.
-            aws.cloudwatch.MetricAlarm(
-                f"{name}-dropped-alarm",
-                alarm_description=f"The {name} function dropped messages it could not read ({args.dropped_metric}); "
-                                  "see its logs for each one.",
-                namespace=METRICS_NAMESPACE, metric_name=args.dropped_metric,
-                dimensions={"service": service_name(args.function)}, statistic="Sum", period=300, evaluation_periods=1,
-                threshold=0, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
-                alarm_actions=[topic], ok_actions=[topic], opts=child),
+            self._counted(f"{name}-dropped-alarm", args, args.dropped_metric,
+                          f"The {name} function dropped messages it could not read ({args.dropped_metric}); "
+                          "see its logs for each one.", child),
+            *(self._counted(f"{name}-{metric.lower()}-alarm", args, metric,
+                            f"The {name} function counted {metric}: a person is needed (see its logs).", child)
+              for metric in args.alarmed),
         ]
+
+    @staticmethod
+    def _counted(name: str, args: QueueWorkerArgs, metric: str, description: str,
+                 child: pulumi.ResourceOptions) -> aws.cloudwatch.MetricAlarm:
+        """An alarm whenever the handler counts `metric` in five minutes."""
+        topic = args.alarm_topic_arn
+        return aws.cloudwatch.MetricAlarm(
+            name, alarm_description=description, namespace=METRICS_NAMESPACE, metric_name=metric,
+            dimensions={"service": service_name(args.function)}, statistic="Sum", period=300, evaluation_periods=1,
+            threshold=0, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
+            alarm_actions=[topic], ok_actions=[topic], opts=child)

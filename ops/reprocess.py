@@ -19,7 +19,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 
 from handlers.contracts import ClaimCheck
-from handlers.names import ClaimAttribute, ClaimEvent, Function, StackOutput, Status
+from handlers.names import ClaimEvent, Function, StackOutput, Status
 from ops.target import Target
 
 DEFAULT_RATE = 10.0  # requests a second
@@ -100,9 +100,9 @@ def reprocess(target: Target, prefix: str = "", dry_run: bool = False, rate: flo
             if not dry_run:
                 limiter.wait()
                 claim = request_for(record)
-                sns.publish(TopicArn=target.outputs[StackOutput.CLAIM_CHECK_TOPIC_ARN], Message=claim.to_json(), MessageAttributes={
-                    ClaimAttribute.FORMAT: {"DataType": "String", "StringValue": claim.format or "none"},
-                    ClaimAttribute.EVENT: {"DataType": "String", "StringValue": claim.event}})
+                # Published as the intake publishes: with a gate deployed, it sees the request first.
+                sns.publish(TopicArn=target.outputs[StackOutput.CLAIM_CHECK_TOPIC_ARN], Message=claim.to_json(),
+                            MessageAttributes=claim.message_attributes())
             progress.requested += 1
             show(progress)
         start = page.get("LastEvaluatedKey")

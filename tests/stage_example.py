@@ -55,7 +55,7 @@ def _checksum(claim: contracts.ClaimCheck) -> None:
         return
     env = environment.load()
     settings = env.settings(ChecksumSettings)
-    current, waiting = pending(env.table_name, claim)
+    current, waiting = pending(env.table_name, claim, NAME)
     if not waiting:
         return
     with classified():

@@ -53,7 +53,8 @@ def test_accepted_jpeg_publishes_one_claim_check_with_format_attribute(cloud):
     assert record["expected_stages"] == ["thumbnails", "labels"]
     [published] = cloud.published()
     claim = published["claim"]
-    assert published["attributes"] == {"format": "jpeg", "event": "created"}
+    # "gate": with a gate deployed only it takes a pending claim check first (handlers/stages.py); else no filter reads it
+    assert published["attributes"] == {"format": "jpeg", "event": "created", "gate": "pending"}
     assert set(claim) == {"v", "bucket", "key", "version_id", "etag", "size", "format", "sequencer", "event", "event_time"}
     assert claim["version_id"] == event["s3"]["object"]["versionId"]
     assert claim["size"] == event["s3"]["object"]["size"]
@@ -215,7 +216,7 @@ def test_delete_marks_record_deleted_and_publishes_removed_claim(cloud):
     assert record["status"] == "deleted"
     [published] = cloud.published()
     assert published["claim"]["event"] == "removed"
-    assert published["attributes"] == {"format": "none", "event": "removed"}
+    assert published["attributes"] == {"format": "none", "event": "removed", "gate": "clear"}  # a removal waits for no gate
 
 
 def test_batch_of_ten_with_one_poison_record_fails_alone(cloud, monkeypatch):
