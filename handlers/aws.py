@@ -7,6 +7,7 @@ handler costs nothing and tests can start their emulator first.
 from __future__ import annotations
 
 from functools import cache
+from time import monotonic, sleep
 
 import boto3
 from botocore.config import Config
@@ -34,6 +35,22 @@ def s3_presigner():
     botocore falls back to path style by itself."""
     return boto3.client("s3", config=Config(signature_version="s3v4", s3={
         "addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"}))
+
+
+class Pace:
+    """At most `rate` calls a second from this execution environment (its share of a service's quota, which is per
+    account and Region): each call waits for its turn, so a burst waits in the queue instead of being throttled."""
+
+    def __init__(self) -> None:
+        self._next = 0.0
+
+    def wait(self, rate: float) -> None:
+        if rate <= 0:
+            return
+        now = monotonic()
+        if self._next > now:
+            sleep(self._next - now)
+        self._next = max(now, self._next) + 1 / rate
 
 
 def reset() -> None:

@@ -8,10 +8,9 @@ instead of being throttled into the dead-letter queue.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from time import monotonic, perf_counter, sleep
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from handlers import aws, contracts, environment, records
@@ -20,7 +19,7 @@ from handlers.names import LABEL_LIST, ClaimAttribute, ClaimEvent, Function, Met
 from handlers.observability import count, duration, logger, run_batch
 from handlers.settings import StageSettings, between, setting, shared
 from handlers.stage import for_claim_check, pending
-from handlers.stages import Capacity, Configured, Grant, Limit, Stage
+from handlers.stages import Capacity, Configured, Grant, Limit, Stage, paced_warnings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -59,13 +58,7 @@ class LabelSettings:
 
 def _warnings(configured: Configured, stack: Any) -> list[str]:
     """Label environments the quota keeps waiting: the stage paces itself, so more only wait."""
-    tps, concurrency = configured.settings.rekognition_tps, configured.sizing.max_concurrency
-    enough = max(2, math.ceil(tps * LABEL_SECONDS))
-    if concurrency <= enough:
-        return []
-    return [f"labels.maxConcurrency {concurrency} could call DetectLabels {concurrency / LABEL_SECONDS:.0f} times a "
-            f"second, but rekognitionTps is {tps:,}: the stage paces itself to it, so {enough} environments are enough "
-            "(or ask AWS for more and raise rekognitionTps)"]
+    return paced_warnings(configured, "DetectLabels", "rekognitionTps", configured.settings.rekognition_tps, LABEL_SECONDS)
 
 
 STAGE = Stage(
@@ -94,22 +87,7 @@ def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     return run_batch(event, context, record_handler)
 
 
-class Pace:
-    """At most `rate` calls a second from this execution environment: each call waits for its turn."""
-
-    def __init__(self) -> None:
-        self._next = 0.0
-
-    def wait(self, rate: float) -> None:
-        if rate <= 0:
-            return
-        now = monotonic()
-        if self._next > now:
-            sleep(self._next - now)
-        self._next = max(now, self._next) + 1 / rate
-
-
-_pace = Pace()
+_pace = aws.Pace()
 # The largest image DetectLabels reads from S3: 15 MB (Rekognition Developer Guide, "Guidelines and quotas in Amazon
 # Rekognition"), in the API's own megabytes (Image.Bytes' "5 MBs" is 5,242,880 bytes in its length constraint). A
 # call with a larger one is paid for nothing: it fails with ImageTooLargeException.

@@ -102,7 +102,8 @@ class Function(StrEnum):
     PAUSE = "pause"  # pauses or resumes one stage's event source mapping: what operators may invoke instead
 
 
-# The list inside the label stage's result: {"status", "labels": [{"name", "confidence"}], "source"}.
+# The list inside the label stage's result ({"status", "labels": [{"name", "confidence"}], "source"}) and a gate's
+# ({"status", "labels": [{"name", "parent", "confidence", "level"}], "screened", "source", …}).
 LABEL_LIST = "labels"
 
 
@@ -167,6 +168,7 @@ class Metric(StrEnum):
     QUARANTINED = "Quarantined"  # a gate stage held an image back for a person (alarmed: someone must decide)
     THUMBNAIL_DURATION = "ThumbnailDuration"
     LABEL_DURATION = "LabelDuration"
+    MODERATION_DURATION = "ModerationDuration"
 
 
 class StackOutput(StrEnum):

@@ -287,6 +287,22 @@ def record_reprocessed(table_name: str, image_id: str, sequencer: str, stage: st
     return WriteResult(Outcome.WRITTEN if written else Outcome.STALE, ImageRecord.of(item))
 
 
+def record_verdict_on_done(table_name: str, image_id: str, sequencer: str, gate: str, result: dict[str, Any],
+                           status: Status) -> bool:
+    """A gate's verdict on a done image it never saw (done before the gate was deployed; a reprocess request brought
+    it): the image now names its gate and the result, and is quarantined when `status` says so. False when the record
+    moved on, or the gate's verdict is there already."""
+    stamp = now()
+    values: dict[str, Any] = {gate: {**result, "updated_at": stamp}, GATE: gate, "updated_at": stamp}
+    if status != Status.DONE:
+        values.update({"status": status, "reason": result.get("reason", ""), **_attention(status, image_id)[0]})
+    written, _ = _update(
+        table_name, image_id, set_values=values,
+        condition="#seq = :seq AND #status = :done AND attribute_not_exists(#g)",
+        condition_values={":seq": sequencer, ":done": Status.DONE}, condition_names={**_CONDITION_NAMES, "#g": gate})
+    return written
+
+
 def record_reprocess_failure(table_name: str, image_id: str, sequencer: str, note: dict[str, Any]) -> bool:
     """Note on a done image that making its thumbnails again failed (they stay as they were); False if it moved on."""
     written, _ = _update(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import pkgutil
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -136,6 +137,18 @@ class Stage:
     def handler(self) -> str:
         return f"{self.module}.handler"
 
+
+
+def paced_warnings(configured: Configured, operation: str, quota_key: str, tps: int, seconds: float) -> list[str]:
+    """Environments a quota of `tps` calls a second keeps waiting (each `seconds` long): a stage that paces itself to
+    its share of the quota needs no more than it can keep busy."""
+    concurrency = configured.sizing.max_concurrency
+    enough = max(2, math.ceil(tps * seconds))
+    if concurrency <= enough:
+        return []
+    return [f"{configured.stage.config_key}.maxConcurrency {concurrency} could call {operation} {concurrency / seconds:.0f} "
+            f"times a second, but {quota_key} is {tps:,}: the stage paces itself to it, so {enough} environments are "
+            f"enough (or ask AWS for more and raise {quota_key})"]
 
 
 def matches(policy: Mapping[str, list[str]] | None, attributes: Mapping[str, str]) -> bool:

@@ -115,8 +115,28 @@ class ThumbnailSettings:
 
     def peak_mb(self) -> dict[str, int]:
         """Worst-case memory of one decode at maxPixels, per allowed format (see DECODE_BYTES_PER_PIXEL)."""
-        return {f: FUNCTION_FOOTPRINT_MB + math.ceil(self.max_pixels * DECODE_BYTES_PER_PIXEL[f] / 2**20)
-                for f in self.allowed_formats}
+        return peak_mb(self.allowed_formats, self.max_pixels)
+
+
+def peak_mb(formats: tuple[str, ...], max_pixels: int) -> dict[str, int]:
+    """A function's worst-case memory decoding one image of each format at `max_pixels` (DECODE_BYTES_PER_PIXEL)."""
+    return {f: FUNCTION_FOOTPRINT_MB + math.ceil(max_pixels * DECODE_BYTES_PER_PIXEL[f] / 2**20) for f in formats}
+
+
+def memory_problems(configured: Configured, peaks: dict[str, int]) -> list[str]:
+    """The largest decode maxPixels allows (`peaks`, by format) must fit the stage's memory, with headroom."""
+    st, max_pixels = configured.sizing, configured.settings.max_pixels
+    budget = st.memory * MEMORY_HEADROOM
+    over = {f: mb for f, mb in peaks.items() if mb > budget}
+    if not over:
+        return []
+    worst = max(over, key=lambda f: over[f])
+    needed = math.ceil(over[worst] / MEMORY_HEADROOM)
+    fits = math.floor((budget - FUNCTION_FOOTPRINT_MB) * 2**20 / DECODE_BYTES_PER_PIXEL[worst])
+    key = configured.stage.config_key
+    return [f"{key}.memory = {st.memory} is too small for maxPixels = {max_pixels:,}: a {worst.upper()} of that "
+            f"size may need {over[worst]:,} MB to decode (accepted: {key}.memory of at least {needed:,}, or "
+            f"maxPixels of at most {fits:,})"]
 
 
 def image_cpu_seconds(sizing: StageSettings) -> int:
@@ -145,17 +165,8 @@ def _problems(configured: Configured, stack: Any) -> list[str]:
     """The largest decode maxPixels allows must fit the function's memory, and a batch of the slowest images it allows
     must end within the timeout."""
     s, st = configured.settings, configured.sizing
-    found = []
-    budget = st.memory * MEMORY_HEADROOM
-    over = {f: mb for f, mb in s.peak_mb().items() if mb > budget}
-    if over:
-        worst = max(over, key=lambda f: over[f])
-        needed = math.ceil(over[worst] / MEMORY_HEADROOM)
-        fits = math.floor((budget - FUNCTION_FOOTPRINT_MB) * 2**20 / DECODE_BYTES_PER_PIXEL[worst])
-        found.append(
-            f"thumbnails.memory = {st.memory} is too small for maxPixels = {s.max_pixels:,}: a {worst.upper()} of that "
-            f"size may need {over[worst]:,} MB to decode (accepted: thumbnails.memory of at least {needed:,}, or "
-            f"maxPixels of at most {fits:,})")
+    found = memory_problems(configured, s.peak_mb())
+    if found:
         return found
     megapixels = s.max_pixels / 1e6
     fmt, cpu = max(((f, engine_seconds(megapixels, f)) for f in s.allowed_formats), key=lambda found: found[1])
@@ -209,8 +220,7 @@ PREPARED = _prepare()
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
-    _invocation["context"] = context
-    _invocation["margin"] = min(WALL_MARGIN_MAX_S, WALL_MARGIN_SHARE * context.get_remaining_time_in_millis() / 1000)
+    _invocation.update(context=context, margin=invocation_margin(context))
     return run_batch(event, context, record_handler)
 
 
@@ -225,16 +235,25 @@ WALL_MARGIN_SHARE, WALL_MARGIN_MAX_S = 0.15, 3.0
 
 
 def _budget(env: environment.Environment) -> isolation.Budget:
-    """One image's limits: its CPU seconds, the memory left to it, and the wall time the invocation can spare."""
-    context = _invocation.get("context")
+    return budget(env, env.settings(ThumbnailSettings).image_cpu_seconds, _invocation)
+
+
+def budget(env: environment.Environment, cpu_seconds: int, invocation: dict[str, Any]) -> isolation.Budget:
+    """One image's limits: its CPU seconds, the memory left to it, and the wall time the invocation (its context and
+    the margin kept for the results) can spare."""
+    context = invocation.get("context")
     remaining = context.get_remaining_time_in_millis() / 1000 if context else 900.0
-    wall = remaining - _invocation.get("margin", WALL_MARGIN_MAX_S)
+    wall = remaining - invocation.get("margin", WALL_MARGIN_MAX_S)
     if wall <= 0.5:
         # Starting now would let Lambda's timeout end the batch: hand it back for another invocation.
         raise isolation.OutOfTime(f"only {remaining:.1f} s left in this invocation")
     memory = int(env.function_memory_mb - isolation.resident_mb() - MEMORY_MARGIN_MB)
-    return isolation.Budget(cpu_seconds=env.settings(ThumbnailSettings).image_cpu_seconds, memory_mb=max(memory, 64),
-                            wall_seconds=wall)
+    return isolation.Budget(cpu_seconds=cpu_seconds, memory_mb=max(memory, 64), wall_seconds=wall)
+
+
+def invocation_margin(context: Any) -> float:
+    """What an invocation keeps back from its deadline for storing and recording its results."""
+    return min(WALL_MARGIN_MAX_S, WALL_MARGIN_SHARE * context.get_remaining_time_in_millis() / 1000)
 
 
 def _thumbnails_of(claim: contracts.ClaimCheck, env: environment.Environment) -> imaging.Result:

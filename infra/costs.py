@@ -19,9 +19,13 @@ PRICES: dict[str, float] = {
     "s3_put": 0.005 / 1000,  # PUT, COPY, POST, LIST
     "s3_get": 0.0004 / 1000,  # GET and all other requests
     "rekognition_image": 1.00 / 1000,  # DetectLabels, first million images a month
+    # DetectModerationLabels, first million images a month: its own line of the bill, in the same price group as
+    # DetectLabels (Amazon Rekognition pricing, "Group 2 APIs"; checked 2026-12-07).
+    "rekognition_moderation": 1.00 / 1000,
 }
 # The item of the cost table each priced request falls under.
 ITEMS = {"sns_publish": "sns", "s3_get": "s3", "s3_put": "s3", "rekognition_image": "rekognition",
+         "rekognition_moderation": "rekognition",
          "dynamodb_write": "dynamodb", "dynamodb_read": "dynamodb"}
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from handlers.names import API_UPLOADS_PREFIX, THUMBNAILS_PREFIX, UPLOADS_PREFIX, Env, UploadApiKind
+from handlers.names import API_UPLOADS_PREFIX, STATUS_TAG, THUMBNAILS_PREFIX, UPLOADS_PREFIX, Env, Status, UploadApiKind
 from handlers.settings import to_environment
 from handlers.stages import Grant
 from handlers.upload_api import UploadSettings
@@ -66,6 +66,23 @@ def original_status_tags(bucket: aws.s3.Bucket) -> Link:
 def rekognition_reads(bucket: aws.s3.Bucket) -> Link:
     """Rekognition reads an upload from S3 with its caller's permissions: reading any version of one."""
     return Link({}, (iam.allow(["s3:GetObject", "s3:GetObjectVersion"], [iam.s3_objects(bucket.arn, UPLOADS_PREFIX)]),))
+
+
+def held_originals(bucket: aws.s3.Bucket) -> Link:
+    """Look at, and release, an original a gate stage held back: read its version (a presigned GET carries this
+    permission) and delete its tags, each only while the version is tagged quarantined (S3 User Guide, "Tagging and
+    access control policies": s3:ExistingObjectTag applies to both). Any other original stays unreadable."""
+    tagged = {"StringEquals": {f"s3:ExistingObjectTag/{STATUS_TAG}": Status.QUARANTINED}}
+    return Link({}, (iam.allow(["s3:GetObjectVersion", "s3:DeleteObjectVersionTagging"],
+                               [iam.s3_objects(bucket.arn, UPLOADS_PREFIX)], condition=tagged),))
+
+
+def upload_versions(bucket: aws.s3.Bucket) -> Link:
+    """List an upload's versions and delete each for good. S3 takes no tag condition on a delete (S3 User Guide,
+    "Tagging and access control policies": not for DELETE Object), so this reaches every upload."""
+    return Link({}, (
+        iam.allow(["s3:ListBucketVersions"], [bucket.arn], condition={"StringLike": {"s3:prefix": [f"{UPLOADS_PREFIX}*"]}}),
+        iam.allow(["s3:DeleteObjectVersion"], [iam.s3_objects(bucket.arn, UPLOADS_PREFIX)])))
 
 
 def thumbnails(bucket: aws.s3.Bucket) -> Link:
@@ -152,6 +169,9 @@ NAMED: dict[str, Callable[[Resources], Link | None]] = {
     "rekognition_reads_uploads": lambda r: rekognition_reads(r.uploads),
     "claim_checks": lambda r: claim_checks(r.claim_checks, r.topic_key),
     "thumbnail_writes": lambda r: thumbnails(r.thumbnails),
+    # What a stage's operator commands may need (handlers/stages.py, Stage.operator).
+    "held_originals": lambda r: held_originals(r.uploads),
+    "upload_versions": lambda r: upload_versions(r.uploads),
     # Only with a CDN: each thumbnail's URL there, and the purge function's queue to ask for invalidations.
     "cdn": lambda r: cdn(r.cdn_url, r.purges) if r.cdn_url is not None and r.purges is not None else None,
 }

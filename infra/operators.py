@@ -14,10 +14,12 @@ exactly the calls `python -m ops` makes, on this stack's resources only.
                 batching), only which mapping and function it names
   gallery       dynamodb:Scan on the table; s3:GetObject on the thumbnails (the presigned GETs the page links to
                 carry the signer's permission, so this is what lets them load)
+  a stage's     what each deployed stage's declaration names for its own commands (handlers/stages.py,
+                Stage.operator), and only while it is deployed
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -41,7 +43,7 @@ def pause_function(name: str, s: Settings, workers: Mapping[str, QueueWorker], l
 
 def operator_policy(name: str, workers: Mapping[str, QueueWorker], table: aws.dynamodb.Table, topic: aws.sns.Topic,
                     key: aws.kms.Key, pause: aws.lambda_.Function, thumbnails: pulumi.Input[str],
-                    opts: pulumi.ResourceOptions) -> aws.iam.Policy:
+                    opts: pulumi.ResourceOptions, stages: Sequence[links.Link] = ()) -> aws.iam.Policy:
     queues = [w.queue.arn for w in workers.values()]
     dlqs = [w.dlq.arn for w in workers.values()]
     statements = [
@@ -60,6 +62,7 @@ def operator_policy(name: str, workers: Mapping[str, QueueWorker], table: aws.dy
         iam.allow(["s3:GetObject"], [pulumi.Output.concat(thumbnails, "/", THUMBNAILS_PREFIX, "*")]),
         # CloudWatch's GetMetricData takes no resource-level permissions (Service Authorization Reference).
         iam.allow(["cloudwatch:GetMetricData"], ["*"]),
+        *(statement for link in stages for statement in link.statements),
     ]
     return aws.iam.Policy(f"{name}-operator", description=f"{name}: what `python -m ops` needs, on this stack only",
                           policy=iam.document(statements), opts=opts)

@@ -259,7 +259,7 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         forget deleted thumbnails; their workers by function."""
         name, s, alarms = self._name, self._settings, topics.alarms.arn
         purge = self._cdn_purge(stores, layers, alarms) if stores.cdn else None
-        resources = links.Resources(
+        resources = self._resources = links.Resources(
             uploads=stores.uploads.bucket, thumbnails=stores.thumbnails.bucket, table=stores.table,
             claim_checks=topics.claim_checks, topic_key=topics.key, cdn_url=stores.cdn.url if stores.cdn else None,
             purges=purge.queue if purge else None)
@@ -293,7 +293,8 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         self.pause_function = operators.pause_function(self._name, self._settings, workers, layers, self._opts)
         self.operator_policy = operators.operator_policy(
             self._name, workers, stores.table, topics.claim_checks, topics.key, self.pause_function,
-            stores.thumbnails.bucket.arn, self._opts)
+            stores.thumbnails.bucket.arn, self._opts,
+            links.used([use for c in self._settings.deployed for use in c.stage.operator], self._resources))
 
     def _observability(self, workers: dict[str, QueueWorker]) -> pulumi.Output[str]:
         """The dashboard (every worker's queue, DLQ and function); returns its console URL. The alarms are each

@@ -21,6 +21,7 @@ from infra import settings
 from localcloud import report, samples, soak, watch
 from localcloud.cloud import LocalCloud
 from localcloud.live import LiveGallery
+from localcloud.overrides import showcase
 from localcloud.program import PROJECT_ROOT
 
 
@@ -125,7 +126,7 @@ def files_to_upload(paths: list[Path]) -> dict[str, Path]:
 
 def run_demo(args: argparse.Namespace) -> int:
     try:
-        config = settings.assignments(args.set)
+        config = {**showcase(), **settings.assignments(args.set)}
         settings.load(config)  # refused here, before anything starts, as `pulumi up` would refuse it
     except settings.SettingsError as error:
         print(error, file=sys.stderr)

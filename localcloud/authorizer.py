@@ -189,8 +189,11 @@ def s3_needs(request: Request, account: str) -> list[Need]:
         if method == "GET" and request.has("versions"):
             return [Need("s3:ListBucketVersions", bucket_arn, {"s3:prefix": request.arg("prefix") or ""})]
         if method == "POST" and request.has("delete"):
-            keys = re.findall(rb"<Key>(.*?)</Key>", request.body)
-            return [Need("s3:DeleteObject", f"{bucket_arn}/{_xml_text(k)}") for k in keys] or [Need("s3:DeleteObject", bucket_arn + "/")]
+            # Each object the batch names is judged as its own DELETE: s3:DeleteObjectVersion with a version id
+            # (S3 API reference, DeleteObjects, "Permissions").
+            found = [need for o in re.findall(rb"<Object>(.*?)</Object>", request.body, flags=re.S)
+                     if (need := _deletion(bucket_arn, o)) is not None]
+            return found or [Need("s3:DeleteObject", bucket_arn + "/")]
         if method == "HEAD":
             return [Need("s3:ListBucket", bucket_arn)]
         return [Need(f"s3:{method.title()}Bucket*", bucket_arn)]  # bucket configuration: not something a function does
@@ -207,8 +210,18 @@ def s3_needs(request: Request, account: str) -> list[Need]:
             return [Need("s3:PutObject", object_arn, conditional), Need("s3:GetObject", f"arn:aws:s3:::{source}")]
         return [Need("s3:PutObject", object_arn, conditional)]
     if method == "DELETE":
+        if request.has("tagging"):
+            return [Need("s3:DeleteObjectVersionTagging" if versioned else "s3:DeleteObjectTagging", object_arn)]
         return [Need("s3:DeleteObjectVersion" if versioned else "s3:DeleteObject", object_arn)]
     return [Need(f"s3:{method.title()}Object*", object_arn)]
+
+
+def _deletion(bucket_arn: str, element: bytes) -> Need | None:
+    key = re.search(rb"<Key>(.*?)</Key>", element, flags=re.S)
+    if key is None:
+        return None
+    action = "s3:DeleteObjectVersion" if b"<VersionId>" in element else "s3:DeleteObject"
+    return Need(action, f"{bucket_arn}/{_xml_text(key.group(1))}")
 
 
 def _xml_text(raw: bytes) -> str:
@@ -261,6 +274,8 @@ def needs(request: Request, account: str, region: str, topics: dict[str, str],
     target = request.headers.get("x-amz-target", "")
     operation = target.rsplit(".", 1)[-1] if target else request.form.get("Action", "")
     body = request.json
+    if service == "sts" and operation == "GetCallerIdentity":
+        return []  # "No permissions are required to perform this operation" (STS API reference, GetCallerIdentity)
     if service == "dynamodb":
         # A Query or Scan of an index is authorized on the index's own ARN (DynamoDB Developer Guide, "Using IAM
         # policy conditions for fine-grained access control": table/NAME/index/INDEX).

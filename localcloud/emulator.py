@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from localcloud import controls, loopback
+from localcloud import controls, loopback, rekognition
 from localcloud.authorizer import (
     Authorizer,
     Identity,
@@ -262,6 +262,22 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+# The actions whose permission S3 judges with the object's tags (S3 User Guide, "Tagging and access control policies":
+# s3:ExistingObjectTag/<key>, for any operation but PUT Object and DELETE Object).
+TAG_JUDGED = frozenset({"s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging",
+                        "s3:PutObjectTagging", "s3:PutObjectVersionTagging", "s3:DeleteObjectTagging",
+                        "s3:DeleteObjectVersionTagging"})
+
+
+def _with_object_tags(need: Need, version_id: str | None) -> Need:
+    """`need` with the object's tags as s3:ExistingObjectTag/<key> condition keys, when S3 judges its action by them."""
+    if need.action not in TAG_JUDGED or not need.resource.startswith("arn:aws:s3:::"):
+        return need
+    bucket, _, key = need.resource.removeprefix("arn:aws:s3:::").partition("/")
+    tags = seams.object_tags(ACCOUNT, bucket, key, version_id)
+    return Need(need.action, need.resource, {**need.context, **{f"s3:ExistingObjectTag/{k}": v for k, v in tags.items()}})
+
+
 def _bucket_of(request: Request) -> str:
     """The bucket a path-style S3 request names (the emulator's clients address buckets by path)."""
     return request.path.lstrip("/").split("/")[0]
@@ -345,6 +361,8 @@ class Gateway:
             try:
                 identity, wanted = self._identify(request, environ)
                 wanted = wanted or needs(request, ACCOUNT, REGION, self.authorizer.topics, self.mappings.functions())
+                if service == "s3":
+                    wanted = [_with_object_tags(need, request.arg("versionId")) for need in wanted]
                 self.authorizer.judge(identity, wanted)
                 if identity.restricted:
                     with self._counts_lock:
@@ -359,6 +377,10 @@ class Gateway:
             return service, self._refuse(service, Refusal(400, "ProvisionedThroughputExceededException",
                                                           "The number of requests exceeded your throughput limit."),
                                          start_response)
+        if service == "sts" and request.form.get("Action") == "GetCallerIdentity" and identity is not None:
+            return service, self._caller(identity, start_response)
+        if service == "rekognition" and operation == "DetectModerationLabels":  # moto has none: localcloud/rekognition.py
+            return service, self._moderation_labels(request, start_response)
         if service == "cloudfront" and controls.INVALIDATIONS_PATH.match(request.path):
             return service, self._invalidation(request, start_response)
         if service == "lambda" and self.invocations.serves(request.path):
@@ -382,6 +404,25 @@ class Gateway:
         except controls.ControlError as error:
             return error.status, {"message": error.message}, error.code
         return None
+
+    def _caller(self, identity: Identity, start_response: Any) -> list[bytes]:
+        """STS's GetCallerIdentity for the local cloud's credentials (moto knows none of them and would answer
+        "user/moto"): the holder of a function's role or of a managed policy, as a session of a role of that name."""
+        arn = f"arn:aws:sts::{ACCOUNT}:assumed-role/{_escape(identity.name)}/localcloud"
+        body = ('<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult>'
+                f"<Arn>{arn}</Arn><UserId>{_escape(identity.name)}:localcloud</UserId><Account>{ACCOUNT}</Account>"
+                "</GetCallerIdentityResult><ResponseMetadata><RequestId>localcloud</RequestId></ResponseMetadata>"
+                "</GetCallerIdentityResponse>").encode()
+        start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _moderation_labels(self, request: Request, start_response: Any) -> list[bytes]:
+        try:
+            answer = rekognition.detect_moderation_labels(
+                request.json, lambda bucket, key, version: seams.object_bytes(ACCOUNT, bucket, key, version))
+        except rekognition.RekognitionError as error:
+            return self._refuse("rekognition", Refusal(400, error.code, error.message), start_response)
+        return self._answer("rekognition", (200, answer, ""), start_response)
 
     def _invalidation(self, request: Request, start_response: Any) -> list[bytes]:
         """CloudFront's invalidation API (controls.Invalidations), in CloudFront's REST XML."""

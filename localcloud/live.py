@@ -23,6 +23,7 @@ from urllib.parse import quote, unquote, urlsplit
 from handlers.names import THUMBNAILS_PREFIX, StackOutput
 from localcloud import loopback
 from localcloud.cloud import LocalCloud
+from localcloud.overrides import showcase
 from ops import gallery
 
 LINK_SECONDS = 300
@@ -53,8 +54,9 @@ class LiveGallery:
         self.cloud: LocalCloud | None = None
 
     def config(self) -> dict[str, Any]:
-        """What the local cloud deploys with for this page: the upload API, with browsers at this origin allowed."""
-        return {"uploadApi": True, "uploadAllowedOrigins": [self.origin, f"http://localhost:{self.port}"]}
+        """What the local cloud deploys with for this page: the upload API, with browsers at this origin allowed, and
+        the stages the demo shows (overrides.showcase)."""
+        return {**showcase(), "uploadApi": True, "uploadAllowedOrigins": [self.origin, f"http://localhost:{self.port}"]}
 
     def start(self, cloud: LocalCloud) -> LiveGallery:
         self.cloud = cloud

@@ -10,8 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from handlers import stages
+
 LOCAL_CONFIG: dict[str, Any] = {}
 EMULATED_SERVICES = ("rekognition",)
 
 # At most this many execution environments per function: the machine has few cores.
 MAX_LOCAL_CONCURRENCY = 2
+
+
+def showcase() -> dict[str, Any]:
+    """The config the demo and `make up` run with besides the stack's defaults: what each declared stage asks for to
+    be shown (a stage off by default is turned on there; handlers/stages.py, Stage.demo). `--set` overrides it."""
+    return {key: value for stage in stages.declared() for key, value in stage.demo.items()}

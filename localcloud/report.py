@@ -44,7 +44,8 @@ class Summary:
         counts = self.counts()
         return {
             "uploaded": len(self.uploaded),
-            **{status: counts[status] for status in (Status.DONE, Status.REJECTED, Status.FAILED, Status.DELETED)},
+            **{status: counts[status] for status in (Status.DONE, Status.REJECTED, Status.FAILED, Status.DELETED,
+                                                     Status.QUARANTINED)},
             "dead_lettered": counts[DEAD_LETTERED],
             "unaccounted": len(self.unaccounted()),
             "images": [image_json(key, self.status(key), self.records.get(key, {})) for key in self.uploaded],

@@ -12,6 +12,7 @@ from pathlib import Path
 from PIL import Image
 
 from handlers.names import Status
+from localcloud.rekognition import MAGENTA
 
 
 def photo(width: int = 640, height: int = 480, mode: str = "RGB") -> Image.Image:
@@ -82,6 +83,19 @@ def avif(width: int = 400, height: int = 300) -> bytes:
     return encode(photo(width, height), "AVIF", quality=70)
 
 
+def marked(fmt: str = "jpeg", width: int = 640, height: int = 480, marker: tuple[int, int, int] = MAGENTA,
+           noise: bool = False, **options: object) -> bytes:
+    """A photo with a block of a marker colour in its lower right corner (16% of it): the local cloud's
+    DetectModerationLabels flags it by its rule (localcloud/rekognition.py; magenta: Violence). `noise`: random
+    pixels instead of the gradient, which no encoder can make small (an oversize JPEG)."""
+    import os
+
+    image = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3)) if noise else photo(width, height)
+    block = Image.new("RGB", (width * 2 // 5, height * 2 // 5), marker)
+    image.paste(block, (width - block.width, height - block.height))
+    return encode(image, fmt.upper(), **options)
+
+
 def png_header_only(width: int, height: int) -> bytes:
     """A valid PNG signature and IHDR claiming any size, with one tiny IDAT: a decompression bomb header."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
@@ -126,6 +140,7 @@ def sample_set() -> dict[str, bytes]:
         "empty.jpg": b"",
         "bomb.png": png_header_only(20000, 20000),  # 400 MP claimed in 100 bytes
         "truncated.jpg": jpeg(1200, 900)[:6000],  # cut off mid-scan
+        "flagged.webp": marked("webp", 1024, 768),  # the emulated moderation flags it: quarantined, no thumbnail
     }
 
 

@@ -11,6 +11,9 @@
   pause STAGE / resume STAGE      stop or restart a stage taking messages from its queue (they wait there)
   gallery [--out DIR]             write DIR/index.html: every upload's thumbnails, status, reason, labels, camera and
                                   date (thumbnails through the CDN, or presigned GETs valid --expires seconds)
+  review list [--out DIR] / review approve KEY / review reject KEY
+                                  what a gate stage held back (quarantined), newest first, with its labels and a page
+                                  of presigned originals; a person's decision: release it, or delete every version
   capacity --rate R --burst N --mp M [--set KEY=VALUE]…
                                   what the stack takes (needs --stack: reads Pulumi.<stack>.yaml, calls nothing):
                                   per stage the time per image, concurrency, images/s and the limit that binds, the
@@ -32,8 +35,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from handlers.names import StackOutput
-from ops import capacity, gallery, images, queues, render
+from handlers.names import LABEL_LIST, UPLOADS_PREFIX, StackOutput, Status
+from ops import capacity, gallery, images, queues, render, review
 from ops import reprocess as reprocessing
 from ops.images import KINDS
 from ops.queues import OpsError
@@ -84,6 +87,16 @@ def parser() -> argparse.ArgumentParser:
     page.add_argument("--limit", type=int, default=500, help="the newest this many (default %(default)s)")
     page.add_argument("--expires", type=int, default=gallery.LINK_SECONDS,
                       help="seconds the presigned thumbnail links stay valid, without a CDN (default %(default)s)")
+    judge = commands.add_parser("review", help="images a gate held back (quarantined), and a person's decision on each")
+    decisions = judge.add_subparsers(dest="decision", required=True)
+    listing = decisions.add_parser("list", help="the quarantined images, newest first, with the labels that held them")
+    listing.add_argument("--out", type=Path, help="also write DIR/review.html: the originals through presigned GETs")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--expires", type=int, default=review.LINK_SECONDS,
+                         help="seconds the page's presigned links stay valid (default %(default)s)")
+    for name, text in (("approve", "release it: the other stages make what they make of it"),
+                       ("reject", "delete every version of it; its record says who decided and when")):
+        decisions.add_parser(name, help=text).add_argument("key", help="the upload's key (uploads/… or the part after it)")
     plan = commands.add_parser("capacity", help="what the stack takes: throughput, the limit that binds, drain, cost")
     plan.add_argument("--rate", default="10/s", help="steady uploads: 50/s, 3000/min, 100000/h (default %(default)s)")
     plan.add_argument("--burst", type=int, default=100_000, help="uploads at once on top (default %(default)s)")
@@ -226,7 +239,35 @@ def run_gallery(target: Target, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"gallery": run_gallery, "status": run_status, "show": run_show, "failures": run_failures, "dlq": run_dlq, "redrive": run_redrive,
+def run_review(target: Target, args: argparse.Namespace) -> int:
+    if args.decision == "list":
+        found = review.held(target, args.limit)
+        rows = [(h.key, h.since, ", ".join(f"{label['name']} {float(label['confidence']):.1f}%" for label in h.labels) or "-",
+                 h.screened, h.expires or "-") for h in found]
+        text = (render.table(("KEY", "HELD SINCE", "LABELS", "SCREENED", "ORIGINAL EXPIRES"), rows) if rows
+                else "Nothing is held for review.")
+        document: dict[str, Any] = {Status.QUARANTINED: [{"key": h.key, "since": h.since, "reason": h.reason, LABEL_LIST: h.labels,
+                                              "screened": h.screened, "expires": h.expires} for h in found]}
+        if args.out:
+            path = review.page(target, found, args.out, args.expires)
+            document["page"] = str(path)
+            text += f"\nWrote {path}: the originals through presigned GETs valid {args.expires} s, signed with your credentials."
+        _print(target, args, document, text)
+        return 0
+    key = args.key if args.key.startswith(UPLOADS_PREFIX) else UPLOADS_PREFIX + args.key
+    if args.decision == "approve":
+        decided = review.approve(target, key)
+        _print(target, args, {"key": key, "decision": decided},
+               f"{key}: approved by {decided['by']} at {decided['at']}; released to the other stages.")
+        return 0
+    decided, deleted, status = review.reject(target, key)
+    shown = Status.DELETED if status == Status.DELETED else f"still {status} (the intake records it deleted once it sees S3's events)"
+    _print(target, args, {"key": key, "decision": decided, "versions_deleted": deleted, "status": status},
+           f"{key}: rejected by {decided['by']} at {decided['at']}; {deleted} version(s) deleted; its record is {shown}.")
+    return 0
+
+
+COMMANDS = {"gallery": run_gallery, "review": run_review, "status": run_status, "show": run_show, "failures": run_failures, "dlq": run_dlq, "redrive": run_redrive,
             "reprocess": run_reprocess, "pause": run_pause,
             "resume": lambda target, args: run_pause(target, args, enabled=True)}
 

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from handlers.names import LABEL_LIST, UPLOADS_PREFIX, Function, StackOutput, Status
 
 # Statuses in the order the filters show them; any other status gets a filter after these.
-ORDER = (Status.DONE, Status.REJECTED, Status.FAILED, "dead-lettered", Status.ACCEPTED, Status.DELETED, "unaccounted")
+ORDER = (Status.DONE, Status.REJECTED, Status.FAILED, Status.QUARANTINED, "dead-lettered", Status.ACCEPTED, Status.DELETED,
+         "unaccounted")
 # A tile's image in the grid: about 16em wide on a wide screen, half the window on a narrow one.
 SIZES = "(min-width: 40em) 16em, 45vw"
 LABELS_SHOWN = 5
@@ -197,7 +198,8 @@ def _bytes(count: int | None) -> str:
 
 def _no_picture(status: str) -> str:
     words: dict[str, str] = {Status.REJECTED: "rejected: no thumbnail", Status.FAILED: "failed: no thumbnail",
-                             Status.DELETED: "deleted: no current version"}
+                             Status.DELETED: "deleted: no current version",
+                             Status.QUARANTINED: "quarantined: held for review, nothing published"}
     return words.get(status, "not done yet")
 
 
@@ -217,7 +219,7 @@ main{display:grid;grid-template-columns:repeat(auto-fill,minmax(16em,1fr));gap:1
 .tile h2{font-size:1em;margin:.4em 0 .2em}
 .badge{display:inline-block;margin:0;padding:.1em .6em;border-radius:1em;background:#ddd;font-size:.85em}
 .s-done .badge{background:#cdeccd}.s-rejected .badge{background:#f6dcb6}.s-failed .badge,.s-dead-lettered .badge,
-.s-refused .badge,.s-error .badge{background:#f5c2c2}
+.s-refused .badge,.s-error .badge{background:#f5c2c2}.s-quarantined .badge{background:#e3d0f5}
 .reason{color:#8a1c1c}dl{display:grid;grid-template-columns:auto 1fr;gap:0 .6em;margin:.4em 0}dt{color:#555}dd{margin:0}
 .labels{margin:.3em 0}.emulated{color:#555;font-style:italic}
 .tile:has(details[open]){grid-column:1/-1}

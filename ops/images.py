@@ -80,12 +80,20 @@ def failures(target: Target, kinds: tuple[str, ...] = KINDS, since: datetime | N
     return found[:limit]
 
 
+def listed(target: Target, status: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest `limit` records of `status` (one that may need a person), from the attention index."""
+    found = [item for shard in range(ATTENTION_SHARDS)
+             for item in _query(target, "#a = :a", {":a": attention_key(status, f"{shard:x}")}, limit)]
+    return sorted(found, key=lambda item: str(item.get("updated_at", "")), reverse=True)[:limit]
+
+
 def counts(target: Target, now: datetime | None = None) -> dict[str, int]:
     """How many records need a person now, by kind (and how many uploads are in progress at all)."""
     now = now or datetime.now(UTC)
     in_progress = "in progress"
-    counted = {Status.FAILED: 0, Status.REJECTED: 0, in_progress: 0, STUCK: 0}
-    for status, label in ((Status.FAILED, Status.FAILED), (Status.REJECTED, Status.REJECTED), (Status.ACCEPTED, in_progress)):
+    counted = {Status.FAILED: 0, Status.REJECTED: 0, Status.QUARANTINED: 0, in_progress: 0, STUCK: 0}
+    for status, label in ((Status.FAILED, Status.FAILED), (Status.REJECTED, Status.REJECTED),
+                          (Status.QUARANTINED, Status.QUARANTINED), (Status.ACCEPTED, in_progress)):
         for shard in range(ATTENTION_SHARDS):
             counted[label] += _count(target, "#a = :a", {":a": attention_key(status, f"{shard:x}")})
             if status == Status.ACCEPTED:

@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from handlers.names import LABEL_LIST, ClaimEvent, Function
+from handlers.names import LABEL_LIST, ClaimEvent, Function, StageStatus
+from handlers.records import DECISION, GATE
 
 PLAIN_EVERY_S = 5.0
 
@@ -30,6 +31,19 @@ def record(item: dict[str, Any], emulated: bool) -> str:
              f"{int(item.get('size') or 0):,} bytes, version {item.get('version_id') or '-'}",
              f"  uploaded {item.get('event_time') or '-'}, last changed {item.get('updated_at') or '-'}"
              + (f", owner {item['owner']}" if item.get("owner") else "")]
+    gate = item.get(GATE)
+    verdict = item.get(gate) if gate else None
+    if verdict:
+        screened = verdict.get("screened") or {}
+        what = ("the original" if screened.get("rendition") == "original" else
+                f"a JPEG rendition {screened.get('width')}x{screened.get('height')}" if screened else "-")
+        found = ", ".join(f"{label['name']} {float(label['confidence']):.1f}%" for label in verdict.get(LABEL_LIST, []))
+        lines.append(f"  {gate}: {verdict.get('status')}" + (" (emulated)" if verdict.get("source") == "emulated" else "")
+                     + f", screened {what}" + (f": {found}" if found else ": no labels")
+                     + (f" ({verdict['reason']})" if verdict.get("reason") and verdict.get("status") != StageStatus.HELD else ""))
+    decided = item.get(DECISION)
+    if decided:
+        lines.append(f"  decision: {decided.get('decision')} by {decided.get('by')} at {decided.get('at')}")
     thumbnails = item.get(Function.THUMBNAILS) or {}
     if thumbnails:
         lines.append(f"  thumbnails: {thumbnails.get('status')}" + (f" ({thumbnails['reason']})" if thumbnails.get("reason") else "")

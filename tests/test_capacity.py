@@ -100,13 +100,13 @@ def test_each_label_environment_is_paced_to_its_share_of_the_quota():
 
 
 def test_the_pace_spaces_calls_to_the_rate(monkeypatch):
-    from handlers import labels
+    from handlers import aws
 
     clock = {"now": 100.0}
     slept: list[float] = []
-    monkeypatch.setattr(labels, "monotonic", lambda: clock["now"])
-    monkeypatch.setattr(labels, "sleep", lambda s: (slept.append(s), clock.update(now=clock["now"] + s)))
-    pace = labels.Pace()
+    monkeypatch.setattr(aws, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(aws, "sleep", lambda s: (slept.append(s), clock.update(now=clock["now"] + s)))
+    pace = aws.Pace()
     for _ in range(3):
         pace.wait(2.0)
     assert slept == [0.5, 0.5]  # the first call goes at once, then one every half second

@@ -179,6 +179,30 @@ def move_messages(account: str, region: str, source: str, destination: str, coun
     return len(messages)
 
 
+def _s3_object(account: str, bucket: str, key: str, version_id: str | None) -> Any:
+    from moto.s3.exceptions import MissingBucket
+    from moto.s3.models import s3_backends
+
+    try:
+        return s3_backends[account]["aws"].get_object(bucket, key, version_id or None)
+    except MissingBucket:
+        return None
+
+
+def object_bytes(account: str, bucket: str, key: str, version_id: str | None) -> bytes | None:
+    """The bytes of one object version, from moto's S3 backend (None: no such object or version)."""
+    found = _s3_object(account, bucket, key, version_id)
+    return None if found is None else bytes(found.value)
+
+
+def object_tags(account: str, bucket: str, key: str, version_id: str | None) -> dict[str, str]:
+    """The tags of one object version ({} when it has none, or is not there)."""
+    from moto.s3.models import s3_backends
+
+    found = _s3_object(account, bucket, key, version_id)
+    return {} if found is None else dict(s3_backends[account]["aws"].tagger.get_tag_dict_for_resource(found.arn))
+
+
 def moto_app() -> tuple[Any, Any]:
     """(the WSGI application serving every moto backend, the request handler it expects)."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app

@@ -1,0 +1,342 @@
+"""Moderation gate: claim check -> Rekognition DetectModerationLabels -> the image goes on, or is quarantined.
+
+A gate stage (handlers/stages.py, "gates"): with `moderation` on, every accepted image comes here before any other
+stage sees it. Rekognition judges the very version the claim check names: a JPEG or PNG it can read from S3 as it
+is, anything else (WebP, GIF's first frame, TIFF, HEIC, AVIF, and a JPEG or PNG over Rekognition's S3 limit or
+outside its dimensions) as a JPEG rendition made here, inside the same decode limits and warm decode child as the
+thumbnail stage, and sent as bytes. The record says which was screened. Labels in the blocked top-level categories
+hold the image back: its record becomes quarantined with the labels, its original is tagged (a lifecycle rule
+expires it after rejectedRetentionDays), and nothing else runs until a person decides (`python -m ops review`).
+Otherwise the labels are recorded and the claim check is published again, marked as passed, for the other stages.
+A reprocess request for a done image no gate saw (done before moderation was on) is screened the same way; if it
+is held back then, its thumbnails are removed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from handlers import aws, contracts, environment, imaging, isolation, originals, records
+from handlers.failures import PermanentFailure, classified
+from handlers.names import LABEL_LIST, ClaimEvent, Function, Metric, StageStatus, Status
+from handlers.observability import count, duration, logger, run_batch
+from handlers.settings import Accepts, StageSettings, between, setting, shared
+from handlers.stage import for_claim_check, pending, refuse
+from handlers.stages import Capacity, Configured, Grant, Limit, Stage, paced_warnings
+from handlers.thumbnails import (
+    DECODE_BYTES_PER_PIXEL,
+    MEMORY_HEADROOM,
+    budget,
+    engine_seconds,
+    image_cpu_seconds,
+    invocation_margin,
+    memory_problems,
+    peak_mb,
+)
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+
+NAME = "moderation"
+# Rekognition's moderation taxonomy, its top-level (L1) categories (Rekognition Developer Guide, "Using the image and
+# video moderation APIs", Label Categories; model version 7). Each label it returns names its parent, and a top-level
+# one the empty string (API reference, ModerationLabel).
+TOP_LEVEL = ("Explicit", "Non-Explicit Nudity of Intimate parts and Kissing", "Swimwear or Underwear", "Violence",
+             "Visually Disturbing", "Drugs & Tobacco", "Alcohol", "Rude Gestures", "Gambling", "Hate Symbols")
+# What is held back unless the stack says otherwise: what no public gallery should show before a person looked.
+# Swimwear, drugs and tobacco, alcohol, rude gestures and gambling are recorded and pass.
+BLOCKED = ("Explicit", "Non-Explicit Nudity of Intimate parts and Kissing", "Violence", "Visually Disturbing",
+           "Hate Symbols")
+# What DetectModerationLabels reads (Rekognition Developer Guide, "Guidelines and quotas in Amazon Rekognition"):
+# JPEG or PNG, up to 15 MB from S3 or 5 MB as bytes (the API's megabytes: Image.Bytes' length constraint is
+# 5,242,880), 80 to 10,000 pixels a side.
+S3_FORMATS = ("jpeg", "png")
+S3_BYTES, IMAGE_BYTES = 15 * 2**20, 5 * 2**20
+MIN_SIDE, MAX_SIDE = 80, 10_000
+# The rendition of an image Rekognition cannot read as it is: a JPEG fitting this box, at this quality, smaller and
+# coarser until it fits in IMAGE_BYTES (a photo of 2,048 px is ~1 MB at 85).
+RENDITIONS = ((2048, 85), (2048, 60), (1024, 60))
+# A DetectModerationLabels call takes about this long (ASSUMED: no AWS account here to measure it).
+CALL_SECONDS = 0.3
+
+
+def _categories_ok(value: Any) -> bool:
+    return isinstance(value, tuple) and len(set(value)) == len(value) and all(v in TOP_LEVEL for v in value)
+
+
+@dataclass(frozen=True)
+class ModerationSettings:
+    allowed_formats: tuple[str, ...] = shared("allowedFormats")
+    max_pixels: int = shared("maxPixels")
+    enabled: bool = setting(False, "moderation", "bool",
+                            "Screen every accepted image with Rekognition's DetectModerationLabels before any stage "
+                            "publishes anything of it; what moderationBlock flags is quarantined until a person "
+                            "decides (python -m ops review).")
+    min_confidence: int = setting(50, "moderationMinConfidence", "int",
+                                  "Lowest moderation label confidence kept, in percent (Rekognition's own default).",
+                                  between(0, 100), env="MODERATION_MIN_CONFIDENCE")
+    block: tuple[str, ...] = setting(
+        BLOCKED, "moderationBlock", "list",
+        "Rekognition's top-level moderation categories that quarantine an image; labels of the others are recorded "
+        "and pass.", Accepts(_categories_ok, "a list without repeats of Rekognition's top-level categories: "
+                             + ", ".join(TOP_LEVEL)), env="MODERATION_BLOCK")
+    # DetectModerationLabels has a quota of its own, per account and Region (Service Quotas: "Transactions per
+    # second per account for the Amazon Rekognition Image operation DetectModerationLabels"); the default is the
+    # smallest we know, as rekognitionTps's is: set the stack's from the Service Quotas console.
+    moderation_tps: int = setting(5, "moderationTps", "int",
+                                  "Your Region's DetectModerationLabels quota, in calls a second; the moderation gate "
+                                  "paces itself to it and capacity plans with it.", between(1, 10_000))
+    # Completed by the program: each environment's share of the quota, and the thumbnail stage's decode limits.
+    calls_per_second: float = setting(0.0, None, "float", "Calls a second one environment makes at most.",
+                                      env="MODERATION_CALLS_PER_SECOND")
+    max_frames: int = setting(100, None, "int", "The thumbnail stage's maxFrames.", env="MAX_FRAMES")
+    max_jpeg_scans: int = setting(100, None, "int", "The thumbnail stage's maxJpegScans.", env="MAX_JPEG_SCANS")
+    max_jpeg_segments: int = setting(1000, None, "int", "The thumbnail stage's maxJpegSegments.", env="MAX_JPEG_SEGMENTS")
+    image_cpu_seconds: int = setting(10, None, "int", "CPU seconds one rendition may take.", env="IMAGE_CPU_SECONDS")
+
+
+def _complete(configured: Configured, others: Any) -> ModerationSettings:
+    """Its share of the quota, and the decode limits the thumbnail stage holds every image to."""
+    shown = others[Function.THUMBNAILS].settings
+    return replace(configured.settings, calls_per_second=configured.settings.moderation_tps / configured.sizing.max_concurrency,
+                   max_frames=shown.max_frames, max_jpeg_scans=shown.max_jpeg_scans,
+                   max_jpeg_segments=shown.max_jpeg_segments, image_cpu_seconds=image_cpu_seconds(configured.sizing))
+
+
+def needs_rendition(fmt: str | None, size: int, width: Any, height: Any) -> bool:
+    """Whether Rekognition cannot read the original from S3 as it is (format, bytes or dimensions)."""
+    sides = [int(side) for side in (width, height) if side is not None]
+    return (fmt not in S3_FORMATS or size > S3_BYTES or len(sides) < 2
+            or not all(MIN_SIDE <= side <= MAX_SIDE for side in sides))
+
+
+def _seconds(configured: Configured, megapixels: float, fmt: str, speed: float) -> float:
+    """A call, and for a format Rekognition cannot read from S3 a rendition first (the engine at one size)."""
+    rendition = 0.0 if fmt in S3_FORMATS else engine_seconds(megapixels, fmt) * speed / min(1.0, configured.sizing.vcpus)
+    return CALL_SECONDS + rendition
+
+
+STAGE = Stage(
+    name=NAME, component="ModerationStage", resource="moderation-stage", key="moderationGate",
+    description="The moderation gate's function (with moderation).", order=15, gate=True,
+    settings=ModerationSettings,
+    # Renditions decode like the thumbnail stage (a 50 MP WebP needs ~930 MB); two environments make the ~6 calls a
+    # second a default quota of 5 lets through, as for the label stage.
+    sizing=StageSettings(memory=1536, timeout=60, batch_size=5, batching_window=1, max_concurrency=2),
+    deployed=lambda s: s.enabled,
+    # It reads the version it screens (Rekognition reads it with these permissions too, or the stage makes a
+    # rendition of it), records its verdict, tags what it holds back and publishes what it passes.
+    uses=("records", "uploads", "status_tags", "claim_checks", Grant(("rekognition:DetectModerationLabels",))),
+    # `python -m ops review`: look at a held-back original, release it, or delete every version of it.
+    operator=("records", "held_originals", "upload_versions"),
+    reported=(("screened", Metric.PROCESSED), (Status.QUARANTINED, Metric.QUARANTINED),
+              ("dropped claim checks", Metric.INVALID_CLAIM_CHECKS)),
+    alarmed=(Metric.QUARANTINED,),
+    demo={"moderation": "true"},
+    complete=_complete,
+    problems=lambda c, stack: memory_problems(c, peak_mb(c.settings.allowed_formats, c.settings.max_pixels)),
+    warnings=lambda c, stack: paced_warnings(c, "DetectModerationLabels", "moderationTps", c.settings.moderation_tps,
+                                             CALL_SECONDS),
+    capacity=Capacity(
+        seconds=_seconds, upload_reads=1, record_writes=2,
+        priced=lambda c: {"rekognition_moderation": 1.0, "sns_publish": 1.0},
+        limits=lambda c: [Limit(f"Rekognition's DetectModerationLabels quota (moderationTps {c.settings.moderation_tps:,})",
+                                float(c.settings.moderation_tps), "rekognition.DetectModerationLabels")],
+        memory_needed=lambda c: math.ceil(max(peak_mb(c.settings.allowed_formats, c.settings.max_pixels).values())
+                                          / MEMORY_HEADROOM)),
+)
+
+_invocation: dict[str, Any] = {}
+_pace = aws.Pace()
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
+    _invocation.update(context=context, margin=invocation_margin(context))
+    return run_batch(event, context, record_handler)
+
+
+def _dispatch(claim: contracts.ClaimCheck) -> None:
+    if claim.event == ClaimEvent.REPROCESS:
+        _rescreen(claim)
+    elif claim.event == ClaimEvent.CREATED:
+        _screen(claim)
+    # a removal waits for no gate: it is never published to one
+
+
+def _screen(claim: contracts.ClaimCheck) -> None:
+    env = environment.load()
+    current, waiting = pending(env.table_name, claim, NAME)
+    if not waiting or current is None:
+        return
+    if (current.result(NAME) or {}).get("status") == StageStatus.DONE:
+        _pass(claim)  # recorded by an earlier delivery that may have died before it published
+        return
+    try:
+        verdict = _verdict(claim, current, env)
+    except PermanentFailure as failure:
+        originals.tag_status(claim, Status.FAILED)  # first: a retry after the record tags again
+        records.record_stage(env.table_name, claim.image_id, claim.sequencer, NAME,
+                             {"status": StageStatus.FAILED, "reason": failure.reason}, known=current)
+        logger.info("not screened: nothing is published", extra={"reason": failure.reason})
+        count(Metric.FAILED)
+        return
+    if verdict["status"] == StageStatus.HELD:
+        originals.tag_status(claim, Status.QUARANTINED)
+        written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, NAME, verdict, known=current)
+        _held(verdict)
+        if written.outcome == records.Outcome.WRITTEN and not current.made_by_its_event:
+            # It replaced an earlier version of the key: that one's thumbnails must not outlive it.
+            _publish(_removal(claim), passed=True)
+        return
+    written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, NAME, verdict, known=current)
+    if written.outcome == records.Outcome.WRITTEN:
+        _pass(claim)
+    count(Metric.PROCESSED)
+
+
+def _rescreen(claim: contracts.ClaimCheck) -> None:
+    """A reprocess request: passed on at once for a done image this gate passed; a done image it never saw is
+    screened first, and when held back now, its thumbnails are removed."""
+    env = environment.load()
+    current = records.get(env.table_name, claim.image_id)
+    if current is None or current.status != Status.DONE or current.sequencer != claim.sequencer:
+        logger.info("reprocess request is stale: the image changed or is not done")
+        count(Metric.SKIPPED_CLAIM_CHECKS)
+        return
+    if not current.names(claim.version_id, claim.etag, claim.format):
+        refuse(claim, f"the done record names version {current.version_id} ({current.format}, ETag {current.etag})")
+        return
+    if current.result(NAME) is not None:
+        _pass(claim)  # only a passed image is done
+        return
+    try:
+        verdict = _verdict(claim, current, env)
+    except PermanentFailure as failure:
+        # Nothing new is published of an image that cannot be screened; what it has stays, with the reason.
+        records.record_reprocess_failure(env.table_name, claim.image_id, claim.sequencer,
+                                         {"status": StageStatus.FAILED, "reason": f"{NAME}: {failure.reason}"})
+        count(Metric.FAILED)
+        return
+    held = verdict["status"] == StageStatus.HELD
+    if held:
+        originals.tag_status(claim, Status.QUARANTINED)
+    if records.record_verdict_on_done(env.table_name, claim.image_id, claim.sequencer, NAME, verdict,
+                                      Status.QUARANTINED if held else Status.DONE):
+        if held:
+            _held(verdict)
+            _publish(_removal(claim), passed=True)  # its thumbnails go
+        else:
+            _pass(claim)
+        count(Metric.PROCESSED)
+
+
+def _held(verdict: dict[str, Any]) -> None:
+    logger.info("quarantined: held for a person", extra={"reason": verdict["reason"]})
+    count(Metric.QUARANTINED)
+
+
+def _removal(claim: contracts.ClaimCheck) -> contracts.ClaimCheck:
+    """What tells the thumbnail stage the key no longer holds an image it should show (the record is quarantined)."""
+    return dataclasses.replace(claim, etag=None, size=0, event=ClaimEvent.REMOVED)
+
+
+def _pass(claim: contracts.ClaimCheck) -> None:
+    """The same claim check again, marked as passed: now the other stages take it."""
+    _publish(claim, passed=True)
+
+
+def _publish(claim: contracts.ClaimCheck, passed: bool) -> None:
+    aws.client("sns").publish(TopicArn=environment.load().topic_arn, Message=claim.to_json(),
+                              MessageAttributes=claim.message_attributes(passed=passed))
+
+
+def _verdict(claim: contracts.ClaimCheck, current: records.ImageRecord, env: environment.Environment) -> dict[str, Any]:
+    """Rekognition's labels for the claim's version and what they mean here: held (StageStatus.HELD) when one of
+    them is in a blocked category, else passed (DONE)."""
+    settings = env.settings(ModerationSettings)
+    image, screened = _image(claim, current, env, settings)
+    _pace.wait(settings.calls_per_second)
+    started = perf_counter()
+    with classified():  # throttling, 5xx, timeouts: retried through batchItemFailures
+        response = aws.client("rekognition").detect_moderation_labels(Image=image, MinConfidence=settings.min_confidence)
+    duration(Metric.MODERATION_DURATION, (perf_counter() - started) * 1000)
+    found = response.get("ModerationLabels", [])
+    labels = [{"name": label.get("Name", ""), "parent": label.get("ParentName", ""),
+               "confidence": Decimal(str(round(label.get("Confidence", 0.0), 2))),
+               "level": int(label.get("TaxonomyLevel") or (1 if not label.get("ParentName") else 2))} for label in found]
+    tops = [_top_level(label, labels) for label in labels]
+    blocked = sorted({top for top in tops if top in settings.block or top not in TOP_LEVEL})
+    verdict: dict[str, Any] = {
+        "status": StageStatus.HELD if blocked else StageStatus.DONE, LABEL_LIST: labels, "screened": screened,
+        "source": "emulated" if env.emulates("rekognition") else "rekognition",
+        "model": response.get("ModerationModelVersion", ""), "blocked": blocked}
+    if blocked:
+        verdict["reason"] = "held for review: " + "; ".join(
+            f"{label['name']} {label['confidence']}%" for label, top in zip(labels, tops, strict=True) if top in blocked)
+    return verdict
+
+
+def _top_level(label: dict[str, Any], labels: list[dict[str, Any]]) -> str:
+    """A label's top-level category, through the parents the answer names (it lists a label's parents too: API
+    reference, DetectModerationLabels, the example response). A category the taxonomy does not know (a parent the
+    answer leaves out, a newer model's) holds the image back: nothing unknown passes for allowed."""
+    parents = {found["name"]: found["parent"] for found in labels}
+    name, parent, seen = label["name"], label["parent"], {label["name"]}
+    while parent and parent not in seen:  # a parent the answer does not list ends the walk at that parent
+        seen.add(parent)
+        name, parent = parent, parents.get(parent, "")
+    return name
+
+
+def _image(claim: contracts.ClaimCheck, current: records.ImageRecord, env: environment.Environment,
+           settings: ModerationSettings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(Rekognition's Image parameter, what the record says was screened): the S3 object when Rekognition reads it,
+    else a JPEG rendition of it."""
+    if not needs_rendition(claim.format, claim.size, current.item.get("width"), current.item.get("height")):
+        version = claim.object_version()
+        s3_object = {"Bucket": version["Bucket"], "Name": version["Key"],
+                     **({"Version": version["VersionId"]} if "VersionId" in version else {})}
+        return {"S3Object": s3_object}, {"rendition": "original", "format": claim.format, "bytes": claim.size}
+    with classified():
+        data = aws.client("s3").get_object(**claim.object_version())["Body"].read()
+    allowed = budget(env, settings.image_cpu_seconds, _invocation)
+    limits = imaging.Limits(settings.max_pixels, settings.max_frames, settings.max_jpeg_scans,
+                            settings.max_jpeg_segments, max_decode_mb=allowed.memory_mb,
+                            bytes_per_pixel=tuple(DECODE_BYTES_PER_PIXEL.items()))
+    (jpeg, width, height), _ = isolation.run(rendition, data, limits, claim.format, budget=allowed)
+    return {"Bytes": jpeg}, {"rendition": "jpeg", "format": claim.format, "width": width, "height": height,
+                             "bytes": len(jpeg)}
+
+
+def rendition(data: bytes, limits: imaging.Limits, fmt: str | None) -> tuple[bytes, int, int]:
+    """A JPEG of the image as the thumbnail stage sees it (its first frame, oriented, sRGB) that Rekognition reads as
+    bytes: at most IMAGE_BYTES, at least MIN_SIDE pixels a side (a smaller image is enlarged: its thumbnails would
+    show it whole). Runs in the decode child."""
+    for box, quality in RENDITIONS:
+        [made] = imaging.make_thumbnails(data, (box,), "jpeg", quality, limits, sniffed=fmt).thumbnails
+        jpeg, width, height = made.data, made.width, made.height
+        if min(width, height) < MIN_SIDE:
+            jpeg, width, height = _enlarged(jpeg, width, height)
+        if len(jpeg) <= IMAGE_BYTES:
+            return jpeg, width, height
+    raise PermanentFailure(f"no JPEG rendition of the image fits Rekognition's {IMAGE_BYTES // 2**20} MB")
+
+
+def _enlarged(jpeg: bytes, width: int, height: int) -> tuple[bytes, int, int]:
+    from PIL import Image
+
+    scale = MIN_SIDE / min(width, height)
+    size = (min(MAX_SIDE, math.ceil(width * scale)), min(MAX_SIDE, math.ceil(height * scale)))
+    out = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).resize(size, Image.Resampling.NEAREST).save(out, "JPEG", quality=90)
+    return out.getvalue(), *size
+
+
+# Defined last: it wraps the work above.
+record_handler = for_claim_check(_dispatch)
