@@ -22,6 +22,7 @@ CASES = {
               "uploadAllowedOrigins": ["https://app.example.com"]},
     "jwt": {"uploadApi": True, "jwtIssuer": "https://id.example.com/", "jwtAudience": "claimcheck"},
     "no-labels": {"allowedFormats": ["webp", "gif"]},
+    "moderation": {"moderation": True},
 }
 
 
