@@ -71,6 +71,7 @@ def _markers(data: bytes) -> list[tuple[int, int, int]]:
     if not all(MIN_SIDE <= side <= MAX_SIDE for side in image.size):
         raise RekognitionError("InvalidParameterException", f"Request has invalid image dimensions {image.size}")
     image.draft("RGB", (64, 64))
-    pixels = list(image.convert("RGB").resize((64, 64)).get_flattened_data())
+    raw = image.convert("RGB").resize((64, 64)).tobytes()
+    pixels = [tuple(raw[i:i + 3]) for i in range(0, len(raw), 3)]
     return [marker for marker in MARKERS
             if sum(all(abs(c - m) <= CLOSE for c, m in zip(p, marker, strict=True)) for p in pixels) >= MARK_SHARE * len(pixels)]
