@@ -154,7 +154,9 @@ def run_status(target: Target, args: argparse.Namespace) -> int:
     text = "\n".join([
         render.title(f"claimcheck {target.name}", target.emulated),
         render.table(("STAGE", "QUEUED", "IN FLIGHT", "DEAD LETTERS", "OLDEST", "MAPPING"), rows),
-        "Images that need a person: " + ", ".join(f"{n} {kind}" for kind, n in attention.items())
+        # Quarantined only when there are some: a stack without a gate never has any.
+        "Images that need a person: " + ", ".join(f"{n} {kind}" for kind, n in attention.items()
+                                                  if n or kind != Status.QUARANTINED)
         + f" (stuck: accepted over {int(images.STUCK_AFTER.total_seconds() // 60)} min ago)",
         "Last hour: " + ", ".join(f"{label} {n}" for label, n in hour.items()),
     ])
