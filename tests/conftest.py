@@ -51,6 +51,16 @@ def pytest_collection_modifyitems(items: list[Any]) -> None:
     items.sort(key=lambda item: first_seen[item.path])
 
 
+def pytest_sessionstart(session: Any) -> None:
+    """Under `make mutate`, a mutant of a module-level value takes effect in this session: the module was imported
+    before the mutant was chosen (tests/mutation_ops.py, `activate`)."""
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    if "__mutmut_" in mutant:
+        from tests import mutation_ops
+
+        mutation_ops.activate(mutant)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def no_decode_child_outlives_the_tests():
     """The thumbnail stage keeps its decode child warm between images; the test session ends it (a runner that
