@@ -144,6 +144,12 @@ def mutants(statuses: dict[str, str]) -> list[Mutant]:
     return found
 
 
+def seconds(module: str) -> float:
+    """The time mutmut's workers spent on the module's mutants (their runs, one after another)."""
+    meta = Path("mutants") / (module.replace(".", "/") + ".py.meta")
+    return sum(json.loads(meta.read_text()).get("durations_by_key", {}).values()) if meta.exists() else 0.0
+
+
 def report(only: list[str]) -> int:
     statuses = results()
     every = [m for m in mutants(statuses) if not only or m.path in only]
@@ -153,7 +159,7 @@ def report(only: list[str]) -> int:
     by_module: dict[str, Counter] = defaultdict(Counter)
     for m in every:
         by_module[m.module]["equivalent" if m.equivalent and m.status not in KILLED else m.status] += 1
-    print(f"{'module':30} {'killed':>7} {'of':>6} {'score':>6} {'equivalent':>11} {'no tests':>9}")
+    print(f"{'module':30} {'killed':>7} {'of':>6} {'score':>6} {'equivalent':>11} {'no tests':>9} {'unrun':>6} {'time':>8}")
     failing = []
     for module, counts in sorted(by_module.items()):
         tried = sum(n for s, n in counts.items() if s not in UNTESTED | {"equivalent"})
@@ -161,7 +167,8 @@ def report(only: list[str]) -> int:
         score = done / tried if tried else 1.0
         if score < TARGET:
             failing.append(module)
-        print(f"{module:30} {done:7} {tried:6} {score:6.0%} {counts['equivalent']:11} {counts['no tests']:9}")
+        print(f"{module:30} {done:7} {tried:6} {score:6.0%} {counts['equivalent']:11} {counts['no tests']:9} "
+              f"{counts['not checked']:6} {seconds(module):7,.0f}s")
     total = Counter(m.status for m in every)
     killed = sum(total[s] for s in KILLED)
     tried = sum(1 for m in every if m.status not in UNTESTED and not (m.equivalent and m.status not in KILLED))
