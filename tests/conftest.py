@@ -34,11 +34,15 @@ HANDLER_ENV = {
 }
 
 
+# mutmut gathers its stats in this process with MUTANT_UNDER_TEST=stats; read before pytest_sessionstart hides it.
+GATHERING_STATS = os.environ.get("MUTANT_UNDER_TEST") == "stats"
+
+
 def shared_scope(fixture_name: str, config: Any) -> str:
-    """Module-wide for speed; one per test while mutmut gathers its stats (MUTANT_UNDER_TEST=stats), where it
+    """Module-wide for speed; one per test while mutmut gathers its stats (GATHERING_STATS), where it
     learns which tests run the code from what each test calls (a stack built once for a module counts only for its
     first test). A mutant's own run is a fresh process with the mutant on from the start: module-wide again."""
-    return "function" if os.environ.get("MUTANT_UNDER_TEST") == "stats" else "module"
+    return "function" if GATHERING_STATS else "module"
 
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:
@@ -53,9 +57,13 @@ def pytest_collection_modifyitems(items: list[Any]) -> None:
 
 def pytest_sessionstart(session: Any) -> None:
     """Under `make mutate`, a mutant of a module-level value takes effect in this session: the module was imported
-    before the mutant was chosen (tests/mutation_ops.py, `activate`)."""
+    before the mutant was chosen (tests/mutation_ops.py, `activate`). While mutmut gathers its stats, subprocesses
+    (the local cloud's functions, an archive imported in a clean interpreter) run the original code: they cannot
+    record stats, having no mutmut configuration where they run (mutmut keeps the mode in this process too)."""
     mutant = os.environ.get("MUTANT_UNDER_TEST", "")
-    if "__mutmut_" in mutant:
+    if mutant == "stats":
+        del os.environ["MUTANT_UNDER_TEST"]
+    elif "__mutmut_" in mutant:
         from tests import mutation_ops
 
         mutation_ops.activate(mutant)
