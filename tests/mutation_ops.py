@@ -24,6 +24,7 @@ Each mutant's line in the original file and its mutated code are written beside 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -367,6 +368,13 @@ def activate(mutant: str) -> None:
 def main(argv: list[str]) -> None:
     install()
     from mutmut.__main__ import cli
+
+    # mutmut runs pytest in processes forked from this one, in mutants/, whose tests/ must be imported from there:
+    # this package, imported from the project to get here, would be taken for it (pytest's import mismatch, which
+    # mutmut waives itself only while it gathers stats).
+    for name in [n for n in sys.modules if n == "tests" or n.startswith("tests.")]:
+        del sys.modules[name]
+    os.environ["PY_IGNORE_IMPORTMISMATCH"] = "1"
 
     cli(argv, prog_name="mutmut")
 
