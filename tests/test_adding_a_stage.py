@@ -41,6 +41,7 @@ def stack(declared):
     return program.run(program.RecordingMocks(), {"checksums": json.dumps({"memory": 512})})
 
 
+@pytest.mark.source
 def test_nothing_of_the_project_names_the_stage():
     tracked = subprocess.run(["git", "ls-files", "handlers", "infra", "ops", "localcloud", "bench", "__main__.py",
                               "Pulumi.yaml"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
@@ -51,6 +52,7 @@ def test_nothing_of_the_project_names_the_stage():
     assert naming == []
 
 
+@pytest.mark.source
 def test_the_readmes_example_is_the_modules_own_text():
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Adding a stage"):]

@@ -157,7 +157,7 @@ def test_a_newer_version_accepted_between_a_stage_result_and_its_settling_write_
         result = write(*args, **kwargs)
         if kwargs["condition_values"].get(":seq") == SEQ:
             records.record_event("images", IMAGE, newer, {"status": "accepted", "reason": "", "key": "uploads/x.jpg",
-                                                           "expected_stages": ["thumbnails", "labels"]})
+                                                           "expected_stages": ["thumbnails", "labels"]}, stages=RESULTS)
         return result
 
     monkeypatch.setattr(records, "_update", newer_upload_lands_after_the_first_write)
@@ -185,10 +185,11 @@ def test_a_late_result_of_an_older_version_is_stale_and_holds_nothing_of_it(clou
     accepted(cloud, expected=("thumbnails",))
     newer = "2".rjust(32, "0")
     records.record_event("images", IMAGE, newer, {"status": "accepted", "reason": "", "key": "uploads/x.jpg",
-                                                   "expected_stages": ["thumbnails"]})
+                                                   "expected_stages": ["thumbnails"]}, stages=RESULTS)
     late = records.record_stage("images", IMAGE, SEQ, "thumbnails", {"status": "done", "outputs": ["old"]})
     assert (late.outcome, late.record.sequencer) == (Outcome.STALE, newer)
-    older = records.record_event("images", IMAGE, SEQ, {"status": "accepted", "reason": "", "key": "uploads/x.jpg"})
+    older = records.record_event("images", IMAGE, SEQ, {"status": "accepted", "reason": "", "key": "uploads/x.jpg"},
+                                   stages=RESULTS)
     assert (older.outcome, older.record.sequencer) == (Outcome.STALE, newer)
     assert stored(cloud)["sequencer"] == newer and "thumbnails" not in stored(cloud)
 
@@ -201,7 +202,7 @@ def test_only_the_first_version_of_a_key_is_made_by_its_event(cloud, monkeypatch
     first = accepted(cloud, expected=("thumbnails",))
     assert first.made_by_its_event
     records.record_event("images", IMAGE, "2".rjust(32, "0"), {"status": "accepted", "reason": "", "key": "uploads/x.jpg",
-                                                                "expected_stages": ["thumbnails"]})
+                                                                "expected_stages": ["thumbnails"]}, stages=RESULTS)
     second = records.get("images", IMAGE)
     assert second.item["created_at"] == first.item["created_at"] and not second.made_by_its_event
     assert not records.ImageRecord({"status": "accepted"}).made_by_its_event  # no stamps: nothing says it was first
