@@ -312,7 +312,7 @@ def _reprocess(claim: contracts.ClaimCheck) -> None:
         logger.info("reprocess request is stale: the image changed or is not done")
         count(Metric.SKIPPED_CLAIM_CHECKS)
         return
-    if not current.names(claim.version_id, claim.etag, claim.format):
+    if not current.names(claim.version_id, claim.etag, claim.format, claim.size):
         refuse(claim, f"the done record names version {current.version_id} ({current.format}, ETag {current.etag})")
         return
     made_with = (current.result(NAME) or {}).get("settings")
