@@ -60,6 +60,7 @@ from localcloud.authorizer import (
     service_of,
     verify_post_policy,
     verify_presigned,
+    verify_signed_headers,
 )
 from localcloud.seams import moto_server as seams
 
@@ -436,9 +437,7 @@ class Gateway:
         key = access_key_of(request)
         if key is None:
             raise Refusal(403, "AccessDenied", "Anonymous requests are not allowed (Block Public Access is on)")
-        if key not in identities:
-            raise Refusal(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
-        return identities[key], []
+        return identities[verify_signed_headers(request, identities, now)], []
 
     @staticmethod
     def _answering(start_response: Any, cors: dict[str, str]) -> Any:
