@@ -421,6 +421,8 @@ def validate(s: Settings) -> Settings:
         _validate_stage(configured.stage.config_key, configured.sizing, errors)
     if not errors:  # what cannot work, each stage's in its own words and the whole stack's, all at once
         found = [*(p for configured in s.deployed for p in configured.stage.problems(configured, s)),
+                 *(p for configured in s.deployed if configured.stage.feed == stages.Feed.CLAIM_CHECKS
+                   for p in stages.filter_problems(configured.name, configured.stage.subscription(configured.settings))),
                  *concurrency.problems(s.concurrency)]
         errors.extend(f"{PROJECT}:{problem}" for problem in found)
     if errors:
