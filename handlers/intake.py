@@ -74,6 +74,7 @@ STAGE = Stage(
     complete=stage_filters,
     capacity=Capacity(seconds=lambda c, megapixels, fmt, speed: INTAKE_SECONDS, upload_reads=1, record_writes=1,
                       priced=lambda c: {"sns_publish": 1.0, "s3_get": 1.0}),
+    calls=("s3.GetObject", "sns.Publish"),
 )
 
 

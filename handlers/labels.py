@@ -9,6 +9,7 @@ instead of being throttled into the dead-letter queue.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from time import monotonic, perf_counter, sleep
@@ -68,6 +69,15 @@ def _warnings(configured: Configured, stack: Any) -> list[str]:
             "(or ask AWS for more and raise rekognitionTps)"]
 
 
+def _shown(result: Mapping[str, Any], emulated: bool) -> list[str]:
+    """Its result in `python -m ops show`: the labels and their confidence, marked when the local cloud made them."""
+    names = ", ".join(f"{label['name']} {float(label['confidence']):.0f}%" for label in result.get(LABEL_LIST, []))
+    source = result.get("source")
+    marked = " (emulated)" if source == "emulated" or (emulated and source != "rekognition") else ""
+    return [f"  labels: {result.get('status')}{marked}" + (f": {names}" if names else "")
+            + (f" ({result['reason']})" if result.get("reason") else "")]
+
+
 STAGE = Stage(
     name=NAME, component="LabelStage", resource="label-stage", description="The label function.", order=30,
     settings=LabelSettings,
@@ -81,6 +91,8 @@ STAGE = Stage(
     reported=(("labelled", Metric.PROCESSED), ("dropped claim checks", Metric.INVALID_CLAIM_CHECKS)),
     complete=lambda c, others: replace(c.settings, calls_per_second=c.settings.rekognition_tps / c.sizing.max_concurrency),
     warnings=_warnings,
+    calls=("rekognition.DetectLabels",),
+    shown=_shown,
     capacity=Capacity(
         seconds=lambda c, megapixels, fmt, speed: LABEL_SECONDS, applies=lambda c, fmt: fmt in c.settings.label_formats,
         upload_reads=1, priced=lambda c: {"rekognition_image": 1.0},

@@ -13,6 +13,7 @@ this one ran, what it wrote is removed again.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -171,6 +172,14 @@ def _problems(configured: Configured, stack: Any) -> list[str]:
     return found
 
 
+def _shown(result: Mapping[str, Any], emulated: bool) -> list[str]:
+    """Its result in `python -m ops show`: status, the settings they were made with, each size and where it is."""
+    lines = [f"  thumbnails: {result.get('status')}" + (f" ({result['reason']})" if result.get("reason") else "")
+             + (f", settings {result['settings']}" if result.get("settings") else "")]
+    lines += [f"    {int(o['width'])}x{int(o['height'])}  {o.get('url') or o['key']}" for o in result.get("outputs", [])]
+    return lines
+
+
 STAGE = Stage(
     name=NAME, component="ThumbnailStage", resource="thumbnail-stage", description="The thumbnail function.", order=20,
     settings=ThumbnailSettings,
@@ -183,6 +192,8 @@ STAGE = Stage(
     complete=lambda c, others: replace(c.settings, image_cpu_seconds=image_cpu_seconds(c.sizing)),
     problems=_problems,
     outputs=lambda s: {StackOutput.THUMBNAIL_SETTINGS: s.name},
+    calls=("s3.GetObject", "s3.PutObject"),
+    shown=_shown,
     # A GET of the photo, a PUT of each size and a LIST (of what to clean up), priced as S3 prices them.
     capacity=Capacity(seconds=seconds, measured=True, upload_reads=1,
                       thumbnail_writes=lambda c: len(c.settings.thumbnail_sizes),
