@@ -49,6 +49,7 @@ class Identity:
     name: str  # the function (or "admin") the credentials belong to
     secret: str
     statements: list[dict[str, Any]] | None  # None: unrestricted (the local cloud's own harness)
+    principal_arn: str | None = None  # aws:PrincipalArn of its requests (a function's: its role's ARN)
 
     @property
     def restricted(self) -> bool:
@@ -80,16 +81,21 @@ def _condition_holds(operator: str, key: str, expected: Any, context: dict[str, 
     actual = present.get(key.lower())
     if operator == "Null":
         return (actual is None) == (str(_list(expected)[0]).lower() == "true")
+    negated = operator in ("StringNotEquals", "StringNotLike", "ArnNotEquals", "ArnNotLike")
     if actual is None:
-        return if_exists
+        # An absent key matches nothing, so a negated operator holds (IAM User Guide, "IAM JSON policy elements:
+        # Condition operators": "If the key that you specify in a policy condition is not present in the request
+        # context, the values do not match ... if the policy condition requires that the key is not matched, such as
+        # StringNotLike or ArnNotLike, and the right key is not present, the condition is true").
+        return if_exists or negated
     wanted = [str(v) for v in _list(expected)]
     if operator in ("StringEquals", "ArnEquals"):
         return actual in wanted
     if operator in ("StringLike", "ArnLike"):
         return any(_matches(w, actual) for w in wanted)
-    if operator == "StringNotEquals":
+    if operator in ("StringNotEquals", "ArnNotEquals"):
         return actual not in wanted
-    if operator == "StringNotLike":
+    if operator in ("StringNotLike", "ArnNotLike"):
         return not any(_matches(w, actual) for w in wanted)
     if operator == "Bool":
         return actual.lower() in [w.lower() for w in wanted]
@@ -500,7 +506,8 @@ class Authorizer:
     topics: dict[str, str] = field(default_factory=dict)  # topic ARN -> KMS key ARN
 
     def configure(self, document: dict[str, Any]) -> None:
-        self.identities = {key: Identity(v["name"], v["secret"], v.get("statements")) for key, v in document["identities"].items()}
+        self.identities = {key: Identity(v["name"], v["secret"], v.get("statements"), v.get("principal_arn"))
+                           for key, v in document["identities"].items()}
         self.bucket_policies = document.get("bucket_policies", {})
         self.topics = document.get("topics", {})
 
@@ -508,7 +515,9 @@ class Authorizer:
         """Raise a Refusal unless every need is allowed (identity policy, then bucket policies' Denies)."""
         for need in wanted:
             bucket = need.resource.removeprefix("arn:aws:s3:::").split("/")[0] if need.resource.startswith("arn:aws:s3:::") else None
-            context = {"aws:SecureTransport": "true", **need.context}
+            # Every signed request carries its principal's ARN (IAM User Guide, global condition keys, aws:PrincipalArn).
+            context = {"aws:SecureTransport": "true", **({"aws:PrincipalArn": identity.principal_arn}
+                                                         if identity.principal_arn else {}), **need.context}
             judged = Need(need.action, need.resource, context)
             if bucket and decide(public_statements(self.bucket_policies.get(bucket, [])), judged) == "deny":
                 raise Refusal(403, "AccessDenied", f"{need.action} on {need.resource} is denied by the bucket policy")

@@ -27,6 +27,7 @@ from localcloud.api import FunctionEndpoint, InvokeEndpoint
 from localcloud.emulator import Emulator
 from localcloud.metrics import Publisher
 from localcloud.mocks import CloudMocks
+from localcloud.outputs import ACCOUNT_ID
 from localcloud.overrides import EMULATED_SERVICES, LOCAL_CONFIG, MAX_LOCAL_CONCURRENCY
 from localcloud.pollers import Chaos, FunctionSpec, MappingSpec, Poller
 from ops.target import DISCOVERY_FILE, local_home
@@ -418,11 +419,13 @@ def grants(deployment: program.Deployment, credentials: dict[str, dict[str, str]
     for fn in deployment.of_type("aws:lambda/function:Function"):
         creds = credentials[fn.state["name"]]
         identities[creds["AWS_ACCESS_KEY_ID"]] = {"name": fn.state["name"], "secret": creds["AWS_SECRET_ACCESS_KEY"],
-                                                  "statements": statements.get(roles[fn.inputs["role"]], [])}
+                                                  "statements": statements.get(roles[fn.inputs["role"]], []),
+                                                  "principal_arn": fn.inputs["role"]}
     for policy in deployment.of_type(MANAGED_POLICY):
         creds = credentials[policy.state["name"]]
         identities[creds["AWS_ACCESS_KEY_ID"]] = {"name": policy.state["name"], "secret": creds["AWS_SECRET_ACCESS_KEY"],
-                                                  "statements": json.loads(policy.inputs["policy"])["Statement"]}
+                                                  "statements": json.loads(policy.inputs["policy"])["Statement"],
+                                                  "principal_arn": f"arn:aws:iam::{ACCOUNT_ID}:user/{policy.state['name']}"}
     bucket_policies = {p.inputs["bucket"]: json.loads(p.inputs["policy"])["Statement"]
                        for p in deployment.of_type("aws:s3/bucketPolicy:BucketPolicy")}
     topics = {t.state["arn"]: t.inputs["kmsMasterKeyId"] for t in deployment.of_type("aws:sns/topic:Topic")

@@ -473,8 +473,11 @@ class Gateway:
         return [body]
 
     def _admin_identity(self) -> dict[str, dict[str, Any]]:
+        # The local cloud's own harness acts as the account's administrator: unrestricted by identity policy, but
+        # held to the bucket policies' denies like any principal (root included).
         return {self.admin["AWS_ACCESS_KEY_ID"]: {"name": ADMIN_NAME, "secret": self.admin["AWS_SECRET_ACCESS_KEY"],
-                                                   "statements": None}}
+                                                   "statements": None,
+                                                   "principal_arn": f"arn:aws:iam::{ACCOUNT}:user/{ADMIN_NAME}"}}
 
     def _s3_preflight(self, request: Request, cors: dict[str, str], start_response: Any) -> list[bytes]:
         """A browser's preflight to S3, answered from the bucket's CORS configuration as S3 answers it (unsigned)."""

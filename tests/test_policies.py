@@ -130,6 +130,7 @@ def requests(stack) -> list[tuple[str, object, object, str, str, dict[str, str],
     source = f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:delivery-source:cdn"
     cdn_log = {"s3:x-amz-acl": "bucket-owner-full-control", "aws:SourceAccount": ACCOUNT_ID, "aws:SourceArn": source}
     access_log = {"aws:SourceArn": bucket["uploads"], "aws:SourceAccount": ACCOUNT_ID}
+    grant = {"aws:PrincipalArn": stack.named("claimcheck-upload-api-function").inputs["role"]}  # its presigned PUTs'
     return [
         ("CloudFront's standard logs reach cdn/", logs, DELIVERY, "s3:PutObject", f"{bucket['access-logs']}/cdn/E1.gz", cdn_log, "allow"),
         ("... not without the owner's ACL", logs, DELIVERY, "s3:PutObject", f"{bucket['access-logs']}/cdn/E1.gz",
@@ -150,9 +151,10 @@ def requests(stack) -> list[tuple[str, object, object, str, str, dict[str, str],
         ("no one reads the logs through the bucket policy", logs, ACCOUNT, "s3:GetObject", f"{bucket['access-logs']}/cdn/E1.gz",
          {}, "implicit"),
         ("an upload grant's PUT carries If-None-Match", uploads, ACCOUNT, "s3:PutObject", f"{bucket['uploads']}/uploads/api/o/x.jpg",
-         {"s3:if-none-match": "*"}, "implicit"),
-        ("... or is refused, whoever signed it", uploads, ACCOUNT, "s3:PutObject", f"{bucket['uploads']}/uploads/api/o/x.jpg",
-         {}, "deny"),
+         {"s3:if-none-match": "*", **grant}, "implicit"),
+        ("... or is refused", uploads, ACCOUNT, "s3:PutObject", f"{bucket['uploads']}/uploads/api/o/x.jpg", grant, "deny"),
+        ("... and only the upload function's grants put there", uploads, ACCOUNT, "s3:PutObject",
+         f"{bucket['uploads']}/uploads/api/o/x.jpg", {"s3:if-none-match": "*", "aws:PrincipalArn": f"{ROOT}"}, "deny"),
         ("other uploads need no If-None-Match", uploads, ACCOUNT, "s3:PutObject", f"{bucket['uploads']}/uploads/x.jpg", {}, "implicit"),
         ("originals are never read without TLS", uploads, ACCOUNT, "s3:GetObject", f"{bucket['uploads']}/uploads/x.jpg",
          {"aws:SecureTransport": "false"}, "deny"),
