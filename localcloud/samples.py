@@ -139,7 +139,7 @@ def write_sample_set(directory: Path) -> list[Path]:
     return paths
 
 
-def _with_sof_size(data: bytes, width: int, height: int) -> bytes:
+def with_frame_size(data: bytes, width: int, height: int) -> bytes:
     """A JPEG whose frame header claims another size (the scan data stays small)."""
     start = data.index(b"\xff\xc0")
     return data[: start + 5] + struct.pack(">HH", height, width) + data[start + 9:]
@@ -154,7 +154,7 @@ def nasty_set() -> dict[str, tuple[bytes, str]]:
     garbage_exif = garbage_exif[:2] + b"\xff\xe1\x00\x20Exif\x00\x00II*\x00\xff\xff\xff\x7f" + b"\xee" * 16 + garbage_exif[2:]
     return {
         "bomb.png": (png_header_only(30000, 30000), Status.REJECTED),
-        "bomb.jpg": (_with_sof_size(jpeg(64, 64), 60000, 60000), Status.REJECTED),
+        "bomb.jpg": (with_frame_size(jpeg(64, 64), 60000, 60000), Status.REJECTED),
         "bomb.gif": (b"GIF89a" + struct.pack("<HH", 65535, 65535) + b"\x00\x00\x00;", Status.REJECTED),
         "bomb.webp": (b"RIFF\x1e\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x00\x00\x00\x00"
                       + (16383 - 1).to_bytes(3, "little") + (16383 - 1).to_bytes(3, "little"), Status.REJECTED),

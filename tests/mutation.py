@@ -18,15 +18,9 @@ KILLED = {"killed", "timeout"}
 # Mutants that cannot change behaviour, each with the reason (mutmut names them by function and number; a
 # change to the function renames them, and then they count as survivors again until looked at).
 EQUIVALENT = {
-    "handlers.sniff.x__jpeg_size__mutmut_4": "pos + 5 <= len: with 4 bytes left every path of the loop body "
-                                             "returns (None, None) too",
     "handlers.sniff.x__webp_size__mutmut_49": "<hh for <HH: only the low 14 bits are kept, the same in two's "
                                               "complement",
     "handlers.sniff.x__webp_size__mutmut_72": "data[21:26]: a fifth byte adds bits above 32; only bits 0-27 are used",
-    "handlers.sniff.x__jpeg_size__mutmut_5": "pos + 4 < len: with exactly 4 bytes left no segment can be read either "
-                                             "way; both end in (None, None)",
-    "handlers.sniff.x__jpeg_size__mutmut_24": "<= 216 (0xD8): SOI is already matched by the test before it",
-    "handlers.sniff.x__jpeg_size__mutmut_46": "<= 208 (0xD0): RST0 is skipped by the test before it, so it never gets here",
     "handlers.intake.x__created__mutmut_115": "`or True`: a DUPLICATE outcome always carries the stored record "
                                               "(records.record_event)",
     "handlers.intake.x__inspect__mutmut_28": "`or`: sniff gives a width and a height together or neither",

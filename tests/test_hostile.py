@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 from PIL import Image
 
-from handlers import imaging, intake, isolation, preflight, thumbnails
+from handlers import imaging, intake, isolation, jpeg_markers, preflight, thumbnails
 from handlers.failures import PermanentFailure
 from infra.settings import DECODE_BYTES_PER_PIXEL, FUNCTION_FOOTPRINT_MB, MEMORY_HEADROOM, Settings
 from localcloud import samples
@@ -43,17 +43,14 @@ def metadata_in(data: bytes) -> set[str]:
     """The metadata a JPEG, PNG or WebP file carries: comment, EXIF, XMP, ICC (by marker, chunk or box)."""
     found: set[str] = set()
     if data.startswith(b"\xff\xd8"):
-        pos = 2
-        while pos + 4 <= len(data) and data[pos] == 0xFF and data[pos + 1] != 0xDA:
-            marker, length = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], "big")
-            payload = data[pos + 4:pos + 2 + length]
-            if marker == 0xFE:
+        for segment in jpeg_markers.segments(data):
+            payload = segment.payload(data)
+            if segment.marker == 0xFE:
                 found.add("comment")
-            elif marker == 0xE1:
+            elif segment.marker == 0xE1:
                 found.add("exif" if payload.startswith(b"Exif") else "xmp")
-            elif marker == 0xE2:
+            elif segment.marker == 0xE2:
                 found.add("icc")
-            pos += 2 + length
     elif data.startswith(b"\x89PNG"):
         pos = 8
         while pos + 8 <= len(data):

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from bench.engines import psnr_images
-from handlers import imaging
+from handlers import imaging, jpeg_markers
 
 LIMITS = imaging.Limits(10**8, 10)
 
@@ -138,14 +138,7 @@ _STANDARD_HUFFMAN_COUNTS = {
 
 def _jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
     """(marker, payload) of each segment before the first scan's data."""
-    found, pos = [], 2
-    while pos + 4 <= len(data) and data[pos] == 0xFF:
-        marker, length = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], "big")
-        found.append((marker, data[pos + 4:pos + 2 + length]))
-        if marker == 0xDA:
-            break
-        pos += 2 + length
-    return found
+    return [(s.marker, s.payload(data)) for s in jpeg_markers.segments(data)]
 
 
 def _huffman_counts(segments: list[tuple[int, bytes]]) -> list[bytes]:
