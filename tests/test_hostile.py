@@ -108,7 +108,7 @@ def _centre(thumbnail: imaging.Thumbnail) -> tuple[int, ...]:
 @pytest.mark.parametrize("output", ["jpeg", "png", "webp"])
 def test_a_display_p3_photo_is_converted_to_srgb_and_its_profile_dropped(source, output):
     profile = hostile.matrix_profile("Display P3")
-    data = hostile.encode(Image.new("RGB", (640, 480), P3_PIXEL), source, icc_profile=profile, quality=95)
+    data = samples.encode(Image.new("RGB", (640, 480), P3_PIXEL), source, icc_profile=profile, quality=95)
     result = imaging.make_thumbnails(data, (256, 64), output, 95, LIMITS, sniffed=source.lower())
     assert result.metadata["color_profile"] == "Display P3"
     for thumbnail in result.thumbnails:
@@ -121,10 +121,10 @@ def test_srgb_unreadable_and_mismatched_profiles_leave_the_pixels_alone():
     assert "color_profile" not in imaging.make_thumbnails(srgb, (64,), "png", 90, LIMITS, sniffed="png").metadata
     flat = Image.new("RGB", (120, 80), P3_PIXEL)
     for profile in (b"not a profile" * 10, hostile.matrix_profile("Display P3")[:200]):
-        result = imaging.make_thumbnails(hostile.encode(flat, "PNG", icc_profile=profile), (64,), "png", 90, LIMITS,
+        result = imaging.make_thumbnails(samples.encode(flat, "PNG", icc_profile=profile), (64,), "png", 90, LIMITS,
                                          sniffed="png")
         assert _centre(result.thumbnails[0]) == P3_PIXEL and "color_profile" not in result.metadata
-    grey = hostile.encode(Image.new("L", (120, 80), 90), "PNG", icc_profile=hostile.matrix_profile("Display P3"))
+    grey = samples.encode(Image.new("L", (120, 80), 90), "PNG", icc_profile=hostile.matrix_profile("Display P3"))
     [thumb] = imaging.make_thumbnails(grey, (64,), "png", 90, LIMITS, sniffed="png").thumbnails
     assert _centre(thumb) == (90, 90, 90)  # an RGB profile cannot describe grey pixels: ignored
 
@@ -133,9 +133,9 @@ def test_a_cmyk_jpeg_with_a_profile_that_does_not_describe_it_gets_the_plain_con
     # (A CMYK profile, a lookup table, is more than the tests build by hand: an RGB profile on CMYK pixels is the
     # mismatch, which must give the plain conversion rather than fail.)
     cmyk = Image.new("CMYK", (200, 100), (0, 128, 200, 0))
-    data = hostile.encode(cmyk, "JPEG", icc_profile=hostile.matrix_profile("Display P3"), quality=95)
+    data = samples.encode(cmyk, "JPEG", icc_profile=hostile.matrix_profile("Display P3"), quality=95)
     result = imaging.make_thumbnails(data, (64,), "jpeg", 95, LIMITS, sniffed="jpeg")
-    plain = imaging.make_thumbnails(hostile.encode(cmyk, "JPEG", quality=95), (64,), "jpeg", 95, LIMITS, sniffed="jpeg")
+    plain = imaging.make_thumbnails(samples.encode(cmyk, "JPEG", quality=95), (64,), "jpeg", 95, LIMITS, sniffed="jpeg")
     assert _centre(result.thumbnails[0]) == _centre(plain.thumbnails[0])
 
 
@@ -152,7 +152,7 @@ def test_a_scan_bomb_is_refused_before_decoding():
     assert (outcome, reason) == ("failed", "the JPEG has 3,001 scans, over the limit of 100 (each progressive scan is "
                                            "another pass over the whole image)")
     assert time.process_time() - started < 0.5
-    real = hostile.encode(samples.photo(640, 480), "JPEG", progressive=True)
+    real = samples.encode(samples.photo(640, 480), "JPEG", progressive=True)
     assert preflight.jpeg(real, 1000, 100).scans < 20  # a real progressive JPEG has a handful
 
 

@@ -14,14 +14,9 @@ from PIL import Image
 
 from bench.engines import psnr_images
 from handlers import imaging, jpeg_markers
+from localcloud.samples import encode
 
 LIMITS = imaging.Limits(10**8, 10)
-
-
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 def opened(thumbnail: imaging.Thumbnail) -> Image.Image:
