@@ -6,6 +6,7 @@ No Pillow here: the intake function must start fast.
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -63,7 +64,7 @@ def segments(data: bytes) -> Iterator[Segment]:
             continue
         if at + 4 > len(data):
             return
-        length = int.from_bytes(data[at + 2:at + 4], "big")
+        (length,) = struct.unpack_from(">H", data, at + 2)
         if length < 2:
             raise MalformedJpeg("the JPEG has a marker segment of impossible length")
         frames += marker in SOF
@@ -80,7 +81,7 @@ def frame(data: bytes, segment: Segment) -> Frame | None:
     fields = segment.payload(data)
     if len(fields) < 5:
         return None
-    height, width = int.from_bytes(fields[1:3], "big"), int.from_bytes(fields[3:5], "big")
+    height, width = struct.unpack_from(">HH", fields, 1)
     return Frame(segment.marker, width, height, fields[5] if len(fields) > 5 else None)
 
 

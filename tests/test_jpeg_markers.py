@@ -40,6 +40,17 @@ def test_the_walk_stops_at_the_first_scan_its_data_is_not_walked():
     assert [s.marker for s in segments(data)] == [0xC0, 0xDA]
 
 
+def test_a_segment_is_walked_by_its_whole_length_past_what_looks_like_markers_inside_it():
+    # An EXIF thumbnail is a whole JPEG inside APP1: its frame header is not the image's. 318 takes both length bytes.
+    thumbnail = SOI + frame_header(160, 120) + SCAN
+    exif = b"Exif\x00\x00" + bytes(280) + thumbnail
+    app1 = b"\xff\xe1" + struct.pack(">H", 2 + len(exif)) + exif
+    data = SOI + app1 + frame_header(4000, 3000) + SCAN
+    assert walked(data)[:2] == [(0xE1, 2, 318), (0xC0, 322, 11)]
+    assert next(segments(data)).payload(data) == exif
+    assert (sniff(data).width, sniff(data).height) == (4000, 3000)
+
+
 def test_fill_bytes_before_a_marker_belong_to_no_segment():
     data = SOI + b"\xff\xff\xff" + APP0 + SCAN
     assert walked(data)[0] == (0xE0, 5, 4)  # the marker's own X'FF' is the last of the run
