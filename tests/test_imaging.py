@@ -13,16 +13,11 @@ import pytest
 from PIL import Image
 
 from bench.engines import psnr_images
-from handlers import imaging
+from handlers import imaging, jpeg_markers
+from localcloud.samples import encode
 from tests.conftest import handler_environment
 
 LIMITS = imaging.Limits(10**8, 10)
-
-
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 def opened(thumbnail: imaging.Thumbnail) -> Image.Image:
@@ -139,14 +134,7 @@ _STANDARD_HUFFMAN_COUNTS = {
 
 def _jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
     """(marker, payload) of each segment before the first scan's data."""
-    found, pos = [], 2
-    while pos + 4 <= len(data) and data[pos] == 0xFF:
-        marker, length = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], "big")
-        found.append((marker, data[pos + 4:pos + 2 + length]))
-        if marker == 0xDA:
-            break
-        pos += 2 + length
-    return found
+    return [(s.marker, s.payload(data)) for s in jpeg_markers.segments(data)]
 
 
 def _huffman_counts(segments: list[tuple[int, bytes]]) -> list[bytes]:
