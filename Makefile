@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-hostile test-library test-capacity test-browser test-readme up soak bench layer mutate clean
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-bench.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-bench.txt requirements-mutate.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "claimcheck needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
@@ -68,16 +68,13 @@ $(BROWSER_STAMP): $(STAMP) requirements-browser.txt
 test-browser: $(BROWSER_STAMP)
 	$(BIN)/python -m pytest -m browser -s tests/test_browser.py
 
-# Mutation testing of the failure classes, the claim check, the limits, sniffing, the intake, IAM and the resource policies (scope and
-# test selection in pyproject.toml): prints the score and every survivor. Not part of make test.
-MUTATE_STAMP := $(VENV)/.mutate-installed
-$(MUTATE_STAMP): $(STAMP) requirements-mutate.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-mutate.txt
-	@touch $(MUTATE_STAMP)
-
-mutate: $(MUTATE_STAMP)
-	$(BIN)/mutmut run --max-children 2 > /dev/null
-	$(BIN)/python -m tests.mutation
+# Mutation testing (README, "Mutation testing"): every module of [tool.mutmut] only_mutate in pyproject.toml, with the
+# operators tests/mutation_ops.py adds to mutmut; prints the score per module and every survivor with its line.
+# FILES="handlers/records.py ..." runs those modules only, CHANGED=1 the ones changed against BASE (main unless
+# given); CHILDREN mutants run at once (2). mutmut comes with requirements-dev.txt (make test checks the operators).
+# Not part of make test.
+mutate: $(STAMP)
+	$(BIN)/python -m tests.mutation --children $(or $(CHILDREN),2) $(if $(FILES),--files $(FILES)) $(if $(CHANGED),--changed $(or $(BASE),main))
 
 clean:
 	rm -rf $(VENV) build out .localcloud .pytest_cache mutants

@@ -23,8 +23,8 @@ from pathlib import Path
 from PIL import Image
 
 from bench import engines
-from bench.inputs import encode, photo_like
 from handlers.names import Status
+from localcloud.samples import camera_jpeg, encode, photo_like
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / "build" / "library"
@@ -32,7 +32,6 @@ DEFAULT_DIR = ROOT / "build" / "library"
 SENSORS = [(3264, 2448), (4000, 3000), (4608, 3456), (5472, 3648), (6000, 4000)]
 CAMERAS = [("Canon", "EOS R6"), ("NIKON CORPORATION", "NIKON Z 6_2"), ("FUJIFILM", "X-T5"), ("SONY", "ILCE-7M4"),
            ("Apple", "iPhone 13"), ("samsung", "SM-S918B"), ("OLYMPUS CORPORATION", "E-M1MarkIII")]
-STORED = {1: None, 3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
 RECIPE = 2  # bump when what is generated changes
 
 
@@ -60,13 +59,11 @@ def write_library(directory: Path = DEFAULT_DIR, count: int = 100, extras: int =
         if portrait:
             upright = upright.transpose(Image.Transpose.ROTATE_90)  # a portrait, as shown
         orientation = rng.choice([6, 8]) if portrait else rng.choice([1, 1, 1, 3])
-        stored = upright if STORED[orientation] is None else upright.transpose(STORED[orientation])
         exif = Image.Exif()
         exif[0x010F], exif[0x0110] = rng.choice(CAMERAS)
-        exif[0x0112] = orientation
         exif.get_ifd(0x8769)[0x9003] = f"2026:{rng.randint(1, 12):02d}:{rng.randint(1, 28):02d} {rng.randint(6, 21):02d}:{rng.randint(0, 59):02d}:00"
         path = directory / f"IMG_{index:04d}.JPG"
-        path.write_bytes(encode(stored, "JPEG", quality=rng.choice([85, 90, 95]), exif=exif.tobytes()))
+        path.write_bytes(camera_jpeg(upright, exif, orientation, quality=rng.choice([85, 90, 95])))
         paths.append(path)
     for index in range(extras):
         scene = rng.choice(scenes)

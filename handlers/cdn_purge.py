@@ -3,9 +3,9 @@
 The thumbnail stage puts a purge request on this function's queue before it deletes anything, so a purge is never
 lost to a failure between the two. Here a batch of requests becomes one invalidation of exact file paths (CloudFront
 allows 3,000 file paths in progress per distribution, 15 wildcard ones: CloudFront Developer Guide, "Concurrent
-invalidation request maximum"). Before anything is invalidated S3 is asked whether the thumbnails are really gone:
-a request that arrived before its delete waits; one whose thumbnails a record shows (a forgery, or an image that
-came back) has nothing to purge.
+invalidation request maximum"). Before anything is invalidated the records and S3 are asked: a request for an
+image nobody recorded is forged and dropped; one that arrived before its delete waits; one whose thumbnails a record
+shows (a forgery, or an image that came back) has nothing to purge.
 When CloudFront refuses (TooManyInvalidationsInProgress while earlier invalidations finish, throttling, 5xx) the
 requests go back to the queue and are tried again until it accepts; the queue's oldest-message alarm says when a
 purge cannot get through, and after many tries its dead-letter queue and alarm. The caller reference names the
@@ -46,8 +46,14 @@ def purge(messages: list[dict[str, Any]]) -> list[str]:
             # No retry can fix it; the dropped-message alarm tells a person.
             logger.error("not a purge request; dropped", extra={"error": str(exc), "message_id": message["messageId"]})
             count(Metric.INVALID_PURGE_REQUESTS)
+    known, shown = _recorded(env.table_name, {_image_of(key) for r in requests.values() for key in r.keys})
+    for unknown in [m for m, r in requests.items() if not {_image_of(key) for key in r.keys} <= known]:
+        # A purge is asked for by the thumbnail stage, for an image with a record; one that names an image nobody
+        # recorded is forged, and would spend CloudFront's paths (and the account's money) on nothing.
+        logger.error("purge request names images without a record; dropped", extra={"message_id": unknown})
+        count(Metric.INVALID_PURGE_REQUESTS)
+        del requests[unknown]
     stored = _still_stored(env.thumbnails_bucket, {image for r in requests.values() for image in r.images})
-    shown = _shown(env.table_name, {key for r in requests.values() for key in stored.intersection(r.keys)})
     for moot in [m for m, r in requests.items() if stored.intersection(r.keys) and stored.intersection(r.keys) <= shown]:
         # Every key it names that exists is one a record shows: the image is live (or came back, as an undelete
         # remakes the same keys). Nothing to forget; a forged request ends here too.
@@ -58,15 +64,19 @@ def purge(messages: list[dict[str, Any]]) -> list[str]:
         logger.info("thumbnails still stored: their purge waits until they are deleted", extra={"messages": len(waiting)})
     ready = {m: r for m, r in requests.items() if m not in waiting}
     deferred = list(waiting)
-    for batch in _batches(ready):
+    # One invalidation per invocation (at most MAX_PATHS paths): with the function's two environments, two at a
+    # time at most are started, well inside CloudFront's 3,000 paths in progress; the rest wait their turn.
+    first, *later = _batches(ready) or [{}]
+    for batch in later:
+        deferred.extend(batch)
+    if first:
         try:
-            _invalidate(env.distribution_id, batch)
+            _invalidate(env.distribution_id, first)
+            count(Metric.INVALIDATIONS)
         except Exception as exc:
             logger.warning("CloudFront refused the invalidation; it is tried again",
-                           extra={"error": error_code(exc) or type(exc).__name__, "messages": len(batch)})
-            deferred.extend(batch)
-            continue
-        count(Metric.INVALIDATIONS)
+                           extra={"error": error_code(exc) or type(exc).__name__, "messages": len(first)})
+            deferred.extend(first)
     if deferred:
         count(Metric.PURGES_DEFERRED, len(deferred))
     return deferred
@@ -80,14 +90,23 @@ def _still_stored(bucket: str, images: set[str]) -> set[str]:
             for obj in page.get("Contents", [])}
 
 
-def _shown(table_name: str, keys: set[str]) -> set[str]:
-    """Which of these thumbnail keys a done record shows (one read per image)."""
-    found: set[str] = set()
-    for image in sorted({key.split("/")[1] for key in keys}):
+def _image_of(key: str) -> str:
+    """The image id a thumbnail key is under (thumbnails/<image id>/…)."""
+    return key.split("/")[1]
+
+
+def _recorded(table_name: str, images: set[str]) -> tuple[set[str], set[str]]:
+    """(the images that have a record, the thumbnail keys a done record shows), one read per image."""
+    known: set[str] = set()
+    shown: set[str] = set()
+    for image in sorted(images):
         record = records.get(table_name, image)
-        if record is not None and record.status == Status.DONE:
-            found |= {o["key"] for o in (record.result(Function.THUMBNAILS) or {}).get("outputs", [])}
-    return found & keys
+        if record is None:
+            continue
+        known.add(image)
+        if record.status == Status.DONE:
+            shown |= {o["key"] for o in (record.result(Function.THUMBNAILS) or {}).get("outputs", [])}
+    return known, shown
 
 
 def _batches(requests: dict[str, contracts.PurgeRequest]) -> list[dict[str, contracts.PurgeRequest]]:

@@ -87,6 +87,7 @@ STAGE = Stage(
     complete=stage_filters,
     capacity=Capacity(seconds=lambda c, megapixels, fmt, speed: INTAKE_SECONDS, upload_reads=1, record_writes=1,
                       priced=lambda c: {"sns_publish": 1.0, "s3_get": 1.0}),
+    calls=("s3.GetObject", "sns.Publish"),
 )
 
 
@@ -168,6 +169,7 @@ class Head:
     size: int
     etag: str
     metadata: dict[str, str]
+    version_id: str | None = None  # S3 names the version of every object in a versioned bucket
 
 
 def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_time: str, *,
@@ -252,8 +254,11 @@ def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
 
 
 def _check_event(obj: dict[str, Any], head: Head) -> None:
-    """S3's ObjectCreated events state the version's size and ETag (S3 User Guide, "Event message structure"):
-    an event that states others did not come from S3."""
+    """S3's ObjectCreated events state the version's size and ETag, and in a versioned bucket its version id (S3 User
+    Guide, "Event message structure"): an event that states others, or names no version of a versioned object, did
+    not come from S3 (without a version it could not be held to the key's history, and its sequencer would stand)."""
+    if head.version_id and head.version_id != "null" and not obj.get("versionId"):
+        raise Untrusted(f"the event names no version; S3 holds version {head.version_id} of that key")
     if obj.get("size") is not None and int(obj["size"]) != head.size:
         raise Untrusted(f"the event says {obj['size']} bytes; S3 holds {head.size:,} for that version")
     if obj.get("eTag") and obj["eTag"].strip('"') != head.etag:
@@ -324,13 +329,22 @@ def _removed(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
         bucket=bucket, key=key, version_id=obj.get("versionId") or None, etag=None, size=0, format=None,
         sequencer=sequencer, event=ClaimEvent.REMOVED, event_time=event_time,
     )
+    # S3 holds no current version: the key is deleted, whatever the record's sequencer says. A record that still
+    # shows the key behind a later sequencer got it from an event no real one can pass (a forgery): S3 wins.
+    record = records.get(env.table_name, claim.image_id)
+    replacing = (record.sequencer if record is not None and record.status != Status.DELETED and record.sequencer
+                 and record.sequencer > sequencer else None)
     result = records.record_event(env.table_name, claim.image_id, sequencer, {
         "status": Status.DELETED, "bucket": bucket, "key": key, "reason": _deletion_reason(env, claim, expired),
         "event_time": event_time, "expected_stages": [],
-    }, stages=env.settings(IntakeSettings).stage_filters or {})
+    }, stages=env.settings(IntakeSettings).stage_filters or {}, replacing=replacing)
     if result.outcome == Outcome.STALE:
         count(Metric.STALE_EVENTS)
         return
+    if replacing is not None:
+        logger.warning("the record showed a deleted key behind a sequencer no real event could pass; set right",
+                       extra={"replaced_sequencer": replacing})
+        count(Metric.RECONCILED)
     _publish(claim)
     logger.info(Status.DELETED)
     count(Metric.DELETED)
@@ -426,9 +440,11 @@ def _read_head(claim: contracts.ClaimCheck) -> Head | None:
             if names_a_gone_object(gone):
                 return None
             raise
-        return Head(b"", empty["ContentLength"], empty["ETag"].strip('"'), empty.get("Metadata") or {})
+        return Head(b"", empty["ContentLength"], empty["ETag"].strip('"'), empty.get("Metadata") or {},
+                    empty.get("VersionId"))
     size = int(response["ContentRange"].rpartition("/")[2]) if response.get("ContentRange") else response["ContentLength"]
-    return Head(response["Body"].read(), size, response["ETag"].strip('"'), response.get("Metadata") or {})
+    return Head(response["Body"].read(), size, response["ETag"].strip('"'), response.get("Metadata") or {},
+                response.get("VersionId"))
 
 
 _EXTENSIONS = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "gif": "gif", "webp": "webp", "tif": "tiff",

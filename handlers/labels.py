@@ -8,6 +8,7 @@ instead of being throttled into the dead-letter queue.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from time import perf_counter
@@ -61,6 +62,15 @@ def _warnings(configured: Configured, stack: Any) -> list[str]:
     return paced_warnings(configured, "DetectLabels", "rekognitionTps", configured.settings.rekognition_tps, LABEL_SECONDS)
 
 
+def _shown(result: Mapping[str, Any], emulated: bool) -> list[str]:
+    """Its result in `python -m ops show`: the labels and their confidence, marked when the local cloud made them."""
+    names = ", ".join(f"{label['name']} {float(label['confidence']):.0f}%" for label in result.get(LABEL_LIST, []))
+    source = result.get("source")
+    marked = " (emulated)" if source == "emulated" or (emulated and source != "rekognition") else ""
+    return [f"  labels: {result.get('status')}{marked}" + (f": {names}" if names else "")
+            + (f" ({result['reason']})" if result.get("reason") else "")]
+
+
 STAGE = Stage(
     name=NAME, component="LabelStage", resource="label-stage", description="The label function.", order=30,
     settings=LabelSettings,
@@ -74,6 +84,8 @@ STAGE = Stage(
     reported=(("labelled", Metric.PROCESSED), ("dropped claim checks", Metric.INVALID_CLAIM_CHECKS)),
     complete=lambda c, others: replace(c.settings, calls_per_second=c.settings.rekognition_tps / c.sizing.max_concurrency),
     warnings=_warnings,
+    calls=("rekognition.DetectLabels",),
+    shown=_shown,
     capacity=Capacity(
         seconds=lambda c, megapixels, fmt, speed: LABEL_SECONDS, applies=lambda c, fmt: fmt in c.settings.label_formats,
         upload_reads=1, priced=lambda c: {"rekognition_image": 1.0},

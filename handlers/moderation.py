@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from time import perf_counter
@@ -121,6 +122,17 @@ def _seconds(configured: Configured, megapixels: float, fmt: str, speed: float) 
     return CALL_SECONDS + rendition
 
 
+def _shown(verdict: Mapping[str, Any], emulated: bool) -> list[str]:
+    """Its verdict in `python -m ops show`: what it screened, the labels found, and why it held an image back."""
+    screened = verdict.get("screened") or {}
+    what = ("the original" if screened.get("rendition") == "original" else
+            f"a JPEG rendition {screened.get('width')}x{screened.get('height')}" if screened else "-")
+    found = ", ".join(f"{label['name']} {float(label['confidence']):.1f}%" for label in verdict.get(LABEL_LIST, []))
+    return [f"  {NAME}: {verdict.get('status')}" + (" (emulated)" if verdict.get("source") == "emulated" else "")
+            + f", screened {what}" + (f": {found}" if found else ": no labels")
+            + (f" ({verdict['reason']})" if verdict.get("reason") and verdict.get("status") != StageStatus.HELD else "")]
+
+
 STAGE = Stage(
     name=NAME, component="ModerationStage", resource="moderation-stage", key="moderationGate",
     description="The moderation gate's function (with moderation).", order=15, gate=True,
@@ -137,6 +149,8 @@ STAGE = Stage(
     reported=(("screened", Metric.PROCESSED), (Status.QUARANTINED, Metric.QUARANTINED),
               ("dropped claim checks", Metric.INVALID_CLAIM_CHECKS)),
     alarmed=(Metric.QUARANTINED,),
+    calls=("rekognition.DetectModerationLabels", "s3.GetObject", "s3.PutObjectTagging", "sns.Publish"),
+    shown=_shown,
     demo={"moderation": "true"},
     complete=_complete,
     problems=lambda c, stack: memory_problems(c, peak_mb(c.settings.allowed_formats, c.settings.max_pixels)),
@@ -145,6 +159,9 @@ STAGE = Stage(
     capacity=Capacity(
         seconds=_seconds, upload_reads=1, record_writes=2,
         priced=lambda c: {"rekognition_moderation": 1.0, "sns_publish": 1.0},
+        # DetectModerationLabels, first million images a month: in the same price group as DetectLabels (Amazon
+        # Rekognition pricing, "Group 2 APIs"; checked 2026-12-07).
+        prices=(("rekognition_moderation", 1.00 / 1000, "rekognition", "Amazon Rekognition pricing, Group 2 APIs"),),
         limits=lambda c: [Limit(f"Rekognition's DetectModerationLabels quota (moderationTps {c.settings.moderation_tps:,})",
                                 float(c.settings.moderation_tps), "rekognition.DetectModerationLabels")],
         memory_needed=lambda c: math.ceil(max(peak_mb(c.settings.allowed_formats, c.settings.max_pixels).values())
@@ -209,7 +226,7 @@ def _rescreen(claim: contracts.ClaimCheck) -> None:
         logger.info("reprocess request is stale: the image changed or is not done")
         count(Metric.SKIPPED_CLAIM_CHECKS)
         return
-    if not current.names(claim.version_id, claim.etag, claim.format):
+    if not current.names(claim.version_id, claim.etag, claim.format, claim.size):
         refuse(claim, f"the done record names version {current.version_id} ({current.format}, ETag {current.etag})")
         return
     if current.result(NAME) is not None:

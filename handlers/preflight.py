@@ -10,12 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from handlers import jpeg_markers
 from handlers.failures import PermanentFailure
 
-# Markers without a length (ITU T.81, table B.1): TEM, RSTn, SOI, EOI.
-_STANDALONE = {0x01, *range(0xD0, 0xD8), 0xD8, 0xD9}
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-_PROGRESSIVE = {0xC2, 0xC6, 0xCA, 0xCE}
 SOS = b"\xff\xda"
 
 
@@ -29,35 +26,23 @@ class JpegShape:
 
 def jpeg(data: bytes, max_segments: int, max_scans: int) -> JpegShape:
     """Walk a JPEG's markers up to its first scan, then count its scans (an MPO's frames included)."""
-    pos, segments, progressive, components = 2, 0, False, 0
-    first_scan = -1
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            pos = data.find(b"\xff", pos)  # libjpeg skips stray bytes between segments; so does the walk
-            if pos < 0:
-                break
-            continue
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in _STANDALONE:
-            pos += 2
-            continue
-        if marker == 0xDA:
-            first_scan = pos
-            break
-        segments += 1
-        if segments > max_segments:
-            raise PermanentFailure(f"the JPEG has more than {max_segments:,} marker segments before its image data "
-                                   f"(the limit is {max_segments:,})")
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
-        if marker in _SOF and pos + 9 < len(data):
-            progressive = marker in _PROGRESSIVE
-            components = data[pos + 9]
-        if length < 2:
-            raise PermanentFailure("the JPEG has a marker segment of impossible length")
-        pos += 2 + length
+    count, progressive, components, first_scan, ended = 0, False, 0, -1, False
+    try:
+        for segment in jpeg_markers.segments(data):
+            ended = segment.marker == jpeg_markers.EOI
+            if segment.marker == jpeg_markers.SOS:
+                first_scan = segment.offset
+            elif segment.length:  # a stand-alone marker is no segment
+                count += 1
+                if count > max_segments:
+                    raise PermanentFailure(f"the JPEG has more than {max_segments:,} marker segments before its image "
+                                           f"data (the limit is {max_segments:,})")
+                if segment.marker in jpeg_markers.SOF and (frame := jpeg_markers.frame(data, segment)):
+                    progressive, components = frame.progressive, frame.components or 0
+    except jpeg_markers.MalformedJpeg as malformed:
+        raise PermanentFailure(str(malformed)) from malformed
+    if ended:
+        raise PermanentFailure("the JPEG has no image data: it ends (EOI) before its first scan")
     if first_scan < 0:
         raise PermanentFailure("the image data is truncated (the JPEG has no image data)")
     # Entropy-coded data cannot hold FF DA (FF is always stuffed or a marker), so counting it counts scans.
@@ -65,7 +50,7 @@ def jpeg(data: bytes, max_segments: int, max_scans: int) -> JpegShape:
     if scans > max_scans:
         raise PermanentFailure(f"the JPEG has {scans:,} scans, over the limit of {max_scans:,} "
                                "(each progressive scan is another pass over the whole image)")
-    return JpegShape(segments, scans, progressive, components)
+    return JpegShape(count, scans, progressive, components)
 
 
 def tiff_pages(data: bytes, max_pages: int) -> int:

@@ -86,10 +86,15 @@ class ImageRecord:
     def format(self) -> str | None:
         return self.item.get("format")
 
-    def names(self, version_id: str | None, etag: str | None, fmt: str | None) -> bool:
-        """Whether the record is about exactly this object: its version, ETag and format (the intake read the ETag
-        from S3 and the format from the bytes; a claim check that names others is not one the intake published)."""
-        return (self.version_id, self.etag, self.format) == (version_id, etag, fmt)
+    @property
+    def size(self) -> int | None:
+        return None if self.item.get("size") is None else int(self.item["size"])
+
+    def names(self, version_id: str | None, etag: str | None, fmt: str | None, size: int) -> bool:
+        """Whether the record is about exactly this object: its version, ETag, format and size (the intake read the
+        ETag and size from S3 and the format from the bytes; a claim check that names others is not one the intake
+        published, and a stage that believed its size could judge the image by a figure S3 never gave)."""
+        return (self.version_id, self.etag, self.format, self.size) == (version_id, etag, fmt, size)
 
     @property
     def expected_stages(self) -> list[str]:

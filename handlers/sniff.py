@@ -11,6 +11,8 @@ import re
 import struct
 from dataclasses import dataclass
 
+from handlers.jpeg_markers import first_frame
+
 # Enough for the signatures below and, almost always, a JPEG's frame header.
 SNIFF_BYTES = 64 * 1024
 
@@ -43,8 +45,10 @@ def sniff(head: bytes) -> Sniffed:
     if not head:
         return Sniffed(None, "an empty file")
     if head.startswith(b"\xff\xd8\xff"):
-        width, height = _jpeg_size(head)
-        return Sniffed("jpeg", "a JPEG image", width, height)
+        frame = first_frame(head)
+        if frame:
+            return Sniffed("jpeg", "a JPEG image", frame.width, frame.height)
+        return Sniffed("jpeg", "a JPEG image")
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         if len(head) >= 24 and head[12:16] == b"IHDR":
             width, height = struct.unpack(">II", head[16:24])
@@ -103,31 +107,6 @@ def _looks_like_text(head: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return all(b >= 0x20 or b in _TEXT_CONTROLS for b in sample)
-
-
-def _jpeg_size(data: bytes) -> tuple[int | None, int | None]:
-    """Walk JPEG markers to the frame header (SOFn); give up quietly at the buffer's end."""
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            return None, None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            pos += 2
-            continue
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        if length < 2:
-            return None, None
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if pos + 9 <= len(data):
-                height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
-                return width, height
-            return None, None
-        pos += 2 + length
-    return None, None
 
 
 def _webp_size(data: bytes) -> tuple[int | None, int | None]:

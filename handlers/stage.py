@@ -43,8 +43,9 @@ def pending(table_name: str, claim: contracts.ClaimCheck, stage: str) -> tuple[r
         logger.info("claim check is stale or already settled; nothing to do")
         count(Metric.SKIPPED_CLAIM_CHECKS)
         return current, False
-    if not current.names(claim.version_id, claim.etag, claim.format):
-        refuse(claim, f"the record names version {current.version_id} ({current.format}, ETag {current.etag})")
+    if not current.names(claim.version_id, claim.etag, claim.format, claim.size):
+        refuse(claim, f"the record names version {current.version_id} ({current.format}, ETag {current.etag}, "
+                      f"{current.size} bytes)")
         return current, False
     if not current.admits(stage):
         refuse(claim, f"the image has not passed its gate ({current.gate}) yet")

@@ -76,6 +76,8 @@ class Capacity:
     priced: Callable[[Any], Mapping[str, float]] = lambda configured: {}
     limits: Callable[[Any], list[Limit]] = lambda configured: []
     memory_needed: Callable[[Any], int] | None = None  # the least memory its largest image fits in (MB)
+    # Prices of its own that infra/costs.py's table lacks: (key, USD per request, the cost table's item, its source).
+    prices: tuple[tuple[str, float, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,11 @@ class Stage:
     alarmed: tuple[str, ...] = ()  # metrics of its own that need a person when counted: each has an alarm
     # Config values the local cloud's demo and `make up` run with, to show a stage that is off by default.
     demo: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # The AWS calls its handler makes besides its record's ("s3.PutObject"): the soak fails them at its fault rate.
+    calls: tuple[str, ...] = ()
+    # Its result on the image record in words, for `python -m ops show` (the result, whether the stack is the local
+    # cloud's); None: its status and reason.
+    shown: Callable[[Mapping[str, Any], bool], list[str]] | None = None
     module: str = ""  # filled in by the registry: the module that declares it
 
     @property
@@ -137,6 +144,31 @@ class Stage:
     def handler(self) -> str:
         return f"{self.module}.handler"
 
+    def describe(self, result: Mapping[str, Any], emulated: bool) -> list[str]:
+        """Its result on an image record, in the lines `python -m ops show` prints."""
+        if self.shown is not None:
+            return self.shown(result, emulated)
+        return [f"  {self.name}: {result.get('status')}" + (f" ({result['reason']})" if result.get("reason") else "")]
+
+
+def filter_problems(name: str, policy: Any) -> list[str]:
+    """What makes a stage's subscription filter one the intake's wait cannot evaluate as SNS does: only exact string
+    values of the attributes every claim check carries (ClaimAttribute). SNS would also take operators (prefix,
+    anything-but, numeric, exists: SNS Developer Guide, "Filter policy constraints"); a stage declared with one would
+    get claim checks that no record waits for, and its work would be skipped as settled."""
+    if policy is None:
+        return []
+    if not isinstance(policy, Mapping) or not policy:
+        return [f"stage {name}: its subscription filter must be a non-empty object of claim-check attributes, or None"]
+    found = []
+    for attribute, values in policy.items():
+        if attribute not in set(ClaimAttribute):
+            found.append(f"stage {name}: its subscription filters on {attribute!r}, which claim checks do not carry "
+                         f"(they carry {', '.join(ClaimAttribute)})")
+        elif not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+            found.append(f"stage {name}: its subscription filter on {attribute!r} must list exact string values "
+                         f"(got {values!r}): the intake waits for a stage by matching them exactly")
+    return found
 
 
 def paced_warnings(configured: Configured, operation: str, quota_key: str, tps: int, seconds: float) -> list[str]:

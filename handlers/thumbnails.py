@@ -13,6 +13,7 @@ this one ran, what it wrote is removed again.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -183,6 +184,14 @@ def _problems(configured: Configured, stack: Any) -> list[str]:
     return found
 
 
+def _shown(result: Mapping[str, Any], emulated: bool) -> list[str]:
+    """Its result in `python -m ops show`: status, the settings they were made with, each size and where it is."""
+    lines = [f"  thumbnails: {result.get('status')}" + (f" ({result['reason']})" if result.get("reason") else "")
+             + (f", settings {result['settings']}" if result.get("settings") else "")]
+    lines += [f"    {int(o['width'])}x{int(o['height'])}  {o.get('url') or o['key']}" for o in result.get("outputs", [])]
+    return lines
+
+
 STAGE = Stage(
     name=NAME, component="ThumbnailStage", resource="thumbnail-stage", description="The thumbnail function.", order=20,
     settings=ThumbnailSettings,
@@ -195,6 +204,8 @@ STAGE = Stage(
     complete=lambda c, others: replace(c.settings, image_cpu_seconds=image_cpu_seconds(c.sizing)),
     problems=_problems,
     outputs=lambda s: {StackOutput.THUMBNAIL_SETTINGS: s.name},
+    calls=("s3.GetObject", "s3.PutObject"),
+    shown=_shown,
     # A GET of the photo, a PUT of each size and a LIST (of what to clean up), priced as S3 prices them.
     capacity=Capacity(seconds=seconds, measured=True, upload_reads=1,
                       thumbnail_writes=lambda c: len(c.settings.thumbnail_sizes),
@@ -332,7 +343,7 @@ def _reprocess(claim: contracts.ClaimCheck) -> None:
         logger.info("reprocess request is stale: the image changed or is not done")
         count(Metric.SKIPPED_CLAIM_CHECKS)
         return
-    if not current.names(claim.version_id, claim.etag, claim.format):
+    if not current.names(claim.version_id, claim.etag, claim.format, claim.size):
         refuse(claim, f"the done record names version {current.version_id} ({current.format}, ETag {current.etag})")
         return
     made_with = (current.result(NAME) or {}).get("settings")

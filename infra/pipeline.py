@@ -96,6 +96,7 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         self._operators(workers, stores, topics, layers)
         self.upload_api = UploadApi(f"{name}-upload-api", UploadApiArgs(settings, stores.uploads.bucket, layers),
                                     opts=self._opts) if settings.upload_api else None
+        self._uploads_policy(stores.uploads)
 
         self.outputs = self._outputs(stores, topics, workers, dashboard_url)
         self.register_outputs({
@@ -158,7 +159,6 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
                 expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(expired_object_delete_marker=True)),
             *self._expire_tagged_originals(),
         ])
-        uploads.tls_only_policy(*([policies.api_uploads_create_only(uploads.bucket.arn)] if s.upload_api else []))
         logs = self._access_logs(uploads) if s.access_logging else None  # (bucket, the policy admitting delivery)
         if s.upload_allowed_origins:
             # Browsers PUT straight to S3 with the grant the upload API hands out.
@@ -206,6 +206,13 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
                 prefix=UPLOADS_PREFIX, tags={STATUS_TAG: status})),
             expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=days))
             for status in (Status.REJECTED, Status.FAILED, *held)]
+
+    def _uploads_policy(self, uploads: PrivateBucket) -> None:
+        """TLS only; under the upload API's prefix, only the upload function's grants, each of them create-only."""
+        api = self.upload_api
+        uploads.tls_only_policy(
+            policies.api_uploads_only_through_the_api(uploads.bucket.arn, api.function.role if api else None),
+            *([policies.api_uploads_create_only(uploads.bucket.arn)] if api else []))
 
     def _access_logs(self, uploads: PrivateBucket) -> tuple[PrivateBucket, aws.s3.BucketPolicy]:
         """Server access logs of the uploads bucket (who read or wrote which original) and, with the CDN, CloudFront's

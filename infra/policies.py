@@ -33,6 +33,18 @@ def api_uploads_create_only(bucket_arn: pulumi.Input[str]) -> Statement:
             "Sid": "ApiUploadsAreCreateOnly"}
 
 
+def api_uploads_only_through_the_api(bucket_arn: pulumi.Input[str], upload_role_arn: pulumi.Input[str] | None) -> Statement:
+    """The upload API's prefix names the owner (uploads/api/<owner>/…), so only the upload function's grants may put
+    there: whoever else may write to uploads/ could otherwise file an image under another owner's name. A presigned
+    PUT is made with its signer's permissions, and aws:PrincipalArn of a role session is the role's ARN (IAM User
+    Guide, "AWS global condition context keys", aws:PrincipalArn). Without an upload API nobody puts there."""
+    statement: Statement = {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+                            "Resource": iam.s3_objects(bucket_arn, API_UPLOADS_PREFIX), "Sid": "ApiUploadsOnlyByTheApi"}
+    if upload_role_arn is not None:
+        statement["Condition"] = {"ArnNotEquals": {"aws:PrincipalArn": upload_role_arn}}
+    return statement
+
+
 def thumbnails_through_distribution(bucket_arn: pulumi.Input[str], prefix: str,
                                     distribution_arn: pulumi.Input[str]) -> Statement:
     """CloudFront reads thumbnails with Origin Access Control, for this distribution only (AWS:SourceArn)."""

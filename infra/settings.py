@@ -58,8 +58,9 @@ MAX_VISIBILITY_TIMEOUT = 43_200  # SQS: 12 hours
 LAYER_VERSION_ARN = (r"((arn:(aws[a-zA-Z-]*)?:lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:\d{12}:layer:"
                      r"[a-zA-Z0-9-_]+:[0-9]+)|(arn:[a-zA-Z0-9-]+:lambda:::awslayer:[a-zA-Z0-9-_]+))")
 # The CDN purge function is the pipeline's own, not a stage: its size is one of the pipeline's settings.
-# With a CDN: batches of up to 100 purge requests a few seconds apart become one invalidation each; two at a time
-# (the least an SQS event source takes) keep well inside CloudFront's 3,000 paths in progress.
+# With a CDN: batches of up to 100 purge requests a few seconds apart become one invalidation each (at most 1,000
+# paths; the rest wait); two at a time (the least an SQS event source takes) keep inside CloudFront's 3,000 paths in
+# progress.
 CDN_PURGE_SIZING = StageSettings(memory=256, timeout=30, batch_size=100, batching_window=5, max_concurrency=2)
 
 
@@ -424,6 +425,8 @@ def validate(s: Settings) -> Settings:
         errors.append(f"{PROJECT}: the stages {' and '.join(gates)} are both gates; a stack deploys one at most")
     if not errors:  # what cannot work, each stage's in its own words and the whole stack's, all at once
         found = [*(p for configured in s.deployed for p in configured.stage.problems(configured, s)),
+                 *(p for configured in s.deployed if configured.stage.feed == stages.Feed.CLAIM_CHECKS
+                   for p in stages.filter_problems(configured.name, configured.stage.subscription(configured.settings))),
                  *concurrency.problems(s.concurrency)]
         errors.extend(f"{PROJECT}:{problem}" for problem in found)
     if errors:

@@ -11,8 +11,10 @@ request's condition keys), then judged:
     (S3 API reference, GetObject and HeadObject, "Permissions");
   - S3 refuses Signature Version 2 (buckets created since June 2020); presigned PUTs and POSTs are verified
     as S3 verifies them: the SigV4 signature, the expiry, and for a POST every policy condition.
+Requests signed in headers are verified too (SigV4: the signature, the signed headers, the clock skew), so an
+access key is nobody's without its secret; the function and operator keys are drawn afresh for every run.
 What it does not model: KMS key policies, resource policies' Allow statements (only Deny), permission
-boundaries, SCPs, and signatures of requests signed in headers (their access key and scheme are checked).
+boundaries, SCPs.
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ class Identity:
     name: str  # the function (or "admin") the credentials belong to
     secret: str
     statements: list[dict[str, Any]] | None  # None: unrestricted (the local cloud's own harness)
+    principal_arn: str | None = None  # aws:PrincipalArn of its requests (a function's: its role's ARN)
 
     @property
     def restricted(self) -> bool:
@@ -78,16 +81,21 @@ def _condition_holds(operator: str, key: str, expected: Any, context: dict[str, 
     actual = present.get(key.lower())
     if operator == "Null":
         return (actual is None) == (str(_list(expected)[0]).lower() == "true")
+    negated = operator in ("StringNotEquals", "StringNotLike", "ArnNotEquals", "ArnNotLike")
     if actual is None:
-        return if_exists
+        # An absent key matches nothing, so a negated operator holds (IAM User Guide, "IAM JSON policy elements:
+        # Condition operators": "If the key that you specify in a policy condition is not present in the request
+        # context, the values do not match ... if the policy condition requires that the key is not matched, such as
+        # StringNotLike or ArnNotLike, and the right key is not present, the condition is true").
+        return if_exists or negated
     wanted = [str(v) for v in _list(expected)]
     if operator in ("StringEquals", "ArnEquals"):
         return actual in wanted
     if operator in ("StringLike", "ArnLike"):
         return any(_matches(w, actual) for w in wanted)
-    if operator == "StringNotEquals":
+    if operator in ("StringNotEquals", "ArnNotEquals"):
         return actual not in wanted
-    if operator == "StringNotLike":
+    if operator in ("StringNotLike", "ArnNotLike"):
         return not any(_matches(w, actual) for w in wanted)
     if operator == "Bool":
         return actual.lower() in [w.lower() for w in wanted]
@@ -403,6 +411,47 @@ def verify_presigned(request: Request, identities: dict[str, Identity], now: dat
     return access_key
 
 
+# AWS refuses a signed request whose X-Amz-Date is more than 15 minutes from its clock (RequestTimeTooSkewed;
+# Signature Version 4 signing process, "Elements of an AWS API request signature", Request date).
+SKEW = timedelta(minutes=15)
+_AUTHORIZATION = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request,\s*"
+                            r"SignedHeaders=([a-z0-9;\-]+),\s*Signature=([0-9a-f]{64})$")
+
+
+def verify_signed_headers(request: Request, identities: dict[str, Identity], now: datetime) -> str:
+    """Check a header-signed request (Authorization: AWS4-HMAC-SHA256 ...) as AWS does; return its access key. The
+    signature proves the caller holds the key's secret, so an access key alone, read or guessed, is nobody's. The
+    canonical request is SigV4's (IAM User Guide, "Create a signed AWS API request"): the path as sent for S3, encoded
+    once more for the other services (their signers encode it again), the query sorted and encoded, the signed
+    headers, and the payload hash the request states (x-amz-content-sha256) or the body's."""
+    found = _AUTHORIZATION.match(request.headers.get("authorization", "").strip())
+    if found is None:
+        raise Refusal(400, "InvalidRequest", "the Authorization header is not a Signature Version 4 one")
+    access_key, date, region, service, signed, signature = found.groups()
+    identity = identities.get(access_key)
+    if identity is None:
+        raise Refusal(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
+    amz_date = request.headers.get("x-amz-date", "")
+    if abs(now - _amz_time(amz_date)) > SKEW:
+        raise Refusal(403, "RequestTimeTooSkewed", "The difference between the request time and the current time is too large.")
+    signed_headers = signed.split(";")
+    missing = [h for h in signed_headers if h not in request.headers]
+    if missing:
+        raise Refusal(403, "AccessDenied", f"There were headers present in the signature that were not sent: {missing}")
+    query = "&".join(sorted(f"{_encode(k)}={_encode(v)}" for k, v in request.query))
+    headers = "".join(f"{h}:{' '.join(request.headers[h].split())}\n" for h in signed_headers)
+    payload = request.headers.get("x-amz-content-sha256") or hashlib.sha256(request.body).hexdigest()
+    key = signing_key(identity.secret, date, region, service)
+    paths = {request.path, quote(request.path, safe="/~")}
+    for path in paths:
+        canonical = "\n".join([request.method, path, query, headers, signed, payload])
+        to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, f"{date}/{region}/{service}/aws4_request",
+                              hashlib.sha256(canonical.encode()).hexdigest()])
+        if hmac.compare_digest(hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest(), signature):
+            return access_key
+    raise Refusal(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided.")
+
+
 def verify_post_policy(fields: dict[str, str], bucket: str, file_size: int, identities: dict[str, Identity],
                        now: datetime) -> str:
     """Check a browser-form POST (a presigned POST) as S3 does; return its access key (S3 API reference,
@@ -472,7 +521,8 @@ class Authorizer:
     topics: dict[str, str] = field(default_factory=dict)  # topic ARN -> KMS key ARN
 
     def configure(self, document: dict[str, Any]) -> None:
-        self.identities = {key: Identity(v["name"], v["secret"], v.get("statements")) for key, v in document["identities"].items()}
+        self.identities = {key: Identity(v["name"], v["secret"], v.get("statements"), v.get("principal_arn"))
+                           for key, v in document["identities"].items()}
         self.bucket_policies = document.get("bucket_policies", {})
         self.topics = document.get("topics", {})
 
@@ -480,7 +530,9 @@ class Authorizer:
         """Raise a Refusal unless every need is allowed (identity policy, then bucket policies' Denies)."""
         for need in wanted:
             bucket = need.resource.removeprefix("arn:aws:s3:::").split("/")[0] if need.resource.startswith("arn:aws:s3:::") else None
-            context = {"aws:SecureTransport": "true", **need.context}
+            # Every signed request carries its principal's ARN (IAM User Guide, global condition keys, aws:PrincipalArn).
+            context = {"aws:SecureTransport": "true", **({"aws:PrincipalArn": identity.principal_arn}
+                                                         if identity.principal_arn else {}), **need.context}
             judged = Need(need.action, need.resource, context)
             if bucket and decide(public_statements(self.bucket_policies.get(bucket, [])), judged) == "deny":
                 raise Refusal(403, "AccessDenied", f"{need.action} on {need.resource} is denied by the bucket policy")

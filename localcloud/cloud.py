@@ -1,7 +1,6 @@
 """The local cloud: emulator + the program deployed into it + pollers running the handlers."""
 from __future__ import annotations
 
-import hashlib
 import json
 import mimetypes
 import os
@@ -28,6 +27,7 @@ from localcloud.api import FunctionEndpoint, InvokeEndpoint
 from localcloud.emulator import Emulator
 from localcloud.metrics import Publisher
 from localcloud.mocks import CloudMocks
+from localcloud.outputs import ACCOUNT_ID
 from localcloud.overrides import EMULATED_SERVICES, LOCAL_CONFIG, MAX_LOCAL_CONCURRENCY
 from localcloud.pollers import Chaos, FunctionSpec, MappingSpec, Poller
 from ops.target import DISCOVERY_FILE, local_home
@@ -75,6 +75,7 @@ class LocalCloud:
         self._saved_environment: dict[str, str | None] = {}
         self._metrics: Publisher | None = None
         self._clients: dict[str, Any] = {}
+        self.credentials: dict[str, dict[str, str]] = {}  # each function's and the operator's, drawn at start
 
     # lifecycle
     def __enter__(self) -> LocalCloud:
@@ -105,7 +106,7 @@ class LocalCloud:
     def _deploy_functions(self) -> None:
         """Who may do what, the event source mappings, Lambda's Invoke for every function, and a poller per mapping
         and an endpoint per URL."""
-        self.credentials = function_credentials(self.deployed)
+        self.credentials = function_credentials(self.deployed, self.credentials)
         logs = self.workdir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         self._specs = {stage: self._function_spec(fn, stage) for stage, fn in self.deployed.functions().items()}
@@ -390,15 +391,18 @@ class LocalCloud:
         return totals
 
 
-def function_credentials(deployment: program.Deployment) -> dict[str, dict[str, str]]:
+def function_credentials(deployment: program.Deployment, known: dict[str, dict[str, str]] | None = None
+                         ) -> dict[str, dict[str, str]]:
     """Credentials of each function's role (as Lambda hands a function its execution role's), by function name, and
-    of each customer-managed policy (the operator's), by policy name: someone holding exactly that policy."""
+    of each customer-managed policy (the operator's), by policy name: someone holding exactly that policy. Drawn at
+    random for each run (an access key derived from a name anyone can read would be anyone's), and kept across a
+    settings change (`known`), as a role's holders keep theirs."""
     found = {}
     principals = [r.state["name"] for r in deployment.of_type("aws:lambda/function:Function")]
     principals += [p.state["name"] for p in deployment.of_type(MANAGED_POLICY)]
     for name in principals:
-        key = "LOCAL" + hashlib.sha256(name.encode()).hexdigest()[:15].upper()
-        found[name] = {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secrets.token_hex(20)}
+        found[name] = (known or {}).get(name) or {"AWS_ACCESS_KEY_ID": "LOCAL" + secrets.token_hex(8).upper()[:15],
+                                                  "AWS_SECRET_ACCESS_KEY": secrets.token_hex(20)}
     return found
 
 
@@ -415,11 +419,13 @@ def grants(deployment: program.Deployment, credentials: dict[str, dict[str, str]
     for fn in deployment.of_type("aws:lambda/function:Function"):
         creds = credentials[fn.state["name"]]
         identities[creds["AWS_ACCESS_KEY_ID"]] = {"name": fn.state["name"], "secret": creds["AWS_SECRET_ACCESS_KEY"],
-                                                  "statements": statements.get(roles[fn.inputs["role"]], [])}
+                                                  "statements": statements.get(roles[fn.inputs["role"]], []),
+                                                  "principal_arn": fn.inputs["role"]}
     for policy in deployment.of_type(MANAGED_POLICY):
         creds = credentials[policy.state["name"]]
         identities[creds["AWS_ACCESS_KEY_ID"]] = {"name": policy.state["name"], "secret": creds["AWS_SECRET_ACCESS_KEY"],
-                                                  "statements": json.loads(policy.inputs["policy"])["Statement"]}
+                                                  "statements": json.loads(policy.inputs["policy"])["Statement"],
+                                                  "principal_arn": f"arn:aws:iam::{ACCOUNT_ID}:user/{policy.state['name']}"}
     bucket_policies = {p.inputs["bucket"]: json.loads(p.inputs["policy"])["Statement"]
                        for p in deployment.of_type("aws:s3/bucketPolicy:BucketPolicy")}
     topics = {t.state["arn"]: t.inputs["kmsMasterKeyId"] for t in deployment.of_type("aws:sns/topic:Topic")

@@ -60,6 +60,7 @@ from localcloud.authorizer import (
     service_of,
     verify_post_policy,
     verify_presigned,
+    verify_signed_headers,
 )
 from localcloud.seams import moto_server as seams
 
@@ -477,9 +478,7 @@ class Gateway:
         key = access_key_of(request)
         if key is None:
             raise Refusal(403, "AccessDenied", "Anonymous requests are not allowed (Block Public Access is on)")
-        if key not in identities:
-            raise Refusal(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
-        return identities[key], []
+        return identities[verify_signed_headers(request, identities, now)], []
 
     @staticmethod
     def _answering(start_response: Any, cors: dict[str, str]) -> Any:
@@ -515,8 +514,11 @@ class Gateway:
         return [body]
 
     def _admin_identity(self) -> dict[str, dict[str, Any]]:
+        # The local cloud's own harness acts as the account's administrator: unrestricted by identity policy, but
+        # held to the bucket policies' denies like any principal (root included).
         return {self.admin["AWS_ACCESS_KEY_ID"]: {"name": ADMIN_NAME, "secret": self.admin["AWS_SECRET_ACCESS_KEY"],
-                                                   "statements": None}}
+                                                   "statements": None,
+                                                   "principal_arn": f"arn:aws:iam::{ACCOUNT}:user/{ADMIN_NAME}"}}
 
     def _s3_preflight(self, request: Request, cors: dict[str, str], start_response: Any) -> list[bytes]:
         """A browser's preflight to S3, answered from the bucket's CORS configuration as S3 answers it (unsigned)."""

@@ -1,6 +1,6 @@
-"""Images generated on the fly: the demo's sample set and the inputs the tests need.
+"""Images generated on the fly: the demo's sample set, the inputs the tests need and the bench's photo-like ones.
 
-Nothing is shipped: every image, good or bad, is made here.
+Nothing is shipped: every image, good or bad, is made here, and encoded by `encode`.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFilter
 
 from handlers.names import Status
 from localcloud.rekognition import MAGENTA
@@ -25,10 +25,50 @@ def photo(width: int = 640, height: int = 480, mode: str = "RGB") -> Image.Image
     return image.convert(mode) if mode != "RGB" else image
 
 
+def photo_like(width: int, height: int, seed: int = 1) -> Image.Image:
+    """Smooth light, texture and edges, so encoders and decoders work as hard as they do on photographs (flat test
+    patterns compress and decode unrealistically fast): the bench's inputs."""
+    base = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    sky = Image.new("RGB", (width, height), (70, 120, 190))
+    image = Image.blend(base, sky, 0.55)
+    draw = ImageDraw.Draw(image)
+    step = max(width, height) // 24
+    for i in range(24):  # hard edges: buildings and a horizon
+        x = (i * 7919 * seed) % width
+        h = height // 3 + (i * 104729) % (height // 2)
+        draw.rectangle([x, height - h, x + step, height], fill=((i * 37) % 255, (i * 91) % 255, (i * 53) % 255))
+    # Fine texture, as foliage and sensor noise give real photos; generated small and scaled up to stay quick.
+    noise = Image.effect_noise((max(1, width // 4), max(1, height // 4)), 40).resize((width, height), Image.Resampling.BILINEAR)
+    image = Image.composite(image, image.filter(ImageFilter.GaussianBlur(2)), noise.point(lambda v: 255 if v > 128 else 0))
+    # Full-resolution grain and colour detail: real 12 MP camera JPEGs are 3-6 MB, not a few hundred KB.
+    grain = Image.merge("RGB", [Image.effect_noise((width, height), 64) for _ in range(3)])
+    return Image.blend(image, grain, 0.22)
+
+
 def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    """`image` in `fmt` with Pillow's save `options`: the one encoder of every generated file."""
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
     return buffer.getvalue()
+
+
+# How a camera stores an upright picture under each EXIF orientation (the turn or flip that showing it undoes).
+STORED = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+          5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
+          8: Image.Transpose.ROTATE_270}
+
+
+def as_stored(upright: Image.Image, orientation: int) -> Image.Image:
+    """`upright` as a camera stores it under EXIF `orientation`."""
+    transpose = STORED[orientation]
+    return upright if transpose is None else upright.transpose(transpose)
+
+
+def camera_jpeg(upright: Image.Image, exif: Image.Exif | None = None, orientation: int = 6, quality: int = 90) -> bytes:
+    """`upright` stored as a camera stores it (by default held upright: sideways, orientation 6), tagged so."""
+    exif = exif or Image.Exif()
+    exif[0x0112] = orientation
+    return encode(as_stored(upright, orientation), "JPEG", quality=quality, exif=exif.tobytes())
 
 
 def jpeg(width: int = 640, height: int = 480, orientation: int | None = None, exif: Image.Exif | None = None,
@@ -38,14 +78,6 @@ def jpeg(width: int = 640, height: int = 480, orientation: int | None = None, ex
     if orientation is not None:
         exif[0x0112] = orientation
     return encode(image, "JPEG", quality=90, exif=exif.tobytes())
-
-
-def sideways_jpeg(width: int, height: int, exif: Image.Exif | None = None) -> bytes:
-    """A width x height photo stored rotated, as a camera held upright stores it, tagged orientation 6."""
-    exif = exif or Image.Exif()
-    exif[0x0112] = 6
-    stored = photo(width, height).transpose(Image.Transpose.ROTATE_90)
-    return encode(stored, "JPEG", quality=90, exif=exif.tobytes())
 
 
 def png(width: int = 320, height: int = 200, mode: str = "RGB") -> bytes:
@@ -129,7 +161,7 @@ def sample_set() -> dict[str, bytes]:
     camera[0x010F], camera[0x0110] = "Fujifilm", "X-T5"
     camera.get_ifd(0x8769)[0x9003] = "2026:07:14 18:42:05"
     return {
-        "beach-portrait.jpg": sideways_jpeg(2000, 3000, camera),  # stored sideways with orientation 6, shown upright
+        "beach-portrait.jpg": camera_jpeg(photo(2000, 3000), camera),  # stored sideways with orientation 6, shown upright
         "harbour.jpg": jpeg(1600, 1200),
         "diagram.png": png(1200, 800),
         "sunset.webp": webp(1024, 640),
@@ -154,7 +186,7 @@ def write_sample_set(directory: Path) -> list[Path]:
     return paths
 
 
-def _with_sof_size(data: bytes, width: int, height: int) -> bytes:
+def with_frame_size(data: bytes, width: int, height: int) -> bytes:
     """A JPEG whose frame header claims another size (the scan data stays small)."""
     start = data.index(b"\xff\xc0")
     return data[: start + 5] + struct.pack(">HH", height, width) + data[start + 9:]
@@ -169,7 +201,7 @@ def nasty_set() -> dict[str, tuple[bytes, str]]:
     garbage_exif = garbage_exif[:2] + b"\xff\xe1\x00\x20Exif\x00\x00II*\x00\xff\xff\xff\x7f" + b"\xee" * 16 + garbage_exif[2:]
     return {
         "bomb.png": (png_header_only(30000, 30000), Status.REJECTED),
-        "bomb.jpg": (_with_sof_size(jpeg(64, 64), 60000, 60000), Status.REJECTED),
+        "bomb.jpg": (with_frame_size(jpeg(64, 64), 60000, 60000), Status.REJECTED),
         "bomb.gif": (b"GIF89a" + struct.pack("<HH", 65535, 65535) + b"\x00\x00\x00;", Status.REJECTED),
         "bomb.webp": (b"RIFF\x1e\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x00\x00\x00\x00"
                       + (16383 - 1).to_bytes(3, "little") + (16383 - 1).to_bytes(3, "little"), Status.REJECTED),

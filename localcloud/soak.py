@@ -66,20 +66,24 @@ class SoakResult:
                 f"images/s={self.images_per_second:.1f}")
 
 
-def faults(rate: float) -> dict[str, list[dict[str, Any]]]:
-    """Throttling and 5xx from S3, DynamoDB, SNS and Rekognition, plus one upload every stage-2 read fails on."""
-    def rule(operation: str, code: str, status: int, **extra: Any) -> dict[str, Any]:
-        return {"operation": operation, "code": code, "status": status, "rate": rate, **extra}
+# What each service answers when it is overloaded or failing for a moment (each a documented transient error: S3
+# SlowDown 503, SNS Throttling, Rekognition ThrottlingException, DynamoDB's throughput exceeded, 5xx).
+TRANSIENT = {"s3": ("SlowDown", 503), "sns": ("Throttling", 400), "rekognition": ("ThrottlingException", 400),
+             "dynamodb": ("ProvisionedThroughputExceededException", 400)}
 
-    table = [rule("dynamodb.UpdateItem", "ProvisionedThroughputExceededException", 400),
-             rule("dynamodb.GetItem", "InternalServerError", 500)]
-    return {
-        Function.INTAKE: [rule("s3.GetObject", "SlowDown", 503), rule("sns.Publish", "Throttling", 400), *table],
-        Function.THUMBNAILS: [rule("s3.GetObject", "InternalError", 500), rule("s3.PutObject", "SlowDown", 503), *table,
-                       {"operation": "s3.GetObject", "match": {"Key": POISON_KEY_PART}, "code": "InternalError",
-                        "status": 500, "rate": 1.0}],
-        Function.LABELS: [rule("rekognition.DetectLabels", "ThrottlingException", 400), *table],
-    }
+
+def faults(rate: float) -> dict[str, list[dict[str, Any]]]:
+    """Transient errors at `rate` on every call each declared stage makes (its declaration's `calls`) and on its
+    record's reads and writes, plus one upload every thumbnail read fails on (the poison)."""
+    def rule(operation: str, code: str, status: int) -> dict[str, Any]:
+        return {"operation": operation, "code": code, "status": status, "rate": rate}
+
+    table = [rule("dynamodb.UpdateItem", *TRANSIENT["dynamodb"]), rule("dynamodb.GetItem", "InternalServerError", 500)]
+    found = {stage.name: [*(rule(call, *TRANSIENT[call.split(".")[0]]) for call in stage.calls), *table]
+             for stage in stages.declared()}
+    found[Function.THUMBNAILS].append({"operation": "s3.GetObject", "match": {"Key": POISON_KEY_PART},
+                                       "code": "InternalError", "status": 500, "rate": 1.0})
+    return found
 
 
 def workload(count: int, rng: random.Random) -> list[tuple[str, str, bytes | None]]:

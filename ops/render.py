@@ -7,8 +7,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from handlers.names import LABEL_LIST, ClaimEvent, Function, StageStatus
-from handlers.records import DECISION, GATE
+from handlers import stages
+from handlers.names import ClaimEvent
+from handlers.records import DECISION
 
 PLAIN_EVERY_S = 5.0
 
@@ -31,34 +32,16 @@ def record(item: dict[str, Any], emulated: bool) -> str:
              f"{int(item.get('size') or 0):,} bytes, version {item.get('version_id') or '-'}",
              f"  uploaded {item.get('event_time') or '-'}, last changed {item.get('updated_at') or '-'}"
              + (f", owner {item['owner']}" if item.get("owner") else "")]
-    gate = item.get(GATE)
-    verdict = item.get(gate) if gate else None
-    if verdict:
-        screened = verdict.get("screened") or {}
-        what = ("the original" if screened.get("rendition") == "original" else
-                f"a JPEG rendition {screened.get('width')}x{screened.get('height')}" if screened else "-")
-        found = ", ".join(f"{label['name']} {float(label['confidence']):.1f}%" for label in verdict.get(LABEL_LIST, []))
-        lines.append(f"  {gate}: {verdict.get('status')}" + (" (emulated)" if verdict.get("source") == "emulated" else "")
-                     + f", screened {what}" + (f": {found}" if found else ": no labels")
-                     + (f" ({verdict['reason']})" if verdict.get("reason") and verdict.get("status") != StageStatus.HELD else ""))
+    for stage in stages.declared():
+        result = item.get(stage.name)
+        if stage.results and isinstance(result, dict):
+            lines += stage.describe(result, emulated)
     decided = item.get(DECISION)
     if decided:
         lines.append(f"  decision: {decided.get('decision')} by {decided.get('by')} at {decided.get('at')}")
-    thumbnails = item.get(Function.THUMBNAILS) or {}
-    if thumbnails:
-        lines.append(f"  thumbnails: {thumbnails.get('status')}" + (f" ({thumbnails['reason']})" if thumbnails.get("reason") else "")
-                     + (f", settings {thumbnails['settings']}" if thumbnails.get("settings") else ""))
-        for output in thumbnails.get("outputs", []):
-            lines.append(f"    {int(output['width'])}x{int(output['height'])}  {output.get('url') or output['key']}")
     note = item.get(ClaimEvent.REPROCESS)
     if note:
         lines.append(f"  reprocess to settings {note.get('settings')}: {note.get('status')}, {note.get('reason')}")
-    labels = item.get(Function.LABELS) or {}
-    if labels:
-        names = ", ".join(f"{label['name']} {float(label['confidence']):.0f}%" for label in labels.get(LABEL_LIST, []))
-        source = " (emulated)" if labels.get("source") == "emulated" or (emulated and labels.get("source") != "rekognition") else ""
-        lines.append(f"  labels: {labels.get('status')}{source}" + (f": {names}" if names else "")
-                     + (f" ({labels['reason']})" if labels.get("reason") else ""))
     metadata = item.get("metadata") or {}
     if metadata:
         camera = " ".join(str(metadata[k]) for k in ("camera_make", "camera_model") if metadata.get(k))

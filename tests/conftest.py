@@ -42,21 +42,41 @@ def handler_environment(**config: str) -> dict[str, str]:
 HANDLER_ENV = handler_environment()
 
 
+# mutmut gathers its stats in this process with MUTANT_UNDER_TEST=stats; read before pytest_sessionstart hides it.
+GATHERING_STATS = os.environ.get("MUTANT_UNDER_TEST") == "stats"
+
+
 def shared_scope(fixture_name: str, config: Any) -> str:
-    """Module-wide for speed; one per test while mutmut gathers its stats (MUTANT_UNDER_TEST=stats), where it
+    """Module-wide for speed; one per test while mutmut gathers its stats (GATHERING_STATS), where it
     learns which tests run the code from what each test calls (a stack built once for a module counts only for its
     first test). A mutant's own run is a fresh process with the mutant on from the start: module-wide again."""
-    return "function" if os.environ.get("MUTANT_UNDER_TEST") == "stats" else "module"
+    return "function" if GATHERING_STATS else "module"
 
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:
-    """Each test file's tests together, in the order they were asked for. mutmut names a mutant's tests as an
-    unordered set; interleaved, every switch between files tears down and rebuilds the module-wide stacks
-    (shared_scope): an infra mutant's 104 tests took 30 s shuffled against 9 s grouped."""
+    """Each test file's tests together, the files in the order they were asked for, a file's tests in the order
+    they are written. mutmut names a mutant's tests as a sorted set: interleaved, every switch between files tears
+    down and rebuilds the module-wide stacks (shared_scope; an infra mutant's 104 tests took 30 s shuffled against
+    9 s grouped), and the operator story of tests/test_ops.py, run alphabetically, waited for a reprocess no earlier
+    test had started."""
     first_seen: dict[Any, int] = {}
     for item in items:
         first_seen.setdefault(item.path, len(first_seen))
-    items.sort(key=lambda item: first_seen[item.path])
+    items.sort(key=lambda item: (first_seen[item.path], item.location[1] or 0))
+
+
+def pytest_sessionstart(session: Any) -> None:
+    """Under `make mutate`, a mutant of a module-level value takes effect in this session: the module was imported
+    before the mutant was chosen (tests/mutation_ops.py, `activate`). While mutmut gathers its stats, subprocesses
+    (the local cloud's functions, an archive imported in a clean interpreter) run the original code: they cannot
+    record stats, having no mutmut configuration where they run (mutmut keeps the mode in this process too)."""
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    if mutant == "stats":
+        del os.environ["MUTANT_UNDER_TEST"]
+    elif "__mutmut_" in mutant:
+        from tests import mutation_ops
+
+        mutation_ops.activate(mutant)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -5,7 +5,6 @@ small files, and seeded single-byte mutations of valid ones.
 """
 from __future__ import annotations
 
-import io
 import random
 import struct
 import zlib
@@ -15,12 +14,7 @@ from functools import cache
 from PIL import Image
 
 from localcloud import samples
-
-
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
+from localcloud.samples import encode
 
 
 def _segment(marker: int, payload: bytes) -> bytes:
@@ -83,11 +77,7 @@ def tiff_page_loop() -> bytes:
 
 def oriented_tiff(orientation: int) -> bytes:
     """The upright sample photo stored the way a camera would store it under `orientation`, tagged so."""
-    inverse = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-               4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90,
-               7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270}[orientation]
-    upright = samples.photo(240, 160)
-    stored = upright if inverse is None else upright.transpose(inverse)
+    stored = samples.as_stored(samples.photo(240, 160), orientation)
     exif = Image.Exif()
     exif[0x0112] = orientation
     return encode(stored, "TIFF", exif=exif.tobytes(), compression="tiff_deflate")

@@ -1,38 +1,92 @@
-"""The mutation score and the survivors, from mutmut's results (run after `mutmut run`; `make mutate` does both).
+"""`make mutate`: run mutmut (with tests/mutation_ops.py's operators) over the modules asked for, then report.
 
-    python -m tests.mutation      prints the score per module and overall, and every surviving mutant's diff name
+    python -m tests.mutation [--files PATH...] [--changed [BASE]] [--children N]   run, then report
+    python -m tests.mutation --report [--files PATH...]                          report the last run only
 
-Exits non-zero when the score is under TARGET or a mutant survives in a module that must have none.
+With neither --files nor --changed, every module in [tool.mutmut] only_mutate (pyproject.toml) is run; --changed
+takes the files changed against BASE (main by default: committed, staged and not) that are in that scope. mutmut's
+own output goes to mutants/mutmut-run.log. The report has a score per module, every survivor with its file:line, the
+line and the mutated code, and the equivalent mutants with their reasons; the exit status is 1 when a module scores
+under TARGET or a mutant survives where none may.
 """
 from __future__ import annotations
 
+import argparse
+import fnmatch
+import json
 import subprocess
 import sys
+import time
+import tomllib
 from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
 
 TARGET = 0.90
-# Security, delivery and validation code: no surviving mutant at all.
-NONE_MAY_SURVIVE = ("handlers.failures", "handlers.contracts", "handlers.limits", "handlers.intake", "infra.iam",
-                    "infra.policies")
+# Security, delivery, validation and the settling writes: no surviving mutant at all.
+NONE_MAY_SURVIVE = ("handlers.failures", "handlers.contracts", "handlers.limits", "handlers.intake", "handlers.records",
+                    "handlers.preflight", "infra.iam", "infra.policies")
 KILLED = {"killed", "timeout"}
-# Mutants that cannot change behaviour, each with the reason (mutmut names them by function and number; a
-# change to the function renames them, and then they count as survivors again until looked at).
+UNTESTED = {"skipped", "not checked", "caught by type check"}
+# Mutants that cannot change behaviour, each with the reason, keyed by (file, the original line, the mutated code):
+# a mutant keeps its key when other mutants are added or other lines move, and loses it when its own line changes
+# (then it is reported as a survivor until someone looks at it again).
 EQUIVALENT = {
-    "handlers.sniff.x__jpeg_size__mutmut_4": "pos + 5 <= len: with 4 bytes left every path of the loop body "
-                                             "returns (None, None) too",
-    "handlers.sniff.x__webp_size__mutmut_49": "<hh for <HH: only the low 14 bits are kept, the same in two's "
-                                              "complement",
-    "handlers.sniff.x__webp_size__mutmut_72": "data[21:26]: a fifth byte adds bits above 32; only bits 0-27 are used",
-    "handlers.sniff.x__jpeg_size__mutmut_5": "pos + 4 < len: with exactly 4 bytes left no segment can be read either "
-                                             "way; both end in (None, None)",
-    "handlers.sniff.x__jpeg_size__mutmut_24": "<= 216 (0xD8): SOI is already matched by the test before it",
-    "handlers.sniff.x__jpeg_size__mutmut_46": "<= 208 (0xD0): RST0 is skipped by the test before it, so it never gets here",
-    "handlers.intake.x__created__mutmut_115": "`or True`: a DUPLICATE outcome always carries the stored record "
-                                              "(records.record_event)",
-    "handlers.intake.x__inspect__mutmut_28": "`or`: sniff gives a width and a height together or neither",
-    "handlers.intake.x__current_version__mutmut_26": "strip('XX\"XX'): an ETag is hex digits (and -N), never an X",
+    ("handlers/sniff.py", 'width, height = struct.unpack("<HH", data[26:30])', '"<hh"'):
+        "<hh for <HH: only the low 14 bits are kept, the same in two's complement",
+    ("handlers/sniff.py", 'bits = int.from_bytes(data[21:25], "little")', "26"):
+        "data[21:26]: a fifth byte adds bits above 32; only bits 0-27 are used",
+    ("handlers/intake.py", "if found.width is not None and found.height is not None:",
+     "found.width is not None or found.height is not None"):
+        "`or`: sniff gives a width and a height together or neither",
+    ("handlers/intake.py", """return {"versionId": head.get("VersionId"), "eTag": head["ETag"].strip('"'), "size": head["ContentLength"]}""",
+     """'XX"XX'"""): "strip('XX\"XX'): an ETag is hex digits (and -N), never an X",
+    ("handlers/upload_api.py", "except (ValueError, UnicodeDecodeError):", "(ValueError,)"):
+        "UnicodeDecodeError is a ValueError: the tuple without it catches the same errors",
+    ("handlers/imaging.py", 'flags=ImageCms.Flags.COPY_ALPHA if out_mode == "RGBA" else ImageCms.Flags.NONE)', '!= "RGBA"'):
+        "Pillow copies the alpha band of an RGBA-to-RGBA transform itself, with or without COPY_ALPHA",
+    ("handlers/imaging.py", "except Exception:", "except Exception: pass"):
+        "the EXIF reader's fallback and _safe's `return None`: every read after them is guarded by _safe, which gives "
+        "None either way",
+    ("handlers/imaging.py", "exif = Image.Exif()", "pass"):
+        "without the empty EXIF every guarded read fails inside _safe and gives the same defaults",
 }
-UNTESTED = {"skipped", "not checked", "equivalent"}
+
+
+def scope() -> list[str]:
+    with open("pyproject.toml", "rb") as f:
+        return tomllib.load(f)["tool"]["mutmut"]["only_mutate"]
+
+
+def in_scope(path: str) -> bool:
+    return path.endswith(".py") and any(fnmatch.fnmatch(path, pattern) for pattern in scope())
+
+
+def module_of_path(path: str) -> str:
+    return path.removesuffix(".py").replace("/", ".")
+
+
+def changed_files(base: str) -> list[str]:
+    """Files changed against `base` (since the commit this branch shares with it), committed or not, in scope."""
+    fork = subprocess.run(["git", "merge-base", base, "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    names = subprocess.run(["git", "diff", "--name-only", fork], capture_output=True, text=True, check=True).stdout
+    untracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], capture_output=True, text=True,
+                               check=True).stdout
+    return sorted({n for n in (names + untracked).split() if in_scope(n) and Path(n).exists()})
+
+
+def run(files: list[str], children: int) -> int:
+    """mutmut run over `files` (all of the scope when empty); mutmut's output goes to mutants/mutmut-run.log."""
+    globs = [f"{module_of_path(f)}.*" for f in files]
+    Path("mutants").mkdir(exist_ok=True)
+    started = time.monotonic()
+    with open("mutants/mutmut-run.log", "w") as log:
+        status = subprocess.run([sys.executable, "-m", "tests.mutation_ops", "run", "--max-children", str(children), *globs],
+                                stdout=log, stderr=subprocess.STDOUT).returncode
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+    print(f"mutmut ran {len(files) or 'every'} module(s) in {time.monotonic() - started:,.0f} s "
+          f"(load at the end {' '.join(load)}); its output: mutants/mutmut-run.log")
+    return status
 
 
 def results() -> dict[str, str]:
@@ -47,43 +101,109 @@ def results() -> dict[str, str]:
     return found
 
 
-def module_of(mutant: str) -> str:
-    return mutant.split(".x", 1)[0] if ".x" in mutant else mutant.rsplit(".", 1)[0]
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    status: str
+    path: str
+    line: int
+    original: str  # the original line, stripped
+    mutated: str  # the mutated code (the node mutmut or tests/mutation_ops.py changed)
+
+    @property
+    def module(self) -> str:
+        return module_of_path(self.path)
+
+    @property
+    def equivalent(self) -> str | None:
+        return EQUIVALENT.get((self.path, self.original, self.mutated))
 
 
-def main() -> int:
-    found = results()
-    if not found:
-        print("no mutants found: run `mutmut run` first", file=sys.stderr)
+def mutants(statuses: dict[str, str]) -> list[Mutant]:
+    """Every mutant with where it is, from the listings tests/mutation_ops.py writes as it makes them."""
+    found = []
+    for listing in sorted(Path("mutants").rglob("*.py.lines.json")):
+        path = listing.relative_to("mutants").as_posix().removesuffix(".lines.json")
+        if not Path(path).exists() or not in_scope(path):
+            continue
+        source = Path(path).read_text().splitlines()
+        for key, entry in json.loads(listing.read_text())["mutants"].items():
+            name = f"{module_of_path(path)}.{key}"
+            if name in statuses:
+                line = entry["line"]
+                original = source[line - 1].strip() if 0 < line <= len(source) else ""
+                found.append(Mutant(name, statuses[name], path, line, original, entry["mutated"]))
+    return found
+
+
+def seconds(module: str) -> float:
+    """The time mutmut's workers spent on the module's mutants (their runs, one after another)."""
+    meta = Path("mutants") / (module.replace(".", "/") + ".py.meta")
+    return sum(json.loads(meta.read_text()).get("durations_by_key", {}).values()) if meta.exists() else 0.0
+
+
+def report(only: list[str]) -> int:
+    statuses = results()
+    every = [m for m in mutants(statuses) if not only or m.path in only]
+    if not every:
+        print("no mutants found: run `make mutate` first", file=sys.stderr)
         return 2
     by_module: dict[str, Counter] = defaultdict(Counter)
-    for name, status in found.items():
-        by_module[module_of(name)]["equivalent" if name in EQUIVALENT and status not in KILLED else status] += 1
-    total = Counter(found.values())
-    tested = sum(n for s, n in total.items() if s not in UNTESTED) - sum(1 for n in found if n in EQUIVALENT)
-    killed = sum(total[s] for s in KILLED)
-    print(f"{'module':28} {'killed':>7} {'of':>5} {'score':>6}")
+    for m in every:
+        by_module[m.module]["equivalent" if m.equivalent and m.status not in KILLED else m.status] += 1
+    print(f"{'module':30} {'killed':>7} {'of':>6} {'score':>6} {'equivalent':>11} {'no tests':>9} {'unrun':>6} {'time':>8}")
+    failing = []
     for module, counts in sorted(by_module.items()):
-        tried = sum(n for s, n in counts.items() if s not in UNTESTED)
+        tried = sum(n for s, n in counts.items() if s not in UNTESTED | {"equivalent"})
         done = sum(counts[s] for s in KILLED)
-        print(f"{module:28} {done:7} {tried:5} {done / tried if tried else 1:6.0%}")
-    score = killed / tested if tested else 1.0
-    print(f"{'all':28} {killed:7} {tested:5} {score:6.0%}   (target {TARGET:.0%}; {dict(total)})")
-    equivalent = sorted(n for n, s in found.items() if s not in KILLED | UNTESTED and n in EQUIVALENT)
-    survivors = sorted(n for n, s in found.items() if s not in KILLED | UNTESTED and n not in EQUIVALENT)
+        score = done / tried if tried else 1.0
+        if score < TARGET:
+            failing.append(module)
+        print(f"{module:30} {done:7} {tried:6} {score:6.0%} {counts['equivalent']:11} {counts['no tests']:9} "
+              f"{counts['not checked']:6} {seconds(module):7,.0f}s")
+    total = Counter(m.status for m in every)
+    killed = sum(total[s] for s in KILLED)
+    tried = sum(1 for m in every if m.status not in UNTESTED and not (m.equivalent and m.status not in KILLED))
+    print(f"{'all':30} {killed:7} {tried:6} {killed / tried if tried else 1:6.0%}   (target {TARGET:.0%} in every module; "
+          f"{dict(total)})")
+    equivalent = [m for m in every if m.equivalent and m.status not in KILLED]
+    survivors = [m for m in every if m.status not in KILLED | UNTESTED and not m.equivalent]
     if equivalent:
         print("\nequivalent (not counted):")
-        for name in equivalent:
-            print(f"  {name}: {EQUIVALENT[name]}")
+        for m in sorted(equivalent, key=lambda m: (m.path, m.line)):
+            print(f"  {m.path}:{m.line}  {m.mutated}: {m.equivalent}")
     if survivors:
-        print("\nsurvivors (see each with `.venv/bin/mutmut show NAME`):")
-        for name in survivors:
-            print(f"  {found[name]:10} {name}")
-    forbidden = [n for n in survivors if module_of(n).startswith(NONE_MAY_SURVIVE)]
+        print("\nsurvivors (`.venv/bin/mutmut show NAME` shows one):")
+        for m in sorted(survivors, key=lambda m: (m.path, m.line)):
+            print(f"  {m.path}:{m.line}  {m.original}\n      -> {m.mutated}   [{m.status}] {m.name}")
+    forbidden = [m for m in survivors if m.module.startswith(NONE_MAY_SURVIVE)]
+    if failing:
+        print(f"\nunder {TARGET:.0%}: {', '.join(failing)}")
     if forbidden:
         print(f"\n{len(forbidden)} survivor(s) where none may survive ({', '.join(NONE_MAY_SURVIVE)})")
-    return 0 if score >= TARGET and not forbidden else 1
+    return 1 if failing or forbidden else 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.mutation", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", nargs="*", default=[], help="the modules to run, by path (default: the whole scope)")
+    parser.add_argument("--changed", nargs="?", const="main", metavar="BASE",
+                        help="run the files changed against BASE (default main)")
+    parser.add_argument("--children", type=int, default=2, help="mutants run at once (default 2)")
+    parser.add_argument("--report", action="store_true", help="report the last run only")
+    args = parser.parse_args(argv)
+    outside = [f for f in args.files if not in_scope(f)]
+    if outside:
+        parser.error(f"not in [tool.mutmut] only_mutate: {', '.join(outside)}")
+    files = args.files + (changed_files(args.changed) if args.changed else [])
+    if args.changed and not files:
+        print(f"no file in the mutation scope changed against {args.changed}")
+        return 0
+    if not args.report and run(files, args.children) != 0:
+        print("mutmut failed: see mutants/mutmut-run.log", file=sys.stderr)
+        return 2
+    return report(files)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

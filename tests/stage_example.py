@@ -40,6 +40,7 @@ STAGE = Stage(
     sizing=StageSettings(memory=256, timeout=30, batch_size=10, batching_window=1, max_concurrency=2),
     subscription=lambda s: {ClaimAttribute.FORMAT: list(s.formats), ClaimAttribute.EVENT: [ClaimEvent.CREATED]},
     uses=("records", "uploads"),
+    calls=("s3.GetObject",),
     reported=(("checksummed", Metric.PROCESSED), ("dropped claim checks", Metric.INVALID_CLAIM_CHECKS)),
     capacity=Capacity(seconds=lambda c, megapixels, fmt, speed: 0.05 + megapixels * 0.002 * speed,
                       applies=lambda c, fmt: fmt in c.settings.formats, upload_reads=1, priced=lambda c: {"s3_get": 1.0}),

@@ -6,6 +6,7 @@ local cloud runs it.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -18,10 +19,10 @@ import pytest
 from handlers import stages
 from handlers.names import StackOutput
 from infra import capacity, costs, settings
-from localcloud import program, samples
+from localcloud import program, samples, soak
 from localcloud.__main__ import wait_until_settled
 from localcloud.cloud import LocalCloud
-from ops import queues
+from ops import queues, render
 from tests import stage_example
 from tests.infra_helpers import ALARM, FUNCTION, MAPPING, QUEUE, ROLE, SUBSCRIPTION, dlq_arns, function_grants
 
@@ -41,6 +42,7 @@ def stack(declared):
     return program.run(program.RecordingMocks(), {"checksums": json.dumps({"memory": 512})})
 
 
+@pytest.mark.source
 def test_nothing_of_the_project_names_the_stage():
     tracked = subprocess.run(["git", "ls-files", "handlers", "infra", "ops", "localcloud", "bench", "__main__.py",
                               "Pulumi.yaml"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
@@ -51,6 +53,7 @@ def test_nothing_of_the_project_names_the_stage():
     assert naming == []
 
 
+@pytest.mark.source
 def test_the_readmes_example_is_the_modules_own_text():
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Adding a stage"):]
@@ -145,6 +148,23 @@ def test_its_settings_are_the_stacks_keys(declared):
     assert mine.settings.digest == "sha512" and mine.sizing.max_concurrency == 3
 
 
+@dataclasses.dataclass(frozen=True)
+class NoSettings:
+    """A stage without settings of its own."""
+
+
+@pytest.mark.parametrize(("subscription", "words"), [
+    ({"format": [{"anything-but": ["gif"]}], "event": ["created"]}, "must list exact string values"),
+    ({"owner": ["alice"]}, "which claim checks do not carry"),
+], ids=["an SNS operator", "an attribute claim checks lack"])
+def test_a_filter_the_intakes_wait_cannot_evaluate_is_refused_at_pulumi_up(subscription, words):
+    # SNS would deliver by it, but the intake would not wait for the stage: its work would be skipped as settled.
+    odd = dataclasses.replace(stage_example.STAGE, name="odd", component="OddStage", resource="odd-stage",
+                              settings=NoSettings, subscription=lambda s: subscription)
+    with stages.also(odd, stage_example.__name__), pytest.raises(settings.SettingsError, match=f"stage odd: .*{words}"):
+        settings.load({})
+
+
 def test_capacity_and_cost_count_it(declared):
     s = settings.load({})
     jpeg = capacity.plan(s, rate=1, burst=100, megapixels=12, fmt="jpeg")
@@ -157,6 +177,30 @@ def test_capacity_and_cost_count_it(declared):
     assert "checksums" not in capacity.plan(s, rate=1, burst=100, megapixels=12, fmt="webp").stages
     # Its share of the Regional concurrency is counted with the others'.
     assert s.concurrency.scaling["checksums"] == 2
+
+
+def test_ops_show_prints_its_result(declared):
+    item = {"key": "uploads/a.jpg", "status": "done", "expected_stages": ["thumbnails", "labels", "checksums"],
+            "checksums": {"status": "done", "sha256": "ab"}, "labels": {"status": "unavailable", "reason": "quota"}}
+    shown = render.record(item, emulated=False).splitlines()
+    assert "  checksums: done" in shown and "  labels: unavailable (quota)" in shown
+
+
+def test_a_price_of_its_own_is_counted_and_a_missing_one_is_named(declared):
+    s = settings.load({})
+    priced = dataclasses.replace(stage_example.STAGE.capacity, priced=lambda c: {"digest_check": 2.0},
+                                 prices=(("digest_check", 0.5 / 1e6, "checks", "a made-up price"),))
+    mine = dataclasses.replace(s.configured("checksums"), stage=dataclasses.replace(stage_example.STAGE, capacity=priced))
+    assert costs.per_million([costs.StageCost.of(mine, 0.1)], s.architecture)["checks"] == 1.0  # 2 x $0.50 per million
+    unpriced = dataclasses.replace(mine, stage=dataclasses.replace(mine.stage, capacity=dataclasses.replace(priced, prices=())))
+    with pytest.raises(KeyError, match="no price for 'digest_check'"):
+        costs.per_million([costs.StageCost.of(unpriced, 0.1)], s.architecture)
+
+
+def test_the_soak_fails_its_calls_and_its_record(declared):
+    rules = {(r["operation"], r["code"]) for r in soak.faults(0.1)["checksums"]}
+    assert rules == {("s3.GetObject", "SlowDown"), ("dynamodb.UpdateItem", "ProvisionedThroughputExceededException"),
+                     ("dynamodb.GetItem", "InternalServerError")}
 
 
 def test_ops_status_reports_its_last_hour(declared):

@@ -199,3 +199,22 @@ def test_a_purge_request_for_thumbnails_a_record_shows_purges_nothing(cloud, cdn
 def test_a_message_that_is_not_a_purge_request_is_dropped_and_counted(cloud, cdn, body, emitted):
     assert run_purge(cloud, [{"Body": body, "MessageId": "m"}])[1] == []  # no retry can fix it
     assert invalidations(cdn) == [] and emitted["InvalidPurgeRequests"] == 1
+
+
+def test_a_purge_request_for_an_image_nobody_recorded_is_dropped_and_counted(cloud, cdn, emitted):
+    # Well-formed keys of no image: CloudFront would charge for each path and spend its in-progress budget on them.
+    made_up = contracts.PurgeRequest(tuple(f"thumbnails/{'e' * 32}/x/{n}.jpg" for n in range(100)))
+    assert run_purge(cloud, [{"Body": made_up.to_json(), "MessageId": "forged"}])[1] == []
+    assert invalidations(cdn) == [] and emitted["InvalidPurgeRequests"] == 1
+
+
+def test_one_invocation_starts_one_invalidation_and_hands_the_rest_back(cloud, cdn, monkeypatch):
+    monkeypatch.setattr(cdn_purge, "MAX_PATHS", 6)  # two images' three sizes (CloudFront's figure is 1,000 here)
+    records = [done(cloud, f"uploads/cap/{i}.webp") for i in range(3)]
+    for i in range(3):
+        deliver(cloud, cloud.delete(f"uploads/cap/{i}.webp"))
+    messages, deferred = run_purge(cloud)
+    assert len(messages) == 3 and len(deferred) == 1 and len(invalidations(cdn)) == 1
+    assert len(invalidations(cdn)[0]) == 6
+    assert run_purge(cloud, [m for m in messages if m["MessageId"] in deferred])[1] == []
+    assert sorted(p for batch in invalidations(cdn) for p in batch) == sorted(p for r in records for p in paths(r))

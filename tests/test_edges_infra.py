@@ -173,9 +173,13 @@ def test_api_uploads_must_be_create_only_writes(stack):
     [deny] = [s for s in statements(policy) if s.get("Sid") == "ApiUploadsAreCreateOnly"]
     assert deny == {"Sid": "ApiUploadsAreCreateOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
                     "Resource": f"arn:aws:s3:::{uploads}/uploads/api/*", "Condition": {"Null": {"s3:if-none-match": "true"}}}
+    # Under the API's prefix (it names the owner) only the upload function's grants may put; without an API, nobody.
+    [only] = [s for s in statements(policy) if s.get("Sid") == "ApiUploadsOnlyByTheApi"]
+    assert only["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": stack.named("claimcheck-upload-api-function").inputs["role"]}}
     plain = program.run(program.RecordingMocks())
     [plain_policy] = [p for p in plain.of_type("aws:s3/bucketPolicy:BucketPolicy") if p.inputs["bucket"] == plain.outputs["uploadsBucket"]]
-    assert [s["Sid"] for s in statements(plain_policy)] == ["DenyInsecureTransport"]
+    assert [s["Sid"] for s in statements(plain_policy)] == ["DenyInsecureTransport", "ApiUploadsOnlyByTheApi"]
+    assert "Condition" not in statements(plain_policy)[1]
 
 
 def test_minting_is_bounded(stack, jwt_stack):

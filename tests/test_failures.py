@@ -5,7 +5,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from handlers import limits
-from handlers.failures import PERMANENT_ERRORS, PermanentFailure, as_permanent, error_code
+from handlers.failures import PERMANENT_ERRORS, PermanentFailure, as_permanent, classified, error_code
 
 
 def client_error(response: dict) -> ClientError:
@@ -31,10 +31,54 @@ def test_error_codes_of_other_exceptions_are_none():
     assert as_permanent(TimeoutError()) is None
 
 
-@pytest.mark.parametrize("code", sorted(PERMANENT_ERRORS))
+GONE = "the object is gone (deleted before it was processed)"
+CHANGED = "the object changed after the event (overwritten before it was processed)"
+# Written out, not read from PERMANENT_ERRORS: a code dropped from the table must fail here, not vanish from the cases.
+REASONS = {
+    "NoSuchKey": GONE,
+    "NoSuchVersion": "this version of the object is gone (deleted before it was processed)",
+    "404": GONE,
+    "PreconditionFailed": CHANGED,
+    "412": CHANGED,
+    "InvalidRange": "the object is empty",
+    "InvalidImageFormatException": "Rekognition cannot read this image format",
+    "ImageTooLargeException": "the image is larger than Rekognition accepts",
+    "InvalidS3ObjectException": "Rekognition could not read the object from S3",
+    "InvalidParameterException": "Rekognition refused the image (too small or invalid dimensions)",
+}
+
+
+@pytest.mark.parametrize("code", sorted(REASONS))
 def test_each_permanent_code_becomes_its_reason(code):
     failure = as_permanent(client_error({"Error": {"Code": code, "Message": "m"}}))
-    assert failure is not None and failure.reason == PERMANENT_ERRORS[code]
+    assert failure is not None and failure.reason == REASONS[code]
+
+
+def test_the_permanent_codes_are_exactly_these():
+    assert PERMANENT_ERRORS == REASONS
+
+
+def test_reading_an_object_overwritten_since_its_event_is_permanent_with_that_reason(cloud):
+    # S3 answers a GET or HEAD whose If-Match no longer matches with 412 (Amazon S3 API Reference, GetObject and
+    # HeadObject, "If-Match"): PreconditionFailed with an error body, a bare 412 for HEAD, which has none.
+    bucket, key = cloud.thumbnails, "uploads/x.jpg"  # an unversioned bucket: the claim check names the ETag
+    etag = cloud.s3.put_object(Bucket=bucket, Key=key, Body=b"first")["ETag"]
+    cloud.s3.put_object(Bucket=bucket, Key=key, Body=b"second")
+    for read in (cloud.s3.get_object, cloud.s3.head_object):
+        with pytest.raises(PermanentFailure) as failed, classified():
+            read(Bucket=bucket, Key=key, IfMatch=etag)
+        assert failed.value.reason == CHANGED, read
+    cloud.s3.delete_object(Bucket=bucket, Key=key)
+    with pytest.raises(PermanentFailure) as failed, classified():
+        cloud.s3.get_object(Bucket=bucket, Key=key)
+    assert failed.value.reason == GONE
+
+
+def test_a_transient_error_leaves_the_classification_unchanged():
+    throttled = client_error({"Error": {"Code": "SlowDown"}})
+    with pytest.raises(ClientError) as raised, classified():
+        raise throttled
+    assert raised.value is throttled
 
 
 @pytest.mark.parametrize("code", ["InternalError", "SlowDown", "ThrottlingException", "AccessDenied", "500", "503"])

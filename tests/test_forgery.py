@@ -208,3 +208,60 @@ def test_a_genuine_event_overtaken_by_two_newer_versions_is_stale_not_refused(cl
     record = cloud.record(key)
     assert (record["status"], record["format"], record["version_id"]) == ("done", "png", third["s3"]["object"]["versionId"])
     assert_thumbnails_only_for_done(cloud)
+
+
+def locked_then_deleted(cloud, key: str) -> dict:
+    """The user deletes the key after a forgery; what the record and the bucket say then."""
+    deliver(cloud, cloud.delete(key))
+    return cloud.record(key)
+
+
+def test_an_event_that_names_no_version_is_refused_and_the_delete_after_it_counts(cloud, done, emitted):
+    key, record, _ = done
+    # Every event of a versioned bucket names its version (S3 User Guide, "Event message structure": versionId);
+    # one that names none, with a sequencer past every real one, would have locked the key.
+    forged = cloud.s3_event("ObjectCreated:Put", key)
+    forged["s3"]["object"] = {"key": key, "sequencer": FFFF}
+    assert deliver(cloud, forged) == []
+    assert cloud.record(key) == record and emitted["InvalidEvents"] == 1
+    assert locked_then_deleted(cloud, key)["status"] == "deleted" and cloud.thumbnail_keys() == []
+
+
+def test_a_forgery_that_front_runs_a_new_version_cannot_outlive_the_users_delete(cloud, done, emitted):
+    key, _, _ = done
+    genuine = cloud.put(key, images.jpeg(220, 100))
+    obj = genuine["s3"]["object"]
+    deliver(cloud, event_for(cloud, key, {"size": obj["size"], "etag": obj["eTag"], "version_id": obj["versionId"]}, FFFF))
+    assert cloud.record(key)["sequencer"].startswith(FFFF)
+    deliver(cloud, genuine)
+    # The delete's sequencer is lower than the forged one; S3 has no current version: the bucket wins.
+    record = locked_then_deleted(cloud, key)
+    assert record["status"] == "deleted" and cloud.thumbnail_keys() == [] and emitted["Reconciled"] == 1
+
+
+def test_a_forged_removal_past_every_real_sequencer_cannot_outlive_the_users_delete(cloud, done, emitted):
+    key, _, _ = done
+    genuine = cloud.put(key, images.jpeg(220, 100))  # a new version whose event has not arrived yet
+    # A removal with a sequencer past every real one: S3's current version is not the record's, so it is processed
+    # as that version (restored), and the record carries the forged sequencer.
+    removal = cloud.s3_event("ObjectRemoved:Delete", key, version_id="made-up")
+    removal["s3"]["object"]["sequencer"] = FFFF
+    deliver(cloud, removal)
+    assert cloud.record(key)["sequencer"].startswith(FFFF)
+    deliver(cloud, genuine)
+    record = locked_then_deleted(cloud, key)
+    assert record["status"] == "deleted" and cloud.thumbnail_keys() == []
+
+
+def test_a_claim_check_that_misstates_the_size_is_refused_not_judged_by_it(cloud, emitted, monkeypatch):
+    key = "uploads/small.jpg"
+    assert invoke(intake, [s3_message(cloud.put(key, images.jpeg(300, 200)))])["batchItemFailures"] == []
+    [genuine] = [p["claim"] for p in cloud.published()]
+    called: list[dict] = []
+    monkeypatch.setattr(aws.client("rekognition"), "detect_labels",
+                        lambda **kw: called.append(kw) or {"Labels": [{"Name": "Sea", "Confidence": 99.0}]})
+    # Over the 15 MB DetectLabels reads from S3: believed, it would have settled the labels as unavailable unpaid.
+    to_stage(labels, {**genuine, "size": 16 * 2**20})
+    assert "labels" not in cloud.record(key) and called == [] and emitted["InvalidClaimChecks"] == 1
+    to_stage(labels, genuine)
+    assert cloud.record(key)["labels"]["status"] == "done" and len(called) == 1

@@ -13,16 +13,11 @@ import pytest
 from PIL import Image
 
 from bench.engines import psnr_images
-from handlers import imaging
+from handlers import imaging, jpeg_markers
+from localcloud.samples import encode
 from tests.conftest import handler_environment
 
 LIMITS = imaging.Limits(10**8, 10)
-
-
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 def opened(thumbnail: imaging.Thumbnail) -> Image.Image:
@@ -139,14 +134,7 @@ _STANDARD_HUFFMAN_COUNTS = {
 
 def _jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
     """(marker, payload) of each segment before the first scan's data."""
-    found, pos = [], 2
-    while pos + 4 <= len(data) and data[pos] == 0xFF:
-        marker, length = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], "big")
-        found.append((marker, data[pos + 4:pos + 2 + length]))
-        if marker == 0xDA:
-            break
-        pos += 2 + length
-    return found
+    return [(s.marker, s.payload(data)) for s in jpeg_markers.segments(data)]
 
 
 def _huffman_counts(segments: list[tuple[int, bytes]]) -> list[bytes]:
@@ -206,3 +194,60 @@ print(json.dumps({"prepared": thumbnails.PREPARED, "started": started, "after": 
     assert sorted(found["prepared"]) == needed
     assert found["started"] == found["after"] == needed
     assert found["out"] == "webp" and found["bmp"] == "BMP"
+
+
+def test_a_transparent_png_with_a_display_p3_profile_keeps_its_alpha_through_the_conversion():
+    # Kills the alpha checks of the sRGB conversion inverted (COPY_ALPHA only for an RGB output) or RGBA left out of
+    # the modes an RGB profile describes: the transparent half turned opaque black, or the colours went unconverted.
+    from tests.hostile import matrix_profile
+
+    rgba = Image.new("RGBA", (200, 100), (200, 100, 50, 255))
+    rgba.paste((0, 0, 0, 0), (100, 0, 200, 100))  # right half transparent (and black underneath)
+    data = encode(rgba, "PNG", icc_profile=matrix_profile("Display P3"))
+    png = imaging.make_thumbnails(data, (64,), "png", 90, LIMITS, sniffed="png")
+    out = opened(png.thumbnails[0])
+    assert png.metadata["color_profile"] == "Display P3" and out.mode == "RGBA"
+    left, right = out.getpixel((5, 16)), out.getpixel((60, 16))
+    assert left[3] == 255 and right[3] == 0
+    assert max(abs(a - b) for a, b in zip(left[:3], (216, 93, 24), strict=True)) <= 3  # P3's orange, in sRGB
+    [jpeg] = imaging.make_thumbnails(data, (64,), "jpeg", 90, LIMITS, sniffed="png").thumbnails
+    flat = opened(jpeg)
+    assert min(flat.getpixel((60, 16))) > 240  # flattened onto white, not black
+
+
+def test_a_palette_png_with_a_transparent_colour_keeps_it_and_one_without_is_opaque():
+    palette = Image.new("P", (200, 100), 1)
+    palette.putpalette([255, 255, 255, 200, 30, 30] + [0] * 762)
+    palette.paste(0, (100, 0, 200, 100))
+    with_transparency = imaging.make_thumbnails(encode(palette, "PNG", transparency=0), (64,), "png", 90, LIMITS)
+    assert opened(with_transparency.thumbnails[0]).getpixel((60, 16))[3] == 0
+    opaque = opened(imaging.make_thumbnails(encode(palette, "PNG"), (64,), "png", 90, LIMITS).thumbnails[0])
+    assert opaque.mode == "RGB" and opaque.getpixel((60, 16)) == (255, 255, 255)
+
+
+def test_a_gif_is_decoded_as_a_gif_and_named_one():
+    # Kills the GIF entry dropped from the decoders (the stage refused every GIF the intake accepted) or from the
+    # format names.
+    gif = encode(Image.new("RGB", (120, 60), (0, 128, 255)).convert("P"), "GIF")
+    result = imaging.make_thumbnails(gif, (32,), "png", 90, LIMITS, sniffed="gif")
+    assert result.metadata["format"] == "gif" and opened(result.thumbnails[0]).size == (32, 16)
+    assert imaging.FORMAT_NAMES["GIF"] == "gif" and imaging.DECODERS["gif"][1] == ("GIF",)
+
+
+def test_bytes_the_decoder_cannot_read_are_a_permanent_failure_with_a_reason():
+    # Kills the engine's `except Exception` turned to pass (or to a bare raise: an OSError, retried for ever).
+    truncated = encode(Image.new("RGB", (400, 300), (10, 200, 30)), "PNG")[:-200]
+    with pytest.raises(imaging.PermanentFailure) as failed:
+        imaging.make_thumbnails(truncated, (64,), "jpeg", 90, LIMITS, sniffed="png")
+    assert failed.value.reason == "the image data is truncated"
+
+
+def test_an_unreadable_exif_block_gives_the_defaults_not_a_failure():
+    class Broken:
+        format, mode, size = "JPEG", "RGB", (40, 30)
+
+        def getexif(self):
+            raise SyntaxError("bad EXIF")
+
+    assert imaging.extract_metadata(Broken(), store_gps=True) == {
+        "format": "jpeg", "mode": "RGB", "orientation": 1, "width": 40, "height": 30}

@@ -77,6 +77,9 @@ def test_webp_is_accepted_without_a_label_stage(cloud):
     ("uploads/layers.jpg", images.psd_header(), "not an image: the content is a Photoshop document (PSD) despite its .jpg name"),
     ("uploads/huge.png", images.png_header_only(20000, 20000), "the image is 20000x20000 (400.0 MP), over the limit of 50.0 MP"),
     ("uploads/big.png", images.png_header_only(10000, 10000), "the image is 10000x10000 (100.0 MP), over the limit of 50.0 MP"),
+    # A byte that is no marker before the frame header: the decoders walk past it, and so does the sniffing.
+    ("uploads/hidden.jpg", images.with_frame_size(images.jpeg(64, 64), 60000, 60000).replace(b"\xff\xc0", b"\x00\xff\xc0", 1),
+     "the image is 60000x60000 (3600.0 MP), over the limit of 50.0 MP"),
 ])
 def test_bad_uploads_are_rejected_with_a_reason_and_publish_nothing(cloud, key, data, reason):
     response = invoke(intake, [s3_message(cloud.put(key, data))])

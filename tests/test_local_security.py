@@ -8,7 +8,9 @@ The chain a page on another site could once follow against `make up` is replayed
      preflight) to /_localcloud/configure: refused, and the rules unchanged;
   4. switch moto's request recorder on: refused, whatever the request carries;
   5. read an original from its origin with the admin key everyone knew: no such key, and S3's answer has no CORS
-     header for that origin, so the browser would hand the page nothing.
+     header for that origin, so the browser would hand the page nothing;
+  6. act as a function with its access key and a made-up secret (another process on the machine): the signature
+     does not match, and the keys are drawn afresh each run.
 Every answer of every listener carries Content-Security-Policy, X-Frame-Options: DENY and nosniff.
 """
 from __future__ import annotations
@@ -150,6 +152,26 @@ def test_an_original_is_not_read_from_a_foreign_origin(local):
     read = client_as(cloud, admin["AWS_ACCESS_KEY_ID"], admin["AWS_SECRET_ACCESS_KEY"], EVIL).get_object(Bucket=bucket, Key=ORIGINAL)
     assert read["ContentLength"] > 0
     assert not any(h.startswith("access-control-") for h in read["ResponseMetadata"]["HTTPHeaders"])
+
+
+def test_an_access_key_is_nobody_s_without_its_secret(local):
+    cloud, _ = local
+    [intake] = [name for name in cloud.credentials if name.startswith("claimcheck-intake-function")]
+    key, secret = cloud.credentials[intake]["AWS_ACCESS_KEY_ID"], cloud.credentials[intake]["AWS_SECRET_ACCESS_KEY"]
+    bucket = cloud.outputs["uploadsBucket"]
+    for service, call in (("s3", lambda c: c.get_object(Bucket=bucket, Key=ORIGINAL)),
+                          ("dynamodb", lambda c: c.get_item(TableName=cloud.outputs["tableName"], Key={"image_id": {"S": "x"}}))):
+        forged = boto3.client(service, aws_access_key_id=key, aws_secret_access_key="not-the-secret",
+                              endpoint_url=cloud.endpoint_of(service), region_name="us-east-1")
+        with pytest.raises(ClientError) as refused:
+            call(forged)
+        assert refused.value.response["Error"]["Code"] == "SignatureDoesNotMatch", service
+        genuine = boto3.client(service, aws_access_key_id=key, aws_secret_access_key=secret,
+                               endpoint_url=cloud.endpoint_of(service), region_name="us-east-1")
+        assert call(genuine)["ResponseMetadata"]["HTTPStatusCode"] == 200, service
+    # And the key itself is this run's: nothing about the function's name makes it.
+    from localcloud.cloud import function_credentials
+    assert function_credentials(cloud.deployed)[intake]["AWS_ACCESS_KEY_ID"] != key
 
 
 def test_no_answer_carries_moto_s_own_cors(local):

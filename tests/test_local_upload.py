@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from botocore.exceptions import ClientError
 
 from localcloud import samples
 from localcloud.__main__ import UPLOAD_CONFIG, wait_until_settled
@@ -38,13 +39,25 @@ def uploaded(tmp_path_factory):
         replay["swap"] = cloud.put_with_grant(grant, bytes(reversed(original)))  # other bytes of the signed length
         replay["longer"] = cloud.put_with_grant(grant, original + b"\0")  # the signed length is part of the grant
         front_door = front_door_answers(cloud.upload_api_url)
+        # Someone who may put objects in the bucket (here the local cloud's administrator) files an image under
+        # carol's namespace directly, not through the API: the bucket policy refuses it.
+        try:
+            cloud.client("s3").put_object(Bucket=cloud.outputs["uploadsBucket"], Key="uploads/api/carol/forged.jpg",
+                                          Body=samples.jpeg(64, 64), IfNoneMatch="*")
+            direct = "stored"
+        except ClientError as refused:
+            direct = refused.response["Error"]["Code"]
         keys = [r.key for r in results.values() if r.key and r.s3_status == 200]
         summary = wait_until_settled(cloud, keys, timeout=90)
         versions = cloud.client("s3").list_object_versions(Bucket=cloud.outputs["uploadsBucket"], Prefix=grant["key"])
         accepted = cloud.metrics()["intake"].get("Accepted", 0)
         return {"results": results, "summary": summary, "cdn": cloud.outputs["thumbnailsUrl"], "replay": replay,
-                "versions": versions.get("Versions", []), "front_door": front_door, "accepted": accepted,
+                "versions": versions.get("Versions", []), "front_door": front_door, "accepted": accepted, "direct": direct,
                 "logs": (cloud.workdir / "logs" / "upload_api.log").read_text()}
+
+
+def test_only_the_api_files_an_image_under_an_owner(uploaded):
+    assert uploaded["direct"] == "AccessDenied"
 
 
 def test_the_api_chooses_unique_keys_in_the_callers_namespace(uploaded):

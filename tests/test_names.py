@@ -42,6 +42,7 @@ def literals(path: Path) -> list[tuple[int, str]]:
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
 
 
+@pytest.mark.source
 def test_no_shared_name_is_spelled_out_outside_names_py():
     stray = [f"{path.relative_to(ROOT)}:{line}: {value!r} is names.{SHARED[value]}"
              for path in PRODUCT if path != ROOT / "handlers" / "names.py"

@@ -143,3 +143,66 @@ def test_the_attention_index_holds_an_image_only_while_it_may_need_a_person(clou
 def test_attention_keys_spread_over_sixteen_shards_by_image_id():
     keys = {records.attention_key("rejected", f"{digit}{'0' * 31}") for digit in "0123456789abcdef"}
     assert keys == {f"rejected#{digit}" for digit in "0123456789abcdef"}
+
+
+def test_a_newer_version_accepted_between_a_stage_result_and_its_settling_write_stays_accepted(cloud, monkeypatch):
+    # Kills the settling write's condition weakened to `#seq = :seq OR #status = :accepted`: the newer version is
+    # accepted too, so only the sequencer keeps the old version's result from settling it. A conditional UpdateItem
+    # writes only when its condition is true (DynamoDB Developer Guide, "Condition expressions"); moto evaluates it.
+    accepted(cloud, expected=("thumbnails",))
+    newer = "2".rjust(32, "0")
+    write = records._update
+
+    def newer_upload_lands_after_the_first_write(*args, **kwargs):
+        result = write(*args, **kwargs)
+        if kwargs["condition_values"].get(":seq") == SEQ:
+            records.record_event("images", IMAGE, newer, {"status": "accepted", "reason": "", "key": "uploads/x.jpg",
+                                                           "expected_stages": ["thumbnails", "labels"]}, stages=RESULTS)
+        return result
+
+    monkeypatch.setattr(records, "_update", newer_upload_lands_after_the_first_write)
+    records.record_stage("images", IMAGE, SEQ, "thumbnails", {"status": "failed", "reason": "bad bytes"})
+    record = stored(cloud)
+    assert (record["status"], record["sequencer"], record["reason"]) == ("accepted", newer, "")
+    assert "thumbnails" not in record and record["attention"] == "accepted#0"
+
+
+def test_a_stage_result_delivered_again_after_the_image_settled_changes_nothing(cloud):
+    # Kills the stage write's condition weakened to OR (the record is done, the sequencer the same) and the
+    # duplicate-versus-stale classification of the refused write.
+    known = accepted(cloud, expected=("thumbnails",))
+    records.record_stage("images", IMAGE, SEQ, "thumbnails", {"status": "done", "outputs": ["a"]}, known=known)
+    again = records.record_stage("images", IMAGE, SEQ, "thumbnails", {"status": "failed", "reason": "late"}, known=known)
+    assert again.outcome == Outcome.DUPLICATE and again.record.status == "done"
+    record = stored(cloud)
+    assert (record["status"], record["reason"], record["thumbnails"]["status"], record["thumbnails"]["outputs"]) == (
+        "done", "", "done", ["a"])
+    later = records.record_stage("images", IMAGE, SEQ, "thumbnails", {"status": "failed", "reason": "late"})
+    assert later.outcome == Outcome.DUPLICATE and stored(cloud)["thumbnails"]["status"] == "done"
+
+
+def test_a_late_result_of_an_older_version_is_stale_and_holds_nothing_of_it(cloud):
+    accepted(cloud, expected=("thumbnails",))
+    newer = "2".rjust(32, "0")
+    records.record_event("images", IMAGE, newer, {"status": "accepted", "reason": "", "key": "uploads/x.jpg",
+                                                   "expected_stages": ["thumbnails"]}, stages=RESULTS)
+    late = records.record_stage("images", IMAGE, SEQ, "thumbnails", {"status": "done", "outputs": ["old"]})
+    assert (late.outcome, late.record.sequencer) == (Outcome.STALE, newer)
+    older = records.record_event("images", IMAGE, SEQ, {"status": "accepted", "reason": "", "key": "uploads/x.jpg"},
+                                   stages=RESULTS)
+    assert (older.outcome, older.record.sequencer) == (Outcome.STALE, newer)
+    assert stored(cloud)["sequencer"] == newer and "thumbnails" not in stored(cloud)
+
+
+def test_only_the_first_version_of_a_key_is_made_by_its_event(cloud, monkeypatch):
+    # Whether an earlier version's thumbnails must be cleared (handlers/thumbnails.py) rests on this: the first
+    # write stamps created_at and updated_at alike, every later one only updated_at.
+    stamps = (f"2026-11-23T10:00:0{n}.000Z" for n in range(10))
+    monkeypatch.setattr(records, "now", lambda: next(stamps))
+    first = accepted(cloud, expected=("thumbnails",))
+    assert first.made_by_its_event
+    records.record_event("images", IMAGE, "2".rjust(32, "0"), {"status": "accepted", "reason": "", "key": "uploads/x.jpg",
+                                                                "expected_stages": ["thumbnails"]}, stages=RESULTS)
+    second = records.get("images", IMAGE)
+    assert second.item["created_at"] == first.item["created_at"] and not second.made_by_its_event
+    assert not records.ImageRecord({"status": "accepted"}).made_by_its_event  # no stamps: nothing says it was first

@@ -1,19 +1,17 @@
 """Sniffing: the format by content and the size by header, exactly, for every way the intake meets a file."""
 from __future__ import annotations
 
-import io
 import struct
 
 import pytest
 from PIL import Image
 
 from handlers.sniff import SNIFF_BYTES, Sniffed, sniff
+from localcloud.samples import encode
 
 
 def encoded(fmt: str, size: tuple[int, int], mode: str = "RGB", **options) -> bytes:
-    buffer = io.BytesIO()
-    Image.new(mode, size, (200, 100, 50, 128)[:len(mode)] if mode != "1" else 1).save(buffer, fmt, **options)
-    return buffer.getvalue()
+    return encode(Image.new(mode, size, (200, 100, 50, 128)[:len(mode)] if mode != "1" else 1), fmt, **options)
 
 
 @pytest.mark.parametrize("fmt, mode, options, chunk", [

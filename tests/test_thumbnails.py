@@ -54,11 +54,7 @@ def test_jpeg_waits_for_labels_before_done(cloud):
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_every_exif_orientation_displays_upright_without_exif(cloud, orientation):
     # The stored pixels are the upright image transformed the way a camera would store them.
-    upright = images.photo(240, 160)  # red marker top-left, landscape
-    inverse = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-               4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90,
-               7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270}[orientation]
-    stored = upright if inverse is None else upright.transpose(inverse)
+    stored = images.as_stored(images.photo(240, 160), orientation)  # red marker top-left, landscape
     exif = Image.Exif()
     exif[0x0112] = orientation
     exif[0x010F] = "Canon"

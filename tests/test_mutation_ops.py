@@ -1,0 +1,218 @@
+"""The mutation operators `make mutate` adds to mutmut (tests/mutation_ops.py): each makes exactly the mutant it
+promises on a tiny source, through mutmut's own file mutation, and a mutant of a lifted module-level value takes
+effect in a process that imported the module before the mutant was chosen."""
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import textwrap
+
+import pytest
+
+from tests import mutation_ops
+
+mutation_ops.install()
+
+
+def mutants(source: str, tmp_path, monkeypatch) -> dict[str, str]:
+    """Mutant name -> its mutated code (the lines that differ from the original function's), as mutmut makes them."""
+    from mutmut.mutation.file_mutation import mutate_file_contents
+
+    monkeypatch.chdir(tmp_path)
+    code = textwrap.dedent(source)
+    mutated = mutate_file_contents("tiny.py", code)
+    listing = json.loads((tmp_path / "mutants" / "tiny.py.lines.json").read_text())["mutants"]
+    assert sorted(listing) == sorted(mutated.mutant_names)
+    return {name: entry["mutated"] for name, entry in listing.items()}
+
+
+def made(source: str, tmp_path, monkeypatch) -> set[str]:
+    return set(mutants(source, tmp_path, monkeypatch).values())
+
+
+def test_a_policy_effect_is_flipped(tmp_path, monkeypatch):
+    found = made('''
+        def statement():
+            return {"Effect": "Allow", "Action": "s3:GetObject"}
+    ''', tmp_path, monkeypatch)
+    assert '"Deny"' in found and '"XXAllowXX"' in found  # mutmut's own string mutant is still made
+
+
+@pytest.mark.parametrize("expression, swapped", [
+    ("#seq = :seq AND #status = :accepted", {"#seq = :seq OR #status = :accepted", "#seq <> :seq AND #status = :accepted",
+                                             "#seq = :seq AND #status <> :accepted"}),
+    ("attribute_not_exists(#seq) OR #seq < :seq", {"attribute_exists(#seq) OR #seq < :seq",
+                                                   "attribute_not_exists(#seq) AND #seq < :seq",
+                                                   "attribute_not_exists(#seq) OR #seq <= :seq"}),
+    ("attribute_exists(#k) AND #n >= :n", {"attribute_not_exists(#k) AND #n >= :n", "attribute_exists(#k) OR #n >= :n",
+                                          "attribute_exists(#k) AND #n > :n"}),
+])
+def test_each_operator_of_a_condition_expression_is_swapped_one_at_a_time(expression, swapped, tmp_path, monkeypatch):
+    found = made(f'''
+        def write(table):
+            return table.update_item(ConditionExpression="{expression}")
+    ''', tmp_path, monkeypatch)
+    assert {f'"{s}"' for s in swapped} <= found
+
+
+def test_a_joined_and_and_an_f_string_condition_are_swapped_too(tmp_path, monkeypatch):
+    found = made('''
+        def condition(made):
+            return " AND ".join(["#a = :a", f"#seq = :seq AND {made}"])
+    ''', tmp_path, monkeypatch)
+    assert {'" OR "', 'f"#seq = :seq OR {made}"', 'f"#seq <> :seq AND {made}"'} <= found
+
+
+def test_prose_is_no_expression():
+    assert not mutation_ops._is_expression("the image is 3 < 4 AND over") and not mutation_ops._is_expression("arn:aws:s3")
+
+
+def test_a_statement_is_removed_but_not_a_log_line_or_a_docstring(tmp_path, monkeypatch):
+    monkeypatch.setattr("mutmut.mutation.pragma_handling.config",
+                        lambda: type("C", (), {"do_not_mutate_patterns": [r"^\s*logger\.info\("]})())
+    found = mutants('''
+        def check(size, logger):
+            """Refuse what is too large."""
+            logger.info("checking")
+            if size > 10:
+                raise ValueError("too large")
+            return size
+    ''', tmp_path, monkeypatch)
+    lines = json.loads((tmp_path / "mutants" / "tiny.py.lines.json").read_text())["mutants"]
+    removed = {lines[name]["line"] for name, code in found.items() if code == "pass"}
+    assert removed == {6}  # the raise; not the docstring (3), not the log line (4)
+
+
+def test_an_except_body_becomes_pass_and_a_bare_raise(tmp_path, monkeypatch):
+    source = '''
+        def parse(raw):
+            try:
+                return int(raw)
+            except ValueError:
+                log(raw)
+                return None
+    '''
+    from mutmut.mutation.file_mutation import mutate_file_contents
+
+    monkeypatch.chdir(tmp_path)
+    code = mutate_file_contents("tiny.py", textwrap.dedent(source)).code
+    assert "    except ValueError:\n        pass\n" in code and "    except ValueError:\n        raise\n" in code
+
+
+def test_a_lone_statement_in_an_except_is_removed_once(tmp_path, monkeypatch):
+    found = list(mutants('''
+        def parse(raw):
+            try:
+                return int(raw)
+            except ValueError as exc:
+                raise KeyError(raw) from exc
+    ''', tmp_path, monkeypatch).values())
+    assert found.count("pass") == 1 and found.count("except ValueError as exc: raise") == 1
+
+
+@pytest.mark.parametrize("literal, dropped", [
+    ('{"a": 1, "b": 2}', {'{"b": 2}', '{"a": 1}'}),
+    ('["x", "y", "z"]', {'["y", "z"]', '["x", "z"]', '["x", "y"]'}),
+    ('{"x", "y"}', {'{"y"}', '{"x"}'}),
+    ('("x", "y")', {'("y",)', '("x",)'}),
+])
+def test_each_entry_of_a_container_is_dropped(literal, dropped, tmp_path, monkeypatch):
+    found = made(f'''
+        def table():
+            return {literal}
+    ''', tmp_path, monkeypatch)
+    assert dropped <= found
+
+
+def test_a_bare_tuple_target_keeps_its_names(tmp_path, monkeypatch):
+    found = made('''
+        def pair(values):
+            first, second = values
+            return first
+    ''', tmp_path, monkeypatch)
+    assert not [code for code in found if code in ("(second)", "(first)", "second", "first")]
+
+
+def test_a_property_and_a_context_manager_are_mutated_and_still_work(tmp_path, monkeypatch):
+    from mutmut.mutation.file_mutation import mutate_file_contents
+
+    monkeypatch.chdir(tmp_path)
+    mutated = mutate_file_contents("tiny.py", textwrap.dedent('''
+        from contextlib import contextmanager
+
+
+        class Record:
+            def __init__(self, item):
+                self.item = item
+
+            @property
+            def first(self):
+                return self.item.get("created") == self.item.get("updated")
+
+
+        @contextmanager
+        def classified():
+            try:
+                yield
+            except KeyError as exc:
+                raise ValueError(str(exc)) from exc
+    '''))
+    assert any("first" in n for n in mutated.mutant_names) and any("classified" in n for n in mutated.mutant_names)
+    namespace: dict = {"__name__": "tiny"}
+    monkeypatch.setenv("MUTANT_UNDER_TEST", "")
+    exec(compile(mutated.code, "tiny.py", "exec"), namespace)
+    assert namespace["Record"]({"created": 1, "updated": 1}).first is True
+    with pytest.raises(ValueError), namespace["classified"]():
+        raise KeyError("x")
+    [negated] = [n for n in mutated.mutant_names if "first" in n and "!=" in mutants_code(mutated.code, n)]
+    monkeypatch.setenv("MUTANT_UNDER_TEST", f"tiny.{negated}")
+    assert namespace["Record"]({"created": 1, "updated": 1}).first is False
+
+
+def mutants_code(code: str, name: str) -> str:
+    """The source of the generated function `name` in mutmut's mutated file."""
+    start = code.index(f"def {name}(")
+    end = code.find("\n    def ", start + 1)
+    return code[start:end if end > 0 else None]
+
+
+def test_a_module_level_value_is_lifted_and_its_mutant_takes_effect_after_import(tmp_path, monkeypatch):
+    from mutmut.mutation.file_mutation import mutate_file_contents
+
+    monkeypatch.chdir(tmp_path)
+    source = textwrap.dedent('''
+        CODES: dict[str, str] = {"NoSuchKey": "gone", "PreconditionFailed": "changed"}
+
+
+        def reason(code):
+            return CODES.get(code)
+    ''')
+    mutated = mutate_file_contents("tiny_values.py", source)
+    listing = json.loads((tmp_path / "mutants" / "tiny_values.py.lines.json").read_text())
+    assert listing["values"] == {"x__value_of_CODES": ["x_reason"]}
+    [dropped] = [n for n, e in listing["mutants"].items() if e["mutated"] == '{"NoSuchKey": "gone"}']
+    assert listing["mutants"][dropped]["line"] == 2
+    (tmp_path / "tiny_values.py").write_text(mutated.code)
+    (tmp_path / "reader.py").write_text("from tiny_values import CODES\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("MUTANT_UNDER_TEST", "")
+    tiny, reader = importlib.import_module("tiny_values"), importlib.import_module("reader")
+    try:
+        assert tiny.reason("PreconditionFailed") == "changed"
+        monkeypatch.setenv("MUTANT_UNDER_TEST", f"tiny_values.{dropped}")
+        mutation_ops.activate(f"tiny_values.{dropped}")
+        assert tiny.reason("PreconditionFailed") is None and "PreconditionFailed" not in reader.CODES
+    finally:
+        sys.modules.pop("tiny_values", None)
+        sys.modules.pop("reader", None)
+
+
+def test_a_lifted_value_is_tested_by_the_tests_of_the_functions_that_read_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mutants" / "pkg").mkdir(parents=True)
+    (tmp_path / "mutants" / "pkg" / "mod.py.lines.json").write_text(json.dumps(
+        {"values": {"x__value_of_A": ["x_reads"], "x__value_of_B": []}, "mutants": {}}))
+    tests = {"pkg.mod.x_reads": {"t1"}, "pkg.mod.x_other": {"t2"}, "other.x_reads": {"t3"}}
+    mutation_ops.assign_value_tests(tests)
+    assert tests["pkg.mod.x__value_of_A"] == {"t1"} and tests["pkg.mod.x__value_of_B"] == {"t1", "t2"}
