@@ -70,8 +70,11 @@ def _markers(data: bytes) -> list[tuple[int, int, int]]:
         raise RekognitionError("InvalidImageFormatException", "Request has unsupported image format") from None
     if not all(MIN_SIDE <= side <= MAX_SIDE for side in image.size):
         raise RekognitionError("InvalidParameterException", f"Request has invalid image dimensions {image.size}")
-    image.draft("RGB", (64, 64))
-    raw = image.convert("RGB").resize((64, 64)).tobytes()
+    try:
+        image.draft("RGB", (64, 64))
+        raw = image.convert("RGB").resize((64, 64)).tobytes()
+    except OSError:  # truncated or broken image data: Rekognition names no other error for an image it cannot read
+        raise RekognitionError("InvalidImageFormatException", "Request has unsupported image format") from None
     pixels = [tuple(raw[i:i + 3]) for i in range(0, len(raw), 3)]
     return [marker for marker in MARKERS
             if sum(all(abs(c - m) <= CLOSE for c, m in zip(p, marker, strict=True)) for p in pixels) >= MARK_SHARE * len(pixels)]

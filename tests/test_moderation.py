@@ -113,7 +113,7 @@ def test_a_flagged_upload_never_has_a_thumbnail_while_the_stages_run(cloud, watc
         assert watch.of(key) == set()  # not one thumbnail, at any moment of its processing
         record = records[key]
         assert (record["status"], record["expected_stages"]) == ("quarantined", ["moderation", "thumbnails", "labels"])
-        assert record["reason"] == "held for review: Violence 98.6%; Weapon Violence 98.6%"
+        assert record["reason"] == "held for review (emulated): Violence 98.6%; Weapon Violence 98.6%"
         assert "thumbnails" not in record and "labels" not in record  # no other stage ever saw it
         assert tags(cloud, key) == {STATUS_TAG: "quarantined"}  # a lifecycle rule expires it unless someone decides
     time.sleep(1)
@@ -145,6 +145,17 @@ def test_a_category_that_is_not_blocked_is_recorded_and_passes(cloud):
     assert [(label["name"], label["parent"]) for label in record["moderation"]["labels"]] == [
         ("Alcohol", ""), ("Alcoholic Beverages", "Alcohol")]
     assert record["moderation"]["status"] == "done" and record["moderation"]["screened"]["rendition"] == "original"
+
+
+def test_an_original_rekognition_refuses_is_screened_as_a_rendition_and_fails_when_none_can_be_made(cloud, watch):
+    # A JPEG cut off mid-scan: Rekognition cannot read it from S3, and the thumbnail stage's decoder cannot make a
+    # rendition of it either. It fails with the decoder's reason and nothing of it is ever published.
+    key = "uploads/gate/truncated.jpg"
+    record = settle(cloud, {key: samples.jpeg(1200, 900)[:6000]})[key]
+    assert record["status"] == "failed"
+    assert record["reason"] == "moderation: the image data is truncated"
+    assert record["moderation"]["status"] == "failed" and "thumbnails" not in record and "labels" not in record
+    assert watch.of(key) == set()
 
 
 def test_review_lists_what_is_held_newest_first_on_a_page_only_the_operator_s_signature_opens(cloud, tmp_path):
@@ -251,7 +262,7 @@ def test_a_reprocess_goes_through_the_gate_and_never_republishes_what_it_never_s
         time.sleep(1)
     now = both()
     assert now is not None, {k: (r["status"], r.get("thumbnails", {}).get("settings")) for k, r in cloud.records().items()}
-    assert now["uploads/gate/earlier.jpg"]["reason"].startswith("held for review: Violence")
+    assert now["uploads/gate/earlier.jpg"]["reason"].startswith("held for review (emulated): Violence")
     deadline = time.monotonic() + 60
     prefix = contracts.thumbnail_prefix(earlier["image_id"])
     while "Contents" in cloud.client("s3").list_objects_v2(Bucket=cloud.outputs["thumbnailsBucket"], Prefix=prefix):
@@ -328,6 +339,7 @@ def _ask(data: bytes, **request: object) -> dict:
     (samples.webp(320, 200), "InvalidImageFormatException"),  # JPEG and PNG only
     (samples.jpeg(60, 40), "InvalidParameterException"),  # under 80 pixels a side
     (samples.marked("jpeg", 3000, 2000, noise=True, quality=100), "ImageTooLargeException"),  # over 5 MB as bytes
+    (samples.jpeg(1200, 900)[:6000], "InvalidImageFormatException"),  # cut off mid-scan: no image to judge
 ])
 def test_the_emulated_operation_refuses_what_rekognition_refuses(data, code):
     with pytest.raises(rekognition.RekognitionError) as refused:
