@@ -146,7 +146,7 @@ STAGE = Stage(
     uses=("records", "uploads", "status_tags", "claim_checks", Grant(("rekognition:DetectModerationLabels",))),
     # `python -m ops review`: look at a held-back original, release it, or delete every version of it.
     operator=("records", "held_originals", "upload_versions"),
-    reported=(("screened", Metric.PROCESSED), (Status.QUARANTINED, Metric.QUARANTINED),
+    reported=(("passed moderation", Metric.PROCESSED), (Status.QUARANTINED, Metric.QUARANTINED),
               ("dropped claim checks", Metric.INVALID_CLAIM_CHECKS)),
     alarmed=(Metric.QUARANTINED,),
     calls=("rekognition.DetectModerationLabels", "s3.GetObject", "s3.PutObjectTagging", "sns.Publish"),

@@ -21,13 +21,14 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from handlers import contracts, stages
+from handlers import contracts, imaging, moderation, stages
 from handlers.names import STATUS_TAG
 from infra import capacity, settings
 from localcloud import program, rekognition, samples
 from localcloud.__main__ import wait_until_settled
 from localcloud.cloud import LocalCloud
 from ops.__main__ import main as ops_main
+from ops.reprocess import request_for
 from ops.target import LOCAL_HOME_VARIABLE, from_local
 from tests.infra_helpers import ALARM, SUBSCRIPTION, statements
 
@@ -118,6 +119,46 @@ def test_a_flagged_upload_never_has_a_thumbnail_while_the_stages_run(cloud, watc
         assert tags(cloud, key) == {STATUS_TAG: "quarantined"}  # a lifecycle rule expires it unless someone decides
     time.sleep(1)
     assert watch.looks > looks and watch.of("uploads/gate/flagged.jpg") == set()
+
+
+def _forge_passed(cloud: LocalCloud, key: str) -> None:
+    """What an operator may send (sns:Publish to the topic for reprocess, sqs:SendMessage to every stage's queue for
+    redrive): the image's claim check published marked as passed, and sent straight to the thumbnail and label queues;
+    then wait until those two stages have taken it."""
+    claim = request_for(cloud.records()[key], created=True)
+    cloud.client("sns").publish(TopicArn=cloud.outputs["claimCheckTopicArn"], Message=claim.to_json(),
+                                MessageAttributes=claim.message_attributes(passed=True))
+    stages_urls = [cloud.outputs["queueUrls"][stage] for stage in ("thumbnails", "labels")]
+    for url in stages_urls:
+        cloud.client("sqs").send_message(QueueUrl=url, MessageBody=claim.to_json())
+    time.sleep(2)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (any(sum(cloud.queue_depths()[url]) for url in stages_urls)
+                                           or cloud.pollers["thumbnails"].busy or cloud.pollers["labels"].busy):
+        time.sleep(0.5)
+
+
+def test_a_claim_check_forged_as_passed_gets_nothing_of_an_image_the_gate_has_not_passed(cloud, watch):
+    # Each stage reads the gate's verdict on the record (ImageRecord.admits), never the message's mark: forged while
+    # the gate has not judged the image yet (paused here) and again once it has held it back, nothing is published.
+    key = "uploads/gate/forged.jpg"
+    assert ops(cloud, "pause", "moderation")[0] == 0
+    try:
+        cloud.upload(key, samples.marked("jpeg", 800, 600))
+        deadline = time.monotonic() + 60
+        while cloud.records().get(key, {}).get("status") != "accepted" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        _forge_passed(cloud, key)
+        record = cloud.records()[key]
+        assert record["status"] == "accepted" and "thumbnails" not in record and "labels" not in record
+        assert watch.of(key) == set()
+    finally:
+        assert ops(cloud, "resume", "moderation")[0] == 0
+    assert wait_until_settled(cloud, [key], 120).records[key]["status"] == "quarantined"
+    _forge_passed(cloud, key)
+    record = cloud.records()[key]
+    assert record["status"] == "quarantined" and "thumbnails" not in record and "labels" not in record
+    assert watch.of(key) == set() and cloud.dead_letters() == []
 
 
 def test_a_flagged_webp_and_an_oversize_jpeg_are_screened_through_a_jpeg_rendition(cloud, watch):
@@ -345,6 +386,25 @@ def test_the_emulated_operation_refuses_what_rekognition_refuses(data, code):
     with pytest.raises(rekognition.RekognitionError) as refused:
         _ask(data)
     assert refused.value.code == code
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png", "webp", "gif", "tiff", "heic", "avif"])
+def test_every_allowed_format_has_a_rendition_rekognition_reads_and_judges_as_the_original(fmt):
+    # What the gate sends for a format Rekognition cannot read from S3 (and for any original it refuses): a JPEG of
+    # what the thumbnail stage would show (a GIF's first frame, the only one it thumbnails), within the bytes and the
+    # sides Rekognition takes as bytes, and flagged for the same marker the original carries.
+    if fmt == "heic":
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    limits, encoded = imaging.Limits(max_pixels=50_000_000, max_frames=100), {"heic": "HEIF"}.get(fmt, fmt.upper())
+    for width, height in ((1200, 900), (60, 40)):  # the small one is enlarged to Rekognition's 80 pixels a side
+        jpeg, made_width, made_height = moderation.rendition(samples.marked(encoded, width, height), limits, fmt)
+        assert jpeg[:3] == b"\xff\xd8\xff" and len(jpeg) <= rekognition.IMAGE_BYTES
+        assert min(made_width, made_height) >= rekognition.MIN_SIDE and made_width * height == made_height * width
+        assert [label["Name"] for label in _ask(jpeg)["ModerationLabels"]] == ["Violence", "Weapon Violence"]
+    clean, _, _ = moderation.rendition(samples.encode(samples.photo(640, 480), encoded), limits, fmt)
+    assert _ask(clean)["ModerationLabels"] == []
 
 
 def test_the_emulated_rule_flags_its_markers_only_and_honours_min_confidence():

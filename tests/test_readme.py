@@ -40,7 +40,7 @@ COMMAND_WORDS = {"make", "python", "python3", "pytest", "pulumi", "aws", "npm", 
 # Fenced blocks that hold no command, by their first line: what each is.
 NOT_COMMANDS = {
     "uploads bucket (uploads/…) ──S3 event──►": "the pipeline's diagram",
-    "  settled 11/11 (uploaded 11)": "what `make demo` prints",
+    "  settled 12/12 (uploaded 12)": "what `make demo` prints",
     "POST /uploads": "the upload API's HTTP exchange (tests/test_local_upload.py makes it)",
     "claimcheck dev: 10 images/s steady": "what `ops capacity` prints",
     "Pulumi.yaml  Pulumi.dev.yaml  __main__.py": "the layout of the code",
@@ -83,20 +83,37 @@ NOT_HERE = {
 }
 # Run against `make up`, in the README's order: what each must print (a regular expression, searched).
 AGAINST_UP = {
+    # The two images the fixture's emulated moderation held back (poster.png first, so party.webp is the newest).
+    "python -m ops --local review list --out review":
+        r"^KEY +HELD SINCE +LABELS +SCREENED +ORIGINAL EXPIRES\n"
+        r"uploads/team/party\.webp +\S+ +Violence 98\.6%, Weapon Violence 98\.6% +jpeg rendition 1024x768 +\S+\n"
+        r"uploads/team/poster\.png +\S+ +Violence 98\.6%, Weapon Violence 98\.6% +original +\S+\n"
+        r"Wrote review/review\.html: the originals through presigned GETs valid 900 s",
+    "python -m ops --local review approve uploads/team/poster.png":
+        r"^uploads/team/poster\.png: approved by arn:aws:sts::\d{12}:assumed-role/claimcheck-operator-\w+/localcloud at "
+        r"\S+Z; released to the other stages\.$",
+    "python -m ops --local review reject uploads/team/party.webp":
+        r"^uploads/team/party\.webp: rejected by arn:aws:sts::\d{12}:assumed-role/claimcheck-operator-\w+/localcloud at "
+        r"\S+Z; 1 version\(s\) deleted; its record is deleted\.$",
+    # Released a moment ago: done once its thumbnails are made, accepted until then; the decision is on it either way.
+    "python -m ops --local show uploads/team/poster.png": r"^uploads/team/poster\.png  (ACCEPTED|DONE)\n  format png, "
+                                                          r"900x600(.*\n)*  decision: approved by ",
     "python -m ops --local status": r"^claimcheck local \(the local cloud.*\n"
                                     r"STAGE +QUEUED +IN FLIGHT +DEAD LETTERS +OLDEST +MAPPING\n"
-                                    r"intake .* running\nthumbnails .* running\nlabels .* running\n",
+                                    r"intake .* running\nmoderation .* running\nthumbnails .* running\nlabels .* running\n",
     "python -m ops --local dlq": r"^Every dead-letter queue is empty\.$",
     "python -m ops --local failures": r"^Nothing needs a person\.$",
     "python -m ops --local redrive": r"^Nothing to redrive: the dead-letter queues are empty\.$",
     "python -m ops --local show incident/harbour.jpg": r"^uploads/incident/harbour\.jpg  DONE\n  format jpeg, 1200x900",
+    # harbour.jpg, poster.png (done) and party.webp (deleted): nothing made with other settings
     "python -m ops --local reprocess --all --dry-run": r"^0 image\(s\) would be reprocessed to thumbnail settings \w+ "
-                                                       r"\(scanned 1\)$",
-    "python -m ops --local reprocess --all": r"^Requested 0 reprocess\(es\) to thumbnail settings \w+; scanned 1 records",
+                                                       r"\(scanned 3\)$",
+    "python -m ops --local reprocess --all": r"^Requested 0 reprocess\(es\) to thumbnail settings \w+; scanned 3 records",
     "python -m ops --local pause thumbnails": r"^thumbnails paused: its messages wait in its queue \(0 waiting\)\.$",
     "python -m ops --local resume thumbnails": r"^thumbnails resumed: it takes messages from its queue again "
                                                r"\(0 waiting\)\.$",
     "python -m ops --outputs dev.json status": r"^claimcheck dev\.json\nSTAGE +QUEUED",
+    "python -m ops --local review list": r"^Nothing is held for review\.$",  # both were decided above
 }
 UP = "make up"
 # Run on their own, with no local cloud and no AWS (they read a stack file): what each must print.
@@ -105,8 +122,8 @@ OFFLINE = {
 }
 # Whole local clouds with uploads (a minute or more together): marked readme, run by .ci/run after make test.
 DEMOS = {
-    "make demo": r"Every upload accounted for: 7 done, 1 failed, 3 rejected",
-    "python -m localcloud demo": r"Every upload accounted for: 7 done, 1 failed, 3 rejected",
+    "make demo": r"Every upload accounted for: 7 done, 1 failed, 1 quarantined, 3 rejected",
+    "python -m localcloud demo": r"Every upload accounted for: 7 done, 1 failed, 1 quarantined, 3 rejected",
     ".venv/bin/python -m localcloud demo ~/Pictures/holiday --json summary.json":
         r"Every upload accounted for: 2 done\n",
     ".venv/bin/python -m localcloud upload photo.jpg": r"photo\.jpg: API 201 -> uploads/api/.*; S3 answered the PUT "
@@ -115,7 +132,7 @@ DEMOS = {
 STARTED_WITHIN_S = 240
 STOPPED_WITHIN_S = 60
 # Not linked into the scratch checkout: what the commands write there.
-WRITTEN = {".localcloud", ".ops", "out", "dev.json", "summary.json"}
+WRITTEN = {".localcloud", ".ops", "out", "dev.json", "summary.json", "review"}
 
 
 def normal(command: str) -> str:
@@ -304,7 +321,8 @@ def ports_of(output: str) -> list[int]:
 @pytest.fixture(scope="module")
 def up(checkout):
     """`make up`, as written, kept running for the operator commands; the harbour photo uploaded with the admin
-    credentials it printed, and done."""
+    credentials it printed, and done; then two images the emulated moderation holds back (its marker painted on
+    them), one after the other, for the review commands."""
     running = Background(COMMANDS[UP], checkout)
     try:
         running.wait_for(r"^The gallery, live", STARTED_WITHIN_S)
@@ -315,6 +333,11 @@ def up(checkout):
         session.client("s3", endpoint_url=exported["AWS_ENDPOINT_URL"]).put_object(
             Bucket=outputs["uploadsBucket"], Key="uploads/incident/harbour.jpg", Body=samples.jpeg(1200, 900))
         running.wait_for(r"^  uploads/incident/harbour\.jpg: done$", 120)
+        for key, data in (("uploads/team/poster.png", samples.marked("png", 900, 600)),
+                          ("uploads/team/party.webp", samples.marked("webp", 1024, 768))):
+            session.client("s3", endpoint_url=exported["AWS_ENDPOINT_URL"]).put_object(
+                Bucket=outputs["uploadsBucket"], Key=key, Body=data)
+            running.wait_for(rf"^  {re.escape(key)}: quarantined ", 120)
         # `pulumi stack output --json > dev.json`, as the README has it, and the credentials `make up` printed
         (checkout / "dev.json").write_text(json.dumps(outputs))
         yield running, exported
