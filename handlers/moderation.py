@@ -190,6 +190,10 @@ def _screen(claim: contracts.ClaimCheck) -> None:
     env = environment.load()
     current, waiting = pending(env.table_name, claim, NAME)
     if not waiting or current is None:
+        if current is not None and _held_here(current, claim):
+            # An earlier delivery held it back and may have died before the removal below was published: publish it
+            # again (a removal finding nothing to remove removes nothing), or an earlier version's thumbnails stay.
+            _publish(_removal(claim), passed=True)
         return
     if (current.result(NAME) or {}).get("status") == StageStatus.DONE:
         _pass(claim)  # recorded by an earlier delivery that may have died before it published
@@ -223,6 +227,9 @@ def _rescreen(claim: contracts.ClaimCheck) -> None:
     env = environment.load()
     current = records.get(env.table_name, claim.image_id)
     if current is None or current.status != Status.DONE or current.sequencer != claim.sequencer:
+        if current is not None and _held_here(current, claim):
+            _publish(_removal(claim), passed=True)  # held back by an earlier delivery, which may have died first
+            return
         logger.info("reprocess request is stale: the image changed or is not done")
         count(Metric.SKIPPED_CLAIM_CHECKS)
         return
@@ -251,6 +258,12 @@ def _rescreen(claim: contracts.ClaimCheck) -> None:
         else:
             _pass(claim)
         count(Metric.PROCESSED)
+
+
+def _held_here(current: records.ImageRecord, claim: contracts.ClaimCheck) -> bool:
+    """Whether this gate held back the very version the claim check names (its removal may still be due)."""
+    return (current.status == Status.QUARANTINED and current.sequencer == claim.sequencer
+            and (current.result(NAME) or {}).get("status") == StageStatus.HELD)
 
 
 def _held(verdict: dict[str, Any]) -> None:
