@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from handlers.names import THUMBNAILS_PREFIX, ClaimAttribute, ClaimEvent, GateState
+from handlers.names import THUMBNAILS_PREFIX, ClaimAttribute, ClaimEvent, Decision, GateState
 
 CLAIM_CHECK_VERSION = 1
 # S3 sequencers are hex strings of varying length; AWS says to pad the shorter
@@ -117,6 +117,13 @@ class ClaimCheck:
                 for name, value in attributes(self.format, self.event, passed).items()}
 
     @classmethod
+    def of_record(cls, record: Any, event: str) -> ClaimCheck:
+        """The claim check an image record stands for (the one the intake published for it, with `event`)."""
+        return cls(bucket=record["bucket"], key=record["key"], version_id=record.get("version_id"),
+                   etag=record.get("etag"), size=int(record.get("size") or 0), format=record.get("format"),
+                   sequencer=record["sequencer"], event=event, event_time=record.get("event_time", ""))
+
+    @classmethod
     def from_json(cls, body: str) -> ClaimCheck:
         try:
             data: Any = json.loads(body)
@@ -140,6 +147,58 @@ class ClaimCheck:
         if not isinstance(claim.sequencer, str) or len(claim.sequencer) != SEQUENCER_WIDTH:
             raise InvalidClaimCheck("claim check sequencer is not normalized")
         return claim
+
+
+DECISION_REQUEST_VERSION = 1
+DECISION_KIND = "decision"
+
+
+@dataclass(frozen=True)
+class DecisionRequest:
+    """A person's decision on an image its gate held back, sent by `python -m ops review` to the gate's own queue.
+    The gate checks it against the record (quarantined, by it, at this very version and sequencer) and carries it
+    out with its role; operators hold no write on the table. `by` and `at` are what the sender states (the caller
+    as STS names it, and the time): the record keeps them as the decision's author."""
+
+    bucket: str
+    key: str
+    version_id: str
+    sequencer: str
+    decision: str  # a names.Decision
+    by: str
+    at: str
+    v: int = DECISION_REQUEST_VERSION
+    kind: str = DECISION_KIND
+
+    @property
+    def image_id(self) -> str:
+        return image_id(self.bucket, self.key)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @staticmethod
+    def is_one(body: str) -> bool:
+        """Whether a message on a gate's queue is a decision rather than a claim check (it says so itself)."""
+        try:
+            data: Any = json.loads(body)
+        except (TypeError, ValueError):
+            return False
+        return isinstance(data, dict) and data.get("kind") == DECISION_KIND
+
+    @classmethod
+    def from_json(cls, body: str) -> DecisionRequest:
+        data: Any = json.loads(body)
+        expected = set(cls.__dataclass_fields__)
+        if not isinstance(data, dict) or data.get("v") != DECISION_REQUEST_VERSION or set(data) != expected:
+            raise InvalidClaimCheck(f"not a v{DECISION_REQUEST_VERSION} decision: {str(body)[:80]!r}")
+        request = cls(**data)
+        if request.decision not in tuple(Decision):
+            raise InvalidClaimCheck(f"unknown decision {str(request.decision)[:40]!r}")
+        texts = (request.bucket, request.key, request.version_id, request.sequencer, request.by, request.at)
+        if not all(isinstance(text, str) and 0 < len(text) <= 2048 for text in texts):
+            raise InvalidClaimCheck("a decision names a bucket, key, version, sequencer, author and time, each a string")
+        return request
 
 
 PURGE_REQUEST_VERSION = 1

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from handlers import aws, contracts, environment, imaging, isolation, originals, records
 from handlers.failures import PermanentFailure, classified
-from handlers.names import LABEL_LIST, ClaimEvent, Function, Metric, StageStatus, Status
+from handlers.names import LABEL_LIST, ClaimEvent, Decision, Function, Metric, StageStatus, Status
 from handlers.observability import count, duration, logger, run_batch
 from handlers.settings import Accepts, StageSettings, between, setting, shared
-from handlers.stage import for_claim_check, pending, refuse
+from handlers.stage import handle, pending, refuse
 from handlers.stages import Capacity, Configured, Grant, Limit, Stage, paced_warnings
 from handlers.thumbnails import (
     DECODE_BYTES_PER_PIXEL,
@@ -42,6 +42,7 @@ from handlers.thumbnails import (
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 NAME = "moderation"
 # Rekognition's moderation taxonomy, its top-level (L1) categories (Rekognition Developer Guide, "Using the image and
@@ -143,9 +144,12 @@ STAGE = Stage(
     deployed=lambda s: s.enabled,
     # It reads the version it screens (Rekognition reads it with these permissions too, or the stage makes a
     # rendition of it), records its verdict, tags what it holds back and publishes what it passes.
-    uses=("records", "uploads", "status_tags", "claim_checks", Grant(("rekognition:DetectModerationLabels",))),
+    uses=("records", "uploads", "status_tags", "held_releases", "claim_checks",
+          Grant(("rekognition:DetectModerationLabels",))),
     # `python -m ops review`: look at a held-back original, release it, or delete every version of it.
-    operator=("records", "held_originals", "upload_versions"),
+    # A decision is carried out by the gate itself (a message on its queue, which operators may send to for
+    # redrive): operators hold no write on the table.
+    operator=("held_originals", "upload_versions"),
     reported=(("passed moderation", Metric.PROCESSED), (Status.QUARANTINED, Metric.QUARANTINED),
               ("dropped claim checks", Metric.INVALID_CLAIM_CHECKS)),
     alarmed=(Metric.QUARANTINED,),
@@ -384,5 +388,54 @@ def _enlarged(jpeg: bytes, width: int, height: int) -> tuple[bytes, int, int]:
     return out.getvalue(), *size
 
 
-# Defined last: it wraps the work above.
-record_handler = for_claim_check(_dispatch)
+def _decide(request: contracts.DecisionRequest) -> None:
+    """A person's decision (`python -m ops review`), carried out only for the very version this gate holds back:
+    recorded on the image; approved, the original's quarantine tag comes off and the claim check goes on to the other
+    stages as passed. A delivery that finds the decision recorded finishes what an earlier one began."""
+    env = environment.load()
+    current = records.get(env.table_name, request.image_id)
+    if (current is None or current.gate != NAME or current.sequencer != request.sequencer
+            or (current.version_id or "") != request.version_id):
+        logger.warning("decision about a version the record does not hold back; refused",
+                       extra={"key": request.key, "version_id": request.version_id})
+        count(Metric.INVALID_CLAIM_CHECKS)
+        return
+    approved = request.decision == Decision.APPROVED
+    recorded = current.decision
+    if not (recorded.get("decision") == request.decision and recorded.get("version_id") == request.version_id):
+        if current.status != Status.QUARANTINED or (current.result(NAME) or {}).get("status") != StageStatus.HELD:
+            logger.warning("decision about an image that is not held back; refused", extra={"status": current.status})
+            count(Metric.INVALID_CLAIM_CHECKS)
+            return
+        decided = {"decision": request.decision, "by": request.by, "at": request.at, "version_id": request.version_id}
+        if not approved:
+            decided["reason"] = f"rejected by {request.by} at {request.at}: every version deleted"
+        if not records.record_decision(env.table_name, current, NAME, decided, approved):
+            logger.info("the record moved on while the decision was on its way; nothing to do")
+            count(Metric.SKIPPED_CLAIM_CHECKS)
+            return
+        current = records.get(env.table_name, request.image_id)
+        logger.info("decision recorded", extra={"decision": request.decision, "by": request.by})
+    if approved and current is not None:
+        claim = contracts.ClaimCheck.of_record(current.item, ClaimEvent.CREATED)
+        originals.release(claim)
+        if current.awaits(claim.sequencer):
+            _pass(claim)
+
+
+def record_handler(record: SQSRecord) -> None:
+    """A decision (`python -m ops review`), or a claim check."""
+    if not contracts.DecisionRequest.is_one(record.body):
+        handle(record, work=_dispatch)
+        return
+    try:
+        request = contracts.DecisionRequest.from_json(record.body)
+    except contracts.InvalidClaimCheck as exc:
+        logger.error("not a decision this stage understands; dropped", extra={"error": str(exc)})
+        count(Metric.INVALID_CLAIM_CHECKS)
+        return
+    logger.append_keys(image_id=request.image_id, key=request.key)
+    try:
+        _decide(request)
+    finally:
+        logger.remove_keys(["image_id", "key"])

@@ -20,3 +20,21 @@ def tag_status(claim: contracts.ClaimCheck, status: Status) -> None:
     except PermanentFailure:
         return
     count(Metric.TAGGED)
+
+
+def release(claim: contracts.ClaimCheck) -> None:
+    """Take the quarantine tag off exactly the claim's object version (a person approved it): no lifecycle rule
+    expires it then. Read first: the role may delete tags only while the version is tagged quarantined
+    (s3:ExistingObjectTag), and an earlier delivery may have taken the tag off already. A version that is gone
+    needs nothing."""
+    version = claim.object_version()
+    params = {"Bucket": version["Bucket"], "Key": version["Key"],
+              **({"VersionId": version["VersionId"]} if "VersionId" in version else {})}
+    s3 = aws.client("s3")
+    try:
+        with classified():
+            tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(**params).get("TagSet", [])}
+            if tags.get(STATUS_TAG) == Status.QUARANTINED:
+                s3.delete_object_tagging(**params)
+    except PermanentFailure:
+        return

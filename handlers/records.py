@@ -308,6 +308,27 @@ def record_verdict_on_done(table_name: str, image_id: str, sequencer: str, gate:
     return written
 
 
+def record_decision(table_name: str, current: ImageRecord, gate: str, decided: dict[str, Any], approved: bool) -> bool:
+    """A person's decision on the image `gate` held back, written by the gate, on condition that the record still
+    holds it back at the same sequencer and nobody decided about it yet (one decision per held version). Approved: the record is accepted again, the gate's verdict a pass (its
+    labels kept), and the results other stages left from an earlier pass (a reprocess held a done image back) are
+    removed, so they work afresh. False when the record moved on."""
+    stamp = now()
+    values: dict[str, Any] = {DECISION: decided, "updated_at": stamp}
+    remove: tuple[str, ...] = ()
+    if approved:
+        indexed, _ = _attention(Status.ACCEPTED, current.item["image_id"])
+        values.update({"status": Status.ACCEPTED, "reason": "", **indexed,
+                       gate: {**(current.result(gate) or {}), "status": StageStatus.DONE, "updated_at": stamp}})
+        remove = tuple(stage for stage in current.expected_stages if stage != gate and stage in current.item)
+    written, _ = _update(
+        table_name, current.item["image_id"], set_values=values, remove=remove,
+        condition="#seq = :seq AND #status = :quarantined AND #g.#st = :held AND attribute_not_exists(#d)",
+        condition_values={":seq": current.sequencer, ":quarantined": Status.QUARANTINED, ":held": StageStatus.HELD},
+        condition_names={**_CONDITION_NAMES, "#g": gate, "#st": "status", "#d": DECISION})
+    return written
+
+
 def record_reprocess_failure(table_name: str, image_id: str, sequencer: str, note: dict[str, Any]) -> bool:
     """Note on a done image that making its thumbnails again failed (they stay as they were); False if it moved on."""
     written, _ = _update(

@@ -69,12 +69,20 @@ def rekognition_reads(bucket: aws.s3.Bucket) -> Link:
 
 
 def held_originals(bucket: aws.s3.Bucket) -> Link:
-    """Look at, and release, an original a gate stage held back: read its version (a presigned GET carries this
-    permission) and delete its tags, each only while the version is tagged quarantined (S3 User Guide, "Tagging and
-    access control policies": s3:ExistingObjectTag applies to both). Any other original stays unreadable."""
+    """Look at an original a gate stage held back: read its version (a presigned GET carries this permission), only
+    while the version is tagged quarantined (S3 User Guide, "Tagging and access control policies":
+    s3:ExistingObjectTag). Any other original stays unreadable."""
     tagged = {"StringEquals": {f"s3:ExistingObjectTag/{STATUS_TAG}": Status.QUARANTINED}}
-    return Link({}, (iam.allow(["s3:GetObjectVersion", "s3:DeleteObjectVersionTagging"],
-                               [iam.s3_objects(bucket.arn, UPLOADS_PREFIX)], condition=tagged),))
+    return Link({}, (iam.allow(["s3:GetObjectVersion"], [iam.s3_objects(bucket.arn, UPLOADS_PREFIX)], condition=tagged),))
+
+
+def held_releases(bucket: aws.s3.Bucket) -> Link:
+    """Release an original a person approved: read a version's tags, and delete them only while it is tagged
+    quarantined (s3:ExistingObjectTag applies to DeleteObjectVersionTagging too, same page)."""
+    tagged = {"StringEquals": {f"s3:ExistingObjectTag/{STATUS_TAG}": Status.QUARANTINED}}
+    return Link({}, (iam.allow(["s3:GetObjectVersionTagging"], [iam.s3_objects(bucket.arn, UPLOADS_PREFIX)]),
+                     iam.allow(["s3:DeleteObjectVersionTagging"], [iam.s3_objects(bucket.arn, UPLOADS_PREFIX)],
+                               condition=tagged)))
 
 
 def upload_versions(bucket: aws.s3.Bucket) -> Link:
@@ -171,6 +179,7 @@ NAMED: dict[str, Callable[[Resources], Link | None]] = {
     "thumbnail_writes": lambda r: thumbnails(r.thumbnails),
     # What a stage's operator commands may need (handlers/stages.py, Stage.operator).
     "held_originals": lambda r: held_originals(r.uploads),
+    "held_releases": lambda r: held_releases(r.uploads),
     "upload_versions": lambda r: upload_versions(r.uploads),
     # Only with a CDN: each thumbnail's URL there, and the purge function's queue to ask for invalidations.
     "cdn": lambda r: cdn(r.cdn_url, r.purges) if r.cdn_url is not None and r.purges is not None else None,

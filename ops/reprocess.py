@@ -76,10 +76,7 @@ def _scan(target: Target, settings: str, prefix: str, start: dict[str, Any] | No
 def request_for(record: dict[str, Any], created: bool = False) -> ClaimCheck:
     """The claim check a record stands for: asking for a done image's thumbnails again, or (`created`) the one the
     intake published for it."""
-    return ClaimCheck(bucket=record["bucket"], key=record["key"], version_id=record.get("version_id"),
-                      etag=record.get("etag"), size=int(record.get("size") or 0), format=record.get("format"),
-                      sequencer=record["sequencer"], event=ClaimEvent.CREATED if created else ClaimEvent.REPROCESS,
-                      event_time=record.get("event_time", ""))
+    return ClaimCheck.of_record(record, ClaimEvent.CREATED if created else ClaimEvent.REPROCESS)
 
 
 def reprocess(target: Target, prefix: str = "", dry_run: bool = False, rate: float = DEFAULT_RATE,

@@ -7,10 +7,11 @@
   approve KEY        release it: it goes on to the other stages as if its gate had passed it
   reject KEY         delete it, every version of the key; its record becomes deleted with the decision as reason
 
-Each decision is written onto the image's record (`decision`): which, who (the caller, as STS's GetCallerIdentity
-names them: it needs no permission), when, and the version decided on. Both are conditional on the record still
-holding the version that was held back, and a decision cut short (a publish that failed) is finished by asking
-again.
+A decision goes to the image's gate as a message on the gate's own queue (contracts.DecisionRequest; operators may
+send to every stage's queue for redrive); the gate checks it against the record and writes it there (`decision`:
+which, who as STS's GetCallerIdentity names the caller, when, and the version decided on), only while the record
+holds that version back and nobody decided yet. Operators hold no write on the table. A decision whose work was
+cut short (a publish that failed) is retried by SQS, and asking again sends it again.
 """
 from __future__ import annotations
 
@@ -20,18 +21,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from handlers.failures import error_code
-from handlers.names import LABEL_LIST, Decision, Function, StackOutput, StageStatus, Status
-from handlers.records import DECISION, GATE, attention_key
+from handlers.contracts import DecisionRequest
+from handlers.names import LABEL_LIST, Decision, Function, StackOutput, Status
+from handlers.records import DECISION, GATE
 from ops import gallery, images
 from ops.queues import OpsError
-from ops.reprocess import request_for
 from ops.target import Target
 
 LINK_SECONDS = 900  # the review page's presigned GETs: a quarter of an hour
 DELETED_WITHIN_S = 30.0  # how long `reject` waits to see the intake record the deletion
+DECIDED_WITHIN_S = 60.0  # how long approve and reject wait to see the gate record the decision
 
 
 @dataclass
@@ -83,46 +82,26 @@ def page(target: Target, found: list[Held], out: Path, expires: int = LINK_SECON
 
 
 def approve(target: Target, key: str) -> dict[str, Any]:
-    """Release a quarantined image: its record is accepted again with its gate's verdict made a pass, its original's
-    quarantine tag comes off (no lifecycle rule expires it then), and its claim check goes to the other stages."""
-    record = images.show(target, key)
-    decided = record.get(DECISION) or {}
-    again = (record.get("status") == Status.ACCEPTED and decided.get("decision") == Decision.APPROVED
-             and decided.get("version_id") == record.get("version_id"))
-    if not again:
-        _held_back(record, "approve")
-        decided = _decision(target, record, Decision.APPROVED)
-        gate = record[GATE]
-        _write(target, record, decided, gate_passed=gate, values={
-            ":accepted": {"S": Status.ACCEPTED}, ":attention": {"S": attention_key(Status.ACCEPTED, record["image_id"])},
-            ":done": {"S": StageStatus.DONE}, ":held": {"S": StageStatus.HELD}})
-    version = {"Bucket": record["bucket"], "Key": record["key"],
-               **({"VersionId": record["version_id"]} if record.get("version_id") else {})}
-    try:
-        target.client("s3").delete_object_tagging(**version)
-    except ClientError as error:
-        # Asked again after the tag came off: the policy lets an operator tag an original only while it is held.
-        if not again or error_code(error) not in ("AccessDenied", "403"):
-            raise
-    claim = request_for(record, created=True)
-    target.client("sns").publish(TopicArn=target.outputs[StackOutput.CLAIM_CHECK_TOPIC_ARN], Message=claim.to_json(),
-                                 MessageAttributes=claim.message_attributes(passed=True))
-    return decided
+    """Release a quarantined image: the gate records the decision, the record is accepted again with the gate's
+    verdict made a pass, the original's quarantine tag comes off (no lifecycle rule expires it then), and its claim
+    check goes to the other stages. Returns the decision as recorded."""
+    return _decide(target, images.show(target, key), Decision.APPROVED)
 
 
 def reject(target: Target, key: str) -> tuple[dict[str, Any], int, str]:
-    """Delete a quarantined image for good: the decision goes onto its record first, then every version and delete
-    marker of the key; (the decision, how many were deleted, the record's status once the intake has seen it)."""
+    """Delete a quarantined image for good: the gate records the decision first, then this deletes every version and
+    delete marker of the key, unless a version newer than the one held back has arrived (it is screened on its own);
+    (the decision, how many were deleted, the record's status once the intake has seen it)."""
     record = images.show(target, key)
-    decided = record.get(DECISION) or {}
-    if not (decided.get("decision") == Decision.REJECTED and decided.get("version_id") == record.get("version_id")):
-        _held_back(record, "reject")
-        decided = _decision(target, record, Decision.REJECTED)
-        _write(target, record, decided)
+    decided = _decide(target, record, Decision.REJECTED)
     s3, bucket = target.client("s3"), record["bucket"]
-    versions = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=record["key"])
-                for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])] if v["Key"] == record["key"]]
+    listed = [v for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=record["key"])
+              for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])] if v["Key"] == record["key"]]
+    latest = [v for v in listed if v.get("IsLatest")]
+    if latest and latest[0]["VersionId"] != record.get("version_id") and "ETag" in latest[0]:
+        raise OpsError(f"{record['key']} has a version newer than the one rejected ({latest[0]['VersionId']}): it is "
+                       "screened on its own; nothing was deleted. `review list` shows it if it is held back too")
+    versions = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in listed]
     for start in range(0, len(versions), 1000):
         answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": versions[start:start + 1000], "Quiet": True})
         if answer.get("Errors"):
@@ -137,42 +116,38 @@ def reject(target: Target, key: str) -> tuple[dict[str, Any], int, str]:
     return decided, len(versions), status
 
 
-def _held_back(record: dict[str, Any], verb: str) -> None:
-    if record.get("status") != Status.QUARANTINED or not record.get(GATE):
-        raise OpsError(f"{record['key']} is {record.get('status')}, not quarantined: there is nothing to {verb} "
-                       "(`review list` shows what is)")
-
-
-def _decision(target: Target, record: dict[str, Any], decision: Decision) -> dict[str, Any]:
-    who = target.client("sts").get_caller_identity()["Arn"]
-    when = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    decided = {"decision": decision, "by": who, "at": when, "version_id": record.get("version_id") or ""}
-    if decision == Decision.REJECTED:
-        decided["reason"] = f"rejected by {who} at {when}: every version deleted"
-    return decided
-
-
-def _write(target: Target, record: dict[str, Any], decided: dict[str, Any], gate_passed: str | None = None,
-           values: dict[str, Any] | None = None) -> None:
-    """The decision onto the record, on condition it still holds the version that was held back, quarantined;
-    `gate_passed`: also make it accepted, its gate's verdict a pass."""
-    names = {"#d": DECISION, "#status": "status", "#seq": "sequencer"}
-    update = "SET #d = :d"
-    if gate_passed:
-        names.update({"#g": gate_passed, "#st": "status", "#a": "attention", "#r": "reason"})
-        update += ", #status = :accepted, #a = :attention, #g.#st = :done, #r = :none"
-        values = {**(values or {}), ":none": {"S": ""}}
-    condition = "#status = :quarantined AND #seq = :seq" + (" AND #g.#st = :held" if gate_passed else "")
-    try:
-        target.client("dynamodb").update_item(
-            TableName=target.outputs[StackOutput.TABLE_NAME], Key={"image_id": {"S": record["image_id"]}},
-            UpdateExpression=update, ConditionExpression=condition, ExpressionAttributeNames=names,
-            ExpressionAttributeValues={":d": {"M": {k: {"S": str(v)} for k, v in decided.items()}},
-                                       ":quarantined": {"S": Status.QUARANTINED}, ":seq": {"S": record["sequencer"]},
-                                       **(values or {})})
-    except target.client("dynamodb").exceptions.ConditionalCheckFailedException:
-        raise OpsError(f"{record['key']} changed while you decided (a new version, or someone else's decision): "
-                       "look again with `review list`") from None
+def _decide(target: Target, record: dict[str, Any], decision: Decision) -> dict[str, Any]:
+    """Send the decision to the image's gate, on its own queue, and wait until the record shows it (the gate checks
+    it against the record and writes it: operators hold no write on the table). Asked again once it is recorded,
+    the same decision is sent again: the gate finishes what an earlier delivery of it began."""
+    recorded = record.get(DECISION) or {}
+    if not (recorded.get("decision") == decision and recorded.get("version_id") == (record.get("version_id") or "")):
+        if record.get("status") != Status.QUARANTINED or not record.get(GATE):
+            raise OpsError(f"{record['key']} is {record.get('status')}, not quarantined: there is nothing to "
+                           f"{'approve' if decision == Decision.APPROVED else 'reject'} (`review list` shows what is)")
+        if recorded:
+            raise OpsError(f"{record['key']} was {recorded.get('decision')} by {recorded.get('by')} at "
+                           f"{recorded.get('at')} already")
+    gate = record.get(GATE) or ""
+    request = DecisionRequest(bucket=record["bucket"], key=record["key"], version_id=record.get("version_id") or "",
+                              sequencer=record["sequencer"], decision=decision,
+                              by=target.client("sts").get_caller_identity()["Arn"],
+                              at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
+    target.client("sqs").send_message(QueueUrl=target.outputs[StackOutput.QUEUE_URLS][gate], MessageBody=request.to_json())
+    deadline = time.monotonic() + DECIDED_WITHIN_S
+    while True:
+        now = images.show(target, record["key"])
+        found = now.get(DECISION) or {}
+        if found.get("version_id") == request.version_id and found.get("decision"):
+            if found["decision"] != decision:
+                raise OpsError(f"{record['key']} was {found['decision']} by {found.get('by')} at {found.get('at')}")
+            return found
+        if now.get("sequencer") != record["sequencer"]:
+            raise OpsError(f"{record['key']} changed while you decided (a new version): look again with `review list`")
+        if time.monotonic() > deadline:
+            raise OpsError(f"the {gate} stage has not recorded the decision within {DECIDED_WITHIN_S:.0f} s: is it "
+                           f"paused (`status`)? The decision waits in its queue and is carried out when it runs")
+        time.sleep(0.5)
 
 
 def _int(value: Any) -> int | None:

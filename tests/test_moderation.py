@@ -253,6 +253,38 @@ def test_reject_deletes_every_version_and_the_record_says_who_and_why(cloud):
     assert (record["decision"]["decision"], record["decision"]["by"]) == ("rejected", operator_arn(cloud))
 
 
+def test_an_operator_cannot_write_a_record_and_the_gate_carries_out_only_a_decision_about_what_it_holds(cloud, watch):
+    # Operators decide through the gate: with exactly the operator policy the table refuses their writes (a record
+    # set quarantined, or a gate verdict set to a pass, would delete a live image's thumbnails or skip the gate).
+    target = from_local(cloud.workdir / "up.json")
+    clean = cloud.records()["uploads/gate/clean.jpg"]
+    with pytest.raises(ClientError) as refused:
+        target.client("dynamodb").update_item(
+            TableName=cloud.outputs["tableName"], Key={"image_id": {"S": clean["image_id"]}},
+            UpdateExpression="SET #s = :q", ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":q": {"S": "quarantined"}})
+    assert refused.value.response["Error"]["Code"] in ("AccessDeniedException", "AccessDenied")
+    # A decision sent straight to the gate's queue about an image it does not hold back (done, passed), and one about
+    # a held image naming another version, change nothing.
+    held_key = "uploads/gate/decoy.jpg"
+    held = settle(cloud, {held_key: samples.marked("jpeg", 640, 480)})[held_key]
+    assert held["status"] == "quarantined"
+    queue = cloud.outputs["queueUrls"]["moderation"]
+    for record, version in ((clean, clean["version_id"]), (held, "another-version")):
+        request = contracts.DecisionRequest(bucket=record["bucket"], key=record["key"], version_id=version,
+                                            sequencer=record["sequencer"], decision="approved", by="someone",
+                                            at="2026-12-07T00:00:00Z")
+        target.client("sqs").send_message(QueueUrl=queue, MessageBody=request.to_json())
+    time.sleep(2)
+    deadline = time.monotonic() + 60
+    while not cloud.idle() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    now = cloud.records()
+    assert now[held_key]["status"] == "quarantined" and "decision" not in now[held_key] and watch.of(held_key) == set()
+    assert now["uploads/gate/clean.jpg"]["status"] == "done" and "decision" not in now["uploads/gate/clean.jpg"]
+    assert tags(cloud, held_key) == {STATUS_TAG: "quarantined"}
+
+
 def test_an_overwrite_is_screened_again_even_of_an_approved_image(cloud, watch):
     key = "uploads/gate/flagged.jpg"  # approved above: done, with thumbnails
     approved = cloud.records()[key]
@@ -350,7 +382,7 @@ def test_the_gate_s_role_allows_exactly_what_it_used(cloud):
                 "sqs:GetQueueAttributes", "s3:GetObject", "s3:ListBucket"}
     assert granted - platform == used - platform == {
         "dynamodb:GetItem", "dynamodb:UpdateItem", "rekognition:DetectModerationLabels", "s3:GetObjectVersion",
-        "s3:PutObjectVersionTagging", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt", "sqs:ReceiveMessage",
+        "s3:PutObjectVersionTagging", "s3:GetObjectVersionTagging", "s3:DeleteObjectVersionTagging", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt", "sqs:ReceiveMessage",
         "sqs:DeleteMessage"}
 
 
@@ -363,8 +395,7 @@ def test_the_operator_policy_grew_by_exactly_what_review_used(cloud):
     grown = actions(cloud.deployed) - actions(program.run(program.RecordingMocks(), {}))
     [policy] = [p.state["name"] for p in cloud.deployed.of_type("aws:iam/policy:Policy") if p.name.endswith("-operator")]
     used = {action for action, _ in cloud.emulator.stats()["used"][policy]}
-    assert grown == {"dynamodb:UpdateItem", "s3:GetObjectVersion", "s3:DeleteObjectVersionTagging",
-                     "s3:ListBucketVersions", "s3:DeleteObjectVersion"}
+    assert grown == {"s3:GetObjectVersion", "s3:ListBucketVersions", "s3:DeleteObjectVersion"}  # no table write
     assert grown <= used
 
 
