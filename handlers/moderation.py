@@ -68,7 +68,9 @@ CALL_SECONDS = 0.3
 
 
 def _categories_ok(value: Any) -> bool:
-    return isinstance(value, tuple) and len(set(value)) == len(value) and all(v in TOP_LEVEL for v in value)
+    """At least one of the taxonomy's top-level categories, none twice (a gate that blocks nothing would publish
+    everything it screens: turn `moderation` off instead)."""
+    return isinstance(value, tuple) and 0 < len(set(value)) == len(value) and all(v in TOP_LEVEL for v in value)
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ class ModerationSettings:
     block: tuple[str, ...] = setting(
         BLOCKED, "moderationBlock", "list",
         "Rekognition's top-level moderation categories that quarantine an image; labels of the others are recorded "
-        "and pass.", Accepts(_categories_ok, "a list without repeats of Rekognition's top-level categories: "
+        "and pass.", Accepts(_categories_ok, "a non-empty list without repeats of Rekognition's top-level categories: "
                              + ", ".join(TOP_LEVEL)), env="MODERATION_BLOCK")
     # DetectModerationLabels has a quota of its own, per account and Region (Service Quotas: "Transactions per
     # second per account for the Amazon Rekognition Image operation DetectModerationLabels"); the default is the

@@ -77,6 +77,8 @@ def parser() -> argparse.ArgumentParser:
     again.add_argument("--rate", type=float, default=reprocessing.DEFAULT_RATE,
                        help="requests a second at most (default %(default)s), so live uploads keep their share")
     again.add_argument("--restart", action="store_true", help="ignore a checkpoint and start from the beginning")
+    again.add_argument("--unscreened", action="store_true",
+                       help="instead: have the gate screen done images it never saw (done before moderation was on)")
     again.add_argument("--page-size", type=int, default=reprocessing.PAGE_SIZE,
                        help="records each scan page looks at; the checkpoint is written after each (default %(default)s)")
     for name, text in (("pause", "stop a stage taking messages (they wait in its queue)"), ("resume", "start it again")):
@@ -85,14 +87,14 @@ def parser() -> argparse.ArgumentParser:
     page.add_argument("--out", type=Path, default=Path("out"), help="folder for index.html (default %(default)s)")
     page.add_argument("--prefix", help="only uploads under uploads/PREFIX")
     page.add_argument("--limit", type=int, default=500, help="the newest this many (default %(default)s)")
-    page.add_argument("--expires", type=int, default=gallery.LINK_SECONDS,
+    page.add_argument("--expires", type=presign_seconds, default=gallery.LINK_SECONDS,
                       help="seconds the presigned thumbnail links stay valid, without a CDN (default %(default)s)")
     judge = commands.add_parser("review", help="images a gate held back (quarantined), and a person's decision on each")
     decisions = judge.add_subparsers(dest="decision", required=True)
     listing = decisions.add_parser("list", help="the quarantined images, newest first, with the labels that held them")
     listing.add_argument("--out", type=Path, help="also write DIR/review.html: the originals through presigned GETs")
     listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--expires", type=int, default=review.LINK_SECONDS,
+    listing.add_argument("--expires", type=presign_seconds, default=review.LINK_SECONDS,
                          help="seconds the page's presigned links stay valid (default %(default)s)")
     for name, text in (("approve", "release it: the other stages make what they make of it"),
                        ("reject", "delete every version of it; its record says who decided and when")):
@@ -206,17 +208,25 @@ def run_reprocess(target: Target, args: argparse.Namespace) -> int:
     try:
         done = reprocessing.reprocess(target, args.prefix or "", dry_run=args.dry_run, rate=args.rate,
                                       restart=args.restart, show=lambda p: show(p.requested, p.scanned),
-                                      page_size=args.page_size)
+                                      page_size=args.page_size, unscreened=args.unscreened)
     finally:
         close()
     settings = target.outputs[StackOutput.THUMBNAIL_SETTINGS]
     resumed = f" (resumed after {done.resumed_from} requested by an earlier run)" if done.resumed_from else ""
-    text = (f"{done.requested} image(s) would be reprocessed to thumbnail settings {settings} (scanned {done.scanned})"
-            if args.dry_run else
-            f"Requested {done.requested} reprocess(es) to thumbnail settings {settings}{resumed}; scanned {done.scanned} "
-            "records. The thumbnail stage makes them in the background (`status` shows its queue).")
+    if args.unscreened:
+        gate = " and ".join(reprocessing.gates(target))
+        text = (f"{done.requested} done image(s) no gate screened would go to {gate} (scanned {done.scanned})"
+                if args.dry_run else
+                f"Sent {done.requested} done image(s) no gate screened to {gate}{resumed}; scanned {done.scanned} "
+                f"records. It screens them in the background: what it holds back loses its thumbnails and waits "
+                "in `review list`.")
+    else:
+        text = (f"{done.requested} image(s) would be reprocessed to thumbnail settings {settings} (scanned {done.scanned})"
+                if args.dry_run else
+                f"Requested {done.requested} reprocess(es) to thumbnail settings {settings}{resumed}; scanned "
+                f"{done.scanned} records. The thumbnail stage makes them in the background (`status` shows its queue).")
     _print(target, args, {"requested": done.requested, "scanned": done.scanned, "resumed_from": done.resumed_from,
-                          "settings": settings, "dry_run": args.dry_run}, text)
+                          "settings": settings, "dry_run": args.dry_run, "unscreened": args.unscreened}, text)
     return 0
 
 
@@ -239,6 +249,15 @@ def run_gallery(target: Target, args: argparse.Namespace) -> int:
     _print(target, args, {"path": str(path), "images": count},
            render.title(f"Wrote {path}: {count} upload(s), thumbnails through {links}", target.emulated))
     return 0
+
+
+def presign_seconds(text: str) -> int:
+    """How long a presigned link stays valid: 1 s to 7 days, the most a SigV4 presigned URL may last (S3 User Guide,
+    "Sharing objects with presigned URLs": "up to 7 days")."""
+    seconds = int(text)
+    if not 1 <= seconds <= 604_800:
+        raise argparse.ArgumentTypeError(f"{seconds} s: a presigned link lasts 1 s to 7 days (604800 s)")
+    return seconds
 
 
 def run_review(target: Target, args: argparse.Namespace) -> int:

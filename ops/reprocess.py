@@ -18,8 +18,11 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
+from handlers import stages
 from handlers.contracts import ClaimCheck
 from handlers.names import ClaimEvent, Function, StackOutput, Status
+from handlers.records import GATE
+from ops.queues import OpsError
 from ops.target import Target
 
 DEFAULT_RATE = 10.0  # requests a second
@@ -53,16 +56,23 @@ class Progress:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def checkpoint_path(target: Target, settings: str, prefix: str) -> Path:
-    digest = hashlib.sha256(f"{target.outputs[StackOutput.TABLE_NAME]}|{settings}|{prefix}".encode()).hexdigest()[:16]
+def checkpoint_path(target: Target, settings: str, prefix: str, unscreened: bool = False) -> Path:
+    what = f"{target.outputs[StackOutput.TABLE_NAME]}|{settings}|{prefix}" + ("|unscreened" if unscreened else "")
+    digest = hashlib.sha256(what.encode()).hexdigest()[:16]
     return target.state_dir / f"reprocess-{digest}.json"
 
 
-def _scan(target: Target, settings: str, prefix: str, start: dict[str, Any] | None, page_size: int) -> dict[str, Any]:
-    condition = "#s = :done AND (attribute_not_exists(#t.#set) OR #t.#set <> :current)"
-    values: dict[str, Any] = {":done": {"S": Status.DONE}, ":current": {"S": settings}}
-    names = {"#s": "status", "#t": Function.THUMBNAILS, "#set": "settings",
-             **{f"#f{i}": name for i, name in enumerate(FIELDS)}}
+def _scan(target: Target, settings: str, prefix: str, start: dict[str, Any] | None, page_size: int,
+          unscreened: bool = False) -> dict[str, Any]:
+    names = {"#s": "status", **{f"#f{i}": name for i, name in enumerate(FIELDS)}}
+    if unscreened:  # done before a gate was deployed: the record names no gate
+        condition = "#s = :done AND attribute_not_exists(#g)"
+        values: dict[str, Any] = {":done": {"S": Status.DONE}}
+        names["#g"] = GATE
+    else:
+        condition = "#s = :done AND (attribute_not_exists(#t.#set) OR #t.#set <> :current)"
+        values = {":done": {"S": Status.DONE}, ":current": {"S": settings}}
+        names.update({"#t": Function.THUMBNAILS, "#set": "settings"})
     if prefix:
         condition += " AND begins_with(#k, :prefix)"
         names["#k"] = "key"
@@ -73,6 +83,11 @@ def _scan(target: Target, settings: str, prefix: str, start: dict[str, Any] | No
         Limit=page_size, ConsistentRead=True, **({"ExclusiveStartKey": start} if start else {}))
 
 
+def gates(target: Target) -> list[str]:
+    """The gate stages the stack has deployed (their queues are among its outputs)."""
+    return [stage.name for stage in stages.declared() if stage.gate and stage.name in target.outputs[StackOutput.QUEUE_URLS]]
+
+
 def request_for(record: dict[str, Any], created: bool = False) -> ClaimCheck:
     """The claim check a record stands for: asking for a done image's thumbnails again, or (`created`) the one the
     intake published for it."""
@@ -81,9 +96,14 @@ def request_for(record: dict[str, Any], created: bool = False) -> ClaimCheck:
 
 def reprocess(target: Target, prefix: str = "", dry_run: bool = False, rate: float = DEFAULT_RATE,
               restart: bool = False, show: Callable[[Progress], None] = lambda p: None,
-              limiter: RateLimit | None = None, page_size: int = PAGE_SIZE) -> Progress:
+              limiter: RateLimit | None = None, page_size: int = PAGE_SIZE, unscreened: bool = False) -> Progress:
+    """`unscreened`: instead of images made with other thumbnail settings, the done images no gate has screened
+    (done before `moderation` was turned on); the gate screens each, passes it on (its thumbnails are current, so
+    nothing is made again) or holds it back (its thumbnails are removed)."""
     settings = target.outputs[StackOutput.THUMBNAIL_SETTINGS]
-    path = checkpoint_path(target, settings, prefix)
+    if unscreened and not gates(target):
+        raise OpsError("this stack has no gate stage (turn `moderation` on first): there is nothing to screen with")
+    path = checkpoint_path(target, settings, prefix, unscreened)
     progress, start = Progress(), None
     if path.exists() and not restart and not dry_run:
         saved = json.loads(path.read_text())
@@ -92,7 +112,7 @@ def reprocess(target: Target, prefix: str = "", dry_run: bool = False, rate: flo
     limiter = limiter or RateLimit(rate)
     sns = target.client("sns")
     while True:
-        page = _scan(target, settings, prefix, start, page_size)
+        page = _scan(target, settings, prefix, start, page_size, unscreened)
         progress.scanned += int(page.get("ScannedCount", 0))
         for item in page.get("Items", []):
             record = {name: _deserialize(value) for name, value in item.items()}

@@ -345,6 +345,47 @@ def test_a_reprocess_goes_through_the_gate_and_never_republishes_what_it_never_s
     cloud.write_discovery()
 
 
+def test_turning_moderation_on_screens_the_images_already_done_and_an_approve_makes_their_thumbnails_again(cloud, watch):
+    """`reprocess --unscreened` sends the done images no gate saw (done before `moderation` was on) to the gate: a
+    clean one gains its verdict and keeps its thumbnails; a flagged one is held back and loses them; approved, its
+    thumbnails are made again (the results of its earlier pass are cleared, not taken for the new ones)."""
+    keys = {"uploads/before/flagged.jpg": samples.marked("jpeg", 640, 480), "uploads/before/clean.jpg": samples.jpeg()}
+    settle(cloud, keys)
+    assert ops(cloud, "review", "approve", "before/flagged.jpg")[0] == 0  # done, as if before moderation
+    records = wait_until_settled(cloud, list(keys), 120).records
+    table = cloud._session().resource("dynamodb", endpoint_url=cloud.endpoint_of("dynamodb")).Table(cloud.outputs["tableName"])
+    for key in keys:  # what a stack that turned moderation on holds for an image done before: no gate, no verdict
+        table.update_item(Key={"image_id": records[key]["image_id"]}, UpdateExpression="REMOVE #g, #m, #d",
+                          ExpressionAttributeNames={"#g": "gate", "#m": "moderation", "#d": "decision"})
+    clean_thumbnails = {o["key"] for o in records["uploads/before/clean.jpg"]["thumbnails"]["outputs"]}
+    status, dry = ops(cloud, "--json", "reprocess", "--prefix", "uploads/before/", "--unscreened", "--dry-run")
+    assert status == 0 and dry["requested"] == 2
+    assert ops(cloud, "--json", "reprocess", "--prefix", "uploads/before/", "--unscreened")[0] == 0
+    flagged_prefix = contracts.thumbnail_prefix(records["uploads/before/flagged.jpg"]["image_id"])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        now = cloud.records()
+        thumbs = cloud.client("s3").list_objects_v2(Bucket=cloud.outputs["thumbnailsBucket"], Prefix=flagged_prefix)
+        if (now["uploads/before/flagged.jpg"]["status"] == "quarantined" and "Contents" not in thumbs
+                and "moderation" in now["uploads/before/clean.jpg"]):
+            break
+        time.sleep(0.5)
+    now = cloud.records()
+    assert now["uploads/before/flagged.jpg"]["status"] == "quarantined"
+    assert "Contents" not in cloud.client("s3").list_objects_v2(Bucket=cloud.outputs["thumbnailsBucket"], Prefix=flagged_prefix)
+    clean = now["uploads/before/clean.jpg"]
+    assert clean["status"] == "done" and clean["moderation"]["status"] == "done"
+    assert {o["key"] for o in clean["thumbnails"]["outputs"]} == clean_thumbnails
+    assert ops(cloud, "--json", "reprocess", "--prefix", "uploads/before/", "--unscreened", "--dry-run")[1]["requested"] == 0
+    assert ops(cloud, "review", "approve", "before/flagged.jpg")[0] == 0
+    again = wait_until_settled(cloud, ["uploads/before/flagged.jpg"], 120).records["uploads/before/flagged.jpg"]
+    assert again["status"] == "done" and again["labels"]["status"] == "done"
+    made = {o["key"] for o in again["thumbnails"]["outputs"]}
+    listed = {o["Key"] for o in cloud.client("s3").list_objects_v2(Bucket=cloud.outputs["thumbnailsBucket"],
+                                                                    Prefix=flagged_prefix).get("Contents", [])}
+    assert made and listed == made
+
+
 def test_the_emulated_quota_refuses_calls_over_moderation_tps(cloud):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -480,9 +521,12 @@ def test_without_the_setting_nothing_of_the_gate_is_deployed():
 
 
 def test_the_settings_refuse_a_category_rekognition_does_not_have_and_a_second_gate():
-    with pytest.raises(settings.SettingsError, match=r"moderationBlock = \['Nudity'\] is out of range \(accepted: a list "
-                                                     r"without repeats of Rekognition's top-level categories: Explicit, "):
+    with pytest.raises(settings.SettingsError, match=r"moderationBlock = \['Nudity'\] is out of range \(accepted: a "
+                                                     r"non-empty list without repeats of Rekognition's top-level "
+                                                     r"categories: Explicit, "):
         settings.load({"moderation": "true", "moderationBlock": '["Nudity"]'})
+    with pytest.raises(settings.SettingsError, match=r"moderationBlock = \[\] is out of range"):  # a gate holding nothing
+        settings.load({"moderation": "true", "moderationBlock": "[]"})
     from dataclasses import dataclass
 
     from handlers.settings import StageSettings, setting

@@ -70,3 +70,60 @@ def test_a_hold_whose_removal_was_never_published_publishes_it_when_the_message_
     assert invoke(thumbnails, [json.dumps(removal["claim"])])["batchItemFailures"] == []
     assert cloud.thumbnail_keys() == []  # nothing of the key is published while a person has not decided
     assert cloud.record(key)["status"] == "quarantined"
+
+
+def test_an_approve_clears_what_an_earlier_pass_left_and_is_finished_by_the_redelivery(gated, monkeypatch):
+    """A done image held back when a reprocess had the gate screen it (done before the gate), then approved: the
+    gate records the decision, the record is accepted with none of the earlier pass's results (a stage finishing
+    first would settle it with the other's stale one), and when the publish fails the redelivered decision takes
+    the tag off and publishes."""
+    from handlers import contracts, labels
+    from handlers.names import STATUS_TAG
+
+    cloud, answer = gated
+    key = "uploads/before.jpg"
+    _, response = through_the_gate(cloud, cloud.put(key, samples.jpeg(640, 480)))
+    assert response["batchItemFailures"] == []
+    [passed] = cloud.published()
+    assert invoke(thumbnails, [json.dumps(passed["claim"])])["batchItemFailures"] == []
+    assert invoke(labels, [json.dumps(passed["claim"])])["batchItemFailures"] == []
+    record = cloud.record(key)
+    assert record["status"] == "done"
+    cloud.table.update_item(Key={"image_id": record["image_id"]}, UpdateExpression="REMOVE #g, #m",
+                            ExpressionAttributeNames={"#g": "gate", "#m": "moderation"})  # done before the gate
+    answer.update(VIOLENCE)
+    reprocess = contracts.ClaimCheck.of_record(cloud.record(key), "reprocess")
+    assert invoke(moderation, [reprocess.to_json()])["batchItemFailures"] == []
+    held = cloud.record(key)
+    assert held["status"] == "quarantined" and "thumbnails" in held  # its removal is on its way
+    [removal] = cloud.published()
+    assert invoke(thumbnails, [json.dumps(removal["claim"])])["batchItemFailures"] == []
+    assert cloud.thumbnail_keys() == []
+    tagging = {"Bucket": cloud.uploads, "Key": key, "VersionId": held["version_id"]}
+    assert cloud.s3.get_object_tagging(**tagging)["TagSet"] == [{"Key": STATUS_TAG, "Value": "quarantined"}]
+
+    real, failures = moderation._publish, []
+
+    def publish_failing_once(claim, passed):
+        if not failures:
+            failures.append(claim)
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "SNS failed"},
+                               "ResponseMetadata": {"HTTPStatusCode": 500}}, "Publish")
+        real(claim, passed)
+
+    monkeypatch.setattr(moderation, "_publish", publish_failing_once)
+    decision = contracts.DecisionRequest(bucket=cloud.uploads, key=key, version_id=held["version_id"],
+                                         sequencer=held["sequencer"], decision="approved", by="arn:aws:iam::1:user/ana",
+                                         at="2026-12-07T10:00:00Z")
+    with pytest.raises(BatchProcessingError):
+        invoke(moderation, [decision.to_json()])
+    approved = cloud.record(key)
+    assert approved["status"] == "accepted" and approved["moderation"]["status"] == "done"
+    assert "thumbnails" not in approved and "labels" not in approved
+    assert approved["decision"]["by"] == "arn:aws:iam::1:user/ana" and cloud.published() == []
+    assert invoke(moderation, [decision.to_json()])["batchItemFailures"] == []  # the redelivery finishes it
+    [released] = cloud.published()
+    assert released["claim"]["event"] == "created" and released["attributes"]["gate"] == "clear"
+    assert cloud.s3.get_object_tagging(**tagging)["TagSet"] == []
+    assert invoke(moderation, [decision.to_json()])["batchItemFailures"] == []  # a third delivery: nothing new
+    assert cloud.record(key)["decision"] == approved["decision"]

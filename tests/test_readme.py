@@ -114,6 +114,9 @@ AGAINST_UP = {
                                                r"\(0 waiting\)\.$",
     "python -m ops --outputs dev.json status": r"^claimcheck dev\.json\nSTAGE +QUEUED",
     "python -m ops --local review list": r"^Nothing is held for review\.$",  # both were decided above
+    # Every record of make up was screened (its gate was on from the start): nothing to send.
+    "python -m ops --local reprocess --all --unscreened": r"^Sent 0 done image\(s\) no gate screened to moderation; "
+                                                          r"scanned 3 records\.",
 }
 UP = "make up"
 # Run on their own, with no local cloud and no AWS (they read a stack file): what each must print.
