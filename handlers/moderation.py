@@ -63,6 +63,14 @@ MIN_SIDE, MAX_SIDE = 80, 10_000
 # The rendition of an image Rekognition cannot read as it is: a JPEG fitting this box, at this quality, smaller and
 # coarser until it fits in IMAGE_BYTES (a photo of 2,048 px is ~1 MB at 85).
 RENDITIONS = ((2048, 85), (2048, 60), (1024, 60))
+# Formats whose pixels cannot be transparent: screened from S3 as they are. A PNG can be (Rekognition reads PNG, but
+# its documentation does not say how it reads an alpha channel), and what a page shows of a transparent image is what
+# it is drawn over: a transparent image is screened as it shows on each of BACKGROUNDS (content hidden in the alpha
+# channel shows on one of them whatever colour its pixels are: drawn over white it is 255 - a * (255 - c), over
+# black a * c, and no colour c hides a varying alpha from both). Every other allowed format is screened as a
+# rendition anyway.
+OPAQUE_FORMATS = ("jpeg",)
+BACKGROUNDS = (("white", (255, 255, 255)), ("black", (0, 0, 0)))
 # A DetectModerationLabels call takes about this long (ASSUMED: no AWS account here to measure it).
 CALL_SECONDS = 0.3
 
@@ -113,15 +121,17 @@ def _complete(configured: Configured, others: Any) -> ModerationSettings:
 
 
 def needs_rendition(fmt: str | None, size: int, width: Any, height: Any) -> bool:
-    """Whether Rekognition cannot read the original from S3 as it is (format, bytes or dimensions)."""
+    """Whether the original cannot be screened from S3 as it is: a format Rekognition does not read, or one that can
+    be transparent, or over its bytes or outside its dimensions."""
     sides = [int(side) for side in (width, height) if side is not None]
-    return (fmt not in S3_FORMATS or size > S3_BYTES or len(sides) < 2
+    return (fmt not in S3_FORMATS or fmt not in OPAQUE_FORMATS or size > S3_BYTES or len(sides) < 2
             or not all(MIN_SIDE <= side <= MAX_SIDE for side in sides))
 
 
 def _seconds(configured: Configured, megapixels: float, fmt: str, speed: float) -> float:
-    """A call, and for a format Rekognition cannot read from S3 a rendition first (the engine at one size)."""
-    rendition = 0.0 if fmt in S3_FORMATS else engine_seconds(megapixels, fmt) * speed / min(1.0, configured.sizing.vcpus)
+    """A call, and for a format not screened from S3 a rendition first (the engine at one size; a transparent image
+    takes a second call, ASSUMED rare and left out)."""
+    rendition = 0.0 if fmt in OPAQUE_FORMATS else engine_seconds(megapixels, fmt) * speed / min(1.0, configured.sizing.vcpus)
     return CALL_SECONDS + rendition
 
 
@@ -130,6 +140,8 @@ def _shown(verdict: Mapping[str, Any], emulated: bool) -> list[str]:
     screened = verdict.get("screened") or {}
     what = ("the original" if screened.get("rendition") == "original" else
             f"a JPEG rendition {screened.get('width')}x{screened.get('height')}" if screened else "-")
+    if screened.get("backgrounds"):
+        what += " over " + " and over ".join(screened["backgrounds"])
     found = ", ".join(f"{label['name']} {float(label['confidence']):.1f}%" for label in verdict.get(LABEL_LIST, []))
     return [f"  {NAME}: {verdict.get('status')}" + (" (emulated)" if verdict.get("source") == "emulated" else "")
             + f", screened {what}" + (f": {found}" if found else ": no labels")
@@ -296,9 +308,9 @@ def _verdict(claim: contracts.ClaimCheck, current: records.ImageRecord, env: env
     """Rekognition's labels for the claim's version and what they mean here: held (StageStatus.HELD) when one of
     them is in a blocked category, else passed (DONE)."""
     settings = env.settings(ModerationSettings)
-    image, screened = _image(claim, current, env, settings)
+    images, screened = _image(claim, current, env, settings)
     try:
-        response = _detect(image, settings)
+        responses = [_detect(image, settings) for image in images]
     except PermanentFailure:
         if screened["rendition"] != "original":
             raise
@@ -306,9 +318,15 @@ def _verdict(claim: contracts.ClaimCheck, current: records.ImageRecord, env: env
         # side it refuses): screen what the thumbnail stage would decode of it; if that cannot be made either, the
         # image fails with the decoder's reason and nothing of it is published.
         logger.info("Rekognition refused the original: screening a JPEG rendition of it")
-        image, screened = _image(claim, current, env, settings, force_rendition=True)
-        response = _detect(image, settings)
-    found = response.get("ModerationLabels", [])
+        images, screened = _image(claim, current, env, settings, force_rendition=True)
+        responses = [_detect(image, settings) for image in images]
+    # A transparent image is judged by every view of it: each label at the highest confidence any view gave it.
+    strongest: dict[tuple[str, str], dict[str, Any]] = {}
+    for label in (label for response in responses for label in response.get("ModerationLabels", [])):
+        known = strongest.setdefault((label.get("Name", ""), label.get("ParentName", "")), label)
+        if label.get("Confidence", 0.0) > known.get("Confidence", 0.0):
+            strongest[(label.get("Name", ""), label.get("ParentName", ""))] = label
+    found = list(strongest.values())
     labels = [{"name": label.get("Name", ""), "parent": label.get("ParentName", ""),
                "confidence": Decimal(str(round(label.get("Confidence", 0.0), 2))),
                "level": int(label.get("TaxonomyLevel") or (1 if not label.get("ParentName") else 2))} for label in found]
@@ -317,7 +335,7 @@ def _verdict(claim: contracts.ClaimCheck, current: records.ImageRecord, env: env
     verdict: dict[str, Any] = {
         "status": StageStatus.HELD if blocked else StageStatus.DONE, LABEL_LIST: labels, "screened": screened,
         "source": "emulated" if env.emulates("rekognition") else "rekognition",
-        "model": response.get("ModerationModelVersion", ""), "blocked": blocked}
+        "model": responses[0].get("ModerationModelVersion", ""), "blocked": blocked}
     if blocked:
         # The emulated rule's verdict says so wherever the reason is shown (the demo's table, the gallery, ops).
         verdict["reason"] = "held for review" + (" (emulated)" if verdict["source"] == "emulated" else "") + ": " + "; ".join(
@@ -347,47 +365,73 @@ def _top_level(label: dict[str, Any], labels: list[dict[str, Any]]) -> str:
 
 
 def _image(claim: contracts.ClaimCheck, current: records.ImageRecord, env: environment.Environment,
-           settings: ModerationSettings, force_rendition: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(Rekognition's Image parameter, what the record says was screened): the S3 object when Rekognition reads it,
-    else (or when it refused the object) a JPEG rendition of it."""
+           settings: ModerationSettings, force_rendition: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(Rekognition's Image parameter for each view to screen, what the record says was screened): the S3 object
+    when it can be screened as it is, else (or when Rekognition refused the object) a JPEG rendition of it, one per
+    background when it is transparent."""
     if not force_rendition and not needs_rendition(claim.format, claim.size, current.item.get("width"), current.item.get("height")):
         version = claim.object_version()
         s3_object = {"Bucket": version["Bucket"], "Name": version["Key"],
                      **({"Version": version["VersionId"]} if "VersionId" in version else {})}
-        return {"S3Object": s3_object}, {"rendition": "original", "format": claim.format, "bytes": claim.size}
+        return [{"S3Object": s3_object}], {"rendition": "original", "format": claim.format, "bytes": claim.size}
     with classified():
         data = aws.client("s3").get_object(**claim.object_version())["Body"].read()
     allowed = budget(env, settings.image_cpu_seconds, _invocation)
     limits = imaging.Limits(settings.max_pixels, settings.max_frames, settings.max_jpeg_scans,
                             settings.max_jpeg_segments, max_decode_mb=allowed.memory_mb,
                             bytes_per_pixel=tuple(DECODE_BYTES_PER_PIXEL.items()))
-    (jpeg, width, height), _ = isolation.run(rendition, data, limits, claim.format, budget=allowed)
-    return {"Bytes": jpeg}, {"rendition": "jpeg", "format": claim.format, "width": width, "height": height,
-                             "bytes": len(jpeg)}
+    views, _ = isolation.run(rendition, data, limits, claim.format, budget=allowed)
+    screened = {"rendition": "jpeg", "format": claim.format, "width": views[0][1], "height": views[0][2],
+                "bytes": sum(len(jpeg) for jpeg, _, _, _ in views)}
+    if len(views) > 1:
+        screened["backgrounds"] = [background for _, _, _, background in views]
+    return [{"Bytes": jpeg} for jpeg, _, _, _ in views], screened
 
 
-def rendition(data: bytes, limits: imaging.Limits, fmt: str | None) -> tuple[bytes, int, int]:
-    """A JPEG of the image as the thumbnail stage sees it (its first frame, oriented, sRGB) that Rekognition reads as
-    bytes: at most IMAGE_BYTES, at least MIN_SIDE pixels a side (a smaller image is enlarged: its thumbnails would
-    show it whole). Runs in the decode child."""
+def rendition(data: bytes, limits: imaging.Limits, fmt: str | None) -> list[tuple[bytes, int, int, str]]:
+    """JPEGs of the image as the thumbnail stage sees it (its first frame, oriented, sRGB) that Rekognition reads as
+    bytes: [(jpeg, width, height, background)], one view of an opaque image (background ""), one per BACKGROUNDS of
+    a transparent one. Each at most IMAGE_BYTES, at least MIN_SIDE pixels a side (a smaller image is enlarged: its
+    thumbnails would show it whole). Runs in the decode child."""
+    from PIL import Image
+
     for box, quality in RENDITIONS:
-        [made] = imaging.make_thumbnails(data, (box,), "jpeg", quality, limits, sniffed=fmt).thumbnails
-        jpeg, width, height = made.data, made.width, made.height
-        if min(width, height) < MIN_SIDE:
-            jpeg, width, height = _enlarged(jpeg, width, height)
-        if len(jpeg) <= IMAGE_BYTES:
-            return jpeg, width, height
+        # The opaque formats straight to JPEG; the others through PNG, which keeps their alpha channel.
+        opaque = fmt in OPAQUE_FORMATS
+        [made] = imaging.make_thumbnails(data, (box,), "jpeg" if opaque else "png", quality, limits, sniffed=fmt).thumbnails
+        small = min(made.width, made.height) < MIN_SIDE
+        if opaque and not small:
+            views = [(made.data, made.width, made.height, "")]
+        else:
+            picture: Image.Image = Image.open(io.BytesIO(made.data))
+            picture.load()
+            if small:
+                scale = MIN_SIDE / min(picture.size)
+                picture = picture.resize((min(MAX_SIDE, math.ceil(picture.width * scale)),
+                                          min(MAX_SIDE, math.ceil(picture.height * scale))), Image.Resampling.NEAREST)
+            lowest = picture.getchannel("A").getextrema()[0] if picture.mode == "RGBA" else 255
+            transparent = isinstance(lowest, int) and lowest < 255
+            shown = ([(_over(picture, colour), name) for name, colour in BACKGROUNDS] if transparent
+                     else [(picture.convert("RGB"), "")])
+            views = [(_jpeg(view, quality), view.width, view.height, name) for view, name in shown]
+        if all(len(jpeg) <= IMAGE_BYTES for jpeg, _, _, _ in views):
+            return views
     raise PermanentFailure(f"no JPEG rendition of the image fits Rekognition's {IMAGE_BYTES // 2**20} MB")
 
 
-def _enlarged(jpeg: bytes, width: int, height: int) -> tuple[bytes, int, int]:
+def _over(picture: Any, colour: tuple[int, int, int]) -> Any:
+    """A transparent picture as it shows drawn over `colour`."""
     from PIL import Image
 
-    scale = MIN_SIDE / min(width, height)
-    size = (min(MAX_SIDE, math.ceil(width * scale)), min(MAX_SIDE, math.ceil(height * scale)))
+    flat = Image.new("RGB", picture.size, colour)
+    flat.paste(picture, mask=picture.getchannel("A"))
+    return flat
+
+
+def _jpeg(picture: Any, quality: int) -> bytes:
     out = io.BytesIO()
-    Image.open(io.BytesIO(jpeg)).resize(size, Image.Resampling.NEAREST).save(out, "JPEG", quality=90)
-    return out.getvalue(), *size
+    picture.save(out, "JPEG", quality=quality)
+    return out.getvalue()
 
 
 def _decide(request: contracts.DecisionRequest) -> None:

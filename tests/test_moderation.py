@@ -185,7 +185,7 @@ def test_a_category_that_is_not_blocked_is_recorded_and_passes(cloud):
     assert record["status"] == "done" and record["thumbnails"]["status"] == "done"
     assert [(label["name"], label["parent"]) for label in record["moderation"]["labels"]] == [
         ("Alcohol", ""), ("Alcoholic Beverages", "Alcohol")]
-    assert record["moderation"]["status"] == "done" and record["moderation"]["screened"]["rendition"] == "original"
+    assert record["moderation"]["status"] == "done" and record["moderation"]["screened"]["rendition"] == "jpeg"
 
 
 def test_an_original_rekognition_refuses_is_screened_as_a_rendition_and_fails_when_none_can_be_made(cloud, watch):
@@ -471,12 +471,35 @@ def test_every_allowed_format_has_a_rendition_rekognition_reads_and_judges_as_th
         pillow_heif.register_heif_opener()
     limits, encoded = imaging.Limits(max_pixels=50_000_000, max_frames=100), {"heic": "HEIF"}.get(fmt, fmt.upper())
     for width, height in ((1200, 900), (60, 40)):  # the small one is enlarged to Rekognition's 80 pixels a side
-        jpeg, made_width, made_height = moderation.rendition(samples.marked(encoded, width, height), limits, fmt)
-        assert jpeg[:3] == b"\xff\xd8\xff" and len(jpeg) <= rekognition.IMAGE_BYTES
+        [(jpeg, made_width, made_height, background)] = moderation.rendition(samples.marked(encoded, width, height),
+                                                                            limits, fmt)
+        assert jpeg[:3] == b"\xff\xd8\xff" and len(jpeg) <= rekognition.IMAGE_BYTES and background == ""  # opaque
         assert min(made_width, made_height) >= rekognition.MIN_SIDE and made_width * height == made_height * width
         assert [label["Name"] for label in _ask(jpeg)["ModerationLabels"]] == ["Violence", "Weapon Violence"]
-    clean, _, _ = moderation.rendition(samples.encode(samples.photo(640, 480), encoded), limits, fmt)
+    [(clean, _, _, _)] = moderation.rendition(samples.encode(samples.photo(640, 480), encoded), limits, fmt)
     assert _ask(clean)["ModerationLabels"] == []
+
+
+@pytest.mark.parametrize("fmt", ["png", "webp", "gif", "tiff", "avif"])
+def test_a_transparent_image_is_screened_as_it_shows_over_white_and_over_black(fmt):
+    # Black pixels whose picture is all in the alpha channel: invisible drawn over black, plain over white (a page's
+    # background, and the white a JPEG thumbnail is flattened onto). Rekognition's documentation does not say how it
+    # reads alpha, so each view is screened; a PNG is never screened from S3 as it is.
+    from PIL import Image, ImageDraw
+
+    alpha = Image.new("L", (400, 300), 0)
+    ImageDraw.Draw(alpha).rectangle((100, 75, 299, 224), fill=255)
+    picture = Image.new("RGBA", (400, 300), (0, 0, 0, 0))
+    picture.putalpha(alpha)
+    data = samples.encode(picture if fmt != "gif" else picture.convert("RGBA"), fmt.upper(),
+                          **({"lossless": True} if fmt == "webp" else {}))
+    views = moderation.rendition(data, imaging.Limits(max_pixels=50_000_000, max_frames=100), fmt)
+    assert [(width, height, background) for _, width, height, background in views] == [
+        (400, 300, "white"), (400, 300, "black")]
+    over_white, over_black = (Image.open(io.BytesIO(jpeg)).convert("L") for jpeg, _, _, _ in views)
+    assert over_white.getpixel((200, 150)) < 40 and over_white.getpixel((20, 20)) > 215  # the picture shows
+    assert over_black.getextrema()[1] < 40  # nothing shows
+    assert moderation.needs_rendition("png", 10_000, 400, 300) and not moderation.needs_rendition("jpeg", 10_000, 400, 300)
 
 
 def test_the_emulated_rule_flags_its_markers_only_and_honours_min_confidence():
