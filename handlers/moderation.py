@@ -1,10 +1,10 @@
 """Moderation gate: claim check -> Rekognition DetectModerationLabels -> the image goes on, or is quarantined.
 
 A gate stage (handlers/stages.py, "gates"): with `moderation` on, every accepted image comes here before any other
-stage sees it. Rekognition judges the very version the claim check names: a JPEG or PNG it can read from S3 as it
-is, anything else (WebP, GIF's first frame, TIFF, HEIC, AVIF, and a JPEG or PNG over Rekognition's S3 limit or
-outside its dimensions) as a JPEG rendition made here, inside the same decode limits and warm decode child as the
-thumbnail stage, and sent as bytes. The record says which was screened. Labels in the blocked top-level categories
+stage sees it. Rekognition judges the very version the claim check names: a JPEG it can read from S3 as it is,
+anything else (PNG, WebP, GIF's first frame, TIFF, HEIC, AVIF, and a JPEG over Rekognition's S3 limit or outside its
+dimensions) as a JPEG rendition made here, inside the same decode limits and warm decode child as the thumbnail
+stage, and sent as bytes; a transparent one as it shows over white and over black (OPAQUE_FORMATS, BACKGROUNDS). The record says which was screened. Labels in the blocked top-level categories
 hold the image back: its record becomes quarantined with the labels, its original is tagged (a lifecycle rule
 expires it after rejectedRetentionDays), and nothing else runs until a person decides (`python -m ops review`).
 Otherwise the labels are recorded and the claim check is published again, marked as passed, for the other stages.
