@@ -87,7 +87,7 @@ AGAINST_UP = {
     "python -m ops --local review list --out review":
         r"^KEY +HELD SINCE +LABELS +SCREENED +ORIGINAL EXPIRES\n"
         r"uploads/team/party\.webp +\S+ +Violence 98\.6%, Weapon Violence 98\.6% +jpeg rendition 1024x768 +\S+\n"
-        r"uploads/team/poster\.png +\S+ +Violence 98\.6%, Weapon Violence 98\.6% +original +\S+\n"
+        r"uploads/team/poster\.png +\S+ +Violence 98\.6%, Weapon Violence 98\.6% +jpeg rendition 900x600 +\S+\n"
         r"Wrote review/review\.html: the originals through presigned GETs valid 900 s",
     "python -m ops --local review approve uploads/team/poster.png":
         r"^uploads/team/poster\.png: approved by arn:aws:sts::\d{12}:assumed-role/claimcheck-operator-\w+/localcloud at "
