@@ -471,17 +471,7 @@ def _decide(request: contracts.DecisionRequest) -> None:
 
 def record_handler(record: SQSRecord) -> None:
     """A decision (`python -m ops review`), or a claim check."""
-    if not contracts.DecisionRequest.is_one(record.body):
+    if contracts.DecisionRequest.is_one(record.body):
+        handle(record, work=_decide, parse=contracts.DecisionRequest.from_json)
+    else:
         handle(record, work=_dispatch)
-        return
-    try:
-        request = contracts.DecisionRequest.from_json(record.body)
-    except contracts.InvalidClaimCheck as exc:
-        logger.error("not a decision this stage understands; dropped", extra={"error": str(exc)})
-        count(Metric.INVALID_CLAIM_CHECKS)
-        return
-    logger.append_keys(image_id=request.image_id, key=request.key)
-    try:
-        _decide(request)
-    finally:
-        logger.remove_keys(["image_id", "key"])

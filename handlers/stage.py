@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from handlers import contracts, records
 from handlers.names import Metric
@@ -19,18 +19,20 @@ def for_claim_check(work: Callable[[contracts.ClaimCheck], None]) -> Callable[[S
     return partial(handle, work=work)
 
 
-def handle(record: SQSRecord, work: Callable[[contracts.ClaimCheck], None]) -> None:
-    """Parse the claim check (a malformed one is logged, counted and dropped: no retry can fix it, and the
-    InvalidClaimChecks alarm tells a person) and run `work` with the image id in every log line."""
+def handle(record: SQSRecord, work: Callable[[Any], None],
+           parse: Callable[[str], Any] = contracts.ClaimCheck.from_json) -> None:
+    """Parse the message (a claim check, or what `parse` reads: a gate's decision; a malformed one is logged, counted
+    and dropped: no retry can fix it, and the InvalidClaimChecks alarm tells a person) and run `work` with the image
+    id in every log line."""
     try:
-        claim = contracts.ClaimCheck.from_json(record.body)
+        message = parse(record.body)
     except contracts.InvalidClaimCheck as exc:
-        logger.error("not a claim check this stage understands; dropped", extra={"error": str(exc)})
+        logger.error("not a message this stage understands; dropped", extra={"error": str(exc)})
         count(Metric.INVALID_CLAIM_CHECKS)
         return
-    logger.append_keys(image_id=claim.image_id, key=claim.key)
+    logger.append_keys(image_id=message.image_id, key=message.key)
     try:
-        work(claim)
+        work(message)
     finally:
         logger.remove_keys(["image_id", "key"])
 

@@ -3,6 +3,7 @@ the next delivery of the same message (SQS redelivers what the handler did not a
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -36,6 +37,22 @@ def through_the_gate(cloud, event: dict[str, Any]) -> tuple[dict[str, Any], dict
     return published["claim"], invoke(moderation, [json.dumps(published["claim"])])
 
 
+def publish_failing_once(monkeypatch, which: Callable[[Any], bool]) -> list[Any]:
+    """SNS answers the gate's first publish of a claim check `which` picks with a 500 (the environment dies there
+    as far as the message is concerned); the claim checks it refused are listed in what this returns."""
+    real, failures = moderation._publish, []
+
+    def publish(claim, passed):
+        if which(claim) and not failures:
+            failures.append(claim)
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "SNS failed"},
+                               "ResponseMetadata": {"HTTPStatusCode": 500}}, "Publish")
+        real(claim, passed)
+
+    monkeypatch.setattr(moderation, "_publish", publish)
+    return failures
+
+
 def test_a_hold_whose_removal_was_never_published_publishes_it_when_the_message_comes_back(gated, monkeypatch):
     cloud, answer = gated
     key = "uploads/overwritten.jpg"
@@ -47,16 +64,7 @@ def test_a_hold_whose_removal_was_never_published_publishes_it_when_the_message_
     assert first and cloud.record(key)["thumbnails"]["status"] == "done"
     # The key is overwritten with an image the model flags; the removal of the old version's thumbnails fails once.
     answer.update(VIOLENCE)
-    real, failures = moderation._publish, []
-
-    def publish_failing_once(claim, passed):
-        if claim.event == "removed" and not failures:
-            failures.append(claim)
-            raise ClientError({"Error": {"Code": "InternalError", "Message": "SNS failed"},
-                               "ResponseMetadata": {"HTTPStatusCode": 500}}, "Publish")
-        real(claim, passed)
-
-    monkeypatch.setattr(moderation, "_publish", publish_failing_once)
+    failures = publish_failing_once(monkeypatch, lambda claim: claim.event == "removed")
     assert invoke(intake, [s3_message(cloud.put(key, samples.jpeg(800, 600)))])["batchItemFailures"] == []
     [published] = cloud.published()
     claim = published["claim"]
@@ -102,16 +110,7 @@ def test_an_approve_clears_what_an_earlier_pass_left_and_is_finished_by_the_rede
     tagging = {"Bucket": cloud.uploads, "Key": key, "VersionId": held["version_id"]}
     assert cloud.s3.get_object_tagging(**tagging)["TagSet"] == [{"Key": STATUS_TAG, "Value": "quarantined"}]
 
-    real, failures = moderation._publish, []
-
-    def publish_failing_once(claim, passed):
-        if not failures:
-            failures.append(claim)
-            raise ClientError({"Error": {"Code": "InternalError", "Message": "SNS failed"},
-                               "ResponseMetadata": {"HTTPStatusCode": 500}}, "Publish")
-        real(claim, passed)
-
-    monkeypatch.setattr(moderation, "_publish", publish_failing_once)
+    publish_failing_once(monkeypatch, lambda claim: True)
     decision = contracts.DecisionRequest(bucket=cloud.uploads, key=key, version_id=held["version_id"],
                                          sequencer=held["sequencer"], decision="approved", by="arn:aws:iam::1:user/ana",
                                          at="2026-12-07T10:00:00Z")
