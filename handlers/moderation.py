@@ -4,9 +4,11 @@ A gate stage (handlers/stages.py, "gates"): with `moderation` on, every accepted
 stage sees it. Rekognition judges the very version the claim check names: a JPEG it can read from S3 as it is,
 anything else (PNG, WebP, GIF's first frame, TIFF, HEIC, AVIF, and a JPEG over Rekognition's S3 limit or outside its
 dimensions) as a JPEG rendition made here, inside the same decode limits and warm decode child as the thumbnail
-stage, and sent as bytes; a transparent one as it shows over white and over black (OPAQUE_FORMATS, BACKGROUNDS). The record says which was screened. Labels in the blocked top-level categories
-hold the image back: its record becomes quarantined with the labels, its original is tagged (a lifecycle rule
-expires it after rejectedRetentionDays), and nothing else runs until a person decides (`python -m ops review`).
+stage, and sent as bytes; a transparent one as it shows over white and over black (OPAQUE_FORMATS, BACKGROUNDS).
+The record says which was screened. Labels in the blocked top-level categories hold the image back: its record
+becomes quarantined with the labels, its original is tagged (a lifecycle rule expires it after
+rejectedRetentionDays), and nothing else runs until a person decides (`python -m ops review`: a decision on this
+stage's queue, which it carries out, see _decide).
 Otherwise the labels are recorded and the claim check is published again, marked as passed, for the other stages.
 A reprocess request for a done image no gate saw (done before moderation was on) is screened the same way; if it
 is held back then, its thumbnails are removed.
@@ -57,7 +59,6 @@ BLOCKED = ("Explicit", "Non-Explicit Nudity of Intimate parts and Kissing", "Vio
 # What DetectModerationLabels reads (Rekognition Developer Guide, "Guidelines and quotas in Amazon Rekognition"):
 # JPEG or PNG, up to 15 MB from S3 or 5 MB as bytes (the API's megabytes: Image.Bytes' length constraint is
 # 5,242,880), 80 to 10,000 pixels a side.
-S3_FORMATS = ("jpeg", "png")
 S3_BYTES, IMAGE_BYTES = 15 * 2**20, 5 * 2**20
 MIN_SIDE, MAX_SIDE = 80, 10_000
 # The rendition of an image Rekognition cannot read as it is: a JPEG fitting this box, at this quality, smaller and
@@ -69,7 +70,7 @@ RENDITIONS = ((2048, 85), (2048, 60), (1024, 60))
 # channel shows on one of them whatever colour its pixels are: drawn over white it is 255 - a * (255 - c), over
 # black a * c, and no colour c hides a varying alpha from both). Every other allowed format is screened as a
 # rendition anyway.
-OPAQUE_FORMATS = ("jpeg",)
+OPAQUE_FORMATS = ("jpeg",)  # each of them one Rekognition reads from S3 (JPEG and PNG)
 BACKGROUNDS = (("white", (255, 255, 255)), ("black", (0, 0, 0)))
 # A DetectModerationLabels call takes about this long (ASSUMED: no AWS account here to measure it).
 CALL_SECONDS = 0.3
@@ -124,7 +125,7 @@ def needs_rendition(fmt: str | None, size: int, width: Any, height: Any) -> bool
     """Whether the original cannot be screened from S3 as it is: a format Rekognition does not read, or one that can
     be transparent, or over its bytes or outside its dimensions."""
     sides = [int(side) for side in (width, height) if side is not None]
-    return (fmt not in S3_FORMATS or fmt not in OPAQUE_FORMATS or size > S3_BYTES or len(sides) < 2
+    return (fmt not in OPAQUE_FORMATS or size > S3_BYTES or len(sides) < 2
             or not all(MIN_SIDE <= side <= MAX_SIDE for side in sides))
 
 
@@ -314,7 +315,7 @@ def _verdict(claim: contracts.ClaimCheck, current: records.ImageRecord, env: env
     except PermanentFailure:
         if screened["rendition"] != "original":
             raise
-        # Rekognition refused the original as it is (a JPEG or PNG it cannot decode: InvalidImageFormatException; a
+        # Rekognition refused the original as it is (a JPEG it cannot decode: InvalidImageFormatException; a
         # side it refuses): screen what the thumbnail stage would decode of it; if that cannot be made either, the
         # image fails with the decoder's reason and nothing of it is published.
         logger.info("Rekognition refused the original: screening a JPEG rendition of it")
