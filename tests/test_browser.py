@@ -70,7 +70,7 @@ def test_the_static_gallery_shows_every_upload_with_its_thumbnails(browser, demo
     out, summary = demo
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto((out / "index.html").as_uri())
-    counts = {s: summary[s] for s in (Status.DONE, Status.REJECTED, Status.FAILED) if summary[s]}
+    counts = {s: summary[s] for s in Status if summary.get(s)}  # the demo's gate holds one back: quarantined
     assert page.inner_text("#counts") == f"{summary['uploaded']} uploads: " + ", ".join(
         f"{n} {s}" for s, n in sorted(counts.items()))
     shown = {t["key"]: t["status"] for t in tiles_shown(page)}
