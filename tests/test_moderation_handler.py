@@ -10,7 +10,7 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from botocore.exceptions import ClientError
 
-from handlers import environment, intake, moderation, thumbnails
+from handlers import environment, intake, labels, moderation, thumbnails
 from localcloud import samples
 from tests.conftest import handler_environment, invoke, s3_message
 
@@ -37,6 +37,16 @@ def through_the_gate(cloud, event: dict[str, Any]) -> tuple[dict[str, Any], dict
     return published["claim"], invoke(moderation, [json.dumps(published["claim"])])
 
 
+def passed_and_done(cloud, key: str) -> dict[str, Any]:
+    """A clean JPEG through the intake, the gate (which passes it), the thumbnail and the label stages: its record."""
+    _, response = through_the_gate(cloud, cloud.put(key, samples.jpeg(640, 480)))
+    assert response["batchItemFailures"] == []
+    [passed] = cloud.published()
+    for stage in (thumbnails, labels):
+        assert invoke(stage, [json.dumps(passed["claim"])])["batchItemFailures"] == []
+    return cloud.record(key)
+
+
 def publish_failing_once(monkeypatch, which: Callable[[Any], bool]) -> list[Any]:
     """SNS answers the gate's first publish of a claim check `which` picks with a 500 (the environment dies there
     as far as the message is concerned); the claim checks it refused are listed in what this returns."""
@@ -56,12 +66,7 @@ def publish_failing_once(monkeypatch, which: Callable[[Any], bool]) -> list[Any]
 def test_a_hold_whose_removal_was_never_published_publishes_it_when_the_message_comes_back(gated, monkeypatch):
     cloud, answer = gated
     key = "uploads/overwritten.jpg"
-    claim, response = through_the_gate(cloud, cloud.put(key, samples.jpeg(640, 480)))
-    assert response["batchItemFailures"] == []
-    [passed] = cloud.published()
-    assert invoke(thumbnails, [json.dumps(passed["claim"])])["batchItemFailures"] == []
-    first = cloud.thumbnail_keys()
-    assert first and cloud.record(key)["thumbnails"]["status"] == "done"
+    assert passed_and_done(cloud, key)["thumbnails"]["status"] == "done" and cloud.thumbnail_keys()
     # The key is overwritten with an image the model flags; the removal of the old version's thumbnails fails once.
     answer.update(VIOLENCE)
     failures = publish_failing_once(monkeypatch, lambda claim: claim.event == "removed")
@@ -85,17 +90,12 @@ def test_an_approve_clears_what_an_earlier_pass_left_and_is_finished_by_the_rede
     gate records the decision, the record is accepted with none of the earlier pass's results (a stage finishing
     first would settle it with the other's stale one), and when the publish fails the redelivered decision takes
     the tag off and publishes."""
-    from handlers import contracts, labels
+    from handlers import contracts
     from handlers.names import STATUS_TAG
 
     cloud, answer = gated
     key = "uploads/before.jpg"
-    _, response = through_the_gate(cloud, cloud.put(key, samples.jpeg(640, 480)))
-    assert response["batchItemFailures"] == []
-    [passed] = cloud.published()
-    assert invoke(thumbnails, [json.dumps(passed["claim"])])["batchItemFailures"] == []
-    assert invoke(labels, [json.dumps(passed["claim"])])["batchItemFailures"] == []
-    record = cloud.record(key)
+    record = passed_and_done(cloud, key)
     assert record["status"] == "done"
     cloud.table.update_item(Key={"image_id": record["image_id"]}, UpdateExpression="REMOVE #g, #m",
                             ExpressionAttributeNames={"#g": "gate", "#m": "moderation"})  # done before the gate
