@@ -209,7 +209,7 @@ def _screen(claim: contracts.ClaimCheck) -> None:
     env = environment.load()
     current, waiting = pending(env.table_name, claim, NAME)
     if not waiting or current is None:
-        if current is not None and _held_here(current, claim):
+        if current is not None and _held_here(current, claim.sequencer):
             # An earlier delivery held it back and may have died before the removal below was published: publish it
             # again (a removal finding nothing to remove removes nothing), or an earlier version's thumbnails stay.
             _publish(_removal(claim), passed=True)
@@ -246,7 +246,7 @@ def _rescreen(claim: contracts.ClaimCheck) -> None:
     env = environment.load()
     current = records.get(env.table_name, claim.image_id)
     if current is None or current.status != Status.DONE or current.sequencer != claim.sequencer:
-        if current is not None and _held_here(current, claim):
+        if current is not None and _held_here(current, claim.sequencer):
             _publish(_removal(claim), passed=True)  # held back by an earlier delivery, which may have died first
             return
         logger.info("reprocess request is stale: the image changed or is not done")
@@ -279,9 +279,10 @@ def _rescreen(claim: contracts.ClaimCheck) -> None:
         count(Metric.PROCESSED)
 
 
-def _held_here(current: records.ImageRecord, claim: contracts.ClaimCheck) -> bool:
-    """Whether this gate held back the very version the claim check names (its removal may still be due)."""
-    return (current.status == Status.QUARANTINED and current.sequencer == claim.sequencer
+def _held_here(current: records.ImageRecord, sequencer: str) -> bool:
+    """Whether this gate holds back the very version of `sequencer` (its removal may still be due; a person may
+    decide about it)."""
+    return (current.status == Status.QUARANTINED and current.sequencer == sequencer
             and (current.result(NAME) or {}).get("status") == StageStatus.HELD)
 
 
@@ -450,7 +451,7 @@ def _decide(request: contracts.DecisionRequest) -> None:
     approved = request.decision == Decision.APPROVED
     recorded = current.decision
     if not (recorded.get("decision") == request.decision and recorded.get("version_id") == request.version_id):
-        if current.status != Status.QUARANTINED or (current.result(NAME) or {}).get("status") != StageStatus.HELD:
+        if not _held_here(current, request.sequencer):
             logger.warning("decision about an image that is not held back; refused", extra={"status": current.status})
             count(Metric.INVALID_CLAIM_CHECKS)
             return

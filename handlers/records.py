@@ -310,9 +310,10 @@ def record_verdict_on_done(table_name: str, image_id: str, sequencer: str, gate:
 
 def record_decision(table_name: str, current: ImageRecord, gate: str, decided: dict[str, Any], approved: bool) -> bool:
     """A person's decision on the image `gate` held back, written by the gate, on condition that the record still
-    holds it back at the same sequencer and nobody decided about it yet (one decision per held version). Approved: the record is accepted again, the gate's verdict a pass (its
-    labels kept), and the results other stages left from an earlier pass (a reprocess held a done image back) are
-    removed, so they work afresh. False when the record moved on."""
+    holds it back at the same sequencer and nobody decided about it yet (one decision per held version). Approved:
+    the record is accepted again, the gate's verdict a pass (its labels kept), and the results other stages left
+    from an earlier pass (a reprocess held a done image back) are removed, so they work afresh. False when the
+    record moved on."""
     stamp = now()
     values: dict[str, Any] = {DECISION: decided, "updated_at": stamp}
     remove: tuple[str, ...] = ()

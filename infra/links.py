@@ -68,21 +68,24 @@ def rekognition_reads(bucket: aws.s3.Bucket) -> Link:
     return Link({}, (iam.allow(["s3:GetObject", "s3:GetObjectVersion"], [iam.s3_objects(bucket.arn, UPLOADS_PREFIX)]),))
 
 
+# Only while an original's version is tagged quarantined (S3 User Guide, "Tagging and access control policies").
+_QUARANTINED_ONLY = {"StringEquals": {f"s3:ExistingObjectTag/{STATUS_TAG}": Status.QUARANTINED}}
+
+
 def held_originals(bucket: aws.s3.Bucket) -> Link:
     """Look at an original a gate stage held back: read its version (a presigned GET carries this permission), only
     while the version is tagged quarantined (S3 User Guide, "Tagging and access control policies":
     s3:ExistingObjectTag). Any other original stays unreadable."""
-    tagged = {"StringEquals": {f"s3:ExistingObjectTag/{STATUS_TAG}": Status.QUARANTINED}}
-    return Link({}, (iam.allow(["s3:GetObjectVersion"], [iam.s3_objects(bucket.arn, UPLOADS_PREFIX)], condition=tagged),))
+    return Link({}, (iam.allow(["s3:GetObjectVersion"], [iam.s3_objects(bucket.arn, UPLOADS_PREFIX)],
+                               condition=_QUARANTINED_ONLY),))
 
 
 def held_releases(bucket: aws.s3.Bucket) -> Link:
     """Release an original a person approved: read a version's tags, and delete them only while it is tagged
     quarantined (s3:ExistingObjectTag applies to DeleteObjectVersionTagging too, same page)."""
-    tagged = {"StringEquals": {f"s3:ExistingObjectTag/{STATUS_TAG}": Status.QUARANTINED}}
     return Link({}, (iam.allow(["s3:GetObjectVersionTagging"], [iam.s3_objects(bucket.arn, UPLOADS_PREFIX)]),
                      iam.allow(["s3:DeleteObjectVersionTagging"], [iam.s3_objects(bucket.arn, UPLOADS_PREFIX)],
-                               condition=tagged)))
+                               condition=_QUARANTINED_ONLY)))
 
 
 def upload_versions(bucket: aws.s3.Bucket) -> Link:
