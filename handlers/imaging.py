@@ -1,8 +1,9 @@
 """The thumbnail engine: one bounded decode, every size, oriented, no metadata.
 
 Decoding is where time and memory go, so the image is decoded once, at the smallest JPEG draft scale that
-still covers the largest size, and each smaller size is resized from the one before it. EXIF orientation is
-applied to the small outputs, never to the full image (`exif_transpose` would force a full-size decode).
+still covers the largest size, and each smaller size is resized from the one before it. EXIF orientation, read
+as browsers read it (exif_orientation), is applied to the small outputs, never to the full image (`exif_transpose`
+would force a full-size decode), and the record's width and height are those of the thumbnails.
 
 Every byte is untrusted. Only the decoder of the format the intake sniffed runs (Pillow would otherwise try
 plugins without signatures, such as SPIDER or IM, when the right one gives up); the file's structure is bounded
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -63,6 +65,8 @@ _ORIENT = {
     7: (Image.Transpose.TRANSVERSE,),
     8: (Image.Transpose.ROTATE_90,),
 }
+# The orientation whose transpose undoes each one's (the turns by 90 degrees undo each other; flips undo themselves).
+_UNDO = {6: 8, 8: 6}
 _MAX_TEXT = 128
 # The resize and the JPEG encoding, chosen by make bench (see _resize and _encode).
 FIRST_FILTER, FIRST_GAP = Image.Resampling.BICUBIC, 1.0
@@ -134,11 +138,16 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
     try:
         image, metadata = _open(data, limits, store_gps, sniffed)
         profile = image.info.get("icc_profile") or None
+        # Pillow's TIFF reader applies the orientation it reads (of any integer type and count) as it loads
+        # (TiffImagePlugin, load_end); where that is not the browsers' reading, its turn is undone, at full size.
+        applied = _pillow_tiff_orientation(image) if image.format == "TIFF" else 1
         base = _decode(image, sizes[0], keep_cmyk=profile is not None)
-        # Pillow's TIFF reader applies the EXIF orientation itself when it loads (and drops the tag).
-        oriented = image.format == "TIFF"
-        image_size = base.size if oriented else image.size
-        orientation = 1 if oriented else metadata.get("orientation", 1)
+        if applied not in (1, metadata["orientation"]):
+            base = _turned(base, _UNDO.get(applied, applied))
+        left = 1 if applied == metadata["orientation"] else metadata["orientation"]  # to apply to the outputs
+        image_size = base.size if image.format == "TIFF" else image.size
+        # The record's size is the one the thumbnails show.
+        metadata["width"], metadata["height"] = _turned_size(image_size, left)
         outputs: list[Thumbnail] = []
         current = base
         for index, size in enumerate(sizes):
@@ -151,10 +160,7 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
                     metadata["color_profile"] = described
             if current is not base:
                 current.info = {}  # a new image (resized, converted): the source's metadata is not copied on
-            upright = current
-            for method in _ORIENT.get(orientation, ()):
-                upright = upright.transpose(method)
-            outputs.append(_encode(upright, size, output_format, quality))
+            outputs.append(_encode(_turned(current, left), size, output_format, quality))
     except PermanentFailure:
         raise
     except MemoryError:
@@ -164,6 +170,23 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
     except Exception as exc:
         raise PermanentFailure(_decode_reason(exc)) from exc
     return Result(outputs, metadata)
+
+
+def _turned(image: Image.Image, orientation: int) -> Image.Image:
+    """`image` shown as EXIF `orientation` says."""
+    for method in _ORIENT.get(orientation, ()):
+        image = image.transpose(method)
+    return image
+
+
+def _turned_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
+
+
+def _pillow_tiff_orientation(image: Image.Image) -> int:
+    """The orientation Pillow's TIFF reader will apply as it loads: ImageOps.exif_transpose's reading of the tag."""
+    value = _safe(lambda: image.getexif().get(ExifTags.Base.Orientation))
+    return value if value in _ORIENT else 1
 
 
 def _decode_reason(exc: BaseException) -> str:
@@ -204,7 +227,8 @@ def _open(data: bytes, limits: Limits, store_gps: bool, sniffed: str | None) -> 
         frames = getattr(image, "n_frames", 1)
         if frames > limits.max_frames:
             raise PermanentFailure(f"the image has {frames} frames, over the limit of {limits.max_frames}")
-    return image, extract_metadata(image, store_gps)
+    # A TIFF's orientation is in its own first directory; every other format's, in its EXIF block.
+    return image, extract_metadata(image, store_gps, data if image.format == "TIFF" else None)
 
 
 def _check_memory(fmt: str, width: int, height: int, limits: Limits) -> None:
@@ -344,8 +368,9 @@ def _without_jfif(data: bytes) -> bytes:
     return data
 
 
-def extract_metadata(image: Image.Image, store_gps: bool) -> dict[str, Any]:
-    """Format, size, mode, orientation, camera and time taken; GPS only when asked. Bad tags are skipped."""
+def extract_metadata(image: Image.Image, store_gps: bool, tiff: bytes | None = None) -> dict[str, Any]:
+    """Format, size, mode, orientation, camera and time taken; GPS only when asked. Bad tags are skipped. `tiff`:
+    the bytes that hold the orientation, when they are not the image's EXIF block (a TIFF file's)."""
     metadata: dict[str, Any] = {"format": FORMAT_NAMES.get(image.format or "", (image.format or "").lower()),
                                 "mode": image.mode}
     width, height = image.size
@@ -353,11 +378,10 @@ def extract_metadata(image: Image.Image, store_gps: bool) -> dict[str, Any]:
         exif = image.getexif()
     except Exception:
         exif = Image.Exif()
-    orientation = _safe(lambda: int(exif.get(ExifTags.Base.Orientation, 1)))
-    orientation = orientation if orientation in range(1, 9) else 1
+    orientation = exif_orientation(tiff or getattr(image, "info", {}).get("exif"))
     metadata["orientation"] = orientation
-    # Width and height as displayed, after orientation.
-    metadata["width"], metadata["height"] = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    # Width and height as displayed, after orientation (a TIFF's are set once it is decoded: make_thumbnails).
+    metadata["width"], metadata["height"] = _turned_size((width, height), orientation)
     make = _safe(lambda: _text(exif.get(ExifTags.Base.Make)))
     model = _safe(lambda: _text(exif.get(ExifTags.Base.Model)))
     if make:
@@ -372,6 +396,31 @@ def extract_metadata(image: Image.Image, store_gps: bool) -> dict[str, Any]:
         if gps:
             metadata["gps"] = gps
     return metadata
+
+
+def exif_orientation(exif: bytes | None) -> int:
+    """The EXIF Orientation as browsers read it: the first Orientation entry of the first directory, taken only as
+    a SHORT of count 1 with a value 1-8; any other type, count or value, a broken structure, or an orientation
+    found elsewhere (XMP, a PNG text chunk, which Pillow's getexif also reads) shows the image as stored (1).
+    Rule: Firefox's image/decoders/EXIF.cpp, EXIFParser::ParseOrientation; Exif 2.3 (CIPA DC-008) 4.6.4, Table 4.
+    `exif`: the EXIF block (JPEG APP1, PNG eXIf, WebP EXIF, with or without its "Exif" header) or a whole TIFF."""
+    tiff = (exif or b"").removeprefix(b"Exif\x00\x00")
+    order = {b"II*\x00": "<", b"MM\x00*": ">"}.get(tiff[:4])
+    if order is None:
+        return 1
+    try:
+        (directory,) = struct.unpack_from(order + "I", tiff, 4)
+        (entries,) = struct.unpack_from(order + "H", tiff, directory)
+        for index in range(entries):
+            tag, kind, count, value = struct.unpack_from(order + "HHIH", tiff, directory + 2 + 12 * index)
+            if tag == ExifTags.Base.Orientation:
+                return value if kind == _SHORT and count == 1 and 1 <= value <= 8 else 1
+    except struct.error:  # an offset past the end
+        return 1
+    return 1
+
+
+_SHORT = 3  # the TIFF field type of a 16-bit unsigned integer
 
 
 def _safe(read):

@@ -64,6 +64,24 @@ def as_stored(upright: Image.Image, orientation: int) -> Image.Image:
     return upright if transpose is None else upright.transpose(transpose)
 
 
+def with_orientation_field(tiff: bytes, kind: int, values: tuple[int, ...]) -> bytes:
+    """`tiff` (a TIFF file, or an EXIF block with or without its "Exif" header) with its first directory's Orientation
+    entry rewritten as TIFF field type `kind` (2 ASCII, 3 SHORT, 4 LONG) holding `values` inline (4 bytes at most):
+    the malformed tags some tools write."""
+    start = 6 if tiff.startswith(b"Exif\x00\x00") else 0
+    order = "<" if tiff[start:start + 2] == b"II" else ">"
+    (directory,) = struct.unpack_from(order + "I", tiff, start + 4)
+    (entries,) = struct.unpack_from(order + "H", tiff, start + directory)
+    value = struct.pack(order + {2: "B", 3: "H", 4: "I"}[kind] * len(values), *values).ljust(4, b"\x00")
+    out = bytearray(tiff)
+    for index in range(entries):
+        at = start + directory + 2 + 12 * index
+        if struct.unpack_from(order + "H", tiff, at)[0] == 0x0112:
+            struct.pack_into(order + "HHI4s", out, at, 0x0112, kind, len(values), value)
+            return bytes(out)
+    raise ValueError("the block has no Orientation entry")
+
+
 def camera_jpeg(upright: Image.Image, exif: Image.Exif | None = None, orientation: int = 6, quality: int = 90) -> bytes:
     """`upright` stored as a camera stores it (by default held upright: sideways, orientation 6), tagged so."""
     exif = exif or Image.Exif()

@@ -14,6 +14,7 @@ from PIL import Image
 
 from bench.engines import psnr_images
 from handlers import imaging, jpeg_markers
+from localcloud import samples
 from localcloud.samples import encode
 from tests.conftest import handler_environment
 
@@ -251,3 +252,60 @@ def test_an_unreadable_exif_block_gives_the_defaults_not_a_failure():
 
     assert imaging.extract_metadata(Broken(), store_gps=True) == {
         "format": "jpeg", "mode": "RGB", "orientation": 1, "width": 40, "height": 30}
+
+
+# Orientation as browsers read it: only a SHORT of count 1 with a value 1-8 turns the image (imaging.exif_orientation).
+FIELDS = {"a SHORT 6": (3, (6,), True), 'ASCII "6"': (2, (0x36, 0), False), "two SHORTs 6, 6": (3, (6, 6), False),
+          "a LONG 6": (4, (6,), False), "a SHORT 9": (3, (9,), False)}
+
+
+def oriented(fmt: str, orientation: int, field: tuple[int, tuple[int, ...]] | None = None) -> bytes:
+    """The sample photo (240x160, red marker top-left) stored as a camera stores it under `orientation`, in `fmt`,
+    its EXIF Orientation entry rewritten as `field` (type, values) when given."""
+    stored = samples.as_stored(samples.photo(240, 160), orientation)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    if fmt == "tiff":  # the orientation is in the TIFF's own first directory
+        data = encode(stored, "TIFF", exif=exif.tobytes())
+        return samples.with_orientation_field(data, *field) if field else data
+    block = samples.with_orientation_field(exif.tobytes(), *field) if field else exif.tobytes()
+    return encode(stored, fmt.upper(), exif=block, **({"lossless": True} if fmt == "webp" else {}))
+
+
+def shown(data: bytes, fmt: str) -> tuple[dict, Image.Image]:
+    result = imaging.make_thumbnails(data, (128,), "png", 90, LIMITS, sniffed=fmt)
+    return result.metadata, opened(result.thumbnails[0]).convert("RGB")
+
+
+def red(pixel: tuple[int, ...]) -> bool:
+    return pixel[0] > 180 and pixel[1] < 80 and pixel[2] < 80
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png", "webp", "tiff"])
+@pytest.mark.parametrize("field", list(FIELDS))
+def test_only_a_short_of_count_one_turns_the_image(fmt, field):
+    kind, values, turns = FIELDS[field]
+    metadata, out = shown(oriented(fmt, 6, (kind, values)), fmt)
+    if turns:  # shown upright: landscape, the marker top-left
+        assert (metadata["orientation"], metadata["width"], metadata["height"]) == (6, 240, 160)
+        assert out.size == (128, 85) and red(out.getpixel((4, 4)))
+    else:  # shown as stored: portrait, the marker where the camera's turn left it (bottom-left)
+        assert (metadata["orientation"], metadata["width"], metadata["height"]) == (1, 160, 240)
+        assert out.size == (85, 128) and not red(out.getpixel((4, 4))) and red(out.getpixel((4, 124)))
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png", "webp", "tiff"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_orientation_of_every_format_shows_upright_and_the_record_says_that_size(fmt, orientation):
+    metadata, out = shown(oriented(fmt, orientation), fmt)
+    assert (metadata["orientation"], metadata["width"], metadata["height"]) == (orientation, 240, 160)
+    assert out.size == (128, 85) and red(out.getpixel((4, 4))), out.getpixel((4, 4))
+    assert not red(out.getpixel((124, 81)))
+
+
+def test_an_orientation_only_in_xmp_is_not_applied():
+    # Pillow's getexif reads tiff:Orientation from XMP when EXIF has none; browsers do not.
+    stored = samples.as_stored(samples.photo(240, 160), 6)
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
+    metadata, out = shown(encode(stored, "JPEG", quality=95, xmp=xmp), "jpeg")
+    assert (metadata["orientation"], metadata["width"], metadata["height"]) == (1, 160, 240) and out.size == (85, 128)
