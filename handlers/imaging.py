@@ -22,7 +22,7 @@ import importlib
 import io
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -87,11 +87,17 @@ class Limits:
 
 @dataclass(frozen=True)
 class Thumbnail:
-    box: int  # the bounding box it was made for (box x box pixels)
+    box: int  # the bounding box it was made for (box x box pixels), which names its key
     width: int
     height: int
     data: bytes
     format: str
+    # Every box it serves: the boxes at or above the original's size all get the original's size, made once.
+    boxes: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.boxes:
+            object.__setattr__(self, "boxes", (self.box,))
 
     @property
     def content_type(self) -> str:
@@ -149,7 +155,7 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
         # The record's size is the one the thumbnails show.
         metadata["width"], metadata["height"] = _turned_size(image_size, left)
         outputs: list[Thumbnail] = []
-        current = base
+        current, previous = base, (0, 0)
         for index, size in enumerate(sizes):
             # Each size is resized from the one before it, to dimensions computed from the original,
             # so every size is exact whatever the draft scale and the cascade did.
@@ -160,6 +166,10 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
                     metadata["color_profile"] = described
             if current is not base:
                 current.info = {}  # a new image (resized, converted): the source's metadata is not copied on
+            if current.size == previous:  # unresized (a box at or above the original's size): the same pixels
+                outputs[-1] = replace(outputs[-1], boxes=(*outputs[-1].boxes, size))
+                continue
+            previous = current.size
             outputs.append(_encode(_turned(current, left), size, output_format, quality))
     except PermanentFailure:
         raise

@@ -188,7 +188,12 @@ def _shown(result: Mapping[str, Any], emulated: bool) -> list[str]:
     """Its result in `python -m ops show`: status, the settings they were made with, each size and where it is."""
     lines = [f"  thumbnails: {result.get('status')}" + (f" ({result['reason']})" if result.get("reason") else "")
              + (f", settings {result['settings']}" if result.get("settings") else "")]
-    lines += [f"    {int(o['width'])}x{int(o['height'])}  {o.get('url') or o['key']}" for o in result.get("outputs", [])]
+    boxes: dict[str, list[str]] = {}
+    for o in result.get("outputs", []):
+        boxes.setdefault(o["key"], []).append(str(int(o["box"])) if "box" in o else "?")
+    lines += [f"    {int(o['width'])}x{int(o['height'])}  {o.get('url') or o['key']}"
+              + (f"  (boxes {', '.join(boxes[o['key']])})" if len(boxes[o["key"]]) > 1 else "")
+              for o in {o["key"]: o for o in result.get("outputs", [])}.values()]
     return lines
 
 
@@ -314,7 +319,7 @@ def _create(claim: contracts.ClaimCheck) -> None:
             # The image is now failed: an earlier version's thumbnails must not outlive it.
             _clear(claim, keep=set())
         return
-    outputs = [_store(claim, thumbnail, env) for thumbnail in result.thumbnails]
+    outputs = [output for thumbnail in result.thumbnails for output in _store(claim, thumbnail, env)]
     written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, NAME,
                                    {"status": StageStatus.DONE, "outputs": outputs, "settings": env.settings(ThumbnailSettings).name},
                                    metadata=result.metadata, known=current)
@@ -360,7 +365,7 @@ def _reprocess(claim: contracts.ClaimCheck) -> None:
             "status": StageStatus.FAILED, "reason": failure.reason, "settings": env.settings(ThumbnailSettings).name})
         count(Metric.FAILED)
         return
-    outputs = [_store(claim, thumbnail, env) for thumbnail in result.thumbnails]
+    outputs = [output for thumbnail in result.thumbnails for output in _store(claim, thumbnail, env)]
     written = records.record_reprocessed(env.table_name, claim.image_id, claim.sequencer, NAME, {
         "status": StageStatus.DONE, "outputs": outputs, "settings": env.settings(ThumbnailSettings).name}, made_with)
     if written.outcome != records.Outcome.WRITTEN:
@@ -374,17 +379,19 @@ def _reprocess(claim: contracts.ClaimCheck) -> None:
     count(Metric.REPROCESSED)
 
 
-def _store(claim: contracts.ClaimCheck, thumbnail: imaging.Thumbnail, env: environment.Environment) -> dict[str, Any]:
+def _store(claim: contracts.ClaimCheck, thumbnail: imaging.Thumbnail, env: environment.Environment) -> list[dict[str, Any]]:
+    """Store one rendition, once, and return an output for each box it serves (the boxes at or above the original's
+    size share the one key: a page finds every size in the record, and a delete or purge meets the key once)."""
     key = f"{claim.thumbnail_prefix}{env.settings(ThumbnailSettings).name}/{thumbnail.box}.{thumbnail.extension}"
     aws.client("s3").put_object(
         Bucket=env.thumbnails_bucket, Key=key, Body=thumbnail.data, ContentType=thumbnail.content_type,
         CacheControl=CACHE_CONTROL, Metadata={"image-id": claim.image_id},
     )
-    output = {"key": key, "box": thumbnail.box, "width": thumbnail.width, "height": thumbnail.height,
+    output = {"key": key, "width": thumbnail.width, "height": thumbnail.height,
               "bytes": len(thumbnail.data), "content_type": thumbnail.content_type}
     if env.thumbnails_base_url:
         output["url"] = f"{env.thumbnails_base_url}/{key}"
-    return output
+    return [{**output, "box": box} for box in thumbnail.boxes]
 
 
 def _owns_keys(current: records.ImageRecord | None, claim: contracts.ClaimCheck) -> bool:
@@ -416,6 +423,7 @@ def _discard(env: environment.Environment, keys: list[str]) -> None:
 
 def _delete(bucket: str, keys: list[str]) -> None:
     s3 = aws.client("s3")
+    keys = list(dict.fromkeys(keys))  # sizes that share a rendition name its key more than once
     for start in range(0, len(keys), 1000):
         s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]], "Quiet": True})
 

@@ -80,7 +80,7 @@ def run_upload(args: argparse.Namespace) -> int:
         print()
         print(report.table(summary))
         for key in keys:
-            for output in report.outputs(summary.records.get(key, {})):
+            for output in report.renditions(summary.records.get(key, {})):
                 print(f"  {output.get('url', output['key'])}")
         print(f"(thumbnail URLs point at the CloudFront distribution {cloud.outputs.get(StackOutput.THUMBNAILS_URL)}, "
               "which the local cloud records but does not serve)")

@@ -10,7 +10,7 @@ from urllib.parse import quote
 from handlers.names import SETTLED, UPLOADS_PREFIX, Function, StackOutput, Status
 from localcloud.cloud import DeadLetter, LocalCloud
 from ops import gallery
-from ops.gallery import outputs
+from ops.gallery import renditions
 from ops.gallery import view as image_json
 
 # An upload whose message waits in a dead-letter queue: accounted for (alarmed, redrivable), not settled.
@@ -99,12 +99,13 @@ def write_gallery(summary: Summary, out: Path) -> Path:
 
 
 def write_thumbnails(cloud: LocalCloud, summary: Summary, out: Path) -> int:
-    """Copy every thumbnail to out/<upload key without uploads/>/<box>.<ext>; returns how many."""
+    """Copy every stored thumbnail to out/<upload key without uploads/>/<box>.<ext>; returns how many (sizes that share
+    one rendition share its file)."""
     s3 = cloud.client("s3")
     bucket = cloud.outputs[StackOutput.THUMBNAILS_BUCKET]
     written = 0
     for key in summary.uploaded:
-        for output in outputs(summary.records.get(key, {})):
+        for output in renditions(summary.records.get(key, {})):
             target = out / thumbnail_path(key, output)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(s3.get_object(Bucket=bucket, Key=output["key"])["Body"].read())

@@ -17,10 +17,11 @@ from typing import Any
 from handlers import stages
 from handlers.contracts import image_id, thumbnail_prefix
 from handlers.names import SETTLED, UPLOADS_PREFIX, Function, Metric, StackOutput, Status
-from localcloud import report, samples
+from localcloud import samples
 from localcloud.cloud import LocalCloud
 from localcloud.pollers import Chaos
 from localcloud.report import DEAD_LETTERED
+from ops import gallery
 
 POISON_KEY_PART = "poison"
 
@@ -223,11 +224,11 @@ def reconcile(cloud: LocalCloud, keys: list[str], elapsed: float) -> SoakResult:
         if key not in keys:
             problems.append(f"{key}: a record for no upload")
         if record.get("status") == Status.DONE:
-            outputs = {o["key"] for o in report.outputs(record)}
+            outputs = {o["key"] for o in gallery.outputs(record)}
             missing = outputs - thumbnails
             if missing:
                 problems.append(f"{key}: {len(missing)} thumbnail(s) missing")
-            if sorted(int(o["box"]) for o in report.outputs(record)) != sizes:
+            if sorted(int(o["box"]) for o in gallery.outputs(record)) != sizes:
                 problems.append(f"{key}: thumbnails of other sizes than {sizes}")
             referenced |= outputs
     # A dead-lettered image may hold thumbnails its unfinished work stored: redriving the DLQ finishes it.

@@ -50,7 +50,7 @@ def view(key: str, status: str, record: dict[str, Any]) -> dict[str, Any]:
         "width": _int(metadata.get("width", record.get("width"))), "height": _int(metadata.get("height", record.get("height"))),
         Function.THUMBNAILS: [{"key": o["key"], "width": _int(o["width"]), "height": _int(o["height"]),
                                "bytes": _int(o["bytes"]), **({"url": o["url"]} if o.get("url") else {})}
-                              for o in outputs(record)],
+                              for o in renditions(record)],
         Function.LABELS: [{"name": label["name"], "confidence": float(label["confidence"]), "emulated": emulated}
                           for label in labels.get(LABEL_LIST, [])],
         "labels_emulated": emulated, "camera": camera or None, "taken_at": metadata.get("taken_at"),
@@ -66,6 +66,11 @@ def views(records: Iterable[dict[str, Any]], limit: int | None = None) -> list[d
 def outputs(record: dict[str, Any]) -> list[dict[str, Any]]:
     """The thumbnails an image record lists (none until the thumbnail stage is done)."""
     return (record.get(Function.THUMBNAILS) or {}).get("outputs", [])
+
+
+def renditions(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each stored thumbnail once: the sizes at or above the original's share one rendition (and its key)."""
+    return list({o["key"]: o for o in outputs(record)}.values())
 
 
 def status_of(record: dict[str, Any]) -> str:

@@ -84,6 +84,21 @@ def test_a_deleted_image_s_thumbnails_are_invalidated_file_by_file(cloud, cdn):
     assert deferred == [] and invalidations(cdn) == [paths(record)]  # exact paths: 3,000 may be in progress, not 15
 
 
+def test_a_small_photo_is_stored_once_for_every_size_and_deleted_and_purged_once(cloud, cdn, monkeypatch):
+    monkeypatch.setenv("THUMBNAIL_SIZES", "1024,512,128")
+    environment.load.cache_clear()
+    deliver(cloud, cloud.put("uploads/small.jpg", images.jpeg(100, 68)))
+    record = cloud.record("uploads/small.jpg")
+    [key] = cloud.thumbnail_keys()  # one object, not three identical ones
+    assert record["status"] == "done" and key.endswith("/1024.jpg")
+    assert [(int(o["box"]), o["key"], int(o["width"]), int(o["height"])) for o in record["thumbnails"]["outputs"]] == [
+        (1024, key, 100, 68), (512, key, 100, 68), (128, key, 100, 68)]
+    deliver(cloud, cloud.delete("uploads/small.jpg"))
+    assert cloud.thumbnail_keys() == []
+    messages, deferred = run_purge(cloud)
+    assert len(messages) == 1 and deferred == [] and invalidations(cdn) == [[f"/{key}"]]
+
+
 def test_many_images_are_forgotten_in_one_invalidation(cloud, cdn):
     records = [done(cloud, f"uploads/many/{i}.webp") for i in range(5)]
     for i in range(5):

@@ -130,3 +130,12 @@ def test_a_stack_s_gallery_links_through_its_cdn_or_else_short_lived_signatures(
     assert count == 1 and 'data-key="uploads/other.jpg"' not in path.read_text()
     assert signed.signed[0] == ("get_object", {"Bucket": "thumbs", "Key": "thumbnails/a/128.jpg"}, 600)
     assert "claimcheck prod: 1 upload" in path.read_text()
+
+
+def test_sizes_that_share_one_rendition_are_linked_once():
+    shared = {"key": "thumbnails/x/1024.jpg", "width": 100, "height": 68, "bytes": 2000}
+    image = gallery.view("uploads/small.jpg", "done", record("done", thumbnails={"outputs": [
+        {**shared, "box": box} for box in (1024, 512, 128)]}))
+    page = gallery.page([image], link, "t", emulated=False)
+    assert [t["key"] for t in image["thumbnails"]] == ["thumbnails/x/1024.jpg"]
+    assert 'srcset="x/1024.jpg?a=1&amp;b=2 100w"' in page and page.count("<figure>") == 1

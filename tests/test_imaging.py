@@ -309,3 +309,12 @@ def test_an_orientation_only_in_xmp_is_not_applied():
     xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
     metadata, out = shown(encode(stored, "JPEG", quality=95, xmp=xmp), "jpeg")
     assert (metadata["orientation"], metadata["width"], metadata["height"]) == (1, 160, 240) and out.size == (85, 128)
+
+
+def test_sizes_at_or_above_the_original_share_one_encoded_rendition():
+    # A 100x68 photo fits every box of the defaults as it is: encoded once, serving all three.
+    [shared] = imaging.make_thumbnails(samples.jpeg(100, 68), (1024, 512, 128), "jpeg", 82, LIMITS).thumbnails
+    assert (shared.box, shared.boxes, opened(shared).size) == (1024, (1024, 512, 128), (100, 68))
+    # A 300x200 one: 1024 and 512 share its own size, 128 is made smaller.
+    large, small = imaging.make_thumbnails(samples.jpeg(300, 200), (1024, 512, 128), "jpeg", 82, LIMITS).thumbnails
+    assert (large.boxes, opened(large).size, small.boxes, opened(small).size) == ((1024, 512), (300, 200), (128,), (128, 85))
