@@ -51,6 +51,9 @@ DECODERS: dict[str, tuple[str, tuple[str, ...]]] = {
 # What each Pillow format means in the pipeline's terms.
 FORMAT_NAMES = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "TIFF": "tiff",
                 "AVIF": "avif", "HEIF": "heic"}
+# The formats whose frames are an animation (an MPO's second picture, a HEIF's other images are not): the record
+# says so and counts them; the thumbnails are of the first frame.
+ANIMATED = ("GIF", "WEBP", "PNG", "AVIF")
 ENCODERS = {"jpeg": "PIL.JpegImagePlugin", "png": "PIL.PngImagePlugin", "webp": "PIL.WebPImagePlugin"}
 # Pillow reads every format's EXIF (orientation, camera, time taken) with its TIFF directory reader.
 EXIF_READER = "PIL.TiffImagePlugin"
@@ -233,12 +236,17 @@ def _open(data: bytes, limits: Limits, store_gps: bool, sniffed: str | None) -> 
     check_pixels(*image.size, limits.max_pixels)
     _check_memory(FORMAT_NAMES.get(image.format or "", ""), *image.size, limits)
     Image.MAX_IMAGE_PIXELS = limits.max_pixels  # frames read later are checked by Pillow too
+    frames = 1
     if image.format != "TIFF":  # a TIFF's pages were counted by the preflight, without Pillow's quadratic walk
         frames = getattr(image, "n_frames", 1)
         if frames > limits.max_frames:
             raise PermanentFailure(f"the image has {frames} frames, over the limit of {limits.max_frames}")
     # A TIFF's orientation is in its own first directory; every other format's, in its EXIF block.
-    return image, extract_metadata(image, store_gps, data if image.format == "TIFF" else None)
+    metadata = extract_metadata(image, store_gps, data if image.format == "TIFF" else None)
+    if frames > 1 and image.format in ANIMATED:
+        # Only the first frame is decoded and made into thumbnails (README, "Hostile images": animations).
+        metadata.update(animated=True, frames=frames)
+    return image, metadata
 
 
 def _check_memory(fmt: str, width: int, height: int, limits: Limits) -> None:

@@ -83,6 +83,20 @@ def oriented_tiff(orientation: int) -> bytes:
     return encode(stored, "TIFF", exif=exif.tobytes(), compression="tiff_deflate")
 
 
+def gif_on_canvas(width: int, height: int, frames: int) -> bytes:
+    """A GIF whose logical screen is `width` x `height` and whose `frames` frames are one pixel each: about 20 bytes
+    a frame, each of which a decoder that composes every frame pays for as a whole canvas."""
+    screen = struct.pack("<6sHHBBB", b"GIF89a", width, height, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    body = b""
+    for index in range(frames):
+        # Graphic control (disposal 1, 4/100 s), a 1x1 image at the origin, its LZW data: clear, pixel, end
+        # (3-bit codes, least significant bit first).
+        code = 4 | (index % 2) << 3 | 5 << 6
+        body += (b"\x21\xf9\x04\x04\x04\x00\x00\x00" + struct.pack("<BHHHHB", 0x2C, 0, 0, 1, 1, 0)
+                 + b"\x02\x02" + code.to_bytes(2, "little") + b"\x00")
+    return screen + body + b"\x3b"
+
+
 def webp_bomb(width: int = 8000, height: int = 6250) -> bytes:
     """A solid-colour WebP of `width` x `height`: a few KB that decode to 4 bytes per pixel, twice over."""
     return encode(Image.new("RGB", (width, height), (12, 34, 56)), "WEBP", quality=10, method=0)

@@ -299,3 +299,40 @@ def test_the_hostile_suite(capsys):
             print(f"  {count:5d}  {reason}")
     assert worst_cpu <= BUDGET.cpu_seconds
     assert peak_mb <= BUDGET.memory_mb
+
+
+# 7. Animations: the thumbnails are of the first frame, and the record says it was an animation of so many frames
+# (every frame at every size measured 23x the CPU of the first: README, "Hostile images").
+@pytest.mark.parametrize("fmt", ["gif", "webp", "png"])
+def test_a_small_animation_is_recorded_as_one_and_its_thumbnails_are_its_first_frame(fmt):
+    frames = [Image.new("RGB", (96, 64), colour) for colour in ((255, 0, 0), (0, 0, 255), (0, 255, 0))]
+    data = samples.encode(frames[0], fmt.upper(), save_all=True, append_images=frames[1:], duration=100, loop=0,
+                          **({"lossless": True} if fmt == "webp" else {}))
+    result = imaging.make_thumbnails(data, SIZES, "png", 82, LIMITS, sniffed=fmt)
+    assert {k: result.metadata[k] for k in ("animated", "frames", "width", "height")} == {
+        "animated": True, "frames": 3, "width": 96, "height": 64}
+    [thumbnail] = result.thumbnails  # every box is above 96 px: one rendition
+    out = Image.open(io.BytesIO(thumbnail.data))
+    assert getattr(out, "n_frames", 1) == 1 and out.convert("RGB").getpixel((48, 32)) == (255, 0, 0)
+    still = imaging.make_thumbnails(samples.png(96, 64), SIZES, "png", 82, LIMITS, sniffed="png").metadata
+    assert "animated" not in still and "frames" not in still
+
+
+def test_an_animation_over_max_frames_is_refused_with_the_reason():
+    started = time.process_time()
+    outcome, reason, _ = engine(hostile.gif_on_canvas(64, 64, 5000), "gif")
+    assert (outcome, reason) == ("failed", f"the image has 5000 frames, over the limit of {LIMITS.max_frames}")
+    assert time.process_time() - started < 1  # counted from the frame headers; no frame is composed
+
+
+def test_a_frame_bomb_within_max_frames_costs_one_frame():
+    # 100 one-pixel frames on a 25 MP canvas: composing every frame would cost about 0.1 s of CPU each here (10 s,
+    # over the stage's budget); only the first is decoded, so the work is one canvas, which maxPixels bounds.
+    data = hostile.gif_on_canvas(5000, 5000, LIMITS.max_frames)
+    outcome, _, usage = engine(data, "gif")
+    assert outcome == "done" and usage is not None
+    one_canvas = time.process_time()
+    imaging.make_thumbnails(hostile.gif_on_canvas(5000, 5000, 1), SIZES, "jpeg", 82, LIMITS, sniffed="gif")
+    one_canvas = time.process_time() - one_canvas
+    assert usage.cpu_seconds < 3 * one_canvas + 0.3, (usage.cpu_seconds, one_canvas)
+    assert imaging.make_thumbnails(data, SIZES, "jpeg", 82, LIMITS, sniffed="gif").metadata["frames"] == LIMITS.max_frames
