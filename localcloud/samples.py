@@ -82,11 +82,54 @@ def with_orientation_field(tiff: bytes, kind: int, values: tuple[int, ...]) -> b
     raise ValueError("the block has no Orientation entry")
 
 
-def camera_jpeg(upright: Image.Image, exif: Image.Exif | None = None, orientation: int = 6, quality: int = 90) -> bytes:
-    """`upright` stored as a camera stores it (by default held upright: sideways, orientation 6), tagged so."""
+# Text a camera-like file carries in each kind of metadata (camera_jpeg's `everything`): a thumbnail holding any of
+# them leaked that kind.
+CAMERA_MARKS = {"gps": b"CC-GPS-DATUM", "maker notes": b"CC-MAKER-NOTE", "embedded thumbnail": b"CC-EMBEDDED-THUMB",
+                "xmp": b"CC-XMP-TITLE", "iptc": b"CC-IPTC-CAPTION"}
+CAMERA_GPS = {"latitude": "52.500000", "longitude": "-1.250000"}
+
+
+def camera_jpeg(upright: Image.Image, exif: Image.Exif | None = None, orientation: int = 6, quality: int = 90,
+                everything: bool = False, icc_profile: bytes | None = None) -> bytes:
+    """`upright` stored as a camera stores it (by default held upright: sideways, orientation 6), tagged so.
+    `everything`: with what a phone or camera adds besides (GPS, maker notes and an embedded thumbnail in the EXIF,
+    an XMP packet, an IPTC caption), each holding its CAMERA_MARKS text; `icc_profile`: that profile embedded."""
     exif = exif or Image.Exif()
     exif[0x0112] = orientation
-    return encode(as_stored(upright, orientation), "JPEG", quality=quality, exif=exif.tobytes())
+    options: dict[str, object] = {"icc_profile": icc_profile} if icc_profile else {}
+    if not everything:
+        return encode(as_stored(upright, orientation), "JPEG", quality=quality, exif=exif.tobytes(), **options)
+    exif[0x010F], exif[0x0110] = exif.get(0x010F, "Fujifilm"), exif.get(0x0110, "X-T5")
+    exif.get_ifd(0x8769)[0x927C] = CAMERA_MARKS["maker notes"] + bytes(range(64))  # MakerNote, UNDEFINED
+    exif.get_ifd(0x8825).update({1: "N", 2: (52.0, 30.0, 0.0), 3: "W", 4: (1.0, 15.0, 0.0),
+                                 0x12: CAMERA_MARKS["gps"].decode()})  # GPSMapDatum
+    preview = encode(as_stored(upright, orientation).resize((160, 120)), "JPEG", quality=70,
+                     comment=CAMERA_MARKS["embedded thumbnail"])
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/" dc:title="' + CAMERA_MARKS["xmp"] + b'"/>'
+           b"</rdf:RDF></x:xmpmeta>")
+    data = encode(as_stored(upright, orientation), "JPEG", quality=quality, exif=with_exif_thumbnail(exif.tobytes(), preview),
+                  xmp=xmp, **options)
+    caption = b"\x1c\x02\x78" + struct.pack(">H", len(CAMERA_MARKS["iptc"])) + CAMERA_MARKS["iptc"]  # IPTC 2:120
+    iptc = b"Photoshop 3.0\x00" + b"8BIM\x04\x04\x00\x00" + struct.pack(">I", len(caption)) + caption + b"\x00" * (len(caption) & 1)
+    return data[:2] + b"\xff\xed" + struct.pack(">H", len(iptc) + 2) + iptc + data[2:]  # APP13, as cameras write it
+
+
+def with_exif_thumbnail(block: bytes, preview: bytes) -> bytes:
+    """An EXIF block ("Exif" header, IFD0 at offset 8, as Pillow writes it) with `preview` as its embedded thumbnail:
+    IFD1 (Compression 6, JPEGInterchangeFormat and its length) and the JPEG, appended, IFD0 pointing at them."""
+    tiff = block[6:]
+    order = "<" if tiff[:2] == b"II" else ">"
+    (first,) = struct.unpack_from(order + "I", tiff, 4)
+    (entries,) = struct.unpack_from(order + "H", tiff, first)
+    ifd1 = len(tiff) + (len(tiff) & 1)
+    jpeg_at = ifd1 + 2 + 3 * 12 + 4
+    directory = struct.pack(order + "H", 3) + b"".join(
+        struct.pack(order + "HHI", tag, kind, 1) + struct.pack(order + ("HH" if kind == 3 else "I"), *((value, 0) if kind == 3 else (value,)))
+        for tag, kind, value in ((0x0103, 3, 6), (0x0201, 4, jpeg_at), (0x0202, 4, len(preview)))) + b"\x00" * 4
+    out = bytearray(tiff + b"\x00" * (ifd1 - len(tiff)) + directory + preview)
+    struct.pack_into(order + "I", out, first + 2 + 12 * entries, ifd1)
+    return block[:6] + bytes(out)
 
 
 def jpeg(width: int = 640, height: int = 480, orientation: int | None = None, exif: Image.Exif | None = None,

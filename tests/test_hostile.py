@@ -301,7 +301,43 @@ def test_the_hostile_suite(capsys):
     assert peak_mb <= BUDGET.memory_mb
 
 
-# 7. Animations: the thumbnails are of the first frame, and the record says it was an animation of so many frames
+# 7. No metadata leaks from a camera's file: GPS, maker notes and an embedded thumbnail in its EXIF, XMP, IPTC, a
+# Display P3 profile. The ICC decision: the pixels are converted to sRGB and no profile is kept (section 3's tests).
+CAMERA = samples.camera_jpeg(samples.photo(1600, 1200), everything=True, icc_profile=hostile.matrix_profile("Display P3"))
+RECORDED = {"format", "mode", "orientation", "width", "height", "camera_make", "camera_model", "taken_at", "color_profile"}
+
+
+def leaks(data: bytes) -> set[str]:
+    """The kinds of the camera file's metadata found in `data`: by marker, chunk or box, by any JPEG APP segment, by
+    the text each kind carries (samples.CAMERA_MARKS) and by each format's own signature."""
+    found = metadata_in(data) | {kind for kind, mark in samples.CAMERA_MARKS.items() if mark in data}
+    if data.startswith(b"\xff\xd8"):
+        found |= {f"APP{s.marker - 0xE0}" for s in jpeg_markers.segments(data) if 0xE0 <= s.marker <= 0xEF}
+    signatures = {"exif": (b"Exif\x00\x00", b"Fujifilm"), "icc": (b"acsp", b"Display P3"), "iptc": (b"8BIM", b"Photoshop"),
+                  "xmp": (b"ns.adobe.com", b"xmpmeta")}
+    return found | {kind for kind, marks in signatures.items() if any(mark in data for mark in marks)}
+
+
+def test_the_leak_check_finds_every_kind_in_the_camera_file():
+    assert leaks(CAMERA) >= {"exif", "gps", "maker notes", "embedded thumbnail", "xmp", "iptc", "icc", "APP1", "APP13"}
+
+
+@pytest.mark.parametrize("output", ["jpeg", "png", "webp"])
+def test_no_thumbnail_of_a_camera_file_carries_any_of_its_metadata(output):
+    result = imaging.make_thumbnails(CAMERA, SIZES, output, 82, LIMITS, sniffed="jpeg")
+    assert sorted(box for t in result.thumbnails for box in t.boxes) == sorted(SIZES)
+    for thumbnail in result.thumbnails:
+        assert leaks(thumbnail.data) == set(), (output, thumbnail.box)
+        opened = Image.open(io.BytesIO(thumbnail.data))
+        assert not opened.getexif() and "icc_profile" not in opened.info, (output, thumbnail.box)
+    # The record: what it names, sRGB said as converted from the camera's profile, GPS only with storeGps.
+    assert set(result.metadata) <= RECORDED and result.metadata["color_profile"] == "Display P3"
+    assert not [v for v in result.metadata.values() if any(m.decode() in str(v) for m in samples.CAMERA_MARKS.values())]
+    with_gps = imaging.make_thumbnails(CAMERA, SIZES, output, 82, LIMITS, store_gps=True, sniffed="jpeg").metadata
+    assert with_gps["gps"] == samples.CAMERA_GPS and set(with_gps) - set(result.metadata) == {"gps"}
+
+
+# 8. Animations: the thumbnails are of the first frame, and the record says it was an animation of so many frames
 # (every frame at every size measured 23x the CPU of the first: README, "Hostile images").
 @pytest.mark.parametrize("fmt", ["gif", "webp", "png"])
 def test_a_small_animation_is_recorded_as_one_and_its_thumbnails_are_its_first_frame(fmt):
