@@ -150,13 +150,14 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
         # Pillow's TIFF reader applies the orientation it reads (of any integer type and count) as it loads
         # (TiffImagePlugin, load_end); where that is not the browsers' reading, its turn is undone, at full size.
         applied = _pillow_tiff_orientation(image) if image.format == "TIFF" else 1
+        stored = image.size  # before a JPEG's draft scales it
         base = _decode(image, sizes[0], keep_cmyk=profile is not None)
         if applied not in (1, metadata["orientation"]):
             base = _turned(base, _UNDO.get(applied, applied))
         left = 1 if applied == metadata["orientation"] else metadata["orientation"]  # to apply to the outputs
         image_size = base.size if image.format == "TIFF" else image.size
         # The record's size is the one the thumbnails show.
-        metadata["width"], metadata["height"] = _turned_size(image_size, left)
+        metadata["width"], metadata["height"] = _turned_size(base.size if image.format == "TIFF" else stored, left)
         outputs: list[Thumbnail] = []
         current, previous = base, (0, 0)
         for index, size in enumerate(sizes):

@@ -318,3 +318,9 @@ def test_sizes_at_or_above_the_original_share_one_encoded_rendition():
     # A 300x200 one: 1024 and 512 share its own size, 128 is made smaller.
     large, small = imaging.make_thumbnails(samples.jpeg(300, 200), (1024, 512, 128), "jpeg", 82, LIMITS).thumbnails
     assert (large.boxes, opened(large).size, small.boxes, opened(small).size) == ((1024, 512), (300, 200), (128,), (128, 85))
+
+
+def test_a_jpeg_decoded_at_a_draft_scale_records_its_full_size():
+    # The draft decode (1/8 here) changes the image's size; the record keeps the photo's, as displayed.
+    result = imaging.make_thumbnails(samples.camera_jpeg(samples.photo(1500, 2000)), (128,), "jpeg", 82, LIMITS)
+    assert (result.metadata["width"], result.metadata["height"], opened(result.thumbnails[0]).size) == (1500, 2000, (96, 128))
