@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-hostile test-library test-capacity test-browser test-readme up soak bench layer mutate clean
+.PHONY: demo test test-hostile test-library test-capacity test-browser test-readme test-scale up soak bench layer mutate clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-bench.txt requirements-mutate.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "claimcheck needs Python 3.11 or newer")'
@@ -59,6 +59,13 @@ test-capacity: $(STAMP)
 # with uploads: a few minutes together; .ci/run runs it after make test (tests/test_readme.py runs the rest of the README).
 test-readme: $(STAMP)
 	$(BIN)/python -m pytest -m readme -s tests/test_readme.py
+
+# The engine against sharp at every scale factor: source widths 1025-4700 px to 1024, 512 and 128, each size within
+# 0.2 dB of sharp's PSNR. sharp comes from bench/sharp/package-lock.json with `npm ci` (as make bench installs it);
+# Node.js from apt-get when it is missing (that needs root or sudo).
+test-scale: $(STAMP)
+	command -v node >/dev/null && command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	$(BIN)/python -m pytest -m scale -s tests/test_scale_factors.py
 
 # The gallery in a real browser: Debian's Chromium (installed with apt-get when it is missing; that needs root or
 # sudo) driven by Playwright (requirements-browser.txt, pinned), against the demo's page and the live one.

@@ -16,6 +16,7 @@ from PIL import Image, ImageChops, ImageOps, ImageStat
 
 from handlers import imaging
 from handlers.sniff import SNIFF_BYTES, sniff
+from localcloud.samples import encode, textured
 
 Engine = Callable[[bytes, tuple[int, ...], str, int], list[bytes]]
 LIMITS = imaging.Limits(max_pixels=200_000_000, max_frames=1000)
@@ -179,3 +180,24 @@ def sharp_status(why_not: str) -> dict[str, Any]:
     """What results.json says of sharp: its pinned version, whether it was measured, and why not (sharp_ready's)."""
     version = json.loads((SHARP_SOURCE / "package.json").read_text())["dependencies"]["sharp"]
     return {"version": version, "measured": not why_not, **({"note": why_not} if why_not else {})}
+
+
+# The scale sweep: source widths across the JPEG draft's powers of two (1/2 at 2048 px, 1/4 at 4096 px for a 1024 px
+# box) and either side of each, in a phone photo's aspect (4608 x 1976), to the default sizes.
+SWEEP_WIDTHS = (1025, 1300, 1600, 2049, 2150, 2400, 2600, 3025, 3300, 3700, 4097, 4275, 4608, 4700)
+
+
+def sweep_source(width: int) -> bytes:
+    """A textured JPEG `width` px wide (localcloud.samples.textured: detail at every scale, as real photos have)."""
+    return encode(textured(width, round(width * 1976 / 4608), seed=width), "JPEG", quality=90)
+
+
+def sweep_gaps(modules: Path, data: bytes, sizes: tuple[int, ...], fmt: str, quality: int, workdir: Path) -> dict[int, float]:
+    """The engine's PSNR minus sharp's (one pipeline per size: its best) at each size, both after encoding and
+    against the full-decode Lanczos reference; `data` is written to `workdir` for sharp."""
+    path = workdir / "source.jpg"
+    path.write_bytes(data)
+    reference = Reference(data)
+    theirs = reference.judge(sharp_run(modules, "sizes", path, 1, sizes, fmt, quality, workdir / "sharp")["outputs"])
+    ours = reference.judge(engine(data, sizes, fmt, quality))
+    return {o["side"]: round(o["psnr_db"] - t["psnr_db"], 2) for o, t in zip(ours, theirs, strict=True)}

@@ -36,8 +36,11 @@ def test_quick_benchmark_writes_every_figure(tmp_path):
     if results["sharp"]["measured"]:
         assert row["sharp_ms"] > 0 and row["sharp_once_ms"] > 0
         assert len(row["engine_bytes_at_sharp_psnr"]) == len(row["quality"]["sharp"])
+        [swept] = results["scale_sweep"]["widths"].values()  # --quick: one width of the sweep
+        assert set(swept["psnr_vs_sharp_db"]) == {str(size) for size in results["settings"]["sizes"]}
+        assert swept["engine_ms"] > 0 and swept["sharp_ms"] > 0 and swept["sharp_once_ms"] > 0
     else:  # no Node here: said, not guessed
-        assert "not measured" in results["sharp"]["note"]
+        assert "not measured" in results["sharp"]["note"] and results["scale_sweep"] == {}
     [first] = results["first_thumbnail"].values()
     assert first["first_ms"] > 0 and first["warm_ms"] > 0
     assert set(first["plugins"]) >= {"PIL.JpegImagePlugin", "PIL.TiffImagePlugin"}
