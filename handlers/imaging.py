@@ -26,7 +26,7 @@ from typing import Any
 
 from PIL import ExifTags, Image, ImageFile
 
-from handlers import preflight
+from handlers import placeholder, preflight
 from handlers.failures import PermanentFailure
 from handlers.limits import check_pixels
 from handlers.sniff import SNIFF_BYTES, sniff
@@ -102,6 +102,7 @@ class Thumbnail:
 class Result:
     thumbnails: list[Thumbnail]
     metadata: dict[str, Any] = field(default_factory=dict)
+    placeholder: str | None = None  # the base64 ThumbHash of the smallest thumbnail (handlers/placeholder.py)
 
 
 def prepare(formats: Iterable[str], output_format: str) -> list[str]:
@@ -155,6 +156,8 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
             for method in _ORIENT.get(orientation, ()):
                 upright = upright.transpose(method)
             outputs.append(_encode(upright, size, output_format, quality))
+        # From the smallest thumbnail, still in memory: no other decode.
+        hashed = placeholder.of_image(upright) if outputs else None
     except PermanentFailure:
         raise
     except MemoryError:
@@ -163,7 +166,7 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
         raise PermanentFailure(f"the image is too large to decode safely ({exc})") from exc
     except Exception as exc:
         raise PermanentFailure(_decode_reason(exc)) from exc
-    return Result(outputs, metadata)
+    return Result(outputs, metadata, hashed)
 
 
 def _decode_reason(exc: BaseException) -> str:
