@@ -189,6 +189,8 @@ def _shown(result: Mapping[str, Any], emulated: bool) -> list[str]:
     lines = [f"  thumbnails: {result.get('status')}" + (f" ({result['reason']})" if result.get("reason") else "")
              + (f", settings {result['settings']}" if result.get("settings") else "")]
     lines += [f"    {int(o['width'])}x{int(o['height'])}  {o.get('url') or o['key']}" for o in result.get("outputs", [])]
+    if result.get("placeholder"):
+        lines.append(f"    placeholder (ThumbHash, base64)  {result['placeholder']}")
     return lines
 
 

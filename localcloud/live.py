@@ -86,11 +86,11 @@ class LiveGallery:
 
     def page_policy(self, nonce: str) -> str:
         """The page's Content-Security-Policy: its own inline style and script (this answer's nonce), thumbnails from
-        here and from the emulator (where /thumbnails/ redirects), fetches to here, the upload API (grants) and the
+        here and from the emulator (where /thumbnails/ redirects), placeholders drawn as data: images, fetches to here, the upload API (grants) and the
         emulator's S3 (the browser's PUT); nothing else, and no page may frame it."""
         assert self.cloud is not None
         s3, api = self.cloud.endpoint_of("s3"), self.cloud.upload_api_url
-        return (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src 'self' {s3}; "
+        return (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src 'self' data: {s3}; "
                 f"connect-src 'self' {api} {s3}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
     def _serve(self, request: loopback.Handler) -> None:

@@ -228,7 +228,7 @@ def test_the_live_page_runs_only_its_own_inline_script_and_style(local):
     cloud, gallery = local
     first, second = (requests.get(f"{gallery.origin}/", timeout=10) for _ in range(2))
     policy = first.headers["Content-Security-Policy"]
-    nonce = re.fullmatch(r"default-src 'none'; script-src 'nonce-([\w-]+)'; style-src 'nonce-\1'; img-src 'self' (\S+); "
+    nonce = re.fullmatch(r"default-src 'none'; script-src 'nonce-([\w-]+)'; style-src 'nonce-\1'; img-src 'self' data: (\S+); "
                          r"connect-src 'self' (\S+) (\S+); base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
                          policy)
     assert nonce is not None, policy

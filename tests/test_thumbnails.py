@@ -388,6 +388,10 @@ def test_the_record_carries_a_placeholder_made_from_the_smallest_thumbnail(cloud
     # the placeholder is the thumbnail's picture, blurred: each channel's mean within a few levels of it
     for ours, theirs in zip(ImageStat.Stat(painted).mean, ImageStat.Stat(smallest).mean, strict=True):
         assert abs(ours - theirs) < 8
+    # and `python -m ops show` prints it
+    from ops import render
+
+    assert f"placeholder (ThumbHash, base64)  {record['thumbnails']['placeholder']}" in render.record(record, emulated=True)
 
 
 def test_a_transparent_png_gets_a_placeholder_with_alpha_and_a_reprocess_keeps_one(cloud, monkeypatch):
