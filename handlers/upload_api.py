@@ -22,7 +22,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, LambdaFunctionUrlResolver, Response
 
-from handlers import aws, environment
+from handlers import aws, environment, upload_status
 from handlers.names import API_UPLOADS_PREFIX, OWNER_METADATA, Env, UploadApiKind
 from handlers.observability import logger
 from handlers.settings import shared
@@ -138,7 +138,7 @@ def grant(event: dict[str, Any]) -> dict[str, Any]:
         "IfNoneMatch": "*", "Metadata": {OWNER_METADATA: owner}})
     logger.info("upload granted", extra={"key": key, "owner": owner, "principal": principal,
                                          "content_type": content_type, "size": size})
-    return {"key": key, "url": url, "method": "PUT", "headers": headers, "size": size, "owner": owner,
+    return {"key": key, "id": upload_status.upload_id(key, owner), "url": url, "method": "PUT", "headers": headers, "size": size, "owner": owner,
             "expires_in": env.upload_expiry_seconds, "max_bytes": settings.max_upload_bytes}
 
 
@@ -153,6 +153,19 @@ def create_upload() -> Response:
     except Refused as refused:
         logger.info("upload refused", extra={"status": refused.status, "reason": refused.message})
         return _json(refused.status, {"message": refused.message})
+
+
+@app.get("/uploads/<upload>")
+def get_upload(upload: str) -> Response:
+    """The caller's own upload (handlers/upload_status.py); anyone else's, or no such id, is 404."""
+    try:
+        _, owner = caller(app.current_event.raw_event)
+    except Refused as refused:
+        return _json(refused.status, {"message": refused.message})
+    found = upload_status.status(upload, owner)
+    if found is None:
+        return _json(404, {"message": upload_status.NOT_FOUND})
+    return _json(200, found)
 
 
 @logger.inject_lambda_context(clear_state=True)
