@@ -66,7 +66,7 @@ def status(upload: str, owner: str) -> dict[str, Any] | None:
             answer["placeholder"] = thumbnails["placeholder"]
     labels = item.get(Function.LABELS) or {}
     if labels.get(LABEL_LIST):
-        answer["labels"] = [{"name": label["name"], "confidence": label["confidence"]} for label in labels[LABEL_LIST]]
+        answer[LABEL_LIST] = [{"name": label["name"], "confidence": label["confidence"]} for label in labels[LABEL_LIST]]
         if labels.get("source"):
             answer["labels_source"] = labels["source"]
     for name in PASSED_ON:
@@ -77,8 +77,8 @@ def status(upload: str, owner: str) -> dict[str, Any] | None:
 
 def _rendition(output: dict[str, Any], bucket: str) -> dict[str, Any]:
     """One stored thumbnail and its URL: the CDN's when the record has one, else a presigned GET. A URL presigned with
-    the function's temporary credentials stops working when they expire, even before LINK_SECONDS (S3 User Guide,
-    "Sharing objects with presigned URLs", expiration): a page asks again when a URL fails."""
+    the function's role session stops working when the session expires, even before LINK_SECONDS (S3 User Guide,
+    "Download and upload objects with presigned URLs", expiration): a page asks again when a URL fails."""
     url = output.get("url") or aws.s3_presigner().generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": output["key"]}, ExpiresIn=LINK_SECONDS)
     return {"width": output["width"], "height": output["height"], "bytes": output.get("bytes"),
