@@ -246,14 +246,14 @@ figure{margin:0}figcaption{font-size:.8em;color:#555}
 .pick{text-decoration:underline;cursor:pointer}.pick input{position:absolute;opacity:0;width:1px}
 """
 
-# The live page: uploads through the upload API (a grant, then a PUT straight to S3 with it), and tiles redrawn from
-# the server's JSON about once a second. A file over the limit is refused here, before anything is sent.
+# The live page: uploads through the upload API (a grant, then a PUT straight to S3 with it), each upload's status
+# from the upload API until it settles, and tiles redrawn from the server's JSON about once a second. A file over the limit is refused here, before anything is sent.
 LIVE_SCRIPT = r"""
 (() => {
   const live = JSON.parse(document.getElementById("live").textContent);
   const main = document.getElementById("tiles");
   const counts = document.getElementById("counts");
-  const pending = new Map();  // key or local id -> the tile shown for a browser upload
+  const pending = new Map();  // key or local id -> the tile shown for a browser upload, until it settles
   let next = 0;
   function pendingTile(name, status, reason) {
     const tile = document.createElement("article");
@@ -322,6 +322,25 @@ LIVE_SCRIPT = r"""
       return;
     }
     setState(tile, "uploaded", "");
+    follow(grant, tile);
+  }
+  // The tile's status comes from the upload API (GET /uploads/{id}, the caller's own upload), as any page of ours would
+  // get it, until it settles; then the server's tile for it (its picture and placeholder) takes its place.
+  async function follow(grant, tile) {
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, live.every || 1000));
+      let answer, body;
+      try {
+        answer = await fetch(live.api + "/" + encodeURIComponent(grant.id), {cache: "no-store"});
+        body = await answer.json();
+      } catch (error) {
+        continue;  // the API did not answer this time: ask again
+      }
+      if (answer.status === 404) continue;  // not recorded yet: the intake has not seen its event
+      if (answer.status !== 200) { setState(tile, "error", answer.status + ": " + (body.message || "")); return; }
+      setState(tile, body.status, body.reason);
+      if (live.settled.includes(body.status)) { pending.delete(grant.key); return; }
+    }
   }
   async function refresh() {
     try {
@@ -330,6 +349,7 @@ LIVE_SCRIPT = r"""
       counts.textContent = data.counts;
       document.querySelector('label[for="show-all"]').textContent = "All (" + data.tiles.length + ")";
       for (const item of data.tiles) {
+        if (pending.has(item.key)) continue;  // followed through the upload API until it settles
         const selector = 'article[data-key="' + CSS.escape(item.key) + '"]';
         const shown = main.querySelector(selector);
         if (shown && shown.dataset.status === item.status && shown.dataset.html === item.html) continue;
@@ -338,7 +358,6 @@ LIVE_SCRIPT = r"""
         const fresh = holder.firstElementChild;
         fresh.dataset.html = item.html;
         if (shown) shown.replaceWith(fresh); else { const none = main.querySelector(".none"); if (none) none.remove(); main.prepend(fresh); }
-        pending.delete(item.key);
       }
     } catch (error) {
       counts.textContent = "the local cloud does not answer: " + error.message;

@@ -239,3 +239,21 @@ def test_the_live_page_runs_only_its_own_inline_script_and_style(local):
         ("style", f' nonce="{nonce.group(1)}"'), ("script", ' type="application/json" id="live"'),
         ("script", f' nonce="{nonce.group(1)}"')]
     assert second.headers["Content-Security-Policy"] != policy  # a nonce per answer
+
+
+def test_the_live_page_reads_its_own_upload_s_status_from_the_upload_api_and_another_page_cannot(local):
+    import time
+
+    cloud, gallery = local
+    upload = cloud.upload_through_api("mine.jpg", samples.jpeg(200, 150))
+    url = f"{cloud.upload_api_url}/uploads/{upload.grant['id']}"
+    deadline = time.monotonic() + 60
+    while (mine := requests.get(url, headers={"Origin": gallery.origin}, timeout=30)).status_code == 404:
+        assert time.monotonic() < deadline, "the intake never recorded the upload"
+        time.sleep(0.5)
+    # the page's origin may read the answer (the API's CORS allows GET for it), with the statuses it stops at
+    assert mine.status_code == 200 and mine.headers["Access-Control-Allow-Origin"] == gallery.origin
+    assert mine.json()["status"] in {"accepted", "done"} and mine.json()["key"] == upload.grant["key"]
+    assert '"settled": ["deleted", "done", "failed", "quarantined", "rejected"]' in gallery.page("n")
+    # another web page on the machine gets no CORS answer: its browser keeps the answer from it
+    assert no_cors(requests.get(url, headers={"Origin": EVIL}, timeout=30))
