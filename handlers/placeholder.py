@@ -15,6 +15,9 @@ from PIL import Image
 
 # The reference refuses larger inputs ("Encoding an image larger than 100x100 is slow with no benefit").
 MAX_SIDE = 100
+# What a thumbnail is shrunk to before it is hashed: a hash keeps at most 7 cosine terms a side, and on our samples a
+# 32 px input gives the same placeholders as a 100 px one (23.91 vs 23.90 dB) in a tenth of the time (README).
+HASHED_SIDE = 32
 DECODED_SIDE = 32  # the reference decodes to at most 32 px a side
 
 
@@ -185,10 +188,10 @@ def aspect_ratio(hashed: bytes) -> float:
 
 
 def of_image(image: Image.Image) -> str:
-    """The base64 ThumbHash of a thumbnail already in memory (shrunk to fit MAX_SIDE first if it is larger)."""
-    small = image if max(image.size) <= MAX_SIDE else image.copy()
+    """The base64 ThumbHash of a thumbnail already in memory (shrunk to fit HASHED_SIDE first if it is larger)."""
+    small = image if max(image.size) <= HASHED_SIDE else image.copy()
     if small is not image:
-        small.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BOX)
+        small.thumbnail((HASHED_SIDE, HASHED_SIDE), Image.Resampling.BOX)
     rgba = small.convert("RGBA")
     return base64.b64encode(encode(rgba.width, rgba.height, rgba.tobytes())).decode("ascii")
 
