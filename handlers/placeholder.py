@@ -118,6 +118,8 @@ def decode(hashed: bytes) -> tuple[int, int, bytes]:
     q_dc = ((header24 >> 12) & 63) / 31.5 - 1
     l_scale = ((header24 >> 18) & 31) / 31
     has_alpha = bool(header24 >> 23)
+    if has_alpha and len(hashed) < 6:
+        raise ValueError("a ThumbHash with alpha has at least 6 bytes, not 5")
     p_scale = ((header16 >> 3) & 63) / 63
     q_scale = ((header16 >> 9) & 63) / 63
     landscape = bool(header16 >> 15)

@@ -64,3 +64,10 @@ def test_a_thumbnail_larger_than_100_px_is_shrunk_and_its_placeholder_keeps_its_
     assert decoded.width == 32 and decoded.height < 32
     r, g, b, a = decoded.getpixel((16, decoded.height // 2))
     assert abs(r - 200) < 12 and g < 45 and b < 45 and a == 255
+
+
+def test_a_hash_too_short_to_decode_is_refused_with_its_reason():
+    with pytest.raises(ValueError, match="at least 5 bytes, not 4"):
+        placeholder.decode(bytes(4))
+    with pytest.raises(ValueError, match="with alpha has at least 6 bytes"):
+        placeholder.decode(bytes([0, 0, 0x80, 0, 0]))
