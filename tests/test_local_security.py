@@ -257,3 +257,11 @@ def test_the_live_page_reads_its_own_upload_s_status_from_the_upload_api_and_ano
     assert '"settled": ["deleted", "done", "failed", "quarantined", "rejected"]' in gallery.page("n")
     # another web page on the machine gets no CORS answer: its browser keeps the answer from it
     assert no_cors(requests.get(url, headers={"Origin": EVIL}, timeout=30))
+    # once done, each rendition's presigned GET (signed by the upload function's role, judged by the strict emulator:
+    # exactly s3:GetObject on thumbnails/*) serves the thumbnail
+    while (done := requests.get(url, timeout=30).json())["status"] != "done":
+        assert time.monotonic() < deadline + 60 and done["status"] == "accepted", done
+        time.sleep(0.5)
+    smallest = done["renditions"][-1]
+    served = requests.get(smallest["url"], timeout=30)
+    assert served.status_code == 200 and len(served.content) == smallest["bytes"] and done["placeholder"]
