@@ -138,7 +138,7 @@ def grant(event: dict[str, Any]) -> dict[str, Any]:
         "IfNoneMatch": "*", "Metadata": {OWNER_METADATA: owner}})
     logger.info("upload granted", extra={"key": key, "owner": owner, "principal": principal,
                                          "content_type": content_type, "size": size})
-    return {"key": key, "id": upload_status.upload_id(key, owner), "url": url, "method": "PUT", "headers": headers, "size": size, "owner": owner,
+    return {"key": key, "url": url, "method": "PUT", "headers": headers, "size": size, "owner": owner,
             "expires_in": env.upload_expiry_seconds, "max_bytes": settings.max_upload_bytes}
 
 
@@ -149,7 +149,9 @@ def _json(status: int, body: dict[str, Any]) -> Response:
 @app.post("/uploads")
 def create_upload() -> Response:
     try:
-        return _json(201, grant(app.current_event.raw_event))
+        granted = grant(app.current_event.raw_event)
+        # What the caller asks GET /uploads/{id} about, later.
+        return _json(201, {"key": granted["key"], "id": upload_status.upload_id(granted["key"], granted["owner"]), **granted})
     except Refused as refused:
         logger.info("upload refused", extra={"status": refused.status, "reason": refused.message})
         return _json(refused.status, {"message": refused.message})
