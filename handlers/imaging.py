@@ -28,7 +28,7 @@ from typing import Any
 
 from PIL import ExifTags, Image, ImageFile
 
-from handlers import preflight
+from handlers import placeholder, preflight
 from handlers.failures import PermanentFailure
 from handlers.limits import check_pixels
 from handlers.sniff import SNIFF_BYTES, sniff
@@ -121,6 +121,7 @@ class Thumbnail:
 class Result:
     thumbnails: list[Thumbnail]
     metadata: dict[str, Any] = field(default_factory=dict)
+    placeholder: str | None = None  # the base64 ThumbHash of the smallest thumbnail (handlers/placeholder.py)
 
 
 def prepare(formats: Iterable[str], output_format: str) -> list[str]:
@@ -180,7 +181,10 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
                 outputs[-1] = replace(outputs[-1], boxes=(*outputs[-1].boxes, size))
                 continue
             previous = current.size
-            outputs.append(_encode(_turned(current, left), size, output_format, quality))
+            shown = _turned(current, left)
+            outputs.append(_encode(shown, size, output_format, quality))
+        # From the smallest thumbnail, still in memory: no other decode.
+        hashed = placeholder.of_image(shown) if outputs else None
     except PermanentFailure:
         raise
     except MemoryError:
@@ -189,7 +193,7 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
         raise PermanentFailure(f"the image is too large to decode safely ({exc})") from exc
     except Exception as exc:
         raise PermanentFailure(_decode_reason(exc)) from exc
-    return Result(outputs, metadata)
+    return Result(outputs, metadata, hashed)
 
 
 def _turned(image: Image.Image, orientation: int) -> Image.Image:

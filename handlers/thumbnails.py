@@ -194,6 +194,8 @@ def _shown(result: Mapping[str, Any], emulated: bool) -> list[str]:
     lines += [f"    {int(o['width'])}x{int(o['height'])}  {o.get('url') or o['key']}"
               + (f"  (boxes {', '.join(boxes[o['key']])})" if len(boxes[o["key"]]) > 1 else "")
               for o in {o["key"]: o for o in result.get("outputs", [])}.values()]
+    if result.get("placeholder"):
+        lines.append(f"    placeholder (ThumbHash, base64)  {result['placeholder']}")
     return lines
 
 
@@ -320,8 +322,7 @@ def _create(claim: contracts.ClaimCheck) -> None:
             _clear(claim, keep=set())
         return
     outputs = [output for thumbnail in result.thumbnails for output in _store(claim, thumbnail, env)]
-    written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, NAME,
-                                   {"status": StageStatus.DONE, "outputs": outputs, "settings": env.settings(ThumbnailSettings).name},
+    written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, NAME, _done(outputs, result, env),
                                    metadata=result.metadata, known=current)
     if written.outcome == records.Outcome.STALE:
         if not _owns_keys(written.record, claim):
@@ -366,8 +367,8 @@ def _reprocess(claim: contracts.ClaimCheck) -> None:
         count(Metric.FAILED)
         return
     outputs = [output for thumbnail in result.thumbnails for output in _store(claim, thumbnail, env)]
-    written = records.record_reprocessed(env.table_name, claim.image_id, claim.sequencer, NAME, {
-        "status": StageStatus.DONE, "outputs": outputs, "settings": env.settings(ThumbnailSettings).name}, made_with)
+    written = records.record_reprocessed(env.table_name, claim.image_id, claim.sequencer, NAME,
+                                         _done(outputs, result, env), made_with)
     if written.outcome != records.Outcome.WRITTEN:
         theirs = written.record.result(NAME) if written.record else None
         if not (written.record and written.record.sequencer == claim.sequencer
@@ -377,6 +378,12 @@ def _reprocess(claim: contracts.ClaimCheck) -> None:
         return
     _clear(claim, keep={o["key"] for o in outputs})  # the thumbnails of the old settings go
     count(Metric.REPROCESSED)
+
+
+def _done(outputs: list[dict[str, Any]], result: imaging.Result, env: environment.Environment) -> dict[str, Any]:
+    """The stage's result for stored thumbnails: their outputs, the settings they were made with, the placeholder."""
+    done = {"status": StageStatus.DONE, "outputs": outputs, "settings": env.settings(ThumbnailSettings).name}
+    return done | ({"placeholder": result.placeholder} if result.placeholder else {})
 
 
 def _store(claim: contracts.ClaimCheck, thumbnail: imaging.Thumbnail, env: environment.Environment) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, LambdaFunctionUrlResolver, Response
 
-from handlers import aws, environment
+from handlers import aws, environment, upload_status
 from handlers.names import API_UPLOADS_PREFIX, OWNER_METADATA, Env, UploadApiKind
 from handlers.observability import logger
 from handlers.settings import shared
@@ -149,10 +149,25 @@ def _json(status: int, body: dict[str, Any]) -> Response:
 @app.post("/uploads")
 def create_upload() -> Response:
     try:
-        return _json(201, grant(app.current_event.raw_event))
+        granted = grant(app.current_event.raw_event)
+        # What the caller asks GET /uploads/{id} about, later.
+        return _json(201, {"key": granted["key"], "id": upload_status.upload_id(granted["key"], granted["owner"]), **granted})
     except Refused as refused:
         logger.info("upload refused", extra={"status": refused.status, "reason": refused.message})
         return _json(refused.status, {"message": refused.message})
+
+
+@app.get("/uploads/<upload>")
+def get_upload(upload: str) -> Response:
+    """The caller's own upload (handlers/upload_status.py); anyone else's, or no such id, is 404."""
+    try:
+        _, owner = caller(app.current_event.raw_event)
+    except Refused as refused:
+        return _json(refused.status, {"message": refused.message})
+    found = upload_status.status(upload, owner)
+    if found is None:
+        return _json(404, {"message": upload_status.NOT_FOUND})
+    return _json(200, found)
 
 
 @logger.inject_lambda_context(clear_state=True)

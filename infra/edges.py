@@ -17,7 +17,8 @@ YEAR = 31_536_000
 # The distribution's one origin (a label inside its configuration: changing it would update every distribution).
 ORIGIN_ID = "thumbnails"
 UPLOAD_API_MEMORY, UPLOAD_API_TIMEOUT = 256, 10
-UPLOAD_ROUTE = "POST /uploads"  # the HTTP API's one route
+UPLOAD_ROUTE = "POST /uploads"  # a grant
+STATUS_ROUTE = "GET /uploads/{id}"  # the caller's own upload (handlers/upload_status.py)
 # What a browser's preflight must be allowed to send to the API.
 API_CORS_HEADERS = ["authorization", "content-type", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256"]
 
@@ -27,11 +28,14 @@ class UploadApiArgs:
     settings: Settings
     uploads: aws.s3.Bucket
     layers: Layers
+    table: aws.dynamodb.Table
+    thumbnails: aws.s3.Bucket
 
 
 class UploadApi(pulumi.ComponentResource):
-    """A function that presigns one create-only PUT for a new key under uploads/api/, behind IAM (function URL)
-    or a JWT authorizer (API Gateway HTTP API). Never unauthenticated; its concurrency is capped."""
+    """A function that presigns one create-only PUT for a new key under uploads/api/, and answers a caller's own
+    upload's status, behind IAM (function URL) or a JWT authorizer (API Gateway HTTP API). Never unauthenticated;
+    its concurrency is capped."""
 
     def __init__(self, name: str, args: UploadApiArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("claimcheck:index:UploadApi", name, None, opts)
@@ -41,7 +45,8 @@ class UploadApi(pulumi.ComponentResource):
         kind = UploadApiKind.HTTP_API if jwt else UploadApiKind.FUNCTION_URL
         self.function = build_function(
             name, Function.UPLOAD_API, s.functions, memory=UPLOAD_API_MEMORY, timeout=UPLOAD_API_TIMEOUT,
-            links=[links.api_uploads(args.uploads), links.upload_api_settings(s, kind)], layers=args.layers, opts=child,
+            links=[links.api_uploads(args.uploads), links.record_reader(args.table), links.thumbnail_reads(args.thumbnails),
+                   links.upload_api_settings(s, kind)], layers=args.layers, opts=child,
             # At most this many grants are minted at once, whatever the caller sends (Checkov CKV_AWS_115). 0 means no
             # reservation, so it is not set: a reservation of 0 throttles every call (Developer Guide, "Configuring
             # reserved concurrency for a function": "To throttle a function, set the reserved concurrency to zero").
@@ -51,8 +56,8 @@ class UploadApi(pulumi.ComponentResource):
         self.auth = "jwt" if jwt else "aws_iam"
         # What a caller needs, in the form its mode takes: a policy to attach (IAM), or what its token must carry (JWT).
         self.uploader_policy = None if jwt else self._uploader_policy(name, child)
-        self.uploader_jwt = {"route": UPLOAD_ROUTE, "issuer": s.jwt_issuer, "audience": s.jwt_audience,
-                             "scopes": list(s.upload_scopes)} if jwt else None
+        self.uploader_jwt = {"route": UPLOAD_ROUTE, "status_route": STATUS_ROUTE, "issuer": s.jwt_issuer,
+                             "audience": s.jwt_audience, "scopes": list(s.upload_scopes)} if jwt else None
         self.register_outputs({"url": self.url, "auth": self.auth,
                                "uploader_policy_arn": self.uploader_policy.arn if self.uploader_policy else None,
                                "uploader_jwt": self.uploader_jwt})
@@ -61,7 +66,7 @@ class UploadApi(pulumi.ComponentResource):
     def _cors(s: Settings) -> dict[str, Any] | None:
         if not s.upload_allowed_origins:
             return None
-        return {"allow_origins": list(s.upload_allowed_origins), "allow_methods": ["POST"],
+        return {"allow_origins": list(s.upload_allowed_origins), "allow_methods": ["GET", "POST"],
                 "allow_headers": API_CORS_HEADERS, "max_age": 300}
 
     def _function_url(self, name: str, cors: dict[str, Any] | None, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
@@ -97,9 +102,11 @@ class UploadApi(pulumi.ComponentResource):
             payload_format_version="2.0", opts=child)
         # With scopes, an access token must carry one of them; an ID token (no scope) is refused
         # (API Gateway developer guide, "Controlling access to HTTP APIs with JWT authorizers").
-        aws.apigatewayv2.Route(f"{name}-route", api_id=api.id, route_key=UPLOAD_ROUTE, authorization_type="JWT",
-                               authorizer_id=authorizer.id, target=pulumi.Output.concat("integrations/", integration.id),
-                               authorization_scopes=list(s.upload_scopes) or None, opts=child)
+        # Both routes with the one authorizer and the same scopes; "-route" keeps its name (and URN) from before.
+        for resource, route in ((f"{name}-route", UPLOAD_ROUTE), (f"{name}-status-route", STATUS_ROUTE)):
+            aws.apigatewayv2.Route(resource, api_id=api.id, route_key=route, authorization_type="JWT",
+                                   authorizer_id=authorizer.id, target=pulumi.Output.concat("integrations/", integration.id),
+                                   authorization_scopes=list(s.upload_scopes) or None, opts=child)
         access_logs = aws.cloudwatch.LogGroup(
             f"{name}-access-logs", name=log_group_name(f"{name}-access"),
             retention_in_days=s.log_retention_days, opts=child)
@@ -114,9 +121,12 @@ class UploadApi(pulumi.ComponentResource):
                 "route": "$context.routeKey", "status": "$context.status", "sub": "$context.authorizer.claims.sub",
                 "error": "$context.authorizer.error"})},
             opts=child)
-        aws.lambda_.Permission(f"{name}-invoke", action="lambda:InvokeFunction", function=self.function.name,
-                               principal="apigateway.amazonaws.com",
-                               source_arn=pulumi.Output.concat(api.execution_arn, "/*/POST/uploads"), opts=child)
+        # Each route's own: an execute-api ARN is api-id/stage/method/path, "*" matching the {id} segment (API Gateway
+        # developer guide, "IAM policy examples for API execution permissions").
+        for resource, source in ((f"{name}-invoke", "/*/POST/uploads"), (f"{name}-status-invoke", "/*/GET/uploads/*")):
+            aws.lambda_.Permission(resource, action="lambda:InvokeFunction", function=self.function.name,
+                                   principal="apigateway.amazonaws.com",
+                                   source_arn=pulumi.Output.concat(api.execution_arn, source), opts=child)
         return stage.invoke_url
 
 

@@ -136,6 +136,12 @@ def stage_mappings(mappings: Mapping[str, tuple[aws.lambda_.EventSourceMapping, 
                       for m, fn in mappings.values()))
 
 
+def thumbnail_reads(bucket: aws.s3.Bucket) -> Link:
+    """Read thumbnails: what a presigned GET of one carries (the upload API's answers link renditions this way)."""
+    return Link({Env.THUMBNAILS_BUCKET: bucket.bucket},
+                (iam.allow(["s3:GetObject"], [iam.s3_objects(bucket.arn, THUMBNAILS_PREFIX)]),))
+
+
 def api_uploads(bucket: aws.s3.Bucket) -> Link:
     """Presign uploads under the API's prefix: the PUT a grant signs is allowed by exactly this statement."""
     return Link({Env.UPLOADS_BUCKET: bucket.bucket},

@@ -94,8 +94,9 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         workers = self._stages(stores, topics, layers)
         dashboard_url = self._observability(workers)
         self._operators(workers, stores, topics, layers)
-        self.upload_api = UploadApi(f"{name}-upload-api", UploadApiArgs(settings, stores.uploads.bucket, layers),
-                                    opts=self._opts) if settings.upload_api else None
+        self.upload_api = UploadApi(f"{name}-upload-api", UploadApiArgs(
+            settings, stores.uploads.bucket, layers, stores.table, stores.thumbnails.bucket),
+            opts=self._opts) if settings.upload_api else None
         self._uploads_policy(stores.uploads)
 
         self.outputs = self._outputs(stores, topics, workers, dashboard_url)

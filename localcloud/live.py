@@ -3,7 +3,8 @@
   GET /                   the page, with the upload API switched on: a file goes to the API for a one-use grant,
                           then from the browser straight to the uploads bucket (the bucket's CORS rule admits this
                           page's origin only)
-  GET /tiles.json         every record as a tile, for the page to redraw the ones that changed
+  GET /tiles.json         every record as a tile, for the page to redraw the ones that changed (an upload of the
+                          page's own is followed through the upload API's GET /uploads/{id} until it settles)
   GET /thumbnails/<key>   a redirect to a presigned GET of that thumbnail, valid for LINK_SECONDS
 
 No image byte passes through this server, either way. It answers only for its own host (DNS rebinding) and only GET,
@@ -20,7 +21,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from handlers.names import THUMBNAILS_PREFIX, StackOutput
+from handlers.names import SETTLED, THUMBNAILS_PREFIX, StackOutput
 from localcloud import loopback
 from localcloud.cloud import LocalCloud
 from localcloud.overrides import showcase
@@ -82,15 +83,15 @@ class LiveGallery:
         settings = self.cloud.settings()
         return gallery.page(self.images(), self.link, TITLE, emulated=True, live={
             "api": f"{self.cloud.upload_api_url}/uploads", "maxBytes": settings.max_upload_bytes,
-            "tiles": "/tiles.json", "every": POLL_MS}, nonce=nonce)
+            "tiles": "/tiles.json", "every": POLL_MS, "settled": sorted(SETTLED)}, nonce=nonce)
 
     def page_policy(self, nonce: str) -> str:
         """The page's Content-Security-Policy: its own inline style and script (this answer's nonce), thumbnails from
-        here and from the emulator (where /thumbnails/ redirects), fetches to here, the upload API (grants) and the
+        here and from the emulator (where /thumbnails/ redirects), placeholders drawn as data: images, fetches to here, the upload API (grants) and the
         emulator's S3 (the browser's PUT); nothing else, and no page may frame it."""
         assert self.cloud is not None
         s3, api = self.cloud.endpoint_of("s3"), self.cloud.upload_api_url
-        return (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src 'self' {s3}; "
+        return (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src 'self' data: {s3}; "
                 f"connect-src 'self' {api} {s3}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
     def _serve(self, request: loopback.Handler) -> None:

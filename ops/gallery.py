@@ -19,6 +19,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from handlers import placeholder
 from handlers.names import LABEL_LIST, UPLOADS_PREFIX, Function, StackOutput, Status
 
 # Statuses in the order the filters show them; any other status gets a filter after these.
@@ -54,6 +55,7 @@ def view(key: str, status: str, record: dict[str, Any]) -> dict[str, Any]:
         Function.LABELS: [{"name": label["name"], "confidence": float(label["confidence"]), "emulated": emulated}
                           for label in labels.get(LABEL_LIST, [])],
         "labels_emulated": emulated, "camera": camera or None, "taken_at": metadata.get("taken_at"),
+        "placeholder": (record.get(Function.THUMBNAILS) or {}).get("placeholder"),
     }
 
 
@@ -97,8 +99,9 @@ def tile(image: dict[str, Any], link: Link) -> str:
     if thumbnails:
         largest = thumbnails[-1]
         srcset = ", ".join(f"{escape(link(key, t))} {t['width']}w" for t in thumbnails)
-        parts.append(f'<img src="{escape(link(key, largest))}" srcset="{srcset}" sizes="{SIZES}" width="{largest["width"]}" '
-                     f'height="{largest["height"]}" alt="{escape(alt)}" loading="lazy">')
+        picture = (f'<img src="{escape(link(key, largest))}" srcset="{srcset}" sizes="{SIZES}" width="{largest["width"]}" '
+                   f'height="{largest["height"]}" alt="{escape(alt)}" loading="lazy">')
+        parts.append(f'<div class="picture">{picture}{_placeholder(image.get("placeholder"))}</div>')
     else:
         parts.append(f'<div class="empty" role="img" aria-label="{escape(alt)}: no thumbnail">{escape(_no_picture(status))}</div>')
     parts.append(f'<h2>{escape(name)}</h2><p class="badge">{escape(status)}</p>')
@@ -201,6 +204,19 @@ def _bytes(count: int | None) -> str:
     return f", {count / 1024:,.0f} KB" if count else ""
 
 
+def _placeholder(hashed: str | None) -> str:
+    """The image's ThumbHash painted under it while it loads, drawn here as a PNG data: URL so that no script is
+    needed. An <img> rather than a style attribute: a page's Content-Security-Policy with style-src nonces refuses
+    inline style attributes (CSP Level 3, "style-src"), and data: images need only img-src data:."""
+    if not hashed:
+        return ""
+    try:
+        url = placeholder.data_url(hashed)
+    except ValueError:  # not base64, or too short to be a ThumbHash: the tile goes without (binascii.Error is one)
+        return ""
+    return f'<img class="placeholder" src="{escape(url)}" alt="" aria-hidden="true">'
+
+
 def _no_picture(status: str) -> str:
     words: dict[str, str] = {Status.REJECTED: "rejected: no thumbnail", Status.FAILED: "failed: no thumbnail",
                              Status.DELETED: "deleted: no current version",
@@ -219,7 +235,8 @@ div.gallery>input:focus-visible+label{outline:3px solid #1a73e8}
 main{display:grid;grid-template-columns:repeat(auto-fill,minmax(16em,1fr));gap:1em;margin-top:1em}
 .tile{background:#fff;border:1px solid #ddd;border-radius:.5em;padding:.6em;overflow-wrap:anywhere}
 .tile:focus-visible{outline:3px solid #1a73e8}
-.tile>img{width:100%;height:auto;display:block;border-radius:.3em}
+.picture{position:relative;z-index:0}.picture>img{width:100%;height:auto;display:block;border-radius:.3em}
+.picture>.placeholder{position:absolute;inset:0;height:100%;z-index:-1}
 .empty{display:flex;align-items:center;justify-content:center;aspect-ratio:4/3;background:#eee;color:#555}
 .tile h2{font-size:1em;margin:.4em 0 .2em}
 .badge{display:inline-block;margin:0;padding:.1em .6em;border-radius:1em;background:#ddd;font-size:.85em}
@@ -234,14 +251,14 @@ figure{margin:0}figcaption{font-size:.8em;color:#555}
 .pick{text-decoration:underline;cursor:pointer}.pick input{position:absolute;opacity:0;width:1px}
 """
 
-# The live page: uploads through the upload API (a grant, then a PUT straight to S3 with it), and tiles redrawn from
-# the server's JSON about once a second. A file over the limit is refused here, before anything is sent.
+# The live page: uploads through the upload API (a grant, then a PUT straight to S3 with it), each upload's status
+# from the upload API until it settles, and tiles redrawn from the server's JSON about once a second. A file over the limit is refused here, before anything is sent.
 LIVE_SCRIPT = r"""
 (() => {
   const live = JSON.parse(document.getElementById("live").textContent);
   const main = document.getElementById("tiles");
   const counts = document.getElementById("counts");
-  const pending = new Map();  // key or local id -> the tile shown for a browser upload
+  const pending = new Map();  // key or local id -> the tile shown for a browser upload, until it settles
   let next = 0;
   function pendingTile(name, status, reason) {
     const tile = document.createElement("article");
@@ -310,6 +327,25 @@ LIVE_SCRIPT = r"""
       return;
     }
     setState(tile, "uploaded", "");
+    follow(grant, tile);
+  }
+  // The tile's status comes from the upload API (GET /uploads/{id}, the caller's own upload), as any page of ours would
+  // get it, until it settles; then the server's tile for it (its picture and placeholder) takes its place.
+  async function follow(grant, tile) {
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, live.every || 1000));
+      let answer, body;
+      try {
+        answer = await fetch(live.api + "/" + encodeURIComponent(grant.id), {cache: "no-store"});
+        body = await answer.json();
+      } catch (error) {
+        continue;  // the API did not answer this time: ask again
+      }
+      if (answer.status === 404) continue;  // not recorded yet: the intake has not seen its event
+      if (answer.status !== 200) { setState(tile, "error", answer.status + ": " + (body.message || "")); return; }
+      setState(tile, body.status, body.reason);
+      if (live.settled.includes(body.status)) { pending.delete(grant.key); return; }
+    }
   }
   async function refresh() {
     try {
@@ -318,6 +354,7 @@ LIVE_SCRIPT = r"""
       counts.textContent = data.counts;
       document.querySelector('label[for="show-all"]').textContent = "All (" + data.tiles.length + ")";
       for (const item of data.tiles) {
+        if (pending.has(item.key)) continue;  // followed through the upload API until it settles
         const selector = 'article[data-key="' + CSS.escape(item.key) + '"]';
         const shown = main.querySelector(selector);
         if (shown && shown.dataset.status === item.status && shown.dataset.html === item.html) continue;
@@ -326,7 +363,6 @@ LIVE_SCRIPT = r"""
         const fresh = holder.firstElementChild;
         fresh.dataset.html = item.html;
         if (shown) shown.replaceWith(fresh); else { const none = main.querySelector(".none"); if (none) none.remove(); main.prepend(fresh); }
-        pending.delete(item.key);
       }
     } catch (error) {
       counts.textContent = "the local cloud does not answer: " + error.message;

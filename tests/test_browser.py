@@ -91,6 +91,13 @@ def test_the_static_gallery_shows_every_upload_with_its_thumbnails(browser, demo
             srcset = [part.strip().rsplit(" ", 1) for part in img.get_attribute("srcset").split(",")]
             assert sorted(int(w.removesuffix("w")) for _, w in srcset) == sorted(names.values())
             assert img.get_attribute("width") == str(largest["width"])
+            # its placeholder is decoded, fills the picture's box and lies under it: the picture is what shows
+            placeholder = tile.locator("img.placeholder")
+            assert image["placeholder"] and placeholder.count() == 1
+            placeholder.evaluate(DECODED)
+            assert placeholder.bounding_box() == img.bounding_box()
+            assert img.evaluate("img => { const r = img.getBoundingClientRect();"
+                                " return document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2) === img; }")
             tile.locator("summary").click()
             sizes = tile.locator(".sizes img")
             assert sizes.count() == len(thumbnails)

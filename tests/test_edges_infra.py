@@ -114,9 +114,14 @@ def test_upload_api_uses_iam_by_default_and_may_only_put_under_uploads(stack):
     grants = function_grants(stack)["claimcheck-upload-api-function"]
     uploads = stack.outputs["uploadsBucket"]
     assert grants["s3:PutObject"] == {f"arn:aws:s3:::{uploads}/uploads/api/*"}
-    assert set(grants) == {"s3:PutObject", "logs:CreateLogStream", "logs:PutLogEvents"}
+    # GET /uploads/{id}: read one record, and presign GETs of thumbnails; nothing more
+    assert grants["dynamodb:GetItem"] == {stack.named("claimcheck-images").state["arn"]}
+    assert grants["s3:GetObject"] == {f"arn:aws:s3:::{stack.outputs['thumbnailsBucket']}/thumbnails/*"}
+    assert set(grants) == {"s3:PutObject", "dynamodb:GetItem", "s3:GetObject", "logs:CreateLogStream", "logs:PutLogEvents"}
     env = fn.inputs["environment"]["variables"]
     assert (env["UPLOADS_BUCKET"], env["MAX_UPLOAD_BYTES"], env["UPLOAD_API_KIND"]) == (uploads, "26214400", "function-url")
+    assert (env["TABLE_NAME"], env["THUMBNAILS_BUCKET"]) == (stack.named("claimcheck-images").state["name"],
+                                                             stack.outputs["thumbnailsBucket"])
 
 
 def test_upload_api_behind_a_jwt_authorizer_when_configured(jwt_stack):
@@ -124,12 +129,13 @@ def test_upload_api_behind_a_jwt_authorizer_when_configured(jwt_stack):
     [authorizer] = jwt_stack.of_type("aws:apigatewayv2/authorizer:Authorizer")
     assert authorizer.inputs["authorizerType"] == "JWT"
     assert authorizer.inputs["jwtConfiguration"] == {"issuer": "https://id.example.com/", "audiences": ["claimcheck"]}
-    [route] = jwt_stack.of_type("aws:apigatewayv2/route:Route")
-    assert (route.inputs["routeKey"], route.inputs["authorizationType"], route.inputs["authorizerId"]) == (
-        "POST /uploads", "JWT", authorizer.id)
-    [permission] = jwt_stack.of_type("aws:lambda/permission:Permission")
-    assert permission.inputs["principal"] == "apigateway.amazonaws.com"
-    assert permission.inputs["sourceArn"].endswith("/*/POST/uploads")
+    routes = jwt_stack.of_type("aws:apigatewayv2/route:Route")
+    assert sorted((r.inputs["routeKey"], r.inputs["authorizationType"], r.inputs["authorizerId"]) for r in routes) == [
+        ("GET /uploads/{id}", "JWT", authorizer.id), ("POST /uploads", "JWT", authorizer.id)]
+    permissions = jwt_stack.of_type("aws:lambda/permission:Permission")
+    assert {p.inputs["principal"] for p in permissions} == {"apigateway.amazonaws.com"}
+    assert sorted(p.inputs["sourceArn"].rsplit(":", 1)[1].split("/", 1)[1] for p in permissions) == [
+        "*/GET/uploads/*", "*/POST/uploads"]
     assert jwt_stack.outputs["uploadApiAuth"] == "jwt"
     fn = jwt_stack.named("claimcheck-upload-api-function")
     assert fn.inputs["environment"]["variables"]["UPLOAD_API_KIND"] == "http-api"
@@ -159,12 +165,12 @@ def test_iam_callers_get_a_policy_with_both_function_url_actions_on_this_functio
 
 
 def test_jwt_callers_are_told_what_the_route_requires_of_a_token(jwt_stack):
-    assert jwt_stack.outputs["uploaderJwt"] == {"route": "POST /uploads", "issuer": "https://id.example.com/",
-                                                "audience": "claimcheck", "scopes": []}
+    assert jwt_stack.outputs["uploaderJwt"] == {"route": "POST /uploads", "status_route": "GET /uploads/{id}",
+                                                "issuer": "https://id.example.com/", "audience": "claimcheck", "scopes": []}
     assert "uploaderPolicyArn" not in jwt_stack.outputs
     assert not [p for p in jwt_stack.of_type("aws:iam/policy:Policy") if "upload-api" in p.name]
-    [route] = jwt_stack.of_type("aws:apigatewayv2/route:Route")
-    assert jwt_stack.outputs["uploaderJwt"]["route"] == route.inputs["routeKey"]
+    routes = {r.inputs["routeKey"] for r in jwt_stack.of_type("aws:apigatewayv2/route:Route")}
+    assert routes == {jwt_stack.outputs["uploaderJwt"]["route"], jwt_stack.outputs["uploaderJwt"]["status_route"]}
 
 
 def test_api_uploads_must_be_create_only_writes(stack):
@@ -207,8 +213,8 @@ def test_no_reservation_when_upload_api_concurrency_is_0(config):
 
 def test_jwt_route_requires_the_configured_scopes():
     scoped = program.run(program.RecordingMocks(), {**JWT, "uploadScopes": ["uploads:write"]})
-    [route] = scoped.of_type("aws:apigatewayv2/route:Route")
-    assert route.inputs["authorizationScopes"] == ["uploads:write"]
+    routes = scoped.of_type("aws:apigatewayv2/route:Route")
+    assert len(routes) == 2 and all(r.inputs["authorizationScopes"] == ["uploads:write"] for r in routes)
     assert scoped.outputs["uploaderJwt"]["scopes"] == ["uploads:write"]  # the caller is told which
 
 
@@ -218,7 +224,7 @@ def test_browsers_are_allowed_only_from_the_configured_origins(stack):
     origins = {"uploadAllowedOrigins": ["https://app.example.com"]}
     web = program.run(program.RecordingMocks(), {**ALL_ON, **origins})
     cors = web.named("claimcheck-upload-api-url").inputs["cors"]
-    assert cors["allowOrigins"] == ["https://app.example.com"] and cors["allowMethods"] == ["POST"]
+    assert cors["allowOrigins"] == ["https://app.example.com"] and cors["allowMethods"] == ["GET", "POST"]
     [bucket_cors] = web.of_type("aws:s3/bucketCorsConfiguration:BucketCorsConfiguration")
     assert bucket_cors.inputs["bucket"] == web.outputs["uploadsBucket"]
     [rule] = bucket_cors.inputs["corsRules"]
@@ -227,6 +233,7 @@ def test_browsers_are_allowed_only_from_the_configured_origins(stack):
     api = program.run(program.RecordingMocks(), {**JWT, **origins})
     [http] = api.of_type("aws:apigatewayv2/api:Api")
     assert http.inputs["corsConfiguration"]["allowOrigins"] == ["https://app.example.com"]
+    assert http.inputs["corsConfiguration"]["allowMethods"] == ["GET", "POST"]
 
 
 def test_the_distribution_sends_security_headers(stack):

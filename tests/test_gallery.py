@@ -139,3 +139,23 @@ def test_sizes_that_share_one_rendition_are_linked_once():
     page = gallery.page([image], link, "t", emulated=False)
     assert [t["key"] for t in image["thumbnails"]] == ["thumbnails/x/1024.jpg"]
     assert 'srcset="x/1024.jpg?a=1&amp;b=2 100w"' in page and page.count("<figure>") == 1
+
+
+def test_a_done_tile_paints_its_placeholder_under_the_picture_without_script_and_a_bad_one_paints_none():
+    from PIL import Image
+
+    from handlers import placeholder
+
+    red = placeholder.of_image(Image.new("RGB", (128, 96), (200, 30, 30)))
+    image = done("uploads/a.jpg")
+    painted = gallery.page([{**image, "placeholder": red}, {**done("uploads/b.jpg"), "placeholder": "not base64!"}],
+                           link, "demo", emulated=False)
+    pictures = re.findall(r'<div class="picture">(<img [^>]*>)(<img [^>]*>)?</div>', painted)
+    assert len(pictures) == 2
+    (real, under), (other, none) = pictures
+    assert 'srcset="' in real and 'srcset="' in other and none == ""  # the picture first, as before
+    assert f'src="{placeholder.data_url(red)}"' in under and 'class="placeholder"' in under and 'alt=""' in under
+    assert "<script" not in painted and " style=" not in painted  # a CSP without unsafe-inline admits it
+    assert image["placeholder"] is None  # a record without one (a stage before placeholders) has none
+    # the --json summary's entry carries the record's placeholder as it is stored
+    assert gallery.view("uploads/c.jpg", "done", record("done", thumbnails={"outputs": [], "placeholder": red}))["placeholder"] == red

@@ -228,7 +228,7 @@ def test_the_live_page_runs_only_its_own_inline_script_and_style(local):
     cloud, gallery = local
     first, second = (requests.get(f"{gallery.origin}/", timeout=10) for _ in range(2))
     policy = first.headers["Content-Security-Policy"]
-    nonce = re.fullmatch(r"default-src 'none'; script-src 'nonce-([\w-]+)'; style-src 'nonce-\1'; img-src 'self' (\S+); "
+    nonce = re.fullmatch(r"default-src 'none'; script-src 'nonce-([\w-]+)'; style-src 'nonce-\1'; img-src 'self' data: (\S+); "
                          r"connect-src 'self' (\S+) (\S+); base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
                          policy)
     assert nonce is not None, policy
@@ -239,3 +239,29 @@ def test_the_live_page_runs_only_its_own_inline_script_and_style(local):
         ("style", f' nonce="{nonce.group(1)}"'), ("script", ' type="application/json" id="live"'),
         ("script", f' nonce="{nonce.group(1)}"')]
     assert second.headers["Content-Security-Policy"] != policy  # a nonce per answer
+
+
+def test_the_live_page_reads_its_own_upload_s_status_from_the_upload_api_and_another_page_cannot(local):
+    import time
+
+    cloud, gallery = local
+    upload = cloud.upload_through_api("mine.jpg", samples.jpeg(200, 150))
+    url = f"{cloud.upload_api_url}/uploads/{upload.grant['id']}"
+    deadline = time.monotonic() + 60
+    while (mine := requests.get(url, headers={"Origin": gallery.origin}, timeout=30)).status_code == 404:
+        assert time.monotonic() < deadline, "the intake never recorded the upload"
+        time.sleep(0.5)
+    # the page's origin may read the answer (the API's CORS allows GET for it), with the statuses it stops at
+    assert mine.status_code == 200 and mine.headers["Access-Control-Allow-Origin"] == gallery.origin
+    assert mine.json()["status"] in {"accepted", "done"} and mine.json()["key"] == upload.grant["key"]
+    assert '"settled": ["deleted", "done", "failed", "quarantined", "rejected"]' in gallery.page("n")
+    # another web page on the machine gets no CORS answer: its browser keeps the answer from it
+    assert no_cors(requests.get(url, headers={"Origin": EVIL}, timeout=30))
+    # once done, each rendition's presigned GET (signed by the upload function's role, judged by the strict emulator:
+    # exactly s3:GetObject on thumbnails/*) serves the thumbnail
+    while (done := requests.get(url, timeout=30).json())["status"] != "done":
+        assert time.monotonic() < deadline + 60 and done["status"] == "accepted", done
+        time.sleep(0.5)
+    smallest = done["renditions"][-1]
+    served = requests.get(smallest["url"], timeout=30)
+    assert served.status_code == 200 and len(served.content) == smallest["bytes"] and done["placeholder"]

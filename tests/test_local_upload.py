@@ -51,7 +51,9 @@ def uploaded(tmp_path_factory):
         summary = wait_until_settled(cloud, keys, timeout=90)
         versions = cloud.client("s3").list_object_versions(Bucket=cloud.outputs["uploadsBucket"], Prefix=grant["key"])
         accepted = cloud.metrics()["intake"].get("Accepted", 0)
+        status = status_answers(cloud.upload_api_url, results["jpeg"].grant["id"])
         return {"results": results, "summary": summary, "cdn": cloud.outputs["thumbnailsUrl"], "replay": replay,
+                "status": status,
                 "versions": versions.get("Versions", []), "front_door": front_door, "accepted": accepted, "direct": direct,
                 "logs": (cloud.workdir / "logs" / "upload_api.log").read_text()}
 
@@ -123,6 +125,25 @@ def raw_request(endpoint: str, headers: dict[str, str], body: bytes = b"") -> in
     status = connection.getresponse().status
     connection.close()
     return status
+
+
+def status_answers(endpoint: str, upload: str) -> dict[str, tuple[int, dict]]:
+    """GET /uploads/{id} through the local endpoint, by its owner, by another caller, and from a browser's page."""
+    from localcloud.api import CALLER_HEADER
+
+    asked = {"owner": requests.get(f"{endpoint}/uploads/{upload}", headers={CALLER_HEADER: CAROL}, timeout=30),
+             "stranger": requests.get(f"{endpoint}/uploads/{upload}", timeout=30)}
+    return {who: (answer.status_code, answer.json()) for who, answer in asked.items()}
+
+
+def test_the_owner_reads_its_upload_through_the_endpoint_and_a_stranger_gets_404(uploaded):
+    status, answer = uploaded["status"]["owner"]
+    record = uploaded["summary"].records[uploaded["results"]["jpeg"].key]
+    assert (status, answer["status"]) == (200, record["status"]) and answer["placeholder"] == record["thumbnails"]["placeholder"]
+    # with the CDN on, each rendition's URL is the distribution's, as the record has it
+    assert [r["url"] for r in answer["renditions"]] == [o["url"] for o in record["thumbnails"]["outputs"]]
+    assert answer["labels"] and answer["labels_source"] == "emulated"
+    assert uploaded["status"]["stranger"][0] == 404
 
 
 def front_door_answers(endpoint: str) -> dict[str, int]:

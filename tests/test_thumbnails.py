@@ -1,6 +1,7 @@
 """Thumbnail stage: the named object version in, oriented metadata-free thumbnails and a settled record out."""
 from __future__ import annotations
 
+import base64
 import io
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image, ImageChops, ImageStat
 
-from handlers import imaging, intake, thumbnails
+from handlers import imaging, intake, placeholder, thumbnails
 from localcloud import samples as images
 from tests.conftest import failed_ids, invoke, s3_message
 
@@ -373,3 +374,32 @@ def test_a_reprocess_that_cannot_decode_leaves_the_thumbnails_and_says_why(cloud
 def counted_metrics(emitted):
     """The reprocess metrics the stage emits from now on, counted."""
     return lambda: {k: v for k, v in emitted.items() if k in ("Reprocessed", "AlreadyCurrent", "SkippedClaimChecks")}
+
+
+def test_the_record_carries_a_placeholder_made_from_the_smallest_thumbnail(cloud):
+    claim = accept(cloud, "uploads/p.webp", images.webp(400, 200))
+    run([claim])
+    record = cloud.record("uploads/p.webp")
+    hashed = base64.b64decode(record["thumbnails"]["placeholder"])
+    assert len(hashed) < 30 and placeholder.aspect_ratio(hashed) == pytest.approx(2.0, rel=0.2)
+    smallest = thumbnail(cloud, record["thumbnails"]["outputs"][-1]["key"]).convert("RGB")
+    width, height, rgba = placeholder.decode(hashed)
+    painted = Image.frombytes("RGBA", (width, height), rgba).convert("RGB")
+    # the placeholder is the thumbnail's picture, blurred: each channel's mean within a few levels of it
+    for ours, theirs in zip(ImageStat.Stat(painted).mean, ImageStat.Stat(smallest).mean, strict=True):
+        assert abs(ours - theirs) < 8
+    # and `python -m ops show` prints it
+    from ops import render
+
+    assert f"placeholder (ThumbHash, base64)  {record['thumbnails']['placeholder']}" in render.record(record, emulated=True)
+
+
+def test_a_transparent_png_gets_a_placeholder_with_alpha_and_a_reprocess_keeps_one(cloud, monkeypatch):
+    claim = accept(cloud, "uploads/a.png", images.palette_png_with_transparency())
+    run([claim])
+    hashed = base64.b64decode(cloud.record("uploads/a.png")["thumbnails"]["placeholder"])
+    assert hashed[2] & 0x80  # ThumbHash's alpha bit
+    monkeypatch.setenv("THUMBNAIL_SIZES", "300,100")
+    thumbnails.environment.load.cache_clear()
+    run([reprocess_request(cloud.record("uploads/a.png"))])
+    assert cloud.record("uploads/a.png")["thumbnails"]["placeholder"]

@@ -1,0 +1,97 @@
+"""GET /uploads/{id} on the upload API: the owner gets what a page needs (status, reason, renditions with URLs, the
+placeholder, labels); anyone else gets 404, an unauthenticated caller 401; an upload in progress answers its status."""
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+from handlers import intake, thumbnails, upload_api, upload_status
+from localcloud import samples
+from localcloud.lambda_events import LambdaContext
+from tests.conftest import invoke, s3_message
+from tests.test_upload_api import ALICE, api, http_event  # noqa: F401 - api is a fixture
+
+BOB = "arn:aws:iam::123456789012:user/bob"
+
+
+def ask(upload: str, caller: str | None = ALICE) -> tuple[int, dict]:
+    response = upload_api.handler(http_event(None, method="GET", path=f"/uploads/{upload}", caller=caller),
+                                  LambdaContext(function_name="upload-api"))
+    return response["statusCode"], json.loads(response["body"])
+
+
+def granted(api, name: str = "beach.webp") -> dict:  # noqa: F811
+    status, grant = api({"filename": name, "contentType": "image/webp", "size": 1000})
+    assert status == 201
+    return grant
+
+
+def uploaded(cloud, key: str, data: bytes) -> None:
+    """The object under the grant's key (as the grant's PUT leaves it), through the intake."""
+    response = cloud.s3.put_object(Bucket=cloud.uploads, Key=key, Body=data, Metadata={"owner": key.split("/")[2]})
+    event = cloud.s3_event("ObjectCreated:Put", key, size=len(data), etag=response["ETag"].strip('"'),
+                           version_id=response["VersionId"])
+    assert invoke(intake, [s3_message(event)])["batchItemFailures"] == []
+
+
+def test_the_grant_names_the_id_and_the_owner_sees_the_upload_in_progress_then_done(api, cloud):  # noqa: F811
+    grant = granted(api)
+    assert upload_status.key_of(grant["id"], grant["owner"]) == grant["key"]
+    # GIVEN a grant not used yet: nothing to tell (the same 404 as a stranger's id)
+    assert ask(grant["id"]) == (404, {"message": upload_status.NOT_FOUND})
+    # WHEN it is uploaded and accepted: in progress, nothing to show yet
+    uploaded(cloud, grant["key"], samples.webp(400, 200))
+    status, answer = ask(grant["id"])
+    assert (status, answer["status"]) == (200, "accepted") and "renditions" not in answer and "placeholder" not in answer
+    # THEN once the thumbnail stage is done: the renditions, each with a URL that serves it, and the placeholder
+    invoke(thumbnails, [json.dumps(claim["claim"]) for claim in cloud.published()])
+    status, answer = ask(grant["id"])
+    record = cloud.record(grant["key"])
+    assert (status, answer["status"], answer["reason"]) == (200, "done", "")
+    assert answer["placeholder"] == record["thumbnails"]["placeholder"]
+    assert [(r["width"], r["height"], r["content_type"]) for r in answer["renditions"]] == [
+        (int(o["width"]), int(o["height"]), o["content_type"]) for o in record["thumbnails"]["outputs"]]
+    first = answer["renditions"][0]
+    assert parse_qs(urlsplit(first["url"]).query)["X-Amz-Expires"] == ["300"]
+    served = requests.get(first["url"], timeout=10)
+    assert served.status_code == 200 and len(served.content) == first["bytes"]
+
+
+def test_another_caller_gets_404_and_an_unauthenticated_one_401(api, cloud):  # noqa: F811
+    grant = granted(api)
+    uploaded(cloud, grant["key"], samples.webp(400, 200))
+    assert ask(grant["id"], caller=BOB) == (404, {"message": upload_status.NOT_FOUND})
+    assert ask(grant["id"], caller=None) == (401, {"message": "the request carries no authenticated caller"})
+    # nor can an id that is no grant's reach outside the caller's folder
+    for probe in ("..%2F..%2Fx", "2026-12-01-0123456789abcdef-x.jpg/../../y", "nothing"):
+        assert ask(probe)[0] == 404, probe
+
+
+def test_a_rejected_upload_answers_its_reason_and_no_renditions(api, cloud):  # noqa: F811
+    grant = granted(api, "notes.webp")
+    uploaded(cloud, grant["key"], b"meeting notes, not a photo\n")
+    status, answer = ask(grant["id"])
+    assert (status, answer["status"]) == (200, "rejected") and answer["reason"].startswith("not an image")
+    assert "renditions" not in answer
+
+
+def test_labels_and_what_later_stages_add_reach_the_owner_as_plain_json(api, cloud):  # noqa: F811
+    from decimal import Decimal
+
+    from handlers.contracts import image_id
+
+    grant = granted(api)
+    uploaded(cloud, grant["key"], samples.webp(400, 200))
+    # GIVEN a record with labels and the fields issue 30's other stages write (a focal point, a duplicate)
+    cloud.table.update_item(
+        Key={"image_id": image_id(cloud.uploads, grant["key"])},
+        UpdateExpression="SET labels = :l, focal_point = :f, duplicate_of = :d",
+        ExpressionAttributeValues={":l": {"status": "done", "source": "emulated", "labels": [
+            {"name": "Beach", "confidence": Decimal("98.5")}]}, ":f": {"x": Decimal("0.25"), "y": Decimal("0.5")},
+            ":d": "uploads/api/x/2026/12/01/0123456789abcdef-first.webp"})
+    status, answer = ask(grant["id"])
+    assert status == 200 and answer["labels"] == [{"name": "Beach", "confidence": 98.5}]
+    assert answer["labels_source"] == "emulated" and answer["focal_point"] == {"x": 0.25, "y": 0.5}
+    assert answer["duplicate_of"].endswith("-first.webp")
