@@ -373,3 +373,11 @@ def test_a_reprocess_that_cannot_decode_leaves_the_thumbnails_and_says_why(cloud
 def counted_metrics(emitted):
     """The reprocess metrics the stage emits from now on, counted."""
     return lambda: {k: v for k, v in emitted.items() if k in ("Reprocessed", "AlreadyCurrent", "SkippedClaimChecks")}
+
+
+def test_ops_show_lists_a_shared_rendition_once_with_the_boxes_it_serves():
+    shared = {"key": "thumbnails/i/v/s/1024.jpg", "width": 100, "height": 68}
+    small = {"key": "thumbnails/i/v/s/64.jpg", "width": 64, "height": 44, "box": 64}
+    lines = thumbnails._shown({"status": "done", "settings": "s", "outputs": [
+        {**shared, "box": 1024}, {**shared, "box": 512}, {**shared, "box": 128}, small]}, emulated=False)
+    assert lines[1:] == ["    100x68  thumbnails/i/v/s/1024.jpg  (boxes 1024, 512, 128)", "    64x44  thumbnails/i/v/s/64.jpg"]
