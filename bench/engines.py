@@ -26,7 +26,8 @@ PSNR_IDENTICAL = 100.0  # reported when the pixels match the reference exactly
 def engine(data: bytes, sizes: tuple[int, ...], fmt: str, quality: int) -> list[bytes]:
     """The project's thumbnail engine, as the thumbnail stage runs it: with the format the intake sniffed."""
     sniffed = sniff(data[:SNIFF_BYTES]).format
-    return [t.data for t in imaging.make_thumbnails(data, sizes, fmt, quality, LIMITS, sniffed=sniffed).thumbnails]
+    made = imaging.make_thumbnails(data, sizes, fmt, quality, LIMITS, sniffed=sniffed).thumbnails
+    return [t.data for t in made for _ in t.boxes]  # one per size, as every engine answers (sizes may share one)
 
 
 def _save(image: Image.Image, fmt: str, quality: int) -> bytes:

@@ -403,3 +403,11 @@ def test_a_transparent_png_gets_a_placeholder_with_alpha_and_a_reprocess_keeps_o
     thumbnails.environment.load.cache_clear()
     run([reprocess_request(cloud.record("uploads/a.png"))])
     assert cloud.record("uploads/a.png")["thumbnails"]["placeholder"]
+
+
+def test_ops_show_lists_a_shared_rendition_once_with_the_boxes_it_serves():
+    shared = {"key": "thumbnails/i/v/s/1024.jpg", "width": 100, "height": 68}
+    small = {"key": "thumbnails/i/v/s/64.jpg", "width": 64, "height": 44, "box": 64}
+    lines = thumbnails._shown({"status": "done", "settings": "s", "outputs": [
+        {**shared, "box": 1024}, {**shared, "box": 512}, {**shared, "box": 128}, small]}, emulated=False)
+    assert lines[1:] == ["    100x68  thumbnails/i/v/s/1024.jpg  (boxes 1024, 512, 128)", "    64x44  thumbnails/i/v/s/64.jpg"]
