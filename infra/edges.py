@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from handlers.names import THUMBNAILS_PREFIX, Function, UploadApiKind
+from handlers.upload_api import QUOTA_EXPIRY, QUOTA_KEY
 from infra import iam, links, policies
 from infra.settings import Settings
 from infra.worker import Layers, build_function, log_group_name
@@ -39,9 +40,11 @@ class UploadApi(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         jwt = s.jwt_issuer is not None
         kind = UploadApiKind.HTTP_API if jwt else UploadApiKind.FUNCTION_URL
+        self.quotas = self._quota_table(name, s, child) if any(s.quota) else None
         self.function = build_function(
             name, Function.UPLOAD_API, s.functions, memory=UPLOAD_API_MEMORY, timeout=UPLOAD_API_TIMEOUT,
-            links=[links.api_uploads(args.uploads), links.upload_api_settings(s, kind)], layers=args.layers, opts=child,
+            links=[links.api_uploads(args.uploads), links.upload_api_settings(s, kind),
+                   *([links.upload_quotas(self.quotas)] if self.quotas else [])], layers=args.layers, opts=child,
             # At most this many grants are minted at once, whatever the caller sends (Checkov CKV_AWS_115). 0 means no
             # reservation, so it is not set: a reservation of 0 throttles every call (Developer Guide, "Configuring
             # reserved concurrency for a function": "To throttle a function, set the reserved concurrency to zero").
@@ -56,6 +59,20 @@ class UploadApi(pulumi.ComponentResource):
         self.register_outputs({"url": self.url, "auth": self.auth,
                                "uploader_policy_arn": self.uploader_policy.arn if self.uploader_policy else None,
                                "uploader_jwt": self.uploader_jwt})
+
+    @staticmethod
+    def _quota_table(name: str, s: Settings, child: pulumi.ResourceOptions) -> aws.dynamodb.Table:
+        """Each owner's grants and declared bytes per UTC day, one item per owner and day (handlers/upload_api.py).
+        A table of its own: the function's one permission on it reaches no image record. TTL deletes past days'
+        items some time after they expire (DynamoDB Developer Guide, "Time to Live (TTL)": typically within a few
+        days), so the key names the day and expiry is housekeeping only."""
+        return aws.dynamodb.Table(
+            f"{name}-quotas", billing_mode="PAY_PER_REQUEST", hash_key=QUOTA_KEY,
+            attributes=[aws.dynamodb.TableAttributeArgs(name=QUOTA_KEY, type="S")],
+            ttl=aws.dynamodb.TableTtlArgs(attribute_name=QUOTA_EXPIRY, enabled=True),
+            server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
+            point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
+            deletion_protection_enabled=not s.force_destroy, opts=child)
 
     @staticmethod
     def _cors(s: Settings) -> dict[str, Any] | None:

@@ -72,6 +72,12 @@ def _strings_ok(value: Any) -> bool:
     return isinstance(value, tuple) and all(isinstance(v, str) and v and " " not in v for v in value)
 
 
+QUOTA_KEYS = ("uploads", "bytes")
+def _quota_ok(value: Any) -> bool:
+    return value is None or (isinstance(value, dict) and bool(value) and set(value) <= set(QUOTA_KEYS) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value.values()))
+
+
 def _origins_ok(value: Any) -> bool:
     return _strings_ok(value) and all(v == "*" or v.startswith(("https://", "http://localhost", "http://127.0.0.1"))
                                       for v in value) and len(value) <= 100
@@ -178,6 +184,12 @@ class Settings:
                                           "0 reserves none (for an account whose quota leaves nothing to reserve): the "
                                           "function then shares the account's unreserved concurrency.",
                                           between(0, 1000))
+    upload_quota: dict[str, int] | None = setting(
+        None, "uploadQuota", "json",
+        "Per owner and UTC day, what the upload API grants at most: {\"uploads\": grants, \"bytes\": their declared "
+        "sizes summed}; a grant over either gets a 429 that says when the day resets. Unset, or 0 for one: no limit.",
+        Accepts(_quota_ok, 'an object {"uploads": N, "bytes": N} of whole numbers from 0 (either may be left out), or unset'),
+        declared=False)
     jwt_issuer: str | None = setting(None, "jwtIssuer", "str", "With jwtAudience: the upload API's JWT issuer.",
                                      declared=False)
     jwt_audience: str | None = setting(None, "jwtAudience", "str", "With jwtIssuer: the audience tokens must carry.",
@@ -235,6 +247,12 @@ class Settings:
                       self.oldest_message_alarm_seconds)
 
     # --- what several parts of the program read of the shared settings ---------------------------------------------
+    @property
+    def quota(self) -> tuple[int, int]:
+        """(grants, bytes) an owner may have per UTC day; 0 for either: no limit on it."""
+        quota = self.upload_quota or {}
+        return quota.get("uploads", 0), quota.get("bytes", 0)
+
     @property
     def allowed_formats(self) -> tuple[str, ...]:
         return self.shared.allowed_formats
@@ -413,6 +431,12 @@ def validate(s: Settings) -> Settings:
         bad("uploadScopes", s.upload_scopes, "empty unless jwtIssuer and jwtAudience are set (scopes are a JWT feature)")
     if s.upload_burst_limit < s.upload_rate_limit:
         bad("uploadBurstLimit", s.upload_burst_limit, f"at least uploadRateLimit ({s.upload_rate_limit})")
+    if s.upload_quota is not None and _quota_ok(s.upload_quota):
+        if not s.upload_api:
+            bad("uploadQuota", s.upload_quota, "unset unless uploadApi is true (the quota is counted when a grant is minted)")
+        elif 0 < s.quota[1] < s.max_upload_bytes:
+            bad("uploadQuota", s.upload_quota, f"bytes 0 or at least maxUploadBytes ({s.max_upload_bytes:,}): below it, "
+                "a file the API accepts could never be granted")
     if (s.cdn_domain is None) != (s.cdn_certificate_arn is None):
         bad("cdnDomain", s.cdn_domain, "set together with cdnCertificateArn (or neither: the distribution's own domain)")
     if s.cdn_certificate_arn is not None and not s.cdn_certificate_arn.startswith("arn:aws:acm:us-east-1:"):

@@ -226,6 +226,9 @@ class CloudMocks(RecordingMocks):
             AttributeDefinitions=[{"AttributeName": a["name"], "AttributeType": a["type"]} for a in i["attributes"]],
             **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
             SSESpecification={"Enabled": bool(i.get("serverSideEncryption", {}).get("enabled"))})
+        if i.get("ttl", {}).get("enabled"):
+            self.aws("dynamodb").update_time_to_live(TableName=o["name"], TimeToLiveSpecification={
+                "AttributeName": i["ttl"]["attributeName"], "Enabled": True})
         if i.get("pointInTimeRecovery", {}).get("enabled"):
             self.aws("dynamodb").update_continuous_backups(
                 TableName=o["name"], PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})

@@ -274,3 +274,36 @@ def test_a_purge_that_cannot_get_through_is_retried_for_hours_then_dead_lettered
     assert (age.inputs["metricName"], age.inputs["threshold"]) == ("ApproximateAgeOfOldestMessage", 900)
     assert alarms["claimcheck-cdn-purge-dlq-alarm"].inputs["metricName"] == "ApproximateNumberOfMessagesVisible"
     assert alarms["claimcheck-cdn-purge-dropped-alarm"].inputs["metricName"] == "InvalidPurgeRequests"
+
+
+QUOTA = {**ALL_ON, "uploadQuota": {"uploads": 200, "bytes": 2_000_000_000}}
+
+
+def test_an_upload_quota_gets_a_counters_table_of_its_own_that_expires_its_items():
+    deployed = program.run(program.RecordingMocks(), QUOTA)
+    [table] = [t for t in deployed.of_type("aws:dynamodb/table:Table") if t.name == "claimcheck-upload-api-quotas"]
+    assert (table.inputs["hashKey"], table.inputs["attributes"]) == ("owner_day", [{"name": "owner_day", "type": "S"}])
+    assert table.inputs["ttl"] == {"attributeName": "expires_at", "enabled": True}
+    assert table.inputs["billingMode"] == "PAY_PER_REQUEST" and table.inputs["serverSideEncryption"] == {"enabled": True}
+    env = deployed.named("claimcheck-upload-api-function").inputs["environment"]["variables"]
+    assert (env["QUOTA_TABLE_NAME"], env["UPLOAD_QUOTA_UPLOADS"], env["UPLOAD_QUOTA_BYTES"]) == (
+        table.state["name"], "200", "2000000000")
+
+
+def test_the_upload_function_may_only_update_counters_in_the_quota_table():
+    deployed = program.run(program.RecordingMocks(), QUOTA)
+    [table] = [t for t in deployed.of_type("aws:dynamodb/table:Table") if t.name == "claimcheck-upload-api-quotas"]
+    grants = function_grants(deployed)["claimcheck-upload-api-function"]
+    assert grants["dynamodb:UpdateItem"] == {table.state["arn"]}
+    assert set(grants) == {"dynamodb:UpdateItem", "s3:PutObject", "logs:CreateLogStream", "logs:PutLogEvents"}
+    records = deployed.named("claimcheck-images").state["arn"]
+    assert not [action for action, arns in grants.items() if records in arns]  # no image record is reachable
+
+
+@pytest.mark.parametrize("config", [ALL_ON, {**ALL_ON, "uploadQuota": {"uploads": 0, "bytes": 0}}], ids=["unset", "zeros"])
+def test_no_quota_no_table_and_no_permission(config):
+    deployed = program.run(program.RecordingMocks(), config)
+    assert [t.name for t in deployed.of_type("aws:dynamodb/table:Table")] == ["claimcheck-images"]
+    fn = deployed.named("claimcheck-upload-api-function")
+    assert "QUOTA_TABLE_NAME" not in fn.inputs["environment"]["variables"]
+    assert "dynamodb:UpdateItem" not in function_grants(deployed)["claimcheck-upload-api-function"]
