@@ -194,4 +194,7 @@ class StackOutput(StrEnum):
     UPLOADER_POLICY_ARN = "uploaderPolicyArn"  # IAM mode
     UPLOADER_JWT = "uploaderJwt"  # JWT mode
     THUMBNAILS_URL = "thumbnailsUrl"  # with the CDN
+    # With a domain of one's own and no Route 53 zone for it: the records its DNS needs ({name, type, value, why}).
+    CDN_DNS_RECORDS = "cdnDnsRecords"
+    UPLOAD_API_DNS_RECORDS = "uploadApiDnsRecords"
     THUMBNAIL_SETTINGS = "thumbnailSettings"  # the thumbnail stage's: the name of its settings deployed now

@@ -36,6 +36,12 @@ RECORDED_ONLY = {
     "aws:cloudfront/cachePolicy:CachePolicy",
     "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy",
     "aws:cloudfront/distribution:Distribution",
+    # A domain of one's own: its certificate, DNS records and API Gateway domain. Nothing local answers on it.
+    "aws:acm/certificate:Certificate",
+    "aws:acm/certificateValidation:CertificateValidation",
+    "aws:route53/record:Record",
+    "aws:apigatewayv2/domainName:DomainName",
+    "aws:apigatewayv2/apiMapping:ApiMapping",
 }
 
 
