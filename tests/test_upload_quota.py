@@ -24,7 +24,8 @@ MIDNIGHT = "2026-12-08T00:00:00Z"
 @pytest.fixture
 def quota(cloud, monkeypatch):
     """A quota table as the program declares it, and a function that sets the limits and asks for a grant. moto's
-    conditional writes are made atomic, as DynamoDB's are (localcloud/seams/moto_server.py says why)."""
+    conditional writes are made atomic, as DynamoDB's (and the local cloud's emulator's) are: localcloud/seams/
+    moto_server.py says why."""
     make_dynamodb_writes_atomic()
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     dynamodb.create_table(TableName="quotas", BillingMode="PAY_PER_REQUEST",

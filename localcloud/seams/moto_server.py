@@ -1,7 +1,7 @@
 """moto, past its public API (in the emulator's processes only): S3 events made to say what S3 says, SQS queues made
-safe to use concurrently, DynamoDB's conditional writes made atomic and its results written out directly, the
-backend lookup done once per host, and what the emulator reads of moto's own state. Each patch says what moto does
-and why it is not enough. Written for the version in localcloud.seams.WRITTEN_FOR."""
+safe to use concurrently, DynamoDB results written out directly (and, for in-process tests, its conditional writes
+made atomic), the backend lookup done once per host, and what the emulator reads of moto's own state. Each patch
+says what moto does and why it is not enough. Written for the version in localcloud.seams.WRITTEN_FOR."""
 from __future__ import annotations
 
 import itertools
@@ -120,7 +120,6 @@ def make_moto_strict() -> None:
         return original_serialized(self, action_result)
 
     DynamoHandler.serialized = serialized_directly
-    make_dynamodb_writes_atomic()
 
     # moto finds the backend for every request by listing its own package directory and trying every service's
     # URL patterns, all under one lock: the same host always gives the same backend, so it is looked up once.
@@ -135,11 +134,12 @@ _dynamodb_writes = threading.RLock()
 
 
 def make_dynamodb_writes_atomic() -> None:
-    """DynamoDB applies a conditional write atomically: the condition holds for the item the write changes (DynamoDB
-    Developer Guide, "Condition expressions"). moto reads the item, parses the condition, checks it and writes in
-    separate steps with no lock, so concurrent writers can all pass a condition that only some of them should (20
-    threads against an upload quota of 5 all got a grant). Each item write and transaction runs under one lock
-    here. Safe to call more than once (in-process tests call it too)."""
+    """For in-process tests that write from several threads (mock_aws): DynamoDB applies a conditional write
+    atomically, the condition holding for the item the write changes (DynamoDB Developer Guide, "Condition
+    expressions"), but moto reads the item, parses the condition, checks it and writes in separate steps with no
+    lock, so concurrent writers can all pass a condition only some of them should (20 threads against an upload
+    quota of 5 all got a grant). Each item write and transaction runs under one lock here. The local cloud's
+    emulator serializes its DynamoDB calls itself (localcloud/emulator.py). Safe to call more than once."""
     from moto.dynamodb.models import DynamoDBBackend
 
     for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
