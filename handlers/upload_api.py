@@ -131,8 +131,9 @@ def now() -> datetime:
 def count_against_quota(env: environment.Environment, settings: UploadSettings, owner: str, size: int) -> None:
     """Count one grant of `size` declared bytes against the owner's quota for today (UTC), or refuse it with a 429.
     One conditional UpdateItem adds to both counters only if both stay within their limits, so concurrent requests
-    cannot pass together what one at a time could not, and a refused grant counts nothing (DynamoDB Developer Guide,
-    "Condition expressions": a failed condition leaves the item unchanged)."""
+    cannot pass together what one at a time could not, and a refused grant counts nothing (DynamoDB API Reference,
+    UpdateItem, ConditionExpression: "a condition that must be satisfied in order for a conditional update to
+    succeed"; on failure ReturnValuesOnConditionCheckFailure hands back the item as it was, so no read is needed)."""
     uploads_limit, bytes_limit = settings.quota_uploads, settings.quota_bytes
     if not (uploads_limit or bytes_limit):
         return
@@ -148,7 +149,7 @@ def count_against_quota(env: environment.Environment, settings: UploadSettings, 
         conditions.append("(attribute_not_exists(#bytes) OR #bytes <= :room)")
         values[":room"] = {"N": str(bytes_limit - size)}
     if bytes_limit and size > bytes_limit:  # no day could take it (the settings keep the limit >= maxUploadBytes)
-        raise _over_quota(resets, "bytes", f"{bytes_limit:,} bytes a day is this account's limit, and this file alone "
+        raise _over_quota(resets, "bytes", f"{bytes_limit:,} bytes a day is your limit, and this file alone "
                           f"is {size:,}")
     try:
         aws.client("dynamodb").update_item(
@@ -165,9 +166,9 @@ def count_against_quota(env: environment.Environment, settings: UploadSettings, 
         item = error.response.get("Item") or {}
         used = int(item.get("uploads", {}).get("N", "0")), int(item.get("bytes", {}).get("N", "0"))
         if uploads_limit and used[0] >= uploads_limit:
-            raise _over_quota(resets, "uploads", f"{uploads_limit:,} uploads a day is this account's limit, and "
+            raise _over_quota(resets, "uploads", f"{uploads_limit:,} uploads a day is your limit, and "
                               f"{used[0]:,} were granted today") from None
-        raise _over_quota(resets, "bytes", f"{bytes_limit:,} bytes a day is this account's limit; {used[1]:,} were "
+        raise _over_quota(resets, "bytes", f"{bytes_limit:,} bytes a day is your limit; {used[1]:,} were "
                           f"granted today and this file is {size:,}") from None
 
 

@@ -143,7 +143,7 @@ def test_an_owner_gets_exactly_the_quota_of_grants_asked_for_at_once_then_429s_u
     assert [status for status, _, _ in answers] == [201] * QUOTA + [429] * (10 - QUOTA)
     for _, body, retry_after in answers[QUOTA:]:
         assert body["limit"] == "uploads" and body["resets_at"].endswith("T00:00:00Z")
-        assert f"{QUOTA} uploads a day is this account's limit, and {QUOTA} were granted today" in body["message"]
+        assert f"{QUOTA} uploads a day is your limit, and {QUOTA} were granted today" in body["message"]
         assert retry_after is not None and 0 < int(retry_after) <= 86_400
 
 

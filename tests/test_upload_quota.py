@@ -77,7 +77,7 @@ def test_over_the_uploads_limit_the_429_says_which_limit_and_when_it_resets(quot
     assert [ask()[0], ask()[0]] == [201, 201]
     status, body, headers = ask()
     assert status == 429
-    assert body == {"message": "upload quota reached: 2 uploads a day is this account's limit, and 2 were granted today; "
+    assert body == {"message": "upload quota reached: 2 uploads a day is your limit, and 2 were granted today; "
                                f"it resets at {MIDNIGHT} (midnight UTC)", "limit": "uploads", "resets_at": MIDNIGHT}
     assert headers["Retry-After"] == str(12 * 3600)  # noon to midnight
     assert ask(caller=BOB)[0] == 201  # another owner's day is their own
@@ -89,7 +89,7 @@ def test_the_bytes_limit_counts_declared_sizes_and_a_refused_grant_takes_none(qu
     assert ask(size=3_000_000)[0] == 201
     status, body, headers = ask(size=2_500_000)  # 5.5 MB in all: over
     assert (status, body["limit"], body["resets_at"], headers["Retry-After"]) == (429, "bytes", MIDNIGHT, "43200")
-    assert body["message"] == ("upload quota reached: 5,000,000 bytes a day is this account's limit; 3,000,000 were "
+    assert body["message"] == ("upload quota reached: 5,000,000 bytes a day is your limit; 3,000,000 were "
                                f"granted today and this file is 2,500,000; it resets at {MIDNIGHT} (midnight UTC)")
     assert ask(size=2_000_000)[0] == 201  # exactly the limit: the refused 2.5 MB took nothing
     assert counter()["bytes"] == {"N": "5000000"} and counter()["uploads"] == {"N": "2"}

@@ -134,11 +134,11 @@ _dynamodb_writes = threading.RLock()
 
 
 def make_dynamodb_writes_atomic() -> None:
-    """For in-process tests that write from several threads (mock_aws): DynamoDB applies a conditional write
-    atomically, the condition holding for the item the write changes (DynamoDB Developer Guide, "Condition
-    expressions"), but moto reads the item, parses the condition, checks it and writes in separate steps with no
-    lock, so concurrent writers can all pass a condition only some of them should (20 threads against an upload
-    quota of 5 all got a grant). Each item write and transaction runs under one lock here. The local cloud's
+    """For in-process tests that write from several threads (mock_aws): DynamoDB applies a conditional write only
+    if its condition holds for the item it changes (DynamoDB API Reference, UpdateItem, ConditionExpression), but
+    moto reads the item, parses the condition, checks it and writes in separate steps with no lock, so concurrent
+    writers can all pass a condition only some of them should (20 threads against an upload quota of 5 all got a
+    grant). Each item write and transaction runs under one lock here. The local cloud's
     emulator serializes its DynamoDB calls itself (localcloud/emulator.py). Safe to call more than once."""
     from moto.dynamodb.models import DynamoDBBackend
 
