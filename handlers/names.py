@@ -120,6 +120,7 @@ class Env(StrEnum):
     PURGE_QUEUE_URL = "PURGE_QUEUE_URL"
     UPLOAD_EXPIRY_SECONDS = "UPLOAD_EXPIRY_SECONDS"
     UPLOAD_API_KIND = "UPLOAD_API_KIND"
+    QUOTA_TABLE_NAME = "QUOTA_TABLE_NAME"  # with an upload quota: the table of each owner's counters per day
     STAGE_MAPPINGS = "STAGE_MAPPINGS"  # JSON: each stage's event source mapping UUID (the pause function's table)
     EMULATED = "CLAIMCHECK_EMULATED"  # the services the local cloud emulates for a function (their answers say so)
     # Powertools reads these itself.
@@ -193,4 +194,7 @@ class StackOutput(StrEnum):
     UPLOADER_POLICY_ARN = "uploaderPolicyArn"  # IAM mode
     UPLOADER_JWT = "uploaderJwt"  # JWT mode
     THUMBNAILS_URL = "thumbnailsUrl"  # with the CDN
+    # With a domain of one's own and no Route 53 zone for it: the records its DNS needs ({name, type, value, why}).
+    CDN_DNS_RECORDS = "cdnDnsRecords"
+    UPLOAD_API_DNS_RECORDS = "uploadApiDnsRecords"
     THUMBNAIL_SETTINGS = "thumbnailSettings"  # the thumbnail stage's: the name of its settings deployed now

@@ -17,15 +17,16 @@ import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, LambdaFunctionUrlResolver, Response
+from botocore.exceptions import ClientError
 
 from handlers import aws, environment, upload_status
 from handlers.names import API_UPLOADS_PREFIX, OWNER_METADATA, Env, UploadApiKind
 from handlers.observability import logger
-from handlers.settings import shared
+from handlers.settings import setting, shared
 
 # Content-Type a client may declare (any case) -> the format name the settings use.
 CONTENT_TYPES = {"image/jpeg": "jpeg", "image/jpg": "jpeg", "image/pjpeg": "jpeg", "image/png": "png",
@@ -48,12 +49,22 @@ class UploadSettings:
 
     allowed_formats: tuple[str, ...] = shared("allowedFormats")
     max_upload_bytes: int = shared("maxUploadBytes")
+    # The stack's uploadQuota (infra/settings.py), per owner and UTC day; 0: no limit on that one.
+    quota_uploads: int = setting(0, None, "int", "Grants per owner per UTC day (0: no limit).", env="UPLOAD_QUOTA_UPLOADS")
+    quota_bytes: int = setting(0, None, "int", "Declared bytes per owner per UTC day (0: no limit).",
+                               env="UPLOAD_QUOTA_BYTES")
+
+
+# A day's counter outlives its day by this much before TTL may delete it: housekeeping only, since the key names the
+# day and a late deletion never lets a new day count an old one.
+QUOTA_KEPT = timedelta(days=1)
+QUOTA_KEY, QUOTA_EXPIRY = "owner_day", "expires_at"  # the counters table's key ("<owner>#<YYYY-MM-DD>") and TTL attribute
 
 
 class Refused(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, **details: Any):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers, self.details = status, message, headers or {}, details
 
 
 def shown(value: Any) -> str:
@@ -113,6 +124,62 @@ def _body(event: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def count_against_quota(env: environment.Environment, settings: UploadSettings, owner: str, size: int) -> None:
+    """Count one grant of `size` declared bytes against the owner's quota for today (UTC), or refuse it with a 429.
+    One conditional UpdateItem adds to both counters only if both stay within their limits, so concurrent requests
+    cannot pass together what one at a time could not, and a refused grant counts nothing (DynamoDB API Reference,
+    UpdateItem, ConditionExpression: "a condition that must be satisfied in order for a conditional update to
+    succeed"; on failure ReturnValuesOnConditionCheckFailure hands back the item as it was, so no read is needed)."""
+    uploads_limit, bytes_limit = settings.quota_uploads, settings.quota_bytes
+    if not (uploads_limit or bytes_limit):
+        return
+    today = now()
+    resets = datetime.combine(today.date() + timedelta(days=1), time(), UTC)
+    conditions: list[str] = []
+    values: dict[str, Any] = {":one": {"N": "1"}, ":size": {"N": str(size)},
+                              ":expires": {"N": str(int((resets + QUOTA_KEPT).timestamp()))}}
+    if uploads_limit:
+        conditions.append("(attribute_not_exists(#uploads) OR #uploads < :uploads_limit)")
+        values[":uploads_limit"] = {"N": str(uploads_limit)}
+    if bytes_limit:
+        conditions.append("(attribute_not_exists(#bytes) OR #bytes <= :room)")
+        values[":room"] = {"N": str(bytes_limit - size)}
+    if bytes_limit and size > bytes_limit:  # no day could take it (the settings keep the limit >= maxUploadBytes)
+        raise _over_quota(resets, "bytes", f"{bytes_limit:,} bytes a day is your limit, and this file alone "
+                          f"is {size:,}")
+    try:
+        aws.client("dynamodb").update_item(
+            TableName=env.quota_table_name, Key={QUOTA_KEY: {"S": f"{owner}#{today.date().isoformat()}"}},
+            # The item names its day: TTL deletes it some time after `expires_at` (typically within days: DynamoDB
+            # Developer Guide, "Time to Live (TTL)"), which is only housekeeping.
+            UpdateExpression=f"ADD #uploads :one, #bytes :size SET {QUOTA_EXPIRY} = :expires",
+            ConditionExpression=" AND ".join(conditions),
+            ExpressionAttributeNames={"#uploads": "uploads", "#bytes": "bytes"}, ExpressionAttributeValues=values,
+            ReturnValuesOnConditionCheckFailure="ALL_OLD")
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+        item = error.response.get("Item") or {}
+        used = int(item.get("uploads", {}).get("N", "0")), int(item.get("bytes", {}).get("N", "0"))
+        if uploads_limit and used[0] >= uploads_limit:
+            raise _over_quota(resets, "uploads", f"{uploads_limit:,} uploads a day is your limit, and "
+                              f"{used[0]:,} were granted today") from None
+        raise _over_quota(resets, "bytes", f"{bytes_limit:,} bytes a day is your limit; {used[1]:,} were "
+                          f"granted today and this file is {size:,}") from None
+
+
+def _over_quota(resets: datetime, limit: str, why: str) -> Refused:
+    """A 429 that says which limit and when it resets: Retry-After in seconds (RFC 9110, section 10.2.3)."""
+    at = resets.strftime("%Y-%m-%dT%H:%M:%SZ")
+    wait = max(1, int((resets - now()).total_seconds() + 0.999))
+    return Refused(429, f"upload quota reached: {why}; it resets at {at} (midnight UTC)",
+                   {"Retry-After": str(wait)}, limit=limit, resets_at=at)
+
+
 def grant(event: dict[str, Any]) -> dict[str, Any]:
     env = environment.load()
     settings = env.settings(UploadSettings)
@@ -129,6 +196,7 @@ def grant(event: dict[str, Any]) -> dict[str, Any]:
     if size > settings.max_upload_bytes:
         raise Refused(413, f"the file is {size:,} bytes, over the upload limit of {settings.max_upload_bytes:,} bytes")
     key = upload_key(owner, body.get("filename"), fmt)
+    count_against_quota(env, settings, owner, size)  # last: a request refused for anything else counts nothing
     content_type = CANONICAL_TYPES[fmt]
     # Everything below is signed: S3 refuses the PUT unless it carries exactly these headers, this length, and
     # finds no object at the key (If-None-Match: *), so the grant buys one upload.
@@ -142,8 +210,8 @@ def grant(event: dict[str, Any]) -> dict[str, Any]:
             "expires_in": env.upload_expiry_seconds, "max_bytes": settings.max_upload_bytes}
 
 
-def _json(status: int, body: dict[str, Any]) -> Response:
-    return Response(status_code=status, content_type="application/json", body=json.dumps(body))
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(status_code=status, content_type="application/json", body=json.dumps(body), headers=headers)
 
 
 @app.post("/uploads")
@@ -154,7 +222,7 @@ def create_upload() -> Response:
         return _json(201, {"key": granted["key"], "id": upload_status.upload_id(granted["key"], granted["owner"]), **granted})
     except Refused as refused:
         logger.info("upload refused", extra={"status": refused.status, "reason": refused.message})
-        return _json(refused.status, {"message": refused.message})
+        return _json(refused.status, {"message": refused.message, **refused.details}, refused.headers)
 
 
 @app.get("/uploads/<upload>")

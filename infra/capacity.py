@@ -110,6 +110,13 @@ class Plan:
     def usd_for_burst(self) -> float:
         return self.usd_per_million["total"] * self.burst / 1e6
 
+    @property
+    def rekognition_per_owner_day(self) -> float | None:
+        """What uploadQuota lets one owner spend on Rekognition in a UTC day (its uploads a day x the Rekognition
+        calls one image of this format costs); None without an uploads limit."""
+        uploads = self.settings.quota[0] if self.settings.upload_api else 0
+        return uploads * self.usd_per_million["rekognition"] / 1e6 if uploads else None
+
 
 def reaching(s: Settings, fmt: str) -> list[Configured]:
     """The deployed stages an image of `fmt` reaches, in the order it meets them."""

@@ -8,7 +8,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from handlers.names import THUMBNAILS_PREFIX, Function, UploadApiKind
+from handlers.names import PROJECT, THUMBNAILS_PREFIX, Function, UploadApiKind
+from handlers.upload_api import QUOTA_EXPIRY, QUOTA_KEY
 from infra import iam, links, policies
 from infra.settings import Settings
 from infra.worker import Layers, build_function, log_group_name
@@ -21,6 +22,70 @@ UPLOAD_ROUTE = "POST /uploads"  # a grant
 STATUS_ROUTE = "GET /uploads/{id}"  # the caller's own upload (handlers/upload_status.py)
 # What a browser's preflight must be allowed to send to the API.
 API_CORS_HEADERS = ["authorization", "content-type", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256"]
+
+
+@dataclass(frozen=True)
+class CustomDomain:
+    """A domain of the user's that an edge answers on: its Route 53 zone, if the stack may write there, and the
+    certificate the user manages, if any (otherwise the stack requests one)."""
+
+    name: str
+    zone_id: str | None = None
+    certificate_arn: str | None = None
+
+
+class Certified:
+    """`domain`'s certificate, usable once `arn` resolves: the user's own, or one the stack requests from ACM in
+    `region` (None: the stack's) and validates by DNS. With a zone the validation record goes there; without one
+    `records` lists what the user's DNS needs, and `pulumi up` shows it as a warning as soon as ACM names it, then
+    waits for ACM to see it (aws.acm.CertificateValidation, up to its 75-minute create timeout: the AWS provider's
+    acm/certificate_validation.go; an `up` that times out is run again once the record is there, and keeps the same
+    certificate)."""
+
+    def __init__(self, name: str, domain: CustomDomain, region: str | None, parent: pulumi.Resource):
+        child = pulumi.ResourceOptions(parent=parent)
+        self.domain = domain
+        self.records: list[pulumi.Output[dict[str, str]]] = []
+        if domain.certificate_arn:
+            self.arn: pulumi.Input[str] = domain.certificate_arn
+            return
+        certificate = aws.acm.Certificate(f"{name}-certificate", domain_name=domain.name, validation_method="DNS",
+                                          region=region, opts=child)
+        # One name and no alternative names: ACM asks for exactly one record.
+        option = certificate.domain_validation_options[0]
+        record = pulumi.Output.all(option.resource_record_name, option.resource_record_type, option.resource_record_value)
+        fqdns = None
+        if domain.zone_id:
+            validation = aws.route53.Record(
+                f"{name}-certificate-validation", zone_id=domain.zone_id, name=option.resource_record_name,
+                type=option.resource_record_type, records=[option.resource_record_value], ttl=300,
+                allow_overwrite=True, opts=child)  # a second `up` after a failed one finds its own record there
+            fqdns = [validation.fqdn]
+        else:
+            self.records.append(record.apply(lambda r: _dns_record(r[0], r[1], r[2], f"lets ACM issue {domain.name}'s certificate")))
+            record.apply(lambda r: pulumi.log.warn(
+                f"{PROJECT}: add {r[0]} {r[1]} {r[2]} to the DNS of {domain.name}: ACM issues its certificate once it "
+                "sees that record, and this update waits for it (up to 75 minutes; run it again if it times out)."))
+        self.arn = aws.acm.CertificateValidation(f"{name}-certificate-issued", certificate_arn=certificate.arn,
+                                                 validation_record_fqdns=fqdns, region=region, opts=child).certificate_arn
+
+    def point_at(self, name: str, target: pulumi.Input[str], target_zone_id: pulumi.Input[str],
+                 parent: pulumi.Resource) -> None:
+        """Send the domain to `target`: A and AAAA aliases in the zone, or (without one) a CNAME the user adds."""
+        domain = self.domain
+        if domain.zone_id is None:
+            self.records.append(pulumi.Output.from_input(target).apply(
+                lambda value: _dns_record(domain.name, "CNAME", value, "sends the domain to the stack")))
+            return
+        for record_type in ("A", "AAAA"):
+            aws.route53.Record(f"{name}-{record_type.lower()}", zone_id=domain.zone_id, name=domain.name,
+                               type=record_type, aliases=[aws.route53.RecordAliasArgs(
+                                   name=target, zone_id=target_zone_id, evaluate_target_health=False)],
+                               opts=pulumi.ResourceOptions(parent=parent))
+
+
+def _dns_record(name: str, record_type: str, value: str, why: str) -> dict[str, str]:
+    return {"name": name, "type": record_type, "value": value, "why": why}
 
 
 @dataclass
@@ -43,15 +108,18 @@ class UploadApi(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         jwt = s.jwt_issuer is not None
         kind = UploadApiKind.HTTP_API if jwt else UploadApiKind.FUNCTION_URL
+        self.quotas = self._quota_table(name, s, child) if any(s.quota) else None
         self.function = build_function(
             name, Function.UPLOAD_API, s.functions, memory=UPLOAD_API_MEMORY, timeout=UPLOAD_API_TIMEOUT,
             links=[links.api_uploads(args.uploads), links.record_reader(args.table), links.thumbnail_reads(args.thumbnails),
-                   links.upload_api_settings(s, kind)], layers=args.layers, opts=child,
+                   links.upload_api_settings(s, kind), *([links.upload_quotas(self.quotas)] if self.quotas else [])],
+                   layers=args.layers, opts=child,
             # At most this many grants are minted at once, whatever the caller sends (Checkov CKV_AWS_115). 0 means no
             # reservation, so it is not set: a reservation of 0 throttles every call (Developer Guide, "Configuring
             # reserved concurrency for a function": "To throttle a function, set the reserved concurrency to zero").
             reserved_concurrency=s.upload_api_concurrency or None).function
         cors = self._cors(s)
+        self.dns_records: pulumi.Output[list[dict[str, str]]] | None = None
         self.url = self._http_api(name, s, cors, child) if jwt else self._function_url(name, cors, child)
         self.auth = "jwt" if jwt else "aws_iam"
         # What a caller needs, in the form its mode takes: a policy to attach (IAM), or what its token must carry (JWT).
@@ -61,6 +129,20 @@ class UploadApi(pulumi.ComponentResource):
         self.register_outputs({"url": self.url, "auth": self.auth,
                                "uploader_policy_arn": self.uploader_policy.arn if self.uploader_policy else None,
                                "uploader_jwt": self.uploader_jwt})
+
+    @staticmethod
+    def _quota_table(name: str, s: Settings, child: pulumi.ResourceOptions) -> aws.dynamodb.Table:
+        """Each owner's grants and declared bytes per UTC day, one item per owner and day (handlers/upload_api.py).
+        A table of its own: the function's one permission on it reaches no image record. TTL deletes past days'
+        items some time after they expire (DynamoDB Developer Guide, "Time to Live (TTL)": typically within a few
+        days), so the key names the day and expiry is housekeeping only."""
+        return aws.dynamodb.Table(
+            f"{name}-quotas", billing_mode="PAY_PER_REQUEST", hash_key=QUOTA_KEY,
+            attributes=[aws.dynamodb.TableAttributeArgs(name=QUOTA_KEY, type="S")],
+            ttl=aws.dynamodb.TableTtlArgs(attribute_name=QUOTA_EXPIRY, enabled=True),
+            server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
+            point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
+            deletion_protection_enabled=not s.force_destroy, opts=child)
 
     @staticmethod
     def _cors(s: Settings) -> dict[str, Any] | None:
@@ -127,7 +209,28 @@ class UploadApi(pulumi.ComponentResource):
             aws.lambda_.Permission(resource, action="lambda:InvokeFunction", function=self.function.name,
                                    principal="apigateway.amazonaws.com",
                                    source_arn=pulumi.Output.concat(api.execution_arn, source), opts=child)
+        if s.upload_api_domain:
+            return self._custom_domain(name, CustomDomain(s.upload_api_domain, s.upload_api_hosted_zone_id), api, stage)
         return stage.invoke_url
+
+    def _custom_domain(self, name: str, domain: CustomDomain, api: aws.apigatewayv2.Api,
+                       stage: aws.apigatewayv2.Stage) -> pulumi.Output[str]:
+        """The HTTP API on the user's domain: a Regional domain name with a certificate in the stack's Region (API
+        Gateway Developer Guide, "Setting up a Regional custom domain name in API Gateway"), TLS 1.2 (the only
+        version HTTP APIs support: "Setting up custom domain names for HTTP APIs"), reachable over IPv4 and IPv6,
+        mapped to the $default stage at the root, so the route stays POST /uploads."""
+        certified = Certified(name, domain, None, self)
+        child = pulumi.ResourceOptions(parent=self)
+        served = aws.apigatewayv2.DomainName(
+            f"{name}-domain", domain_name=domain.name,
+            domain_name_configuration=aws.apigatewayv2.DomainNameDomainNameConfigurationArgs(
+                certificate_arn=certified.arn, endpoint_type="REGIONAL", security_policy="TLS_1_2",
+                ip_address_type="dualstack"), opts=child)
+        aws.apigatewayv2.ApiMapping(f"{name}-mapping", api_id=api.id, domain_name=served.domain_name, stage=stage.id, opts=child)
+        configuration = served.domain_name_configuration
+        certified.point_at(name, configuration.target_domain_name, configuration.hosted_zone_id, self)
+        self.dns_records = pulumi.Output.all(*certified.records) if certified.records else None
+        return pulumi.Output.concat("https://", domain.name, "/")
 
 
 CLOUDFRONT_REGION = "us-east-1"  # where CloudFront's certificates and log delivery sources live
@@ -171,9 +274,13 @@ class ThumbnailCdn(pulumi.ComponentResource):
                 "referrer_policy": {"referrer_policy": "no-referrer", "override": True}},
             opts=child)
         domain = s.cdn_domain
+        # CloudFront takes ACM certificates from us-east-1 only (CloudFront Developer Guide, "Requirements for using
+        # SSL/TLS certificates with CloudFront"; ACM User Guide, "Supported Regions").
+        self.certified = Certified(name, CustomDomain(domain, s.cdn_hosted_zone_id, s.cdn_certificate_arn),
+                                   CLOUDFRONT_REGION, self) if domain else None
         self.distribution = aws.cloudfront.Distribution(
             f"{name}-distribution", enabled=True, comment="claimcheck thumbnails", http_version="http2and3",
-            price_class="PriceClass_100", aliases=[domain] if domain else None,
+            price_class="PriceClass_100", aliases=[domain] if domain else None, is_ipv6_enabled=True if domain else None,
             origins=[aws.cloudfront.DistributionOriginArgs(
                 origin_id=ORIGIN_ID, domain_name=args.bucket_regional_domain_name, origin_access_control_id=oac.id)],
             default_cache_behavior=aws.cloudfront.DistributionDefaultCacheBehaviorArgs(
@@ -182,16 +289,23 @@ class ThumbnailCdn(pulumi.ComponentResource):
                 allowed_methods=["GET", "HEAD"], cached_methods=["GET", "HEAD"], compress=False),
             restrictions=aws.cloudfront.DistributionRestrictionsArgs(
                 geo_restriction=aws.cloudfront.DistributionRestrictionsGeoRestrictionArgs(restriction_type="none")),
-            # The distribution's own certificate allows TLS 1.0 (CloudFront developer guide, "Supported protocols and
-            # ciphers between viewers and CloudFront"); a custom domain gets TLS 1.2 at least.
+            # With the *.cloudfront.net certificate CloudFront sets the security policy to TLSv1 whatever is asked
+            # (CloudFront API Reference, ViewerCertificate, MinimumProtocolVersion): TLS 1.2 needs a domain of one's
+            # own. TLSv1.2_2021 takes TLS 1.2 and 1.3 with ECDHE-AES-GCM and CHACHA20 ciphers only (CloudFront
+            # Developer Guide, "Supported protocols and ciphers between viewers and CloudFront").
             viewer_certificate=aws.cloudfront.DistributionViewerCertificateArgs(
-                acm_certificate_arn=s.cdn_certificate_arn, ssl_support_method="sni-only", minimum_protocol_version="TLSv1.2_2021")
-            if domain else aws.cloudfront.DistributionViewerCertificateArgs(cloudfront_default_certificate=True),
+                acm_certificate_arn=self.certified.arn, ssl_support_method="sni-only",
+                minimum_protocol_version="TLSv1.2_2021")
+            if self.certified else aws.cloudfront.DistributionViewerCertificateArgs(cloudfront_default_certificate=True),
             opts=child)
+        if self.certified:
+            self.certified.point_at(name, self.distribution.domain_name, self.distribution.hosted_zone_id, self)
         if args.logs:
             self._standard_logs(name, *args.logs)
         self.domain = domain if domain else self.distribution.domain_name
         self.url = pulumi.Output.concat("https://", self.domain)
+        # What the user's DNS needs (without a zone): the certificate's validation record, then the domain's CNAME.
+        self.dns_records = pulumi.Output.all(*self.certified.records) if self.certified and self.certified.records else None
         self.register_outputs({"url": self.url, "distribution_arn": self.distribution.arn})
 
     def _standard_logs(self, name: str, bucket_arn: pulumi.Input[str], prefix: str, policy: pulumi.Resource) -> None:

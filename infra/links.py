@@ -148,6 +148,12 @@ def api_uploads(bucket: aws.s3.Bucket) -> Link:
                 (iam.allow(["s3:PutObject"], [iam.s3_objects(bucket.arn, API_UPLOADS_PREFIX)]),))
 
 
+def upload_quotas(table: aws.dynamodb.Table) -> Link:
+    """Count grants against each owner's daily quota: one conditional UpdateItem per grant on a table of counters
+    only, so nothing else in DynamoDB is reachable (no read: the failed condition returns the counts)."""
+    return Link({Env.QUOTA_TABLE_NAME: table.name}, (iam.allow(["dynamodb:UpdateItem"], [table.arn]),))
+
+
 # Settings the handlers read: environment only, no permissions, encoded by the one codec (handlers/settings.py).
 
 def settings_of(values: Any) -> Link:
@@ -157,7 +163,8 @@ def settings_of(values: Any) -> Link:
 
 def upload_api_settings(s: Settings, kind: UploadApiKind) -> Link:
     return Link({
-        **to_environment(UploadSettings(allowed_formats=s.allowed_formats, max_upload_bytes=s.max_upload_bytes)),
+        **to_environment(UploadSettings(allowed_formats=s.allowed_formats, max_upload_bytes=s.max_upload_bytes,
+                                        quota_uploads=s.quota[0], quota_bytes=s.quota[1])),
         Env.UPLOAD_EXPIRY_SECONDS: str(s.upload_expiry_seconds),
         Env.UPLOAD_API_KIND: kind,
     })

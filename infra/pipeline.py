@@ -136,8 +136,12 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
                 found[StackOutput.UPLOADER_POLICY_ARN] = self.upload_api.uploader_policy.arn
             if self.upload_api.uploader_jwt:
                 found[StackOutput.UPLOADER_JWT] = self.upload_api.uploader_jwt
+            if self.upload_api.dns_records is not None:
+                found[StackOutput.UPLOAD_API_DNS_RECORDS] = self.upload_api.dns_records
         if stores.cdn:
             found[StackOutput.THUMBNAILS_URL] = stores.cdn.url
+            if stores.cdn.dns_records is not None:
+                found[StackOutput.CDN_DNS_RECORDS] = stores.cdn.dns_records
         return found
 
     def _stores(self) -> Stores:

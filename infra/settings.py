@@ -72,6 +72,27 @@ def _strings_ok(value: Any) -> bool:
     return isinstance(value, tuple) and all(isinstance(v, str) and v and " " not in v for v in value)
 
 
+QUOTA_KEYS = ("uploads", "bytes")
+# A host name as ACM and API Gateway take it: lower case (API Gateway refuses upper case), labels of 1-63 letters,
+# digits and hyphens, at most 253 characters, no wildcard (the stack serves one name).
+DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+DOMAIN_TEXT = "a lower-case host name such as images.example.com, or unset"
+ZONE_TEXT = "a Route 53 hosted zone ID such as Z0123456789ABCDEFGHIJ, or unset"
+
+
+def _domain_ok(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and DOMAIN.fullmatch(value) is not None)
+
+
+def _zone_ok(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and re.fullmatch(r"Z[A-Z0-9]{1,31}", value) is not None)
+
+
+def _quota_ok(value: Any) -> bool:
+    return value is None or (isinstance(value, dict) and bool(value) and set(value) <= set(QUOTA_KEYS) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value.values()))
+
+
 def _origins_ok(value: Any) -> bool:
     return _strings_ok(value) and all(v == "*" or v.startswith(("https://", "http://localhost", "http://127.0.0.1"))
                                       for v in value) and len(value) <= 100
@@ -178,15 +199,40 @@ class Settings:
                                           "0 reserves none (for an account whose quota leaves nothing to reserve): the "
                                           "function then shares the account's unreserved concurrency.",
                                           between(0, 1000))
+    upload_quota: dict[str, int] | None = setting(
+        None, "uploadQuota", "json",
+        "Per owner and UTC day, what the upload API grants at most: {\"uploads\": grants, \"bytes\": their declared "
+        "sizes summed}; a grant over either gets a 429 that says when the day resets. Unset, or 0 for one: no limit.",
+        Accepts(_quota_ok, 'an object {"uploads": N, "bytes": N} of whole numbers from 0 (either may be left out), or unset'),
+        declared=False)
     jwt_issuer: str | None = setting(None, "jwtIssuer", "str", "With jwtAudience: the upload API's JWT issuer.",
                                      declared=False)
     jwt_audience: str | None = setting(None, "jwtAudience", "str", "With jwtIssuer: the audience tokens must carry.",
                                        declared=False)
     cdn: bool = setting(False, "cdn", "bool",
                         "Serve thumbnails through CloudFront with Origin Access Control (the bucket stays private).")
-    cdn_domain: str | None = setting(None, "cdnDomain", "str", "A custom domain for the distribution.", declared=False)
+    cdn_domain: str | None = setting(
+        None, "cdnDomain", "str",
+        "A domain of your own for the distribution (with cdn), such as images.example.com, served with TLS 1.2 at "
+        "least: the stack requests its ACM certificate in us-east-1, validated by DNS (unless cdnCertificateArn names "
+        "one), and thumbnail URLs use it.", Accepts(_domain_ok, DOMAIN_TEXT), declared=False)
     cdn_certificate_arn: str | None = setting(None, "cdnCertificateArn", "str",
-                                              "The ACM certificate (us-east-1) of cdnDomain.", declared=False)
+                                              "An ACM certificate (us-east-1) of cdnDomain you manage yourself; unset: "
+                                              "the stack requests one.", declared=False)
+    cdn_hosted_zone_id: str | None = setting(
+        None, "cdnHostedZoneId", "str",
+        "The Route 53 hosted zone of cdnDomain: the stack writes the certificate's validation record and A/AAAA "
+        "aliases to the distribution there. Unset: the records are stack outputs (cdnDnsRecords) for your DNS.",
+        Accepts(_zone_ok, ZONE_TEXT), declared=False)
+    upload_api_domain: str | None = setting(
+        None, "uploadApiDomain", "str",
+        "A domain of your own for the upload API (JWT mode only: a function URL cannot take one), with a Regional "
+        "ACM certificate the stack requests and validates by DNS, and TLS 1.2.", Accepts(_domain_ok, DOMAIN_TEXT),
+        declared=False)
+    upload_api_hosted_zone_id: str | None = setting(
+        None, "uploadApiHostedZoneId", "str",
+        "The Route 53 hosted zone of uploadApiDomain (as cdnHostedZoneId; unset: uploadApiDnsRecords is an output).",
+        Accepts(_zone_ok, ZONE_TEXT), declared=False)
     cdn_purge: StageSettings = setting(CDN_PURGE_SIZING, "cdnPurge", "stage",
                                        "The function that makes CloudFront forget deleted thumbnails (with cdn).",
                                        declared=False)
@@ -235,6 +281,12 @@ class Settings:
                       self.oldest_message_alarm_seconds)
 
     # --- what several parts of the program read of the shared settings ---------------------------------------------
+    @property
+    def quota(self) -> tuple[int, int]:
+        """(grants, bytes) an owner may have per UTC day; 0 for either: no limit on it."""
+        quota = self.upload_quota or {}
+        return quota.get("uploads", 0), quota.get("bytes", 0)
+
     @property
     def allowed_formats(self) -> tuple[str, ...]:
         return self.shared.allowed_formats
@@ -413,8 +465,25 @@ def validate(s: Settings) -> Settings:
         bad("uploadScopes", s.upload_scopes, "empty unless jwtIssuer and jwtAudience are set (scopes are a JWT feature)")
     if s.upload_burst_limit < s.upload_rate_limit:
         bad("uploadBurstLimit", s.upload_burst_limit, f"at least uploadRateLimit ({s.upload_rate_limit})")
-    if (s.cdn_domain is None) != (s.cdn_certificate_arn is None):
-        bad("cdnDomain", s.cdn_domain, "set together with cdnCertificateArn (or neither: the distribution's own domain)")
+    if s.upload_quota is not None and _quota_ok(s.upload_quota):
+        if not s.upload_api:
+            bad("uploadQuota", s.upload_quota, "unset unless uploadApi is true (the quota is counted when a grant is minted)")
+        elif 0 < s.quota[1] < s.max_upload_bytes:
+            bad("uploadQuota", s.upload_quota, f"bytes 0 or at least maxUploadBytes ({s.max_upload_bytes:,}): below it, "
+                "a file the API accepts could never be granted")
+    if s.cdn_domain is not None and not s.cdn:
+        bad("cdnDomain", s.cdn_domain, "unset unless cdn is true (it names the distribution)")
+    for key, value in (("cdnCertificateArn", s.cdn_certificate_arn), ("cdnHostedZoneId", s.cdn_hosted_zone_id)):
+        if value is not None and s.cdn_domain is None:
+            bad(key, value, "unset unless cdnDomain is set (it belongs to that domain)")
+    if s.upload_api_domain is not None and not (s.upload_api and s.jwt_issuer):
+        # Lambda Developer Guide, "Select a method to invoke your Lambda function using an HTTP request": custom
+        # domain names are an API Gateway feature; a function URL has only its own lambda-url host.
+        bad("uploadApiDomain", s.upload_api_domain, "unset unless uploadApi is true with jwtIssuer and jwtAudience: the "
+            "domain is served by API Gateway's HTTP API, and a Lambda function URL (IAM mode) cannot take a custom "
+            "domain; put CloudFront in front of it yourself if you need one")
+    if s.upload_api_hosted_zone_id is not None and s.upload_api_domain is None:
+        bad("uploadApiHostedZoneId", s.upload_api_hosted_zone_id, "unset unless uploadApiDomain is set")
     if s.cdn_certificate_arn is not None and not s.cdn_certificate_arn.startswith("arn:aws:acm:us-east-1:"):
         bad("cdnCertificateArn", s.cdn_certificate_arn, "an ACM certificate ARN in us-east-1 (CloudFront reads certificates only there)")
     _validate_stage("cdnPurge", s.cdn_purge, errors)

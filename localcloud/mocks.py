@@ -36,6 +36,12 @@ RECORDED_ONLY = {
     "aws:cloudfront/cachePolicy:CachePolicy",
     "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy",
     "aws:cloudfront/distribution:Distribution",
+    # A domain of one's own: its certificate, DNS records and API Gateway domain. Nothing local answers on it.
+    "aws:acm/certificate:Certificate",
+    "aws:acm/certificateValidation:CertificateValidation",
+    "aws:route53/record:Record",
+    "aws:apigatewayv2/domainName:DomainName",
+    "aws:apigatewayv2/apiMapping:ApiMapping",
 }
 
 
@@ -226,6 +232,9 @@ class CloudMocks(RecordingMocks):
             AttributeDefinitions=[{"AttributeName": a["name"], "AttributeType": a["type"]} for a in i["attributes"]],
             **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
             SSESpecification={"Enabled": bool(i.get("serverSideEncryption", {}).get("enabled"))})
+        if i.get("ttl", {}).get("enabled"):
+            self.aws("dynamodb").update_time_to_live(TableName=o["name"], TimeToLiveSpecification={
+                "AttributeName": i["ttl"]["attributeName"], "Enabled": True})
         if i.get("pointInTimeRecovery", {}).get("enabled"):
             self.aws("dynamodb").update_continuous_backups(
                 TableName=o["name"], PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})

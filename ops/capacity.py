@@ -65,6 +65,10 @@ def report(stack: str, p: capacity.Plan) -> str:
         f"Cost ({costs.PRICES_DATE} us-east-1 prices, {s.architecture}): ${p.usd_per_million['total']:,.2f} per million "
         f"images (Rekognition ${p.usd_per_million['rekognition']:,.2f} of it), ${p.usd_for_burst:,.2f} for the burst.",
     ]
+    if p.rekognition_per_owner_day is not None:
+        lines.append(f"uploadQuota ({s.quota[0]:,} uploads per owner a day) bounds one owner's Rekognition spend to "
+                     f"${p.rekognition_per_owner_day:,.2f} a day ({p.fmt.upper()}: "
+                     f"${p.usd_per_million['rekognition'] / 1e6:,.4f} an image).")
     lines += [f"  ! {note}" for note in p.notes]
     lines += ["", concurrency(s)]
     if capacity.tuned(s) is None:
@@ -116,6 +120,7 @@ def document(stack: str, p: capacity.Plan) -> dict[str, Any]:
                               "limits": [asdict(limit) for limit in st.limits]}
                        for name, st in p.stages.items()},
             "usd_per_million": p.usd_per_million, "usd_for_burst": round(p.usd_for_burst, 2),
+            "rekognition_per_owner_day": p.rekognition_per_owner_day,
             "prices_date": costs.PRICES_DATE, "notes": p.notes,
             "memory": memory,
             "concurrency": {**asdict(budget), "unreserved_minimum": budget.unreserved_minimum,

@@ -239,3 +239,14 @@ def test_a_setting_given_twice_keeps_the_last_and_keeps_the_project_prefix_optio
     assert settings.assignments(["claimcheck:rekognitionTps=20", "rekognitionTps=50", "labels={\"maxConcurrency\": 4}"]) \
         == {"rekognitionTps": "50", "labels": '{"maxConcurrency": 4}'}
     assert settings.load(settings.assignments(["rekognitionTps=50"])).configured("labels").settings.rekognition_tps == 50
+
+
+def test_an_upload_quota_bounds_each_owners_rekognition_spend_a_day(capsys):
+    quota = ["--set", "uploadApi=true", "--set", 'uploadQuota={"uploads": 200}']
+    assert ops_cli.main(["--stack", "dev", "capacity", *quota]) == 0
+    assert ("uploadQuota (200 uploads per owner a day) bounds one owner's Rekognition spend to $0.20 a day "
+            "(JPEG: $0.0010 an image).") in capsys.readouterr().out  # DetectLabels only
+    assert ops_cli.main(["--stack", "dev", "--json", "capacity", *quota, "--set", "moderation=true"]) == 0
+    assert json.loads(capsys.readouterr().out)["rekognition_per_owner_day"] == pytest.approx(0.40)  # and the gate's call
+    assert ops_cli.main(["--stack", "dev", "--json", "capacity"]) == 0
+    assert json.loads(capsys.readouterr().out)["rekognition_per_owner_day"] is None  # no quota: no bound

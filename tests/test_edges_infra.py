@@ -281,3 +281,146 @@ def test_a_purge_that_cannot_get_through_is_retried_for_hours_then_dead_lettered
     assert (age.inputs["metricName"], age.inputs["threshold"]) == ("ApproximateAgeOfOldestMessage", 900)
     assert alarms["claimcheck-cdn-purge-dlq-alarm"].inputs["metricName"] == "ApproximateNumberOfMessagesVisible"
     assert alarms["claimcheck-cdn-purge-dropped-alarm"].inputs["metricName"] == "InvalidPurgeRequests"
+
+
+QUOTA = {**ALL_ON, "uploadQuota": {"uploads": 200, "bytes": 2_000_000_000}}
+
+
+def test_an_upload_quota_gets_a_counters_table_of_its_own_that_expires_its_items():
+    deployed = program.run(program.RecordingMocks(), QUOTA)
+    [table] = [t for t in deployed.of_type("aws:dynamodb/table:Table") if t.name == "claimcheck-upload-api-quotas"]
+    assert (table.inputs["hashKey"], table.inputs["attributes"]) == ("owner_day", [{"name": "owner_day", "type": "S"}])
+    assert table.inputs["ttl"] == {"attributeName": "expires_at", "enabled": True}
+    assert table.inputs["billingMode"] == "PAY_PER_REQUEST" and table.inputs["serverSideEncryption"] == {"enabled": True}
+    env = deployed.named("claimcheck-upload-api-function").inputs["environment"]["variables"]
+    assert (env["QUOTA_TABLE_NAME"], env["UPLOAD_QUOTA_UPLOADS"], env["UPLOAD_QUOTA_BYTES"]) == (
+        table.state["name"], "200", "2000000000")
+
+
+def test_the_upload_function_may_only_update_counters_in_the_quota_table():
+    deployed = program.run(program.RecordingMocks(), QUOTA)
+    [table] = [t for t in deployed.of_type("aws:dynamodb/table:Table") if t.name == "claimcheck-upload-api-quotas"]
+    grants = function_grants(deployed)["claimcheck-upload-api-function"]
+    assert grants["dynamodb:UpdateItem"] == {table.state["arn"]}
+    assert set(grants) == {"dynamodb:UpdateItem", "s3:PutObject", "logs:CreateLogStream", "logs:PutLogEvents"}
+    records = deployed.named("claimcheck-images").state["arn"]
+    assert not [action for action, arns in grants.items() if records in arns]  # no image record is reachable
+
+
+@pytest.mark.parametrize("config", [ALL_ON, {**ALL_ON, "uploadQuota": {"uploads": 0, "bytes": 0}}], ids=["unset", "zeros"])
+def test_no_quota_no_table_and_no_permission(config):
+    deployed = program.run(program.RecordingMocks(), config)
+    assert [t.name for t in deployed.of_type("aws:dynamodb/table:Table")] == ["claimcheck-images"]
+    fn = deployed.named("claimcheck-upload-api-function")
+    assert "QUOTA_TABLE_NAME" not in fn.inputs["environment"]["variables"]
+    assert "dynamodb:UpdateItem" not in function_grants(deployed)["claimcheck-upload-api-function"]
+
+
+DOMAINS = {**JWT, "cdnCertificateArn": None, "cdnDomain": "images.example.com", "uploadApiDomain": "uploads.example.com"}
+ZONE = "Z0123456789ABCDEFGHIJ"
+
+
+def domains(**config) -> program.Deployment:
+    return program.run(program.RecordingMocks(), {k: v for k, v in {**DOMAINS, **config}.items() if v is not None})
+
+
+@pytest.fixture(scope=shared_scope)
+def zoned():
+    return domains(cdnHostedZoneId=ZONE, uploadApiHostedZoneId=ZONE)
+
+
+def test_the_cdn_domain_gets_a_dns_validated_certificate_in_us_east_1_and_tls_1_2(zoned):
+    [certificate] = [c for c in zoned.of_type("aws:acm/certificate:Certificate") if c.name == "claimcheck-cdn-certificate"]
+    # CloudFront reads certificates from us-east-1 only, whatever the stack's Region.
+    assert certificate.inputs == {"domainName": "images.example.com", "validationMethod": "DNS", "region": "us-east-1"}
+    [issued] = [v for v in zoned.of_type("aws:acm/certificateValidation:CertificateValidation") if v.name.startswith("claimcheck-cdn")]
+    assert (issued.inputs["certificateArn"], issued.inputs["region"]) == (certificate.state["arn"], "us-east-1")
+    [distribution] = zoned.of_type("aws:cloudfront/distribution:Distribution")
+    assert distribution.inputs["aliases"] == ["images.example.com"]
+    assert distribution.inputs["viewerCertificate"] == {
+        "acmCertificateArn": issued.state["certificateArn"], "sslSupportMethod": "sni-only",
+        "minimumProtocolVersion": "TLSv1.2_2021"}  # the validation's output: the distribution waits for issuance
+
+
+def test_with_a_zone_the_stack_writes_the_validation_record_and_aliases_to_the_distribution(zoned):
+    records = {r.name: r for r in zoned.of_type("aws:route53/record:Record")}
+    [certificate] = [c for c in zoned.of_type("aws:acm/certificate:Certificate") if c.name == "claimcheck-cdn-certificate"]
+    [option] = certificate.state["domainValidationOptions"]
+    validation = records["claimcheck-cdn-certificate-validation"]
+    assert (validation.inputs["zoneId"], validation.inputs["name"], validation.inputs["type"], validation.inputs["records"]) == (
+        ZONE, option["resourceRecordName"], "CNAME", [option["resourceRecordValue"]])
+    [issued] = [v for v in zoned.of_type("aws:acm/certificateValidation:CertificateValidation") if v.name.startswith("claimcheck-cdn")]
+    assert issued.inputs["validationRecordFqdns"] == [validation.state["fqdn"]]  # it waits for that record
+    [distribution] = zoned.of_type("aws:cloudfront/distribution:Distribution")
+    for record_type in ("A", "AAAA"):
+        alias = records[f"claimcheck-cdn-{record_type.lower()}"]
+        assert (alias.inputs["zoneId"], alias.inputs["name"], alias.inputs["type"]) == (ZONE, "images.example.com", record_type)
+        assert alias.inputs["aliases"] == [{"name": distribution.state["domainName"], "zoneId": "Z2FDTNDATAQYW2",
+                                            "evaluateTargetHealth": False}]
+    assert distribution.inputs["isIpv6Enabled"] is True  # the AAAA alias answers
+    assert "cdnDnsRecords" not in zoned.outputs and "uploadApiDnsRecords" not in zoned.outputs
+
+
+def test_thumbnail_urls_are_on_the_cdn_domain(zoned):
+    assert zoned.outputs["thumbnailsUrl"] == "https://images.example.com"
+    env = zoned.named("claimcheck-thumbnail-stage-function").inputs["environment"]["variables"]
+    assert env["THUMBNAILS_BASE_URL"] == "https://images.example.com"
+
+
+def test_without_a_zone_the_records_are_outputs_and_the_update_says_what_to_add():
+    deployed = domains()
+    assert not deployed.of_type("aws:route53/record:Record")
+    [certificate] = [c for c in deployed.of_type("aws:acm/certificate:Certificate") if c.name == "claimcheck-cdn-certificate"]
+    [option] = certificate.state["domainValidationOptions"]
+    [distribution] = deployed.of_type("aws:cloudfront/distribution:Distribution")
+    assert deployed.outputs["cdnDnsRecords"] == [
+        {"name": option["resourceRecordName"], "type": "CNAME", "value": option["resourceRecordValue"],
+         "why": "lets ACM issue images.example.com's certificate"},
+        {"name": "images.example.com", "type": "CNAME", "value": distribution.state["domainName"],
+         "why": "sends the domain to the stack"}]
+    [issued] = [v for v in deployed.of_type("aws:acm/certificateValidation:CertificateValidation") if v.name.startswith("claimcheck-cdn")]
+    assert "validationRecordFqdns" not in issued.inputs  # it waits for ACM to see the record the user adds
+    assert (f"claimcheck: add {option['resourceRecordName']} CNAME {option['resourceRecordValue']} to the DNS of "
+            "images.example.com: ACM issues its certificate once it sees that record, and this update waits for it "
+            "(up to 75 minutes; run it again if it times out).") in deployed.warnings
+
+
+def test_a_certificate_of_ones_own_is_used_as_given(jwt_stack):
+    assert not jwt_stack.of_type("aws:acm/certificate:Certificate")
+    [distribution] = jwt_stack.of_type("aws:cloudfront/distribution:Distribution")
+    assert distribution.inputs["viewerCertificate"]["acmCertificateArn"] == JWT["cdnCertificateArn"]
+    assert jwt_stack.outputs["cdnDnsRecords"] == [{"name": "img.example.com", "type": "CNAME",
+                                                   "value": distribution.state["domainName"],
+                                                   "why": "sends the domain to the stack"}]
+
+
+def test_the_upload_api_domain_is_a_regional_tls_1_2_domain_mapped_to_the_http_api(zoned):
+    [certificate] = [c for c in zoned.of_type("aws:acm/certificate:Certificate") if c.name.startswith("claimcheck-upload-api")]
+    # A Regional domain takes a certificate from the stack's own Region: no region given.
+    assert certificate.inputs == {"domainName": "uploads.example.com", "validationMethod": "DNS"}
+    [issued] = [v for v in zoned.of_type("aws:acm/certificateValidation:CertificateValidation") if v.name.startswith("claimcheck-upload-api")]
+    [domain] = zoned.of_type("aws:apigatewayv2/domainName:DomainName")
+    assert domain.inputs["domainName"] == "uploads.example.com"
+    assert domain.inputs["domainNameConfiguration"] == {
+        "certificateArn": issued.state["certificateArn"], "endpointType": "REGIONAL", "securityPolicy": "TLS_1_2",
+        "ipAddressType": "dualstack"}
+    [mapping] = zoned.of_type("aws:apigatewayv2/apiMapping:ApiMapping")
+    [api] = zoned.of_type("aws:apigatewayv2/api:Api")
+    [stage] = zoned.of_type("aws:apigatewayv2/stage:Stage")
+    assert (mapping.inputs["apiId"], mapping.inputs["domainName"], mapping.inputs["stage"]) == (
+        api.id, "uploads.example.com", stage.id)
+    assert "apiMappingKey" not in mapping.inputs  # at the root: POST https://uploads.example.com/uploads
+    assert zoned.outputs["uploadApiUrl"] == "https://uploads.example.com/"
+    records = {r.name: r for r in zoned.of_type("aws:route53/record:Record")}
+    target = domain.state["domainNameConfiguration"]
+    for record_type in ("A", "AAAA"):
+        assert records[f"claimcheck-upload-api-{record_type.lower()}"].inputs["aliases"] == [
+            {"name": target["targetDomainName"], "zoneId": target["hostedZoneId"], "evaluateTargetHealth": False}]
+
+
+def test_the_distributions_own_domain_keeps_cloudfronts_default_certificate(stack):
+    # CloudFront sets TLSv1 for *.cloudfront.net whatever is asked: nothing to set without a domain of one's own.
+    [distribution] = stack.of_type("aws:cloudfront/distribution:Distribution")
+    assert distribution.inputs["viewerCertificate"] == {"cloudfrontDefaultCertificate": True}
+    assert "aliases" not in distribution.inputs and not stack.of_type("aws:acm/certificate:Certificate")
+    assert "cdnDnsRecords" not in stack.outputs

@@ -1,10 +1,12 @@
 """Through the local cloud with the edges on: the upload API's presigned PUT, held by the strict emulator to what
-S3 enforces; one grant buys one upload; who sent each image reaches its record; an iPhone photo; CDN URLs."""
+S3 enforces; one grant buys one upload; who sent each image reaches its record; an iPhone photo; CDN URLs; the
+per-owner quota, counted in the stack's own table with exactly the function's permission."""
 from __future__ import annotations
 
 import hashlib
 import http.client
 import json
+import threading
 from urllib.parse import urlsplit
 
 import pytest
@@ -17,11 +19,13 @@ from localcloud.cloud import LocalCloud
 
 LIMIT = 300_000
 CAROL = "arn:aws:iam::123456789012:user/carol"
+DAVE = "arn:aws:iam::123456789012:user/dave"
+QUOTA = 4  # uploads per owner a day: more than any other caller here asks for
 
 
 @pytest.fixture(scope="module")
 def uploaded(tmp_path_factory):
-    config = {**UPLOAD_CONFIG, "maxUploadBytes": LIMIT}
+    config = {**UPLOAD_CONFIG, "maxUploadBytes": LIMIT, "uploadQuota": {"uploads": QUOTA}}
     with LocalCloud(config=config, workdir=tmp_path_factory.mktemp("upload")) as cloud:
         results = {
             "iphone": cloud.upload_through_api("IMG_4021.HEIC", samples.heic(1200, 900, orientation=6)),
@@ -39,6 +43,7 @@ def uploaded(tmp_path_factory):
         replay["swap"] = cloud.put_with_grant(grant, bytes(reversed(original)))  # other bytes of the signed length
         replay["longer"] = cloud.put_with_grant(grant, original + b"\0")  # the signed length is part of the grant
         front_door = front_door_answers(cloud.upload_api_url)
+        at_once = ask_at_once(cloud.upload_api_url, DAVE, 10)
         # Someone who may put objects in the bucket (here the local cloud's administrator) files an image under
         # carol's namespace directly, not through the API: the bucket policy refuses it.
         try:
@@ -55,7 +60,7 @@ def uploaded(tmp_path_factory):
         return {"results": results, "summary": summary, "cdn": cloud.outputs["thumbnailsUrl"], "replay": replay,
                 "status": status,
                 "versions": versions.get("Versions", []), "front_door": front_door, "accepted": accepted, "direct": direct,
-                "logs": (cloud.workdir / "logs" / "upload_api.log").read_text()}
+                "logs": (cloud.workdir / "logs" / "upload_api.log").read_text(), "at_once": at_once}
 
 
 def test_only_the_api_files_an_image_under_an_owner(uploaded):
@@ -113,6 +118,35 @@ def test_an_iphone_photo_gets_upright_thumbnails_served_through_the_distribution
 
 def test_everything_uploaded_is_accounted_for(uploaded):
     assert uploaded["summary"].unaccounted() == []
+
+
+def ask_at_once(endpoint: str, caller: str, count: int) -> list[tuple[int, dict, str | None]]:
+    """`count` grant requests from one caller sent together: (status, body, Retry-After) of each."""
+    from localcloud.api import CALLER_HEADER
+
+    start, answers = threading.Barrier(count), []
+
+    def ask() -> None:
+        start.wait()
+        response = requests.post(f"{endpoint}/uploads", json={"filename": "a.jpg", "contentType": "image/jpeg", "size": 100},
+                                 headers={CALLER_HEADER: caller}, timeout=60)
+        answers.append((response.status_code, response.json(), response.headers.get("Retry-After")))
+
+    threads = [threading.Thread(target=ask) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def test_an_owner_gets_exactly_the_quota_of_grants_asked_for_at_once_then_429s_until_midnight(uploaded):
+    answers = sorted(uploaded["at_once"], key=lambda answer: answer[0])
+    assert [status for status, _, _ in answers] == [201] * QUOTA + [429] * (10 - QUOTA)
+    for _, body, retry_after in answers[QUOTA:]:
+        assert body["limit"] == "uploads" and body["resets_at"].endswith("T00:00:00Z")
+        assert f"{QUOTA} uploads a day is your limit, and {QUOTA} were granted today" in body["message"]
+        assert retry_after is not None and 0 < int(retry_after) <= 86_400
 
 
 def raw_request(endpoint: str, headers: dict[str, str], body: bytes = b"") -> int:

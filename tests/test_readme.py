@@ -46,6 +46,7 @@ NOT_COMMANDS = {
     "Pulumi.yaml  Pulumi.dev.yaml  __main__.py": "the layout of the code",
     "claimcheck:accountConcurrency: 10": "Pulumi.new-account.yaml's settings (tests/test_capacity.py runs that file)",
     "LAMBDA CONCURRENCY": "what `ops capacity` prints",
+    "uploadQuota (200 uploads per owner a day)": "what `ops capacity` prints with a quota (tests/test_capacity.py)",
     "@dataclass(frozen=True)": "tests/stage_example.py's declaration (tests/test_adding_a_stage.py holds the copy to it)",
 }
 PULUMI = "the Pulumi CLI is not installed here (the local cloud runs the program under Pulumi's mocks instead)"

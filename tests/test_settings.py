@@ -37,6 +37,29 @@ from localcloud import program
     ({"jwtIssuer": "https://login.example.com"}, "claimcheck:jwtIssuer = 'https://login.example.com' is out of range (accepted: an https:// issuer URL, set together with jwtAudience"),
     ({"cdnDomain": "img.example.com", "cdnCertificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/x"},
      "claimcheck:cdnCertificateArn = 'arn:aws:acm:eu-west-1:123456789012:certificate/x' is out of range (accepted: an ACM certificate ARN in us-east-1"),
+    ({"uploadApi": True, "uploadQuota": {"uploads": -1}},
+     "claimcheck:uploadQuota = {'uploads': -1} is out of range (accepted: an object {\"uploads\": N, \"bytes\": N} of whole "
+     "numbers from 0 (either may be left out), or unset)"),
+    ({"uploadApi": True, "uploadQuota": {"files": 10}}, "claimcheck:uploadQuota = {'files': 10} is out of range"),
+    ({"uploadApi": True, "uploadQuota": [10, 100]}, "claimcheck:uploadQuota = [10, 100] is out of range"),
+    ({"uploadQuota": {"uploads": 10}},
+     "claimcheck:uploadQuota = {'uploads': 10} is out of range (accepted: unset unless uploadApi is true"),
+    ({"uploadApi": True, "uploadQuota": {"bytes": 1_000_000}},
+     "claimcheck:uploadQuota = {'bytes': 1000000} is out of range (accepted: bytes 0 or at least maxUploadBytes "
+     "(26,214,400): below it, a file the API accepts could never be granted)"),
+    ({"cdn": True, "cdnDomain": "Images.Example.com"},
+     "claimcheck:cdnDomain = 'Images.Example.com' is out of range (accepted: a lower-case host name such as images.example.com, or unset)"),
+    ({"cdnDomain": "images.example.com"}, "claimcheck:cdnDomain = 'images.example.com' is out of range (accepted: unset unless cdn is true"),
+    ({"cdn": True, "cdnHostedZoneId": "Z0123456789ABC"},
+     "claimcheck:cdnHostedZoneId = 'Z0123456789ABC' is out of range (accepted: unset unless cdnDomain is set"),
+    ({"cdn": True, "cdnDomain": "images.example.com", "cdnHostedZoneId": "example.com"},
+     "claimcheck:cdnHostedZoneId = 'example.com' is out of range (accepted: a Route 53 hosted zone ID"),
+    ({"uploadApi": True, "uploadApiDomain": "uploads.example.com"},
+     "claimcheck:uploadApiDomain = 'uploads.example.com' is out of range (accepted: unset unless uploadApi is true with "
+     "jwtIssuer and jwtAudience: the domain is served by API Gateway's HTTP API, and a Lambda function URL (IAM mode) "
+     "cannot take a custom domain; put CloudFront in front of it yourself if you need one)"),
+    ({"uploadApi": True, "jwtIssuer": "https://id.example.com/", "jwtAudience": "x", "uploadApiHostedZoneId": "Z0123456789ABC"},
+     "claimcheck:uploadApiHostedZoneId = 'Z0123456789ABC' is out of range (accepted: unset unless uploadApiDomain is set)"),
     # What cannot work at the stack's scale (infra/capacity.py): refused with the rest.
     ({"accountConcurrency": 40, "concurrencyReserve": 10},
      "claimcheck:maxConcurrency = intake 10 + thumbnails 20 + labels 2 = 32 is more than the account leaves the pipeline "

@@ -32,6 +32,8 @@ def http_event(body, method: str = "POST", path: str = "/uploads", caller: str |
 def api(cloud, monkeypatch):
     monkeypatch.setenv("UPLOADS_BUCKET", cloud.uploads)
     monkeypatch.setenv("UPLOAD_EXPIRY_SECONDS", "120")
+    for variable in ("UPLOAD_QUOTA_UPLOADS", "UPLOAD_QUOTA_BYTES"):  # no quota (tests/test_upload_quota.py has one)
+        monkeypatch.setenv(variable, "0")
 
     def call(body, **kwargs):
         response = upload_api.handler(http_event(body, **kwargs), LambdaContext(function_name="upload-api"))

@@ -23,6 +23,10 @@ CASES = {
     "jwt": {"uploadApi": True, "jwtIssuer": "https://id.example.com/", "jwtAudience": "claimcheck"},
     "no-labels": {"allowedFormats": ["webp", "gif"]},
     "moderation": {"moderation": True},
+    "quota-domains": {"cdn": True, "uploadApi": True, "jwtIssuer": "https://id.example.com/", "jwtAudience": "claimcheck",
+                      "uploadQuota": {"uploads": 200}, "cdnDomain": "images.example.com",
+                      "cdnHostedZoneId": "Z0123456789ABCDEFGHIJ", "uploadApiDomain": "uploads.example.com",
+                      "uploadApiHostedZoneId": "Z0123456789ABCDEFGHIJ"},
 }
 
 

@@ -8,7 +8,8 @@ loop helpers (`_sync_await`, `run_pulumi_func`) and a fresh root stack per run; 
 
 moto (in the emulator's processes only): S3 events made to say what S3 says, SQS queues made safe to use
 concurrently, DynamoDB results written out directly, and the backend lookup done once per host. Each patch says
-what moto does and why it is not enough.
+what moto does and why it is not enough. One more, for in-process tests that write from several threads: DynamoDB's
+conditional writes made atomic (the emulator serializes DynamoDB itself).
 """
 from __future__ import annotations
 

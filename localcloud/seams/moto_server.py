@@ -1,7 +1,7 @@
 """moto, past its public API (in the emulator's processes only): S3 events made to say what S3 says, SQS queues made
-safe to use concurrently, DynamoDB results written out directly, the backend lookup done once per host, and what
-the emulator reads of moto's own state. Each patch says what moto does and why it is not enough. Written for the
-version in localcloud.seams.WRITTEN_FOR."""
+safe to use concurrently, DynamoDB results written out directly (and, for in-process tests, its conditional writes
+made atomic), the backend lookup done once per host, and what the emulator reads of moto's own state. Each patch
+says what moto does and why it is not enough. Written for the version in localcloud.seams.WRITTEN_FOR."""
 from __future__ import annotations
 
 import itertools
@@ -128,6 +128,31 @@ def make_moto_strict() -> None:
     werkzeug_app.DomainDispatcherApplication.get_backend_for_host = cache(
         werkzeug_app.DomainDispatcherApplication.get_backend_for_host)
 
+
+
+_dynamodb_writes = threading.RLock()
+
+
+def make_dynamodb_writes_atomic() -> None:
+    """For in-process tests that write from several threads (mock_aws): DynamoDB applies a conditional write only
+    if its condition holds for the item it changes (DynamoDB API Reference, UpdateItem, ConditionExpression), but
+    moto reads the item, parses the condition, checks it and writes in separate steps with no lock, so concurrent
+    writers can all pass a condition only some of them should (20 threads against an upload quota of 5 all got a
+    grant). Each item write and transaction runs under one lock here. The local cloud's
+    emulator serializes its DynamoDB calls itself (localcloud/emulator.py). Safe to call more than once."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        method = getattr(DynamoDBBackend, name)
+        if getattr(method, "_atomic", False):
+            continue
+
+        def atomic(self: DynamoDBBackend, *args: Any, _method: Callable[..., Any] = method, **kwargs: Any) -> Any:
+            with _dynamodb_writes:
+                return _method(self, *args, **kwargs)
+
+        atomic._atomic = True  # type: ignore[attr-defined]
+        setattr(DynamoDBBackend, name, atomic)
 
 
 def _sqs(account: str, region: str) -> Any:
