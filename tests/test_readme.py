@@ -61,6 +61,7 @@ NOT_HERE = {
     "make test-hostile": ".ci/run runs it after make test (about a minute of hostile images)",
     "make test-library": ".ci/run runs it after make test (minutes of camera photos)",
     "make test-capacity": ".ci/run runs it after make test",
+    "make test-scale": ".ci/run runs it after make test",
     "make test-browser": ".ci/run runs it after make test (it installs Chromium)",
     "make test-readme": ".ci/run runs it after make test: the demos below, marked readme",
     "make soak": "minutes long; tests/test_soak.py runs a small one in make test",
@@ -69,6 +70,7 @@ NOT_HERE = {
     "make bench": "minutes long, and `npm ci` for sharp reaches the npm registry",
     "npm ci": "make bench runs it for sharp",
     "apt-get install chromium": "make test-browser runs it when Chromium is missing",
+    "apt-get install nodejs npm": "make test-scale runs it when Node.js is missing",
     "make layer STACK=dev": "downloads Pillow's wheels from PyPI; tests/test_packaging.py builds the layer (marked network)",
     "python -m infra.settings": "rewrites Pulumi.yaml and this README's table in place; tests/test_project_files.py "
                                 "holds both to what it writes",
