@@ -153,6 +153,11 @@ class Settings:
                                    "private log bucket.")
     access_log_retention_days: int = setting(90, "accessLogRetentionDays", "int",
                                              "Days access logs are kept in the log bucket.", between(1, 3650))
+    batch_operations: bool = setting(False, "batchOperations", "bool",
+                                     "Onboard a bucket too large for one machine with S3 Batch Operations: a daily S3 "
+                                     "Inventory of uploads/ into the log bucket, and the role a job assumes to invoke the "
+                                     "backfill function over it, its completion report into the log bucket (needs "
+                                     "accessLogging).")
     force_destroy: bool = setting(False, "forceDestroy", "bool",
                                   "Let `pulumi destroy` delete the buckets with everything in them and the table "
                                   "(for dev stacks; off keeps data safe).")
@@ -413,6 +418,9 @@ def validate(s: Settings) -> Settings:
         bad("uploadScopes", s.upload_scopes, "empty unless jwtIssuer and jwtAudience are set (scopes are a JWT feature)")
     if s.upload_burst_limit < s.upload_rate_limit:
         bad("uploadBurstLimit", s.upload_burst_limit, f"at least uploadRateLimit ({s.upload_rate_limit})")
+    if s.batch_operations and not s.access_logging:
+        bad("batchOperations", s.batch_operations, "false unless accessLogging is on (the inventory and the job's "
+            "completion reports go to the log bucket)")
     if (s.cdn_domain is None) != (s.cdn_certificate_arn is None):
         bad("cdnDomain", s.cdn_domain, "set together with cdnCertificateArn (or neither: the distribution's own domain)")
     if s.cdn_certificate_arn is not None and not s.cdn_certificate_arn.startswith("arn:aws:acm:us-east-1:"):

@@ -23,6 +23,7 @@ CASES = {
     "jwt": {"uploadApi": True, "jwtIssuer": "https://id.example.com/", "jwtAudience": "claimcheck"},
     "no-labels": {"allowedFormats": ["webp", "gif"]},
     "moderation": {"moderation": True},
+    "batch-operations": {"batchOperations": True},
 }
 
 
