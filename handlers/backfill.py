@@ -1,8 +1,8 @@
 """Backfill: an object that was in the uploads bucket before the pipeline, put on the intake's own path.
 
 One task is {bucket, key, versionId?}. S3 says what the key holds now (HEAD); an object whose record already names
-that version is skipped (whatever its status: a record at that version is the pipeline's judgement, and `ops
-reprocess` is the way to make one again); otherwise the intake judges S3's current version exactly as it judges an
+that version is not judged again (a settled record is skipped: `ops reprocess` is the way to make one again; one
+still accepted is on its way, and said to be); otherwise the intake judges S3's current version exactly as it judges an
 upload (handlers/intake.py, `judge_existing`): size, content and pixel gates, the record, one claim check to the
 stages. A version that is not the key's current one is skipped: S3 sent, or will send, the event of the one that is.
 
@@ -27,6 +27,7 @@ from handlers.names import UPLOADS_PREFIX, Status
 from handlers.observability import logger
 
 SCHEMA_VERSIONS = ("1.0", "2.0")
+ON_ITS_WAY = "already on its way to the stages at its current version"
 
 
 class ResultCode(StrEnum):
@@ -118,6 +119,9 @@ def backfill(bucket: str, key: str, version_id: str | None = None) -> Result:
     image_id = contracts.image_id(bucket, key)
     found = records.get(table, image_id)
     if found is not None and found.status != Status.DELETED and found.version_id == current["versionId"]:
+        if found.status == Status.ACCEPTED:
+            # On its way already (an earlier run sent it, or its upload event did): the stages settle it.
+            return Result(ResultCode.SUCCEEDED, Outcome.ACCEPTED, ON_ITS_WAY)
         return _skipped(f"already {found.status} at its current version")
     made = current["lastModified"]
     event_time = (made if isinstance(made, datetime) else datetime.fromisoformat(str(made))).astimezone(UTC)

@@ -47,16 +47,28 @@ def test_schema_1_names_the_bucket_by_arn(cloud):
 def test_an_object_already_processed_at_its_current_version_is_skipped(cloud):
     invoke(intake, [s3_message(cloud.put("uploads/seen.jpg", images.jpeg(64, 48)))])
     cloud.published()
+    cloud.table.update_item(Key={"image_id": contracts.image_id(cloud.uploads, "uploads/seen.jpg")},
+                            UpdateExpression="SET #s = :done", ExpressionAttributeNames={"#s": "status"},
+                            ExpressionAttributeValues={":done": "done"})  # the stages finished it
     before = cloud.record("uploads/seen.jpg")
-    assert results(cloud, "uploads/seen.jpg") == [("Succeeded", "skipped: already accepted at its current version")]
+    assert results(cloud, "uploads/seen.jpg") == [("Succeeded", "skipped: already done at its current version")]
     assert cloud.record("uploads/seen.jpg") == before
     assert cloud.published() == []
 
 
-def test_a_second_backfill_of_the_same_object_skips_it(cloud):
+def test_an_object_on_its_way_is_said_to_be_and_not_sent_again(cloud):
+    invoke(intake, [s3_message(cloud.put("uploads/busy-now.jpg", images.jpeg(64, 48)))])
+    cloud.published()
+    before = cloud.record("uploads/busy-now.jpg")
+    assert results(cloud, "uploads/busy-now.jpg") == [("Succeeded", f"accepted: {backfill.ON_ITS_WAY}")]
+    assert cloud.record("uploads/busy-now.jpg") == before
+    assert cloud.published() == []
+
+
+def test_a_second_backfill_of_the_same_object_sends_it_once(cloud):
     cloud.s3.put_object(Bucket=cloud.uploads, Key="uploads/twice.jpg", Body=images.jpeg(64, 48))
     assert results(cloud, "uploads/twice.jpg") == [("Succeeded", "accepted")]
-    assert results(cloud, "uploads/twice.jpg") == [("Succeeded", "skipped: already accepted at its current version")]
+    assert results(cloud, "uploads/twice.jpg") == [("Succeeded", f"accepted: {backfill.ON_ITS_WAY}")]
     assert len(cloud.published()) == 1
 
 
