@@ -257,11 +257,16 @@ def positive_rate(text: str) -> float:
 
 
 def run_backfill(target: Target, args: argparse.Namespace) -> int:
-    progress, close = render.progress("backfill", "sent")
+    progress, close = render.progress("backfill", "sent", second="settled")
     try:
         run = backfilling.backfill(target, args.prefix or "", manifest=args.manifest, rate=args.rate,
                                    restart=args.restart, wait_seconds=args.wait, batch=args.batch,
                                    show=lambda t, phase: progress(t.sent, t.accounted - len(t.pending)))
+    except KeyboardInterrupt:
+        # The checkpoint was written after the last whole invocation: say so instead of a traceback.
+        print("Stopped. The checkpoint holds where it was: the same command goes on from there (--restart starts "
+              "over).", file=sys.stderr)
+        return 1
     finally:
         close()
     t = run.tally
@@ -278,8 +283,9 @@ def run_backfill(target: Target, args: argparse.Namespace) -> int:
         lines.append(f"{len(t.pending)} accepted object(s) had not settled after {args.wait:.0f} s: run the same command "
                      "again to wait for them (`status` shows the queues).")
     _print(target, args, {"source": run.source, "sent": t.sent, "resumed_from": run.resumed_from,
-                          "processed": t.processed, "skipped": t.skipped, "rejected": t.rejected, "failed": t.failed,
-                          "quarantined": t.quarantined, "not_settled": t.pending, "failures": t.failures},
+                          "processed": t.processed, "skipped": t.skipped, Status.REJECTED: t.rejected,
+                          Status.FAILED: t.failed, Status.QUARANTINED: t.quarantined, "not_settled": t.pending,
+                          "failures": t.failures},
            "\n".join(lines))
     return 0 if run.settled and not t.failed else 1
 

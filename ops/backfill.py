@@ -37,6 +37,9 @@ DEFAULT_RATE = 20.0  # objects a second
 BATCH = 10  # tasks an invocation: one invocation's round trip per ten objects, and a kill repeats ten at most
 TEMPORARY_TRIES = 5  # a task the function answers TemporaryFailure is sent again this many times, as Batch Operations does
 LOOK_EVERY_S = 2.0  # how often the records of the objects on their way are read
+# The oldest this many of them each time, one read each: a small share of the table (and, locally, of the emulator
+# the stages need) while objects are being sent; more once only the wait is left.
+LOOK_AT, LOOK_AT_THE_END = 50, 200
 SHOWN_FAILURES = 20  # failures kept with their reasons for the report (all are counted)
 _deserialize = TypeDeserializer().deserialize
 
@@ -180,13 +183,13 @@ def backfill(target: Target, prefix: str = "", manifest: str | None = None, rate
             chunk = []
             show(tally, "sending")
         if time.monotonic() - looked >= LOOK_EVERY_S:
-            _settle(target, tally)
+            _settle(target, tally, LOOK_AT)
             looked = time.monotonic()
     if chunk:
         position = _sent(target, function, chunk, tally, path, source)
     deadline = time.monotonic() + wait_seconds
     while True:
-        _settle(target, tally)
+        _settle(target, tally, LOOK_AT_THE_END)
         _save(path, source, position, tally)
         show(tally, "settling")
         if not tally.pending or time.monotonic() >= deadline:
@@ -248,14 +251,15 @@ def _count(tally: Tally, key: str, outcome: str, reason: str) -> None:
         tally.fail(key, reason or outcome)
 
 
-def _settle(target: Target, tally: Tally) -> None:
-    """Count the objects on their way whose records have settled since."""
+def _settle(target: Target, tally: Tally, limit: int) -> None:
+    """Count the objects on their way whose records have settled since (of the oldest `limit`: those sent first
+    settle first, mostly)."""
     if not tally.pending:
         return
     dynamodb, table = target.client("dynamodb"), target.outputs[StackOutput.TABLE_NAME]
     bucket = target.outputs[StackOutput.UPLOADS_BUCKET]
     still = []
-    for key in tally.pending:
+    for key in tally.pending[:limit]:
         item = dynamodb.get_item(TableName=table, ConsistentRead=True,
                                  Key={"image_id": {"S": image_id(bucket, key)}}).get("Item") or {}
         status = _deserialize(item["status"]) if "status" in item else None
@@ -271,4 +275,4 @@ def _settle(target: Target, tally: Tally) -> None:
             tally.fail(key, str(_deserialize(item["reason"])) if "reason" in item else Status.FAILED)
         else:  # deleted meanwhile: nothing left to process
             tally.skipped += 1
-    tally.pending = still
+    tally.pending = still + tally.pending[limit:]

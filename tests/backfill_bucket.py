@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from localcloud import samples
 from localcloud.cloud import LocalCloud
 from ops.__main__ import main as ops_main
 from ops.target import LOCAL_HOME_VARIABLE
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = {  # what one object of each kind holds; every eighth is not an image
@@ -77,16 +77,6 @@ def generate(cloud: LocalCloud, count: int, processed: int, prefix: str = "uploa
     return Generated(new_images, not_images, done)
 
 
-def wait_until(check, timeout: float, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every)
-    raise AssertionError(f"not within {timeout:.0f} s")
-
-
 def ops(cloud: LocalCloud, *args: str) -> tuple[int, dict]:
     """`python -m ops --local --json ...` in this process: (exit status, its JSON)."""
     out = io.StringIO()
@@ -95,7 +85,7 @@ def ops(cloud: LocalCloud, *args: str) -> tuple[int, dict]:
     return status, json.loads(out.getvalue())
 
 
-def killed_halfway(cloud: LocalCloud, args: list[str], sent_at_least: int) -> dict:
+def killed_halfway(cloud: LocalCloud, args: list[str], sent_at_least: int, within: float = 300) -> dict:
     """Start `python -m ops --local backfill ARGS` as its own process and SIGKILL it once its checkpoint says it has
     sent `sent_at_least` objects; returns that checkpoint as the kill left it."""
     command = [sys.executable, "-m", "ops", "--local", "backfill", *args]
@@ -112,7 +102,7 @@ def killed_halfway(cloud: LocalCloud, args: list[str], sent_at_least: int) -> di
         return None
 
     try:
-        wait_until(far_enough, 300, every=0.1)
+        wait_until(far_enough, within, every=0.1)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()

@@ -19,6 +19,7 @@ from localcloud.cloud import LocalCloud
 from ops.__main__ import main as ops_main
 from ops.target import LOCAL_HOME_VARIABLE
 from tests.backfill_bucket import accounted, events_off, generate, killed_halfway, ops
+from tests.infra_helpers import unused_grants
 
 BATCH = 5
 
@@ -88,3 +89,10 @@ def test_a_manifest_of_another_bucket_is_refused_with_the_reason(cloud, tmp_path
     uploads = cloud.outputs[StackOutput.UPLOADS_BUCKET]
     assert errors.getvalue().strip() == (f"error: {manifest} lists the bucket someone-elses; this stack's uploads "
                                          f"bucket is {uploads}")
+
+
+def test_the_backfill_function_s_role_allows_what_it_used_and_nothing_else(cloud):
+    """Every call it made above was judged against its role (the intake's rights); each right was used."""
+    deployment = cloud.deployed
+    used = cloud.emulator.stats()["used"].get(deployment.named("claimcheck-backfill-function").state["name"], [])
+    assert used and unused_grants(deployment, "claimcheck-backfill-function", used, reads_uploads=True) == set()
