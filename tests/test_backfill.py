@@ -139,3 +139,15 @@ def test_a_real_event_after_the_backfill_wins_and_a_late_event_of_the_same_versi
 def test_a_request_that_is_not_batch_operations_is_refused_with_the_shape_to_send(cloud):
     with pytest.raises(backfill.BadRequest, match=r"invocationSchemaVersion 1\.0 or 2\.0"):
         backfill.handler({"key": "uploads/a.jpg"}, None)
+
+
+def test_a_version_newer_than_an_earlier_backfill_s_is_judged_by_the_next_backfill(cloud):
+    """Two backfills of one key, an overwrite between them that sent no event (the notification was not there yet):
+    both records carry the backfill sequencer, and the version S3 holds now wins."""
+    cloud.s3.put_object(Bucket=cloud.uploads, Key="uploads/again.jpg", Body=images.jpeg(64, 48))
+    assert results(cloud, "uploads/again.jpg") == [("Succeeded", "accepted")]
+    newer = cloud.s3.put_object(Bucket=cloud.uploads, Key="uploads/again.jpg", Body=images.png(50, 40))["VersionId"]
+    assert results(cloud, "uploads/again.jpg") == [("Succeeded", "accepted")]
+    record = cloud.record("uploads/again.jpg")
+    assert (record["version_id"], record["format"], record["status"]) == (newer, "png", "accepted")
+    assert [p["claim"]["version_id"] for p in cloud.published()][-1] == newer
