@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-hostile test-library test-capacity test-browser test-readme test-scale up soak bench layer mutate clean
+.PHONY: demo test test-hostile test-library test-capacity test-browser test-readme test-scale test-backfill up soak bench layer mutate clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-bench.txt requirements-mutate.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "claimcheck needs Python 3.11 or newer")'
@@ -54,6 +54,11 @@ test-library: $(STAMP)
 # dead-lettered, drained within twice what `python -m ops capacity`'s model predicts for this machine.
 test-capacity: $(STAMP)
 	$(BIN)/python -m pytest -m capacity -s tests/test_capacity_local.py
+
+# A bucket of 2,100 objects that were there before the pipeline (tiny images of four formats, some not images, some
+# already processed) backfilled by `python -m ops backfill`, killed halfway and resumed: every object accounted for.
+test-backfill: $(STAMP)
+	$(BIN)/python -m pytest -m backfill -s tests/test_backfill_bulk.py
 
 # The README's demos run exactly as written (make demo, python -m localcloud demo and upload), each a whole local cloud
 # with uploads: a few minutes together; .ci/run runs it after make test (tests/test_readme.py runs the rest of the README).

@@ -53,6 +53,11 @@ def version_tag(version_id: str | None, sequencer: str) -> str:
     return (version_id or sequencer).replace("/", "_")
 
 
+# The sequencer of a version S3 sent no event for (it was in the bucket before the pipeline; a backfill judges it):
+# below every sequencer S3 or the event time gives, so any real event about the key orders after it.
+BACKFILL_SEQUENCER = "0" * SEQUENCER_WIDTH
+
+
 def normalize_sequencer(sequencer: str | None, event_time: str) -> str:
     """Return a sequencer that orders events on one key by string comparison.
 

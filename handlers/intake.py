@@ -253,6 +253,19 @@ def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
     count(Metric.ACCEPTED)
 
 
+def judge_existing(bucket: str, key: str, current: dict[str, Any], event_time: str) -> None:
+    """Judge S3's current version of a key that was in the bucket before the pipeline (a backfill): exactly as its
+    ObjectCreated event would be, with the sequencer that orders it before every real event (BACKFILL_SEQUENCER),
+    so an event about the key (an overwrite, a delete) wins whichever comes first. `current` is what HEAD said
+    ({versionId, eTag, size}); `event_time`, when S3 made that version."""
+    _created(bucket, key, current, contracts.BACKFILL_SEQUENCER, event_time)
+
+
+def current_version(bucket: str, key: str) -> dict[str, Any] | None:
+    """The key's current version ({versionId, eTag, size, lastModified}), or None when it has none."""
+    return _current_version(bucket, key)
+
+
 def _check_event(obj: dict[str, Any], head: Head) -> None:
     """S3's ObjectCreated events state the version's size and ETag, and in a versioned bucket its version id (S3 User
     Guide, "Event message structure"): an event that states others, or names no version of a versioned object, did
@@ -273,12 +286,19 @@ def _ordering(claim: contracts.ClaimCheck, current: records.ImageRecord | None, 
         return None
     version, recorded = claim.version_id, current.version_id
     if claim.sequencer == current.sequencer:
+        if claim.sequencer == contracts.BACKFILL_SEQUENCER and version != recorded:
+            # Two backfills of the key, each judging the version current then: the one S3 holds now wins.
+            if _current_version_id(claim.bucket, claim.key) != version:
+                raise Stale(f"version {version} is no longer current")
+            return current.sequencer
         if version and recorded and version != recorded:
             raise Untrusted(f"it repeats the recorded sequencer for version {version}; the record's is {recorded}")
         return None
     if claim.sequencer > current.sequencer:
         if not version or not recorded or restored:
             return None  # a restored version is S3's current one, by the HEAD that found it
+        if version == recorded and current.sequencer == contracts.BACKFILL_SEQUENCER:
+            return None  # a backfill judged the version first; its own event, late, is the same judgement made again
         if version == recorded:
             # One version is created once: its ObjectCreated event cannot come again with a later sequencer.
             raise Untrusted("an ObjectCreated event for the version the record holds, with a later sequencer")
@@ -408,7 +428,8 @@ def _current_version(bucket: str, key: str) -> dict[str, Any] | None:
         if error_code(exc) == "404":
             return None
         raise
-    return {"versionId": head.get("VersionId"), "eTag": head["ETag"].strip('"'), "size": head["ContentLength"]}
+    return {"versionId": head.get("VersionId"), "eTag": head["ETag"].strip('"'), "size": head["ContentLength"],
+            "lastModified": head["LastModified"]}
 
 
 def _current_version_id(bucket: str, key: str) -> str | None:

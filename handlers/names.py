@@ -100,6 +100,7 @@ class Function(StrEnum):
     UPLOAD_API = "upload_api"
     CDN_PURGE = "cdn_purge"  # makes CloudFront forget deleted thumbnails (only with a CDN)
     PAUSE = "pause"  # pauses or resumes one stage's event source mapping: what operators may invoke instead
+    BACKFILL = "backfill"  # puts objects already in the uploads bucket on the intake's path (ops backfill, S3 Batch Operations)
 
 
 # The list inside the label stage's result ({"status", "labels": [{"name", "confidence"}], "source"}) and a gate's
@@ -189,6 +190,8 @@ class StackOutput(StrEnum):
     REJECTED_RETENTION_DAYS = "rejectedRetentionDays"
     OPERATOR_POLICY_ARN = "operatorPolicyArn"
     PAUSE_FUNCTION_NAME = "pauseFunctionName"
+    BACKFILL_FUNCTION_NAME = "backfillFunctionName"
+    BATCH_OPERATIONS = "batchOperations"  # with `batchOperations`: what `aws s3control create-job` needs
     UPLOAD_API_URL = "uploadApiUrl"  # with the upload API
     UPLOAD_API_AUTH = "uploadApiAuth"
     UPLOADER_POLICY_ARN = "uploaderPolicyArn"  # IAM mode

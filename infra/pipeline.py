@@ -17,7 +17,7 @@ import pulumi_aws as aws
 
 from handlers import stages
 from handlers.names import ATTENTION_INDEX, PROJECT, STATUS_TAG, UPLOADS_PREFIX, Function, Metric, StackOutput, Status
-from infra import dashboard, iam, links, operators, packaging, policies
+from infra import backfill, dashboard, iam, links, operators, packaging, policies
 from infra.edges import ThumbnailCdn, ThumbnailCdnArgs, UploadApi, UploadApiArgs
 from infra.settings import RUNTIME_GLIBC, Settings
 from infra.stages import StageArgs, component
@@ -93,6 +93,7 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         layers = self._layers()
         workers = self._stages(stores, topics, layers)
         dashboard_url = self._observability(workers)
+        self._backfill(stores, layers)
         self._operators(workers, stores, topics, layers)
         self.upload_api = UploadApi(f"{name}-upload-api", UploadApiArgs(
             settings, stores.uploads.bucket, layers, stores.table, stores.thumbnails.bucket),
@@ -127,7 +128,11 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
             StackOutput.REJECTED_RETENTION_DAYS: s.rejected_retention_days,
             StackOutput.PAUSE_FUNCTION_NAME: self.pause_function.name,
             StackOutput.OPERATOR_POLICY_ARN: self.operator_policy.arn,
+            StackOutput.BACKFILL_FUNCTION_NAME: self.backfill_function.name,
         }
+        if self.batch_operations and self._logs:
+            found[StackOutput.BATCH_OPERATIONS] = self.batch_operations.outputs(
+                self.backfill_function, self._logs.bucket, stores.uploads.bucket, self._account.id)
         if self.upload_api:
             found[StackOutput.UPLOAD_API_URL] = self.upload_api.url
             found[StackOutput.UPLOAD_API_AUTH] = self.upload_api.auth
@@ -165,6 +170,8 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
             *self._expire_tagged_originals(),
         ])
         logs = self._access_logs(uploads) if s.access_logging else None  # (bucket, the policy admitting delivery)
+        self._logs: PrivateBucket | None = logs[0] if logs else None
+        self._logs_policy: aws.s3.BucketPolicy | None = logs[1] if logs else None
         if s.upload_allowed_origins:
             # Browsers PUT straight to S3 with the grant the upload API hands out.
             aws.s3.BucketCorsConfiguration(f"{name}-uploads-cors", bucket=uploads.bucket.id, cors_rules=[{
@@ -226,9 +233,11 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         name, s, account = self._name, self._settings, self._account
         logs = private_bucket(f"{name}-access-logs", self, versioned=False, force_destroy=s.force_destroy, lifecycle_rules=[
             expire_after("expire-access-logs", ACCESS_LOGS_PREFIX, s.access_log_retention_days),
-            *([expire_after("expire-cdn-logs", CDN_LOGS_PREFIX, s.access_log_retention_days)] if s.cdn else [])])
+            *([expire_after("expire-cdn-logs", CDN_LOGS_PREFIX, s.access_log_retention_days)] if s.cdn else []),
+            *backfill.log_bucket_rules(s)])
         policy = logs.tls_only_policy(
             policies.server_access_logs(logs.bucket.arn, ACCESS_LOGS_PREFIX, uploads.bucket.arn, account.id),
+            *backfill.log_bucket_statements(s, logs.bucket, uploads.bucket, account.id),
             *([policies.cdn_standard_logs(logs.bucket.arn, CDN_LOGS_PREFIX, account.partition, account.id)]
               if s.cdn else []))
         # S3 checks the log bucket admits the logging service when logging is switched on.
@@ -299,13 +308,28 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
             layers, alarms, Metric.INVALID_PURGE_REQUESTS, max_receive_count=PURGE_RECEIVES),
             opts=pulumi.ResourceOptions(parent=cdn))
 
+    def _backfill(self, stores: Stores, layers: Layers) -> None:
+        """The function that puts objects already in the uploads bucket on the intake's path, with the intake's own
+        links and settings; with `batchOperations`, what a Batch Operations job over the bucket needs."""
+        s = self._settings
+        [intake] = [c for c in s.deployed if c.name == Function.INTAKE]
+        self.backfill_function = backfill.backfill_function(
+            self._name, s, [*links.used(intake.stage.uses, self._resources), links.settings_of(intake.settings)],
+            layers, self._opts).function
+        self.batch_operations = backfill.batch_operations(
+            self._name, self.backfill_function, stores.uploads.bucket, self._logs.bucket, self._account.id, self._opts,
+            [self._logs_policy]) if s.batch_operations and self._logs and self._logs_policy else None
+
     def _operators(self, workers: dict[str, QueueWorker], stores: Stores, topics: Topics, layers: Layers) -> None:
         """The policy to give the people who run the pipeline (`python -m ops`), and the function that pauses and
         resumes a stage for them."""
         self.pause_function = operators.pause_function(self._name, self._settings, workers, layers, self._opts)
         self.operator_policy = operators.operator_policy(
             self._name, workers, stores.table, topics.claim_checks, topics.key, self.pause_function,
-            stores.thumbnails.bucket.arn, self._opts,
+            stores.thumbnails.bucket.arn, self._opts, operators.Backfill(
+                self.backfill_function, stores.uploads.bucket,
+                iam.s3_objects(self._logs.bucket.arn, backfill.INVENTORY_PREFIX)
+                if self.batch_operations and self._logs else None),
             links.used([use for c in self._settings.deployed for use in c.stage.operator], self._resources))
 
     def _observability(self, workers: dict[str, QueueWorker]) -> pulumi.Output[str]:

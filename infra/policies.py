@@ -116,3 +116,23 @@ def queue_from_topic(queue_arn: pulumi.Input[str], topic_arn: pulumi.Input[str])
     return {"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
             "Action": "sqs:SendMessage", "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
             "Sid": "ClaimChecksFromTopic"}
+
+
+def inventory_reports(log_bucket_arn: pulumi.Input[str], prefix: str, source_bucket_arn: pulumi.Input[str],
+                      account_id: pulumi.Input[str]) -> Statement:
+    """S3 Inventory writes the uploads bucket's lists with the S3 service principal, admitted for that bucket and
+    account only, with the one ACL an owner-enforced bucket takes (S3 User Guide, "Configuring Amazon S3 Inventory",
+    "Create a destination bucket policy")."""
+    return {"Effect": "Allow",
+            "Principal": {"Service": "s3.amazonaws.com"}, "Action": "s3:PutObject",
+            "Resource": iam.s3_objects(log_bucket_arn, prefix),
+            "Condition": {"ArnLike": {"aws:SourceArn": source_bucket_arn},
+                          "StringEquals": {"aws:SourceAccount": account_id, "s3:x-amz-acl": "bucket-owner-full-control"}},
+            "Sid": "S3InventoryOfTheUploadsBucket"}
+
+
+def batch_operations_trust(account_id: pulumi.Input[str]) -> Statement:
+    """Only S3 Batch Operations may assume the role (S3 User Guide, "Invoke AWS Lambda function", trust policy), and
+    only for jobs of this account (aws:SourceAccount: IAM User Guide, "The confused deputy problem")."""
+    return {"Effect": "Allow", "Principal": {"Service": "batchoperations.s3.amazonaws.com"}, "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}}

@@ -174,6 +174,11 @@ class Settings:
                                    "private log bucket.")
     access_log_retention_days: int = setting(90, "accessLogRetentionDays", "int",
                                              "Days access logs are kept in the log bucket.", between(1, 3650))
+    batch_operations: bool = setting(False, "batchOperations", "bool",
+                                     "Onboard a bucket too large for one machine with S3 Batch Operations: a daily S3 "
+                                     "Inventory of uploads/ into the log bucket, and the role a job assumes to invoke the "
+                                     "backfill function over it, its completion report into the log bucket (needs "
+                                     "accessLogging).")
     force_destroy: bool = setting(False, "forceDestroy", "bool",
                                   "Let `pulumi destroy` delete the buckets with everything in them and the table "
                                   "(for dev stacks; off keeps data safe).")
@@ -484,6 +489,9 @@ def validate(s: Settings) -> Settings:
             "domain; put CloudFront in front of it yourself if you need one")
     if s.upload_api_hosted_zone_id is not None and s.upload_api_domain is None:
         bad("uploadApiHostedZoneId", s.upload_api_hosted_zone_id, "unset unless uploadApiDomain is set")
+    if s.batch_operations and not s.access_logging:
+        bad("batchOperations", s.batch_operations, "false unless accessLogging is on (the inventory and the job's "
+            "completion reports go to the log bucket)")
     if s.cdn_certificate_arn is not None and not s.cdn_certificate_arn.startswith("arn:aws:acm:us-east-1:"):
         bad("cdnCertificateArn", s.cdn_certificate_arn, "an ACM certificate ARN in us-east-1 (CloudFront reads certificates only there)")
     _validate_stage("cdnPurge", s.cdn_purge, errors)

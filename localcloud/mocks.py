@@ -17,6 +17,8 @@ from localcloud.outputs import PROVIDERS, UnknownResourceType
 from localcloud.program import RecordingMocks
 
 RECORDED_ONLY = {
+    # S3 Inventory: the emulator makes no inventory lists; `ops backfill --manifest` reads one written by hand.
+    "aws:s3/inventory:Inventory",
     # CloudFront's standard logs: nothing is served locally, so nothing is delivered.
     "aws:cloudwatch/logDeliverySource:LogDeliverySource",
     "aws:cloudwatch/logDeliveryDestination:LogDeliveryDestination",

@@ -135,6 +135,7 @@ PROVIDERS: dict[str, Callable[[str, dict[str, Any], Context], tuple[str, dict[st
     "aws:s3/bucketNotification:BucketNotification": _by("bucket"),
     "aws:s3/bucketLogging:BucketLogging": _by("bucket"),
     "aws:s3/bucketCorsConfiguration:BucketCorsConfiguration": _by("bucket"),
+    "aws:s3/inventory:Inventory": _by("bucket"),
     "aws:sqs/queue:Queue": _queue,
     "aws:sqs/queuePolicy:QueuePolicy": _by("queueUrl"),
     "aws:sns/topic:Topic": _topic,

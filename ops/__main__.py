@@ -8,6 +8,10 @@
   dlq [--stage S]                 what each dead-letter queue holds: key, version, receives, first sent
   redrive [--stage S] [--dry-run] move dead letters back to their stage's queue (SQS's own DLQ redrive)
   reprocess (--all | --prefix P)  make done images' thumbnails with the current settings (resumable, rate-limited)
+  backfill (--all | --prefix P | --manifest M)
+                                  onboard objects already in the uploads bucket: each through the intake's path
+                                  (skipped when already judged at its current version), rate-limited, resumable;
+                                  waits for them to settle and reports processed, skipped, rejected, failed
   pause STAGE / resume STAGE      stop or restart a stage taking messages from its queue (they wait there)
   gallery [--out DIR]             write DIR/index.html: every upload's thumbnails, status, reason, labels, camera and
                                   date (thumbnails through the CDN, or presigned GETs valid --expires seconds)
@@ -36,6 +40,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from handlers.names import LABEL_LIST, UPLOADS_PREFIX, StackOutput, Status
+from ops import backfill as backfilling
 from ops import capacity, gallery, images, queues, render, review
 from ops import reprocess as reprocessing
 from ops.images import KINDS
@@ -81,6 +86,20 @@ def parser() -> argparse.ArgumentParser:
                        help="instead: have the gate screen done images it never saw (done before moderation was on)")
     again.add_argument("--page-size", type=int, default=reprocessing.PAGE_SIZE,
                        help="records each scan page looks at; the checkpoint is written after each (default %(default)s)")
+    onboard = commands.add_parser("backfill", help="put objects already in the uploads bucket through the pipeline")
+    where_from = onboard.add_mutually_exclusive_group(required=True)
+    where_from.add_argument("--all", action="store_true", help="every object under uploads/")
+    where_from.add_argument("--prefix", help="objects whose key starts with uploads/PREFIX")
+    where_from.add_argument("--manifest", metavar="M",
+                            help="an S3 Inventory list: its manifest.json, s3://BUCKET/KEY or a file here (its CSV "
+                                 "files beside it)")
+    onboard.add_argument("--rate", type=positive_rate, default=backfilling.DEFAULT_RATE,
+                         help="objects a second at most (default %(default)s), so live uploads keep their share")
+    onboard.add_argument("--batch", type=int, choices=range(1, 101), default=backfilling.BATCH, metavar="N",
+                         help="objects an invocation of the backfill function, 1-100 (default %(default)s)")
+    onboard.add_argument("--restart", action="store_true", help="ignore a checkpoint and start from the beginning")
+    onboard.add_argument("--wait", type=float, default=600.0,
+                         help="seconds to wait at the end for the records to settle (default %(default)s)")
     for name, text in (("pause", "stop a stage taking messages (they wait in its queue)"), ("resume", "start it again")):
         commands.add_parser(name, help=text).add_argument("stage")
     page = commands.add_parser("gallery", help="write a gallery page of the stack's uploads (thumbnails, status, labels)")
@@ -230,6 +249,47 @@ def run_reprocess(target: Target, args: argparse.Namespace) -> int:
     return 0
 
 
+def positive_rate(text: str) -> float:
+    rate = float(text)
+    if not rate > 0:
+        raise argparse.ArgumentTypeError(f"{text}: a rate is a number of objects a second, more than 0")
+    return rate
+
+
+def run_backfill(target: Target, args: argparse.Namespace) -> int:
+    progress, close = render.progress("backfill", "sent", second="settled")
+    try:
+        run = backfilling.backfill(target, args.prefix or "", manifest=args.manifest, rate=args.rate,
+                                   restart=args.restart, wait_seconds=args.wait, batch=args.batch,
+                                   show=lambda t, phase: progress(t.sent, t.accounted - len(t.pending)))
+    except KeyboardInterrupt:
+        # The checkpoint was written after the last whole invocation: say so instead of a traceback.
+        print("Stopped. The checkpoint holds where it was: the same command goes on from there (--restart starts "
+              "over).", file=sys.stderr)
+        return 1
+    finally:
+        close()
+    t = run.tally
+    resumed = f" (resumed after {run.resumed_from} sent by an earlier run)" if run.resumed_from else ""
+    lines = [render.title(f"Backfill of {run.source}: {t.sent} object(s) sent{resumed}", target.emulated),
+             render.table(("PROCESSED", "SKIPPED", "REJECTED", "FAILED", "QUARANTINED", "NOT YET SETTLED"),
+                          [(t.processed, t.skipped, t.rejected, t.failed, t.quarantined, len(t.pending))])]
+    if t.failures:
+        lines += [f"Failed, with their reasons{f' (the first {len(t.failures)})' if t.failed > len(t.failures) else ''}:",
+                  render.table(("KEY", "REASON"), [(f["key"], f["reason"]) for f in t.failures])]
+    if t.rejected:
+        lines.append("Rejected originals and their reasons: `failures --kind rejected`.")
+    if t.pending:
+        lines.append(f"{len(t.pending)} accepted object(s) had not settled after {args.wait:.0f} s: run the same command "
+                     "again to wait for them (`status` shows the queues).")
+    _print(target, args, {"source": run.source, "sent": t.sent, "resumed_from": run.resumed_from,
+                          "processed": t.processed, "skipped": t.skipped, Status.REJECTED: t.rejected,
+                          Status.FAILED: t.failed, Status.QUARANTINED: t.quarantined, "not_settled": t.pending,
+                          "failures": t.failures},
+           "\n".join(lines))
+    return 0 if run.settled and not t.failed else 1
+
+
 def run_pause(target: Target, args: argparse.Namespace, enabled: bool = False) -> int:
     state = queues.set_enabled(target, args.stage, enabled)
     waiting, _ = queues.depth(target, target.outputs[StackOutput.QUEUE_URLS][args.stage])
@@ -289,7 +349,7 @@ def run_review(target: Target, args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"gallery": run_gallery, "review": run_review, "status": run_status, "show": run_show, "failures": run_failures, "dlq": run_dlq, "redrive": run_redrive,
-            "reprocess": run_reprocess, "pause": run_pause,
+            "reprocess": run_reprocess, "backfill": run_backfill, "pause": run_pause,
             "resume": lambda target, args: run_pause(target, args, enabled=True)}
 
 

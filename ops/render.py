@@ -52,8 +52,10 @@ def record(item: dict[str, Any], emulated: bool) -> str:
     return "\n".join(lines)
 
 
-def progress(what: str, unit: str, stream: Any = None) -> tuple[Callable[[int, int], None], Callable[[], None]]:
-    """(show(done, scanned), close): rich's live progress on a terminal, a plain line every few seconds elsewhere."""
+def progress(what: str, unit: str, stream: Any = None,
+             second: str = "scanned") -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """(show(done, scanned), close): rich's live progress on a terminal, a plain line every few seconds elsewhere;
+    `second` names the second count."""
     stream = stream or sys.stderr
     if stream.isatty():
         from rich.console import Console
@@ -67,7 +69,7 @@ def progress(what: str, unit: str, stream: Any = None) -> tuple[Callable[[int, i
 
         def show_live(done: int, scanned: int) -> None:
             rate = done / max(time.monotonic() - started, 1e-6)
-            bar.update(task, line=f"{done} {unit}, {scanned} scanned, {rate:.1f}/s")
+            bar.update(task, line=f"{done} {unit}, {scanned} {second}, {rate:.1f}/s")
 
         return show_live, bar.stop
     last = [time.monotonic()]  # the first line after PLAIN_EVERY_S: a short run prints only its result
@@ -75,6 +77,6 @@ def progress(what: str, unit: str, stream: Any = None) -> tuple[Callable[[int, i
     def show_plain(done: int, scanned: int) -> None:
         if time.monotonic() - last[0] >= PLAIN_EVERY_S:
             last[0] = time.monotonic()
-            print(f"  {what}: {done} {unit}, {scanned} scanned", file=stream, flush=True)
+            print(f"  {what}: {done} {unit}, {scanned} {second}", file=stream, flush=True)
 
     return show_plain, (lambda: None)

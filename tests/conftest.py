@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus
@@ -217,6 +218,17 @@ def invoke(module, bodies: list[str], function_name: str = "fn") -> dict[str, An
 
 def s3_message(*events: dict[str, Any]) -> str:
     return json.dumps({"Records": list(events)})
+
+
+def wait_until(check, timeout: float = 90.0, every: float = 1.0):
+    """What `check` returns once it is truthy; AssertionError when it is not within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout:.0f} s")
 
 
 def failed_ids(response: dict[str, Any]) -> list[str]:

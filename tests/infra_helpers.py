@@ -58,3 +58,25 @@ def function_grants(d: Deployment) -> dict[str, dict[str, set[str]]]:
                 actions.setdefault(action, set()).update(as_list(statement["Resource"]))
         grants[fn.name] = actions
     return grants
+
+
+# Called by Lambda on the function's behalf, which the local cloud does not play: its logs, and the event source
+# mapping's check of the queue.
+PLATFORM_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:GetQueueAttributes"}
+
+
+def unused_grants(d: Deployment, function: str, used: list[tuple[str, str]], reads_uploads: bool) -> set[str]:
+    """The actions the role of the function named `function` (logical name) grants that its calls never used, from
+    the emulator's record of what it judged (`used`). `reads_uploads`: s3:ListBucket on the uploads bucket counts as
+    used, since S3 uses it to answer 404 for a missing upload."""
+    fn = d.named(function)
+    role_name = next(r.state["name"] for r in d.of_type(ROLE) if r.state["arn"] == fn.inputs["role"])
+    granted = {a for p in d.of_type(ROLE_POLICY) if p.inputs["role"] == role_name for s in statements(p)
+               for a in as_list(s["Action"])}
+    actions = {action for action, _ in used}
+    # GetObject is authorized by s3:GetObject or s3:GetObjectVersion depending on the request; handlers make both kinds.
+    if actions & {"s3:GetObject", "s3:GetObjectVersion"}:
+        actions |= {"s3:GetObject", "s3:GetObjectVersion"}
+    if "s3:ListBucket" in granted and reads_uploads:
+        actions.add("s3:ListBucket")
+    return granted - actions - PLATFORM_ACTIONS

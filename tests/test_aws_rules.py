@@ -197,7 +197,7 @@ def test_a_pinned_powertools_layer_is_used_by_every_function_without_any_lookup(
     deployed = program.run(MissingParameter(), {"powertoolsLayerArn": pinned, "uploadApi": True})
     assert [token for token, _ in deployed.calls if token.startswith("aws:ssm")] == []
     functions = deployed.of_type(FUNCTION)
-    assert len(functions) == 5 and all(fn.inputs["layers"][0] == pinned for fn in functions)  # the three stages, the upload API, the pause function
+    assert len(functions) == 6 and all(fn.inputs["layers"][0] == pinned for fn in functions)  # the three stages, the upload API, the pause and backfill functions
     assert all(not any("AWSLambdaPowertools" in layer for layer in fn.inputs["layers"][1:]) for fn in functions)
 
 

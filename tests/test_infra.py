@@ -192,13 +192,13 @@ def test_functions_trace_log_with_retention_and_run_on_arm64(stack):
 
 def test_each_function_has_its_own_role(stack):
     roles = [fn.inputs["role"] for fn in stack.of_type(FUNCTION)]
-    assert len(roles) == len(set(roles)) == len(stack.of_type(ROLE)) == 4
+    assert len(roles) == len(set(roles)) == len(stack.of_type(ROLE)) == 5
     for role in stack.of_type(ROLE):
         trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
         assert trust == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
     # whose role it is, for a person reading IAM's console
     assert {role.inputs["description"] for role in stack.of_type(ROLE)} == {
-        f"claimcheck claimcheck-{name} function" for name in ("intake", "thumbnail-stage", "label-stage", "pause")}
+        f"claimcheck claimcheck-{name} function" for name in ("intake", "thumbnail-stage", "label-stage", "pause", "backfill")}
     attachments = stack.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
     assert {a.inputs["policyArn"] for a in attachments} == {"arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess"}
 
@@ -227,6 +227,10 @@ def test_each_role_allows_exactly_what_its_handler_calls(stack):
         "claimcheck-thumbnail-stage-function": consume | tag | {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject",
                                                                 "s3:DeleteObject", "s3:ListBucket"},
         "claimcheck-label-stage-function": consume | {"s3:GetObject", "s3:GetObjectVersion", "rekognition:DetectLabels"},
+        # The intake's own rights (it judges an object as the intake does), without its queue.
+        "claimcheck-backfill-function": tag | {"logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem",
+                                               "dynamodb:UpdateItem", "s3:GetObject", "s3:GetObjectVersion",
+                                               "s3:ListBucket", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
         # its statements are pinned below
         "claimcheck-pause-function": {"logs:CreateLogStream", "logs:PutLogEvents", "lambda:UpdateEventSourceMapping"},
     }
@@ -242,9 +246,11 @@ def test_each_role_allows_exactly_what_its_handler_calls(stack):
     # On the uploads bucket so a missing upload answers 404, not 403; on thumbnails (prefix-conditioned) to clean up.
     assert thumbnail["s3:ListBucket"] == {thumbs, uploads}
     assert grants["claimcheck-intake-function"]["s3:ListBucket"] == {uploads}
-    for function in ("claimcheck-intake-function", "claimcheck-thumbnail-stage-function"):
+    for function in ("claimcheck-intake-function", "claimcheck-thumbnail-stage-function", "claimcheck-backfill-function"):
         assert all(grants[function][action] == {f"{uploads}/uploads/*"} for action in tag)
-    assert grants["claimcheck-intake-function"]["sns:Publish"] == {out["claimCheckTopicArn"]}
+    for function in ("claimcheck-intake-function", "claimcheck-backfill-function"):
+        assert grants[function]["sns:Publish"] == {out["claimCheckTopicArn"]}
+    assert grants["claimcheck-backfill-function"]["s3:ListBucket"] == {uploads}
 
 
 def test_dashboard_name_is_valid_for_any_stack_name():
@@ -266,7 +272,8 @@ def test_log_groups_keep_the_names_existing_stacks_hold():
     assert log_group_names(deployed) == {"/claimcheck/dev/claimcheck-intake", "/claimcheck/dev/claimcheck-thumbnail-stage",
                                          "/claimcheck/dev/claimcheck-label-stage", "/claimcheck/dev/claimcheck-upload-api",
                                          "/claimcheck/dev/claimcheck-upload-api-access",
-                                         "/claimcheck/dev/claimcheck-pause"}  # new in this release: no older name
+                                         "/claimcheck/dev/claimcheck-pause",  # new in this release: no older name
+                                         "/claimcheck/dev/claimcheck-backfill"}
 
 
 def test_two_projects_with_one_stack_name_get_their_own_log_groups():
@@ -419,12 +426,17 @@ def test_the_operator_policy_reaches_only_this_stack(stack):
         "sns:Publish": {out["claimCheckTopicArn"]},
         "kms:GenerateDataKey": {stack.of_type("aws:kms/key:Key")[0].state["arn"]},
         "kms:Decrypt": {stack.of_type("aws:kms/key:Key")[0].state["arn"]},
-        # pause and resume go through the pause function; the mappings are only read (to wait for their state)
-        "lambda:InvokeFunction": {stack.functions()["pause"].state["arn"]}, "lambda:GetEventSourceMapping": mappings,
+        # pause and resume go through the pause function, a backfill through the backfill function; the mappings are
+        # only read (to wait for their state)
+        "lambda:InvokeFunction": {stack.functions()["pause"].state["arn"], stack.functions()["backfill"].state["arn"]},
+        "lambda:GetEventSourceMapping": mappings,
+        "s3:ListBucket": {f"arn:aws:s3:::{out['uploadsBucket']}"},  # under uploads/ only: pinned below
         "cloudwatch:GetMetricData": {"*"},  # it takes no resource-level permissions
         "s3:GetObject": {f"arn:aws:s3:::{out['thumbnailsBucket']}/thumbnails/*"},  # the gallery's links: no originals
     }
     assert out["operatorPolicyArn"] == policy.state["arn"]
+    [listing] = [s for s in statements(policy) if s["Action"] == ["s3:ListBucket"]]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["uploads/*"]}}
 
 
 def test_the_pause_function_may_only_switch_each_stage_s_mapping_for_that_stage_s_own_function(stack):

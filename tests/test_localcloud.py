@@ -14,6 +14,7 @@ from localcloud.mocks import CloudMocks
 from localcloud.outputs import UnknownResourceType
 from localcloud.pollers import Chaos
 from localcloud.program import RecordingMocks
+from tests.infra_helpers import unused_grants
 
 POISON_FAULT = {"thumbnails": [{"operation": "s3.GetObject", "match": {"Key": "poison"}, "code": "InternalError", "status": 500}]}
 # Two seconds leave room for a cold first invocation (it creates its AWS clients) on a busy machine; the
@@ -154,9 +155,6 @@ def test_an_unknown_resource_type_is_an_error_that_names_it(mocks):
         mocks().create("aws:ec2/instance:Instance", "web", {})
 
 
-# Called by Lambda on the function's behalf, which the local cloud does not play: its logs, and the event source
-# mapping's check of the queue.
-PLATFORM_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:GetQueueAttributes"}
 STAGE_FUNCTIONS = {"intake": "claimcheck-intake-function", "thumbnails": "claimcheck-thumbnail-stage-function",
                    "labels": "claimcheck-label-stage-function"}
 
@@ -165,21 +163,7 @@ STAGE_FUNCTIONS = {"intake": "claimcheck-intake-function", "thumbnails": "claimc
 def test_each_role_allows_what_its_function_used_and_nothing_else(run, stage):
     """The emulator judged every call each function made (and its poller made with its role) against the role,
     so nothing was refused (every upload settled); here every action the role grants must have been used."""
-    import json
-
     deployment = run["deployment"]
-    fn = deployment.named(STAGE_FUNCTIONS[stage])
-    used = run["used"].get(fn.state["name"], [])
+    used = run["used"].get(deployment.named(STAGE_FUNCTIONS[stage]).state["name"], [])
     assert used, f"no calls were judged for {stage}"
-    role_name = next(r.state["name"] for r in deployment.of_type("aws:iam/role:Role") if r.state["arn"] == fn.inputs["role"])
-    statements = [s for p in deployment.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == role_name
-                  for s in json.loads(p.inputs["policy"])["Statement"]]
-    granted = {a for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
-    actions = {action for action, _ in used}
-    # GetObject is authorized by s3:GetObject or s3:GetObjectVersion depending on the event; the handler does both kinds.
-    if actions & {"s3:GetObject", "s3:GetObjectVersion"}:
-        actions |= {"s3:GetObject", "s3:GetObjectVersion"}
-    # s3:ListBucket on the uploads bucket is used by S3 itself, to say 404 for a missing upload.
-    if "s3:ListBucket" in granted and stage in ("intake", "thumbnails"):
-        actions.add("s3:ListBucket")
-    assert granted - actions - PLATFORM_ACTIONS == set()
+    assert unused_grants(deployment, STAGE_FUNCTIONS[stage], used, reads_uploads=stage in ("intake", "thumbnails")) == set()

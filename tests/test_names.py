@@ -28,6 +28,7 @@ HOMONYMS = {
     ("infra/edges.py", "thumbnails"): "CloudFront's origin id, a label inside the distribution's own configuration",
     ("ops/__main__.py", "reprocess"): "the command's own name on the command line",
     ("ops/__main__.py", "pause"): "the command's own name on the command line",
+    ("ops/__main__.py", "backfill"): "the command's own name on the command line",
     ("handlers/intake.py", "intake"): "its resources' names (claimcheck-intake-queue, …), as every release named them",
 }
 

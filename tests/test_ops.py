@@ -1,7 +1,7 @@
 """Day two through the local cloud: `python -m ops` with exactly the stack's operator policy (the emulator allows its
 credentials what that policy allows), the same commands a deployed stack gets. An incident from dead letter to
 redrive, failures listed from the index, a stage paused and resumed, a settings change reprocessed (and a run
-killed halfway resumed), and the policy allowing exactly what the commands used."""
+killed halfway resumed), a backfill of what it has seen, and the policy allowing exactly what the commands used."""
 from __future__ import annotations
 
 import contextlib
@@ -24,6 +24,7 @@ from localcloud.__main__ import wait_until_settled
 from localcloud.cloud import LocalCloud
 from ops.__main__ import main as ops_main
 from ops.target import LOCAL_HOME_VARIABLE
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 # A broken dependency the thumbnail stage meets for one upload: every read of it fails, so it is dead-lettered.
@@ -51,16 +52,6 @@ def ops(cloud: LocalCloud, *args: str) -> tuple[int, dict | str]:
         status = ops_main(["--local", *args])
     text = out.getvalue()
     return status, json.loads(text) if "--json" in args else text
-
-
-def wait_until(check, timeout: float = 90.0, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every)
-    raise AssertionError(f"not within {timeout:.0f} s")
 
 
 def record(cloud: LocalCloud, key: str) -> dict:
@@ -289,6 +280,18 @@ def operator(cloud: LocalCloud) -> str:
 
 def table_arn(cloud: LocalCloud) -> str:
     return f"arn:aws:dynamodb:us-east-1:123456789012:table/{cloud.outputs['tableName']}"
+
+
+def test_a_backfill_of_what_the_pipeline_has_seen_skips_it_and_lists_nothing_outside_uploads(cloud):
+    """The walk lists uploads/day/ with the operator's s3:ListBucket and invokes the backfill function, which finds
+    every object judged already; a listing outside uploads/ is refused."""
+    bucket = cloud.outputs["uploadsBucket"]
+    there = [o["Key"] for o in cloud.client("s3").list_objects_v2(Bucket=bucket, Prefix="uploads/day/")["Contents"]]
+    status, run = ops(cloud, "--json", "backfill", "--prefix", "day/", "--rate", "50")
+    assert status == 0 and (run["skipped"], run["processed"], run["sent"]) == (len(there), 0, len(there)) and there
+    with pytest.raises(ClientError) as refused:
+        operator_client(cloud, "s3").list_objects_v2(Bucket=bucket, Prefix="")
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
 
 
 def test_the_pause_function_s_role_allows_exactly_what_it_used(cloud):

@@ -62,6 +62,8 @@ NOT_HERE = {
     "make test-library": ".ci/run runs it after make test (minutes of camera photos)",
     "make test-capacity": ".ci/run runs it after make test",
     "make test-scale": ".ci/run runs it after make test",
+    "make test-backfill": ".ci/run runs it after make test (minutes: 2,100 objects through the local cloud); "
+                          "tests/test_ops_backfill.py runs the same story with ~100 in make test",
     "make test-browser": ".ci/run runs it after make test (it installs Chromium)",
     "make test-readme": ".ci/run runs it after make test: the demos below, marked readme",
     "make soak": "minutes long; tests/test_soak.py runs a small one in make test",
@@ -79,6 +81,8 @@ NOT_HERE = {
     ".venv/bin/python -m ops --stack dev capacity --rate 10/s --burst 100000 --mp 12 [--format jpeg] "
     "[--set KEY=VALUE]… [--json]": "a synopsis ([…] marks what may be left out); tests/test_capacity.py runs it",
     "python -m ops --stack dev status": PULUMI + ", and there is no deployed stack dev",
+    "python -m ops --stack dev backfill ": PULUMI + ", and there is no deployed stack dev; tests/test_ops_backfill.py "
+                                          "runs both walks (--prefix, --manifest) against the local cloud",
     "export AWS_ENDPOINT_URL=…": "the shape of the line `make up` prints; the --outputs run below uses the printed one",
     "pulumi ": PULUMI,
     "aws ": AWS_CLI,
@@ -112,6 +116,10 @@ AGAINST_UP = {
     "python -m ops --local reprocess --all --dry-run": r"^0 image\(s\) would be reprocessed to thumbnail settings \w+ "
                                                        r"\(scanned 3\)$",
     "python -m ops --local reprocess --all": r"^Requested 0 reprocess\(es\) to thumbnail settings \w+; scanned 3 records",
+    # make up's bucket has nothing under uploads/archive/ (tests/test_ops_backfill.py fills one)
+    "python -m ops --local backfill --prefix archive/ --rate 20":
+        r"^Backfill of prefix uploads/archive/: 0 object\(s\) sent \(the local cloud.*\)\n"
+        r"PROCESSED +SKIPPED +REJECTED +FAILED +QUARANTINED +NOT YET SETTLED\n0 +0 +0 +0 +0 +0$",
     "python -m ops --local pause thumbnails": r"^thumbnails paused: its messages wait in its queue \(0 waiting\)\.$",
     "python -m ops --local resume thumbnails": r"^thumbnails resumed: it takes messages from its queue again "
                                                r"\(0 waiting\)\.$",

@@ -72,7 +72,8 @@ MUTATIONS: dict[str, Callable[[Deployment], None]] = {
     "CKV_AWS_62/63, IAM.1": lambda d: _edit_policy(_first(d, ROLE_POLICY), lambda st: st[0].update(Action="sqs:*")),
     "CKV_AWS_355, CKV_AWS_290": lambda d: _edit_policy(_first(d, ROLE_POLICY), lambda st: st[-1].update(Resource="*")),
     "least privilege: S3 prefixes": lambda d: _edit_policy(
-        _first(d, ROLE_POLICY, lambda r: "s3:PutObject" in r.inputs["policy"]),
+        # a policy with a statement that allows s3:PutObject itself ("s3:PutObjectVersionTagging" contains the words)
+        _first(d, ROLE_POLICY, lambda r: any("s3:PutObject" in s["Action"] for s in json.loads(r.inputs["policy"])["Statement"])),
         lambda st: next(s for s in st if "s3:PutObject" in s["Action"]).update(Resource=f"arn:aws:s3:::{d.outputs['thumbnailsBucket']}/*")),
     "CKV_AWS_274, IAM.1": lambda d: _first(d, "aws:iam/rolePolicyAttachment:RolePolicyAttachment").inputs.update(
         policyArn="arn:aws:iam::aws:policy/AmazonS3FullAccess"),

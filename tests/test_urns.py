@@ -27,6 +27,7 @@ CASES = {
                       "uploadQuota": {"uploads": 200}, "cdnDomain": "images.example.com",
                       "cdnHostedZoneId": "Z0123456789ABCDEFGHIJ", "uploadApiDomain": "uploads.example.com",
                       "uploadApiHostedZoneId": "Z0123456789ABCDEFGHIJ"},
+    "batch-operations": {"batchOperations": True},
 }
 
 
