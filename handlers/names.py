@@ -44,6 +44,11 @@ class Status(StrEnum):
 
 # What "settled" means: the image needs nothing more from the pipeline (a quarantined one waits for a person).
 SETTLED = frozenset({Status.DONE, Status.REJECTED, Status.FAILED, Status.DELETED, Status.QUARANTINED})
+# The EventBridge event each settled status publishes (handlers/image_events.py): its `source` and `detail-type`.
+EVENT_SOURCE = PROJECT
+DETAIL_TYPES = {Status.DONE: "image.ready", Status.REJECTED: "image.rejected", Status.FAILED: "image.failed",
+                Status.QUARANTINED: "image.quarantined", Status.DELETED: "image.deleted"}
+EVENT_VERSION = 1  # the `v` of every event's detail (schemas/events/)
 # The statuses that may need a person: listed by `python -m ops failures` through the table's sparse index ATTENTION
 # (an image in progress is "stuck" once it has been accepted for longer than it should take).
 NEEDS_ATTENTION = (Status.ACCEPTED, Status.REJECTED, Status.FAILED, Status.QUARANTINED)
@@ -100,6 +105,7 @@ class Function(StrEnum):
     UPLOAD_API = "upload_api"
     CDN_PURGE = "cdn_purge"  # makes CloudFront forget deleted thumbnails (only with a CDN)
     PAUSE = "pause"  # pauses or resumes one stage's event source mapping: what operators may invoke instead
+    IMAGE_EVENTS = "image_events"  # publishes an event to EventBridge when an image record settles (its table's stream)
 
 
 # The list inside the label stage's result ({"status", "labels": [{"name", "confidence"}], "source"}) and a gate's
@@ -120,6 +126,7 @@ class Env(StrEnum):
     PURGE_QUEUE_URL = "PURGE_QUEUE_URL"
     UPLOAD_EXPIRY_SECONDS = "UPLOAD_EXPIRY_SECONDS"
     UPLOAD_API_KIND = "UPLOAD_API_KIND"
+    EVENT_BUS_NAME = "EVENT_BUS_NAME"  # where settled images' events go (the stack's bus, or eventBusName)
     STAGE_MAPPINGS = "STAGE_MAPPINGS"  # JSON: each stage's event source mapping UUID (the pause function's table)
     EMULATED = "CLAIMCHECK_EMULATED"  # the services the local cloud emulates for a function (their answers say so)
     # Powertools reads these itself.
@@ -166,6 +173,9 @@ class Metric(StrEnum):
     ALREADY_CURRENT = "AlreadyCurrent"  # a reprocess request for thumbnails made with the current settings
     TAGGED = "Tagged"  # a rejected or failed original tagged with its status
     QUARANTINED = "Quarantined"  # a gate stage held an image back for a person (alarmed: someone must decide)
+    EVENTS_PUBLISHED = "EventsPublished"  # settled images' events EventBridge accepted
+    EVENTS_REFUSED = "EventsRefused"  # entries EventBridge refused after every retry: their stream records are retried
+    INVALID_STREAM_RECORDS = "InvalidStreamRecords"  # a settled record the events function cannot describe (alarmed)
     THUMBNAIL_DURATION = "ThumbnailDuration"
     LABEL_DURATION = "LabelDuration"
     MODERATION_DURATION = "ModerationDuration"
@@ -193,4 +203,6 @@ class StackOutput(StrEnum):
     UPLOADER_POLICY_ARN = "uploaderPolicyArn"  # IAM mode
     UPLOADER_JWT = "uploaderJwt"  # JWT mode
     THUMBNAILS_URL = "thumbnailsUrl"  # with the CDN
+    EVENT_BUS_NAME = "eventBusName"  # where settled images' events are published
+    EVENT_BUS_ARN = "eventBusArn"
     THUMBNAIL_SETTINGS = "thumbnailSettings"  # the thumbnail stage's: the name of its settings deployed now
