@@ -27,7 +27,7 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from handlers import aws, environment, records
 from handlers.names import DETAIL_TYPES, EVENT_SOURCE, EVENT_VERSION, SETTLED, Metric, Status
-from handlers.observability import count, logger, metrics
+from handlers.observability import count, item_failures, logger
 
 # PutEvents takes at most 10 entries a request (EventBridge API Reference, PutEvents: Entries, 1 to 10 items).
 ENTRIES_PER_REQUEST = 10
@@ -46,11 +46,7 @@ class NotAnImageRecord(ValueError):
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
-    try:
-        return {"batchItemFailures": [{"itemIdentifier": s} for s in publish(event.get("Records", []))]}
-    finally:
-        if metrics.metric_set:
-            metrics.flush_metrics()
+    return item_failures(lambda: publish(event.get("Records", [])))
 
 
 def publish(stream_records: list[dict[str, Any]]) -> list[str]:
