@@ -216,8 +216,8 @@ def test_a_quarantined_image_a_person_approves_is_announced_ready_after_it(strea
 
 
 class Refusing:
-    """EventBridge refusing the entries of the images in `refuse` (by detail.image_id), the first `times` times it sees
-    them; the rest go through to the emulator."""
+    """EventBridge refusing the entries of the images in `refuse` (by detail.image_id) in its first `times` calls; the
+    rest go through to the emulator."""
 
     def __init__(self, real: Any, refuse: set[str], times: int) -> None:
         self.real, self.refuse, self.times, self.calls = real, refuse, times, []
