@@ -87,7 +87,7 @@ class ImageEvents(pulumi.ComponentResource):
         self.alarms = [
             dlq_alarm(f"{name}-dlq-alarm", self.dlq, f"Settled images whose events did not get through after "
                       f"{MAXIMUM_RETRY_ATTEMPTS} retries: the DLQ names each batch's stream records.", topic, child),
-            counted_alarm(f"{name}-invalid-alarm", Function.IMAGE_EVENTS, Metric.INVALID_STREAM_RECORDS,
+            counted_alarm(f"{name}-dropped-alarm", Function.IMAGE_EVENTS, Metric.INVALID_STREAM_RECORDS,
                           f"The {name} function skipped settled records it could not describe (see its logs).",
                           topic, child),
             # Events late: the stream's oldest unread record (Lambda's IteratorAge, in milliseconds).
