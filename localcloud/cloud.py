@@ -69,6 +69,7 @@ class LocalCloud:
         self.emulator = Emulator(port, log_path=self.workdir / "emulator.log")
         self.pollers: dict[str, Poller] = {}
         self.stream_pollers: dict[str, StreamPoller] = {}  # functions fed by the table's stream (the image events)
+        self._stream_checkpoints: dict[str, str | None] = {}  # where each stopped, for the next to resume after
         self.endpoints: dict[str, FunctionEndpoint] = {}
         self.invocations: InvokeEndpoint | None = None
         self._specs: dict[str, FunctionSpec] = {}
@@ -140,8 +141,9 @@ class LocalCloud:
     def _stop_functions(self) -> None:
         for poller in self.pollers.values():
             poller.stop()
-        for stream_poller in self.stream_pollers.values():
+        for stage, stream_poller in self.stream_pollers.items():
             stream_poller.stop()
+            self._stream_checkpoints[stage] = stream_poller.checkpoint
         self.pollers.clear()
         self.stream_pollers.clear()
         for endpoint in self.endpoints.values():
@@ -220,7 +222,8 @@ class LocalCloud:
             bisect=bool(mapping.inputs.get("bisectBatchOnFunctionError")),
             max_retries=int(mapping.inputs.get("maximumRetryAttempts", 10)),
             on_failure_queue_url=queues[on_failure].state["url"] if on_failure in queues else None,
-            endpoint=self.endpoint_of("dynamodb"), uuid=mapping.state["uuid"]),
+            endpoint=self.endpoint_of("dynamodb"), uuid=mapping.state["uuid"],
+            resume_after=self._stream_checkpoints.get(stage)),
             self.workdir / "logs" / f"{stage}.log", enabled=partial(self._enabled, mapping.state["uuid"]))
         poller.start()
         self.stream_pollers[stage] = poller

@@ -306,6 +306,9 @@ class StreamMappingSpec:
     on_failure_queue_url: str | None
     endpoint: str  # where the emulator serves DynamoDB (and its streams)
     uuid: str = ""
+    # Where an earlier poller of this mapping stopped (a settings change restarts the functions): Lambda keeps a
+    # mapping's position across function updates, so reading resumes after it instead of from the stream's start.
+    resume_after: str | None = None
 
 
 class StreamPoller:
@@ -330,6 +333,7 @@ class StreamPoller:
         self.busy = 0
         self.caught_up = False  # the last read found nothing new and nothing waits to be delivered
         self.reads = 0  # GetRecords answered so far: a read that began after a write has seen it
+        self.checkpoint = mapping.resume_after  # the last record handled (delivered, given up on, or filtered out)
         env = function.environment
         credentials = {"aws_access_key_id": env.get("AWS_ACCESS_KEY_ID"), "aws_secret_access_key": env.get("AWS_SECRET_ACCESS_KEY"),
                        "aws_session_token": None, "region_name": env.get("AWS_DEFAULT_REGION")}
@@ -369,6 +373,8 @@ class StreamPoller:
                     fresh = [r for r in (stream_record(r, self.mapping.stream_arn) for r in answer.get("Records", []))
                              if self._passes(r)]
                     self.stats["filtered_out"] += len(answer.get("Records", [])) - len(fresh)
+                    if answer.get("Records") and not fresh and not pending:  # all filtered out: handled
+                        self.checkpoint = answer["Records"][-1]["dynamodb"]["SequenceNumber"]
                     if fresh and not pending:
                         first_seen = time.monotonic()
                     pending.extend(fresh)
@@ -383,6 +389,8 @@ class StreamPoller:
                     self.busy = 1
                     try:
                         environment = self._deliver(environment, log, batch, retries=0)
+                        if not self._stop.is_set():
+                            self.checkpoint = batch[-1]["dynamodb"]["SequenceNumber"]
                     finally:
                         self.busy = 0
             finally:
@@ -394,8 +402,10 @@ class StreamPoller:
             try:
                 description = self._streams.describe_stream(StreamArn=self.mapping.stream_arn)["StreamDescription"]
                 shard = description["Shards"][0]["ShardId"]
+                where = ({"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self.checkpoint}
+                         if self.checkpoint else {"ShardIteratorType": "TRIM_HORIZON"})
                 return self._streams.get_shard_iterator(StreamArn=self.mapping.stream_arn, ShardId=shard,
-                                                        ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+                                                        **where)["ShardIterator"]
             except (BotoCoreError, ClientError):
                 self.stats["poller_errors"] += 1
                 if self._stop.wait(self.IDLE_POLL_S):
