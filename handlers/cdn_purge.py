@@ -20,7 +20,7 @@ from typing import Any
 from handlers import aws, contracts, environment, records
 from handlers.failures import error_code
 from handlers.names import Function, Metric, Status
-from handlers.observability import count, logger, metrics
+from handlers.observability import count, item_failures, logger
 
 # Paths per invalidation: a third of what CloudFront lets be in progress at once, so a few batches can overlap.
 MAX_PATHS = 1000
@@ -28,11 +28,7 @@ MAX_PATHS = 1000
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
-    try:
-        return {"batchItemFailures": [{"itemIdentifier": m} for m in purge(event.get("Records", []))]}
-    finally:
-        if metrics.metric_set:
-            metrics.flush_metrics()
+    return item_failures(lambda: purge(event.get("Records", [])))
 
 
 def purge(messages: list[dict[str, Any]]) -> list[str]:

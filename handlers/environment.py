@@ -65,6 +65,7 @@ class Environment:
     topic_arn = property(lambda self: _get(Env.TOPIC_ARN))
     thumbnails_bucket = property(lambda self: _get(Env.THUMBNAILS_BUCKET))
     uploads_bucket = property(lambda self: _get(Env.UPLOADS_BUCKET))
+    event_bus_name = property(lambda self: _get(Env.EVENT_BUS_NAME))
     upload_expiry_seconds = cached_property(lambda self: _int(Env.UPLOAD_EXPIRY_SECONDS))
     quota_table_name = property(lambda self: _get(Env.QUOTA_TABLE_NAME))
     # Set when thumbnails are served through CloudFront: each output gets its URL.

@@ -44,6 +44,11 @@ class Status(StrEnum):
 
 # What "settled" means: the image needs nothing more from the pipeline (a quarantined one waits for a person).
 SETTLED = frozenset({Status.DONE, Status.REJECTED, Status.FAILED, Status.DELETED, Status.QUARANTINED})
+# The EventBridge event each settled status publishes (handlers/image_events.py): its `source` and `detail-type`.
+EVENT_SOURCE = PROJECT
+DETAIL_TYPES = {Status.DONE: "image.ready", Status.REJECTED: "image.rejected", Status.FAILED: "image.failed",
+                Status.QUARANTINED: "image.quarantined", Status.DELETED: "image.deleted"}
+EVENT_VERSION = 1  # the `v` of every event's detail (schemas/events/)
 # The statuses that may need a person: listed by `python -m ops failures` through the table's sparse index ATTENTION
 # (an image in progress is "stuck" once it has been accepted for longer than it should take).
 NEEDS_ATTENTION = (Status.ACCEPTED, Status.REJECTED, Status.FAILED, Status.QUARANTINED)
@@ -101,6 +106,7 @@ class Function(StrEnum):
     CDN_PURGE = "cdn_purge"  # makes CloudFront forget deleted thumbnails (only with a CDN)
     PAUSE = "pause"  # pauses or resumes one stage's event source mapping: what operators may invoke instead
     BACKFILL = "backfill"  # puts objects already in the uploads bucket on the intake's path (ops backfill, S3 Batch Operations)
+    IMAGE_EVENTS = "image_events"  # publishes an event to EventBridge when an image record settles (its table's stream)
 
 
 # The list inside the label stage's result ({"status", "labels": [{"name", "confidence"}], "source"}) and a gate's
@@ -122,6 +128,7 @@ class Env(StrEnum):
     UPLOAD_EXPIRY_SECONDS = "UPLOAD_EXPIRY_SECONDS"
     UPLOAD_API_KIND = "UPLOAD_API_KIND"
     QUOTA_TABLE_NAME = "QUOTA_TABLE_NAME"  # with an upload quota: the table of each owner's counters per day
+    EVENT_BUS_NAME = "EVENT_BUS_NAME"  # where settled images' events go (the stack's bus, or eventBusName)
     STAGE_MAPPINGS = "STAGE_MAPPINGS"  # JSON: each stage's event source mapping UUID (the pause function's table)
     EMULATED = "CLAIMCHECK_EMULATED"  # the services the local cloud emulates for a function (their answers say so)
     # Powertools reads these itself.
@@ -168,6 +175,9 @@ class Metric(StrEnum):
     ALREADY_CURRENT = "AlreadyCurrent"  # a reprocess request for thumbnails made with the current settings
     TAGGED = "Tagged"  # a rejected or failed original tagged with its status
     QUARANTINED = "Quarantined"  # a gate stage held an image back for a person (alarmed: someone must decide)
+    EVENTS_PUBLISHED = "EventsPublished"  # settled images' events EventBridge accepted
+    EVENTS_REFUSED = "EventsRefused"  # entries EventBridge refused after every retry: their stream records are retried
+    INVALID_STREAM_RECORDS = "InvalidStreamRecords"  # a settled record the events function cannot describe (alarmed)
     THUMBNAIL_DURATION = "ThumbnailDuration"
     LABEL_DURATION = "LabelDuration"
     MODERATION_DURATION = "ModerationDuration"
@@ -200,4 +210,6 @@ class StackOutput(StrEnum):
     # With a domain of one's own and no Route 53 zone for it: the records its DNS needs ({name, type, value, why}).
     CDN_DNS_RECORDS = "cdnDnsRecords"
     UPLOAD_API_DNS_RECORDS = "uploadApiDnsRecords"
+    EVENT_BUS_NAME = "eventBusName"  # where settled images' events are published
+    EVENT_BUS_ARN = "eventBusArn"
     THUMBNAIL_SETTINGS = "thumbnailSettings"  # the thumbnail stage's: the name of its settings deployed now

@@ -26,6 +26,16 @@ def duration(name: str, millis: float) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=round(millis, 1))
 
 
+def item_failures(process: Callable[[], list[str]]) -> dict[str, list[dict[str, str]]]:
+    """A handler's partial batch response from the ids `process` says to try again (a batch it reads itself: the CDN
+    purge's whole-batch invalidation, a stream's records), metrics flushed as run_batch flushes them."""
+    try:
+        return {"batchItemFailures": [{"itemIdentifier": item} for item in process()]}
+    finally:
+        if metrics.metric_set:
+            metrics.flush_metrics()
+
+
 def run_batch(event: dict[str, Any], context: Any, record_handler: Callable[[SQSRecord], None]) -> PartialItemFailureResponse:
     """Process an SQS batch; only the records whose handler raised are retried.
 

@@ -17,11 +17,15 @@ def dashboard_name(project: str, stack: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", f"{project}-{stack}")[:255]
 
 
-def body(region: pulumi.Input[str], workers: Mapping[str, QueueWorker]) -> pulumi.Output[str]:
+def body(region: pulumi.Input[str], workers: Mapping[str, QueueWorker], events_function: pulumi.Input[str],
+         events_dlq: pulumi.Input[str]) -> pulumi.Output[str]:
+    """`events_function`, `events_dlq`: the function that announces settled images (its errors, how far behind the
+    table it is) and the queue of the batches it gave up on."""
     names = {stage: pulumi.Output.all(w.queue.name, w.dlq.name, w.function.name) for stage, w in workers.items()}
 
     def render(args: list[Any]) -> str:
-        region_name, resolved = args[0], dict(zip(names, args[1:], strict=True))
+        region_name, events_name, events_dlq_name = args[0], args[1], args[2]
+        resolved = dict(zip(names, args[3:], strict=True))
 
         def widget(title: str, metrics: list[list[Any]], stat: str) -> dict[str, Any]:
             return {"type": "metric", "width": 12, "height": 6, "properties": {
@@ -36,11 +40,16 @@ def body(region: pulumi.Input[str], workers: Mapping[str, QueueWorker]) -> pulum
 
         return json.dumps({"widgets": [
             widget("Queue depth", per_queue("ApproximateNumberOfMessagesVisible", 0, "{stage} queue"), "Maximum"),
-            widget("Dead-letter queues", per_queue("ApproximateNumberOfMessagesVisible", 1, "{stage} DLQ"), "Maximum"),
+            widget("Dead-letter queues", [*per_queue("ApproximateNumberOfMessagesVisible", 1, "{stage} DLQ"), [
+                "AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", events_dlq_name, {"label": "image events DLQ"}]],
+                "Maximum"),
             widget("Function errors", per_function("Errors"), "Sum"),
             widget("Function duration", per_function("Duration"), "p95"),
             widget("Function throttles", per_function("Throttles"), "Sum"),
             widget("Oldest message age", per_queue("ApproximateAgeOfOldestMessage", 0, "{stage}"), "Maximum"),
+            widget("Image events: behind the table (ms) and errors", [
+                ["AWS/Lambda", "IteratorAge", "FunctionName", events_name, {"label": "behind", "stat": "Maximum"}],
+                ["AWS/Lambda", "Errors", "FunctionName", events_name, {"label": "errors", "stat": "Sum"}]], "Maximum"),
         ]})
 
-    return pulumi.Output.all(region, *names.values()).apply(render)
+    return pulumi.Output.all(region, events_function, events_dlq, *names.values()).apply(render)

@@ -119,6 +119,25 @@ def invalidations(distribution: aws.cloudfront.Distribution, thumbnails_bucket: 
                   condition={"StringLike": {"s3:prefix": [f"{THUMBNAILS_PREFIX}*"]}})))
 
 
+def record_stream(table: aws.dynamodb.Table) -> Link:
+    """What Lambda's event source mapping reads the table's stream with, as the function's execution role: the four
+    stream actions on this table's streams only (DynamoDB Developer Guide, "IAM policy to allow an AWS Lambda
+    function to access DynamoDB stream records")."""
+    return Link({}, (iam.allow(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+                                "dynamodb:ListStreams"], [pulumi.Output.concat(table.arn, "/stream/*")]),))
+
+
+def event_bus(name: pulumi.Input[str], arn: pulumi.Input[str]) -> Link:
+    """Put events on this one bus."""
+    return Link({Env.EVENT_BUS_NAME: name}, (iam.allow(["events:PutEvents"], [arn]),))
+
+
+def failed_batches(queue: aws.sqs.Queue) -> Link:
+    """A stream mapping's on-failure destination is sent to with the function's execution role (Lambda Developer
+    Guide, "Retain discarded batch records for a DynamoDB event source in Lambda")."""
+    return Link({}, (iam.allow(["sqs:SendMessage"], [queue.arn]),))
+
+
 def record_reader(table: aws.dynamodb.Table) -> Link:
     """Read image records, never write them."""
     return Link({Env.TABLE_NAME: table.name}, (iam.allow(["dynamodb:GetItem"], [table.arn]),))

@@ -19,6 +19,7 @@ from handlers import stages
 from handlers.names import ATTENTION_INDEX, PROJECT, STATUS_TAG, UPLOADS_PREFIX, Function, Metric, StackOutput, Status
 from infra import backfill, dashboard, iam, links, operators, packaging, policies
 from infra.edges import ThumbnailCdn, ThumbnailCdnArgs, UploadApi, UploadApiArgs
+from infra.image_events import ImageEvents, ImageEventsArgs
 from infra.settings import RUNTIME_GLIBC, Settings
 from infra.stages import StageArgs, component
 from infra.storage import PrivateBucket, expire_after, private_bucket
@@ -92,6 +93,10 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         topics = self._topics()
         layers = self._layers()
         workers = self._stages(stores, topics, layers)
+        # Every settle of an image record, announced on EventBridge for whatever comes next.
+        self.events = ImageEvents(f"{name}-image-events", ImageEventsArgs(
+            settings, stores.table, layers, topics.alarms.arn, self._account.partition, self._account.region,
+            self._account.id), opts=self._opts)
         dashboard_url = self._observability(workers)
         self._backfill(stores, layers)
         self._operators(workers, stores, topics, layers)
@@ -129,6 +134,8 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
             StackOutput.PAUSE_FUNCTION_NAME: self.pause_function.name,
             StackOutput.OPERATOR_POLICY_ARN: self.operator_policy.arn,
             StackOutput.BACKFILL_FUNCTION_NAME: self.backfill_function.name,
+            StackOutput.EVENT_BUS_NAME: self.events.bus_name,
+            StackOutput.EVENT_BUS_ARN: self.events.bus_arn,
         }
         if self.batch_operations and self._logs:
             found[StackOutput.BATCH_OPERATIONS] = self.batch_operations.outputs(
@@ -199,6 +206,9 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
                                     "owner"])],
             point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
             server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
+            # Every change with the item before and after it: the image events function (infra/image_events.py) tells
+            # a settle from the other writes by the two.
+            stream_enabled=True, stream_view_type="NEW_AND_OLD_IMAGES",
             deletion_protection_enabled=not s.force_destroy,
             opts=self._opts)
         return Stores(uploads, thumbnails, table, cdn)
@@ -338,6 +348,6 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         region = self._account.region
         board = aws.cloudwatch.Dashboard(
             f"{self._name}-dashboard", dashboard_name=dashboard.dashboard_name(pulumi.get_project(), pulumi.get_stack()),
-            dashboard_body=dashboard.body(region, workers), opts=self._opts)
+            dashboard_body=dashboard.body(region, workers, self.events.function.name, self.events.dlq.name), opts=self._opts)
         return pulumi.Output.concat("https://", region, ".console.aws.amazon.com/cloudwatch/home?region=", region,
                                     "#dashboards:name=", board.dashboard_name)

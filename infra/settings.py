@@ -149,6 +149,14 @@ class Settings:
     alarm_email: str | None = setting(None, "alarmEmail", "str", "An address subscribed to the alarm topic.",
                                       Accepts(lambda v: v is None or ("@" in v and " " not in v), "an e-mail address, or unset"),
                                       declared=False)
+    event_bus_name: str | None = setting(
+        None, "eventBusName", "str",
+        "The EventBridge bus settled images' events go to, when it exists already (the account's `default`, or another "
+        "team's in this account and Region); unset: the stack makes its own.",
+        # EventBridge API Reference, CreateEventBus: Name, 1 to 256 of [/.\-_A-Za-z0-9] (a name; not an ARN here).
+        Accepts(lambda v: v is None or re.fullmatch(r"[/.\-_A-Za-z0-9]{1,256}", v) is not None,
+                "an event bus name (letters, digits, '.', '-', '_', '/'; at most 256), or unset"),
+        declared=False)
     originals_transition_days: int = setting(30, "originalsTransitionDays", "int",
                                              "Days before originals move to STANDARD_IA (which needs 30 or more).",
                                              between(30, 3650))  # STANDARD_IA needs >= 30

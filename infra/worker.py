@@ -85,6 +85,16 @@ def build_function(name: str, function: str, s: Runtime, memory: int, timeout: i
     return LambdaFunction(lambda_function, role, log_group, grants)
 
 
+def dlq_alarm(name: str, dlq: aws.sqs.Queue, description: str, topic: pulumi.Input[str],
+              opts: pulumi.ResourceOptions) -> aws.cloudwatch.MetricAlarm:
+    """An alarm (and its all-clear) as soon as anything is in the dead-letter queue `dlq`."""
+    return aws.cloudwatch.MetricAlarm(
+        name, alarm_description=description, namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible",
+        dimensions={"QueueName": dlq.name}, statistic="Maximum", period=60, evaluation_periods=1,
+        threshold=0, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
+        alarm_actions=[topic], ok_actions=[topic], opts=opts)
+
+
 @dataclass
 class QueueWorkerArgs:
     function: str  # a declared stage's name, or one of the pipeline's own queue-fed functions
@@ -151,13 +161,8 @@ class QueueWorker(pulumi.ComponentResource):
     def _alarms(self, name: str, args: QueueWorkerArgs, child: pulumi.ResourceOptions) -> list[aws.cloudwatch.MetricAlarm]:
         s, topic = args.queues, args.alarm_topic_arn
         return [
-            aws.cloudwatch.MetricAlarm(
-                f"{name}-dlq-alarm",
-                alarm_description=f"Messages in the {name} dead-letter queue: they failed {self.max_receive_count} times.",
-                namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible",
-                dimensions={"QueueName": self.dlq.name}, statistic="Maximum", period=60, evaluation_periods=1,
-                threshold=0, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
-                alarm_actions=[topic], ok_actions=[topic], opts=child),
+            dlq_alarm(f"{name}-dlq-alarm", self.dlq, f"Messages in the {name} dead-letter queue: they failed "
+                      f"{self.max_receive_count} times.", topic, child),
             aws.cloudwatch.MetricAlarm(
                 f"{name}-age-alarm",
                 alarm_description=f"The oldest message in the {name} queue is over {s.oldest_message_alarm_seconds} s old.",
@@ -177,10 +182,14 @@ class QueueWorker(pulumi.ComponentResource):
     @staticmethod
     def _counted(name: str, args: QueueWorkerArgs, metric: str, description: str,
                  child: pulumi.ResourceOptions) -> aws.cloudwatch.MetricAlarm:
-        """An alarm whenever the handler counts `metric` in five minutes."""
-        topic = args.alarm_topic_arn
-        return aws.cloudwatch.MetricAlarm(
-            name, alarm_description=description, namespace=METRICS_NAMESPACE, metric_name=metric,
-            dimensions={"service": service_name(args.function)}, statistic="Sum", period=300, evaluation_periods=1,
-            threshold=0, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
-            alarm_actions=[topic], ok_actions=[topic], opts=child)
+        return counted_alarm(name, args.function, metric, description, args.alarm_topic_arn, child)
+
+
+def counted_alarm(name: str, function: str, metric: str, description: str, topic: pulumi.Input[str],
+                  opts: pulumi.ResourceOptions) -> aws.cloudwatch.MetricAlarm:
+    """An alarm whenever `function`'s handler counts `metric` in five minutes."""
+    return aws.cloudwatch.MetricAlarm(
+        name, alarm_description=description, namespace=METRICS_NAMESPACE, metric_name=metric,
+        dimensions={"service": service_name(function)}, statistic="Sum", period=300, evaluation_periods=1,
+        threshold=0, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
+        alarm_actions=[topic], ok_actions=[topic], opts=opts)

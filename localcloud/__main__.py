@@ -146,6 +146,7 @@ def run_demo(args: argparse.Namespace) -> int:
                   + "".join(f"; {key} = {value}" for key, value in config.items()))
             for gap in cloud.gaps:
                 print(f"  note: {gap}")
+            consumer = cloud.event_consumer(report.CONSUMER, report.CONSUMER_PATTERN)
             print(f"Uploading {len(files)} files to s3://{cloud.outputs[StackOutput.UPLOADS_BUCKET]}/uploads/ "
                   f"({watch.UPLOAD_THREADS} at a time, at most {watch.WINDOW} waiting) …", flush=True)
             show, close = watch.live()
@@ -170,9 +171,14 @@ def run_demo(args: argparse.Namespace) -> int:
             rate = len(files) / progress.elapsed if progress.elapsed else 0.0
             print(f"Throughput: {len(files)} uploads settled in {progress.elapsed:.1f} s ({rate:.2f}/s), "
                   f"{progress.retried} redeliveries")
+            if not cloud.wait_for_events():
+                print("Events: the image events function had not caught up with the table after 30 s", file=sys.stderr)
+            events = cloud.consumed(consumer)
+            print(report.events_line(events, list(files)))
             if args.json:
                 document = {**summary.as_json(), "config": config, "elapsed_seconds": round(progress.elapsed, 1),
-                            "uploads_per_second": round(rate, 2), "redeliveries": progress.retried}
+                            "uploads_per_second": round(rate, 2), "redeliveries": progress.retried,
+                            "events": [e["detail"] for e in events]}
                 args.json.write_text(json.dumps(document, indent=2) + "\n")
                 print(f"Wrote {args.json}")
         missing = summary.unaccounted()

@@ -284,6 +284,14 @@ def needs(request: Request, account: str, region: str, topics: dict[str, str],
     body = request.json
     if service == "sts" and operation == "GetCallerIdentity":
         return []  # "No permissions are required to perform this operation" (STS API reference, GetCallerIdentity)
+    if service == "dynamodb" and target.startswith("DynamoDBStreams"):
+        return [Need(f"dynamodb:{operation}", _stream_of(body, account, region))]
+    if service == "events" and operation == "PutEvents":
+        # Each entry is authorized on the bus it names, the account's default bus when it names none (EventBridge API
+        # Reference, PutEvents: EventBusName).
+        buses = {str(e.get("EventBusName") or "default") for e in body.get("Entries") or [{}]}
+        return [Need("events:PutEvents", bus if bus.startswith("arn:") else f"arn:aws:events:{region}:{account}:event-bus/{bus}")
+                for bus in sorted(buses)]
     if service == "dynamodb":
         # A Query or Scan of an index is authorized on the index's own ARN (DynamoDB Developer Guide, "Using IAM
         # policy conditions for fine-grained access control": table/NAME/index/INDEX).
@@ -323,6 +331,19 @@ def needs(request: Request, account: str, region: str, topics: dict[str, str],
         if match and request.method == "POST":
             return [Need("cloudfront:CreateInvalidation", f"arn:aws:cloudfront::{account}:distribution/{match.group(1)}")]
     return [Need(f"{service}:{operation or request.method + ' ' + request.path}", "*")]
+
+
+def _stream_of(body: dict[str, Any], account: str, region: str) -> str:
+    """The stream a DynamoDB Streams request is about, as IAM names it (table/NAME/stream/LABEL). GetRecords names only
+    its shard iterator: AWS's is opaque, the emulator's (moto's) begins with the stream's ARN and a '|'. ListStreams
+    names a table, or nothing."""
+    if body.get("StreamArn"):
+        return str(body["StreamArn"])
+    if body.get("ShardIterator"):
+        return str(body["ShardIterator"]).split("|", 1)[0]
+    if body.get("TableName"):
+        return f"arn:aws:dynamodb:{region}:{account}:table/{body['TableName']}/stream/*"
+    return "*"
 
 
 def _move_task_needs(operation: str, body: dict[str, Any]) -> list[Need]:

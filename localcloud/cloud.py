@@ -29,7 +29,7 @@ from localcloud.metrics import Publisher
 from localcloud.mocks import CloudMocks
 from localcloud.outputs import ACCOUNT_ID
 from localcloud.overrides import EMULATED_SERVICES, LOCAL_CONFIG, MAX_LOCAL_CONCURRENCY
-from localcloud.pollers import Chaos, FunctionSpec, MappingSpec, Poller
+from localcloud.pollers import Chaos, FunctionSpec, MappingSpec, Poller, StreamMappingSpec, StreamPoller
 from ops.target import DISCOVERY_FILE, local_home
 
 MANAGED_POLICY = "aws:iam/policy:Policy"
@@ -68,6 +68,8 @@ class LocalCloud:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.emulator = Emulator(port, log_path=self.workdir / "emulator.log")
         self.pollers: dict[str, Poller] = {}
+        self.stream_pollers: dict[str, StreamPoller] = {}  # functions fed by the table's stream (the image events)
+        self._stream_checkpoints: dict[str, str | None] = {}  # where each stopped, for the next to resume after
         self.endpoints: dict[str, FunctionEndpoint] = {}
         self.invocations: InvokeEndpoint | None = None
         self._specs: dict[str, FunctionSpec] = {}
@@ -139,7 +141,11 @@ class LocalCloud:
     def _stop_functions(self) -> None:
         for poller in self.pollers.values():
             poller.stop()
+        for stage, stream_poller in self.stream_pollers.items():
+            stream_poller.stop()
+            self._stream_checkpoints[stage] = stream_poller.checkpoint
         self.pollers.clear()
+        self.stream_pollers.clear()
         for endpoint in self.endpoints.values():
             endpoint.stop()
         self.endpoints.clear()
@@ -189,6 +195,9 @@ class LocalCloud:
         logs = self.workdir / "logs"
         for mapping in self.deployment.of_type("aws:lambda/eventSourceMapping:EventSourceMapping"):
             stage = stage_of[mapping.inputs["functionName"]]
+            if mapping.inputs["eventSourceArn"] not in queues:  # a table's stream
+                self._start_stream_poller(stage, mapping, queues)
+                continue
             queue = queues[mapping.inputs["eventSourceArn"]]
             spec = self._specs[stage]
             concurrency = min(int(mapping.inputs.get("scalingConfig", {}).get("maximumConcurrency", 2)), MAX_LOCAL_CONCURRENCY)
@@ -202,6 +211,22 @@ class LocalCloud:
                 enabled=partial(self._enabled, uuid), local_credentials=self.emulator.credentials)
             poller.start()
             self.pollers[stage] = poller
+
+    def _start_stream_poller(self, stage: str, mapping: program.Registered, queues: dict[str, program.Registered]) -> None:
+        """Play the mapping of a function fed by a DynamoDB stream, with its filters, retries and on-failure queue."""
+        on_failure = mapping.inputs.get("destinationConfig", {}).get("onFailure", {}).get("destinationArn")
+        poller = StreamPoller(self._specs[stage], StreamMappingSpec(
+            stream_arn=mapping.inputs["eventSourceArn"], batch_size=int(mapping.inputs.get("batchSize", 100)),
+            batching_window=float(mapping.inputs.get("maximumBatchingWindowInSeconds", 0)),
+            filters=tuple(json.loads(f["pattern"]) for f in mapping.inputs.get("filterCriteria", {}).get("filters", [])),
+            bisect=bool(mapping.inputs.get("bisectBatchOnFunctionError")),
+            max_retries=int(mapping.inputs.get("maximumRetryAttempts", 10)),
+            on_failure_queue_url=queues[on_failure].state["url"] if on_failure in queues else None,
+            endpoint=self.endpoint_of("dynamodb"), uuid=mapping.state["uuid"],
+            resume_after=self._stream_checkpoints.get(stage)),
+            self.workdir / "logs" / f"{stage}.log", enabled=partial(self._enabled, mapping.state["uuid"]))
+        poller.start()
+        self.stream_pollers[stage] = poller
 
     def _start_endpoints(self) -> None:
         """Serve each function the program puts behind an HTTP endpoint (a function URL, or an HTTP API's
@@ -309,6 +334,37 @@ class LocalCloud:
         env = self.emulator.environment()
         return boto3.Session(aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
                              region_name=env["AWS_DEFAULT_REGION"])
+
+    def event_consumer(self, name: str, pattern: dict[str, Any]) -> str:
+        """A consumer of the stack's image events, as another team would make one: a queue and a rule on the stack's bus
+        that sends it what `pattern` matches (the README's "Events"). Returns the queue's URL."""
+        sqs, events = self.client("sqs"), self.client("events")
+        url = sqs.create_queue(QueueName=name, Attributes={"SqsManagedSseEnabled": "true"})["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        bus = self.outputs[StackOutput.EVENT_BUS_NAME]
+        events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(pattern))
+        events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": name, "Arn": arn}])
+        return url
+
+    def consumed(self, url: str) -> list[dict[str, Any]]:
+        """Every event the consumer queue holds, taken off it."""
+        sqs, found = self.client("sqs"), list[dict[str, Any]]()
+        while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            found.extend(json.loads(m["Body"]) for m in batch)
+            sqs.delete_message_batch(QueueUrl=url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
+        return found
+
+    def wait_for_events(self, timeout: float = 30.0) -> bool:
+        """Wait until every stream-fed function (the image events) has read the table's stream to its end, with a read
+        that began after this call, and delivered what it read. False if that took longer than `timeout`."""
+        began = {stage: p.reads for stage, p in self.stream_pollers.items()}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(p.reads >= began[stage] + 2 and p.caught_up and not p.busy for stage, p in self.stream_pollers.items()):
+                return True
+            time.sleep(0.1)
+        return False
 
     def upload(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> dict[str, Any]:
         return self.client("s3").put_object(Bucket=self.outputs[StackOutput.UPLOADS_BUCKET], Key=key, Body=data, ContentType=content_type)

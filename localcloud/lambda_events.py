@@ -34,4 +34,14 @@ def sqs_event(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"Records": records}
 
 
-__all__ = ["LambdaContext", "sqs_event", "sqs_record"]
+def stream_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
+    """One DynamoDB stream record (as GetRecords returns it) shaped as Lambda's event source mapping delivers it: with
+    eventSourceARN, and ApproximateCreationDateTime in epoch seconds."""
+    change = dict(record["dynamodb"])
+    created = change.get("ApproximateCreationDateTime")
+    if created is not None and hasattr(created, "timestamp"):
+        change["ApproximateCreationDateTime"] = float(int(created.timestamp()))
+    return {**{k: v for k, v in record.items() if k != "dynamodb"}, "dynamodb": change, "eventSourceARN": stream_arn}
+
+
+__all__ = ["LambdaContext", "sqs_event", "sqs_record", "stream_record"]

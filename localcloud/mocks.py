@@ -81,6 +81,7 @@ class CloudMocks(RecordingMocks):
             "aws:sns/topicPolicy:TopicPolicy": self._topic_policy,
             "aws:sns/topicSubscription:TopicSubscription": self._subscription,
             "aws:dynamodb/table:Table": self._table,
+            "aws:cloudwatch/eventBus:EventBus": self._event_bus,
             "aws:kms/key:Key": self._key,
             "aws:iam/role:Role": self._role,
             "aws:iam/policy:Policy": self._policy,
@@ -222,24 +223,31 @@ class CloudMocks(RecordingMocks):
                                         Attributes=attributes, ReturnSubscriptionArn=True)["SubscriptionArn"]
         return {"id": arn, "arn": arn}
 
-    def _table(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
+    def _event_bus(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> None:
+        self.aws("events").create_event_bus(Name=o["name"])
+
+    def _table(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> dict[str, Any]:
         indexes = [{"IndexName": g["name"],
                     "KeySchema": [{"AttributeName": k["attributeName"], "KeyType": k["keyType"]} for k in g["keySchemas"]],
                     "Projection": {"ProjectionType": g["projectionType"],
                                    **({"NonKeyAttributes": g["nonKeyAttributes"]} if g.get("nonKeyAttributes") else {})}}
                    for g in i.get("globalSecondaryIndexes", [])]
-        self.aws("dynamodb").create_table(
+        created = self.aws("dynamodb").create_table(
             TableName=o["name"], BillingMode=i.get("billingMode", "PAY_PER_REQUEST"),
             KeySchema=[{"AttributeName": i["hashKey"], "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": a["name"], "AttributeType": a["type"]} for a in i["attributes"]],
             **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
-            SSESpecification={"Enabled": bool(i.get("serverSideEncryption", {}).get("enabled"))})
+            **({"StreamSpecification": {"StreamEnabled": True, "StreamViewType": i["streamViewType"]}}
+               if i.get("streamEnabled") else {}),
+            SSESpecification={"Enabled": bool(i.get("serverSideEncryption", {}).get("enabled"))})["TableDescription"]
         if i.get("ttl", {}).get("enabled"):
             self.aws("dynamodb").update_time_to_live(TableName=o["name"], TimeToLiveSpecification={
                 "AttributeName": i["ttl"]["attributeName"], "Enabled": True})
         if i.get("pointInTimeRecovery", {}).get("enabled"):
             self.aws("dynamodb").update_continuous_backups(
                 TableName=o["name"], PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+        # The stream's ARN carries the label the emulator gave it (the time it was turned on), as DynamoDB's does.
+        return {"streamArn": created["LatestStreamArn"], "streamLabel": created["LatestStreamLabel"]} if i.get("streamEnabled") else {}
 
     def _key(self, name: str, i: dict[str, Any], o: dict[str, Any]) -> dict[str, Any]:
         metadata = self.aws("kms").create_key(Description=i.get("description", name), Policy=i["policy"])["KeyMetadata"]

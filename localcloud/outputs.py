@@ -63,9 +63,20 @@ def _subscription(name, inputs, c):
     return arn, {"arn": arn}
 
 
+# The label DynamoDB gives a stream is the time it was turned on; the local cloud's emulator answers with its own.
+STREAM_LABEL = "2026-01-01T00:00:00.000"
+
+
 def _table(name, inputs, c):
     table = physical_name(name, inputs)
-    return table, {"name": table, "arn": f"arn:aws:dynamodb:{c.region}:{c.account}:table/{table}"}
+    arn = f"arn:aws:dynamodb:{c.region}:{c.account}:table/{table}"
+    stream = {"streamArn": f"{arn}/stream/{STREAM_LABEL}", "streamLabel": STREAM_LABEL} if inputs.get("streamEnabled") else {}
+    return table, {"name": table, "arn": arn, **stream}
+
+
+def _event_bus(name, inputs, c):
+    bus = physical_name(name, inputs)
+    return bus, {"name": bus, "arn": f"arn:aws:events:{c.region}:{c.account}:event-bus/{bus}"}
 
 
 def _function(name, inputs, c):
@@ -142,6 +153,7 @@ PROVIDERS: dict[str, Callable[[str, dict[str, Any], Context], tuple[str, dict[st
     "aws:sns/topicPolicy:TopicPolicy": _by("arn"),
     "aws:sns/topicSubscription:TopicSubscription": _subscription,
     "aws:dynamodb/table:Table": _table,
+    "aws:cloudwatch/eventBus:EventBus": _event_bus,
     "aws:kms/key:Key": _key,
     "aws:lambda/function:Function": _function,
     "aws:lambda/layerVersion:LayerVersion": _layer,

@@ -1,4 +1,4 @@
-"""Lambda's SQS event source mapping, played locally.
+"""Lambda's SQS event source mapping, played locally (and its DynamoDB stream one: StreamPoller, at the end).
 
 For each mapping the program declared, up to `maximumConcurrency` execution
 environments (one process each, see runtime.py) take batches of up to
@@ -32,7 +32,8 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from localcloud import runtime as runtime_module
-from localcloud.lambda_events import sqs_event, sqs_record
+from localcloud.lambda_events import sqs_event, sqs_record, stream_record
+from localcloud.seams import moto_server as seams
 
 RUNTIME_SCRIPT = Path(runtime_module.__file__).resolve()
 # Marks a copy made by Chaos, so a copy is not copied again.
@@ -290,3 +291,182 @@ class Poller:
             except (BotoCoreError, ClientError):
                 self._count("poller_errors")  # not deleted: redelivered later, which handlers must tolerate
         return environment
+
+
+@dataclass(frozen=True)
+class StreamMappingSpec:
+    """An event source mapping on a DynamoDB stream, as the program declared it."""
+
+    stream_arn: str
+    batch_size: int
+    batching_window: float
+    filters: tuple[dict[str, Any], ...]  # FilterCriteria's patterns: a record passes when one matches
+    bisect: bool
+    max_retries: int
+    on_failure_queue_url: str | None
+    endpoint: str  # where the emulator serves DynamoDB (and its streams)
+    uuid: str = ""
+    # Where an earlier poller of this mapping stopped (a settings change restarts the functions): Lambda keeps a
+    # mapping's position across function updates, so reading resumes after it instead of from the stream's start.
+    resume_after: str | None = None
+
+
+class StreamPoller:
+    """Lambda's DynamoDB stream event source mapping, played locally, for one function and the table's one shard.
+
+    From the stream's start (TRIM_HORIZON), records that pass the mapping's filters are handed to the function in
+    batches of up to `batchSize`, in stream order, one batch at a time (a parallelization factor of 1); records no
+    filter matches are dropped, as Lambda drops them. The function's `batchItemFailures` (sequence numbers) make the
+    batch be retried from the first of them; a function error retries the batch, split in two when the mapping
+    bisects. After `maximumRetryAttempts` retries the batch's description goes to the on-failure queue (sent with the
+    function's own credentials, as Lambda sends it with the execution role) and the poller moves on. Like Lambda's, it
+    reads the stream with the function's credentials: a role that may not read it fails here, as on AWS."""
+
+    RETRY_PAUSE_S = 0.2
+    IDLE_POLL_S = 0.25  # Lambda polls a stream's shards about four times a second
+
+    def __init__(self, function: FunctionSpec, mapping: StreamMappingSpec, log_path: Path,
+                 enabled: Callable[[], bool] = lambda: True) -> None:
+        self.function, self.mapping, self.log_path, self.enabled = function, mapping, log_path, enabled
+        self.stats: Counter = Counter()
+        self.pids: list[int] = []
+        self.busy = 0
+        self.caught_up = False  # the last read found nothing new and nothing waits to be delivered
+        self.reads = 0  # GetRecords answered so far: a read that began after a write has seen it
+        self.checkpoint = mapping.resume_after  # the last record handled (delivered, given up on, or filtered out)
+        env = function.environment
+        credentials = {"aws_access_key_id": env.get("AWS_ACCESS_KEY_ID"), "aws_secret_access_key": env.get("AWS_SECRET_ACCESS_KEY"),
+                       "aws_session_token": None, "region_name": env.get("AWS_DEFAULT_REGION")}
+        self._streams = boto3.client("dynamodbstreams", endpoint_url=mapping.endpoint, **credentials)
+        self._sqs = boto3.client("sqs", endpoint_url=env.get("AWS_ENDPOINT_URL"), **credentials)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"stream-poller-{function.name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.function.timeout + 5)
+
+    def _run(self) -> None:
+        environment: ExecutionEnvironment | None = None
+        with open(self.log_path, "a", buffering=1) as log:
+            try:
+                environment = ExecutionEnvironment(self.function, log)
+                self.pids.append(environment.process.pid)
+                iterator = self._iterator()
+                pending: list[dict[str, Any]] = []
+                first_seen = 0.0
+                while not self._stop.is_set():
+                    if not self.enabled():
+                        self._stop.wait(PAUSED_LOOK_S)
+                        continue
+                    try:
+                        answer = self._streams.get_records(ShardIterator=iterator)
+                    except (BotoCoreError, ClientError):
+                        self.stats["poller_errors"] += 1
+                        self._stop.wait(self.IDLE_POLL_S)
+                        continue
+                    iterator = answer["NextShardIterator"]
+                    self.reads += 1
+                    fresh = [r for r in (stream_record(r, self.mapping.stream_arn) for r in answer.get("Records", []))
+                             if self._passes(r)]
+                    self.stats["filtered_out"] += len(answer.get("Records", [])) - len(fresh)
+                    if answer.get("Records") and not fresh and not pending:  # all filtered out: handled
+                        self.checkpoint = answer["Records"][-1]["dynamodb"]["SequenceNumber"]
+                    if fresh and not pending:
+                        first_seen = time.monotonic()
+                    pending.extend(fresh)
+                    waited = time.monotonic() - first_seen >= self.mapping.batching_window
+                    if not pending or (len(pending) < self.mapping.batch_size and not waited):
+                        self.caught_up = not pending
+                        self._stop.wait(self.IDLE_POLL_S if not pending else 0.05)
+                        continue
+                    self.caught_up = False
+                    batch, pending = pending[:self.mapping.batch_size], pending[self.mapping.batch_size:]
+                    first_seen = time.monotonic()
+                    self.busy = 1
+                    try:
+                        environment = self._deliver(environment, log, batch, retries=0)
+                        if not self._stop.is_set():
+                            self.checkpoint = batch[-1]["dynamodb"]["SequenceNumber"]
+                    finally:
+                        self.busy = 0
+            finally:
+                if environment is not None:
+                    environment.kill()
+
+    def _iterator(self) -> str:
+        while True:
+            try:
+                description = self._streams.describe_stream(StreamArn=self.mapping.stream_arn)["StreamDescription"]
+                shard = description["Shards"][0]["ShardId"]
+                where = ({"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self.checkpoint}
+                         if self.checkpoint else {"ShardIteratorType": "TRIM_HORIZON"})
+                return self._streams.get_shard_iterator(StreamArn=self.mapping.stream_arn, ShardId=shard,
+                                                        **where)["ShardIterator"]
+            except (BotoCoreError, ClientError):
+                self.stats["poller_errors"] += 1
+                if self._stop.wait(self.IDLE_POLL_S):
+                    raise
+
+    def _passes(self, record: dict[str, Any]) -> bool:
+        if not self.mapping.filters:
+            return True
+        plain = json.loads(json.dumps(record, default=str))
+        return any(seams.pattern_matches(pattern, plain) for pattern in self.mapping.filters)
+
+    def _deliver(self, environment: ExecutionEnvironment, log: Any, batch: list[dict[str, Any]],
+                 retries: int) -> ExecutionEnvironment:
+        """Invoke on `batch` until it succeeds, is retried out (then the on-failure queue), or the poller stops."""
+        while batch and not self._stop.is_set():
+            self.stats["invocations"] += 1
+            self.stats["records"] += len(batch)
+            try:
+                reply = environment.invoke({"Records": batch})
+            except (FunctionTimeout, RuntimeError):
+                self.stats["timeouts"] += 1
+                environment.kill()
+                environment = ExecutionEnvironment(self.function, log)
+                self.pids.append(environment.process.pid)
+                reply = {"ok": False}
+            if reply.get("ok"):
+                failed = {item.get("itemIdentifier") for item in (reply.get("result") or {}).get("batchItemFailures", [])}
+                if not failed:
+                    return environment
+                self.stats["item_failures"] += len(failed)
+                # Lambda checkpoints before the first reported record and retries from it.
+                at = min((i for i, r in enumerate(batch) if r["dynamodb"]["SequenceNumber"] in failed), default=0)
+                batch = batch[at:]
+            else:
+                self.stats["function_errors"] += 1
+                if self.mapping.bisect and len(batch) > 1 and retries < self.mapping.max_retries:
+                    half = len(batch) // 2
+                    environment = self._deliver(environment, log, batch[:half], retries + 1)
+                    batch, retries = batch[half:], retries  # the second half is retried below as a batch of its own
+            if retries >= self.mapping.max_retries:
+                self._give_up(batch)
+                return environment
+            retries += 1
+            self._stop.wait(self.RETRY_PAUSE_S)
+        return environment
+
+    def _give_up(self, batch: list[dict[str, Any]]) -> None:
+        """The batch's description to the on-failure queue, shaped as Lambda's for a stream (its DDBStreamBatchInfo)."""
+        self.stats["dead_lettered_batches"] += 1
+        if not self.mapping.on_failure_queue_url:
+            return
+        sequence = [r["dynamodb"]["SequenceNumber"] for r in batch]
+        created = [r["dynamodb"].get("ApproximateCreationDateTime") for r in batch]
+        description = {
+            "version": "1.0", "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "requestContext": {"functionArn": self.function.name, "condition": "RetryAttemptsExhausted",
+                               "approximateInvokeCount": self.mapping.max_retries + 1},
+            "DDBStreamBatchInfo": {"shardId": "local", "startSequenceNumber": sequence[0], "endSequenceNumber": sequence[-1],
+                                   "approximateArrivalOfFirstRecord": created[0], "approximateArrivalOfLastRecord": created[-1],
+                                   "batchSize": len(batch), "streamArn": self.mapping.stream_arn}}
+        try:
+            self._sqs.send_message(QueueUrl=self.mapping.on_failure_queue_url, MessageBody=json.dumps(description))
+        except (BotoCoreError, ClientError):
+            self.stats["poller_errors"] += 1

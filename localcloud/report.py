@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from handlers.names import SETTLED, UPLOADS_PREFIX, Function, StackOutput, Status
+from handlers.names import EVENT_SOURCE, SETTLED, UPLOADS_PREFIX, Function, StackOutput, Status
 from localcloud.cloud import DeadLetter, LocalCloud
 from ops import gallery
 from ops.gallery import renditions
@@ -111,3 +111,26 @@ def write_thumbnails(cloud: LocalCloud, summary: Summary, out: Path) -> int:
             target.write_bytes(s3.get_object(Bucket=bucket, Key=output["key"])["Body"].read())
             written += 1
     return written
+
+
+# The demo's consumer of the stack's image events: a rule on every image.* event to a queue of its own.
+CONSUMER = "demo-consumer"
+CONSUMER_PATTERN = {"source": [EVENT_SOURCE], "detail-type": [{"prefix": "image."}]}
+
+
+def events_line(events: list[dict[str, Any]], uploaded: list[str]) -> str:
+    """What the demo's consumer received: how many events of each detail-type, and whether each upload had one.
+    Redelivered events carry the id they had (the consumer's dedup rule), so they count once."""
+    unique = {e["detail"]["id"]: e for e in events}.values()
+    kinds = Counter(e["detail-type"] for e in unique)
+    per_key = Counter(e["detail"]["key"] for e in unique)
+    shown = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+    if sorted(per_key) == sorted(uploaded) and set(per_key.values()) <= {1}:
+        coverage = "one per upload"
+    else:
+        missing = [key for key in uploaded if key not in per_key]
+        coverage = f"{len(uploaded) - len(missing)} of {len(uploaded)} uploads had one" + (
+            f" (none for {', '.join(missing)})" if missing else "")
+    duplicates = len(events) - len(unique)
+    return (f"Events: a consumer queue received {len(unique)} events ({shown}), {coverage}"
+            + (f"; {duplicates} redelivered (same id)" if duplicates else ""))

@@ -22,12 +22,16 @@ DROP = {  # function -> a message it cannot read
     "claimcheck-intake-function": "this is not an S3 event",
     "claimcheck-thumbnail-stage-function": json.dumps({"v": 99, "bucket": "b", "key": "k"}),
     "claimcheck-label-stage-function": "{not json",
+    # Fed by the table's stream: a whole event, a settled record that is no image record (it has no key).
+    "claimcheck-image-events-function": json.dumps({"Records": [{"eventName": "INSERT", "dynamodb": {
+        "SequenceNumber": "1", "NewImage": {"image_id": {"S": "a"}, "status": {"S": "rejected"}}}}]}),
 }
 RUN = """
 import json, sys
 from localcloud.lambda_events import LambdaContext, sqs_event, sqs_record
 module = __import__(sys.argv[1], fromlist=["handler"])
-event = sqs_event([sqs_record(sys.argv[2], "arn:aws:sqs:us-east-1:123456789012:q")])
+event = (json.loads(sys.argv[2]) if sys.argv[2].startswith('{"Records"')
+         else sqs_event([sqs_record(sys.argv[2], "arn:aws:sqs:us-east-1:123456789012:q")]))
 print("RESULT " + json.dumps(module.handler(event, LambdaContext(function_name="f"))))
 """
 
@@ -68,7 +72,7 @@ def test_the_dropped_message_alarm_watches_the_metric_the_handler_emits(stack, n
     assert matching, f"{name} emitted {documents}, the alarm watches {alarm.inputs}"
 
 
-def test_every_queue_fed_function_has_such_an_alarm(stack):
+def test_every_queue_or_stream_fed_function_has_such_an_alarm(stack):
     services = {f.inputs["environment"]["variables"]["POWERTOOLS_SERVICE_NAME"] for f in stack.of_type(FUNCTION)
                 if f.name in DROP}
     watched = {a.inputs["dimensions"].get("service") for a in stack.of_type(ALARM) if a.inputs["namespace"] == "claimcheck"}
@@ -90,5 +94,7 @@ def test_each_alarm_fires_on_the_first_message_stays_quiet_without_data_and_says
         assert alarm.inputs["threshold"] == 0 and alarm.inputs["evaluationPeriods"] == 1, alarm.name
         assert alarm.inputs["okActions"] == [topic.state["arn"]], alarm.name
     for alarm in kinds["age"]:
-        assert alarm.inputs["threshold"] > 0 and alarm.inputs["metricName"] == "ApproximateAgeOfOldestMessage"
-    assert len(kinds["dlq"]) == len(kinds["age"]) == len(kinds["dropped"]) == 3
+        # A queue's oldest message, or how far the image events are behind the table's stream (Lambda's IteratorAge).
+        assert alarm.inputs["threshold"] > 0 and alarm.inputs["metricName"] in ("ApproximateAgeOfOldestMessage", "IteratorAge")
+    assert [a.inputs["metricName"] for a in kinds["age"]].count("IteratorAge") == 1
+    assert len(kinds["dlq"]) == len(kinds["age"]) == len(kinds["dropped"]) == 4

@@ -116,7 +116,7 @@ def test_event_source_mappings_fit_the_sqs_rules(stack):
     limits = shape("lambda", "CreateEventSourceMapping", "BatchSize").metadata
     concurrency = botocore.session.get_session().get_service_model("lambda").shape_for("ScalingConfig").members[
         "MaximumConcurrency"].metadata
-    for mapping in stack.of_type(MAPPING):
+    for mapping in [m for m in stack.of_type(MAPPING) if m.inputs["eventSourceArn"] in queues]:
         fn, queue = functions[mapping.inputs["functionName"]], queues[mapping.inputs["eventSourceArn"]]
         batch, window = mapping.inputs["batchSize"], mapping.inputs["maximumBatchingWindowInSeconds"]
         assert limits["min"] <= batch <= limits["max"]
@@ -125,6 +125,18 @@ def test_event_source_mappings_fit_the_sqs_rules(stack):
         assert batch <= 10 or window >= 1
         assert queue.inputs["visibilityTimeoutSeconds"] >= fn.inputs["timeout"]
         assert concurrency["min"] <= mapping.inputs["scalingConfig"]["maximumConcurrency"] <= concurrency["max"]
+
+
+def test_the_stream_mapping_fits_the_lambda_api_model(stack):
+    [mapping] = [m for m in stack.of_type(MAPPING) if "/stream/" in m.inputs["eventSourceArn"]]
+    for name, key in (("BatchSize", "batchSize"), ("MaximumBatchingWindowInSeconds", "maximumBatchingWindowInSeconds"),
+                      ("MaximumRetryAttempts", "maximumRetryAttempts"), ("ParallelizationFactor", "parallelizationFactor"),
+                      ("MaximumRecordAgeInSeconds", "maximumRecordAgeInSeconds")):
+        limits = shape("lambda", "CreateEventSourceMapping", name).metadata
+        assert limits["min"] <= mapping.inputs[key] <= limits["max"], name
+    assert mapping.inputs["startingPosition"] in shape("lambda", "CreateEventSourceMapping", "StartingPosition").enum
+    # Lambda Developer Guide, "Retain discarded batch records for a DynamoDB event source": SQS (or SNS) only.
+    assert ":sqs:" in mapping.inputs["destinationConfig"]["onFailure"]["destinationArn"]
 
 
 def test_log_groups_use_a_retention_cloudwatch_accepts(stack):
@@ -197,7 +209,8 @@ def test_a_pinned_powertools_layer_is_used_by_every_function_without_any_lookup(
     deployed = program.run(MissingParameter(), {"powertoolsLayerArn": pinned, "uploadApi": True})
     assert [token for token, _ in deployed.calls if token.startswith("aws:ssm")] == []
     functions = deployed.of_type(FUNCTION)
-    assert len(functions) == 6 and all(fn.inputs["layers"][0] == pinned for fn in functions)  # the three stages, the upload API, the pause and backfill functions
+    # the three stages, the upload API, the pause and backfill functions, the image events
+    assert len(functions) == 7 and all(fn.inputs["layers"][0] == pinned for fn in functions)
     assert all(not any("AWSLambdaPowertools" in layer for layer in fn.inputs["layers"][1:]) for fn in functions)
 
 

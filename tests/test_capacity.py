@@ -63,8 +63,12 @@ def test_the_new_account_example_fits_a_quota_of_10_and_reserves_nothing():
     functions = deployed.functions()
     assert "reservedConcurrentExecutions" not in functions[Function.UPLOAD_API].inputs
     assert not [fn.name for fn in functions.values() if "reservedConcurrentExecutions" in fn.inputs]
-    caps = [m.inputs["scalingConfig"]["maximumConcurrency"] for m in deployed.of_type(MAPPING)]
+    queue_fed = [m for m in deployed.of_type(MAPPING) if "/stream/" not in m.inputs["eventSourceArn"]]
+    caps = [m.inputs["scalingConfig"]["maximumConcurrency"] for m in queue_fed]
     assert sorted(caps) == [2, 2, 4] and sum(caps) + s.concurrency_reserve == s.account_concurrency
+    # The image events read the table's one shard one batch at a time: one execution at most, from the reserve.
+    [stream] = [m for m in deployed.of_type(MAPPING) if "/stream/" in m.inputs["eventSourceArn"]]
+    assert stream.inputs["parallelizationFactor"] == 1 and s.concurrency_reserve >= 1
 
 
 def test_capacity_shows_the_accounts_quota_what_the_stack_reserves_and_the_room_left(capsys):

@@ -139,7 +139,8 @@ def test_upload_api_behind_a_jwt_authorizer_when_configured(jwt_stack):
     assert jwt_stack.outputs["uploadApiAuth"] == "jwt"
     fn = jwt_stack.named("claimcheck-upload-api-function")
     assert fn.inputs["environment"]["variables"]["UPLOAD_API_KIND"] == "http-api"
-    assert len(jwt_stack.of_type(FUNCTION)) == 6  # the three stages, the upload API, the CDN purge and the pause function
+    # the three stages, the upload API, the CDN purge, the pause function and the image events
+    assert len(jwt_stack.of_type(FUNCTION)) == 7
 
 
 def test_iam_callers_get_a_policy_with_both_function_url_actions_on_this_function_only(stack):

@@ -61,8 +61,9 @@ def test_upload_events_reach_the_intake_queue_from_this_bucket_only(stack):
 def test_each_mapping_feeds_its_components_function_from_its_queue_with_partial_batches(stack):
     functions = {f.state["arn"]: f for f in stack.of_type(FUNCTION)}
     queues = queue_by_arn(stack)
-    mappings = stack.of_type(MAPPING)
-    assert len(mappings) == 3
+    # The queue-fed ones; the other reads the table's stream (tests/test_image_events_infra.py).
+    mappings = [m for m in stack.of_type(MAPPING) if m.inputs["eventSourceArn"] in queues]
+    assert len(mappings) == 3 and len(stack.of_type(MAPPING)) == 4
     for mapping in mappings:
         fn, queue = functions[mapping.inputs["functionName"]], queues[mapping.inputs["eventSourceArn"]]
         assert fn.parents == queue.parents == mapping.parents
@@ -97,10 +98,16 @@ def test_stage_queues_accept_only_the_claim_check_topic(stack):
         assert queues[statement["Resource"]].state["url"] == policy.inputs["queueUrl"]
 
 
+def on_failure_queues(stack) -> set[str]:
+    """The queues a stream mapping sends the batches it gives up on (the image events'): a DLQ fed by Lambda."""
+    return {m.inputs["destinationConfig"]["onFailure"]["destinationArn"] for m in stack.of_type(MAPPING)
+            if m.inputs.get("destinationConfig")}
+
+
 def test_every_queue_redrives_to_a_dlq_that_keeps_messages_longer(stack):
     queues = queue_by_arn(stack)
     dlqs = dlq_arns(stack)
-    sources = [q for q in stack.of_type(QUEUE) if q.state["arn"] not in dlqs]
+    sources = [q for q in stack.of_type(QUEUE) if q.state["arn"] not in dlqs | on_failure_queues(stack)]
     assert len(sources) == 3 and len(dlqs) == 3
     for queue in sources:
         redrive = json.loads(queue.inputs["redrivePolicy"])
@@ -113,12 +120,13 @@ def test_every_dlq_has_an_alarm_that_notifies_the_alarm_topic(stack):
     queues = queue_by_arn(stack)
     alarmed = {a.inputs["dimensions"]["QueueName"]: a for a in stack.of_type(ALARM)
                if a.inputs["metricName"] == "ApproximateNumberOfMessagesVisible"}
-    for arn in dlq_arns(stack):
+    for arn in dlq_arns(stack) | on_failure_queues(stack):
         alarm = alarmed[queues[arn].state["name"]]
         assert alarm.inputs["threshold"] == 0 and alarm.inputs["comparisonOperator"] == "GreaterThanThreshold"
         assert alarm.inputs["alarmActions"] == [stack.outputs["alarmTopicArn"]]
     aged = {a.inputs["dimensions"]["QueueName"] for a in stack.of_type(ALARM) if a.inputs["metricName"] == "ApproximateAgeOfOldestMessage"}
-    assert aged == {q.state["name"] for q in stack.of_type(QUEUE) if q.state["arn"] not in dlq_arns(stack)}
+    assert aged == {q.state["name"] for q in stack.of_type(QUEUE)
+                    if q.state["arn"] not in dlq_arns(stack) | on_failure_queues(stack)}
 
 
 def test_each_stages_resources_live_under_the_stage(stack):
@@ -175,7 +183,7 @@ def test_queues_topics_and_table_are_encrypted(stack):
 def test_timeouts_fit_the_visibility_rule_for_every_function(stack):
     functions = {f.state["arn"]: f for f in stack.of_type(FUNCTION)}
     queues = queue_by_arn(stack)
-    for mapping in stack.of_type(MAPPING):
+    for mapping in [m for m in stack.of_type(MAPPING) if m.inputs["eventSourceArn"] in queues]:  # not the stream's
         fn, queue = functions[mapping.inputs["functionName"]], queues[mapping.inputs["eventSourceArn"]]
         assert fn.inputs["timeout"] <= queue.inputs["visibilityTimeoutSeconds"]
         assert queue.inputs["visibilityTimeoutSeconds"] >= 6 * fn.inputs["timeout"]
@@ -198,7 +206,8 @@ def test_each_function_has_its_own_role(stack):
         assert trust == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
     # whose role it is, for a person reading IAM's console
     assert {role.inputs["description"] for role in stack.of_type(ROLE)} == {
-        f"claimcheck claimcheck-{name} function" for name in ("intake", "thumbnail-stage", "label-stage", "pause", "backfill")}
+        f"claimcheck claimcheck-{name} function" for name in ("intake", "thumbnail-stage", "label-stage", "pause", "backfill",
+                                                              "image-events")}
     attachments = stack.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
     assert {a.inputs["policyArn"] for a in attachments} == {"arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess"}
 
@@ -233,10 +242,14 @@ def test_each_role_allows_exactly_what_its_handler_calls(stack):
                                                "s3:ListBucket", "sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
         # its statements are pinned below
         "claimcheck-pause-function": {"logs:CreateLogStream", "logs:PutLogEvents", "lambda:UpdateEventSourceMapping"},
+        # its resources are pinned in tests/test_image_events_infra.py
+        "claimcheck-image-events-function": {"logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:DescribeStream",
+                                             "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams",
+                                             "events:PutEvents", "sqs:SendMessage"},
     }
     assert {name: set(actions) for name, actions in grants.items()} == expected
     for name, actions in grants.items():
-        if name == "claimcheck-pause-function":
+        if name in ("claimcheck-pause-function", "claimcheck-image-events-function"):
             continue
         for action, resources in read_uploads.items():
             assert actions[action] == resources, (name, action)
@@ -273,7 +286,8 @@ def test_log_groups_keep_the_names_existing_stacks_hold():
                                          "/claimcheck/dev/claimcheck-label-stage", "/claimcheck/dev/claimcheck-upload-api",
                                          "/claimcheck/dev/claimcheck-upload-api-access",
                                          "/claimcheck/dev/claimcheck-pause",  # new in this release: no older name
-                                         "/claimcheck/dev/claimcheck-backfill"}
+                                         "/claimcheck/dev/claimcheck-backfill",
+                                         "/claimcheck/dev/claimcheck-image-events"}  # new with the image events
 
 
 def test_two_projects_with_one_stack_name_get_their_own_log_groups():
@@ -376,8 +390,9 @@ def test_data_survives_destroy_unless_the_stack_says_otherwise(stack):
 
 def test_dropped_messages_raise_an_alarm_for_every_function(stack):
     dropped = {a.inputs["dimensions"]["service"]: a for a in stack.of_type(ALARM) if a.inputs["namespace"] == "claimcheck"}
-    assert set(dropped) == {"claimcheck-intake", "claimcheck-thumbnails", "claimcheck-labels"}
+    assert set(dropped) == {"claimcheck-intake", "claimcheck-thumbnails", "claimcheck-labels", "claimcheck-image_events"}
     assert dropped["claimcheck-intake"].inputs["metricName"] == "InvalidEvents"
+    assert dropped["claimcheck-image_events"].inputs["metricName"] == "InvalidStreamRecords"
     assert dropped["claimcheck-thumbnails"].inputs["metricName"] == "InvalidClaimChecks"
     for alarm in dropped.values():
         assert (alarm.inputs["statistic"], alarm.inputs["threshold"], alarm.inputs["comparisonOperator"]) == (
@@ -444,7 +459,9 @@ def test_the_pause_function_may_only_switch_each_stage_s_mapping_for_that_stage_
     names another: refused), and its table of mappings is the stack's; an operator reaches it only by invoking it."""
     pause = stack.functions()["pause"]
     roles = {r.state["arn"]: r.state["name"] for r in stack.of_type(ROLE)}
-    mappings = {m.state["arn"]: m.inputs["functionName"] for m in stack.of_type(MAPPING)}
+    # The stages' mappings; not the image events' (nothing an operator pauses: a paused stream loses records after a day).
+    queues = queue_by_arn(stack)
+    mappings = {m.state["arn"]: m.inputs["functionName"] for m in stack.of_type(MAPPING) if m.inputs["eventSourceArn"] in queues}
     updates = [s for s in role_policies(stack)[roles[pause.inputs["role"]]] if s["Action"] != ["logs:CreateLogStream", "logs:PutLogEvents"]]
     assert sorted(updates, key=lambda s: s["Resource"]) == sorted(
         ({"Effect": "Allow", "Action": ["lambda:UpdateEventSourceMapping"], "Resource": [arn],

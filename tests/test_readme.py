@@ -48,6 +48,8 @@ NOT_COMMANDS = {
     "LAMBDA CONCURRENCY": "what `ops capacity` prints",
     "uploadQuota (200 uploads per owner a day)": "what `ops capacity` prints with a quota (tests/test_capacity.py)",
     "@dataclass(frozen=True)": "tests/stage_example.py's declaration (tests/test_adding_a_stage.py holds the copy to it)",
+    '{"source": "claimcheck", "detail-type": "image.ready"': "an image event (tests/test_image_events.py makes them)",
+    "# A consumer's Pulumi program": "another team's Pulumi program; tests/test_local_events.py makes the same rule",
 }
 PULUMI = "the Pulumi CLI is not installed here (the local cloud runs the program under Pulumi's mocks instead)"
 # awscli pins botocore exactly (1.46.3, the newest, needs botocore 1.44.3) and none matches the venv's pinned 1.44.18.

@@ -233,3 +233,12 @@ def moto_app() -> tuple[Any, Any]:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 
     return DomainDispatcherApplication(create_backend_app), MotoRequestHandler
+
+
+def pattern_matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+    """Whether `event` matches an EventBridge-style pattern, by moto's own matcher (what its EventBridge rules use):
+    Lambda's event filtering takes the same pattern syntax (Lambda Developer Guide, "Control which events Lambda sends
+    to your function"), and moto runs no event source mapping filter of its own for the local cloud to reuse."""
+    from moto.events.models import EventPattern
+
+    return bool(EventPattern(None, pattern).matches_event(event))  # type: ignore[arg-type]  # any JSON object
