@@ -58,12 +58,14 @@ DECODE_BYTES_PER_PIXEL = {"jpeg": 9, "png": 11, "gif": 6, "tiff": 11, "webp": 17
 FUNCTION_FOOTPRINT_MB = 120  # the Python runtime, boto3, Powertools and Pillow, measured in a warm thumbnail process
 MEMORY_HEADROOM = 0.85  # of the configured memory; the rest is left for the allocator's fragmentation
 
-# --- Time: measured here (make bench, 2 cores, one core per engine run; README, "Performance", 2026-12-02) --------
-# The engine's one-core time for a photo of `mp` megapixels, per format: a + b × mp milliseconds. JPEG: 92 ms at
-# 12 MP, 135 ms at 24 MP (libjpeg's DCT scaling makes it grow slower than the pixels); PNG 131 ms and WebP 190 ms
+# --- Time: measured here (make bench, 2 cores, one core per engine run; README, "Performance") -----------------------
+# The engine's one-core time for a photo of `mp` megapixels, per format: a + b × mp milliseconds. JPEG: 98 ms at
+# 12 MP, 185 ms at 24 MP: 2026-12-02's 92 and 135 ms (idle) scaled by the engine's time against pyvips in the same run
+# on 2026-12-07 (0.89 -> 0.95 and 1.03 -> 1.41), when the draft began to leave the resampler 1.5x (a 24 MP photo is
+# now decoded at 1/2, 3000 x 2000, not 1/4); PNG 131 ms and WebP 190 ms
 # at 6 MP (Pillow decodes them at full size, so they grow with the pixels). GIF and TIFF are taken as PNG; HEIC
 # and AVIF were not benchmarked (40 ms/MP ASSUMED, a little over WebP).
-ENGINE_MS = {"jpeg": (49.0, 3.58), "png": (0.0, 21.8), "webp": (0.0, 31.7), "gif": (0.0, 21.8), "tiff": (0.0, 21.8),
+ENGINE_MS = {"jpeg": (11.0, 7.25), "png": (0.0, 21.8), "webp": (0.0, 31.7), "gif": (0.0, 21.8), "tiff": (0.0, 21.8),
              "heic": (0.0, 40.0), "avif": (0.0, 40.0)}
 # Bytes of a camera photo per megapixel, for the GET that fetches it: ~0.35 MB/MP for a JPEG at quality 90-95,
 # 1.5 MB/MP for a PNG (the generated camera library of make test-library: 780 MB for 112 photos of 8-24 MP).
