@@ -200,7 +200,7 @@ def test_functions_trace_log_with_retention_and_run_on_arm64(stack):
 
 def test_each_function_has_its_own_role(stack):
     roles = [fn.inputs["role"] for fn in stack.of_type(FUNCTION)]
-    assert len(roles) == len(set(roles)) == len(stack.of_type(ROLE)) == 5
+    assert len(roles) == len(set(roles)) == len(stack.of_type(ROLE)) == 6
     for role in stack.of_type(ROLE):
         trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
         assert trust == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]

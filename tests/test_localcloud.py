@@ -105,8 +105,8 @@ def test_one_record_per_upload_key_and_reasons_a_person_can_read(run):
 
 def test_thumbnails_exist_exactly_for_finished_images(run):
     summary = run["summary"]
-    referenced = sorted(o["key"] for r in summary.records.values() if r.get("status") == "done"
-                        for o in r["thumbnails"]["outputs"])
+    referenced = sorted({o["key"] for r in summary.records.values() if r.get("status") == "done"
+                         for o in r["thumbnails"]["outputs"]})  # sizes at or above a photo's share one key
     assert run["thumbnails"] == referenced  # nothing missing, no orphans (overwritten or deleted versions)
     photo = summary.records["uploads/good/photo.jpg"]
     assert [(o["width"], o["height"]) for o in photo["thumbnails"]["outputs"]] == [(683, 1024), (341, 512), (85, 128)]
