@@ -253,7 +253,8 @@ def _count(tally: Tally, key: str, outcome: str, reason: str) -> None:
 
 def _settle(target: Target, tally: Tally, limit: int) -> None:
     """Count the objects on their way whose records have settled since (of the oldest `limit`: those sent first
-    settle first, mostly)."""
+    settle first, mostly). Those still on their way go to the back, so keys stuck `accepted` (a stage message
+    dead-lettered) cannot hide the rest from every later look."""
     if not tally.pending:
         return
     dynamodb, table = target.client("dynamodb"), target.outputs[StackOutput.TABLE_NAME]
@@ -275,4 +276,4 @@ def _settle(target: Target, tally: Tally, limit: int) -> None:
             tally.fail(key, str(_deserialize(item["reason"])) if "reason" in item else Status.FAILED)
         else:  # deleted meanwhile: nothing left to process
             tally.skipped += 1
-    tally.pending = still + tally.pending[limit:]
+    tally.pending = tally.pending[limit:] + still

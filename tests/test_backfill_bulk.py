@@ -22,7 +22,7 @@ def cloud(tmp_path_factory):
         yield running
 
 
-def test_three_thousand_objects_killed_halfway_and_resumed_are_all_accounted_for(cloud):
+def test_two_thousand_objects_and_a_hundred_processed_killed_halfway_and_resumed_are_all_accounted_for(cloud):
     started = time.monotonic()
     generated = generate(cloud, count=COUNT, processed=PROCESSED)
     made = time.monotonic()

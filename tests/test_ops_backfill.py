@@ -96,3 +96,31 @@ def test_the_backfill_function_s_role_allows_what_it_used_and_nothing_else(cloud
     deployment = cloud.deployed
     used = cloud.emulator.stats()["used"].get(deployment.named("claimcheck-backfill-function").state["name"], [])
     assert used and unused_grants(deployment, "claimcheck-backfill-function", used, reads_uploads=True) == set()
+
+
+class _Records:
+    """A table of records by image id: what `_settle` reads."""
+
+    def __init__(self, statuses: dict[str, str]) -> None:
+        self.statuses = statuses
+
+    def get_item(self, TableName: str, ConsistentRead: bool, Key: dict) -> dict:  # noqa: N803 (boto3's names)
+        return {"Item": {"status": {"S": self.statuses[Key["image_id"]["S"]]}}}
+
+
+def test_keys_stuck_accepted_do_not_hide_the_others_from_settling():
+    from handlers.contracts import image_id
+    from handlers.names import Status
+    from ops.backfill import LOOK_AT_THE_END, Tally, _settle
+
+    keys = [f"uploads/{n:04}.jpg" for n in range(1000)]
+    stuck = set(keys[:LOOK_AT_THE_END])  # the oldest, whose stage messages were dead-lettered
+    records = _Records({image_id("bucket", key): Status.ACCEPTED if key in stuck else Status.DONE for key in keys})
+    target = mock.Mock(outputs={StackOutput.TABLE_NAME: "table", StackOutput.UPLOADS_BUCKET: "bucket"})
+    target.client.return_value = records
+    tally = Tally(pending=list(keys))
+    for _ in range(len(keys) // LOOK_AT_THE_END):
+        _settle(target, tally, LOOK_AT_THE_END)
+    assert tally.processed == len(keys) - len(stuck)
+    assert sorted(tally.pending) == sorted(stuck)
+    assert tally.accounted == 1000
