@@ -58,7 +58,7 @@ class UploadSettings:
 # A day's counter outlives its day by this much before TTL may delete it: housekeeping only, since the key names the
 # day and a late deletion never lets a new day count an old one.
 QUOTA_KEPT = timedelta(days=1)
-QUOTA_KEY, QUOTA_EXPIRY = "owner_day", "expires_at"  # the counters table's key ("<owner>#<YYYY-MM-DD>") and TTL attribute
+QUOTA_KEY, QUOTA_EXPIRY = "owner_day", "expires_at"  # the counters table's key ("<holder>#<YYYY-MM-DD>"), TTL attribute
 
 
 class Refused(Exception):
@@ -86,6 +86,19 @@ def caller(event: dict[str, Any]) -> tuple[str, str]:
     if not principal:
         raise Refused(401, "the request carries no authenticated caller")
     return principal, hashlib.sha256(principal.encode()).hexdigest()[:24]
+
+
+def quota_holder(principal: str) -> str:
+    """Whose quota a grant counts against: the caller, except that every session of one assumed role is the role, since
+    the caller picks the session name (IAM User Guide, "IAM identifiers", ARNs: an assumed role's is
+    arn:aws:sts::account:assumed-role/role-name/role-session-name). The role's path is not in that ARN: its name is."""
+    service, _, rest = principal.partition("::")
+    account, _, resource = rest.partition(":")
+    kind, _, names = resource.partition("/")
+    if service.startswith("arn:") and service.endswith(":sts") and kind == "assumed-role" and "/" in names:
+        partition = service.split(":")[1]
+        return f"arn:{partition}:iam::{account}:role/{names.split('/')[0]}"
+    return principal
 
 
 def upload_key(owner: str, filename: Any, fmt: str) -> str:
@@ -128,8 +141,9 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def count_against_quota(env: environment.Environment, settings: UploadSettings, owner: str, size: int) -> None:
-    """Count one grant of `size` declared bytes against the owner's quota for today (UTC), or refuse it with a 429.
+def count_against_quota(env: environment.Environment, settings: UploadSettings, principal: str, size: int) -> None:
+    """Count one grant of `size` declared bytes against the quota of the principal's `quota_holder` for today (UTC),
+    or refuse it with a 429.
     One conditional UpdateItem adds to both counters only if both stay within their limits, so concurrent requests
     cannot pass together what one at a time could not, and a refused grant counts nothing (DynamoDB API Reference,
     UpdateItem, ConditionExpression: "a condition that must be satisfied in order for a conditional update to
@@ -137,6 +151,7 @@ def count_against_quota(env: environment.Environment, settings: UploadSettings, 
     uploads_limit, bytes_limit = settings.quota_uploads, settings.quota_bytes
     if not (uploads_limit or bytes_limit):
         return
+    holder = hashlib.sha256(quota_holder(principal).encode()).hexdigest()[:24]  # the owner's hash, for one not a role
     today = now()
     resets = datetime.combine(today.date() + timedelta(days=1), time(), UTC)
     conditions: list[str] = []
@@ -153,7 +168,7 @@ def count_against_quota(env: environment.Environment, settings: UploadSettings, 
                           f"is {size:,}")
     try:
         aws.client("dynamodb").update_item(
-            TableName=env.quota_table_name, Key={QUOTA_KEY: {"S": f"{owner}#{today.date().isoformat()}"}},
+            TableName=env.quota_table_name, Key={QUOTA_KEY: {"S": f"{holder}#{today.date().isoformat()}"}},
             # The item names its day: TTL deletes it some time after `expires_at` (typically within days: DynamoDB
             # Developer Guide, "Time to Live (TTL)"), which is only housekeeping.
             UpdateExpression=f"ADD #uploads :one, #bytes :size SET {QUOTA_EXPIRY} = :expires",
@@ -196,7 +211,7 @@ def grant(event: dict[str, Any]) -> dict[str, Any]:
     if size > settings.max_upload_bytes:
         raise Refused(413, f"the file is {size:,} bytes, over the upload limit of {settings.max_upload_bytes:,} bytes")
     key = upload_key(owner, body.get("filename"), fmt)
-    count_against_quota(env, settings, owner, size)  # last: a request refused for anything else counts nothing
+    count_against_quota(env, settings, principal, size)  # last: a request refused for anything else counts nothing
     content_type = CANONICAL_TYPES[fmt]
     # Everything below is signed: S3 refuses the PUT unless it carries exactly these headers, this length, and
     # finds no object at the key (If-None-Match: *), so the grant buys one upload.

@@ -83,6 +83,20 @@ def test_over_the_uploads_limit_the_429_says_which_limit_and_when_it_resets(quot
     assert ask(caller=BOB)[0] == 201  # another owner's day is their own
 
 
+def test_every_session_of_one_assumed_role_shares_the_role_s_quota(quota):
+    limits, ask, counter = quota
+    limits(uploads=2)
+    role = "arn:aws:sts::123456789012:assumed-role/uploader/"
+    other_role = "arn:aws:sts::123456789012:assumed-role/other-uploader/"
+    assert [ask(caller=role + "first")[0], ask(caller=role + "second")[0]] == [201, 201]
+    status, body, _ = ask(caller=role + "a-fresh-session")  # a new session name buys no new day
+    assert (status, body["limit"]) == (429, "uploads")
+    assert counter("arn:aws:iam::123456789012:role/uploader")["uploads"] == {"N": "2"}
+    status, granted, _ = ask(caller=other_role + "first")
+    assert status == 201  # another role's day is its own
+    assert granted["key"].split("/")[2] == owner_of(other_role + "first")  # the folder is still the session's, as before
+
+
 def test_the_bytes_limit_counts_declared_sizes_and_a_refused_grant_takes_none(quota):
     limits, ask, counter = quota
     limits(size=5_000_000)
