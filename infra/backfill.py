@@ -88,5 +88,8 @@ def batch_operations(name: str, function: aws.lambda_.Function, uploads: aws.s3.
         iam.allow(["lambda:InvokeFunction"], [function.arn]),
         iam.allow(["s3:GetObject", "s3:GetObjectVersion"], [iam.s3_objects(logs.arn, INVENTORY_PREFIX)]),
         iam.allow(["s3:PutObject"], [iam.s3_objects(logs.arn, REPORTS_PREFIX)]),
+        # S3 User Guide, "Granting permissions for Batch Operations", Permissions policies: every example grants
+        # s3:GetBucketLocation for the manifest and report bucket (a bucket action: the bucket's ARN, not its objects).
+        iam.allow(["s3:GetBucketLocation"], [logs.arn]),
     ]), opts=opts)
     return BatchOperations(role, inventory)

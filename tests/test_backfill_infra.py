@@ -66,7 +66,7 @@ def test_the_batch_operations_role_invokes_the_backfill_function_reads_the_inven
               for action in as_list(s["Action"])}
     assert grants == {"lambda:InvokeFunction": {stack.functions()["backfill"].state["arn"]},
                       "s3:GetObject": {f"{logs}/inventory/*"}, "s3:GetObjectVersion": {f"{logs}/inventory/*"},
-                      "s3:PutObject": {f"{logs}/batch-operations/*"}}
+                      "s3:PutObject": {f"{logs}/batch-operations/*"}, "s3:GetBucketLocation": {logs}}
 
 
 def test_the_outputs_hold_what_create_job_takes(stack):
