@@ -298,7 +298,12 @@ def _ordering(claim: contracts.ClaimCheck, current: records.ImageRecord | None, 
         if not version or not recorded or restored:
             return None  # a restored version is S3's current one, by the HEAD that found it
         if version == recorded and current.sequencer == contracts.BACKFILL_SEQUENCER:
-            return None  # a backfill judged the version first; its own event, late, is the same judgement made again
+            if current.status != Status.DELETED:
+                # A backfill judged the version first; its own event, late, would be the same judgement made again
+                # (the stages run twice, a second image.ready): the work is done once. Another version's event still
+                # sorts after the backfill's all-zero sequencer.
+                raise Stale(f"the backfill already judged version {version}")
+            return None
         if version == recorded:
             # One version is created once: its ObjectCreated event cannot come again with a later sequencer.
             raise Untrusted("an ObjectCreated event for the version the record holds, with a later sequencer")

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import pytest
 from botocore.stub import Stubber
 
-from handlers import aws, backfill, contracts, intake
+from handlers import aws, backfill, contracts, intake, records
 from handlers.names import Metric
 from localcloud import samples as images
 from tests.conftest import failed_ids, invoke, s3_message
@@ -120,20 +120,39 @@ def test_an_overwrite_recorded_first_wins_over_a_backfill_that_read_the_old_vers
     assert cloud.record("uploads/race.jpg") == new and new["version_id"] != old["VersionId"]
 
 
-def test_a_real_event_after_the_backfill_wins_and_a_late_event_of_the_same_version_is_not_refused(cloud, emitted):
+def _late_event_of_the_backfilled_version(cloud, key: str) -> dict:
+    """The version's own ObjectCreated event, delayed past a backfill that judged the version."""
+    version = cloud.record(key)["version_id"]
+    head = cloud.s3.head_object(Bucket=cloud.uploads, Key=key)
+    return cloud.s3_event("ObjectCreated:Put", key, size=head["ContentLength"], etag=head["ETag"].strip('"'),
+                          version_id=version)
+
+
+def test_a_late_event_of_the_backfilled_version_is_neither_refused_nor_judged_again_and_a_later_version_wins(
+        cloud, emitted):
     cloud.s3.put_object(Bucket=cloud.uploads, Key="uploads/late.jpg", Body=images.jpeg(64, 48))
     assert results(cloud, "uploads/late.jpg") == [("Succeeded", "accepted")]
-    # The version's own ObjectCreated event, delayed: the same judgement again, not a forgery.
-    version = cloud.record("uploads/late.jpg")["version_id"]
-    head = cloud.s3.head_object(Bucket=cloud.uploads, Key="uploads/late.jpg")
-    event = cloud.s3_event("ObjectCreated:Put", "uploads/late.jpg", size=head["ContentLength"],
-                           etag=head["ETag"].strip('"'), version_id=version)
-    assert failed_ids(invoke(intake, [s3_message(event)])) == []
-    assert emitted[Metric.INVALID_EVENTS] == 0
-    assert cloud.record("uploads/late.jpg")["sequencer"] != contracts.BACKFILL_SEQUENCER
+    judged = cloud.record("uploads/late.jpg")
+    # The same judgement again, not a forgery: nothing to do.
+    assert failed_ids(invoke(intake, [s3_message(_late_event_of_the_backfilled_version(cloud, "uploads/late.jpg"))])) == []
+    assert (emitted[Metric.INVALID_EVENTS], emitted[Metric.STALE_EVENTS]) == (0, 1)
+    assert cloud.record("uploads/late.jpg") == judged and judged["sequencer"] == contracts.BACKFILL_SEQUENCER
     # An overwrite's event, later: the record follows it.
     invoke(intake, [s3_message(cloud.put("uploads/late.jpg", images.png(50, 40)))])
     assert cloud.record("uploads/late.jpg")["format"] == "png"
+
+
+def test_a_backfilled_version_s_late_event_makes_one_claim_check_and_one_record_write_in_all(cloud, monkeypatch):
+    cloud.s3.put_object(Bucket=cloud.uploads, Key="uploads/once.jpg", Body=images.jpeg(64, 48))
+    writes = []
+    record_event = records.record_event
+    monkeypatch.setattr(records, "record_event", lambda *args, **kwargs: writes.append(args[1]) or record_event(
+        *args, **kwargs))
+    assert results(cloud, "uploads/once.jpg") == [("Succeeded", "accepted")]
+    invoke(intake, [s3_message(_late_event_of_the_backfilled_version(cloud, "uploads/once.jpg"))])
+    assert writes == [contracts.image_id(cloud.uploads, "uploads/once.jpg")]
+    [published] = cloud.published()  # the stages (and their image.ready) run once
+    assert published["claim"]["key"] == "uploads/once.jpg"
 
 
 def test_a_request_that_is_not_batch_operations_is_refused_with_the_shape_to_send(cloud):
