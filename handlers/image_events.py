@@ -11,8 +11,9 @@ The stream and PutEvents deliver at least once (a batch is retried whole from it
 event's `detail.id` is derived from the change itself (image id, sequencer, status and the settling write's
 updated_at): the same settle always carries the same id, and consumers deduplicate on it. PutEvents may refuse
 single entries (FailedEntryCount; EventBridge User Guide, "Sending events with PutEvents", "Handling failures"):
-exactly those are sent again, a few times, and a record whose event does not get through is reported as a batch
-item failure, so Lambda retries from it and, after the mapping's retries, sends it to the on-failure queue.
+exactly those are sent again, a few times. Requests go in stream order and stop at the first whose entries are
+still refused: that record and every later one are reported as batch item failures, so Lambda retries from it (no
+later settle overtakes an earlier one) and, after the mapping's retries, sends it to the on-failure queue.
 """
 from __future__ import annotations
 
@@ -29,8 +30,12 @@ from handlers import aws, environment, records
 from handlers.names import DETAIL_TYPES, EVENT_SOURCE, EVENT_VERSION, SETTLED, Metric, Status
 from handlers.observability import count, item_failures, logger
 
-# PutEvents takes at most 10 entries a request (EventBridge API Reference, PutEvents: Entries, 1 to 10 items).
+# PutEvents takes at most 10 entries a request (EventBridge API Reference, PutEvents: Entries, 1 to 10 items), and
+# their total size must be under 256 KB (EventBridge User Guide, "Calculating PutEvents event entry size").
 ENTRIES_PER_REQUEST = 10
+REQUEST_BYTES = 256 * 1024
+# A reason shortened to this many characters when an event is trimmed to fit (keys are at most 1,024 bytes).
+TRIMMED_REASON = 1000
 # Sends of a refused entry before its stream record is reported failed (Lambda then retries the batch from it).
 SENDS = 4
 BACKOFF_S = 0.2
@@ -50,7 +55,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str
 
 
 def publish(stream_records: list[dict[str, Any]]) -> list[str]:
-    """Publish an event for each settle in the batch; returns the sequence numbers of the records to try again."""
+    """Publish an event for each settle in the batch, in stream order; returns the sequence numbers of the records to
+    try again: the first whose event did not get through and every later one."""
     pending: list[tuple[str, dict[str, Any]]] = []  # (sequence number, PutEvents entry), in stream order
     bus = environment.load().event_bus_name
     for stream_record in stream_records:
@@ -65,12 +71,12 @@ def publish(stream_records: list[dict[str, Any]]) -> list[str]:
             continue
         if detail is not None:
             pending.append((sequence, entry(bus, detail)))
-    refused = _put(pending)
+    through, published, refused = _put(pending)
     if refused:
-        count(Metric.EVENTS_REFUSED, len(refused))
-    if len(pending) > len(refused):
-        count(Metric.EVENTS_PUBLISHED, len(pending) - len(refused))
-    return refused
+        count(Metric.EVENTS_REFUSED, refused)
+    if published:
+        count(Metric.EVENTS_PUBLISHED, published)
+    return [sequence for sequence, _ in pending[through:]]
 
 
 def image(attributes: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -135,29 +141,68 @@ def settle_of(stream_record: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def entry(bus: str, detail: Mapping[str, Any]) -> dict[str, Any]:
+    """The PutEvents entry for a settle. One too large for a request alone is sent with its outputs left out (and
+    `outputs_trimmed`; the record still holds them): the settle is announced rather than dead-lettered unsent."""
+    made = _entry(bus, detail)
+    if entry_size(made) >= REQUEST_BYTES:
+        logger.warning("an event over PutEvents' size limit; sent without its outputs",
+                       extra={"image_id": detail.get("image_id"), "bytes": entry_size(made)})
+        made = _entry(bus, {**detail, "outputs": {}, "outputs_trimmed": True,
+                            "reason": str(detail.get("reason", ""))[:TRIMMED_REASON]})
+    return made
+
+
+def _entry(bus: str, detail: Mapping[str, Any]) -> dict[str, Any]:
     return {"EventBusName": bus, "Source": EVENT_SOURCE, "DetailType": DETAIL_TYPES[Status(detail["status"])],
             "Detail": json.dumps(detail, separators=(",", ":"), sort_keys=True)}
 
 
-def _put(pending: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    """Send every entry, again only the ones EventBridge refused; the sequence numbers of those it kept refusing."""
+def entry_size(made: Mapping[str, Any]) -> int:
+    """PutEvents' measure of an entry (EventBridge User Guide, "Calculating PutEvents event entry size"): Time 14 bytes
+    if present; Source, DetailType, Detail and each of Resources as UTF-8."""
+    texts = [made["Source"], made["DetailType"], made.get("Detail") or "", *made.get("Resources", [])]
+    return (14 if made.get("Time") else 0) + sum(len(text.encode("utf-8")) for text in texts)
+
+
+def _chunks(entries: list[dict[str, Any]]) -> list[list[int]]:
+    """The entries' indexes cut into requests of at most ENTRIES_PER_REQUEST entries and under REQUEST_BYTES."""
+    chunks: list[list[int]] = []
+    size = 0
+    for index, made in enumerate(entries):
+        measured = entry_size(made)
+        if not chunks or len(chunks[-1]) >= ENTRIES_PER_REQUEST or size + measured >= REQUEST_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(index)
+        size += measured
+    return chunks
+
+
+def _put(pending: list[tuple[str, dict[str, Any]]]) -> tuple[int, int, int]:
+    """Send the entries in order, again only the ones EventBridge refused; stop at the first request that still has
+    refused entries, so that no later settle of an image overtakes an earlier one and Lambda's retry from the first
+    failed record resends as little as it can. Returns (how many entries, from the first, got through; how many got
+    through in all; how many were refused for good)."""
     events = aws.client("events")
-    refused: list[str] = []
-    for start in range(0, len(pending), ENTRIES_PER_REQUEST):
-        batch = pending[start:start + ENTRIES_PER_REQUEST]
+    entries = [made for _, made in pending]
+    published = 0
+    for chunk in _chunks(entries):
+        waiting = list(chunk)
         for attempt in range(SENDS):
-            answer = events.put_events(Entries=[e for _, e in batch])
+            answer = events.put_events(Entries=[entries[index] for index in waiting])
             if not answer.get("FailedEntryCount"):
-                batch = []
+                waiting = []
                 break
             # The answer's entries are in the request's order (same page): an entry with an ErrorCode was refused.
-            failed = [(pending_entry, result) for pending_entry, result in zip(batch, answer["Entries"], strict=True)
+            failed = [(index, result) for index, result in zip(waiting, answer["Entries"], strict=True)
                       if result.get("ErrorCode")]
             logger.warning("EventBridge refused entries; sending those again",
                            extra={"refused": len(failed), "codes": sorted({r["ErrorCode"] for _, r in failed}),
                                   "attempt": attempt + 1})
-            batch = [pending_entry for pending_entry, _ in failed]
+            waiting = [index for index, _ in failed]
             if attempt + 1 < SENDS:
                 time.sleep(BACKOFF_S * 2 ** attempt)
-        refused.extend(sequence for sequence, _ in batch)
-    return refused
+        published += len(chunk) - len(waiting)
+        if waiting:
+            return waiting[0], published, len(waiting)
+    return len(entries), published, 0

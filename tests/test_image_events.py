@@ -260,6 +260,47 @@ def test_an_event_eventbridge_keeps_refusing_fails_its_stream_record(stream, mon
     assert (emitted["EventsPublished"], emitted["EventsRefused"]) == (1, 2)
 
 
+def test_after_a_request_whose_entries_keep_being_refused_no_later_request_is_sent(stream, monkeypatch, emitted):
+    images = [f"{n:032x}" for n in range(1, 13)]  # twelve settles: two requests
+    for n, image in enumerate(images):
+        records.record_event(TABLE, image, seq(n + 1), {"status": "rejected", "reason": "no", "key": f"uploads/{n}.txt"},
+                             stages=RESULTS)
+    batch = stream.new_records()
+    refusing = Refusing(aws.client("events"), {images[3]}, times=100)
+    monkeypatch.setattr(image_events, "aws", SimpleNamespace(client=lambda service: refusing))
+    answer = image_events.handler({"Records": batch}, LambdaContext(function_name="image-events"))
+    # The refused record and every later one: Lambda's retry sends the second request's settles once, in order.
+    assert answer == {"batchItemFailures": [{"itemIdentifier": r["dynamodb"]["SequenceNumber"]} for r in batch[3:]]}
+    assert refusing.calls == [images[:10]] + [[images[3]]] * (image_events.SENDS - 1)
+    assert sorted(e["detail"]["image_id"] for e in stream.received()) == images[:3] + images[4:10]
+    assert (emitted["EventsPublished"], emitted["EventsRefused"]) == (9, 1)
+
+
+def _sized(image: str, detail_bytes: int) -> dict[str, Any]:
+    detail = {"v": 1, "id": image, "image_id": image, "bucket": "uploads", "key": f"uploads/{image}.jpg",
+              "version_id": None, "owner": None, "status": "done", "reason": "", "settled_at": "2026-12-07T10:00:00.000Z",
+              "outputs": {"labels": {"status": "done", "labels": [{"name": "x" * detail_bytes}]}}}
+    return image_events.entry(BUS, detail)
+
+
+def test_requests_are_cut_under_putevents_256_kb_as_well_as_at_ten_entries():
+    entries = [_sized(f"{n:032x}", 60_000) for n in range(10)]  # about 60 KB each: four a request
+    chunks = image_events._chunks(entries)
+    assert [len(c) for c in chunks] == [4, 4, 2]
+    assert all(sum(image_events.entry_size(entries[i]) for i in c) < 256 * 1024 for c in chunks)
+    small = [_sized(f"{n:032x}", 10) for n in range(23)]
+    assert [len(c) for c in image_events._chunks(small)] == [10, 10, 3]
+
+
+def test_an_event_too_large_for_putevents_alone_is_sent_without_its_outputs_and_says_so():
+    made = _sized(IMAGE, 300_000)
+    detail = json.loads(made["Detail"])
+    assert image_events.entry_size(made) < 256 * 1024
+    assert (detail["outputs"], detail["outputs_trimmed"], detail["status"]) == ({}, True, "done")
+    jsonschema.validate({"source": made["Source"], "detail-type": made["DetailType"], "detail": detail}, SCHEMA)
+    assert "outputs_trimmed" not in json.loads(_sized(IMAGE, 1000)["Detail"])
+
+
 def test_a_settled_record_without_a_key_is_skipped_in_words(stream, emitted):
     records.record_event(TABLE, IMAGE, seq(1), {"status": "rejected", "reason": "no"}, stages=RESULTS)
     assert stream.publish() == {"batchItemFailures": []}
