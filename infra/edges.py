@@ -173,7 +173,10 @@ class UploadApi(pulumi.ComponentResource):
     def _http_api(self, name: str, s: Settings, cors: dict[str, Any] | None,
                   child: pulumi.ResourceOptions) -> pulumi.Output[str]:
         assert s.jwt_issuer and s.jwt_audience, "the settings allow a JWT API only with both"
+        # With a domain of the user's, it is the only way in (API Gateway Developer Guide, "Disable the default endpoint
+        # for HTTP APIs": "To ensure that clients can access your API only by using a custom domain name").
         api = aws.apigatewayv2.Api(f"{name}-http", protocol_type="HTTP", opts=child,
+                                   disable_execute_api_endpoint=True if s.upload_api_domain else None,
                                    cors_configuration=aws.apigatewayv2.ApiCorsConfigurationArgs(**cors) if cors else None)
         authorizer = aws.apigatewayv2.Authorizer(
             f"{name}-jwt", api_id=api.id, authorizer_type="JWT", identity_sources=["$request.header.Authorization"],

@@ -497,6 +497,14 @@ def validate(s: Settings) -> Settings:
             "domain; put CloudFront in front of it yourself if you need one")
     if s.upload_api_hosted_zone_id is not None and s.upload_api_domain is None:
         bad("uploadApiHostedZoneId", s.upload_api_hosted_zone_id, "unset unless uploadApiDomain is set")
+    for key, domain, zone in (("cdnDomain", s.cdn_domain, s.cdn_hosted_zone_id),
+                              ("uploadApiDomain", s.upload_api_domain, s.upload_api_hosted_zone_id)):
+        # Without a zone the stack's answer is a CNAME, which cannot sit at a zone's apex (RFC 1034, 3.6.2: a CNAME
+        # allows no other data, and an apex holds SOA and NS); a name of two labels is always an apex.
+        if domain is not None and zone is None and _domain_ok(domain) and domain.count(".") == 1:
+            bad(key, domain, f"a name under a zone's apex (such as images.{domain}), or the apex with "
+                f"{key.replace('Domain', 'HostedZoneId')} (a Route 53 zone the stack writes A/AAAA aliases in): "
+                "without a zone the stack's answer is a CNAME, which cannot sit at an apex")
     if s.batch_operations and not s.access_logging:
         bad("batchOperations", s.batch_operations, "false unless accessLogging is on (the inventory and the job's "
             "completion reports go to the log bucket)")

@@ -129,6 +129,8 @@ def test_upload_api_behind_a_jwt_authorizer_when_configured(jwt_stack):
     [authorizer] = jwt_stack.of_type("aws:apigatewayv2/authorizer:Authorizer")
     assert authorizer.inputs["authorizerType"] == "JWT"
     assert authorizer.inputs["jwtConfiguration"] == {"issuer": "https://id.example.com/", "audiences": ["claimcheck"]}
+    [api] = jwt_stack.of_type("aws:apigatewayv2/api:Api")
+    assert "disableExecuteApiEndpoint" not in api.inputs  # no domain of the user's: execute-api is the way in
     routes = jwt_stack.of_type("aws:apigatewayv2/route:Route")
     assert sorted((r.inputs["routeKey"], r.inputs["authorizationType"], r.inputs["authorizerId"]) for r in routes) == [
         ("GET /uploads/{id}", "JWT", authorizer.id), ("POST /uploads", "JWT", authorizer.id)]
@@ -416,6 +418,7 @@ def test_the_upload_api_domain_is_a_regional_tls_1_2_domain_mapped_to_the_http_a
         api.id, "uploads.example.com", stage.id)
     assert "apiMappingKey" not in mapping.inputs  # at the root: POST https://uploads.example.com/uploads
     assert zoned.outputs["uploadApiUrl"] == "https://uploads.example.com/"
+    assert api.inputs["disableExecuteApiEndpoint"] is True  # the domain is the only way in
     records = {r.name: r for r in zoned.of_type("aws:route53/record:Record")}
     target = domain.state["domainNameConfiguration"]
     for record_type in ("A", "AAAA"):

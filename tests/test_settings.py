@@ -60,6 +60,12 @@ from localcloud import program
      "cannot take a custom domain; put CloudFront in front of it yourself if you need one)"),
     ({"uploadApi": True, "jwtIssuer": "https://id.example.com/", "jwtAudience": "x", "uploadApiHostedZoneId": "Z0123456789ABC"},
      "claimcheck:uploadApiHostedZoneId = 'Z0123456789ABC' is out of range (accepted: unset unless uploadApiDomain is set)"),
+    ({"cdn": True, "cdnDomain": "example.com"},
+     "claimcheck:cdnDomain = 'example.com' is out of range (accepted: a name under a zone's apex (such as "
+     "images.example.com), or the apex with cdnHostedZoneId (a Route 53 zone the stack writes A/AAAA aliases in): "
+     "without a zone the stack's answer is a CNAME, which cannot sit at an apex)"),
+    ({"uploadApi": True, "jwtIssuer": "https://id.example.com/", "jwtAudience": "x", "uploadApiDomain": "example.org"},
+     "claimcheck:uploadApiDomain = 'example.org' is out of range (accepted: a name under a zone's apex"),
     # What cannot work at the stack's scale (infra/capacity.py): refused with the rest.
     ({"accountConcurrency": 40, "concurrencyReserve": 10},
      "claimcheck:maxConcurrency = intake 10 + thumbnails 20 + labels 2 = 32 is more than the account leaves the pipeline "
