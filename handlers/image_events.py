@@ -1,4 +1,5 @@
-"""Image events: one EventBridge event for each time an image record settles, read from the results table's stream.
+"""Image events: one EventBridge event for each time an image record settles, read from the results table's stream,
+and `image.updated` when a done record's stage outputs change at the same version (a reprocess's new thumbnails).
 
 Publishing follows the record's change, never a stage's code: the table's stream (NEW_AND_OLD_IMAGES) feeds this
 function through an event source mapping whose filter passes only records whose new image has a settled status
@@ -20,14 +21,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
 from handlers import aws, environment, records
-from handlers.names import DETAIL_TYPES, EVENT_SOURCE, EVENT_VERSION, SETTLED, Metric, Status
+from handlers.names import DETAIL_TYPES, EVENT_SOURCE, EVENT_VERSION, SETTLED, UPDATED_DETAIL_TYPE, Metric, Status
 from handlers.observability import count, item_failures, logger
 
 # PutEvents takes at most 10 entries a request (EventBridge API Reference, PutEvents: Entries, 1 to 10 items), and
@@ -71,6 +72,8 @@ def publish(stream_records: list[dict[str, Any]]) -> list[str]:
             continue
         if detail is not None:
             pending.append((sequence, entry(bus, detail)))
+        elif (updated := update_of(stream_record)) is not None:
+            pending.append((sequence, entry(bus, updated, UPDATED_DETAIL_TYPE)))
     through, published, refused = _put(pending)
     if refused:
         count(Metric.EVENTS_REFUSED, refused)
@@ -111,20 +114,45 @@ def settles(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
     return old.get("sequencer") != new.get("sequencer") and status != Status.DELETED
 
 
-def event_id(new: Mapping[str, Any]) -> str:
-    """The same for every delivery of one settle, different for any other: the change's image, version (sequencer),
-    status and the time the settling write stamped."""
+def event_id(new: Mapping[str, Any], kind: str = "") -> str:
+    """The same for every delivery of one change, different for any other: the change's image, version (sequencer),
+    status, the time the write stamped, and (for an update, never a settle) its kind."""
     parts = [str(new.get(name, "")) for name in ("image_id", "sequencer", "status", "updated_at")]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+    return hashlib.sha256("\n".join(parts + ([kind] if kind else [])).encode()).hexdigest()[:32]
+
+
+def _outputs(record: records.ImageRecord) -> dict[str, Any]:
+    """What each stage stored for the image (its result's `outputs`, such as the thumbnails' keys), by stage."""
+    return {stage: (record.result(stage) or {}).get("outputs") for stage in record.expected_stages}
+
+
+def updates(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
+    """Whether this change is a done image's stage outputs changing at the same version: a reprocess replaced its
+    thumbnails (and deleted those an image.ready pointed to), which a consumer holding them must learn."""
+    if old is None or new.get("status") != Status.DONE or old.get("status") != Status.DONE:
+        return False
+    if new.get("sequencer") != old.get("sequencer"):
+        return False
+    return _outputs(records.ImageRecord(new)) != _outputs(records.ImageRecord(old))
 
 
 def settle_of(stream_record: Mapping[str, Any]) -> dict[str, Any] | None:
     """The event's `detail` when this stream record is a settle, else None."""
+    return _detail_of(stream_record, settles, "")
+
+
+def update_of(stream_record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The `image.updated` event's `detail` when this stream record changes a done image's outputs, else None."""
+    return _detail_of(stream_record, updates, UPDATED_DETAIL_TYPE)
+
+
+def _detail_of(stream_record: Mapping[str, Any],
+               change_is: Callable[[Mapping[str, Any], Mapping[str, Any] | None], bool], kind: str) -> dict[str, Any] | None:
     change = stream_record.get("dynamodb") or {}
     new, old = image(change.get("NewImage")), image(change.get("OldImage"))
     if new is None or stream_record.get("eventName") == "REMOVE":
         return None
-    if not settles(new, old):
+    if not change_is(new, old):
         return None
     missing = [name for name in ("image_id", "sequencer", "updated_at", "key") if not isinstance(new.get(name), str)]
     if missing:
@@ -134,26 +162,27 @@ def settle_of(stream_record: Mapping[str, Any]) -> dict[str, Any] | None:
     if new.get(METADATA):
         outputs[METADATA] = new[METADATA]
     return {
-        "v": EVENT_VERSION, "id": event_id(new), "image_id": new["image_id"], "bucket": new.get("bucket"),
+        "v": EVENT_VERSION, "id": event_id(new, kind), "image_id": new["image_id"], "bucket": new.get("bucket"),
         "key": new["key"], "version_id": record.version_id, "owner": new.get("owner"), "status": new["status"],
         "reason": str(new.get("reason") or ""), "settled_at": new["updated_at"], "outputs": outputs,
     }
 
 
-def entry(bus: str, detail: Mapping[str, Any]) -> dict[str, Any]:
+def entry(bus: str, detail: Mapping[str, Any], detail_type: str | None = None) -> dict[str, Any]:
     """The PutEvents entry for a settle. One too large for a request alone is sent with its outputs left out (and
     `outputs_trimmed`; the record still holds them): the settle is announced rather than dead-lettered unsent."""
-    made = _entry(bus, detail)
+    made = _entry(bus, detail, detail_type)
     if entry_size(made) >= REQUEST_BYTES:
         logger.warning("an event over PutEvents' size limit; sent without its outputs",
                        extra={"image_id": detail.get("image_id"), "bytes": entry_size(made)})
         made = _entry(bus, {**detail, "outputs": {}, "outputs_trimmed": True,
-                            "reason": str(detail.get("reason", ""))[:TRIMMED_REASON]})
+                            "reason": str(detail.get("reason", ""))[:TRIMMED_REASON]}, detail_type)
     return made
 
 
-def _entry(bus: str, detail: Mapping[str, Any]) -> dict[str, Any]:
-    return {"EventBusName": bus, "Source": EVENT_SOURCE, "DetailType": DETAIL_TYPES[Status(detail["status"])],
+def _entry(bus: str, detail: Mapping[str, Any], detail_type: str | None) -> dict[str, Any]:
+    return {"EventBusName": bus, "Source": EVENT_SOURCE,
+            "DetailType": detail_type or DETAIL_TYPES[Status(detail["status"])],
             "Detail": json.dumps(detail, separators=(",", ":"), sort_keys=True)}
 
 

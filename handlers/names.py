@@ -48,6 +48,8 @@ SETTLED = frozenset({Status.DONE, Status.REJECTED, Status.FAILED, Status.DELETED
 EVENT_SOURCE = PROJECT
 DETAIL_TYPES = {Status.DONE: "image.ready", Status.REJECTED: "image.rejected", Status.FAILED: "image.failed",
                 Status.QUARANTINED: "image.quarantined", Status.DELETED: "image.deleted"}
+# A done image whose stage outputs changed at the same version (a reprocess's new thumbnails, the old ones deleted).
+UPDATED_DETAIL_TYPE = "image.updated"
 EVENT_VERSION = 1  # the `v` of every event's detail (schemas/events/)
 # The statuses that may need a person: listed by `python -m ops failures` through the table's sparse index ATTENTION
 # (an image in progress is "stuck" once it has been accepted for longer than it should take).

@@ -183,11 +183,28 @@ def test_writes_that_do_not_settle_publish_nothing(stream):
     records.record_stage(TABLE, IMAGE, seq(10), "thumbnails", {"status": "done", "outputs": []})
     stream.publish()
     assert len(stream.received()) == 1
-    # A reprocess makes new thumbnails for the same version: the record stays done, nothing is announced.
+    # A write that keeps the status, the version and every stage's outputs (here a reprocess that made none again).
     assert records.record_reprocessed(TABLE, IMAGE, seq(10), "thumbnails", {"status": "done", "outputs": [],
                                                                            "settings": "new"}, None).outcome == records.Outcome.WRITTEN
     assert stream.publish() == {"batchItemFailures": []}
     assert stream.received() == []
+
+
+def test_a_reprocess_that_replaces_a_ready_image_s_thumbnails_publishes_one_image_updated(stream):
+    done(seq(10))
+    stream.publish()
+    [ready] = stream.received()
+    new = [{"key": f"thumbnails/{IMAGE}/v/wide/640.webp", "width": 640, "height": 427}]
+    assert records.record_reprocessed(TABLE, IMAGE, seq(10), "thumbnails", {"status": "done", "outputs": new,
+                                                                           "settings": "wide"}, None).outcome == records.Outcome.WRITTEN
+    batch = stream.new_records()
+    image_events.handler({"Records": batch}, LambdaContext(function_name="image-events"))
+    image_events.handler({"Records": batch}, LambdaContext(function_name="image-events"))  # Lambda retried it
+    updated, again = stream.received()
+    jsonschema.validate(updated, SCHEMA, format_checker=jsonschema.FormatChecker())
+    assert (updated["detail-type"], updated["detail"]["status"]) == ("image.updated", "done")
+    assert updated["detail"]["outputs"]["thumbnails"]["outputs"] == new  # the keys the ready event named are gone
+    assert updated["detail"]["id"] == again["detail"]["id"] != ready["detail"]["id"]
 
 
 def test_a_newer_version_that_settles_alike_is_a_new_event_and_a_second_deletion_is_not(stream):
