@@ -28,6 +28,9 @@ from handlers.observability import logger
 
 SCHEMA_VERSIONS = ("1.0", "2.0")
 ON_ITS_WAY = "already on its way to the stages at its current version"
+# Tasks one invocation takes at most: `ops backfill --batch` sends up to this many (S3 Batch Operations sends one); the
+# function's timeout is sized for it (infra/backfill.py).
+MAX_TASKS = 100
 
 
 class ResultCode(StrEnum):
@@ -65,6 +68,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             or not isinstance(event.get("tasks"), list):
         raise BadRequest("send S3 Batch Operations' invocation: invocationSchemaVersion 1.0 or 2.0, invocationId, and "
                          "tasks [{taskId, s3Bucket (2.0) or s3BucketArn (1.0), s3Key, s3VersionId}]")
+    if len(event["tasks"]) > MAX_TASKS:
+        raise BadRequest(f"send at most {MAX_TASKS} tasks an invocation (got {len(event['tasks']):,}): the function's "
+                         "timeout is sized for that many")
     results = []
     for task in event["tasks"]:
         result = run_task(task)

@@ -11,30 +11,43 @@ outputs what `aws s3control create-job` takes; the README gives the command.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
+from handlers.backfill import MAX_TASKS
 from handlers.names import UPLOADS_PREFIX, Function
 from infra import iam, links, policies
 from infra.settings import Settings
 from infra.storage import expire_after
 from infra.worker import LambdaFunction, Layers, build_function
 
-BACKFILL_MEMORY, BACKFILL_TIMEOUT = 256, 60  # a task is the intake's work on one object; ops sends a few at a time
+# Lambda's longest timeout (Lambda Developer Guide, "Lambda quotas": function timeout, 900 seconds).
+LAMBDA_MAX_TIMEOUT = 900
 INVENTORY_PREFIX = "inventory/"  # S3 Inventory's lists of the uploads bucket, in the log bucket
 INVENTORY_NAME = Function.BACKFILL.value  # the inventory configuration's id: the lists are for the backfill
 REPORTS_PREFIX = "batch-operations/"  # Batch Operations' completion reports, in the log bucket
 INVENTORY_DAYS = 7  # each daily list is superseded the next day; a week covers a job started a few days later
 
 
+def backfill_sizing(s: Settings) -> tuple[int, int]:
+    """(memory, timeout): a task is the intake's work on one object, so the intake's memory, and the intake's time for
+    a batch of its messages scaled to the most tasks an invocation takes (MAX_TASKS, ops' largest --batch)."""
+    intake = s.stage(Function.INTAKE)
+    return intake.memory, min(LAMBDA_MAX_TIMEOUT, math.ceil(intake.timeout * MAX_TASKS / intake.batch_size))
+
+
 def backfill_function(name: str, s: Settings, function_links: Sequence[links.Link], layers: Layers,
                       opts: pulumi.ResourceOptions) -> LambdaFunction:
-    """`function_links`: the intake's (its uses and its settings)."""
-    return build_function(f"{name}-backfill", Function.BACKFILL, s.functions, memory=BACKFILL_MEMORY,
-                          timeout=BACKFILL_TIMEOUT, links=function_links, layers=layers, opts=opts)
+    """`function_links`: the intake's (its uses and its settings). With `batchOperations` its concurrency is reserved
+    (backfillConcurrency): a job invokes it as fast as Lambda allows, and the reservation is also its cap."""
+    memory, timeout = backfill_sizing(s)
+    return build_function(f"{name}-backfill", Function.BACKFILL, s.functions, memory=memory, timeout=timeout,
+                          links=function_links, layers=layers, opts=opts,
+                          reserved_concurrency=s.backfill_concurrency if s.batch_operations else None)
 
 
 def log_bucket_rules(s: Settings) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:

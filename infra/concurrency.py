@@ -12,6 +12,8 @@ from dataclasses import dataclass
 # reservation, naming the whole quota as that minimum ("below its minimum value of [10]").
 UNRESERVED_MINIMUM = 100
 UNRESERVED_RULE = "100, or the whole quota when it is smaller"  # the rule above, as the refusals and ops say it
+# The setting that reserves each function's concurrency, by the budget's name for it.
+RESERVING = {"upload API": "uploadApiConcurrency", "backfill": "backfillConcurrency"}
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,8 @@ def problems(budget: ConcurrencyBudget) -> list[str]:
     """Configurations that cannot work, in the words of the settings' other errors (key = value, what is accepted)."""
     found = []
     if sum(budget.reserved.values()) > budget.reservable:
-        found.append(f"uploadApiConcurrency = {sum(budget.reserved.values()):,} is more than Lambda lets the account reserve "
+        keys = " + ".join(RESERVING[name] for name in budget.reserved)
+        found.append(f"{keys} = {sum(budget.reserved.values()):,} is more than Lambda lets the account reserve "
                      f"(accepted: at most accountConcurrency {budget.quota:,} - the {budget.unreserved_minimum:,} Lambda "
                      f"keeps unreserved ({UNRESERVED_RULE}) = {budget.reservable:,}; set "
                      "uploadApiConcurrency 0 to reserve none: the upload function then shares the unreserved concurrency, "

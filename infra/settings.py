@@ -212,6 +212,12 @@ class Settings:
                                           "0 reserves none (for an account whose quota leaves nothing to reserve): the "
                                           "function then shares the account's unreserved concurrency.",
                                           between(0, 1000))
+    backfill_concurrency: int = setting(10, "backfillConcurrency", "int",
+                                        "Reserved concurrency of the backfill function with batchOperations: at most "
+                                        "this many invocations of an S3 Batch Operations job at once (a job otherwise "
+                                        "invokes it as fast as Lambda allows). Without batchOperations nothing is "
+                                        "reserved: ops backfill invokes it one request at a time.",
+                                        between(0, 1000))
     upload_quota: dict[str, int] | None = setting(
         None, "uploadQuota", "json",
         "Per owner and UTC day, what the upload API grants at most: {\"uploads\": grants, \"bytes\": their declared "
@@ -279,6 +285,8 @@ class Settings:
     def concurrency(self) -> concurrency.ConcurrencyBudget:
         """How the stack shares the account's Regional Lambda concurrency quota."""
         reserved = {"upload API": self.upload_api_concurrency} if self.upload_api and self.upload_api_concurrency else {}
+        if self.batch_operations and self.backfill_concurrency:
+            reserved["backfill"] = self.backfill_concurrency
         return concurrency.ConcurrencyBudget(
             self.account_concurrency, reserved, {name: self.stage(name).max_concurrency for name in self.queue_fed_functions},
             self.concurrency_reserve)
@@ -505,6 +513,9 @@ def validate(s: Settings) -> Settings:
             bad(key, domain, f"a name under a zone's apex (such as images.{domain}), or the apex with "
                 f"{key.replace('Domain', 'HostedZoneId')} (a Route 53 zone the stack writes A/AAAA aliases in): "
                 "without a zone the stack's answer is a CNAME, which cannot sit at an apex")
+    if s.batch_operations and not s.backfill_concurrency:
+        bad("backfillConcurrency", s.backfill_concurrency, "at least 1 with batchOperations: a job would otherwise invoke "
+            "the backfill function as fast as Lambda allows, taking the stages' share of the account's concurrency")
     if s.batch_operations and not s.access_logging:
         bad("batchOperations", s.batch_operations, "false unless accessLogging is on (the inventory and the job's "
             "completion reports go to the log bucket)")

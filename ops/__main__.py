@@ -39,6 +39,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from handlers.backfill import MAX_TASKS
 from handlers.names import LABEL_LIST, UPLOADS_PREFIX, StackOutput, Status
 from ops import backfill as backfilling
 from ops import capacity, gallery, images, queues, render, review
@@ -95,8 +96,8 @@ def parser() -> argparse.ArgumentParser:
                                  "files beside it)")
     onboard.add_argument("--rate", type=positive_rate, default=backfilling.DEFAULT_RATE,
                          help="objects a second at most (default %(default)s), so live uploads keep their share")
-    onboard.add_argument("--batch", type=int, choices=range(1, 101), default=backfilling.BATCH, metavar="N",
-                         help="objects an invocation of the backfill function, 1-100 (default %(default)s)")
+    onboard.add_argument("--batch", type=int, choices=range(1, MAX_TASKS + 1), default=backfilling.BATCH, metavar="N",
+                         help=f"objects an invocation of the backfill function, 1-{MAX_TASKS} (default %(default)s)")
     onboard.add_argument("--restart", action="store_true", help="ignore a checkpoint and start from the beginning")
     onboard.add_argument("--wait", type=float, default=600.0,
                          help="seconds to wait at the end for the records to settle (default %(default)s)")

@@ -155,6 +155,11 @@ def test_a_backfilled_version_s_late_event_makes_one_claim_check_and_one_record_
     assert published["claim"]["key"] == "uploads/once.jpg"
 
 
+def test_more_tasks_than_the_function_s_timeout_is_sized_for_are_refused(cloud):
+    with pytest.raises(backfill.BadRequest, match=r"send at most 100 tasks an invocation \(got 101\)"):
+        backfill.handler(request(cloud, *[f"uploads/{n}.jpg" for n in range(101)]), None)
+
+
 def test_a_request_that_is_not_batch_operations_is_refused_with_the_shape_to_send(cloud):
     with pytest.raises(backfill.BadRequest, match=r"invocationSchemaVersion 1\.0 or 2\.0"):
         backfill.handler({"key": "uploads/a.jpg"}, None)

@@ -21,6 +21,27 @@ def stack():
     return program.run(program.RecordingMocks(), {"batchOperations": True})
 
 
+def test_with_batch_operations_the_backfill_function_reserves_its_concurrency_and_is_sized_like_the_intake(stack):
+    backfill, intake = stack.functions()["backfill"].inputs, stack.functions()["intake"].inputs
+    assert backfill["reservedConcurrentExecutions"] == 10  # a job cannot take the stages' share
+    assert backfill["memorySize"] == intake["memorySize"]
+    # The intake's time for its batch of 10 messages, for the 100 tasks an invocation may carry.
+    assert (intake["timeout"], backfill["timeout"]) == (30, 300)
+    assert load({"batchOperations": "true", "accessLogging": "true"}).concurrency.reserved == {"backfill": 10}
+
+
+def test_without_batch_operations_nothing_is_reserved_for_the_backfill_function():
+    plain = program.run(program.RecordingMocks())
+    assert "reservedConcurrentExecutions" not in plain.functions()["backfill"].inputs
+    assert plain.functions()["backfill"].inputs["memorySize"] == plain.functions()["intake"].inputs["memorySize"]
+
+
+def test_batch_operations_refuse_an_unreserved_backfill_function():
+    with pytest.raises(SettingsError, match=r"backfillConcurrency = 0 is out of range \(accepted: at least 1 with "
+                                            r"batchOperations: a job would otherwise invoke"):
+        load({"batchOperations": "true", "accessLogging": "true", "backfillConcurrency": "0"})
+
+
 def test_the_backfill_function_judges_with_the_intake_s_settings(stack):
     functions = stack.functions()
     backfill, intake = functions["backfill"].inputs["environment"]["variables"], functions["intake"].inputs["environment"]["variables"]
@@ -89,3 +110,10 @@ def test_operators_may_read_the_inventory_lists_and_nothing_else_of_the_log_buck
 def test_batch_operations_need_the_log_bucket():
     with pytest.raises(SettingsError, match=r"batchOperations = True is out of range \(accepted: false unless accessLogging is on"):
         load({"batchOperations": "true", "accessLogging": "false"})
+
+
+def test_the_backfill_reservation_is_counted_with_the_upload_function_s_against_what_lambda_lets_be_reserved():
+    with pytest.raises(SettingsError, match=r"uploadApiConcurrency \+ backfillConcurrency = 15 is more than Lambda lets "
+                                            r"the account reserve \(accepted: at most accountConcurrency 105 - the 100"):
+        load({"batchOperations": "true", "accessLogging": "true", "uploadApi": "true", "accountConcurrency": "105",
+              "concurrencyReserve": "0"})
