@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from handlers.names import Function
+
 # Lambda keeps part of the Regional quota unreserved for the functions without reserved concurrency: every
 # reservation together may leave no less than 100 (Lambda API Reference, PutFunctionConcurrency: "as long as you
 # leave at least 100 simultaneous executions unreserved"; Developer Guide, "Configuring reserved concurrency for a
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 UNRESERVED_MINIMUM = 100
 UNRESERVED_RULE = "100, or the whole quota when it is smaller"  # the rule above, as the refusals and ops say it
 # The setting that reserves each function's concurrency, by the budget's name for it.
-RESERVING = {"upload API": "uploadApiConcurrency", "backfill": "backfillConcurrency"}
+RESERVING = {"upload API": "uploadApiConcurrency", Function.BACKFILL.value: "backfillConcurrency"}
 
 
 @dataclass(frozen=True)

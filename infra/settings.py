@@ -286,7 +286,7 @@ class Settings:
         """How the stack shares the account's Regional Lambda concurrency quota."""
         reserved = {"upload API": self.upload_api_concurrency} if self.upload_api and self.upload_api_concurrency else {}
         if self.batch_operations and self.backfill_concurrency:
-            reserved["backfill"] = self.backfill_concurrency
+            reserved[Function.BACKFILL.value] = self.backfill_concurrency
         return concurrency.ConcurrencyBudget(
             self.account_concurrency, reserved, {name: self.stage(name).max_concurrency for name in self.queue_fed_functions},
             self.concurrency_reserve)
