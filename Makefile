@@ -58,7 +58,7 @@ test-capacity: $(STAMP)
 # A bucket of 2,100 objects that were there before the pipeline (tiny images of four formats, some not images, some
 # already processed) backfilled by `python -m ops backfill`, killed halfway and resumed: every object accounted for.
 test-backfill: $(STAMP)
-	$(BIN)/python -m pytest -m backfill -s tests/test_backfill_bulk.py
+	$(BIN)/python -m pytest -m backfill -s tests/test_ops_backfill.py tests/test_backfill_bulk.py
 
 # The README's demos run exactly as written (make demo, python -m localcloud demo and upload), each a whole local cloud
 # with uploads: a few minutes together; .ci/run runs it after make test (tests/test_readme.py runs the rest of the README).

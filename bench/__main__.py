@@ -32,11 +32,6 @@ LIMITS = {
     "engine_vs_sharp_once": "sharp decoding once and cascading (sharp_once_ms) resamples with libvips' SIMD code; "
                             "Pillow's resampler is plain C, so the engine is 1.1-1.4x that, against 0.5x sharp's "
                             "usual one pipeline per size",
-    "bytes_vs_sharp_full_decode_1024": "at 1024 px from a full decode (PNG, WebP) the engine's box reduce plus "
-                                       "bicubic is 0.02-0.05 dB under sharp's Lanczos, so its bytes at sharp's PSNR "
-                                       "are 0.3-1.2% over; a finer first step (FIRST_GAP 1.5) measured +0.00 and "
-                                       "+0.07 dB against sharp there, for 8-11% more time on the two formats already "
-                                       "over their time target",
     "intake_import_ms": "botocore (~105 ms) and Powertools' batch utility (~70 ms) alone take about 150 ms here",
     "pipeline_share": "the emulator answers ~25 calls per image in Python and uses about as much CPU per image "
                       "as the engine, on the same cores",

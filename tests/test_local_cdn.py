@@ -17,7 +17,8 @@ from localcloud.__main__ import wait_until_settled
 from localcloud.cloud import DISTRIBUTION, LocalCloud
 
 # One image's three sizes fit; a second image's while the first is in progress do not.
-LIMITS = {"files": 4, "completesAfter": 8}
+# Room for one image's paths at a time (a 300 x 200 photo has two renditions: 128 px, and one for 512 and 1024).
+LIMITS = {"files": 3, "completesAfter": 8}
 # A purge that is refused comes back after its queue's visibility timeout: 6 x 1 s + a 1 s batching window.
 CONFIG = {"cdn": True, "cdnPurge": {"timeout": 1, "batchingWindow": 1}}
 

@@ -21,6 +21,9 @@ from ops.target import LOCAL_HOME_VARIABLE
 from tests.backfill_bucket import accounted, events_off, generate, killed_halfway, ops
 from tests.infra_helpers import unused_grants
 
+# A local cloud and ~100 objects walked, killed and resumed: about a minute, so it runs with the 2,100-object story in
+# make test-backfill (.ci/run), not in make test.
+pytestmark = pytest.mark.backfill
 BATCH = 5
 
 

@@ -65,7 +65,7 @@ NOT_HERE = {
     "make test-capacity": ".ci/run runs it after make test",
     "make test-scale": ".ci/run runs it after make test",
     "make test-backfill": ".ci/run runs it after make test (minutes: 2,100 objects through the local cloud); "
-                          "tests/test_ops_backfill.py runs the same story with ~100 in make test",
+                          "tests/test_ops_backfill.py runs the same story with ~100 first",
     "make test-browser": ".ci/run runs it after make test (it installs Chromium)",
     "make test-readme": ".ci/run runs it after make test: the demos below, marked readme",
     "make soak": "minutes long; tests/test_soak.py runs a small one in make test",
