@@ -61,7 +61,8 @@ def status(upload: str, owner: str) -> dict[str, Any] | None:
     thumbnails = item.get(Function.THUMBNAILS) or {}
     # Renditions only once the image is done: a held (quarantined) or failed image publishes nothing.
     if item.get("status") == Status.DONE and thumbnails.get("status") == StageStatus.DONE:
-        answer["renditions"] = [_rendition(output, env.thumbnails_bucket) for output in thumbnails.get("outputs", [])]
+        answer["renditions"] = [_rendition(output, env.thumbnails_bucket)
+                                for output in records.renditions(thumbnails.get("outputs", []))]
         if thumbnails.get("placeholder"):
             answer["placeholder"] = thumbnails["placeholder"]
     labels = item.get(Function.LABELS) or {}
@@ -76,13 +77,13 @@ def status(upload: str, owner: str) -> dict[str, Any] | None:
 
 
 def _rendition(output: dict[str, Any], bucket: str) -> dict[str, Any]:
-    """One stored thumbnail and its URL: the CDN's when the record has one, else a presigned GET. A URL presigned with
+    """One stored thumbnail (presigned once, however many boxes it serves), the boxes it serves, and its URL: the CDN's when the record has one, else a presigned GET. A URL presigned with
     the function's role session stops working when the session expires, even before LINK_SECONDS (S3 User Guide,
     "Download and upload objects with presigned URLs", expiration): a page asks again when a URL fails."""
     url = output.get("url") or aws.s3_presigner().generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": output["key"]}, ExpiresIn=LINK_SECONDS)
     return {"width": output["width"], "height": output["height"], "bytes": output.get("bytes"),
-            "content_type": output.get("content_type"), "url": url}
+            "content_type": output.get("content_type"), "boxes": output["boxes"], "url": url}
 
 
 def _plain(value: Any) -> Any:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from handlers import placeholder
 from handlers.names import LABEL_LIST, UPLOADS_PREFIX, Function, StackOutput, Status
+from handlers.records import renditions as stored_renditions
 
 # Statuses in the order the filters show them; any other status gets a filter after these.
 ORDER = (Status.DONE, Status.REJECTED, Status.FAILED, Status.QUARANTINED, "dead-lettered", Status.ACCEPTED, Status.DELETED,
@@ -50,7 +51,8 @@ def view(key: str, status: str, record: dict[str, Any]) -> dict[str, Any]:
         "format": record.get("format"),
         "width": _int(metadata.get("width", record.get("width"))), "height": _int(metadata.get("height", record.get("height"))),
         Function.THUMBNAILS: [{"key": o["key"], "width": _int(o["width"]), "height": _int(o["height"]),
-                               "bytes": _int(o["bytes"]), **({"url": o["url"]} if o.get("url") else {})}
+                               "bytes": _int(o["bytes"]), "boxes": [_int(box) for box in o["boxes"]],
+                               **({"url": o["url"]} if o.get("url") else {})}
                               for o in renditions(record)],
         Function.LABELS: [{"name": label["name"], "confidence": float(label["confidence"]), "emulated": emulated}
                           for label in labels.get(LABEL_LIST, [])],
@@ -72,7 +74,7 @@ def outputs(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 def renditions(record: dict[str, Any]) -> list[dict[str, Any]]:
     """Each stored thumbnail once: the sizes at or above the original's share one rendition (and its key)."""
-    return list({o["key"]: o for o in outputs(record)}.values())
+    return stored_renditions(outputs(record))
 
 
 def status_of(record: dict[str, Any]) -> str:

@@ -95,3 +95,18 @@ def test_labels_and_what_later_stages_add_reach_the_owner_as_plain_json(api, clo
     assert status == 200 and answer["labels"] == [{"name": "Beach", "confidence": 98.5}]
     assert answer["labels_source"] == "emulated" and answer["focal_point"] == {"x": 0.25, "y": 0.5}
     assert answer["duplicate_of"].endswith("-first.webp")
+
+
+def test_a_photo_smaller_than_every_box_answers_one_rendition_for_all_of_them(api, cloud):  # noqa: F811
+    grant = granted(api)
+    uploaded(cloud, grant["key"], samples.webp(60, 40))
+    invoke(thumbnails, [json.dumps(claim["claim"]) for claim in cloud.published()])
+    outputs = cloud.record(grant["key"])["thumbnails"]["outputs"]
+    # GIVEN the record: one output per box, all three naming the one stored key
+    assert len(outputs) == 3 and len({o["key"] for o in outputs}) == 1
+    status, answer = ask(grant["id"])
+    # THEN the page gets it once (a srcset with one width descriptor), with every box it serves
+    assert status == 200
+    assert [(r["width"], r["height"], r["boxes"]) for r in answer["renditions"]] == [
+        (60, 40, sorted((int(o["box"]) for o in outputs), reverse=True))]
+    assert "box" not in answer["renditions"][0]
