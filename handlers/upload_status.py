@@ -23,9 +23,13 @@ from handlers.names import API_UPLOADS_PREFIX, LABEL_LIST, Function, StageStatus
 # How long a rendition's presigned GET is valid: a page loads it right away, and asks again for a fresh one.
 LINK_SECONDS = 300
 # What a grant's id looks like: the day folders and the file name of upload_api.upload_key.
-_ID = re.compile(r"(\d{4})-(\d{2})-(\d{2})-([0-9a-f]{16}-[A-Za-z0-9_-]{1,60}\.[a-z]{3,4})")
+# ASCII digits only: Python's \d also matches other scripts' digits (Arabic-Indic, Devanagari...), which no grant writes.
+_ID = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})-([0-9a-f]{16}-[A-Za-z0-9_-]{1,60}\.[a-z]{3,4})")
 # Record attributes a page may use as they are, when a stage wrote them (focal point, duplicates: issue 30).
 PASSED_ON = ("focal_point", "duplicate_of")
+# An id of a shape no grant gives: 400 at once, rather than a 404 that invites polling for an upload that cannot come.
+# It tells nothing about anyone's uploads: the shape alone decides it, before any read.
+NOT_AN_ID = "not an id a grant gives: use the \"id\" of the grant's answer, such as 2026-12-01-656e1deec74f4e65-IMG_4021.jpg"
 NOT_FOUND = ("no upload of yours has this id, or the pipeline has not seen it yet: an upload answers here once its "
              "event has reached the intake, seconds after the PUT")
 

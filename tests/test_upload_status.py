@@ -64,9 +64,14 @@ def test_another_caller_gets_404_and_an_unauthenticated_one_401(api, cloud):  # 
     uploaded(cloud, grant["key"], samples.webp(400, 200))
     assert ask(grant["id"], caller=BOB) == (404, {"message": upload_status.NOT_FOUND})
     assert ask(grant["id"], caller=None) == (401, {"message": "the request carries no authenticated caller"})
-    # nor can an id that is no grant's reach outside the caller's folder
-    for probe in ("..%2F..%2Fx", "2026-12-01-0123456789abcdef-x.jpg/../../y", "nothing"):
-        assert ask(probe)[0] == 404, probe
+    # nor can an id that is no grant's reach outside the caller's folder: it is refused as no id at all (400, the
+    # same for every caller and whether or not anything exists), never taken for an upload still to come (404)
+    for probe in ("..%2F..%2Fx", "nothing", "٢٠٢٦-12-01-0123456789abcdef-x.jpg"):  # Arabic-Indic digits: \d takes them
+        status, answer = ask(probe)
+        assert status == 400 and answer["message"].startswith(upload_status.NOT_AN_ID), probe
+    # a path with more segments is no route of the API at all
+    assert ask("2026-12-01-0123456789abcdef-x.jpg/../../y") == (404, {"statusCode": 404, "message": "Not found"})
+    assert ask("2026-12-01-0123456789abcdef-x.jpg") == (404, {"message": upload_status.NOT_FOUND})  # a grant's shape
 
 
 def test_a_rejected_upload_answers_its_reason_and_no_renditions(api, cloud):  # noqa: F811
