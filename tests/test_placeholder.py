@@ -71,3 +71,14 @@ def test_a_hash_too_short_to_decode_is_refused_with_its_reason():
         placeholder.decode(bytes(4))
     with pytest.raises(ValueError, match="with alpha has at least 6 bytes"):
         placeholder.decode(bytes([0, 0, 0x80, 0, 0]))
+
+
+def test_a_hash_whose_side_count_is_0_is_refused_with_its_reason_and_the_gallery_paints_no_placeholder():
+    from ops import gallery
+
+    for hashed in (bytes([0, 0, 0, 0, 0x80]), bytes([0, 0, 0, 0, 0])):  # landscape with height 0; portrait with width 0
+        with pytest.raises(ValueError, match="count is 0: no encoder wrote this hash"):
+            placeholder.decode(hashed)
+        with pytest.raises(ValueError, match="count is 0"):
+            placeholder.aspect_ratio(hashed)
+        assert gallery._placeholder(base64.b64encode(hashed).decode()) == ""  # the tile goes without, the page is drawn
