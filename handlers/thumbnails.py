@@ -382,6 +382,8 @@ def _reprocess(claim: contracts.ClaimCheck) -> None:
 def _done(outputs: list[dict[str, Any]], result: imaging.Result, env: environment.Environment) -> dict[str, Any]:
     """The stage's result for stored thumbnails: their outputs, the settings they were made with, the placeholder."""
     done = {"status": StageStatus.DONE, "outputs": outputs, "settings": env.settings(ThumbnailSettings).name}
+    if result.unhashed:
+        logger.warning("thumbnails stored without a placeholder", extra={"reason": result.unhashed})
     return done | ({"placeholder": result.placeholder} if result.placeholder else {})
 
 
