@@ -65,8 +65,7 @@ def status(upload: str, owner: str) -> dict[str, Any] | None:
     thumbnails = item.get(Function.THUMBNAILS) or {}
     # Renditions only once the image is done: a held (quarantined) or failed image publishes nothing.
     if item.get("status") == Status.DONE and thumbnails.get("status") == StageStatus.DONE:
-        answer["renditions"] = [_rendition(output, env.thumbnails_bucket)
-                                for output in records.renditions(thumbnails.get("outputs", []))]
+        answer["renditions"] = [_rendition(output, env) for output in records.renditions(thumbnails.get("outputs", []))]
         if thumbnails.get("placeholder"):
             answer["placeholder"] = thumbnails["placeholder"]
     labels = item.get(Function.LABELS) or {}
@@ -80,12 +79,17 @@ def status(upload: str, owner: str) -> dict[str, Any] | None:
     return _plain(answer)
 
 
-def _rendition(output: dict[str, Any], bucket: str) -> dict[str, Any]:
-    """One stored thumbnail (presigned once, however many boxes it serves), the boxes it serves, and its URL: the CDN's when the record has one, else a presigned GET. A URL presigned with
-    the function's role session stops working when the session expires, even before LINK_SECONDS (S3 User Guide,
-    "Download and upload objects with presigned URLs", expiration): a page asks again when a URL fails."""
-    url = output.get("url") or aws.s3_presigner().generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": output["key"]}, ExpiresIn=LINK_SECONDS)
+def _rendition(output: dict[str, Any], env: environment.Environment) -> dict[str, Any]:
+    """One stored thumbnail (presigned once, however many boxes it serves), the boxes it serves, and its URL: at the
+    stack's CDN when it has one (from the key, not the record's `url`: a record made before the CDN, or under another
+    domain, has none or a stale one; and the function may not read the bucket then), else a presigned GET. A URL
+    presigned with the function's role session stops working when the session expires, even before LINK_SECONDS (S3
+    User Guide, "Download and upload objects with presigned URLs", expiration): a page asks again when a URL fails."""
+    if env.thumbnails_base_url:
+        url = f"{env.thumbnails_base_url}/{output['key']}"
+    else:
+        url = aws.s3_presigner().generate_presigned_url(
+            "get_object", Params={"Bucket": env.thumbnails_bucket, "Key": output["key"]}, ExpiresIn=LINK_SECONDS)
     return {"width": output["width"], "height": output["height"], "bytes": output.get("bytes"),
             "content_type": output.get("content_type"), "boxes": output["boxes"], "url": url}
 

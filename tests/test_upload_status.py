@@ -115,3 +115,19 @@ def test_a_photo_smaller_than_every_box_answers_one_rendition_for_all_of_them(ap
     assert [(r["width"], r["height"], r["boxes"]) for r in answer["renditions"]] == [
         (60, 40, sorted((int(o["box"]) for o in outputs), reverse=True))]
     assert "box" not in answer["renditions"][0]
+
+
+def test_with_a_cdn_every_rendition_is_linked_there_and_nothing_is_presigned(api, cloud, monkeypatch):  # noqa: F811
+    from handlers import environment
+
+    grant = granted(api)
+    uploaded(cloud, grant["key"], samples.webp(400, 200))
+    invoke(thumbnails, [json.dumps(claim["claim"]) for claim in cloud.published()])  # made before the CDN: no url
+    # GIVEN the stack's CDN (the function has its base URL, and no bucket to presign from)
+    monkeypatch.setenv("THUMBNAILS_BASE_URL", "https://img.example.com/")
+    monkeypatch.delenv("THUMBNAILS_BUCKET", raising=False)
+    environment.load.cache_clear()
+    status, answer = ask(grant["id"])
+    record = cloud.record(grant["key"])
+    assert status == 200 and [r["url"] for r in answer["renditions"]] == [
+        f"https://img.example.com/{o['key']}" for o in record["thumbnails"]["outputs"]]
