@@ -1,7 +1,9 @@
 """A ThumbHash of an image: the placeholder a page paints while the image loads (about 25 bytes, base64 in the record).
 
-A port of the reference implementation (evanw/thumbhash, js/thumbhash.js: rgbaToThumbHash and thumbHashToRGBA),
-kept bit for bit: tests/test_placeholder.py compares hashes and decoded pixels with vectors the reference made.
+A port of the reference implementation (evanw/thumbhash, js/thumbhash.js: rgbaToThumbHash and thumbHashToRGBA): it
+gives the same hash, or one within one quantization step of one coefficient (math.cos and V8's Math.cos may differ in
+the last bit, which moves a value on a rounding tie by one step); tests/test_placeholder.py compares hashes and decoded
+pixels with vectors the reference made.
 Why ThumbHash and not BlurHash (bytes, quality on our samples, alpha, aspect ratio): README "What a page gets".
 """
 from __future__ import annotations
