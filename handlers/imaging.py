@@ -427,7 +427,9 @@ def extract_metadata(image: Image.Image, store_gps: bool, tiff: bytes | None = N
         exif = image.getexif()
     except Exception:
         exif = Image.Exif()
-    orientation = exif_orientation(tiff or getattr(image, "info", {}).get("exif"))
+    # A WebP's EXIF chunk is not read by the browsers' WebP decoders (Chromium: WEBPImageDecoder reads only the ICCP
+    # chunk; Firefox: nsWebPDecoder::ReadHeader posts its size without an orientation): shown as stored there, so here.
+    orientation = 1 if image.format == "WEBP" else exif_orientation(tiff or getattr(image, "info", {}).get("exif"))
     metadata["orientation"] = orientation
     # Width and height as displayed, after orientation (a TIFF's are set once it is decoded: make_thumbnails).
     metadata["width"], metadata["height"] = _turned_size((width, height), orientation)
@@ -452,7 +454,8 @@ def exif_orientation(exif: bytes | None) -> int:
     a SHORT of count 1 with a value 1-8; any other type, count or value, a broken structure, or an orientation
     found elsewhere (XMP, a PNG text chunk, which Pillow's getexif also reads) shows the image as stored (1).
     Rule: Firefox's image/decoders/EXIF.cpp, EXIFParser::ParseOrientation; Exif 2.3 (CIPA DC-008) 4.6.4, Table 4.
-    `exif`: the EXIF block (JPEG APP1, PNG eXIf, WebP EXIF, with or without its "Exif" header) or a whole TIFF."""
+    `exif`: the EXIF block (JPEG APP1, PNG eXIf, with or without its "Exif" header) or a whole TIFF. (A WebP's is
+    never applied: extract_metadata.)"""
     tiff = (exif or b"").removeprefix(b"Exif\x00\x00")
     order = {b"II*\x00": "<", b"MM\x00*": ">"}.get(tiff[:4])
     if order is None:
