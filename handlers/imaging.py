@@ -122,6 +122,8 @@ class Result:
     thumbnails: list[Thumbnail]
     metadata: dict[str, Any] = field(default_factory=dict)
     placeholder: str | None = None  # the base64 ThumbHash of the smallest thumbnail (handlers/placeholder.py)
+    # Why there is no placeholder though there are thumbnails (the hash failed): the stage logs it; the image is done.
+    unhashed: str = ""
 
 
 def prepare(formats: Iterable[str], output_format: str) -> list[str]:
@@ -181,10 +183,11 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
                 outputs[-1] = replace(outputs[-1], boxes=(*outputs[-1].boxes, size))
                 continue
             previous = current.size
-            shown = _turned(current, left)
+            shown = _as_shown(_turned(current, left), output_format)
             outputs.append(_encode(shown, size, output_format, quality))
-        # From the smallest thumbnail, still in memory: no other decode.
-        hashed = placeholder.of_image(shown) if outputs else None
+        # From the smallest thumbnail as its file shows it (a JPEG's flattened onto white), still in memory: no other
+        # decode. A placeholder is an extra: its failure leaves it out, never the thumbnails.
+        hashed, unhashed = _placeholder(shown) if outputs else (None, "")
     except PermanentFailure:
         raise
     except MemoryError:
@@ -193,7 +196,7 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
         raise PermanentFailure(f"the image is too large to decode safely ({exc})") from exc
     except Exception as exc:
         raise PermanentFailure(_decode_reason(exc)) from exc
-    return Result(outputs, metadata, hashed)
+    return Result(outputs, metadata, hashed, unhashed)
 
 
 def _turned(image: Image.Image, orientation: int) -> Image.Image:
@@ -363,12 +366,28 @@ def _resize(image: Image.Image, target: tuple[int, int], first: bool) -> Image.I
     return image.resize(target, Image.Resampling.LANCZOS)
 
 
-def _encode(image: Image.Image, size: int, output_format: str, quality: int) -> Thumbnail:
+def _as_shown(image: Image.Image, output_format: str) -> Image.Image:
+    """`image` as a file of `output_format` shows it: JPEG has no alpha, so a transparent image is flattened onto white."""
     if output_format == "jpeg" and image.mode == "RGBA":
         flat = Image.new("RGB", image.size, (255, 255, 255))
         flat.paste(image, mask=image.getchannel("A"))
-        image = flat
-    elif image.info:
+        return flat
+    return image
+
+
+def _placeholder(shown: Image.Image) -> tuple[str | None, str]:
+    """(the placeholder of `shown`, "") or (None, why not)."""
+    try:
+        return placeholder.of_image(shown), ""
+    except MemoryError:
+        raise  # the isolation reports it against its memory budget
+    except Exception as exc:
+        return None, f"no placeholder: {type(exc).__name__}: {exc}"
+
+
+def _encode(image: Image.Image, size: int, output_format: str, quality: int) -> Thumbnail:
+    """`image` (already as shown: _as_shown) as a thumbnail file of `output_format`."""
+    if image.info:
         image = image.copy()  # its own `info`, so clearing it below leaves the cascade's images alone
     # Pillow's writers fall back to the image's own `info` (comment, ICC profile, EXIF, XMP, DPI): none of the
     # source's metadata goes into a thumbnail, so there is none to fall back to.
@@ -408,7 +427,9 @@ def extract_metadata(image: Image.Image, store_gps: bool, tiff: bytes | None = N
         exif = image.getexif()
     except Exception:
         exif = Image.Exif()
-    orientation = exif_orientation(tiff or getattr(image, "info", {}).get("exif"))
+    # A WebP's EXIF chunk is not read by the browsers' WebP decoders (Chromium: WEBPImageDecoder reads only the ICCP
+    # chunk; Firefox: nsWebPDecoder::ReadHeader posts its size without an orientation): shown as stored there, so here.
+    orientation = 1 if image.format == "WEBP" else exif_orientation(tiff or getattr(image, "info", {}).get("exif"))
     metadata["orientation"] = orientation
     # Width and height as displayed, after orientation (a TIFF's are set once it is decoded: make_thumbnails).
     metadata["width"], metadata["height"] = _turned_size((width, height), orientation)
@@ -433,7 +454,8 @@ def exif_orientation(exif: bytes | None) -> int:
     a SHORT of count 1 with a value 1-8; any other type, count or value, a broken structure, or an orientation
     found elsewhere (XMP, a PNG text chunk, which Pillow's getexif also reads) shows the image as stored (1).
     Rule: Firefox's image/decoders/EXIF.cpp, EXIFParser::ParseOrientation; Exif 2.3 (CIPA DC-008) 4.6.4, Table 4.
-    `exif`: the EXIF block (JPEG APP1, PNG eXIf, WebP EXIF, with or without its "Exif" header) or a whole TIFF."""
+    `exif`: the EXIF block (JPEG APP1, PNG eXIf, with or without its "Exif" header) or a whole TIFF. (A WebP's is
+    never applied: extract_metadata.)"""
     tiff = (exif or b"").removeprefix(b"Exif\x00\x00")
     order = {b"II*\x00": "<", b"MM\x00*": ">"}.get(tiff[:4])
     if order is None:

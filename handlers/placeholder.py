@@ -1,7 +1,9 @@
 """A ThumbHash of an image: the placeholder a page paints while the image loads (about 25 bytes, base64 in the record).
 
-A port of the reference implementation (evanw/thumbhash, js/thumbhash.js: rgbaToThumbHash and thumbHashToRGBA),
-kept bit for bit: tests/test_placeholder.py compares hashes and decoded pixels with vectors the reference made.
+A port of the reference implementation (evanw/thumbhash, js/thumbhash.js: rgbaToThumbHash and thumbHashToRGBA): it
+gives the same hash, or one within one quantization step of one coefficient (math.cos and V8's Math.cos may differ in
+the last bit, which moves a value on a rounding tie by one step); tests/test_placeholder.py compares hashes and decoded
+pixels with vectors the reference made.
 Why ThumbHash and not BlurHash (bytes, quality on our samples, alpha, aspect ratio): README "What a page gets".
 """
 from __future__ import annotations
@@ -120,6 +122,7 @@ def decode(hashed: bytes) -> tuple[int, int, bytes]:
     has_alpha = bool(header24 >> 23)
     if has_alpha and len(hashed) < 6:
         raise ValueError("a ThumbHash with alpha has at least 6 bytes, not 5")
+    ratio = aspect_ratio(hashed)
     p_scale = ((header16 >> 3) & 63) / 63
     q_scale = ((header16 >> 9) & 63) / 63
     landscape = bool(header16 >> 15)
@@ -147,7 +150,6 @@ def decode(hashed: bytes) -> tuple[int, int, bytes]:
     p_ac = factors(3, 3, p_scale * 1.25)  # the reference boosts saturation to make up for quantization
     q_ac = factors(3, 3, q_scale * 1.25)
     a_ac = factors(5, 5, a_scale) if has_alpha else []
-    ratio = aspect_ratio(hashed)
     width = _round(DECODED_SIDE if ratio > 1 else DECODED_SIDE * ratio)
     height = _round(DECODED_SIDE / ratio if ratio > 1 else DECODED_SIDE)
     terms = max(lx, 5 if has_alpha else 3), max(ly, 5 if has_alpha else 3)
@@ -183,9 +185,15 @@ def _triangle(nx: int, ny: int) -> list[tuple[int, int]]:
 
 def aspect_ratio(hashed: bytes) -> float:
     """The approximate width / height of the image a ThumbHash describes."""
+    if len(hashed) < 5:
+        raise ValueError(f"a ThumbHash has at least 5 bytes, not {len(hashed)}")
     has_alpha, landscape = hashed[2] & 0x80, hashed[4] & 0x80
     lx = (5 if has_alpha else 7) if landscape else hashed[3] & 7
     ly = hashed[3] & 7 if landscape else (5 if has_alpha else 7)
+    # The encoder writes a count of 1 to 7 (a side of at least one pixel); 0 is no image (the reference would divide by
+    # it and paint nothing), so the hash is refused rather than a page failing on a ZeroDivisionError.
+    if not lx or not ly:
+        raise ValueError(f"a ThumbHash's {'height' if landscape else 'width'} count is 0: no encoder wrote this hash")
     return lx / ly
 
 

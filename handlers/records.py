@@ -35,6 +35,19 @@ GATE = "gate"
 DECISION = "decision"
 
 
+def renditions(outputs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The thumbnail stage's outputs (one per box) as stored renditions, each once, in the order of their first box,
+    with `boxes`: every box it serves (a photo smaller than several boxes has one rendition for all of them). A page
+    building `srcset` needs each width once: a repeated width descriptor makes the attribute invalid (HTML Standard,
+    "srcset attributes")."""
+    stored: dict[str, dict[str, Any]] = {}
+    for output in outputs:
+        shown = stored.setdefault(output["key"], {**{k: v for k, v in output.items() if k != "box"}, "boxes": []})
+        if "box" in output:
+            shown["boxes"].append(output["box"])
+    return list(stored.values())
+
+
 def attention_key(status: str, image_id: str) -> str:
     """The index partition an image of `status` belongs to: the status and one of ATTENTION_SHARDS shards (the
     image id's first hex digit), because one partition of an index takes at most 1,000 writes a second and a

@@ -190,12 +190,9 @@ def _shown(result: Mapping[str, Any], emulated: bool) -> list[str]:
     """Its result in `python -m ops show`: status, the settings they were made with, each size and where it is."""
     lines = [f"  thumbnails: {result.get('status')}" + (f" ({result['reason']})" if result.get("reason") else "")
              + (f", settings {result['settings']}" if result.get("settings") else "")]
-    boxes: dict[str, list[str]] = {}
-    for o in result.get("outputs", []):
-        boxes.setdefault(o["key"], []).append(str(int(o["box"])) if "box" in o else "?")
     lines += [f"    {int(o['width'])}x{int(o['height'])}  {o.get('url') or o['key']}"
-              + (f"  (boxes {', '.join(boxes[o['key']])})" if len(boxes[o["key"]]) > 1 else "")
-              for o in {o["key"]: o for o in result.get("outputs", [])}.values()]
+              + (f"  (boxes {', '.join(str(int(box)) for box in o['boxes'])})" if len(o["boxes"]) > 1 else "")
+              for o in records.renditions(result.get("outputs", []))]
     if result.get("placeholder"):
         lines.append(f"    placeholder (ThumbHash, base64)  {result['placeholder']}")
     return lines
@@ -385,6 +382,8 @@ def _reprocess(claim: contracts.ClaimCheck) -> None:
 def _done(outputs: list[dict[str, Any]], result: imaging.Result, env: environment.Environment) -> dict[str, Any]:
     """The stage's result for stored thumbnails: their outputs, the settings they were made with, the placeholder."""
     done = {"status": StageStatus.DONE, "outputs": outputs, "settings": env.settings(ThumbnailSettings).name}
+    if result.unhashed:
+        logger.warning("thumbnails stored without a placeholder", extra={"reason": result.unhashed})
     return done | ({"placeholder": result.placeholder} if result.placeholder else {})
 
 

@@ -242,11 +242,14 @@ def create_upload() -> Response:
 
 @app.get("/uploads/<upload>")
 def get_upload(upload: str) -> Response:
-    """The caller's own upload (handlers/upload_status.py); anyone else's, or no such id, is 404."""
+    """The caller's own upload (handlers/upload_status.py); anyone else's, or none yet, is 404; an id no grant could
+    give is 400."""
     try:
         _, owner = caller(app.current_event.raw_event)
     except Refused as refused:
         return _json(refused.status, {"message": refused.message})
+    if upload_status.key_of(upload, owner) is None:
+        return _json(400, {"message": f"{upload_status.NOT_AN_ID} (got {shown(upload)})"})
     found = upload_status.status(upload, owner)
     if found is None:
         return _json(404, {"message": upload_status.NOT_FOUND})

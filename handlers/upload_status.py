@@ -23,9 +23,13 @@ from handlers.names import API_UPLOADS_PREFIX, LABEL_LIST, Function, StageStatus
 # How long a rendition's presigned GET is valid: a page loads it right away, and asks again for a fresh one.
 LINK_SECONDS = 300
 # What a grant's id looks like: the day folders and the file name of upload_api.upload_key.
-_ID = re.compile(r"(\d{4})-(\d{2})-(\d{2})-([0-9a-f]{16}-[A-Za-z0-9_-]{1,60}\.[a-z]{3,4})")
+# ASCII digits only: Python's \d also matches other scripts' digits (Arabic-Indic, Devanagari...), which no grant writes.
+_ID = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})-([0-9a-f]{16}-[A-Za-z0-9_-]{1,60}\.[a-z]{3,4})")
 # Record attributes a page may use as they are, when a stage wrote them (focal point, duplicates: issue 30).
 PASSED_ON = ("focal_point", "duplicate_of")
+# An id of a shape no grant gives: 400 at once, rather than a 404 that invites polling for an upload that cannot come.
+# It tells nothing about anyone's uploads: the shape alone decides it, before any read.
+NOT_AN_ID = "not an id a grant gives: use the \"id\" of the grant's answer, such as 2026-12-01-656e1deec74f4e65-IMG_4021.jpg"
 NOT_FOUND = ("no upload of yours has this id, or the pipeline has not seen it yet: an upload answers here once its "
              "event has reached the intake, seconds after the PUT")
 
@@ -61,7 +65,7 @@ def status(upload: str, owner: str) -> dict[str, Any] | None:
     thumbnails = item.get(Function.THUMBNAILS) or {}
     # Renditions only once the image is done: a held (quarantined) or failed image publishes nothing.
     if item.get("status") == Status.DONE and thumbnails.get("status") == StageStatus.DONE:
-        answer["renditions"] = [_rendition(output, env.thumbnails_bucket) for output in thumbnails.get("outputs", [])]
+        answer["renditions"] = [_rendition(output, env) for output in records.renditions(thumbnails.get("outputs", []))]
         if thumbnails.get("placeholder"):
             answer["placeholder"] = thumbnails["placeholder"]
     labels = item.get(Function.LABELS) or {}
@@ -75,14 +79,19 @@ def status(upload: str, owner: str) -> dict[str, Any] | None:
     return _plain(answer)
 
 
-def _rendition(output: dict[str, Any], bucket: str) -> dict[str, Any]:
-    """One stored thumbnail and its URL: the CDN's when the record has one, else a presigned GET. A URL presigned with
-    the function's role session stops working when the session expires, even before LINK_SECONDS (S3 User Guide,
-    "Download and upload objects with presigned URLs", expiration): a page asks again when a URL fails."""
-    url = output.get("url") or aws.s3_presigner().generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": output["key"]}, ExpiresIn=LINK_SECONDS)
+def _rendition(output: dict[str, Any], env: environment.Environment) -> dict[str, Any]:
+    """One stored thumbnail (presigned once, however many boxes it serves), the boxes it serves, and its URL: at the
+    stack's CDN when it has one (from the key, not the record's `url`: a record made before the CDN, or under another
+    domain, has none or a stale one; and the function may not read the bucket then), else a presigned GET. A URL
+    presigned with the function's role session stops working when the session expires, even before LINK_SECONDS (S3
+    User Guide, "Download and upload objects with presigned URLs", expiration): a page asks again when a URL fails."""
+    if env.thumbnails_base_url:
+        url = f"{env.thumbnails_base_url}/{output['key']}"
+    else:
+        url = aws.s3_presigner().generate_presigned_url(
+            "get_object", Params={"Bucket": env.thumbnails_bucket, "Key": output["key"]}, ExpiresIn=LINK_SECONDS)
     return {"width": output["width"], "height": output["height"], "bytes": output.get("bytes"),
-            "content_type": output.get("content_type"), "url": url}
+            "content_type": output.get("content_type"), "boxes": output["boxes"], "url": url}
 
 
 def _plain(value: Any) -> Any:

@@ -95,6 +95,8 @@ class UploadApiArgs:
     layers: Layers
     table: aws.dynamodb.Table
     thumbnails: aws.s3.Bucket
+    # The CDN's base URL when the stack has one: renditions are linked there, and the function may not read the bucket.
+    cdn_url: pulumi.Input[str] | None = None
 
 
 class UploadApi(pulumi.ComponentResource):
@@ -109,9 +111,11 @@ class UploadApi(pulumi.ComponentResource):
         jwt = s.jwt_issuer is not None
         kind = UploadApiKind.HTTP_API if jwt else UploadApiKind.FUNCTION_URL
         self.quotas = self._quota_table(name, s, child) if any(s.quota) else None
+        # Presigned GETs of renditions only without a CDN (with one, every rendition has its URL there).
+        thumbnails = links.thumbnail_urls(args.cdn_url) if args.cdn_url is not None else links.thumbnail_reads(args.thumbnails)
         self.function = build_function(
             name, Function.UPLOAD_API, s.functions, memory=UPLOAD_API_MEMORY, timeout=UPLOAD_API_TIMEOUT,
-            links=[links.api_uploads(args.uploads), links.record_reader(args.table), links.thumbnail_reads(args.thumbnails),
+            links=[links.api_uploads(args.uploads), links.record_reader(args.table), thumbnails,
                    links.upload_api_settings(s, kind), *([links.upload_quotas(self.quotas)] if self.quotas else [])],
                    layers=args.layers, opts=child,
             # At most this many grants are minted at once, whatever the caller sends (Checkov CKV_AWS_115). 0 means no

@@ -161,6 +161,12 @@ def thumbnail_reads(bucket: aws.s3.Bucket) -> Link:
                 (iam.allow(["s3:GetObject"], [iam.s3_objects(bucket.arn, THUMBNAILS_PREFIX)]),))
 
 
+def thumbnail_urls(url: pulumi.Input[str]) -> Link:
+    """Each thumbnail's URL at the distribution, and no access to the bucket: with a CDN the upload API's answers link
+    renditions there, so nothing is presigned and the function needs no s3:GetObject."""
+    return Link({Env.THUMBNAILS_BASE_URL: url}, ())
+
+
 def api_uploads(bucket: aws.s3.Bucket) -> Link:
     """Presign uploads under the API's prefix: the PUT a grant signs is allowed by exactly this statement."""
     return Link({Env.UPLOADS_BUCKET: bucket.bucket},

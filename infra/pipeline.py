@@ -101,7 +101,8 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         self._backfill(stores, layers)
         self._operators(workers, stores, topics, layers)
         self.upload_api = UploadApi(f"{name}-upload-api", UploadApiArgs(
-            settings, stores.uploads.bucket, layers, stores.table, stores.thumbnails.bucket),
+            settings, stores.uploads.bucket, layers, stores.table, stores.thumbnails.bucket,
+            stores.cdn.url if stores.cdn else None),
             opts=self._opts) if settings.upload_api else None
         self._uploads_policy(stores.uploads)
 

@@ -30,6 +30,9 @@ from ops import gallery
 LINK_SECONDS = 300
 TITLE = "claimcheck: the local cloud, live"
 POLL_MS = 1000
+# How long the page asks about an upload the API does not know yet (404) before it says so on the tile and stops: the
+# intake records an upload seconds after its PUT, so two minutes means its event is lost or the pipeline is stopped.
+UNSEEN_MS = 120_000
 DEFAULT_PORT = 8000
 
 
@@ -83,7 +86,8 @@ class LiveGallery:
         settings = self.cloud.settings()
         return gallery.page(self.images(), self.link, TITLE, emulated=True, live={
             "api": f"{self.cloud.upload_api_url}/uploads", "maxBytes": settings.max_upload_bytes,
-            "tiles": "/tiles.json", "every": POLL_MS, "settled": sorted(SETTLED)}, nonce=nonce)
+            "tiles": "/tiles.json", "every": POLL_MS, "unseen": UNSEEN_MS,
+            "settled": sorted(SETTLED)}, nonce=nonce)
 
     def page_policy(self, nonce: str) -> str:
         """The page's Content-Security-Policy: its own inline style and script (this answer's nonce), thumbnails from

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from handlers import placeholder
 from handlers.names import LABEL_LIST, UPLOADS_PREFIX, Function, StackOutput, Status
+from handlers.records import renditions as stored_renditions
 
 # Statuses in the order the filters show them; any other status gets a filter after these.
 ORDER = (Status.DONE, Status.REJECTED, Status.FAILED, Status.QUARANTINED, "dead-lettered", Status.ACCEPTED, Status.DELETED,
@@ -50,7 +51,8 @@ def view(key: str, status: str, record: dict[str, Any]) -> dict[str, Any]:
         "format": record.get("format"),
         "width": _int(metadata.get("width", record.get("width"))), "height": _int(metadata.get("height", record.get("height"))),
         Function.THUMBNAILS: [{"key": o["key"], "width": _int(o["width"]), "height": _int(o["height"]),
-                               "bytes": _int(o["bytes"]), **({"url": o["url"]} if o.get("url") else {})}
+                               "bytes": _int(o["bytes"]), "boxes": [_int(box) for box in o["boxes"]],
+                               **({"url": o["url"]} if o.get("url") else {})}
                               for o in renditions(record)],
         Function.LABELS: [{"name": label["name"], "confidence": float(label["confidence"]), "emulated": emulated}
                           for label in labels.get(LABEL_LIST, [])],
@@ -72,7 +74,7 @@ def outputs(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 def renditions(record: dict[str, Any]) -> list[dict[str, Any]]:
     """Each stored thumbnail once: the sizes at or above the original's share one rendition (and its key)."""
-    return list({o["key"]: o for o in outputs(record)}.values())
+    return stored_renditions(outputs(record))
 
 
 def status_of(record: dict[str, Any]) -> str:
@@ -331,20 +333,32 @@ LIVE_SCRIPT = r"""
   }
   // The tile's status comes from the upload API (GET /uploads/{id}, the caller's own upload), as any page of ours would
   // get it, until it settles; then the server's tile for it (its picture and placeholder) takes its place.
+  // Whatever ends it (settled, an error, no record by the deadline), the tile leaves `pending`: refresh() then shows
+  // the server's tile for the key whenever the table has one, so a tile is never left unwatched.
   async function follow(grant, tile) {
-    for (;;) {
-      await new Promise((resolve) => setTimeout(resolve, live.every || 1000));
-      let answer, body;
-      try {
-        answer = await fetch(live.api + "/" + encodeURIComponent(grant.id), {cache: "no-store"});
-        body = await answer.json();
-      } catch (error) {
-        continue;  // the API did not answer this time: ask again
+    const deadline = Date.now() + (live.unseen || 120000);
+    try {
+      for (;;) {
+        await new Promise((resolve) => setTimeout(resolve, live.every || 1000));
+        let answer, body;
+        try {
+          answer = await fetch(live.api + "/" + encodeURIComponent(grant.id), {cache: "no-store"});
+          body = await answer.json();
+        } catch (error) {
+          answer = null;  // the API did not answer this time: ask again, until the deadline
+        }
+        if (answer === null || answer.status === 404) {  // 404: not recorded yet, the intake has not seen its event
+          if (Date.now() < deadline) continue;
+          setState(tile, "error", "the pipeline has not recorded this upload after " + Math.round((live.unseen || 120000) / 1000) +
+                   " s; its tile appears here if it ever does");
+          return;
+        }
+        if (answer.status !== 200) { setState(tile, "error", answer.status + ": " + (body.message || "")); return; }
+        setState(tile, body.status, body.reason);
+        if (live.settled.includes(body.status)) return;
       }
-      if (answer.status === 404) continue;  // not recorded yet: the intake has not seen its event
-      if (answer.status !== 200) { setState(tile, "error", answer.status + ": " + (body.message || "")); return; }
-      setState(tile, body.status, body.reason);
-      if (live.settled.includes(body.status)) { pending.delete(grant.key); return; }
+    } finally {
+      pending.delete(grant.key);
     }
   }
   async function refresh() {

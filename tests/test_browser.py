@@ -226,3 +226,60 @@ def test_the_live_page_answers_only_for_its_own_host_and_never_serves_image_byte
         "Access-Control-Allow-Origin") == gallery.origin
     assert "Access-Control-Allow-Origin" not in requests.options(
         bucket, headers={"Origin": "https://evil.example", **put}, timeout=10).headers
+
+
+# Every state a tile of the page passes through (its name, status, reason), as the page shows them: a state a refresh
+# replaces within a second is still seen.
+WATCH = """() => { window.seen = [];
+    const note = (tile) => { const h2 = tile.querySelector("h2"), why = tile.querySelector(".reason");
+        if (h2) window.seen.push([h2.textContent, tile.dataset.status, why ? why.textContent : ""]); };
+    new MutationObserver((changes) => { for (const change of changes) {
+        const tile = change.target.closest ? change.target.closest(".tile") : null;
+        if (tile) note(tile);
+        for (const added of change.addedNodes) if (added.classList && added.classList.contains("tile")) note(added); } })
+      .observe(document.getElementById("tiles"), {subtree: true, childList: true, attributes: true, characterData: true}); }"""
+
+
+def seen(page, name: str, status: str) -> list[str]:
+    """The reasons a tile named `name` has shown with `status` so far."""
+    return list(dict.fromkeys(why for shown, state, why in page.evaluate("() => window.seen")
+                              if shown == name and state == status))
+
+
+def test_a_followed_upload_leaves_pending_on_an_error_or_after_the_deadline_and_the_server_tile_takes_over(
+        browser, live, monkeypatch):
+    from localcloud import live as live_page
+
+    gallery, cloud = live
+    monkeypatch.setattr(live_page, "UNSEEN_MS", 3000)  # the page's deadline for an upload the API does not know
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(gallery.origin + "/")
+    page.evaluate(WATCH)
+    status_api = cloud.upload_api_url + "/uploads/*"
+
+    def answer(status: int, message: str):
+        return lambda route: (route.fulfill(status=status, content_type="application/json",
+                                            body=json.dumps({"message": message}))
+                              if route.request.method == "GET" else route.continue_())
+
+    # GIVEN the status route answering 500 to this page: the tile says so, and stops following it
+    page.route(status_api, answer(500, "the status route broke"))
+    drop(page, "broken.jpg", samples.jpeg(300, 200), "image/jpeg")
+    # THEN the tile is not left pending: once the image is done the server's tile for its key takes its place
+    assert wait_for_tile(page, "broken.jpg", Status.DONE)["key"].startswith("uploads/api/")
+    assert seen(page, "broken.jpg", "error") == ["500: the status route broke"]
+    # GIVEN a status route that never knows the upload (404 for ever): by the deadline the tile says so, stops
+    # asking, and the server's tile takes its place when done
+    page.unroute(status_api)
+    page.route(status_api, answer(404, "no upload of yours has this id"))
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url)
+            if request.method == "GET" and request.url.startswith(cloud.upload_api_url + "/uploads/") else None)
+    drop(page, "unseen.jpg", samples.jpeg(300, 200), "image/jpeg")
+    assert wait_for_tile(page, "unseen.jpg", Status.DONE)["key"].startswith("uploads/api/")
+    page.wait_for_timeout(4000)  # past the deadline, whenever the image was done
+    assert seen(page, "unseen.jpg", "error") == [
+        "the pipeline has not recorded this upload after 3 s; its tile appears here if it ever does"]
+    asked_by_then = len(asked)
+    page.wait_for_timeout(2500)
+    assert 1 <= asked_by_then <= 5 and len(asked) == asked_by_then  # asked about once a second, then no more

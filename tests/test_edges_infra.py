@@ -114,14 +114,24 @@ def test_upload_api_uses_iam_by_default_and_may_only_put_under_uploads(stack):
     grants = function_grants(stack)["claimcheck-upload-api-function"]
     uploads = stack.outputs["uploadsBucket"]
     assert grants["s3:PutObject"] == {f"arn:aws:s3:::{uploads}/uploads/api/*"}
-    # GET /uploads/{id}: read one record, and presign GETs of thumbnails; nothing more
+    # GET /uploads/{id}: read one record; with the CDN every rendition is linked there: no read of the bucket at all
     assert grants["dynamodb:GetItem"] == {stack.named("claimcheck-images").state["arn"]}
-    assert grants["s3:GetObject"] == {f"arn:aws:s3:::{stack.outputs['thumbnailsBucket']}/thumbnails/*"}
-    assert set(grants) == {"s3:PutObject", "dynamodb:GetItem", "s3:GetObject", "logs:CreateLogStream", "logs:PutLogEvents"}
+    assert set(grants) == {"s3:PutObject", "dynamodb:GetItem", "logs:CreateLogStream", "logs:PutLogEvents"}
     env = fn.inputs["environment"]["variables"]
     assert (env["UPLOADS_BUCKET"], env["MAX_UPLOAD_BYTES"], env["UPLOAD_API_KIND"]) == (uploads, "26214400", "function-url")
-    assert (env["TABLE_NAME"], env["THUMBNAILS_BUCKET"]) == (stack.named("claimcheck-images").state["name"],
-                                                             stack.outputs["thumbnailsBucket"])
+    assert (env["TABLE_NAME"], env["THUMBNAILS_BASE_URL"]) == (stack.named("claimcheck-images").state["name"],
+                                                               stack.outputs["thumbnailsUrl"])
+    assert "THUMBNAILS_BUCKET" not in env
+
+
+def test_without_a_cdn_the_upload_function_may_read_thumbnails_only_to_presign_them():
+    deployed = program.run(program.RecordingMocks(), {"uploadApi": True})
+    grants = function_grants(deployed)["claimcheck-upload-api-function"]
+    # exactly GetObject on thumbnails/* (what a presigned GET of a rendition carries), besides the grant and the read
+    assert grants["s3:GetObject"] == {f"arn:aws:s3:::{deployed.outputs['thumbnailsBucket']}/thumbnails/*"}
+    assert set(grants) == {"s3:PutObject", "dynamodb:GetItem", "s3:GetObject", "logs:CreateLogStream", "logs:PutLogEvents"}
+    env = deployed.named("claimcheck-upload-api-function").inputs["environment"]["variables"]
+    assert env["THUMBNAILS_BUCKET"] == deployed.outputs["thumbnailsBucket"] and "THUMBNAILS_BASE_URL" not in env
 
 
 def test_upload_api_behind_a_jwt_authorizer_when_configured(jwt_stack):
@@ -307,8 +317,8 @@ def test_the_upload_function_may_only_update_counters_in_the_quota_table():
     [table] = [t for t in deployed.of_type("aws:dynamodb/table:Table") if t.name == "claimcheck-upload-api-quotas"]
     grants = function_grants(deployed)["claimcheck-upload-api-function"]
     assert grants["dynamodb:UpdateItem"] == {table.state["arn"]}
-    assert set(grants) == {"dynamodb:UpdateItem", "dynamodb:GetItem", "s3:PutObject", "s3:GetObject",
-                           "logs:CreateLogStream", "logs:PutLogEvents"}
+    assert set(grants) == {"dynamodb:UpdateItem", "dynamodb:GetItem", "s3:PutObject",
+                           "logs:CreateLogStream", "logs:PutLogEvents"}  # with the CDN: nothing presigned, no GetObject
     records = deployed.named("claimcheck-images").state["arn"]
     # image records are only read (the status route), never written
     assert [action for action, arns in grants.items() if records in arns] == ["dynamodb:GetItem"]

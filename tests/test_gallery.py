@@ -137,7 +137,7 @@ def test_sizes_that_share_one_rendition_are_linked_once():
     image = gallery.view("uploads/small.jpg", "done", record("done", thumbnails={"outputs": [
         {**shared, "box": box} for box in (1024, 512, 128)]}))
     page = gallery.page([image], link, "t", emulated=False)
-    assert [t["key"] for t in image["thumbnails"]] == ["thumbnails/x/1024.jpg"]
+    assert [(t["key"], t["boxes"]) for t in image["thumbnails"]] == [("thumbnails/x/1024.jpg", [1024, 512, 128])]
     assert 'srcset="x/1024.jpg?a=1&amp;b=2 100w"' in page and page.count("<figure>") == 1
 
 

@@ -281,7 +281,7 @@ def red(pixel: tuple[int, ...]) -> bool:
     return pixel[0] > 180 and pixel[1] < 80 and pixel[2] < 80
 
 
-@pytest.mark.parametrize("fmt", ["jpeg", "png", "webp", "tiff"])
+@pytest.mark.parametrize("fmt", ["jpeg", "png", "tiff"])
 @pytest.mark.parametrize("field", list(FIELDS))
 def test_only_a_short_of_count_one_turns_the_image(fmt, field):
     kind, values, turns = FIELDS[field]
@@ -294,13 +294,22 @@ def test_only_a_short_of_count_one_turns_the_image(fmt, field):
         assert out.size == (85, 128) and not red(out.getpixel((4, 4))) and red(out.getpixel((4, 124)))
 
 
-@pytest.mark.parametrize("fmt", ["jpeg", "png", "webp", "tiff"])
+@pytest.mark.parametrize("fmt", ["jpeg", "png", "tiff"])
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_every_orientation_of_every_format_shows_upright_and_the_record_says_that_size(fmt, orientation):
     metadata, out = shown(oriented(fmt, orientation), fmt)
     assert (metadata["orientation"], metadata["width"], metadata["height"]) == (orientation, 240, 160)
     assert out.size == (128, 85) and red(out.getpixel((4, 4))), out.getpixel((4, 4))
     assert not red(out.getpixel((124, 81)))
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_a_webp_s_exif_orientation_is_not_applied_as_browsers_do_not(orientation):
+    # Chromium's and Firefox's WebP decoders never read the EXIF chunk: the picture shows as stored, and so here.
+    metadata, out = shown(oriented("webp", orientation), "webp")
+    stored = samples.as_stored(samples.photo(240, 160), orientation).size
+    assert (metadata["orientation"], metadata["width"], metadata["height"]) == (1, *stored)
+    assert out.size == ((128, 85) if stored[0] > stored[1] else (85, 128)) and not red(out.getpixel((4, 4)))
 
 
 def test_an_orientation_only_in_xmp_is_not_applied():
@@ -324,3 +333,36 @@ def test_a_jpeg_decoded_at_a_draft_scale_records_its_full_size():
     # The draft decode (1/8 here) changes the image's size; the record keeps the photo's, as displayed.
     result = imaging.make_thumbnails(samples.camera_jpeg(samples.photo(1500, 2000)), (128,), "jpeg", 82, LIMITS)
     assert (result.metadata["width"], result.metadata["height"], opened(result.thumbnails[0]).size) == (1500, 2000, (96, 128))
+
+
+def test_the_placeholder_is_hashed_from_what_the_thumbnail_shows_a_transparent_png_as_jpeg_is_on_white():
+    import base64
+
+    from handlers import placeholder
+
+    rgba = Image.new("RGBA", (200, 100), (20, 40, 160, 255))
+    rgba.paste((20, 40, 160, 0), (100, 0, 200, 100))  # right half transparent (a blue stored under it)
+    data = encode(rgba, "PNG")
+    as_jpeg = imaging.make_thumbnails(data, (64,), "jpeg", 90, LIMITS)
+    assert as_jpeg.placeholder is not None
+    # THEN the JPEG's placeholder has no alpha (its thumbnail has none), and its right half is the white it shows
+    assert not base64.b64decode(as_jpeg.placeholder)[2] & 0x80
+    width, height, pixels = placeholder.decode(base64.b64decode(as_jpeg.placeholder))
+    right = pixels[((height // 2) * width + width - 3) * 4:][:4]
+    assert min(right[:3]) > 200 and right[3] == 255, right
+    # while a PNG output keeps its transparency, and so does its placeholder
+    as_png = imaging.make_thumbnails(data, (64,), "png", 90, LIMITS)
+    assert as_png.placeholder is not None and base64.b64decode(as_png.placeholder)[2] & 0x80
+
+
+def test_a_placeholder_that_fails_is_left_out_with_its_reason_and_the_thumbnails_stand(monkeypatch):
+    from handlers import placeholder
+
+    def broken(image):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(placeholder, "of_image", broken)
+    result = imaging.make_thumbnails(encode(Image.new("RGB", (300, 200), (10, 20, 30)), "PNG"), (128, 64), "jpeg", 82,
+                                     LIMITS)
+    assert [(t.width, t.height) for t in result.thumbnails] == [(128, 85), (64, 43)]
+    assert result.placeholder is None and result.unhashed == "no placeholder: ZeroDivisionError: division by zero"

@@ -394,11 +394,17 @@ def test_the_record_carries_a_placeholder_made_from_the_smallest_thumbnail(cloud
     assert f"placeholder (ThumbHash, base64)  {record['thumbnails']['placeholder']}" in render.record(record, emulated=True)
 
 
-def test_a_transparent_png_gets_a_placeholder_with_alpha_and_a_reprocess_keeps_one(cloud, monkeypatch):
+def test_a_transparent_png_gets_a_placeholder_of_what_its_thumbnails_show(cloud, monkeypatch):
     claim = accept(cloud, "uploads/a.png", images.palette_png_with_transparency())
     run([claim])
+    # JPEG thumbnails (the default) are flattened onto white: their placeholder has no alpha either
     hashed = base64.b64decode(cloud.record("uploads/a.png")["thumbnails"]["placeholder"])
-    assert hashed[2] & 0x80  # ThumbHash's alpha bit
+    assert not hashed[2] & 0x80  # ThumbHash's alpha bit
+    # PNG thumbnails keep the transparency, and so does their placeholder
+    monkeypatch.setenv("OUTPUT_FORMAT", "png")
+    thumbnails.environment.load.cache_clear()
+    run([accept(cloud, "uploads/b.png", images.palette_png_with_transparency())])
+    assert base64.b64decode(cloud.record("uploads/b.png")["thumbnails"]["placeholder"])[2] & 0x80
     monkeypatch.setenv("THUMBNAIL_SIZES", "300,100")
     thumbnails.environment.load.cache_clear()
     run([reprocess_request(cloud.record("uploads/a.png"))])

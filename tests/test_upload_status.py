@@ -64,9 +64,14 @@ def test_another_caller_gets_404_and_an_unauthenticated_one_401(api, cloud):  # 
     uploaded(cloud, grant["key"], samples.webp(400, 200))
     assert ask(grant["id"], caller=BOB) == (404, {"message": upload_status.NOT_FOUND})
     assert ask(grant["id"], caller=None) == (401, {"message": "the request carries no authenticated caller"})
-    # nor can an id that is no grant's reach outside the caller's folder
-    for probe in ("..%2F..%2Fx", "2026-12-01-0123456789abcdef-x.jpg/../../y", "nothing"):
-        assert ask(probe)[0] == 404, probe
+    # nor can an id that is no grant's reach outside the caller's folder: it is refused as no id at all (400, the
+    # same for every caller and whether or not anything exists), never taken for an upload still to come (404)
+    for probe in ("..%2F..%2Fx", "nothing", "٢٠٢٦-12-01-0123456789abcdef-x.jpg"):  # Arabic-Indic digits: \d takes them
+        status, answer = ask(probe)
+        assert status == 400 and answer["message"].startswith(upload_status.NOT_AN_ID), probe
+    # a path with more segments is no route of the API at all
+    assert ask("2026-12-01-0123456789abcdef-x.jpg/../../y") == (404, {"statusCode": 404, "message": "Not found"})
+    assert ask("2026-12-01-0123456789abcdef-x.jpg") == (404, {"message": upload_status.NOT_FOUND})  # a grant's shape
 
 
 def test_a_rejected_upload_answers_its_reason_and_no_renditions(api, cloud):  # noqa: F811
@@ -95,3 +100,34 @@ def test_labels_and_what_later_stages_add_reach_the_owner_as_plain_json(api, clo
     assert status == 200 and answer["labels"] == [{"name": "Beach", "confidence": 98.5}]
     assert answer["labels_source"] == "emulated" and answer["focal_point"] == {"x": 0.25, "y": 0.5}
     assert answer["duplicate_of"].endswith("-first.webp")
+
+
+def test_a_photo_smaller_than_every_box_answers_one_rendition_for_all_of_them(api, cloud):  # noqa: F811
+    grant = granted(api)
+    uploaded(cloud, grant["key"], samples.webp(60, 40))
+    invoke(thumbnails, [json.dumps(claim["claim"]) for claim in cloud.published()])
+    outputs = cloud.record(grant["key"])["thumbnails"]["outputs"]
+    # GIVEN the record: one output per box, all three naming the one stored key
+    assert len(outputs) == 3 and len({o["key"] for o in outputs}) == 1
+    status, answer = ask(grant["id"])
+    # THEN the page gets it once (a srcset with one width descriptor), with every box it serves
+    assert status == 200
+    assert [(r["width"], r["height"], r["boxes"]) for r in answer["renditions"]] == [
+        (60, 40, sorted((int(o["box"]) for o in outputs), reverse=True))]
+    assert "box" not in answer["renditions"][0]
+
+
+def test_with_a_cdn_every_rendition_is_linked_there_and_nothing_is_presigned(api, cloud, monkeypatch):  # noqa: F811
+    from handlers import environment
+
+    grant = granted(api)
+    uploaded(cloud, grant["key"], samples.webp(400, 200))
+    invoke(thumbnails, [json.dumps(claim["claim"]) for claim in cloud.published()])  # made before the CDN: no url
+    # GIVEN the stack's CDN (the function has its base URL, and no bucket to presign from)
+    monkeypatch.setenv("THUMBNAILS_BASE_URL", "https://img.example.com/")
+    monkeypatch.delenv("THUMBNAILS_BUCKET", raising=False)
+    environment.load.cache_clear()
+    status, answer = ask(grant["id"])
+    record = cloud.record(grant["key"])
+    assert status == 200 and [r["url"] for r in answer["renditions"]] == [
+        f"https://img.example.com/{o['key']}" for o in record["thumbnails"]["outputs"]]

@@ -1,5 +1,5 @@
 // The vectors tests/test_placeholder.py checks handlers/placeholder.py against, made by the reference ThumbHash
-// (npm thumbhash 0.1.1, evanw's own). Run: npm install thumbhash@0.1.1 && node tests/thumbhash_vectors.mjs
+// (npm thumbhash 0.1.1, evanw's own). Run: npm install thumbhash@0.1.1 && node tests/thumbhash_vectors.mjs [random]
 // The pixels come from a formula that tests/test_placeholder.py repeats (pixels()), so no image file is needed.
 import { createHash } from "node:crypto";
 import { rgbaToThumbHash, thumbHashToRGBA } from "thumbhash";
@@ -24,4 +24,25 @@ for (const [w, h, alpha] of [[100, 75, false], [75, 100, false], [100, 100, fals
   vectors.push([w, h, alpha, Buffer.from(hash).toString("hex"), image.w, image.h,
                 createHash("sha256").update(image.rgba).digest("hex")]);
 }
-console.log(JSON.stringify(vectors, null, 1));
+
+// Random inputs (`node tests/thumbhash_vectors.mjs random`): sizes 1-24 a side, random pixels, half with alpha, from
+// MINSTD (seed 30), which tests/test_placeholder.py repeats (random_inputs()); every product stays below 2^53.
+function randomInputs(count) {
+  let seed = 30;
+  const next = (below) => { seed = (seed * 48271) % 2147483647; return seed % below; };
+  const inputs = [];
+  for (let n = 0; n < count; n++) {
+    const w = 1 + next(24), h = 1 + next(24), alpha = next(2) === 1;
+    const rgba = new Uint8Array(w * h * 4);
+    for (let i = 0; i < rgba.length; i++) rgba[i] = (i % 4 === 3 && !alpha) ? 255 : next(256);
+    inputs.push([w, h, alpha, rgba]);
+  }
+  return inputs;
+}
+
+if (process.argv[2] === "random") {
+  console.log(JSON.stringify(randomInputs(60).map(([w, h, alpha, rgba]) =>
+    [w, h, alpha, Buffer.from(rgbaToThumbHash(w, h, rgba)).toString("hex")])));
+} else {
+  console.log(JSON.stringify(vectors, null, 1));
+}
