@@ -87,7 +87,7 @@ from localcloud import program
     ({"uploadApiConcurrency": -1}, "claimcheck:uploadApiConcurrency = -1 is out of range (accepted: 0 to 1,000)"),
     ({"thumbnails": {"timeout": 3}},
      "claimcheck:thumbnails.timeout = 3 is too short for a batch of the largest images maxPixels allows (accepted: at "
-     "least 15 s at batchSize 5 and memory 1,536, or a smaller batchSize or maxPixels): a 50 MP WEBP takes about 1.6 s"),
+     "least 15 s at batchSize 5 and memory 1,536, or a smaller batchSize or maxPixels): a 50 MP PNG takes about 1.6 s"),
     ({"thumbnails": {"timeout": 10, "batchSize": 10}},
      "claimcheck:thumbnails.timeout = 10 is too short for a batch of the largest images maxPixels allows (accepted: at "
      "least 29 s at batchSize 10"),
