@@ -168,9 +168,15 @@ def test_the_pause_function_s_role_may_switch_a_mapping_for_its_own_function_onl
 def test_an_incident_from_dead_letter_to_redrive(cloud):
     summary = wait_until_settled(cloud, ["uploads/day/a.webp", "uploads/day/b.png", "uploads/incident/c.webp"], 120)
     assert summary.status("uploads/incident/c.webp") == "dead-lettered"
-    # status: the alarm's DLQ, at a glance
-    cloud.publish_metrics()
-    status, seen = ops(cloud, "--json", "status")
+    # status: the alarm's DLQ, at a glance. The functions' metrics reach CloudWatch from their log lines, as EMF's do
+    # (a line still being written waits for the next period): read until the five acceptances are counted.
+
+    def counted() -> tuple[int, dict] | None:
+        cloud.publish_metrics()
+        found = ops(cloud, "--json", "status")
+        return found if found[1]["last_hour"]["accepted"] >= 5 else None
+
+    status, seen = wait_until(counted, timeout=60)
     stages = {s["stage"]: s for s in seen["stages"]}
     assert status == 0 and seen["emulated"] is True
     assert (stages["thumbnails"]["dead_letters"], stages["intake"]["dead_letters"]) == (1, 0)
