@@ -22,7 +22,6 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
@@ -86,19 +85,7 @@ def image(attributes: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """A stream image (DynamoDB's typed JSON) as plain values (numbers as int or float)."""
     if attributes is None:
         return None
-    return {name: _plain(_deserialize(value)) for name, value in attributes.items()}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_plain(v) for v in (sorted(value) if isinstance(value, set) else value)]
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value
+    return {name: records.plain(_deserialize(value)) for name, value in attributes.items()}
 
 
 def settles(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:

@@ -261,11 +261,6 @@ def judge_existing(bucket: str, key: str, current: dict[str, Any], event_time: s
     _created(bucket, key, current, contracts.BACKFILL_SEQUENCER, event_time)
 
 
-def current_version(bucket: str, key: str) -> dict[str, Any] | None:
-    """The key's current version ({versionId, eTag, size, lastModified}), or None when it has none."""
-    return _current_version(bucket, key)
-
-
 def _check_event(obj: dict[str, Any], head: Head) -> None:
     """S3's ObjectCreated events state the version's size and ETag, and in a versioned bucket its version id (S3 User
     Guide, "Event message structure"): an event that states others, or names no version of a versioned object, did
@@ -336,7 +331,7 @@ def _removed(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
     LifecycleExpiration:Delete or :DeleteMarkerCreated the same way. Which of gone, replaced or back it is, only
     the bucket can say: its current version."""
     env = environment.load()
-    current = _current_version(bucket, key)
+    current = current_version(bucket, key)
     if current is not None:
         record = records.get(env.table_name, contracts.image_id(bucket, key))
         if record is not None and record.status != Status.DELETED and record.version_id == current["versionId"]:
@@ -421,8 +416,8 @@ def _inspect(claim: contracts.ClaimCheck, head: Head, env: environment.Environme
     return found
 
 
-def _current_version(bucket: str, key: str) -> dict[str, Any] | None:
-    """The key's current version as an S3 event would describe it ({versionId, eTag, size}), or None when it has
+def current_version(bucket: str, key: str) -> dict[str, Any] | None:
+    """The key's current version as an S3 event would describe it ({versionId, eTag, size, lastModified}), or None when it has
     none (deleted: a delete marker is current, or no version is left). HEAD answers 404 for both, given
     s3:ListBucket (without it S3 answers 403, which stays a transient error and alarms). A HEAD response has no
     body, so botocore reports the status code itself as the error code (S3 API reference, HeadObject; its answer
@@ -438,7 +433,7 @@ def _current_version(bucket: str, key: str) -> dict[str, Any] | None:
 
 
 def _current_version_id(bucket: str, key: str) -> str | None:
-    current = _current_version(bucket, key)
+    current = current_version(bucket, key)
     return current["versionId"] if current else None
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -369,3 +370,17 @@ def _settle_at_once(table_name: str, image_id: str, sequencer: str, stage: str, 
         condition_names=names,
     )
     return WriteResult(Outcome.WRITTEN, ImageRecord.of(item)) if written else None
+
+
+def plain(value: Any) -> Any:
+    """A record's values as JSON takes them: DynamoDB's numbers (Decimal) as int or float, sets as sorted lists, binary
+    as text (the status route's answer, the image events' detail)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [plain(v) for v in (sorted(value) if isinstance(value, set) else value)]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value

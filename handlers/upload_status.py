@@ -13,7 +13,6 @@ that is not the caller's.
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from typing import Any
 
 from handlers import aws, environment, records
@@ -76,7 +75,7 @@ def status(upload: str, owner: str) -> dict[str, Any] | None:
     for name in PASSED_ON:
         if item.get(name) is not None:
             answer[name] = item[name]
-    return _plain(answer)
+    return records.plain(answer)
 
 
 def _rendition(output: dict[str, Any], env: environment.Environment) -> dict[str, Any]:
@@ -92,14 +91,3 @@ def _rendition(output: dict[str, Any], env: environment.Environment) -> dict[str
             "get_object", Params={"Bucket": env.thumbnails_bucket, "Key": output["key"]}, ExpiresIn=LINK_SECONDS)
     return {"width": output["width"], "height": output["height"], "bytes": output.get("bytes"),
             "content_type": output.get("content_type"), "boxes": output["boxes"], "url": url}
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB's numbers (Decimal) as JSON numbers."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
