@@ -14,9 +14,9 @@ from decimal import Decimal
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from handlers import aws, contracts, environment, records
+from handlers import aws, contracts, environment, focal, records
 from handlers.failures import PermanentFailure, classified
-from handlers.names import LABEL_LIST, ClaimAttribute, ClaimEvent, Function, Metric, StageStatus
+from handlers.names import FOCAL_POINT, LABEL_LIST, ClaimAttribute, ClaimEvent, Function, Metric, StageStatus
 from handlers.observability import count, duration, logger, run_batch
 from handlers.settings import StageSettings, between, setting, shared
 from handlers.stage import for_claim_check, pending
@@ -137,7 +137,13 @@ def _label(claim: contracts.ClaimCheck) -> None:
     labels = [{"name": label["Name"], "confidence": Decimal(str(round(label["Confidence"], 2)))}
               for label in response.get("Labels", [])]
     source = "emulated" if env.emulates("rekognition") else "rekognition"
-    _record(env, claim, current, {"status": StageStatus.DONE, LABEL_LIST: labels, "source": source})
+    result: dict[str, Any] = {"status": StageStatus.DONE, LABEL_LIST: labels, "source": source}
+    # The subject's point from the boxes: the record's, whatever the thumbnail stage found (its saliency is a guess).
+    # An emulator's boxes are canned, not this image's: the thumbnail stage's saliency point stands there.
+    point = None if env.emulates("rekognition") else focal.from_labels(response.get("Labels", []), settings.min_confidence)
+    if point is not None:
+        result[FOCAL_POINT] = point.as_record()
+    _record(env, claim, current, result, {FOCAL_POINT: point.as_record()} if point else None)
     duration(Metric.LABEL_DURATION, (perf_counter() - started) * 1000)
     count(Metric.PROCESSED)
     logger.info("labels stored", extra={"count": len(labels), "source": source})
@@ -152,8 +158,8 @@ def _s3_object(claim: contracts.ClaimCheck) -> dict[str, str]:
 
 
 def _record(env: environment.Environment, claim: contracts.ClaimCheck, current: records.ImageRecord | None,
-            result: dict[str, Any]) -> None:
-    records.record_stage(env.table_name, claim.image_id, claim.sequencer, NAME, result, known=current)
+            result: dict[str, Any], shared: dict[str, Any] | None = None) -> None:
+    records.record_stage(env.table_name, claim.image_id, claim.sequencer, NAME, result, known=current, shared=shared)
 
 
 # Defined last: it wraps the work above.

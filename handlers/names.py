@@ -24,10 +24,12 @@ STATUS_TAG = f"{PROJECT}-status"
 THUMBNAILS_PREFIX = "thumbnails/"
 
 
-def thumbnail_settings(sizes: Iterable[int], output_format: str, quality: int) -> str:
+def thumbnail_settings(sizes: Iterable[int], output_format: str, quality: int, crops: Iterable[str] = ()) -> str:
     """The name of one set of thumbnail settings: part of every thumbnail key (a key's content never changes, so
-    CDNs may cache it for good) and kept on the record, so a settings change is seen image by image."""
+    CDNs may cache it for good) and kept on the record, so a settings change is seen image by image. Without crops
+    the name is the one it was before crops existed: no stack's thumbnails are made again for them."""
     described = f"{','.join(map(str, sorted(set(sizes), reverse=True)))}|{output_format.lower()}|{quality}"
+    described += f"|crops {','.join(sorted(set(crops)))}" if crops else ""
     return hashlib.sha256(described.encode()).hexdigest()[:10]
 
 
@@ -114,6 +116,9 @@ class Function(StrEnum):
 # The list inside the label stage's result ({"status", "labels": [{"name", "confidence"}], "source"}) and a gate's
 # ({"status", "labels": [{"name", "parent", "confidence", "level"}], "screened", "source", …}).
 LABEL_LIST = "labels"
+# The record's point of the image's subject ({"x", "y", "source"}: fractions of the displayed image; handlers/focal.py),
+# given by the label stage (its boxes) or the thumbnail stage (saliency); the status route passes it on.
+FOCAL_POINT = "focal_point"
 
 
 class Env(StrEnum):

@@ -23,11 +23,11 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from handlers import aws
-from handlers.names import ATTENTION_SHARDS, NEEDS_ATTENTION, ClaimEvent, StageStatus, Status
+from handlers.names import ATTENTION_SHARDS, FOCAL_POINT, NEEDS_ATTENTION, ClaimEvent, StageStatus, Status
 
 # Attributes of the stages' results besides each stage's own (named after it); a newer event clears them with the old
 # version's results. (A reprocess that failed leaves a note under the event's name; a newer event clears it too.)
-RESULT_ATTRIBUTES = ("metadata", ClaimEvent.REPROCESS)
+RESULT_ATTRIBUTES = ("metadata", ClaimEvent.REPROCESS, FOCAL_POINT)
 ATTENTION = "attention"
 # The gate stage the image waits for first, when the stack has one (the intake writes it: handlers/stages.py, gates).
 GATE = "gate"
@@ -255,20 +255,26 @@ def record_event(table_name: str, image_id: str, sequencer: str, attributes: dic
 
 
 def record_stage(table_name: str, image_id: str, sequencer: str, stage: str, result: dict[str, Any],
-                 metadata: dict[str, Any] | None = None, known: ImageRecord | None = None) -> WriteResult:
+                 metadata: dict[str, Any] | None = None, known: ImageRecord | None = None,
+                 shared: Mapping[str, Any] | None = None, shared_if_absent: Mapping[str, Any] | None = None,
+                 ) -> WriteResult:
     """Store one stage's result for the event `sequencer`, then settle the image's status.
+
+    `shared`: record attributes several stages may give (the focal point) set in the same write; `shared_if_absent`:
+    set only where no stage gave them yet (DynamoDB's if_not_exists), so a better source written first stays.
 
     Nothing is written when the record has moved on to a newer event or is
     already final (a repeated delivery of work that was recorded). `known` is the record as the stage read it:
     when that says this result settles the image, one write stores it and settles, on condition that the other
     stages' results are still the ones read (otherwise the two writes below do it).
     """
-    values = {stage: {**result, "updated_at": now()}, **({"metadata": metadata} if metadata else {})}
-    settled_at_once = _settle_at_once(table_name, image_id, sequencer, stage, values, known)
+    values = {stage: {**result, "updated_at": now()}, **({"metadata": metadata} if metadata else {}), **(shared or {})}
+    absent = dict(shared_if_absent or {})
+    settled_at_once = _settle_at_once(table_name, image_id, sequencer, stage, values, known, absent)
     if settled_at_once is not None:
         return settled_at_once
     written, item = _update(
-        table_name, image_id, set_values=values,
+        table_name, image_id, set_values=values, if_not_exists=absent,
         condition="#seq = :seq AND #status = :accepted",
         condition_values={":seq": sequencer, ":accepted": Status.ACCEPTED},
     )
@@ -353,7 +359,7 @@ def record_reprocess_failure(table_name: str, image_id: str, sequencer: str, not
 
 
 def _settle_at_once(table_name: str, image_id: str, sequencer: str, stage: str, values: dict[str, Any],
-                    known: ImageRecord | None) -> WriteResult | None:
+                    known: ImageRecord | None, absent: dict[str, Any]) -> WriteResult | None:
     if known is None or not known.awaits(sequencer):
         return None
     final = ImageRecord({**known.item, **values}).settled()
@@ -364,7 +370,7 @@ def _settle_at_once(table_name: str, image_id: str, sequencer: str, stage: str, 
     names = {**_CONDITION_NAMES, **({"#st": "status"} if others else {}), **{f"#o{i}": other for i, other in enumerate(others)}}
     written, item = _update(
         table_name, image_id, set_values={**values, "status": final[0], "reason": final[1], **indexed, "updated_at": now()},
-        remove=unindexed, condition=" AND ".join(["#seq = :seq", "#status = :accepted", *(f"#o{i}.#st = :o{i}" for i in range(len(others)))]),
+        if_not_exists=absent, remove=unindexed, condition=" AND ".join(["#seq = :seq", "#status = :accepted", *(f"#o{i}.#st = :o{i}" for i in range(len(others)))]),
         condition_values={":seq": sequencer, ":accepted": Status.ACCEPTED,
                           **{f":o{i}": (known.result(other) or {}).get("status") for i, other in enumerate(others)}},
         condition_names=names,

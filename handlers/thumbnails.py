@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from handlers import aws, contracts, environment, imaging, isolation, originals, records
+from handlers import aws, contracts, environment, focal, imaging, isolation, originals, records
 from handlers.failures import PermanentFailure, classified
-from handlers.names import ClaimEvent, Function, Metric, StackOutput, StageStatus, Status, thumbnail_settings
+from handlers.names import FOCAL_POINT, ClaimEvent, Function, Metric, StackOutput, StageStatus, Status, thumbnail_settings
 from handlers.observability import count, duration, logger, run_batch
 from handlers.settings import (
     MB_PER_VCPU,
@@ -82,6 +82,11 @@ def _sizes_ok(value: Any) -> bool:
             and all(isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 4096 for v in value))
 
 
+def _crops_ok(value: Any) -> bool:
+    return (isinstance(value, tuple) and len(value) <= 10 and len(set(value)) == len(value)
+            and all(focal.crop_size(v) is not None for v in value))
+
+
 @dataclass(frozen=True)
 class ThumbnailSettings:
     allowed_formats: tuple[str, ...] = shared("allowedFormats")  # its decoders are imported as the function starts
@@ -97,6 +102,13 @@ class ThumbnailSettings:
     thumbnail_sizes: tuple[int, ...] = setting(
         (1024, 512, 128), "thumbnailSizes", "list", "Bounding boxes of the thumbnails, in pixels; never upscaled.",
         Accepts(_sizes_ok, "1 to 10 different whole numbers, each 16 to 4,096 pixels"), env="THUMBNAIL_SIZES")
+    # Its own key, not entries of thumbnailSizes: the CLI checks every item of a list against one declared type
+    # (pulumi/pulumi, sdk/go/common/workspace/project.go, ValidateConfigValue), and "256x256" is no integer.
+    crop_sizes: tuple[str, ...] = setting(
+        (), "cropSizes", "list", "Crops cut around the image's focal point, each WIDTHxHEIGHT (\"256x256\"): exactly that size, "
+        "or that shape at the photo's own scale when it is smaller; never upscaled.",
+        Accepts(_crops_ok, "up to 10 different WIDTHxHEIGHT texts such as \"256x256\", each side 16 to 4,096 pixels"),
+        env="CROP_SIZES")
     output_format: str = setting("jpeg", "outputFormat", "str", "Thumbnail format.", one_of(*OUTPUT_FORMATS),
                                  env="OUTPUT_FORMAT")
     output_quality: int = setting(82, "outputQuality", "int", "Encoder quality for jpeg and webp thumbnails.",
@@ -112,9 +124,19 @@ class ThumbnailSettings:
         return tuple(sorted(set(self.thumbnail_sizes), reverse=True))
 
     @property
+    def crops(self) -> tuple[tuple[int, int], ...]:
+        """The crops as (width, height), in their configured order."""
+        return tuple(size for size in map(focal.crop_size, self.crop_sizes) if size is not None)
+
+    @property
+    def renditions(self) -> int:
+        """How many files one image may make: a size for each box and each crop."""
+        return len(self.thumbnail_sizes) + len(self.crop_sizes)
+
+    @property
     def name(self) -> str:
-        """The name of these sizes, format and quality: part of every thumbnail key, and kept on the record."""
-        return thumbnail_settings(self.thumbnail_sizes, self.output_format, self.output_quality)
+        """The name of these sizes, crops, format and quality: part of every thumbnail key, and kept on the record."""
+        return thumbnail_settings(self.thumbnail_sizes, self.output_format, self.output_quality, self.crop_sizes)
 
     def peak_mb(self) -> dict[str, int]:
         """Worst-case memory of one decode at maxPixels, per allowed format (see DECODE_BYTES_PER_PIXEL)."""
@@ -159,7 +181,7 @@ def seconds(configured: Configured, megapixels: float, fmt: str, speed: float = 
     make bench's, 1 for Lambda), then GET the photo, PUT each size, read and write the record."""
     cpu = engine_seconds(megapixels, fmt) * speed / min(1.0, configured.sizing.memory / MB_PER_VCPU)
     fetch = REQUEST_MS["s3_get"] / 1000 + megapixels * BYTES_PER_MP[fmt] / (S3_GET_MB_PER_S * 1e6)
-    sizes = len(configured.settings.thumbnail_sizes)
+    sizes = configured.settings.renditions
     calls = (sizes * REQUEST_MS["s3_put"] + 2 * REQUEST_MS["dynamodb"] + DECODE_CHILD_MS) / 1000
     return cpu + fetch + calls
 
@@ -192,7 +214,11 @@ def _shown(result: Mapping[str, Any], emulated: bool) -> list[str]:
              + (f", settings {result['settings']}" if result.get("settings") else "")]
     lines += [f"    {int(o['width'])}x{int(o['height'])}  {o.get('url') or o['key']}"
               + (f"  (boxes {', '.join(str(int(box)) for box in o['boxes'])})" if len(o["boxes"]) > 1 else "")
+              + (f"  (crop {o['crop']})" if o.get("crop") else "")
               for o in records.renditions(result.get("outputs", []))]
+    point = focal.Point.of_record(result.get(FOCAL_POINT))
+    if point:
+        lines.append(f"    crops cut around ({point.x:.3f}, {point.y:.3f}), from {point.source}")
     if result.get("placeholder"):
         lines.append(f"    placeholder (ThumbHash, base64)  {result['placeholder']}")
     return lines
@@ -212,10 +238,12 @@ STAGE = Stage(
     outputs=lambda s: {StackOutput.THUMBNAIL_SETTINGS: s.name},
     calls=("s3.GetObject", "s3.PutObject"),
     shown=_shown,
-    # A GET of the photo, a PUT of each size and a LIST (of what to clean up), priced as S3 prices them.
+    # The demo shows a square crop beside the sizes (README, "What a page gets").
+    demo={"cropSizes": '["256x256"]'},
+    # A GET of the photo, a PUT of each size and crop and a LIST (of what to clean up), priced as S3 prices them.
     capacity=Capacity(seconds=seconds, measured=True, upload_reads=1,
-                      thumbnail_writes=lambda c: len(c.settings.thumbnail_sizes),
-                      priced=lambda c: {"s3_get": 1.0, "s3_put": len(c.settings.thumbnail_sizes) + 1.0},
+                      thumbnail_writes=lambda c: c.settings.renditions,
+                      priced=lambda c: {"s3_get": 1.0, "s3_put": c.settings.renditions + 1.0},
                       memory_needed=lambda c: math.ceil(max(c.settings.peak_mb().values()) / MEMORY_HEADROOM)),
 )
 
@@ -273,7 +301,8 @@ def invocation_margin(context: Any) -> float:
     return min(WALL_MARGIN_MAX_S, WALL_MARGIN_SHARE * context.get_remaining_time_in_millis() / 1000)
 
 
-def _thumbnails_of(claim: contracts.ClaimCheck, env: environment.Environment) -> imaging.Result:
+def _thumbnails_of(claim: contracts.ClaimCheck, env: environment.Environment,
+                   current: records.ImageRecord | None) -> imaging.Result:
     budget = _budget(env)
     data = _fetch(claim)
     s = env.settings(ThumbnailSettings)
@@ -281,7 +310,7 @@ def _thumbnails_of(claim: contracts.ClaimCheck, env: environment.Environment) ->
                             max_decode_mb=budget.memory_mb, bytes_per_pixel=tuple(DECODE_BYTES_PER_PIXEL.items()))
     result, usage = isolation.run(
         imaging.make_thumbnails, data, s.sizes, s.output_format, s.output_quality, limits, s.store_gps, claim.format,
-        budget=budget)
+        s.crops, _labels_point(current), budget=budget)
     logger.debug("decoded", extra={"cpu_seconds": usage.cpu_seconds, "peak_rss_mb": usage.peak_rss_mb})
     return result
 
@@ -309,7 +338,7 @@ def _create(claim: contracts.ClaimCheck) -> None:
     started = perf_counter()
     try:
         with classified():  # anything else is transient: retried through batchItemFailures
-            result = _thumbnails_of(claim, env)
+            result = _thumbnails_of(claim, env, current)
     except PermanentFailure as failure:
         originals.tag_status(claim, Status.FAILED)  # first: a retry after the record tags again
         written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, NAME,
@@ -320,9 +349,11 @@ def _create(claim: contracts.ClaimCheck) -> None:
             # The image is now failed: an earlier version's thumbnails must not outlive it.
             _clear(claim, keep=set())
         return
-    outputs = [output for thumbnail in result.thumbnails for output in _store(claim, thumbnail, env)]
+    outputs = [output for thumbnail in result.thumbnails for output in _store(claim, thumbnail, env, result.focal_point)]
+    # The saliency point becomes the record's only where the label stage gave none (its boxes are the better guess).
+    point = {FOCAL_POINT: result.focal_point.as_record()} if result.focal_point else {}
     written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, NAME, _done(outputs, result, env),
-                                   metadata=result.metadata, known=current)
+                                   metadata=result.metadata, known=current, shared_if_absent=point)
     if written.outcome == records.Outcome.STALE:
         if not _owns_keys(written.record, claim):
             _delete(env.thumbnails_bucket, [o["key"] for o in outputs])
@@ -358,14 +389,14 @@ def _reprocess(claim: contracts.ClaimCheck) -> None:
         return
     try:
         with classified():
-            result = _thumbnails_of(claim, env)
+            result = _thumbnails_of(claim, env, current)
     except PermanentFailure as failure:
         # The thumbnails it has stay; the record says why new ones could not be made (python -m ops show).
         records.record_reprocess_failure(env.table_name, claim.image_id, claim.sequencer, {
             "status": StageStatus.FAILED, "reason": failure.reason, "settings": env.settings(ThumbnailSettings).name})
         count(Metric.FAILED)
         return
-    outputs = [output for thumbnail in result.thumbnails for output in _store(claim, thumbnail, env)]
+    outputs = [output for thumbnail in result.thumbnails for output in _store(claim, thumbnail, env, result.focal_point)]
     written = records.record_reprocessed(env.table_name, claim.image_id, claim.sequencer, NAME,
                                          _done(outputs, result, env), made_with)
     if written.outcome != records.Outcome.WRITTEN:
@@ -379,18 +410,30 @@ def _reprocess(claim: contracts.ClaimCheck) -> None:
     count(Metric.REPROCESSED)
 
 
+def _labels_point(current: records.ImageRecord | None) -> focal.Point | None:
+    """The record's focal point when the label stage gave it already (the crops are then cut around it); None: the
+    engine finds the saliency point. A label point that comes later is the record's, and each crop keeps the point
+    it was cut around (README, "What a page gets")."""
+    point = focal.Point.of_record(current.item.get(FOCAL_POINT)) if current is not None else None
+    return point if point is not None and point.source == focal.LABELS else None
+
+
 def _done(outputs: list[dict[str, Any]], result: imaging.Result, env: environment.Environment) -> dict[str, Any]:
-    """The stage's result for stored thumbnails: their outputs, the settings they were made with, the placeholder."""
-    done = {"status": StageStatus.DONE, "outputs": outputs, "settings": env.settings(ThumbnailSettings).name}
+    """The stage's result for stored thumbnails: their outputs, the settings they were made with, the placeholder,
+    and the focal point its crops were cut around."""
+    done: dict[str, Any] = {"status": StageStatus.DONE, "outputs": outputs, "settings": env.settings(ThumbnailSettings).name}
+    if result.focal_point:
+        done[FOCAL_POINT] = result.focal_point.as_record()
     if result.unhashed:
         logger.warning("thumbnails stored without a placeholder", extra={"reason": result.unhashed})
     return done | ({"placeholder": result.placeholder} if result.placeholder else {})
 
 
-def _store(claim: contracts.ClaimCheck, thumbnail: imaging.Thumbnail, env: environment.Environment) -> list[dict[str, Any]]:
+def _store(claim: contracts.ClaimCheck, thumbnail: imaging.Thumbnail, env: environment.Environment,
+           point: focal.Point | None) -> list[dict[str, Any]]:
     """Store one rendition, once, and return an output for each box it serves (the boxes at or above the original's
     size share the one key: a page finds every size in the record, and a delete or purge meets the key once)."""
-    key = f"{claim.thumbnail_prefix}{env.settings(ThumbnailSettings).name}/{thumbnail.box}.{thumbnail.extension}"
+    key = f"{claim.thumbnail_prefix}{env.settings(ThumbnailSettings).name}/{thumbnail.crop or thumbnail.box}.{thumbnail.extension}"
     aws.client("s3").put_object(
         Bucket=env.thumbnails_bucket, Key=key, Body=thumbnail.data, ContentType=thumbnail.content_type,
         CacheControl=CACHE_CONTROL, Metadata={"image-id": claim.image_id},
@@ -399,6 +442,9 @@ def _store(claim: contracts.ClaimCheck, thumbnail: imaging.Thumbnail, env: envir
               "bytes": len(thumbnail.data), "content_type": thumbnail.content_type}
     if env.thumbnails_base_url:
         output["url"] = f"{env.thumbnails_base_url}/{key}"
+    if thumbnail.crop:
+        # A crop serves no box: it is named ("256x256") and says which point it was cut around.
+        return [{**output, "crop": thumbnail.crop, **({FOCAL_POINT: point.as_record()} if point else {})}]
     return [{**output, "box": box} for box in thumbnail.boxes]
 
 

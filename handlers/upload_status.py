@@ -17,7 +17,7 @@ from typing import Any
 
 from handlers import aws, environment, records
 from handlers.contracts import image_id
-from handlers.names import API_UPLOADS_PREFIX, LABEL_LIST, Function, StageStatus, Status
+from handlers.names import API_UPLOADS_PREFIX, FOCAL_POINT, LABEL_LIST, Function, StageStatus, Status
 
 # How long a rendition's presigned GET is valid: a page loads it right away, and asks again for a fresh one.
 LINK_SECONDS = 300
@@ -25,7 +25,7 @@ LINK_SECONDS = 300
 # ASCII digits only: Python's \d also matches other scripts' digits (Arabic-Indic, Devanagari...), which no grant writes.
 _ID = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})-([0-9a-f]{16}-[A-Za-z0-9_-]{1,60}\.[a-z]{3,4})")
 # Record attributes a page may use as they are, when a stage wrote them (focal point, duplicates: issue 30).
-PASSED_ON = ("focal_point", "duplicate_of")
+PASSED_ON = (FOCAL_POINT, "duplicate_of")
 # An id of a shape no grant gives: 400 at once, rather than a 404 that invites polling for an upload that cannot come.
 # It tells nothing about anyone's uploads: the shape alone decides it, before any read.
 NOT_AN_ID = "not an id a grant gives: use the \"id\" of the grant's answer, such as 2026-12-01-656e1deec74f4e65-IMG_4021.jpg"
@@ -89,5 +89,7 @@ def _rendition(output: dict[str, Any], env: environment.Environment) -> dict[str
     else:
         url = aws.s3_presigner().generate_presigned_url(
             "get_object", Params={"Bucket": env.thumbnails_bucket, "Key": output["key"]}, ExpiresIn=LINK_SECONDS)
+    # A crop ("256x256", cut around its own focal point) says so: a page picks it by name, not by width.
+    cropped = {name: output[name] for name in ("crop", FOCAL_POINT) if output.get("crop") and name in output}
     return {"width": output["width"], "height": output["height"], "bytes": output.get("bytes"),
-            "content_type": output.get("content_type"), "boxes": output["boxes"], "url": url}
+            "content_type": output.get("content_type"), "boxes": output["boxes"], "url": url, **cropped}

@@ -121,6 +121,8 @@ def pinned(name: str) -> str:
 
 PILLOW_REQUIREMENT = f"pillow=={pinned('pillow')}"
 HEIF_REQUIREMENT = f"pillow-heif=={pinned('pillow-heif')}"  # iPhone photos (HEIC); only when the allowed formats include it
+# The saliency point's library and its numpy (smartcrop declares numpy unpinned: the pin keeps the layer reproducible).
+SALIENCY_REQUIREMENTS = (f"smartcrop=={pinned('smartcrop')}", f"numpy=={pinned('numpy')}")
 MACHINES = {"arm64": "aarch64", "x86_64": "x86_64"}
 # The lambda layer size limits (Lambda quotas page): 50 MB zipped for a direct upload, 250 MB unzipped for the
 # function and all its layers together.
@@ -210,11 +212,11 @@ def layers_named_only() -> Iterator[None]:
 
 
 def pillow_layer(architecture: str, runtime: str, glibc: tuple[int, int], heif: bool = False) -> Path:
-    """A zip with python/PIL (and pillow_heif when `heif`) for Lambda's `architecture` and `runtime`,
+    """A zip with python/PIL, smartcrop and numpy (and pillow_heif when `heif`) for Lambda's `architecture` and `runtime`,
     built by pip once, checked against the runtime's glibc, and cached."""
     python_version = runtime.removeprefix("python")
     tags = platform_tags(architecture, glibc)
-    requirements = [PILLOW_REQUIREMENT, *([HEIF_REQUIREMENT] if heif else [])]
+    requirements = [PILLOW_REQUIREMENT, *SALIENCY_REQUIREMENTS, *([HEIF_REQUIREMENT] if heif else [])]
     digest = hashlib.sha256(json.dumps([requirements, architecture, python_version, tags]).encode()).hexdigest()[:16]
     name = "pillow-heif" if heif else "pillow"
     destination = BUILD_DIR / "layers" / f"{name}-{architecture}-py{python_version}-{digest}.zip"

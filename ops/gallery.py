@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from handlers import placeholder
-from handlers.names import LABEL_LIST, UPLOADS_PREFIX, Function, StackOutput, Status
+from handlers.names import FOCAL_POINT, LABEL_LIST, UPLOADS_PREFIX, Function, StackOutput, Status
 from handlers.records import renditions as stored_renditions
 
 # Statuses in the order the filters show them; any other status gets a filter after these.
@@ -52,13 +52,22 @@ def view(key: str, status: str, record: dict[str, Any]) -> dict[str, Any]:
         "width": _int(metadata.get("width", record.get("width"))), "height": _int(metadata.get("height", record.get("height"))),
         Function.THUMBNAILS: [{"key": o["key"], "width": _int(o["width"]), "height": _int(o["height"]),
                                "bytes": _int(o["bytes"]), "boxes": [_int(box) for box in o["boxes"]],
-                               **({"url": o["url"]} if o.get("url") else {})}
+                               **({"url": o["url"]} if o.get("url") else {}),
+                               **({"crop": o["crop"], FOCAL_POINT: _point(o.get(FOCAL_POINT))} if o.get("crop") else {})}
                               for o in renditions(record)],
         Function.LABELS: [{"name": label["name"], "confidence": float(label["confidence"]), "emulated": emulated}
                           for label in labels.get(LABEL_LIST, [])],
         "labels_emulated": emulated, "camera": camera or None, "taken_at": metadata.get("taken_at"),
         "placeholder": (record.get(Function.THUMBNAILS) or {}).get("placeholder"),
+        FOCAL_POINT: _point(record.get(FOCAL_POINT)),
     }
+
+
+def _point(value: Any) -> dict[str, Any] | None:
+    """A focal point as JSON takes it ({"x", "y", "source"}; DynamoDB's numbers as floats)."""
+    if not isinstance(value, dict):
+        return None
+    return {"x": float(value["x"]), "y": float(value["y"]), "source": value.get("source")}
 
 
 def views(records: Iterable[dict[str, Any]], limit: int | None = None) -> list[dict[str, Any]]:
@@ -93,7 +102,9 @@ def tile(image: dict[str, Any], link: Link) -> str:
     """One upload's tile. `link` turns each thumbnail output into the URL the page loads."""
     status, key = image["status"], image["key"]
     name = key.removeprefix(UPLOADS_PREFIX)
-    thumbnails = sorted(image[Function.THUMBNAILS], key=lambda t: t["width"] or 0)
+    # A crop has another shape: it is no candidate for the picture's srcset, only a tile of its own below.
+    everything = sorted(image[Function.THUMBNAILS], key=lambda t: t["width"] or 0)
+    thumbnails = [t for t in everything if not t.get("crop")]
     labels = [label["name"] for label in image[Function.LABELS]]
     alt = (", ".join(labels[:LABELS_SHOWN]) + f" ({name})") if labels else name
     parts = [f'<article class="tile s-{_slug(status)}" data-key="{escape(key)}" data-status="{escape(status)}" '
@@ -120,8 +131,9 @@ def tile(image: dict[str, Any], link: Link) -> str:
         parts.append(f'<p class="labels">{escape(", ".join(labels[:LABELS_SHOWN]))}{note}</p>')
     if thumbnails:
         figures = "".join(f'<figure><img src="{escape(link(key, t))}" width="{t["width"]}" height="{t["height"]}" '
-                          f'alt="{escape(name)} at {t["width"]} px" loading="lazy"><figcaption>{t["width"]} × {t["height"]}'
-                          f'{_bytes(t["bytes"])}</figcaption></figure>' for t in thumbnails)
+                          f'alt="{escape(name)} at {t["width"]} px" loading="lazy"><figcaption>'
+                          + (f'crop {escape(t["crop"])}: ' if t.get("crop") else "") + f'{t["width"]} × {t["height"]}'
+                          f'{_bytes(t["bytes"])}</figcaption></figure>' for t in everything)
         parts.append(f'<details><summary>Sizes side by side</summary><div class="sizes">{figures}</div></details>')
     parts.append("</article>")
     return "".join(parts)

@@ -280,8 +280,8 @@ def test_thumbnails_of_a_version_that_went_stale_while_they_were_made_are_remove
     claim = accept(cloud, "uploads/race.png", images.png(300, 200))
     real = thumbnails._thumbnails_of
 
-    def newer_upload_meanwhile(c, env):
-        result = real(c, env)
+    def newer_upload_meanwhile(c, env, *rest):
+        result = real(c, env, *rest)
         # WHILE the stage decodes, a new version of the key is uploaded and accepted
         accept(cloud, "uploads/race.png", images.png(120, 80))
         return result
