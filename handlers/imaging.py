@@ -88,6 +88,9 @@ PROGRESSIVE_MIN_PIXELS = 500_000
 ANALYSIS_SIDE = 256
 WINDOW_SHARE = 4
 WINDOW_STEP = 8
+# A window is salient when it scores this much (of the average's size) over the average window: measured 0.5% for a
+# plain blue JPEG, 2.6% for a grey gradient, 7.6% for the demo's sample photo, 25% for the tests' off-centre subject.
+SALIENT_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -226,8 +229,8 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
 def _saliency(shown: Image.Image) -> focal.Point:
     """The most salient window's centre in `shown` (a thumbnail as displayed), by smartcrop's analysis (edges,
     saturation, skin tones), without its rule-of-thirds weighting: the subject's point, not a composition's. An image
-    with nothing standing out (every window scores alike), too small to score, or that the analysis fails on gets the
-    centre: a point is an extra, never a reason to fail the thumbnails."""
+    with nothing standing out (no window scores SALIENT_MARGIN over the average), too small to score, or that the
+    analysis fails on gets the centre: a point is an extra, never a reason to fail the thumbnails."""
     import smartcrop  # imported as the stage starts (prepare)
 
     try:
@@ -244,7 +247,8 @@ def _saliency(shown: Image.Image) -> focal.Point:
     except Exception:
         return focal.Point(0.5, 0.5, focal.CENTRE)
     scores = [crop["score"] for crop in analysed["crops"]]
-    if max(scores) - min(scores) < 1e-6:
+    mean = sum(scores) / len(scores)
+    if max(scores) - mean < SALIENT_MARGIN * max(abs(mean), 1e-9):
         return focal.Point(0.5, 0.5, focal.CENTRE)
     top = analysed["top_crop"]
     return focal.Point(min(1.0, (top["x"] + top["width"] / 2) / width), min(1.0, (top["y"] + top["height"] / 2) / height),
