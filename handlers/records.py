@@ -299,12 +299,14 @@ def record_stage(table_name: str, image_id: str, sequencer: str, stage: str, res
 
 
 def record_reprocessed(table_name: str, image_id: str, sequencer: str, stage: str, result: dict[str, Any],
-                       made_with: str | None) -> WriteResult:
+                       made_with: str | None, shared_if_absent: Mapping[str, Any] | None = None) -> WriteResult:
     """Replace a done image's result of `stage` with one made with other settings, unless the record moved on since
-    it was read: a newer event, or the result already made again (`made_with`: the settings the stage found)."""
+    it was read: a newer event, or the result already made again (`made_with`: the settings the stage found).
+    `shared_if_absent`: as record_stage's (an image done before the focal point existed gets one)."""
     made = "attribute_not_exists(#t.#set)" if made_with is None else "#t.#set = :made"
     written, item = _update(
         table_name, image_id, set_values={stage: {**result, "updated_at": now()}, "updated_at": now()},
+        if_not_exists=dict(shared_if_absent or {}),
         remove=(ClaimEvent.REPROCESS,),
         condition=f"#seq = :seq AND #status = :done AND {made}",
         condition_values={":seq": sequencer, ":done": Status.DONE, **({":made": made_with} if made_with else {})},

@@ -350,10 +350,8 @@ def _create(claim: contracts.ClaimCheck) -> None:
             _clear(claim, keep=set())
         return
     outputs = [output for thumbnail in result.thumbnails for output in _store(claim, thumbnail, env, result.focal_point)]
-    # The saliency point becomes the record's only where the label stage gave none (its boxes are the better guess).
-    point = {FOCAL_POINT: result.focal_point.as_record()} if result.focal_point else {}
     written = records.record_stage(env.table_name, claim.image_id, claim.sequencer, NAME, _done(outputs, result, env),
-                                   metadata=result.metadata, known=current, shared_if_absent=point)
+                                   metadata=result.metadata, known=current, shared_if_absent=_point_if_absent(result))
     if written.outcome == records.Outcome.STALE:
         if not _owns_keys(written.record, claim):
             _delete(env.thumbnails_bucket, [o["key"] for o in outputs])
@@ -398,7 +396,7 @@ def _reprocess(claim: contracts.ClaimCheck) -> None:
         return
     outputs = [output for thumbnail in result.thumbnails for output in _store(claim, thumbnail, env, result.focal_point)]
     written = records.record_reprocessed(env.table_name, claim.image_id, claim.sequencer, NAME,
-                                         _done(outputs, result, env), made_with)
+                                         _done(outputs, result, env), made_with, _point_if_absent(result))
     if written.outcome != records.Outcome.WRITTEN:
         theirs = written.record.result(NAME) if written.record else None
         if not (written.record and written.record.sequencer == claim.sequencer
@@ -416,6 +414,12 @@ def _labels_point(current: records.ImageRecord | None) -> focal.Point | None:
     it was cut around (README, "What a page gets")."""
     point = focal.Point.of_record(current.item.get(FOCAL_POINT)) if current is not None else None
     return point if point is not None and point.source == focal.LABELS else None
+
+
+def _point_if_absent(result: imaging.Result) -> dict[str, Any]:
+    """The record's focal point from this result, to be set only where the label stage gave none (its boxes are the
+    better guess than saliency)."""
+    return {FOCAL_POINT: result.focal_point.as_record()} if result.focal_point else {}
 
 
 def _done(outputs: list[dict[str, Any]], result: imaging.Result, env: environment.Environment) -> dict[str, Any]:

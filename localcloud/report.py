@@ -71,12 +71,12 @@ def table(summary: Summary) -> str:
     for key in summary.uploaded:
         image = image_json(key, summary.status(key), summary.records.get(key, {}))
         size = f"{image['width']}x{image['height']}" if image["width"] else "-"
-        thumbs = ",".join(str(t["width"]) for t in image[Function.THUMBNAILS]) or "-"
+        thumbs = ",".join(t.get("crop") or str(t["width"]) for t in image[Function.THUMBNAILS]) or "-"  # a crop by name
         labels = ", ".join(label["name"] for label in image[Function.LABELS][:3])
         if labels and image["labels_emulated"]:
             labels += " (emulated)"
         rows.append((key, image["status"], image["format"] or "-", size, thumbs, labels or "-", image["reason"] or ""))
-    widths = [min(max(len(str(row[i])) for row in rows), limit) for i, limit in enumerate((40, 13, 6, 11, 14, 34, 70))]
+    widths = [min(max(len(str(row[i])) for row in rows), limit) for i, limit in enumerate((40, 13, 6, 11, 22, 34, 70))]
     return "\n".join("  ".join(_cell(str(value), width) for value, width in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 

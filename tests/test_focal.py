@@ -192,9 +192,7 @@ def test_emulated_label_boxes_give_no_point(cloud, monkeypatch):
 def test_the_status_route_names_a_crop_its_size_and_point(api, cloud, monkeypatch):  # noqa: F811
     monkeypatch.setenv("CROP_SIZES", "96x96")
     grant = granted(api)
-    data = io.BytesIO()
-    photo(400, 200, 0.8, 0.25).save(data, "WEBP")
-    uploaded(cloud, grant["key"], data.getvalue())
+    uploaded(cloud, grant["key"], webp(photo(400, 200, 0.8, 0.25)))
     invoke(thumbnails, [json.dumps(claim["claim"]) for claim in cloud.published()])
     status, answer = ask(grant["id"])
     assert status == 200 and answer["focal_point"]["source"] == "saliency"
@@ -224,3 +222,47 @@ def test_crop_sizes_reach_the_function_and_rename_its_keys_only_when_set():
     from handlers.names import thumbnail_settings
 
     assert plain.name == thumbnail_settings((1024, 512, 128), "jpeg", 82) != cropped.name
+
+
+def test_the_gallery_shows_a_crop_as_its_own_tile_never_in_the_srcset():
+    from ops import gallery
+
+    point = {"x": Decimal("0.8"), "y": Decimal("0.25"), "source": "saliency"}
+    image = gallery.view("uploads/c.jpg", "done", {
+        "status": "done", "format": "jpeg", "metadata": {"width": 600, "height": 400}, "focal_point": point,
+        "thumbnails": {"outputs": [{"key": "thumbnails/c/512.jpg", "box": 512, "width": 512, "height": 341, "bytes": 9000},
+                                   {"key": "thumbnails/c/64x64.jpg", "crop": "64x64", "width": 64, "height": 64,
+                                    "bytes": 900, "focal_point": point}]}})
+    # The JSON summary's entry names the point and the crop
+    assert image["focal_point"] == {"x": 0.8, "y": 0.25, "source": "saliency"}
+    assert [(t["key"], t.get("crop")) for t in image["thumbnails"]] == [("thumbnails/c/512.jpg", None),
+                                                                         ("thumbnails/c/64x64.jpg", "64x64")]
+    page = gallery.page([image], lambda key, output: output["key"], "t", emulated=False)
+    # The picture's srcset has the sizes only (a square crop would be a wrong candidate); the crop has its own figure
+    assert 'srcset="thumbnails/c/512.jpg 512w"' in page and "64x64.jpg 64w" not in page
+    assert "<figcaption>crop 64x64: 64 × 64" in page and page.count("<figure>") == 2
+
+
+def test_a_reprocess_for_crops_cuts_them_and_gives_an_image_done_before_points_its_point(cloud, monkeypatch):
+    from tests.test_thumbnails import reprocess_request
+
+    claim = accept(cloud, "uploads/old.webp", webp(photo(400, 200, 0.8, 0.25)))
+    assert invoke(thumbnails, [json.dumps(claim)])["batchItemFailures"] == []
+    # GIVEN an image done before there were points or crops (its record has none)
+    cloud.table.update_item(Key={"image_id": cloud.record("uploads/old.webp")["image_id"]},
+                            UpdateExpression="REMOVE focal_point")
+    # WHEN the stack gets a crop size and the image is reprocessed
+    monkeypatch.setenv("CROP_SIZES", "80x80")
+    thumbnails.environment.load.cache_clear()
+    assert invoke(thumbnails, [json.dumps(reprocess_request(cloud.record("uploads/old.webp")))])["batchItemFailures"] == []
+    # THEN it has its crop, and the point the crop was cut around is the record's
+    record = cloud.record("uploads/old.webp")
+    [crop] = [o for o in record["thumbnails"]["outputs"] if o.get("crop")]
+    assert (crop["crop"], int(crop["width"]), int(crop["height"])) == ("80x80", 80, 80)
+    assert record["focal_point"] == crop["focal_point"] and record["focal_point"]["source"] == "saliency"
+
+
+def webp(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "WEBP")
+    return out.getvalue()
