@@ -217,7 +217,7 @@ def _shown(result: Mapping[str, Any], emulated: bool) -> list[str]:
               + (f"  (crop {o['crop']})" if o.get("crop") else "")
               for o in records.renditions(result.get("outputs", []))]
     point = focal.Point.of_record(result.get(FOCAL_POINT))
-    if point:
+    if point and any(o.get("crop") for o in result.get("outputs", [])):
         lines.append(f"    crops cut around ({point.x:.3f}, {point.y:.3f}), from {point.source}")
     if result.get("placeholder"):
         lines.append(f"    placeholder (ThumbHash, base64)  {result['placeholder']}")

@@ -13,6 +13,7 @@ from botocore.stub import Stubber
 from PIL import Image, ImageDraw
 
 from handlers import aws, focal, imaging, intake, labels, records, thumbnails
+from handlers.names import FOCAL_POINT
 from infra.settings import SettingsError, load
 from tests.conftest import invoke, s3_message
 from tests.test_upload_api import api  # noqa: F401 - api is a fixture
@@ -266,3 +267,16 @@ def webp(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, "WEBP")
     return out.getvalue()
+
+
+def test_ops_show_names_a_crop_and_the_point_it_was_cut_around():
+    point = {"x": Decimal("0.8"), "y": Decimal("0.25"), "source": "saliency"}
+    result = {"status": "done", "settings": "abc", FOCAL_POINT: point, "outputs": [
+        {"key": "t/abc/512.jpg", "box": 512, "width": 512, "height": 341},
+        {"key": "t/abc/64x64.jpg", "crop": "64x64", "width": 64, "height": 64, FOCAL_POINT: point}]}
+    assert thumbnails.STAGE.shown(result, False)[1:] == [
+        "    512x341  t/abc/512.jpg", "    64x64  t/abc/64x64.jpg  (crop 64x64)",
+        "    crops cut around (0.800, 0.250), from saliency"]
+    # Without crops, no line about a point nothing was cut around
+    result["outputs"] = result["outputs"][:1]
+    assert thumbnails.STAGE.shown(result, False)[1:] == ["    512x341  t/abc/512.jpg"]
