@@ -2,9 +2,9 @@
 
 A point is a pair of fractions of the image as it is displayed (oriented): x from the left edge, y from the top.
 It comes from Rekognition's label boxes when the label stage found some (`from_labels`), otherwise from smartcrop's
-saliency analysis of a thumbnail already in memory (handlers/imaging.py, saliency), otherwise the centre. A crop of W x H is cut around
-it as CSS `object-fit: cover` would show the image in that box: scaled so the box is filled, the point as near the
-box's centre as the image's edges allow (`crop_box`).
+interest map of a thumbnail already in memory (handlers/imaging.py, _saliency), otherwise the centre. A crop of W x H
+is cut around it as CSS `object-fit: cover` would show the image in that box: scaled so the box is filled, the point
+as near the box's centre as the image's edges allow (`crop_box`).
 
 This module imports no Pillow: the label stage uses it and needs no Pillow layer.
 """

@@ -294,17 +294,31 @@ def _crop(levels: list[Image.Image], base: Image.Image, left: int, shown: tuple[
     needed = size[0] / (region[2] - region[0])  # of the displayed image's scale
     source = next((level for level in reversed(levels)
                    if _turned_size(level.size, left)[0] >= needed * shown[0] - 0.5), base)
-    turned = _turned(source, left)
+    width, height = _turned_size(source.size, left)
     # Each axis scaled on its own: a size's sides are rounded separately, so one factor could step past an edge.
-    sx, sy = turned.width / shown[0], turned.height / shown[1]
-    box = (region[0] * sx, region[1] * sy, min(turned.width, region[2] * sx), min(turned.height, region[3] * sy))
-    cut = turned.resize(size, FIRST_FILTER if source is base else Image.Resampling.LANCZOS, box=box,
-                        reducing_gap=RESAMPLE_HEADROOM if source is base else None)
+    sx, sy = width / shown[0], height / shown[1]
+    box = (region[0] * sx, region[1] * sy, min(width, region[2] * sx), min(height, region[3] * sy))
+    # Cut from the pixels as stored, then turn the cut: turning the decoded image whole would hold it twice in memory.
+    cut = source.resize(_turned_size(size, left), FIRST_FILTER if source is base else Image.Resampling.LANCZOS,
+                        box=_stored_box(box, source.size, left), reducing_gap=RESAMPLE_HEADROOM if source is base else None)
+    cut = _turned(cut, left)
     if source is base:
         cut, _ = _to_srgb(cut, profile)
     cut.info = {}
     name = f"{crop[0]}x{crop[1]}"
     return replace(_encode(_as_shown(cut, output_format), max(crop), output_format, quality), crop=name)
+
+
+def _stored_box(box: tuple[float, float, float, float], size: tuple[int, int],
+                orientation: int) -> tuple[float, float, float, float]:
+    """`box` (left, top, right, bottom) of an image as EXIF `orientation` displays it, in the coordinates of the image
+    as stored (`size`): where each displayed corner comes from under _ORIENT's transposes."""
+    sw, sh = size
+    stored = {2: lambda x, y: (sw - x, y), 3: lambda x, y: (sw - x, sh - y), 4: lambda x, y: (x, sh - y),
+              5: lambda x, y: (y, x), 6: lambda x, y: (y, sh - x), 7: lambda x, y: (sw - y, sh - x),
+              8: lambda x, y: (sw - y, x)}.get(orientation, lambda x, y: (x, y))
+    corners = [stored(x, y) for x in (box[0], box[2]) for y in (box[1], box[3])]
+    return (min(u for u, _ in corners), min(v for _, v in corners), max(u for u, _ in corners), max(v for _, v in corners))
 
 
 def _turned(image: Image.Image, orientation: int) -> Image.Image:

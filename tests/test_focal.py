@@ -104,6 +104,10 @@ def test_an_exif_6_photos_point_is_where_it_is_displayed():
     assert point is not None and abs(point.x - 0.8) <= 0.06 and abs(point.y - 0.25) <= 0.06, point
     x, y, red = red_centre(opened(result.thumbnails[-1]))
     assert red > 0 and x > 0.5 and y < 0.6
+    # and a crop larger than every thumbnail, cut from the decoded image as stored, then turned, lands there too
+    [large] = [t for t in engine(jpeg(stored, orientation=6), crops=((380, 380),), sizes=(128,)).thumbnails if t.crop]
+    x, y, red = red_centre(opened(large))
+    assert (large.width, large.height) == (380, 380) and red > 0 and abs(x - 0.8) < 0.05 and abs(y - 0.375) < 0.05
 
 
 def test_a_photo_smaller_than_the_crop_is_cut_to_its_shape_never_upscaled():
