@@ -90,4 +90,5 @@ def _rendition(output: dict[str, Any], env: environment.Environment) -> dict[str
         url = aws.s3_presigner().generate_presigned_url(
             "get_object", Params={"Bucket": env.thumbnails_bucket, "Key": output["key"]}, ExpiresIn=LINK_SECONDS)
     return {"width": output["width"], "height": output["height"], "bytes": output.get("bytes"),
-            "content_type": output.get("content_type"), "boxes": output["boxes"], "url": url}
+            "content_type": output.get("content_type"), "format": output["format"],
+            "key": output["key"], "boxes": output["boxes"], "url": url}
