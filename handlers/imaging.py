@@ -81,9 +81,9 @@ FIRST_FILTER = Image.Resampling.BICUBIC
 # own gap) 47%. README, Performance.
 RESAMPLE_HEADROOM = 1.5
 PROGRESSIVE_MIN_PIXELS = 500_000
-# libavif's (aom's) speed, 0 slowest to 10: python -m bench.formats measured a 1024 px thumbnail at 1.35 s with
-# Pillow's default 6, 0.25-0.65 s with 8 and 0.13 s with 9, 9 making files 2.7% larger than 8 at the same SSIM
-# (README, "Output formats"). One thread: the function has less than a vCPU; Pillow's default is every CPU.
+# libavif's (aom's) speed, 0 slowest to 10: python -m bench.formats measured a 1024 px thumbnail at 2.3 s with
+# Pillow's default 6, 0.32 s with 8 and 0.16 s with 9, 9 making files 2.8% larger than 8 and 5.4% than 6 at one
+# quality (README, "Output formats"). One thread: the function has less than a vCPU; Pillow's default is every CPU.
 AVIF_SPEED = 9
 AVIF_THREADS = 1
 

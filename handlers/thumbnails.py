@@ -79,9 +79,11 @@ MEMORY_HEADROOM = 0.85  # of the configured memory; the rest is left for the all
 # and AVIF were not benchmarked (40 ms/MP ASSUMED, a little over WebP).
 ENGINE_MS = {"jpeg": (11.0, 7.25), "png": (0.0, 32.4), "webp": (0.0, 31.7), "gif": (0.0, 32.4), "tiff": (0.0, 32.4),
              "heic": (0.0, 40.0), "avif": (0.0, 40.0)}
-# Encoding each further format, per megapixel of thumbnail (the default sizes of a 3:2 photo are 0.88 MP), one core:
-# ENGINE_MS holds one JPEG encode already. Measured by python -m bench.formats (README, "Output formats").
-ENCODE_MS_PER_MP = {"jpeg": 75.0, "png": 75.0, "webp": 470.0, "avif": 1600.0}
+# Encoding each format, per megapixel of thumbnail (the default sizes of a 3:2 photo are 0.88 MP), one core, at the
+# qualities matched to JPEG 82 and AVIF speed 9: the fastest of 5 encodes of each of bench.formats' 21 thumbnails
+# (2026-12-07, load 9-13; README, "Output formats"). ENGINE_MS holds one JPEG encode already. PNG: not measured, taken
+# as JPEG (it is only ever the one format).
+ENCODE_MS_PER_MP = {"jpeg": 21.4, "png": 21.4, "webp": 192.5, "avif": 141.2}
 PLACEHOLDER_MS = 8.6  # the ThumbHash of the smallest thumbnail, pure Python (README, "What a page gets")
 # Bytes of a camera photo per megapixel, for the GET that fetches it: ~0.35 MB/MP for a JPEG at quality 90-95,
 # 1.5 MB/MP for a PNG (the generated camera library of make test-library: 780 MB for 112 photos of 8-24 MP).

@@ -267,5 +267,6 @@ def test_the_thumbnail_stage_counts_the_time_and_puts_of_each_output_format():
     share = min(1.0, formats.configured(Function.THUMBNAILS).sizing.memory / capacity.MB_PER_VCPU)
     assert three.seconds_per_image - jpeg.seconds_per_image == pytest.approx(
         encodes / share + 6 * thumbnails.REQUEST_MS["s3_put"] / 1000, rel=0.01)
-    assert encodes > 1.0 and thumbnails.renditions_at_most(s) == 9  # AVIF is the costliest format by far
+    assert thumbnails.renditions_at_most(s) == 9
+    assert three.seconds_per_image > 2 * jpeg.seconds_per_image  # AVIF and WebP more than double the stage's time
     assert capacity.plan(formats, 1, 1_000, 12).usd_per_million["s3"] > capacity.plan(DEFAULTS, 1, 1_000, 12).usd_per_million["s3"]
