@@ -279,13 +279,16 @@ def _problems(configured: Configured, stack: Any) -> list[str]:
 
 
 def _shown(result: Mapping[str, Any], emulated: bool) -> list[str]:
-    """Its result in `python -m ops show`: status, the settings they were made with, each size and where it is."""
+    """Its result in `python -m ops show`: status, the settings they were made with, each size and where it is (with
+    its format and bytes when there are several formats)."""
     lines = [f"  thumbnails: {result.get('status')}" + (f" ({result['reason']})" if result.get("reason") else "")
              + (f", settings {result['settings']}" if result.get("settings") else "")]
-    lines += [f"    {int(o['width'])}x{int(o['height'])}  {o['format']}" + (f" {int(o['bytes']):,} B" if o.get("bytes") else "")
-              + f"  {o.get('url') or o['key']}"
+    stored = records.renditions(result.get("outputs", []))
+    several = len({o["format"] for o in stored}) > 1
+    lines += [f"    {int(o['width'])}x{int(o['height'])}"
+              + (f"  {o['format']} {int(o.get('bytes') or 0):,} B" if several else "") + f"  {o.get('url') or o['key']}"
               + (f"  (boxes {', '.join(str(int(box)) for box in o['boxes'])})" if len(o["boxes"]) > 1 else "")
-              for o in records.renditions(result.get("outputs", []))]
+              for o in stored]
     if result.get("placeholder"):
         lines.append(f"    placeholder (ThumbHash, base64)  {result['placeholder']}")
     return lines

@@ -416,8 +416,11 @@ def test_ops_show_lists_a_shared_rendition_once_with_the_boxes_it_serves():
     small = {"key": "thumbnails/i/v/s/64.jpg", "width": 64, "height": 44, "box": 64}
     lines = thumbnails._shown({"status": "done", "settings": "s", "outputs": [
         {**shared, "box": 1024}, {**shared, "box": 512}, {**shared, "box": 128}, small]}, emulated=False)
-    assert lines[1:] == ["    100x68  jpeg  thumbnails/i/v/s/1024.jpg  (boxes 1024, 512, 128)",
-                         "    64x44  jpeg  thumbnails/i/v/s/64.jpg"]
+    assert lines[1:] == ["    100x68  thumbnails/i/v/s/1024.jpg  (boxes 1024, 512, 128)", "    64x44  thumbnails/i/v/s/64.jpg"]
+    # several formats: each rendition with its format and bytes
+    avif = {"key": "thumbnails/i/v/s/64.avif", "width": 64, "height": 44, "box": 64, "bytes": 1200, "format": "avif"}
+    lines = thumbnails._shown({"status": "done", "outputs": [avif, {**small, "bytes": 2500}]}, emulated=False)
+    assert lines[1:] == ["    64x44  avif 1,200 B  thumbnails/i/v/s/64.avif", "    64x44  jpeg 2,500 B  thumbnails/i/v/s/64.jpg"]
 
 
 def test_each_format_of_outputformats_is_stored_listed_with_its_bytes_and_deleted_with_the_image(cloud, monkeypatch):
