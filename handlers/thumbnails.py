@@ -173,8 +173,7 @@ class ThumbnailSettings:
     def encodings(self) -> tuple[tuple[str, int], ...]:
         """(format, quality) of each format: the last at outputQuality, the others at the quality matching its SSIM."""
         fallback = self.formats[-1]
-        return tuple((fmt, matched_quality(fmt, fallback, self.output_quality) if fallback != "png" else self.output_quality)
-                     for fmt in self.formats)
+        return tuple((fmt, matched_quality(fmt, fallback, self.output_quality)) for fmt in self.formats)
 
     @property
     def name(self) -> str:
