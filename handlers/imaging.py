@@ -36,8 +36,8 @@ from handlers.sniff import SNIFF_BYTES, sniff
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file fails; it is never padded
 
-CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
-EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "avif": "image/avif"}
+EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif"}
 # Sniffed format -> (the Pillow plugin module to import, the Pillow formats allowed to open it). Importing the one
 # plugin keeps Pillow from importing every plugin it has (Image.init) on a first call.
 DECODERS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -55,7 +55,8 @@ FORMAT_NAMES = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "GIF": "gif", "WEBP
 # The formats whose frames are an animation (an MPO's second picture, a HEIF's other images are not): the record
 # says so and counts them; the thumbnails are of the first frame.
 ANIMATED = ("GIF", "WEBP", "PNG", "AVIF")
-ENCODERS = {"jpeg": "PIL.JpegImagePlugin", "png": "PIL.PngImagePlugin", "webp": "PIL.WebPImagePlugin"}
+ENCODERS = {"jpeg": "PIL.JpegImagePlugin", "png": "PIL.PngImagePlugin", "webp": "PIL.WebPImagePlugin",
+            "avif": "PIL.AvifImagePlugin"}
 # Pillow reads every format's EXIF (orientation, camera, time taken) with its TIFF directory reader.
 EXIF_READER = "PIL.TiffImagePlugin"
 
@@ -93,6 +94,11 @@ PEAK_SHARE = 0.8  # the subject's area: the connected cells at least this dense,
 # sample, 0.24 for a plain blue JPEG, 0.78 for a 96 px spinner; 1.4 for a transparent logo, 3 for the tests'
 # off-centre subjects, 6 for the demo's samples with a red square.
 SALIENT_MARGIN = 1.0
+# libavif's (aom's) speed, 0 slowest to 10: python -m bench.formats measured a 1024 px thumbnail at 2.3 s with
+# Pillow's default 6, 0.32 s with 8 and 0.16 s with 9, 9 making files 2.8% larger than 8 and 5.4% than 6 at one
+# quality (README, "Output formats"). One thread: the function has less than a vCPU; Pillow's default is every CPU.
+AVIF_SPEED = 9
+AVIF_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,6 @@ class Thumbnail:
     boxes: tuple[int, ...] = ()
     crop: str = ""  # a crop's name ("256x256"), which names its key; "" for a size that fits a box
 
-
     def __post_init__(self) -> None:
         if not self.boxes:
             object.__setattr__(self, "boxes", (self.box,))
@@ -143,8 +148,8 @@ class Result:
     focal_point: focal.Point | None = None
 
 
-def prepare(formats: Iterable[str], output_format: str) -> list[str]:
-    """Import the decoders of `formats`, the encoder of `output_format` and the EXIF reader, and no other Pillow
+def prepare(formats: Iterable[str], output_format: str, *more: str) -> list[str]:
+    """Import the decoders of `formats`, the encoders of `output_format` (and `more`) and the EXIF reader, and no other Pillow
     plugin; returns the modules imported. The thumbnail stage calls it as Lambda starts it, so its first image pays
     no import.
 
@@ -158,7 +163,7 @@ def prepare(formats: Iterable[str], output_format: str) -> list[str]:
         if name in DECODERS:
             _import_decoder(name, DECODERS[name][0])
             imported.append(DECODERS[name][0])
-    imported.append(importlib.import_module(ENCODERS[output_format]).__name__)
+    imported += [importlib.import_module(ENCODERS[name]).__name__ for name in (output_format, *more)]
     imported.append(importlib.import_module("smartcrop").__name__)  # and numpy: ~0.2 s idle, 1 s at load 6
     Image._initialized = max(Image._initialized, 1)  # preinit's flag (PIL/Image.py)
     return list(dict.fromkeys(imported))
@@ -166,12 +171,16 @@ def prepare(formats: Iterable[str], output_format: str) -> list[str]:
 
 def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, quality: int, limits: Limits,
                     store_gps: bool = False, sniffed: str | None = None, crops: tuple[tuple[int, int], ...] = (),
-                    point: focal.Point | None = None) -> Result:
+                    point: focal.Point | None = None, preferred: tuple[tuple[str, int], ...] = ()) -> Result:
     """Decode `data` (as the `sniffed` format; None: any the pipeline takes) once and return a thumbnail for
     each size (fit in a size x size box) and each of `crops` (width, height: cut around `point`, or the saliency
-    point of the largest thumbnail when None). Raises PermanentFailure with a reason for anything wrong in the bytes."""
-    if output_format not in CONTENT_TYPES:
-        raise ValueError(f"unsupported output format {output_format!r}")
+    point of the largest thumbnail when None), in `output_format` at `quality`, and before it, in each (format,
+    quality) of `preferred` (the most preferred first) that is smaller than the next one kept (smaller_first). Raises
+    PermanentFailure with a reason for anything wrong in the bytes."""
+    encodings = (*preferred, (output_format, quality))
+    for name, _ in encodings:
+        if name not in CONTENT_TYPES:
+            raise ValueError(f"unsupported output format {name!r}")
     sizes = tuple(sorted(set(sizes), reverse=True))
     try:
         image, metadata = _open(data, limits, store_gps, sniffed)
@@ -190,7 +199,7 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
         metadata["width"], metadata["height"] = _turned_size(base.size if image.format == "TIFF" else stored, left)
         outputs: list[Thumbnail] = []
         levels: list[Image.Image] = []  # each size's pixels as stored (not yet turned), the largest first
-        current, previous = base, (0, 0)
+        current, previous, kept = base, (0, 0), 0
         for index, size in enumerate(sizes):
             # Each size is resized from the one before it, to dimensions computed from the original,
             # so every size is exact whatever the draft scale and the cascade did.
@@ -202,18 +211,22 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
             if current is not base:
                 current.info = {}  # a new image (resized, converted): the source's metadata is not copied on
             if current.size == previous:  # unresized (a box at or above the original's size): the same pixels
-                outputs[-1] = replace(outputs[-1], boxes=(*outputs[-1].boxes, size))
+                outputs[-kept:] = [replace(o, boxes=(*o.boxes, size)) for o in outputs[-kept:]]
                 continue
             previous = current.size
             levels.append(current)
-            shown = _as_shown(_turned(current, left), output_format)
+            turned = _turned(current, left)
+            shown_as = {name: _as_shown(turned, name) for name, _ in encodings}
+            shown = shown_as[output_format]
             if not outputs:
                 largest = shown  # the saliency point's source: the largest thumbnail as displayed
-            outputs.append(_encode(shown, size, output_format, quality))
+            made = smaller_first([_encode(shown_as[name], size, name, q) for name, q in encodings])
+            kept = len(made)
+            outputs += made
         point = point or _saliency(largest)
         shown_size = (metadata["width"], metadata["height"])
         for crop in dict.fromkeys(crops):
-            outputs.append(_crop(levels, base, left, shown_size, crop, point, profile, output_format, quality))
+            outputs += _crop(levels, base, left, shown_size, crop, point, profile, encodings)
         # From the smallest thumbnail as its file shows it (a JPEG's flattened onto white), still in memory: no other
         # decode. A placeholder is an extra: its failure leaves it out, never the thumbnails.
         hashed, unhashed = _placeholder(shown) if outputs else (None, "")
@@ -287,9 +300,10 @@ def _crop_side(shown: tuple[int, int], crop: tuple[int, int]) -> int:
 
 
 def _crop(levels: list[Image.Image], base: Image.Image, left: int, shown: tuple[int, int], crop: tuple[int, int],
-          point: focal.Point, profile: bytes | None, output_format: str, quality: int) -> Thumbnail:
-    """The crop `crop` (width, height) around `point`, resized from the smallest size's pixels that still have
-    enough of them (the decoded image only when no thumbnail does: it is then converted to sRGB here)."""
+          point: focal.Point, profile: bytes | None, encodings: tuple[tuple[str, int], ...]) -> list[Thumbnail]:
+    """The crop `crop` (width, height) around `point` in each (format, quality) of `encodings` as smaller_first keeps
+    them, resized from the smallest size's pixels that still have enough of them (the decoded image only when no
+    thumbnail does: it is then converted to sRGB here)."""
     size, region = focal.crop_box(shown, crop, point)
     needed = size[0] / (region[2] - region[0])  # of the displayed image's scale
     source = next((level for level in reversed(levels)
@@ -306,7 +320,8 @@ def _crop(levels: list[Image.Image], base: Image.Image, left: int, shown: tuple[
         cut, _ = _to_srgb(cut, profile)
     cut.info = {}
     name = f"{crop[0]}x{crop[1]}"
-    return replace(_encode(_as_shown(cut, output_format), max(crop), output_format, quality), crop=name)
+    made = smaller_first([_encode(_as_shown(cut, fmt), max(crop), fmt, q) for fmt, q in encodings])
+    return [replace(thumbnail, crop=name) for thumbnail in made]
 
 
 def _stored_box(box: tuple[float, float, float, float], size: tuple[int, int],
@@ -524,9 +539,22 @@ def _encode(image: Image.Image, size: int, output_format: str, quality: int) -> 
         options.update(optimize=True, progressive=image.width * image.height >= PROGRESSIVE_MIN_PIXELS)
     elif output_format == "png":
         options = {"optimize": False, "compress_level": 6}
+    elif output_format == "avif":
+        options.update(speed=AVIF_SPEED, max_threads=AVIF_THREADS)
     image.save(buffer, format=output_format.upper(), **options)
     data = _without_jfif(buffer.getvalue()) if output_format == "jpeg" else buffer.getvalue()
     return Thumbnail(box=size, width=image.width, height=image.height, data=data, format=output_format)
+
+
+def smaller_first(made: list[Thumbnail]) -> list[Thumbnail]:
+    """One size's renditions, most preferred first, the last (the most compatible) always kept: each other one only
+    when it is smaller than the next one kept, since a browser that takes it would otherwise load more bytes for the
+    same pixels."""
+    kept = [made[-1]]
+    for rendition in reversed(made[:-1]):
+        if len(rendition.data) < len(kept[0].data):
+            kept.insert(0, rendition)
+    return kept
 
 
 def _without_jfif(data: bytes) -> bytes:

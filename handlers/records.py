@@ -36,14 +36,21 @@ GATE = "gate"
 DECISION = "decision"
 
 
+# A rendition's content type or key extension -> its format.
+_FORMAT_OF = {"image/jpeg": "jpeg", "image/png": "png", "image/webp": "webp", "image/avif": "avif",
+              "jpg": "jpeg", "png": "png", "webp": "webp", "avif": "avif"}
+
+
 def renditions(outputs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The thumbnail stage's outputs (one per box) as stored renditions, each once, in the order of their first box,
-    with `boxes`: every box it serves (a photo smaller than several boxes has one rendition for all of them). A page
-    building `srcset` needs each width once: a repeated width descriptor makes the attribute invalid (HTML Standard,
-    "srcset attributes")."""
+    with its `format` and `boxes`: every box it serves (a photo smaller than several boxes has one rendition for all
+    of them). A page builds one `srcset` per format (a <picture>'s <source type>), each width once: a repeated width
+    descriptor makes the attribute invalid (HTML Standard, "srcset attributes")."""
     stored: dict[str, dict[str, Any]] = {}
     for output in outputs:
         shown = stored.setdefault(output["key"], {**{k: v for k, v in output.items() if k != "box"}, "boxes": []})
+        # A record made before outputFormats names no format: its content type (or key) says it.
+        shown.setdefault("format", _FORMAT_OF.get(str(output.get("content_type") or output["key"].rsplit(".", 1)[-1])))
         if "box" in output:
             shown["boxes"].append(output["box"])
     return list(stored.values())

@@ -117,7 +117,7 @@ def encode(spec: dataclasses.Field, value: Any) -> str:
     if kind == "bool":
         return "true" if value else "false"
     if kind == "list":
-        return ",".join(map(str, value))
+        return ",".join(map(str, value or ()))  # an unset list (None) as an empty one
     if kind == "json":
         return json.dumps(value, separators=(",", ":"))
     return "" if value is None else str(value)

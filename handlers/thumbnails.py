@@ -12,6 +12,7 @@ this one ran, what it wrote is removed again.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -31,6 +32,7 @@ from handlers.settings import (
     one_of,
     setting,
     shared,
+    spec_of,
 )
 from handlers.stage import for_claim_check, pending, refuse
 from handlers.stages import Capacity, Configured, Stage
@@ -40,6 +42,16 @@ if TYPE_CHECKING:
 
 NAME = Function.THUMBNAILS
 OUTPUT_FORMATS = ("jpeg", "webp", "png")
+# What outputFormats may list: AVIF only beside a fallback every browser shows, or alone.
+OFFERED_FORMATS = ("avif", "webp", "jpeg", "png")
+# The quality of each lossy format that reaches the SSIM of a JPEG at each quality, on the sample library at the
+# default sizes (python -m bench.formats; README, "Output formats"): (JPEG quality, that format's quality), by JPEG
+# quality. Between two points the quality is interpolated; outside them, the nearest point's offset is kept.
+MATCHED_QUALITY: dict[str, tuple[tuple[int, int], ...]] = {
+    "jpeg": ((60, 60), (70, 70), (82, 82), (90, 90)),
+    "webp": ((60, 67), (70, 77), (82, 83), (90, 88)),
+    "avif": ((60, 54), (70, 59), (82, 67), (90, 78)),
+}
 # What a record says when its key no longer holds an image the stages should show (a gate may quarantine a done image
 # that was never screened: its thumbnails go too).
 REMOVED = (Status.REJECTED, Status.DELETED, Status.QUARANTINED)
@@ -67,6 +79,15 @@ MEMORY_HEADROOM = 0.85  # of the configured memory; the rest is left for the all
 # and AVIF were not benchmarked (40 ms/MP ASSUMED, a little over WebP).
 ENGINE_MS = {"jpeg": (11.0, 7.25), "png": (0.0, 32.4), "webp": (0.0, 31.7), "gif": (0.0, 32.4), "tiff": (0.0, 32.4),
              "heic": (0.0, 40.0), "avif": (0.0, 40.0)}
+# Encoding each format, per megapixel of thumbnail (the default sizes of a 3:2 photo are 0.88 MP), one core, at the
+# qualities matched to JPEG 82 and AVIF speed 9: the fastest of 5 encodes of each of bench.formats' 21 thumbnails
+# (2026-12-07, load 9-13; README, "Output formats"). ENGINE_MS holds one JPEG encode already. PNG: not measured, taken
+# as JPEG (it is only ever the one format).
+ENCODE_MS_PER_MP = {"jpeg": 21.4, "png": 21.4, "webp": 192.5, "avif": 141.2}
+PLACEHOLDER_MS = 8.6  # the ThumbHash of the smallest thumbnail, pure Python (README, "What a page gets")
+# The saliency point, from a 256 px copy of the largest thumbnail: 10-37 ms measured, a 1024 px thumbnail's 20 ms
+# (load 8-11; README, "What a page gets"). Every image pays it: the record's focal point when labels give none.
+SALIENCY_MS = 20.0
 # Bytes of a camera photo per megapixel, for the GET that fetches it: ~0.35 MB/MP for a JPEG at quality 90-95,
 # 1.5 MB/MP for a PNG (the generated camera library of make test-library: 780 MB for 112 photos of 8-24 MP).
 BYTES_PER_MP = {"jpeg": 350_000, "png": 1_500_000, "webp": 250_000, "gif": 1_000_000, "tiff": 3_000_000,
@@ -75,6 +96,33 @@ DECODE_CHILD_MS = 4.0  # handing the photo to the warm decode child (measured he
 # ASSUMED (no AWS account here to measure them): one stream from Lambda to S3 in the same Region, one call's round trip.
 S3_GET_MB_PER_S = 80.0
 REQUEST_MS = {"s3_put": 15.0, "s3_get": 20.0, "dynamodb": 8.0}
+
+
+def _output_formats_ok(value: Any) -> bool:
+    if value is None:
+        return True
+    if not (isinstance(value, tuple) and value and len(set(value)) == len(value) and set(value) <= set(OFFERED_FORMATS)):
+        return False
+    return len(value) == 1 or ("png" not in value and value[-1] in ("jpeg", "webp"))
+
+
+def matched_quality(fmt: str, reference: str, quality: int) -> int:
+    """The quality of `fmt` whose thumbnails reach the SSIM of `reference`'s at `quality` (MATCHED_QUALITY)."""
+    if fmt == reference:
+        return quality
+    as_jpeg = _interpolate([(theirs, jpeg) for jpeg, theirs in MATCHED_QUALITY[reference]], quality)
+    return max(1, min(100, round(_interpolate(list(MATCHED_QUALITY[fmt]), as_jpeg))))
+
+
+def _interpolate(points: list[tuple[int, int]], x: float) -> float:
+    """y at `x` on the line through `points` (sorted by x); beyond the ends, the end's offset (y - x) is kept."""
+    points = sorted(points)
+    if x <= points[0][0]:
+        return x + points[0][1] - points[0][0]
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
+        if x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return x + points[-1][1] - points[-1][0]
 
 
 def _sizes_ok(value: Any) -> bool:
@@ -113,6 +161,14 @@ class ThumbnailSettings:
                                  env="OUTPUT_FORMAT")
     output_quality: int = setting(82, "outputQuality", "int", "Encoder quality for jpeg and webp thumbnails.",
                                   between(1, 100), env="OUTPUT_QUALITY")
+    output_formats: tuple[str, ...] | None = setting(
+        None, "outputFormats", "list",
+        "Thumbnail formats, the most preferred first: each size is stored in each one that is smaller than the next one "
+        "kept, and always in the last (the fallback every browser shows, at outputQuality; the others at the quality "
+        "that matches its SSIM). Unset: outputFormat alone.",
+        Accepts(_output_formats_ok, f"unset, or 1 to {len(OFFERED_FORMATS)} different formats of "
+                f"{' | '.join(OFFERED_FORMATS)}; with several, no png and the last jpeg or webp"),
+        declared=False, env="OUTPUT_FORMATS")
     store_gps: bool = setting(False, "storeGps", "bool", "Keep GPS coordinates from EXIF in the image record.",
                               env="STORE_GPS")
     # CPU seconds one image may take (completed by the program from the stage's timeout, memory and batch size).
@@ -129,14 +185,24 @@ class ThumbnailSettings:
         return tuple(size for size in map(focal.crop_size, self.crop_sizes) if size is not None)
 
     @property
-    def renditions(self) -> int:
-        """How many files one image may make: a size for each box and each crop."""
-        return len(self.thumbnail_sizes) + len(self.crop_sizes)
+    def formats(self) -> tuple[str, ...]:
+        """The formats every size is made in, the most preferred first; the last is always stored."""
+        return self.output_formats or (self.output_format,)
+
+    @property
+    def encodings(self) -> tuple[tuple[str, int], ...]:
+        """(format, quality) of each format: the last at outputQuality, the others at the quality matching its SSIM."""
+        fallback = self.formats[-1]
+        return tuple((fmt, matched_quality(fmt, fallback, self.output_quality)) for fmt in self.formats)
 
     @property
     def name(self) -> str:
-        """The name of these sizes, crops, format and quality: part of every thumbnail key, and kept on the record."""
-        return thumbnail_settings(self.thumbnail_sizes, self.output_format, self.output_quality, self.crop_sizes)
+        """The name of these sizes, crops, formats and qualities: part of every thumbnail key, and kept on the record
+        (one format and no crops name as they always have, so a stack that sets neither keeps its keys)."""
+        if len(self.formats) == 1:
+            return thumbnail_settings(self.thumbnail_sizes, self.formats[0], self.output_quality, self.crop_sizes)
+        described = ",".join(f"{fmt}:{quality}" for fmt, quality in self.encodings)
+        return thumbnail_settings(self.thumbnail_sizes, described, self.output_quality, self.crop_sizes)
 
     def peak_mb(self) -> dict[str, int]:
         """Worst-case memory of one decode at maxPixels, per allowed format (see DECODE_BYTES_PER_PIXEL)."""
@@ -176,13 +242,35 @@ def engine_seconds(megapixels: float, fmt: str) -> float:
     return (a + b * megapixels) / 1000
 
 
+def stage_cpu_seconds(settings: ThumbnailSettings, megapixels: float, fmt: str) -> float:
+    """The stage's work on one image, on one whole core: the engine, the placeholder, the saliency point, and the
+    encodes of `settings`' formats and crops beyond ENGINE_MS's one JPEG per size."""
+    return (engine_seconds(megapixels, fmt) + (PLACEHOLDER_MS + SALIENCY_MS) / 1000
+            + encode_seconds(settings, megapixels))
+
+
+def encode_seconds(settings: ThumbnailSettings, megapixels: float) -> float:
+    """What the configured formats and crops add to ENGINE_MS's one JPEG encode per size, for a 3:2 photo of
+    `megapixels`."""
+    thumbnail_mp = sum(min(box * box * 2 / 3 / 1e6, megapixels) for box in settings.sizes)
+    crop_mp = sum(min(width * height / 1e6, megapixels) for width, height in settings.crops)
+    per_mp = sum(ENCODE_MS_PER_MP[fmt] for fmt in settings.formats)
+    return ((per_mp - ENCODE_MS_PER_MP["jpeg"]) * thumbnail_mp + per_mp * crop_mp) / 1000
+
+
+def renditions_at_most(settings: ThumbnailSettings) -> int:
+    """The renditions one image may store: each size and each crop in each format (fewer when a format is not
+    smaller)."""
+    return (len(settings.thumbnail_sizes) + len(settings.crop_sizes)) * len(settings.formats)
+
+
 def seconds(configured: Configured, megapixels: float, fmt: str, speed: float = 1.0) -> float:
     """One image through the stage: the engine at its memory's share of a vCPU (`speed`: a machine's engine time over
     make bench's, 1 for Lambda), then GET the photo, PUT each size, read and write the record."""
-    cpu = engine_seconds(megapixels, fmt) * speed / min(1.0, configured.sizing.memory / MB_PER_VCPU)
+    cpu = stage_cpu_seconds(configured.settings, megapixels, fmt) * speed / min(1.0, configured.sizing.memory / MB_PER_VCPU)
     fetch = REQUEST_MS["s3_get"] / 1000 + megapixels * BYTES_PER_MP[fmt] / (S3_GET_MB_PER_S * 1e6)
-    sizes = configured.settings.renditions
-    calls = (sizes * REQUEST_MS["s3_put"] + 2 * REQUEST_MS["dynamodb"] + DECODE_CHILD_MS) / 1000
+    puts = renditions_at_most(configured.settings)
+    calls = (puts * REQUEST_MS["s3_put"] + 2 * REQUEST_MS["dynamodb"] + DECODE_CHILD_MS) / 1000
     return cpu + fetch + calls
 
 
@@ -191,10 +279,15 @@ def _problems(configured: Configured, stack: Any) -> list[str]:
     must end within the timeout."""
     s, st = configured.settings, configured.sizing
     found = memory_problems(configured, s.peak_mb())
+    if s.output_formats and s.output_format != spec_of(ThumbnailSettings, "output_format").default \
+            and s.output_format != s.formats[-1]:
+        # Both set, and they disagree on the fallback: which one was meant is not for the program to guess.
+        found.append(f"outputFormat = {s.output_format} and outputFormats = {list(s.output_formats)} disagree (accepted: "
+                     f"outputFormat unset, or the last of outputFormats, the fallback)")
     if found:
         return found
     megapixels = s.max_pixels / 1e6
-    fmt, cpu = max(((f, engine_seconds(megapixels, f)) for f in s.allowed_formats), key=lambda found: found[1])
+    fmt, cpu = max(((f, stage_cpu_seconds(s, megapixels, f)) for f in s.allowed_formats), key=lambda found: found[1])
     batch = st.batch_size * seconds(configured, megapixels, fmt)
     if cpu > image_cpu_seconds(st) or batch > st.timeout:
         enough = next((t for t in range(st.timeout, 901)
@@ -209,13 +302,17 @@ def _problems(configured: Configured, stack: Any) -> list[str]:
 
 
 def _shown(result: Mapping[str, Any], emulated: bool) -> list[str]:
-    """Its result in `python -m ops show`: status, the settings they were made with, each size and where it is."""
+    """Its result in `python -m ops show`: status, the settings they were made with, each size and where it is (with
+    its format and bytes when there are several formats)."""
     lines = [f"  thumbnails: {result.get('status')}" + (f" ({result['reason']})" if result.get("reason") else "")
              + (f", settings {result['settings']}" if result.get("settings") else "")]
-    lines += [f"    {int(o['width'])}x{int(o['height'])}  {o.get('url') or o['key']}"
+    stored = records.renditions(result.get("outputs", []))
+    several = len({o["format"] for o in stored}) > 1
+    lines += [f"    {int(o['width'])}x{int(o['height'])}"
+              + (f"  {o['format']} {int(o.get('bytes') or 0):,} B" if several else "") + f"  {o.get('url') or o['key']}"
               + (f"  (boxes {', '.join(str(int(box)) for box in o['boxes'])})" if len(o["boxes"]) > 1 else "")
               + (f"  (crop {o['crop']})" if o.get("crop") else "")
-              for o in records.renditions(result.get("outputs", []))]
+              for o in stored]
     point = focal.Point.of_record(result.get(FOCAL_POINT))
     if point and any(o.get("crop") for o in result.get("outputs", [])):
         lines.append(f"    crops cut around ({point.x:.3f}, {point.y:.3f}), from {point.source}")
@@ -238,12 +335,13 @@ STAGE = Stage(
     outputs=lambda s: {StackOutput.THUMBNAIL_SETTINGS: s.name},
     calls=("s3.GetObject", "s3.PutObject"),
     shown=_shown,
-    # The demo shows a square crop beside the sizes (README, "What a page gets").
-    demo={"cropSizes": '["256x256"]'},
+    # The demo shows a square crop beside the sizes, and each in AVIF and WebP before the JPEG (README, "What a page
+    # gets").
+    demo={"cropSizes": '["256x256"]', "outputFormats": '["avif", "webp", "jpeg"]'},
     # A GET of the photo, a PUT of each size and crop and a LIST (of what to clean up), priced as S3 prices them.
     capacity=Capacity(seconds=seconds, measured=True, upload_reads=1,
-                      thumbnail_writes=lambda c: c.settings.renditions,
-                      priced=lambda c: {"s3_get": 1.0, "s3_put": c.settings.renditions + 1.0},
+                      thumbnail_writes=lambda c: renditions_at_most(c.settings),
+                      priced=lambda c: {"s3_get": 1.0, "s3_put": renditions_at_most(c.settings) + 1.0},
                       memory_needed=lambda c: math.ceil(max(c.settings.peak_mb().values()) / MEMORY_HEADROOM)),
 )
 
@@ -257,7 +355,7 @@ def _prepare() -> list[str]:
         settings = environment.load().settings(ThumbnailSettings)
     except ConfigurationError:
         return []
-    return imaging.prepare(settings.allowed_formats, settings.output_format)
+    return imaging.prepare(settings.allowed_formats, *settings.formats)
 
 
 PREPARED = _prepare()
@@ -308,9 +406,10 @@ def _thumbnails_of(claim: contracts.ClaimCheck, env: environment.Environment,
     s = env.settings(ThumbnailSettings)
     limits = imaging.Limits(s.max_pixels, s.max_frames, s.max_jpeg_scans, s.max_jpeg_segments,
                             max_decode_mb=budget.memory_mb, bytes_per_pixel=tuple(DECODE_BYTES_PER_PIXEL.items()))
+    (*preferred, (fallback, quality)) = s.encodings
     result, usage = isolation.run(
-        imaging.make_thumbnails, data, s.sizes, s.output_format, s.output_quality, limits, s.store_gps, claim.format,
-        s.crops, _labels_point(current), budget=budget)
+        imaging.make_thumbnails, data, s.sizes, fallback, quality, limits, s.store_gps, claim.format, s.crops,
+        _labels_point(current), tuple(preferred), budget=budget)
     logger.debug("decoded", extra={"cpu_seconds": usage.cpu_seconds, "peak_rss_mb": usage.peak_rss_mb})
     return result
 
@@ -443,7 +542,7 @@ def _store(claim: contracts.ClaimCheck, thumbnail: imaging.Thumbnail, env: envir
         CacheControl=CACHE_CONTROL, Metadata={"image-id": claim.image_id},
     )
     output = {"key": key, "width": thumbnail.width, "height": thumbnail.height,
-              "bytes": len(thumbnail.data), "content_type": thumbnail.content_type}
+              "bytes": len(thumbnail.data), "content_type": thumbnail.content_type, "format": thumbnail.format}
     if env.thumbnails_base_url:
         output["url"] = f"{env.thumbnails_base_url}/{key}"
     if thumbnail.crop:

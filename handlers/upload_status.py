@@ -92,4 +92,5 @@ def _rendition(output: dict[str, Any], env: environment.Environment) -> dict[str
     # A crop ("256x256", cut around its own focal point) says so: a page picks it by name, not by width.
     cropped = {name: output[name] for name in ("crop", FOCAL_POINT) if output.get("crop") and name in output}
     return {"width": output["width"], "height": output["height"], "bytes": output.get("bytes"),
-            "content_type": output.get("content_type"), "boxes": output["boxes"], "url": url, **cropped}
+            "content_type": output.get("content_type"), "format": output["format"],
+            "key": output["key"], "boxes": output["boxes"], "url": url, **cropped}

@@ -52,6 +52,7 @@ def view(key: str, status: str, record: dict[str, Any]) -> dict[str, Any]:
         "width": _int(metadata.get("width", record.get("width"))), "height": _int(metadata.get("height", record.get("height"))),
         Function.THUMBNAILS: [{"key": o["key"], "width": _int(o["width"]), "height": _int(o["height"]),
                                "bytes": _int(o["bytes"]), "boxes": [_int(box) for box in o["boxes"]],
+                               "format": o["format"], "content_type": o.get("content_type"),
                                **({"url": o["url"]} if o.get("url") else {}),
                                **({"crop": o["crop"], FOCAL_POINT: _point(o.get(FOCAL_POINT))} if o.get("crop") else {})}
                               for o in renditions(record)],
@@ -110,10 +111,17 @@ def tile(image: dict[str, Any], link: Link) -> str:
     parts = [f'<article class="tile s-{_slug(status)}" data-key="{escape(key)}" data-status="{escape(status)}" '
              f'tabindex="0" aria-label="{escape(name)}: {escape(status)}">']
     if thumbnails:
-        largest = thumbnails[-1]
-        srcset = ", ".join(f"{escape(link(key, t))} {t['width']}w" for t in thumbnails)
-        picture = (f'<img src="{escape(link(key, largest))}" srcset="{srcset}" sizes="{SIZES}" width="{largest["width"]}" '
+        fallback, sources = _formats(thumbnails)
+        largest = fallback[-1]
+
+        def srcset(chosen: list[dict[str, Any]]) -> str:
+            return ", ".join(f"{escape(link(key, t))} {t['width']}w" for t in chosen)
+
+        picture = (f'<img src="{escape(link(key, largest))}" srcset="{srcset(fallback)}" sizes="{SIZES}" width="{largest["width"]}" '
                    f'height="{largest["height"]}" alt="{escape(alt)}" loading="lazy">')
+        if sources:
+            picture = "<picture>" + "".join(f'<source type="{escape(kind)}" srcset="{srcset(chosen)}" sizes="{SIZES}">'
+                                            for kind, chosen in sources) + picture + "</picture>"
         parts.append(f'<div class="picture">{picture}{_placeholder(image.get("placeholder"))}</div>')
     else:
         parts.append(f'<div class="empty" role="img" aria-label="{escape(alt)}: no thumbnail">{escape(_no_picture(status))}</div>')
@@ -133,7 +141,7 @@ def tile(image: dict[str, Any], link: Link) -> str:
         figures = "".join(f'<figure><img src="{escape(link(key, t))}" width="{t["width"]}" height="{t["height"]}" '
                           f'alt="{escape(name)} at {t["width"]} px" loading="lazy"><figcaption>'
                           + (f'crop {escape(t["crop"])}: ' if t.get("crop") else "") + f'{t["width"]} × {t["height"]}'
-                          f'{_bytes(t["bytes"])}</figcaption></figure>' for t in everything)
+                          f'{_kind(t, everything)}{_bytes(t["bytes"])}</figcaption></figure>' for t in everything)
         parts.append(f'<details><summary>Sizes side by side</summary><div class="sizes">{figures}</div></details>')
     parts.append("</article>")
     return "".join(parts)
@@ -206,6 +214,33 @@ def write(target: Target, out: Path, prefix: str = "", limit: int = 500, expires
     return path, len(images)
 
 
+# Formats from the one every browser shows to the one fewest do: the <img> gets the first a record has, and each
+# other one a <source> before it, the least supported first (a browser takes the first <source> whose type it can show).
+COMPATIBILITY = ("jpeg", "png", "webp", "avif")
+TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "avif": "image/avif"}
+
+
+def _formats(thumbnails: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[str, list[dict[str, Any]]]]]:
+    """(the <img>'s renditions, [(a <source>'s type, its renditions)]), each by width. A width a format was not stored
+    at (it was not smaller) takes the rendition that was, of a format every browser of that <source> shows too."""
+    by_width: dict[int, dict[str | None, dict[str, Any]]] = {}
+    for t in thumbnails:
+        by_width.setdefault(t["width"] or 0, {})[t.get("format")] = t  # none: one picture, not a thumbnail (review)
+    present = sorted({t.get("format") for t in thumbnails}, key=lambda f: COMPATIBILITY.index(f) if f in COMPATIBILITY else -1)
+
+    def chosen(fmt: str | None) -> list[dict[str, Any]]:
+        ranked = [fmt, *reversed(present[:present.index(fmt)])]
+        return [next(found[f] for f in ranked if f in found) for _, found in sorted(by_width.items())
+                if any(f in found for f in ranked)]
+
+    return chosen(present[0]), [(TYPES.get(str(fmt), str(fmt)), chosen(fmt)) for fmt in reversed(present[1:])]
+
+
+def _kind(thumbnail: dict[str, Any], thumbnails: list[dict[str, Any]]) -> str:
+    """The format in a caption, when the record has more than one."""
+    return f", {str(thumbnail.get('format')).upper()}" if len({t.get("format") for t in thumbnails}) > 1 else ""
+
+
 def _slug(status: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in status.lower())
 
@@ -249,7 +284,7 @@ div.gallery>input:focus-visible+label{outline:3px solid #1a73e8}
 main{display:grid;grid-template-columns:repeat(auto-fill,minmax(16em,1fr));gap:1em;margin-top:1em}
 .tile{background:#fff;border:1px solid #ddd;border-radius:.5em;padding:.6em;overflow-wrap:anywhere}
 .tile:focus-visible{outline:3px solid #1a73e8}
-.picture{position:relative;z-index:0}.picture>img{width:100%;height:auto;display:block;border-radius:.3em}
+.picture{position:relative;z-index:0}.picture>img,.picture>picture>img{width:100%;height:auto;display:block;border-radius:.3em}
 .picture>.placeholder{position:absolute;inset:0;height:100%;z-index:-1}
 .empty{display:flex;align-items:center;justify-content:center;aspect-ratio:4/3;background:#eee;color:#555}
 .tile h2{font-size:1em;margin:.4em 0 .2em}

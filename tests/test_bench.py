@@ -44,3 +44,9 @@ def test_quick_benchmark_writes_every_figure(tmp_path):
     [first] = results["first_thumbnail"].values()
     assert first["first_ms"] > 0 and first["warm_ms"] > 0
     assert set(first["plugins"]) >= {"PIL.JpegImagePlugin", "PIL.TiffImagePlugin"}
+    # the formats part: the qualities matched to the JPEG's SSIM, each format's bytes and time by size
+    matched = results["output_formats"]["qualities"]["82"]
+    assert set(matched) == {"jpeg", "webp", "avif"} and matched["jpeg"]["quality"] == 82
+    assert all(row["ssim"] >= matched["jpeg"]["ssim"] and row["bytes"] > 0 for row in matched.values())
+    if results["sharp"]["measured"]:
+        assert {"sharp_webp", "sharp_avif_effort0"} <= set(results["output_formats"]["sharp"])

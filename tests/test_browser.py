@@ -283,3 +283,32 @@ def test_a_followed_upload_leaves_pending_on_an_error_or_after_the_deadline_and_
     asked_by_then = len(asked)
     page.wait_for_timeout(2500)
     assert 1 <= asked_by_then <= 5 and len(asked) == asked_by_then  # asked about once a second, then no more
+
+
+def test_chromium_picks_the_avif_of_a_record_with_several_formats(browser, tmp_path):
+    """A record's renditions in AVIF, WebP and JPEG, as the thumbnail stage stores and lists them: the page's
+    <picture> offers each, and Chromium, which shows AVIF, loads an AVIF."""
+    from handlers import imaging
+    from ops import gallery
+
+    data = samples.encode(samples.photo_like(600, 400), "JPEG", quality=92)
+    made = imaging.make_thumbnails(data, (512, 256), "jpeg", 82, imaging.Limits(10**8, 10), sniffed="jpeg",
+                                   preferred=(("avif", 60), ("webp", 80))).thumbnails
+    outputs = []
+    for thumbnail in made:
+        key = f"thumbnails/i/{thumbnail.box}.{thumbnail.extension}"
+        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / key).write_bytes(thumbnail.data)
+        outputs += [{"key": key, "width": thumbnail.width, "height": thumbnail.height, "bytes": len(thumbnail.data),
+                     "content_type": thumbnail.content_type, "format": thumbnail.format, "box": box} for box in thumbnail.boxes]
+    assert {o["format"] for o in outputs if o["box"] == 512} == {"avif", "webp", "jpeg"}  # a photo: AVIF is smallest
+    image = gallery.view("uploads/p.jpg", Status.DONE, {"status": Status.DONE, "format": "jpeg",
+                                                        "thumbnails": {"status": "done", "outputs": outputs}})
+    (tmp_path / "index.html").write_text(gallery.page([image], lambda key, o: o["key"], "formats", emulated=False))
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto((tmp_path / "index.html").as_uri())
+    img = page.locator("main .tile picture img")
+    img.evaluate(DECODED)
+    chosen = img.evaluate("img => img.currentSrc")
+    assert chosen.endswith(".avif") and chosen.rsplit("/", 1)[-1] in {o["key"].rsplit("/", 1)[-1] for o in outputs}, chosen
+    assert img.evaluate("img => img.naturalWidth") > 0

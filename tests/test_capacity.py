@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers import stages
+from handlers import stages, thumbnails
 from handlers.names import Function
 from infra import capacity, costs, settings
 from infra.settings import SettingsError, load
@@ -193,7 +193,7 @@ def test_capacity_prints_the_dev_stack_and_a_raised_one(capsys):
     text = capsys.readouterr().out
     assert "claimcheck dev: 10 images/s steady and a burst of 100,000 12 MP JPEG photos (a model" in text
     assert "Rekognition's DetectLabels quota (rekognitionTps 5)" in text and "never drains the burst at 10/s" in text
-    assert "1,536 MB  250 ms" in text and "cheapest within 10% of the fastest, configured" in text
+    assert "1,536 MB  260 ms" in text and "cheapest within 10% of the fastest, configured" in text
     raised = ["--set", "rekognitionTps=50", "--set", "accountConcurrency=3000", "--set", 'labels={"maxConcurrency": 20}',
               "--set", 'thumbnails={"maxConcurrency": 500}', "--set", 'intake={"maxConcurrency": 50}']
     assert ops_cli.main(["--stack", "dev", "--json", "capacity", "--rate", "600/min", *raised]) == 0
@@ -254,3 +254,19 @@ def test_an_upload_quota_bounds_each_owners_rekognition_spend_a_day(capsys):
     assert json.loads(capsys.readouterr().out)["rekognition_per_owner_day"] == pytest.approx(0.40)  # and the gate's call
     assert ops_cli.main(["--stack", "dev", "--json", "capacity"]) == 0
     assert json.loads(capsys.readouterr().out)["rekognition_per_owner_day"] is None  # no quota: no bound
+
+
+def test_the_thumbnail_stage_counts_the_time_and_puts_of_each_output_format():
+    jpeg = capacity.plan(DEFAULTS, 1, 1_000, 12).stages[Function.THUMBNAILS]
+    formats = load({"outputFormats": json.dumps(["avif", "webp", "jpeg"])})
+    three = capacity.plan(formats, 1, 1_000, 12).stages[Function.THUMBNAILS]
+    s = formats.configured(Function.THUMBNAILS).settings
+    # AVIF and WebP encodes of the default sizes (0.88 MP of a 3:2 photo), on the function's share of a vCPU, and a PUT
+    # each of the six renditions more
+    encodes = (thumbnails.ENCODE_MS_PER_MP["avif"] + thumbnails.ENCODE_MS_PER_MP["webp"]) * 0.8845 / 1000
+    share = min(1.0, formats.configured(Function.THUMBNAILS).sizing.memory / capacity.MB_PER_VCPU)
+    assert three.seconds_per_image - jpeg.seconds_per_image == pytest.approx(
+        encodes / share + 6 * thumbnails.REQUEST_MS["s3_put"] / 1000, rel=0.01)
+    assert thumbnails.renditions_at_most(s) == 9
+    assert three.seconds_per_image > 2 * jpeg.seconds_per_image  # AVIF and WebP more than double the stage's time
+    assert capacity.plan(formats, 1, 1_000, 12).usd_per_million["s3"] > capacity.plan(DEFAULTS, 1, 1_000, 12).usd_per_million["s3"]

@@ -159,3 +159,21 @@ def test_a_done_tile_paints_its_placeholder_under_the_picture_without_script_and
     assert image["placeholder"] is None  # a record without one (a stage before placeholders) has none
     # the --json summary's entry carries the record's placeholder as it is stored
     assert gallery.view("uploads/c.jpg", "done", record("done", thumbnails={"outputs": [], "placeholder": red}))["placeholder"] == red
+
+
+def test_a_record_with_several_formats_is_a_picture_with_a_source_per_format_and_the_fallback_img():
+    # AVIF was not smaller at 128 (not stored): its <source> takes the WebP there, which every AVIF browser shows too
+    outputs = [{"key": f"thumbnails/x/{box}.{ext}", "box": box, "width": box, "height": box * 3 // 4, "bytes": size,
+                "content_type": f"image/{fmt}", "format": fmt}
+               for box, fmt, ext, size in ((512, "avif", "avif", 9000), (512, "webp", "webp", 12000), (512, "jpeg", "jpg", 20000),
+                                           (128, "webp", "webp", 900), (128, "jpeg", "jpg", 1500))]
+    image = gallery.view("uploads/p.jpg", "done", record("done", thumbnails={"outputs": outputs, "placeholder": None}))
+    page = gallery.page([image], link, "formats", emulated=False)
+    [picture] = re.findall(r'<div class="picture"><picture>(.*?)</picture>', page)
+    assert re.findall(r'<(source|img) (?:type="([^"]*)" )?(?:src="[^"]*" )?srcset="([^"]*)"', picture) == [
+        ("source", "image/avif", "x/128.webp?a=1&amp;b=2 128w, x/512.avif?a=1&amp;b=2 512w"),
+        ("source", "image/webp", "x/128.webp?a=1&amp;b=2 128w, x/512.webp?a=1&amp;b=2 512w"),
+        ("img", "", "x/128.jpg?a=1&amp;b=2 128w, x/512.jpg?a=1&amp;b=2 512w")]
+    assert 'src="x/512.jpg?a=1&amp;b=2"' in picture  # the fallback's largest, as before
+    assert page.count("<figure>") == len(outputs) and "512 × 384, AVIF, 9 KB" in page  # every rendition side by side
+    assert [t["format"] for t in image["thumbnails"]] == ["avif", "webp", "jpeg", "webp", "jpeg"]

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,43 @@ def test_each_output_format_is_that_format_at_the_fitted_size(fmt, mime):
         assert image.format == fmt.upper() and image.size == (thumbnail.width, thumbnail.height)
     if fmt == "png":  # lossless: the colour is exact
         assert opened(outputs[1]).convert("RGB").getpixel((10, 10)) == (200, 40, 40)
+
+
+def test_every_format_of_outputformats_decodes_as_that_format_at_each_size_and_carries_no_metadata():
+    # stored sideways with GPS, maker notes, XMP, IPTC: each format shows it upright, with none of them
+    data = samples.camera_jpeg(samples.photo_like(200, 150), everything=True)
+    made = imaging.make_thumbnails(data, (128, 100), "jpeg", 95, LIMITS, sniffed="jpeg",
+                                   preferred=(("avif", 10), ("webp", 50))).thumbnails  # each smaller than the next
+    assert [(t.box, t.format) for t in made] == [(128, "avif"), (128, "webp"), (128, "jpeg"),
+                                                 (100, "avif"), (100, "webp"), (100, "jpeg")]
+    for thumbnail in made:
+        image = opened(thumbnail)
+        assert image.format == thumbnail.format.upper() and image.get_format_mimetype() == thumbnail.content_type
+        assert image.size == (thumbnail.width, thumbnail.height) == ((128, 96) if thumbnail.box == 128 else (100, 75))
+        assert not image.getexif() and "exif" not in image.info and "icc_profile" not in image.info
+        assert not any(mark in thumbnail.data for mark in samples.CAMERA_MARKS.values())
+
+
+def test_a_rendition_not_smaller_than_the_next_format_kept_is_not_made():
+    data = encode(samples.photo_like(300, 200), "PNG")
+    # WebP at 100 is larger than JPEG at 30 everywhere: only the fallback is kept; at 30 against JPEG at 95, smaller.
+    larger = imaging.make_thumbnails(data, (256, 64), "jpeg", 30, LIMITS, preferred=(("webp", 100),)).thumbnails
+    assert [(t.box, t.format) for t in larger] == [(256, "jpeg"), (64, "jpeg")]
+    smaller = imaging.make_thumbnails(data, (256, 64), "jpeg", 95, LIMITS, preferred=(("webp", 30),)).thumbnails
+    assert [(t.box, t.format) for t in smaller] == [(256, "webp"), (256, "jpeg"), (64, "webp"), (64, "jpeg")]
+    # AVIF is compared with the next one kept: the JPEG, where the WebP was not kept
+    jpeg, webp, avif = (imaging.Thumbnail(box=1, width=1, height=1, data=b"x" * n, format=f) for n, f in
+                        ((10, "jpeg"), (12, "webp"), (11, "avif")))
+    assert imaging.smaller_first([avif, webp, jpeg]) == [jpeg]
+    assert imaging.smaller_first([replace(avif, data=b"x" * 9), webp, jpeg]) == [replace(avif, data=b"x" * 9), jpeg]
+
+
+def test_a_small_photo_has_one_rendition_per_format_for_every_box_above_its_size():
+    data = encode(samples.photo_like(100, 68), "JPEG", quality=90)
+    made = imaging.make_thumbnails(data, (1024, 512, 128, 64), "jpeg", 95, LIMITS, sniffed="jpeg",
+                                   preferred=(("webp", 30),)).thumbnails
+    assert [(t.format, t.width, t.boxes) for t in made] == [("webp", 100, (1024, 512, 128)), ("jpeg", 100, (1024, 512, 128)),
+                                                            ("webp", 64, (64,)), ("jpeg", 64, (64,))]
 
 
 @pytest.mark.parametrize("tag, raw, expected", [

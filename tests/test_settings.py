@@ -14,6 +14,15 @@ from localcloud import program
     ({"maxUploadBytes": -1}, "claimcheck:maxUploadBytes = -1 is out of range (accepted: 1 to 5,368,709,120)"),
     ({"allowedFormats": ["jpeg", "bmpx"]}, "claimcheck:allowedFormats = ['jpeg', 'bmpx'] is out of range (accepted: a non-empty list without repeats of jpeg, png, webp, gif, tiff, heic, avif)"),
     ({"outputFormat": "avif"}, "claimcheck:outputFormat = 'avif' is out of range (accepted: jpeg | webp | png)"),
+    ({"outputFormats": ["avif", "heic", "jpeg"]}, "claimcheck:outputFormats = ['avif', 'heic', 'jpeg'] is out of range "
+     "(accepted: unset, or 1 to 4 different formats of avif | webp | jpeg | png; with several, no png and the last jpeg or webp)"),
+    ({"outputFormats": []}, "claimcheck:outputFormats = [] is out of range (accepted: unset, or 1 to 4"),
+    ({"outputFormats": ["webp", "jpeg", "webp"]}, "claimcheck:outputFormats = ['webp', 'jpeg', 'webp'] is out of range"),
+    ({"outputFormats": ["avif", "png"]}, "claimcheck:outputFormats = ['avif', 'png'] is out of range"),
+    ({"outputFormats": ["jpeg", "avif"]}, "claimcheck:outputFormats = ['jpeg', 'avif'] is out of range"),
+    ({"outputFormat": "webp", "outputFormats": ["avif", "jpeg"]},
+     "outputFormat = webp and outputFormats = ['avif', 'jpeg'] disagree (accepted: outputFormat unset, or the last of "
+     "outputFormats, the fallback)"),
     ({"thumbnails": {"timeout": 60, "visibilityTimeout": 100}},
      "claimcheck:thumbnails.visibilityTimeout = 100 is out of range (accepted: 361 to 43,200 seconds: at least 6 x timeout (60) + batchingWindow (1))"),
     ({"labels": {"batchSize": 50, "batchingWindow": 0}}, "claimcheck:labels.batchingWindow = 0 is out of range (accepted: at least 1 when batchSize is over 10"),

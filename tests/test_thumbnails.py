@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image, ImageChops, ImageStat
 
-from handlers import imaging, intake, placeholder, thumbnails
+from handlers import imaging, intake, placeholder, records, thumbnails
 from localcloud import samples as images
 from tests.conftest import failed_ids, invoke, s3_message
 
@@ -417,3 +417,35 @@ def test_ops_show_lists_a_shared_rendition_once_with_the_boxes_it_serves():
     lines = thumbnails._shown({"status": "done", "settings": "s", "outputs": [
         {**shared, "box": 1024}, {**shared, "box": 512}, {**shared, "box": 128}, small]}, emulated=False)
     assert lines[1:] == ["    100x68  thumbnails/i/v/s/1024.jpg  (boxes 1024, 512, 128)", "    64x44  thumbnails/i/v/s/64.jpg"]
+    # several formats: each rendition with its format and bytes
+    avif = {"key": "thumbnails/i/v/s/64.avif", "width": 64, "height": 44, "box": 64, "bytes": 1200, "format": "avif"}
+    lines = thumbnails._shown({"status": "done", "outputs": [avif, {**small, "bytes": 2500}]}, emulated=False)
+    assert lines[1:] == ["    64x44  avif 1,200 B  thumbnails/i/v/s/64.avif", "    64x44  jpeg 2,500 B  thumbnails/i/v/s/64.jpg"]
+
+
+def test_each_format_of_outputformats_is_stored_listed_with_its_bytes_and_deleted_with_the_image(cloud, monkeypatch):
+    monkeypatch.setenv("OUTPUT_FORMATS", "avif,webp,jpeg")
+    claim = accept(cloud, "uploads/f.webp", images.encode(images.photo_like(300, 200), "WEBP", quality=90))
+    assert run([claim])["batchItemFailures"] == []
+    record = cloud.record("uploads/f.webp")
+    assert record["status"] == "done"
+    shown = records.renditions(record["thumbnails"]["outputs"])
+    # a photo: AVIF is smaller than the JPEG at its largest size at least (which others are kept: below)
+    assert {r["format"] for r in shown if r["width"] == 256} >= {"avif", "jpeg"} and {r["format"] for r in shown} <= {
+        "avif", "webp", "jpeg"}
+    assert cloud.thumbnail_keys() == sorted(r["key"] for r in shown)  # exactly what the record lists is stored
+    for rendition in shown:
+        body = cloud.s3.get_object(Bucket=cloud.thumbnails, Key=rendition["key"])
+        data = body["Body"].read()
+        image = Image.open(io.BytesIO(data))
+        assert body["ContentType"] == rendition["content_type"] == image.get_format_mimetype()
+        assert (image.format.lower(), image.size, len(data)) == (rendition["format"], (rendition["width"], rendition["height"]),
+                                                                 rendition["bytes"])
+    at_each_width: dict[int, list[dict]] = {}
+    for rendition in shown:
+        at_each_width.setdefault(rendition["width"], []).append(rendition)
+    for kept in at_each_width.values():  # the more preferred ones kept are each smaller than the fallback
+        assert kept[-1]["format"] == "jpeg" and all(r["bytes"] < kept[-1]["bytes"] for r in kept[:-1])
+    invoke(intake, [s3_message(cloud.delete("uploads/f.webp"))])
+    run([p["claim"] for p in cloud.published()][-1:])
+    assert cloud.thumbnail_keys() == []

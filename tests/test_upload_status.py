@@ -51,8 +51,8 @@ def test_the_grant_names_the_id_and_the_owner_sees_the_upload_in_progress_then_d
     record = cloud.record(grant["key"])
     assert (status, answer["status"], answer["reason"]) == (200, "done", "")
     assert answer["placeholder"] == record["thumbnails"]["placeholder"]
-    assert [(r["width"], r["height"], r["content_type"]) for r in answer["renditions"]] == [
-        (int(o["width"]), int(o["height"]), o["content_type"]) for o in record["thumbnails"]["outputs"]]
+    assert [(r["width"], r["height"], r["content_type"], r["format"], r["key"]) for r in answer["renditions"]] == [
+        (int(o["width"]), int(o["height"]), o["content_type"], o["format"], o["key"]) for o in record["thumbnails"]["outputs"]]
     first = answer["renditions"][0]
     assert parse_qs(urlsplit(first["url"]).query)["X-Amz-Expires"] == ["300"]
     served = requests.get(first["url"], timeout=10)
