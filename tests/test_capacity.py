@@ -193,7 +193,7 @@ def test_capacity_prints_the_dev_stack_and_a_raised_one(capsys):
     text = capsys.readouterr().out
     assert "claimcheck dev: 10 images/s steady and a burst of 100,000 12 MP JPEG photos (a model" in text
     assert "Rekognition's DetectLabels quota (rekognitionTps 5)" in text and "never drains the burst at 10/s" in text
-    assert "1,536 MB  260 ms" in text and "cheapest within 10% of the fastest, configured" in text
+    assert "1,536 MB  283 ms" in text and "cheapest within 10% of the fastest, configured" in text
     raised = ["--set", "rekognitionTps=50", "--set", "accountConcurrency=3000", "--set", 'labels={"maxConcurrency": 20}',
               "--set", 'thumbnails={"maxConcurrency": 500}', "--set", 'intake={"maxConcurrency": 50}']
     assert ops_cli.main(["--stack", "dev", "--json", "capacity", "--rate", "600/min", *raised]) == 0

@@ -222,7 +222,7 @@ def test_crop_sizes_reach_the_function_and_rename_its_keys_only_when_set():
     plain = thumbnails.ThumbnailSettings()
     cropped = thumbnails.ThumbnailSettings(crop_sizes=("256x256", "1200x630"))
     carried = from_environment(thumbnails.ThumbnailSettings, to_environment(cropped))
-    assert carried.crops == ((256, 256), (1200, 630)) and carried.renditions == 5
+    assert carried.crops == ((256, 256), (1200, 630)) and thumbnails.renditions_at_most(carried) == 5
     # Without crops the settings keep the name they had before crops existed: no thumbnail is made again for them
     from handlers.names import thumbnail_settings
 

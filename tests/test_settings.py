@@ -99,7 +99,7 @@ from localcloud import program
      "least 15 s at batchSize 5 and memory 1,536, or a smaller batchSize or maxPixels): a 50 MP PNG takes about 1.6 s"),
     ({"thumbnails": {"timeout": 10, "batchSize": 10}},
      "claimcheck:thumbnails.timeout = 10 is too short for a batch of the largest images maxPixels allows (accepted: at "
-     "least 29 s at batchSize 10"),
+     "least 30 s at batchSize 10"),
     ({"rekognitionTps": 0}, "claimcheck:rekognitionTps = 0 is out of range (accepted: 1 to 10,000)"),
 ])
 def test_bad_values_stop_the_program_naming_key_and_range(config, message):
