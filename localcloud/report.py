@@ -71,7 +71,8 @@ def table(summary: Summary) -> str:
     for key in summary.uploaded:
         image = image_json(key, summary.status(key), summary.records.get(key, {}))
         size = f"{image['width']}x{image['height']}" if image["width"] else "-"
-        thumbs = ",".join(t.get("crop") or str(t["width"]) for t in image[Function.THUMBNAILS]) or "-"  # a crop by name
+        # Each width or crop (by name) once, whatever the formats it is stored in.
+        thumbs = ",".join(dict.fromkeys(t.get("crop") or str(t["width"]) for t in image[Function.THUMBNAILS])) or "-"
         labels = ", ".join(label["name"] for label in image[Function.LABELS][:3])
         if labels and image["labels_emulated"]:
             labels += " (emulated)"
