@@ -21,7 +21,7 @@ _COS = [[cos(pi * (2 * n + 1) * k / (2 * SIDE)) for n in range(SIDE)] for k in r
 def coefficients(image: Image.Image) -> list[list[float]]:
     """The KEEP x KEEP lowest DCT-II coefficients of the image in grey at SIDE x SIDE ([vertical][horizontal])."""
     grey = image.convert("L").resize((SIDE, SIDE), Image.Resampling.LANCZOS)
-    values = list(grey.getdata())
+    values = list(grey.tobytes())
     rows = [values[y * SIDE:(y + 1) * SIDE] for y in range(SIDE)]
     across = [[sum(c * v for c, v in zip(basis, row, strict=True)) for basis in _COS] for row in rows]  # SIDE x KEEP
     return [[sum(_COS[u][y] * across[y][k] for y in range(SIDE)) for k in range(KEEP)] for u in range(KEEP)]
