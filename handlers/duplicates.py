@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from handlers import aws, contracts, environment, imaging, isolation, originals, phash, records
+from handlers import aws, contracts, environment, imaging, originals, phash, records
 from handlers.failures import PermanentFailure, classified
 from handlers.names import ClaimEvent, Function, Metric, StageStatus, Status
 from handlers.observability import count, logger, run_batch
@@ -26,9 +26,8 @@ from handlers.settings import StageSettings, between, one_of, setting, shared
 from handlers.stage import handle, pending
 from handlers.stages import Capacity, Configured, Stage, gate_order, passed_state
 from handlers.thumbnails import (
-    DECODE_BYTES_PER_PIXEL,
     MEMORY_HEADROOM,
-    budget,
+    decode_original,
     image_cpu_seconds,
     invocation_margin,
     memory_problems,
@@ -245,14 +244,7 @@ def _earliest_copy(env: environment.Environment, image_id: str, owner: str, turn
 
 
 def _hashes(claim: contracts.ClaimCheck, env: environment.Environment, settings: DuplicatesSettings) -> list[int]:
-    with classified():
-        data = aws.client("s3").get_object(**claim.object_version())["Body"].read()
-    allowed = budget(env, settings.image_cpu_seconds, _invocation)
-    limits = imaging.Limits(settings.max_pixels, settings.max_frames, settings.max_jpeg_scans,
-                            settings.max_jpeg_segments, max_decode_mb=allowed.memory_mb,
-                            bytes_per_pixel=tuple(DECODE_BYTES_PER_PIXEL.items()))
-    turns, _ = isolation.run(hashes_of, data, limits, claim.format, budget=allowed)
-    return list(turns)
+    return list(decode_original(claim, env, settings, _invocation, hashes_of))
 
 
 def hashes_of(data: bytes, limits: imaging.Limits, fmt: str | None) -> list[int]:
