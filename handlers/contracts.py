@@ -24,13 +24,14 @@ CLAIM_CHECK_VERSION = 1
 SEQUENCER_WIDTH = 32
 
 
-def attributes(fmt: str | None, event: str, passed: bool = False) -> dict[str, str]:
+def attributes(fmt: str | None, event: str, passed: bool = False, gate: str | None = None) -> dict[str, str]:
     """The message attributes a claim check is published with, which subscriptions filter on: its format ("none"
     for a removal), its event, and whether a gate stage must see it first (handlers/stages.py, gates): a creation or
-    reprocess request is PENDING until a gate passes it; a removal never waits."""
+    reprocess request is PENDING until a gate passes it; a removal never waits. `gate`: the state a gate that is not
+    the last passes it on with."""
     waits = event != ClaimEvent.REMOVED and not passed
     return {ClaimAttribute.FORMAT: fmt or "none", ClaimAttribute.EVENT: event,
-            ClaimAttribute.GATE: GateState.PENDING if waits else GateState.CLEAR}
+            ClaimAttribute.GATE: gate or (GateState.PENDING if waits else GateState.CLEAR)}
 
 
 class InvalidClaimCheck(ValueError):
@@ -116,10 +117,10 @@ class ClaimCheck:
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
 
-    def message_attributes(self, passed: bool = False) -> dict[str, dict[str, str]]:
-        """Its `attributes` as SNS Publish takes them (`passed`: a gate stage passed it)."""
+    def message_attributes(self, passed: bool = False, gate: str | None = None) -> dict[str, dict[str, str]]:
+        """Its `attributes` as SNS Publish takes them (`passed`: a gate stage passed it; `gate`: as what)."""
         return {name: {"DataType": "String", "StringValue": value}
-                for name, value in attributes(self.format, self.event, passed).items()}
+                for name, value in attributes(self.format, self.event, passed, gate).items()}
 
     @classmethod
     def of_record(cls, record: Any, event: str) -> ClaimCheck:

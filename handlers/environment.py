@@ -68,6 +68,7 @@ class Environment:
     event_bus_name = property(lambda self: _get(Env.EVENT_BUS_NAME))
     upload_expiry_seconds = cached_property(lambda self: _int(Env.UPLOAD_EXPIRY_SECONDS))
     quota_table_name = property(lambda self: _get(Env.QUOTA_TABLE_NAME))
+    duplicates_table_name = property(lambda self: _get(Env.DUPLICATES_TABLE_NAME))
     # Set when thumbnails are served through CloudFront: each output gets its URL.
     thumbnails_base_url = cached_property(lambda self: os.environ.get(Env.THUMBNAILS_BASE_URL, "").rstrip("/"))
     # The distribution the purge function invalidates thumbnails in.

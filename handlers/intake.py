@@ -34,7 +34,6 @@ from handlers.names import (
     ClaimEvent,
     Decision,
     Function,
-    GateState,
     Metric,
     Status,
 )
@@ -42,7 +41,7 @@ from handlers.observability import count, logger, run_batch
 from handlers.records import Outcome
 from handlers.settings import StageSettings, setting, shared
 from handlers.sniff import SNIFF_BYTES, Sniffed, sniff
-from handlers.stages import Capacity, Configured, Feed, Stage, matches, subscriptions
+from handlers.stages import Capacity, Configured, Feed, Stage, gate_order, matches, passed_state, subscriptions
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -65,7 +64,7 @@ class IntakeSettings:
     stage_filters: dict[str, Any] | None = setting(None, None, "json", "The result stages' subscription filters.",
                                                    env="STAGE_FILTERS")
     # Which of them are gates (handlers/stages.py): an image waits for its gate, then for what the gate lets through.
-    gate_stages: tuple[str, ...] = setting((), None, "list", "The deployed gate stages.", env="GATE_STAGES")
+    gate_stages: tuple[str, ...] = setting((), None, "list", "The deployed gate stages, in order.", env="GATE_STAGES")
 
 
 def stage_filters(configured: Configured, others: Mapping[str, Configured]) -> IntakeSettings:
@@ -73,7 +72,7 @@ def stage_filters(configured: Configured, others: Mapping[str, Configured]) -> I
     policies = subscriptions(others.values())
     results = [other for other in others.values() if other.name in policies and other.stage.results]
     return dataclasses.replace(configured.settings, stage_filters={other.name: policies[other.name] for other in results},
-                               gate_stages=tuple(other.name for other in results if other.stage.gate))
+                               gate_stages=tuple(name for name in gate_order(results) if name in policies))
 
 
 STAGE = Stage(
@@ -91,16 +90,21 @@ STAGE = Stage(
 )
 
 
-def awaited(settings: IntakeSettings, fmt: str) -> tuple[list[str], str | None]:
-    """(the stages an accepted image of `fmt` waits for, its gate): those whose subscription its claim check passes
-    as the intake publishes it, and when one of them is a gate, those it passes once the gate passed it."""
+def awaited(settings: IntakeSettings, fmt: str) -> tuple[list[str], list[str]]:
+    """(the stages an accepted image of `fmt` waits for, its gates in order): those whose subscription its claim check
+    passes as the intake publishes it, the gates in a row that pass it on, and those it passes once the last did."""
     filters = settings.stage_filters or {}
     created = contracts.attributes(fmt, ClaimEvent.CREATED)
     first = [name for name, policy in filters.items() if matches(policy, created)]
-    gates = [name for name in first if name in settings.gate_stages]
-    passed = {**created, ClaimAttribute.GATE: GateState.CLEAR}
-    then = [name for name, policy in filters.items() if gates and matches(policy, passed)]
-    return list(dict.fromkeys([*first, *then])), (gates[0] if gates else None)
+    met = []  # the gates it meets in a row (handlers/stages.py, gates), each taking what the one before passed
+    state = created
+    for gate in settings.gate_stages:
+        if not matches(filters.get(gate), state):
+            break
+        met.append(gate)
+        state = {**created, ClaimAttribute.GATE: passed_state(settings.gate_stages, gate)}
+    then = [name for name, policy in filters.items() if met and matches(policy, state)]
+    return list(dict.fromkeys([*first, *met, *then])), met
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -217,12 +221,12 @@ def _created(bucket: str, key: str, obj: dict[str, Any], sequencer: str, event_t
         originals.tag_status(claim, Status.REJECTED)
     fmt = found.format if found else None
     settings = env.settings(IntakeSettings)
-    expected, gate = awaited(settings, fmt) if fmt else ([], None)
+    expected, gates = awaited(settings, fmt) if fmt else ([], [])
     result = records.record_event(env.table_name, claim.image_id, sequencer, {
         "status": status, "reason": reason, "bucket": bucket, "key": key, "format": fmt, "size": head.size,
         "etag": head.etag, "version_id": claim.version_id, "event_time": event_time,
         "width": found.width if found else None, "height": found.height if found else None,
-        "expected_stages": expected, "owner": owner, **({records.GATE: gate} if gate else {}),
+        "expected_stages": expected, "owner": owner, **records.gated(gates),
     }, stages=settings.stage_filters or {}, replacing=replacing)
     if result.outcome == Outcome.STALE:
         logger.info("older than the recorded event; nothing changed")

@@ -24,7 +24,7 @@ from decimal import Decimal
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from handlers import aws, contracts, environment, imaging, isolation, originals, records
+from handlers import aws, contracts, environment, imaging, originals, records
 from handlers.failures import PermanentFailure, classified
 from handlers.names import LABEL_LIST, ClaimEvent, Decision, Function, Metric, StageStatus, Status
 from handlers.observability import count, duration, logger, run_batch
@@ -32,9 +32,8 @@ from handlers.settings import Accepts, StageSettings, between, setting, shared
 from handlers.stage import handle, pending, refuse
 from handlers.stages import Capacity, Configured, Grant, Limit, Stage, paced_warnings
 from handlers.thumbnails import (
-    DECODE_BYTES_PER_PIXEL,
     MEMORY_HEADROOM,
-    budget,
+    decode_original,
     engine_seconds,
     image_cpu_seconds,
     invocation_margin,
@@ -376,13 +375,7 @@ def _image(claim: contracts.ClaimCheck, current: records.ImageRecord, env: envir
         s3_object = {"Bucket": version["Bucket"], "Name": version["Key"],
                      **({"Version": version["VersionId"]} if "VersionId" in version else {})}
         return [{"S3Object": s3_object}], {"rendition": "original", "format": claim.format, "bytes": claim.size}
-    with classified():
-        data = aws.client("s3").get_object(**claim.object_version())["Body"].read()
-    allowed = budget(env, settings.image_cpu_seconds, _invocation)
-    limits = imaging.Limits(settings.max_pixels, settings.max_frames, settings.max_jpeg_scans,
-                            settings.max_jpeg_segments, max_decode_mb=allowed.memory_mb,
-                            bytes_per_pixel=tuple(DECODE_BYTES_PER_PIXEL.items()))
-    views, _ = isolation.run(rendition, data, limits, claim.format, budget=allowed)
+    views = decode_original(claim, env, settings, _invocation, rendition)
     screened = {"rendition": "jpeg", "format": claim.format, "width": views[0][1], "height": views[0][2],
                 "bytes": sum(len(jpeg) for jpeg, _, _, _ in views)}
     if len(views) > 1:

@@ -67,6 +67,7 @@ class StageStatus(StrEnum):
     FAILED = "failed"
     UNAVAILABLE = "unavailable"  # the stage cannot do this image (Rekognition refuses its format); not a failure
     HELD = "held"  # a gate stage holds the image back (the record becomes quarantined); only a gate records it
+    REJECTED = "rejected"  # a gate refuses the image for good (a duplicate, with `duplicates: reject`): it settles rejected
 
 
 class ClaimEvent(StrEnum):
@@ -135,6 +136,7 @@ class Env(StrEnum):
     UPLOAD_EXPIRY_SECONDS = "UPLOAD_EXPIRY_SECONDS"
     UPLOAD_API_KIND = "UPLOAD_API_KIND"
     QUOTA_TABLE_NAME = "QUOTA_TABLE_NAME"  # with an upload quota: the table of each owner's counters per day
+    DUPLICATES_TABLE_NAME = "DUPLICATES_TABLE_NAME"  # with `duplicates`: the index of each owner's hashes by band
     EVENT_BUS_NAME = "EVENT_BUS_NAME"  # where settled images' events go (the stack's bus, or eventBusName)
     STAGE_MAPPINGS = "STAGE_MAPPINGS"  # JSON: each stage's event source mapping UUID (the pause function's table)
     EMULATED = "CLAIMCHECK_EMULATED"  # the services the local cloud emulates for a function (their answers say so)
@@ -182,6 +184,7 @@ class Metric(StrEnum):
     ALREADY_CURRENT = "AlreadyCurrent"  # a reprocess request for thumbnails made with the current settings
     TAGGED = "Tagged"  # a rejected or failed original tagged with its status
     QUARANTINED = "Quarantined"  # a gate stage held an image back for a person (alarmed: someone must decide)
+    DUPLICATES = "Duplicates"  # an upload found to copy an earlier image of its owner (recorded, or rejected)
     EVENTS_PUBLISHED = "EventsPublished"  # settled images' events EventBridge accepted
     EVENTS_REFUSED = "EventsRefused"  # entries EventBridge refused after every retry: their stream records are retried
     INVALID_STREAM_RECORDS = "InvalidStreamRecords"  # a settled record the events function cannot describe (alarmed)

@@ -27,10 +27,12 @@ from handlers.names import ATTENTION_SHARDS, FOCAL_POINT, NEEDS_ATTENTION, Claim
 
 # Attributes of the stages' results besides each stage's own (named after it); a newer event clears them with the old
 # version's results. (A reprocess that failed leaves a note under the event's name; a newer event clears it too.)
-RESULT_ATTRIBUTES = ("metadata", ClaimEvent.REPROCESS, FOCAL_POINT)
+RESULT_ATTRIBUTES = ("metadata", ClaimEvent.REPROCESS, FOCAL_POINT, "phash", "duplicate_of", "duplicate_distance")
 ATTENTION = "attention"
-# The gate stage the image waits for first, when the stack has one (the intake writes it: handlers/stages.py, gates).
+# The gate stage whose verdict decides the image's fate, when the stack has one: the last of its gates (the intake
+# writes it: handlers/stages.py, gates); with several, GATES lists them all, in the order the image meets them.
 GATE = "gate"
+GATES = "gates"
 # A person's decision on an image its gate held back ({decision, by, at, version_id, reason}): a new version clears
 # it; a deletion keeps it, since it may be why the key was deleted.
 DECISION = "decision"
@@ -54,6 +56,13 @@ def renditions(outputs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if "box" in output:
             shown["boxes"].append(output["box"])
     return list(stored.values())
+
+
+def gated(gates: list[str]) -> dict[str, Any]:
+    """The attributes an accepted image's record names its gates with (`gates` in the order it meets them)."""
+    if not gates:
+        return {}
+    return {GATE: gates[-1], **({GATES: gates} if len(gates) > 1 else {})}
 
 
 def attention_key(status: str, image_id: str) -> str:
@@ -126,13 +135,20 @@ class ImageRecord:
         return self.item.get(GATE) or None
 
     @property
+    def gates(self) -> list[str]:
+        """Its gates in the order it meets them (none, one, or several in a row)."""
+        return list(self.item.get(GATES) or ([self.gate] if self.gate else []))
+
+    @property
     def decision(self) -> Mapping[str, Any]:
         return self.item.get(DECISION) or {}
 
     def admits(self, stage: str) -> bool:
-        """Whether `stage` may work on the image: it has no gate, `stage` is its gate, or its gate passed it."""
-        gate = self.gate
-        return gate is None or stage == gate or (self.result(gate) or {}).get("status") == StageStatus.DONE
+        """Whether `stage` may work on the image: every gate before it (all of them, for a stage that is not one)
+        passed it."""
+        gates = self.gates
+        before = gates[:gates.index(stage)] if stage in gates else gates
+        return all((self.result(gate) or {}).get("status") == StageStatus.DONE for gate in before)
 
     def result(self, stage: str) -> Mapping[str, Any] | None:
         """A stage's result ({status, reason, …}), or None while it has none."""
@@ -152,11 +168,14 @@ class ImageRecord:
     def settled(self) -> tuple[Status, str] | None:
         """(status, reason) once every expected stage has a result (each is final), else None; as soon as its gate
         holds it back (quarantined) or fails, since no other stage will see it then."""
-        gate = self.result(self.gate) if self.gate else None
-        if gate is not None and gate.get("status") == StageStatus.HELD:
-            return Status.QUARANTINED, str(gate.get("reason") or "")
-        if gate is not None and gate.get("status") == StageStatus.FAILED:
-            return Status.FAILED, f"{self.gate}: {gate.get('reason') or gate['status']}"
+        for name in self.gates:
+            gate = self.result(name) or {}
+            if gate.get("status") == StageStatus.HELD:
+                return Status.QUARANTINED, str(gate.get("reason") or "")
+            if gate.get("status") == StageStatus.REJECTED:
+                return Status.REJECTED, str(gate.get("reason") or "")
+            if gate.get("status") == StageStatus.FAILED:
+                return Status.FAILED, f"{name}: {gate.get('reason') or gate['status']}"
         results = {stage: self.result(stage) for stage in self.expected_stages}
         if any(r is None or r.get("status") not in StageStatus.__members__.values() for r in results.values()):
             return None
@@ -242,7 +261,7 @@ def record_event(table_name: str, image_id: str, sequencer: str, attributes: dic
     stamp = now()
     indexed, unindexed = _attention(attributes["status"], image_id)
     # A new version has no gate but the one the intake names, and no decision yet; a deletion keeps the decision.
-    cleared = [a for a in (GATE, DECISION) if a not in attributes and not (a == DECISION and attributes["status"] == Status.DELETED)]
+    cleared = [a for a in (GATE, GATES, DECISION) if a not in attributes and not (a == DECISION and attributes["status"] == Status.DELETED)]
     written, item = _update(
         table_name, image_id,
         set_values={**attributes, **indexed, "sequencer": sequencer, "updated_at": stamp},
@@ -267,8 +286,9 @@ def record_stage(table_name: str, image_id: str, sequencer: str, stage: str, res
                  ) -> WriteResult:
     """Store one stage's result for the event `sequencer`, then settle the image's status.
 
-    `shared`: record attributes several stages may give (the focal point) set in the same write; `shared_if_absent`:
-    set only where no stage gave them yet (DynamoDB's if_not_exists), so a better source written first stays.
+    `shared`: top-level record attributes of its result, set in the same write (a page reads them,
+    handlers/upload_status.py: the focal point, the pHash and duplicate_of); `shared_if_absent`: set only where no
+    stage gave them yet (DynamoDB's if_not_exists), so a better source written first stays.
 
     Nothing is written when the record has moved on to a newer event or is
     already final (a repeated delivery of work that was recorded). `known` is the record as the stage read it:
@@ -350,7 +370,8 @@ def record_decision(table_name: str, current: ImageRecord, gate: str, decided: d
         indexed, _ = _attention(Status.ACCEPTED, current.item["image_id"])
         values.update({"status": Status.ACCEPTED, "reason": "", **indexed,
                        gate: {**(current.result(gate) or {}), "status": StageStatus.DONE, "updated_at": stamp}})
-        remove = tuple(stage for stage in current.expected_stages if stage != gate and stage in current.item)
+        # the gates before this one passed it: their results stay
+        remove = tuple(stage for stage in current.expected_stages if stage not in current.gates and stage in current.item)
     written, _ = _update(
         table_name, current.item["image_id"], set_values=values, remove=remove,
         condition="#seq = :seq AND #status = :quarantined AND #g.#st = :held AND attribute_not_exists(#d)",

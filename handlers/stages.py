@@ -18,7 +18,7 @@ import importlib
 import math
 import pkgutil
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -202,21 +202,53 @@ def matches(policy: Mapping[str, list[str]] | None, attributes: Mapping[str, str
 # image its gate has not passed (ImageRecord.admits): a filter change takes up to 15 minutes to take effect (same
 # page), and whoever may send to a stage's queue could send it anything.
 
-def filter_policy(configured: Configured, gated: bool) -> dict[str, list[str]] | None:
-    """The subscription filter policy a claim-check-fed stage gets in a stack with (`gated`) or without a gate."""
+#
+# Gates in a row: with more than one deployed, an image meets them in their order, each taking only what the one
+# before passed: the first takes PENDING, each later one `after(<the one before>)`, and the last publishes CLEAR (a
+# gate learns what it publishes from the program: `passed_state`). So the duplicates gate answers before the
+# moderation gate's Rekognition call is paid, and no other stage's filter changes.
+
+def after(gate: str) -> str:
+    """The GATE attribute of a claim check `gate` passed on to the next gate."""
+    return f"{gate}-passed"
+
+
+def gate_state(gates: Sequence[str], stage: str) -> str:
+    """The GATE attribute `stage`'s subscription takes in a stack whose gates are `gates`, in order."""
+    if stage not in gates:
+        return GateState.CLEAR
+    position = gates.index(stage)
+    return GateState.PENDING if position == 0 else after(gates[position - 1])
+
+
+def passed_state(gates: Sequence[str], gate: str) -> str:
+    """The GATE attribute `gate` publishes a claim check it passed with: the next gate's, or CLEAR after the last."""
+    position = gates.index(gate) if gate in gates else len(gates)
+    return after(gate) if position < len(gates) - 1 else GateState.CLEAR
+
+
+def gate_order(stack: Iterable[Configured]) -> list[str]:
+    """The deployed gate stages, in the order an upload meets them."""
+    found = [c for c in stack if c.stage.gate and c.stage.feed == Feed.CLAIM_CHECKS and c.stage.deployed(c.settings)]
+    return [c.name for c in sorted(found, key=lambda c: (c.stage.order, c.name))]
+
+
+def filter_policy(configured: Configured, gates: Sequence[str]) -> dict[str, list[str]] | None:
+    """The subscription filter policy a claim-check-fed stage gets in a stack whose gates are `gates` (none: its
+    declared one)."""
     declared = configured.stage.subscription(configured.settings)
-    if not gated:
+    if not gates:
         return declared
-    state = GateState.PENDING if configured.stage.gate else GateState.CLEAR
-    return {**(declared or {}), ClaimAttribute.GATE: [state]}
+    return {**(declared or {}), ClaimAttribute.GATE: [gate_state(gates, configured.name)]}
 
 
 def subscriptions(stack: Iterable[Configured]) -> dict[str, dict[str, list[str]] | None]:
     """Each deployed claim-check-fed stage's filter policy, by name: what its subscription applies and what the
     intake reads to know which stages an image waits for."""
+    stack = list(stack)
     fed = [c for c in stack if c.stage.feed == Feed.CLAIM_CHECKS and c.stage.deployed(c.settings)]
-    gated = any(c.stage.gate for c in fed)
-    return {c.name: filter_policy(c, gated) for c in fed}
+    gates = gate_order(fed)
+    return {c.name: filter_policy(c, gates) for c in fed}
 
 
 # --- the registry ----------------------------------------------------------------------------------------------

@@ -394,6 +394,21 @@ def budget(env: environment.Environment, cpu_seconds: int, invocation: dict[str,
     return isolation.Budget(cpu_seconds=cpu_seconds, memory_mb=max(memory, 64), wall_seconds=wall)
 
 
+def decode_original(claim: contracts.ClaimCheck, env: environment.Environment, settings: Any,
+                    invocation: dict[str, Any], work: Any) -> Any:
+    """What `work(data, limits, format)` returns for the claim's version, run in the warm decode child within this
+    stage's decode limits (a gate's `settings` carry them: max_pixels, max_frames, max_jpeg_scans, max_jpeg_segments,
+    image_cpu_seconds) and the time its invocation (`invocation`: its context and margin) can spare."""
+    with classified():
+        data = aws.client("s3").get_object(**claim.object_version())["Body"].read()
+    allowed = budget(env, settings.image_cpu_seconds, invocation)
+    limits = imaging.Limits(settings.max_pixels, settings.max_frames, settings.max_jpeg_scans,
+                            settings.max_jpeg_segments, max_decode_mb=allowed.memory_mb,
+                            bytes_per_pixel=tuple(DECODE_BYTES_PER_PIXEL.items()))
+    found, _ = isolation.run(work, data, limits, claim.format, budget=allowed)
+    return found
+
+
 def invocation_margin(context: Any) -> float:
     """What an invocation keeps back from its deadline for storing and recording its results."""
     return min(WALL_MARGIN_MAX_S, WALL_MARGIN_SHARE * context.get_remaining_time_in_millis() / 1000)

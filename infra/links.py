@@ -173,6 +173,13 @@ def api_uploads(bucket: aws.s3.Bucket) -> Link:
                 (iam.allow(["s3:PutObject"], [iam.s3_objects(bucket.arn, API_UPLOADS_PREFIX)]),))
 
 
+def duplicates_index(table: aws.dynamodb.Table) -> Link:
+    """Look an upload's hash up in its owner's band items (one BatchGetItem) and add it to them (an UpdateItem per
+    band): the index's table only, nothing else in DynamoDB (the records are read through `records`)."""
+    return Link({Env.DUPLICATES_TABLE_NAME: table.name},
+                (iam.allow(["dynamodb:BatchGetItem", "dynamodb:UpdateItem"], [table.arn]),))
+
+
 def upload_quotas(table: aws.dynamodb.Table) -> Link:
     """Count grants against each owner's daily quota: one conditional UpdateItem per grant on a table of counters
     only, so nothing else in DynamoDB is reachable (no read: the failed condition returns the counts)."""
@@ -208,6 +215,7 @@ class Resources:
     topic_key: aws.kms.Key
     cdn_url: pulumi.Input[str] | None = None  # with a CDN: its URL, and the purge function's queue
     purges: aws.sqs.Queue | None = None
+    duplicates_index: aws.dynamodb.Table | None = None  # with `duplicates`: the index of hashes by owner and band
 
 
 NAMED: dict[str, Callable[[Resources], Link | None]] = {
@@ -224,6 +232,8 @@ NAMED: dict[str, Callable[[Resources], Link | None]] = {
     "upload_versions": lambda r: upload_versions(r.uploads),
     # Only with a CDN: each thumbnail's URL there, and the purge function's queue to ask for invalidations.
     "cdn": lambda r: cdn(r.cdn_url, r.purges) if r.cdn_url is not None and r.purges is not None else None,
+    # Only with `duplicates`: its index.
+    "duplicates_index": lambda r: duplicates_index(r.duplicates_index) if r.duplicates_index is not None else None,
 }
 
 

@@ -291,10 +291,11 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         forget deleted thumbnails; their workers by function."""
         name, s, alarms = self._name, self._settings, topics.alarms.arn
         purge = self._cdn_purge(stores, layers, alarms) if stores.cdn else None
+        indexed = any(c.stage.uses and "duplicates_index" in c.stage.uses for c in s.deployed)
         resources = self._resources = links.Resources(
             uploads=stores.uploads.bucket, thumbnails=stores.thumbnails.bucket, table=stores.table,
             claim_checks=topics.claim_checks, topic_key=topics.key, cdn_url=stores.cdn.url if stores.cdn else None,
-            purges=purge.queue if purge else None)
+            purges=purge.queue if purge else None, duplicates_index=self._duplicates_index() if indexed else None)
         workers: dict[str, QueueWorker] = {}
         filters = stages.subscriptions(s.deployed)
         for configured in s.deployed:
@@ -305,6 +306,17 @@ class ClaimCheckPipeline(pulumi.ComponentResource):
         if purge:
             workers[Function.CDN_PURGE] = purge
         return workers
+
+    def _duplicates_index(self) -> aws.dynamodb.Table:
+        """The duplicates gate's index (handlers/duplicates.py): one item per owner, band and band value, holding
+        the hashes of that owner's images with that value. A table of its own: the gate's permissions on it reach
+        no image record, and a lookup's BatchGetItem reads only these items."""
+        return aws.dynamodb.Table(
+            f"{self._name}-duplicates", billing_mode="PAY_PER_REQUEST", hash_key="band",
+            attributes=[aws.dynamodb.TableAttributeArgs(name="band", type="S")],
+            point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
+            server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
+            deletion_protection_enabled=not self._settings.force_destroy, opts=self._opts)
 
     def _cdn_purge(self, stores: Stores, layers: Layers, alarms: pulumi.Input[str]) -> QueueWorker:
         """The CDN's purge function (handlers/cdn_purge.py): the thumbnail stage asks it, through its queue, to make

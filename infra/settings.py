@@ -524,9 +524,6 @@ def validate(s: Settings) -> Settings:
     _validate_stage("cdnPurge", s.cdn_purge, errors)
     for configured in s.stages.values():
         _validate_stage(configured.stage.config_key, configured.sizing, errors)
-    gates = [c.name for c in s.deployed if c.stage.gate]
-    if len(gates) > 1:  # each gate would wait for the other's pass (handlers/stages.py, gates)
-        errors.append(f"{PROJECT}: the stages {' and '.join(gates)} are both gates; a stack deploys one at most")
     if not errors:  # what cannot work, each stage's in its own words and the whole stack's, all at once
         found = [*(p for configured in s.deployed for p in configured.stage.problems(configured, s)),
                  *(p for configured in s.deployed if configured.stage.feed == stages.Feed.CLAIM_CHECKS

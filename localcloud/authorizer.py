@@ -292,6 +292,11 @@ def needs(request: Request, account: str, region: str, topics: dict[str, str],
         buses = {str(e.get("EventBusName") or "default") for e in body.get("Entries") or [{}]}
         return [Need("events:PutEvents", bus if bus.startswith("arn:") else f"arn:aws:events:{region}:{account}:event-bus/{bus}")
                 for bus in sorted(buses)]
+    if service == "dynamodb" and operation in ("BatchGetItem", "BatchWriteItem"):
+        # A batch names no TableName but a map of tables (DynamoDB API Reference, BatchGetItem: RequestItems, "a map of
+        # one or more table names"): the action is needed on each of them.
+        return [Need(f"dynamodb:{operation}", f"arn:aws:dynamodb:{region}:{account}:table/{name}")
+                for name in sorted(body.get("RequestItems") or {"": None})]
     if service == "dynamodb":
         # A Query or Scan of an index is authorized on the index's own ARN (DynamoDB Developer Guide, "Using IAM
         # policy conditions for fine-grained access control": table/NAME/index/INDEX).

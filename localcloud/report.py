@@ -37,6 +37,10 @@ class Summary:
     def unaccounted(self) -> list[str]:
         return [key for key in self.uploaded if not self.settled(key)]
 
+    def key_of(self, image_id: str) -> str:
+        """The key of the uploaded image whose id this is (a duplicate names what it copies by id)."""
+        return next((key for key, record in self.records.items() if record.get("image_id") == image_id), image_id)
+
     def counts(self) -> Counter:
         return Counter(self.status(key) for key in self.uploaded)
 
@@ -67,17 +71,22 @@ def collect(cloud: LocalCloud, uploaded: list[str]) -> Summary:
 
 
 def table(summary: Summary) -> str:
-    rows = [("KEY", "STATUS", "FORMAT", "SIZE", "THUMBNAILS", "LABELS", "REASON")]
-    for key in summary.uploaded:
-        image = image_json(key, summary.status(key), summary.records.get(key, {}))
+    images = [image_json(key, summary.status(key), summary.records.get(key, {})) for key in summary.uploaded]
+    hashed = any(image["phash"] for image in images)  # with `duplicates`: each image's pHash, and what it copies
+    rows = [("KEY", "STATUS", "FORMAT", "SIZE", "THUMBNAILS", "LABELS", *(("PHASH",) if hashed else ()), "REASON")]
+    for key, image in zip(summary.uploaded, images, strict=True):
         size = f"{image['width']}x{image['height']}" if image["width"] else "-"
         # Each width or crop (by name) once, whatever the formats it is stored in.
         thumbs = ",".join(dict.fromkeys(t.get("crop") or str(t["width"]) for t in image[Function.THUMBNAILS])) or "-"
         labels = ", ".join(label["name"] for label in image[Function.LABELS][:3])
         if labels and image["labels_emulated"]:
             labels += " (emulated)"
-        rows.append((key, image["status"], image["format"] or "-", size, thumbs, labels or "-", image["reason"] or ""))
-    widths = [min(max(len(str(row[i])) for row in rows), limit) for i, limit in enumerate((40, 13, 6, 11, 22, 34, 70))]
+        copied = summary.key_of(image["duplicate_of"]) if image["duplicate_of"] and image["status"] != Status.REJECTED else ""
+        reason = image["reason"] or (f"a duplicate of {copied} (distance {image['duplicate_distance']})" if copied else "")
+        rows.append((key, image["status"], image["format"] or "-", size, thumbs, labels or "-",
+                     *((image["phash"] or "-",) if hashed else ()), reason))
+    limits = (40, 13, 6, 11, 22, 34, *((16,) if hashed else ()), 70)
+    widths = [min(max(len(str(row[i])) for row in rows), limit) for i, limit in enumerate(limits)]
     return "\n".join("  ".join(_cell(str(value), width) for value, width in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 

@@ -249,6 +249,13 @@ def sample_set() -> dict[str, bytes]:
     }
 
 
+def renamed_copy() -> tuple[str, bytes]:
+    """(name, bytes) of a copy of the sample set's harbour.jpg under another name, re-encoded at a lower quality: what
+    the demo uploads once that one is done, and its record names it (duplicate_of)."""
+    shown = Image.open(io.BytesIO(sample_set()["harbour.jpg"]))
+    return "harbour (copy).jpg", encode(shown, "JPEG", quality=70)
+
+
 def write_sample_set(directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -61,6 +61,9 @@ def view(key: str, status: str, record: dict[str, Any]) -> dict[str, Any]:
         "labels_emulated": emulated, "camera": camera or None, "taken_at": metadata.get("taken_at"),
         "placeholder": (record.get(Function.THUMBNAILS) or {}).get("placeholder"),
         FOCAL_POINT: _point(record.get(FOCAL_POINT)),
+        # With `duplicates`: its pHash, and the earlier image of its owner's it copies (handlers/duplicates.py).
+        "phash": record.get("phash"), "duplicate_of": record.get("duplicate_of"),
+        "duplicate_distance": _int(record["duplicate_distance"]) if record.get("duplicate_distance") is not None else None,
     }
 
 

@@ -543,7 +543,7 @@ def test_without_the_setting_nothing_of_the_gate_is_deployed():
     assert "quarantined-originals-expire" not in uploads_rules(deployed) and "failed-originals-expire" in uploads_rules(deployed)
 
 
-def test_the_settings_refuse_a_category_rekognition_does_not_have_and_a_second_gate():
+def test_the_settings_refuse_a_category_rekognition_does_not_have_and_gates_stand_in_a_row():
     with pytest.raises(settings.SettingsError, match=r"moderationBlock = \['Nudity'\] is out of range \(accepted: a "
                                                      r"non-empty list without repeats of Rekognition's top-level "
                                                      r"categories: Explicit, "):
@@ -563,9 +563,10 @@ def test_the_settings_refuse_a_category_rekognition_does_not_have_and_a_second_g
                           settings=ScreenSettings, sizing=StageSettings(256, 30, 10, 1, 2), order=16, gate=True,
                           deployed=lambda s: s.on)
     with stages.also(second, __name__):
-        with pytest.raises(settings.SettingsError, match="the stages moderation and screen are both gates; a stack "
-                                                         "deploys one at most"):
-            settings.load({"moderation": "true", "screen": "true"})
+        # Two gates stand in a row, in their order: each takes what the one before passed, the stages what the last did.
+        both = stages.subscriptions(settings.load({"moderation": "true", "screen": "true"}).deployed)
+        assert (both["moderation"]["gate"], both["screen"]["gate"], both["thumbnails"]["gate"]) == (
+            ["pending"], ["moderation-passed"], ["clear"])
         assert settings.load({"screen": "true"}).configured("screen").stage.gate  # one gate alone is a stack
 
 

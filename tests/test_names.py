@@ -70,7 +70,8 @@ def test_every_variable_the_handlers_read_is_one_the_program_sets():
     read = {node.args[0].attr for node in ast.walk(ast.parse(Path(environment.__file__).read_text()))
             if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Attribute)
             and isinstance(node.args[0].value, ast.Name) and node.args[0].value.id == "Env"}
-    deployment = program.run(program.RecordingMocks(), {"cdn": True, "uploadApi": True, "uploadQuota": {"uploads": 1}})
+    deployment = program.run(program.RecordingMocks(), {"cdn": True, "uploadApi": True, "uploadQuota": {"uploads": 1},
+                                                        "duplicates": "record"})
     set_somewhere = {name for fn in deployment.of_type("aws:lambda/function:Function")
                      for name in fn.inputs["environment"]["variables"]}
     lambda_own = {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE"}

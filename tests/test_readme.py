@@ -58,6 +58,8 @@ AWS_CLI = "no awscli release matches the pinned botocore; boto3 makes the same c
 # Commands that cannot run here, or that something else runs: exact commands, or prefixes ending in a space.
 NOT_HERE = {
     "make": "names the tool the commands use",
+    ".venv/bin/python -m bench.duplicates": "minutes of measurement, with PDQ only where pdqhash is built; its figures "
+                                            "are in the README (Duplicates)",
     "python -m ops": "names the tool; its commands are run below",
     "make test": "the run this test is part of (it would run itself)",
     "python -m localcloud up": "what `make up` runs; run above as `make up`",
@@ -111,7 +113,7 @@ AGAINST_UP = {
                                                           r"900x600(.*\n)*  decision: approved by ",
     "python -m ops --local status": r"^claimcheck local \(the local cloud.*\n"
                                     r"STAGE +QUEUED +IN FLIGHT +DEAD LETTERS +OLDEST +MAPPING\n"
-                                    r"intake .* running\nmoderation .* running\nthumbnails .* running\nlabels .* running\n",
+                                    r"intake .* running\nduplicates .* running\nmoderation .* running\nthumbnails .* running\nlabels .* running\n",
     "python -m ops --local dlq": r"^Every dead-letter queue is empty\.$",
     "python -m ops --local failures": r"^Nothing needs a person\.$",
     "python -m ops --local redrive": r"^Nothing to redrive: the dead-letter queues are empty\.$",
@@ -130,7 +132,7 @@ AGAINST_UP = {
     "python -m ops --outputs dev.json status": r"^claimcheck dev\.json\nSTAGE +QUEUED",
     "python -m ops --local review list": r"^Nothing is held for review\.$",  # both were decided above
     # Every record of make up was screened (its gate was on from the start): nothing to send.
-    "python -m ops --local reprocess --all --unscreened": r"^Sent 0 done image\(s\) no gate screened to moderation; "
+    "python -m ops --local reprocess --all --unscreened": r"^Sent 0 done image\(s\) no gate screened to duplicates and moderation; "
                                                           r"scanned 3 records\.",
 }
 UP = "make up"

@@ -28,6 +28,7 @@ CASES = {
                       "cdnHostedZoneId": "Z0123456789ABCDEFGHIJ", "uploadApiDomain": "uploads.example.com",
                       "uploadApiHostedZoneId": "Z0123456789ABCDEFGHIJ"},
     "batch-operations": {"batchOperations": True},
+    "duplicates": {"duplicates": "reject", "moderation": True},
 }
 
 
