@@ -156,7 +156,9 @@ def _real_photos() -> list[Path]:
     return [photo] if photo.is_file() else []
 
 
-def bench_cold_start() -> dict[str, Any]:
+def bench_cold_start(repeats: int = 5) -> dict[str, Any]:
+    """Each function's import in a clean interpreter, the median of `repeats` (--quick: one, which still says every
+    figure exists; each interpreter costs a second or more on a busy machine)."""
     found: dict[str, Any] = {"import_ms": {}, "archive_bytes": {}, "loads_pillow": {}}
     for name, package in packaging.FUNCTIONS.items():
         archive = packaging.function_archive(name)
@@ -167,7 +169,7 @@ def bench_cold_start() -> dict[str, Any]:
                       f"import {package.module}; ms = (time.perf_counter() - t) * 1000; "
                       "print(ms, 'PIL' in sys.modules)")
             runs = [subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, check=True).stdout.split()
-                    for _ in range(5)]
+                    for _ in range(repeats)]
         found["import_ms"][name] = round(statistics.median(float(r[0]) for r in runs), 1)
         found["loads_pillow"][name] = runs[0][1] == "True"
     try:
@@ -292,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         "sharp": engines.sharp_status(why_not),
         "output_formats": output_formats.run(args.quick, sharp),
         "scale_sweep": bench_scale_sweep(sharp, repeats, settings, engines.SWEEP_WIDTHS[4:5] if args.quick else engines.SWEEP_WIDTHS),
-        "cold_start": bench_cold_start(),
+        "cold_start": bench_cold_start(1 if args.quick else 5),
         "first_thumbnail": bench_first_thumbnail(paths, max(repeats, 5), settings),
         "pipeline": bench_pipeline(args.quick),
     }

@@ -139,6 +139,10 @@ class LocalCloud:
         self._deploy_functions()
 
     def _stop_functions(self) -> None:
+        for poller in self.pollers.values():  # all told first: their last long polls end together
+            poller.stop_soon()
+        for stream_poller in self.stream_pollers.values():
+            stream_poller.stop_soon()
         for poller in self.pollers.values():
             poller.stop()
         for stage, stream_poller in self.stream_pollers.items():

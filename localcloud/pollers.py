@@ -163,8 +163,13 @@ class Poller:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self) -> None:
+    def stop_soon(self) -> None:
+        """Tell its threads to stop without waiting for them (stop() waits): a local cloud tells every poller first,
+        so their last long polls end together rather than one after another."""
         self._stop.set()
+
+    def stop(self) -> None:
+        self.stop_soon()
         for thread in self._threads:
             thread.join(timeout=self.function.timeout + 5)
 
@@ -345,8 +350,11 @@ class StreamPoller:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop_soon(self) -> None:
         self._stop.set()
+
+    def stop(self) -> None:
+        self.stop_soon()
         self._thread.join(timeout=self.function.timeout + 5)
 
     def _run(self) -> None:

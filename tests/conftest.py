@@ -54,16 +54,35 @@ def shared_scope(fixture_name: str, config: Any) -> str:
     return "function" if GATHERING_STATS else "module"
 
 
+# make test's longest files, longest first (one file's seconds in a make test run, 2026-12-07, load 6-17; the order
+# is what counts): its workers take whole files in the order collected (--dist loadfile --no-loadscope-reorder), so
+# these start first and the many short files even out the end. In xdist's own order (most tests first) the one-test
+# files of minutes came last, and one of them could run alone for minutes while the other worker stood idle.
+SLOWEST_FIRST = ("test_ops.py",  # 376 s, one story: it cannot be split
+                 "test_soak.py", "test_bench.py", "test_moderation.py", "test_readme.py",  # 287, 219, 211, 207
+                 "test_local_versions.py", "test_localcloud.py", "test_aws_rules.py", "test_local_rules.py",  # 148-115
+                 "test_local_events.py", "test_local_security.py", "test_thumbnails.py", "test_local_upload.py",  # 108-91
+                 "test_forgery.py", "test_intake.py", "test_edges.py", "test_edges_infra.py", "test_versions.py",  # 83-72
+                 "test_cdn_purge.py", "test_adding_a_stage.py", "test_urns.py", "test_local_cdn.py")  # 68-57
+
+
 def pytest_collection_modifyitems(items: list[Any]) -> None:
-    """Each test file's tests together, the files in the order they were asked for, a file's tests in the order
-    they are written. mutmut names a mutant's tests as a sorted set: interleaved, every switch between files tears
-    down and rebuilds the module-wide stacks (shared_scope; an infra mutant's 104 tests took 30 s shuffled against
-    9 s grouped), and the operator story of tests/test_ops.py, run alphabetically, waited for a reprocess no earlier
-    test had started."""
+    """Each test file's tests together, a file's tests in the order they are written; the files in the order they
+    were asked for, except under xdist (make test), where SLOWEST_FIRST come first. mutmut names a mutant's tests as
+    a sorted set: interleaved, every switch between files tears down and rebuilds the module-wide stacks
+    (shared_scope; an infra mutant's 104 tests took 30 s shuffled against 9 s grouped), and the operator story of
+    tests/test_ops.py, run alphabetically, waited for a reprocess no earlier test had started."""
+    distributed = bool(os.environ.get("PYTEST_XDIST_WORKER"))  # each worker collects; the controller takes its order
     first_seen: dict[Any, int] = {}
     for item in items:
         first_seen.setdefault(item.path, len(first_seen))
-    items.sort(key=lambda item: (first_seen[item.path], item.location[1] or 0))
+
+    def rank(item: Any) -> int:
+        if distributed and item.path.parent.name == "tests" and item.path.name in SLOWEST_FIRST:
+            return SLOWEST_FIRST.index(item.path.name)
+        return len(SLOWEST_FIRST)
+
+    items.sort(key=lambda item: (rank(item), first_seen[item.path], item.location[1] or 0))
 
 
 def pytest_sessionstart(session: Any) -> None:
@@ -86,6 +105,18 @@ def no_decode_child_outlives_the_tests():
     waits for its own children, as mutmut does, must not reap it)."""
     yield
     isolation.reset()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def settles_are_seen_soon():
+    """The tests wait for uploads to settle as the demo does (localcloud/watch.py), but look at the queues four times
+    a second rather than once: a wait ended on average half a second after the last upload settled, and make test
+    waits dozens of times. A look is one request for every queue's depth."""
+    from localcloud import watch
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(watch, "LOOK_EVERY_S", 0.25)
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -220,7 +251,7 @@ def s3_message(*events: dict[str, Any]) -> str:
     return json.dumps({"Records": list(events)})
 
 
-def wait_until(check, timeout: float = 90.0, every: float = 1.0):
+def wait_until(check, timeout: float = 90.0, every: float = 0.25):
     """What `check` returns once it is truthy; AssertionError when it is not within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -176,7 +176,7 @@ def test_an_incident_from_dead_letter_to_redrive(cloud):
         found = ops(cloud, "--json", "status")
         return found if found[1]["last_hour"]["accepted"] >= 5 else None
 
-    status, seen = wait_until(counted, timeout=60)
+    status, seen = wait_until(counted, timeout=60, every=1.0)  # each look publishes metrics and reads them all
     stages = {s["stage"]: s for s in seen["stages"]}
     assert status == 0 and seen["emulated"] is True
     assert (stages["thumbnails"]["dead_letters"], stages["intake"]["dead_letters"]) == (1, 0)
