@@ -23,10 +23,13 @@ LIMITS = imaging.Limits(max_pixels=200_000_000, max_frames=1000)
 PSNR_IDENTICAL = 100.0  # reported when the pixels match the reference exactly
 
 
-def engine(data: bytes, sizes: tuple[int, ...], fmt: str, quality: int) -> list[bytes]:
-    """The project's thumbnail engine, as the thumbnail stage runs it: with the format the intake sniffed."""
+def engine(data: bytes, sizes: tuple[int, ...], fmt: str, quality: int, crops: tuple[tuple[int, int], ...] = (),
+           preferred: tuple[tuple[str, int], ...] = ()) -> list[bytes]:
+    """The project's thumbnail engine, as the thumbnail stage runs it: with the format the intake sniffed (and the
+    stage's crops and preferred formats, when given)."""
     sniffed = sniff(data[:SNIFF_BYTES]).format
-    made = imaging.make_thumbnails(data, sizes, fmt, quality, LIMITS, sniffed=sniffed).thumbnails
+    made = imaging.make_thumbnails(data, sizes, fmt, quality, LIMITS, sniffed=sniffed, crops=crops,
+                                   preferred=preferred).thumbnails
     return [t.data for t in made for _ in t.boxes]  # one per size, as every engine answers (sizes may share one)
 
 

@@ -41,6 +41,11 @@ def check(library: Path, tmp_path: Path, photos: int, rate: float, label: str) -
         assert result["uploaded"] == photos
         assert result["unaccounted"] == 0 and result["dead_lettered"] == 0 and result["dead_letters"] == []
         assert result["done"] == photos, [i for i in result["images"] if i["status"] != "done"][:3]
+        for image in result["images"]:  # every output a page gets, in each done image's --json entry
+            assert image["placeholder"] and image["focal_point"]["source"] and len(image["phash"]) == 16, image["key"]
+            stored = image["thumbnails"]
+            assert {t["crop"] for t in stored if t.get("crop")} == {"256x256"}, image["key"]
+            assert {t["format"] for t in stored} >= {"webp", "jpeg"} and all(t["bytes"] > 0 for t in stored), image["key"]
     assert max(shares) >= SHARE
 
 
