@@ -48,6 +48,8 @@ EQUIVALENT = {
     ("handlers/imaging.py", "except Exception:", "except Exception: pass"):
         "the EXIF reader's fallback and _safe's `return None`: every read after them is guarded by _safe, which gives "
         "None either way",
+    ("handlers/failures.py", "super().__init__(reason)", "pass"):
+        "BaseException.__new__ keeps the constructor's arguments as args, so str() and args are the reason without it",
     ("handlers/imaging.py", "exif = Image.Exif()", "pass"):
         "without the empty EXIF every guarded read fails inside _safe and gives the same defaults",
 }

@@ -89,6 +89,15 @@ def operator_effect(node: cst.SimpleString) -> Iterable[cst.SimpleString]:
 
 
 _REMOVABLE = (cst.Expr, cst.Assign, cst.AugAssign, cst.AnnAssign, cst.Raise, cst.Del)
+# The names a nested function of the module being mutated declares `nonlocal` (create_mutations sets them): without
+# the assignment that binds one, the `nonlocal` has no binding and the module does not compile, so no test runs.
+_nonlocal_names: set[str] = set()
+
+
+def _binds_a_nonlocal(statement: cst.BaseSmallStatement) -> bool:
+    targets = [t.target for t in statement.targets] if isinstance(statement, cst.Assign) else (
+        [statement.target] if isinstance(statement, cst.AnnAssign) else [])
+    return any(isinstance(n, cst.Name) and n.value in _nonlocal_names for t in targets for n in _walk(t))
 
 
 def operator_remove_statement(node: cst.SimpleStatementLine) -> Iterable[cst.SimpleStatementLine]:
@@ -99,6 +108,8 @@ def operator_remove_statement(node: cst.SimpleStatementLine) -> Iterable[cst.Sim
     if isinstance(statement, cst.Expr) and isinstance(statement.value, (cst.BaseString, cst.Ellipsis)):
         return  # a docstring or `...`
     if isinstance(statement, cst.AnnAssign) and statement.value is None:
+        return
+    if _binds_a_nonlocal(statement):
         return
     yield node.with_changes(body=[cst.Pass()])
 
@@ -302,6 +313,9 @@ def install() -> None:
     def create_mutations(filename: str, code: str, covered_lines: set[int] | None = None,
                          coverage_excluded_lines: set[int] | None = None) -> Any:
         wrapper = MetadataWrapper(cst.parse_module(code))
+        _nonlocal_names.clear()
+        _nonlocal_names.update(n.name.value for node in _walk(wrapper.module) if isinstance(node, cst.Nonlocal)
+                               for n in node.names)
         visitor = MutationVisitor(table, get_ignored_lines(filename, code, wrapper, coverage_excluded_lines), covered_lines)
         module = wrapper.visit(visitor)
         positions = wrapper.resolve(PositionProvider)

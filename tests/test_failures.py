@@ -5,7 +5,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from handlers import limits
-from handlers.failures import PERMANENT_ERRORS, PermanentFailure, as_permanent, classified, error_code
+from handlers.failures import PERMANENT_ERRORS, PermanentFailure, as_permanent, classified, error_code, names_a_gone_object
 
 
 def client_error(response: dict) -> ClientError:
@@ -113,3 +113,19 @@ def test_the_pixel_limit_is_inclusive_and_names_both_sizes():
     with pytest.raises(PermanentFailure) as failed:
         limits.check_pixels(300, 300, 50_000)
     assert failed.value.reason == "the image is 300x300 (90,000 pixels), over the limit of 50,000 pixels"
+
+
+# Written out: what S3 answers for a version that is not there (deleted, overwritten since, a delete marker's), which
+# the stages take for "the object is gone" (acknowledged, its outputs cleared), not for a failure to retry.
+GONE_CODES = ["NoSuchKey", "NoSuchVersion", "404", "PreconditionFailed", "412", "MethodNotAllowed", "405"]
+
+
+@pytest.mark.parametrize("code", GONE_CODES)
+def test_each_answer_that_the_version_is_not_there_names_a_gone_object(code):
+    assert names_a_gone_object(client_error({"Error": {"Code": code, "Message": "m"}}))
+
+
+@pytest.mark.parametrize("code", ["AccessDenied", "SlowDown", "InternalError", "403", "503", "InvalidRange"])
+def test_an_answer_about_anything_else_names_no_gone_object(code):
+    assert not names_a_gone_object(client_error({"Error": {"Code": code}}))
+    assert not names_a_gone_object(ValueError("NoSuchKey"))

@@ -84,6 +84,28 @@ def test_a_statement_is_removed_but_not_a_log_line_or_a_docstring(tmp_path, monk
     assert removed == {6}  # the raise; not the docstring (3), not the log line (4)
 
 
+def test_the_assignment_a_nested_function_binds_nonlocal_is_kept_so_every_mutant_compiles(tmp_path, monkeypatch):
+    # Without `total = 0` the `nonlocal total` has no binding: a SyntaxError at import, which fails every test.
+    from mutmut.mutation.file_mutation import mutate_file_contents
+
+    monkeypatch.chdir(tmp_path)
+    mutated = mutate_file_contents("tiny.py", textwrap.dedent('''
+        def count(items):
+            total = 0
+            seen = set()
+
+            def add(item):
+                nonlocal total
+                total += item
+            for item in items:
+                add(item)
+            return total
+    '''))
+    compile(mutated.code, "tiny.py", "exec")
+    lines = json.loads((tmp_path / "mutants" / "tiny.py.lines.json").read_text())["mutants"]
+    assert {lines[name]["line"] for name in mutated.mutant_names if lines[name]["mutated"] == "pass"} == {4, 8, 10}
+
+
 def test_an_except_body_becomes_pass_and_a_bare_raise(tmp_path, monkeypatch):
     source = '''
         def parse(raw):
