@@ -89,18 +89,25 @@ def files(directory: Path) -> list[Path]:
 
 
 def engine_rate(paths: list[Path]) -> float:
-    """Images per second of the thumbnail engine alone at the settings the library's runs deploy (the demo's, with
-    LIBRARY_CONFIG: its crops and formats too), one after another in one process."""
+    """Images per second of the work the library's runs ask of the machine's cores for each photo, one after another
+    in one process, at the settings they deploy (the demo's, with LIBRARY_CONFIG): the thumbnail engine with its crops
+    and formats, and, with the duplicates gate on, its hash (a second decode, at a JPEG's smallest draft)."""
+    from handlers import duplicates
     from handlers.names import Function
+    from handlers.sniff import SNIFF_BYTES, sniff
     from infra.settings import load
     from localcloud.overrides import showcase
 
-    s = load({**showcase(), **LIBRARY_CONFIG}).configured(Function.THUMBNAILS).settings
+    deployed = load({**showcase(), **LIBRARY_CONFIG})
+    s = deployed.configured(Function.THUMBNAILS).settings
+    hashed = duplicates.NAME in deployed.stages and deployed.configured(duplicates.NAME).settings.mode != "off"
     *preferred, (fallback, quality) = s.encodings
     data = [p.read_bytes() for p in paths]
     started = time.perf_counter()
     for item in data:
         engines.engine(item, s.thumbnail_sizes, fallback, quality, s.crops, tuple(preferred))
+        if hashed:
+            duplicates.hashes_of(item, engines.LIMITS, sniff(item[:SNIFF_BYTES]).format)
     return len(data) / (time.perf_counter() - started)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,9 @@ MAX_DISTANCE = 12
 # (their closest pair differed in 6 bits of 64).
 DEFAULT_DISTANCE = 5
 OWNERLESS = "-"  # the owner of uploads not made through the upload API: the bucket's own, one owner for all of them
+# A BatchGetItem's unprocessed keys asked for again at most this often, 50 ms, 100 ms, ... (at most 1 s) apart.
+UNPROCESSED_TRIES = 8
+UNPROCESSED_BACKOFF_S = 0.05
 HASHED_BOX = 256  # the decode's box: small enough for a JPEG's draft to do most of the work, 8x the hash's 32 px
 # Its whole time per image besides the decode: a GET, the record's read and writes, a BatchGetItem, distance + 1
 # UpdateItems and a publish (ASSUMED, no AWS account here to measure it).
@@ -139,14 +143,18 @@ def band_keys(owner: str, hashes: Iterable[int], distance: int) -> list[str]:
     return list(dict.fromkeys(band_key(owner, band, value) for h in hashes for band, value in phash.bands(h, distance + 1)))
 
 
-def candidates(index_table: str, owner: str, hashes: list[int], distance: int) -> dict[str, int]:
-    """Image id -> hash of every image of `owner` the index holds within `distance` bits of one of `hashes`: one
-    BatchGetItem (again for keys DynamoDB left unprocessed, which it may do for any of them: API Reference,
-    BatchGetItem, UnprocessedKeys)."""
+def candidates(index_table: str, owner: str, hashes: list[int], distance: int) -> dict[str, set[int]]:
+    """Image id -> the hashes the index holds for it (an image's earlier versions leave theirs: its record says which
+    is current) of every image of `owner` within `distance` bits of one of `hashes`: one BatchGetItem, and again for
+    keys DynamoDB left unprocessed, which it may do for any of them, after an exponential backoff (API Reference,
+    BatchGetItem: "we strongly recommend that you use an exponential backoff algorithm"); keys still unprocessed
+    after UNPROCESSED_TRIES fail the message, which SQS retries."""
     keys: list[dict[str, Any]] = [{"band": {"S": key}} for key in band_keys(owner, hashes, distance)]
-    found: dict[str, int] = {}
+    found: dict[str, set[int]] = {}
     client = aws.client("dynamodb")
-    while keys:
+    for attempt in range(UNPROCESSED_TRIES):
+        if attempt:
+            time.sleep(min(UNPROCESSED_BACKOFF_S * 2 ** (attempt - 1), 1.0))
         with classified():
             answer = client.batch_get_item(RequestItems={index_table: {"Keys": keys, "ConsistentRead": True}})
         for item in answer.get("Responses", {}).get(index_table, []):
@@ -154,9 +162,11 @@ def candidates(index_table: str, owner: str, hashes: list[int], distance: int) -
                 if name.startswith("i") and "S" in value:
                     stored = int(value["S"], 16)
                     if min(phash.distance(stored, h) for h in hashes) <= distance:
-                        found[name[1:]] = stored
+                        found.setdefault(name[1:], set()).add(stored)
         keys = answer.get("UnprocessedKeys", {}).get(index_table, {}).get("Keys", [])
-    return found
+        if not keys:
+            return found
+    raise RuntimeError(f"the duplicates index left {len(keys)} key(s) unprocessed after {UNPROCESSED_TRIES} tries")
 
 
 def index(index_table: str, owner: str, image_id: str, value: int, distance: int) -> None:
@@ -229,13 +239,15 @@ def _earliest_copy(env: environment.Environment, image_id: str, owner: str, turn
     not its own duplicate."""
     found = candidates(env.duplicates_table_name, owner, turns, distance)
     ranked = []
-    for other, value in found.items():
+    for other, values in found.items():
         if other == image_id:
             continue
         record = records.get(env.table_name, other)
+        current = [v for v in values if record is not None and record.item.get("phash") == phash.hex_of(v)]
         if (record is None or record.status != Status.DONE or str(record.item.get("owner") or OWNERLESS) != owner
-                or record.item.get("phash") != phash.hex_of(value)):
+                or not current):
             continue  # deleted, replaced by another version, another's, or not done: no longer what was indexed
+        value = current[0]
         ranked.append((min(phash.distance(value, h) for h in turns), str(record.item.get("created_at", "")), other))
     if not ranked:
         return None
@@ -252,7 +264,8 @@ def hashes_of(data: bytes, limits: imaging.Limits, fmt: str | None) -> list[int]
     flattened onto white as its JPEG thumbnails are), and of its three turns. Runs in the decode child."""
     from PIL import Image
 
-    [shown] = imaging.make_thumbnails(data, (HASHED_BOX,), "jpeg", 95, limits, sniffed=fmt).thumbnails
+    [shown] = imaging.make_thumbnails(data, (HASHED_BOX,), "jpeg", 95, limits, sniffed=fmt,
+                                       saliency=False).thumbnails
     return phash.rotations(Image.open(io.BytesIO(shown.data)))
 
 

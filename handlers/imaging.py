@@ -171,12 +171,14 @@ def prepare(formats: Iterable[str], output_format: str, *more: str) -> list[str]
 
 def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, quality: int, limits: Limits,
                     store_gps: bool = False, sniffed: str | None = None, crops: tuple[tuple[int, int], ...] = (),
-                    point: focal.Point | None = None, preferred: tuple[tuple[str, int], ...] = ()) -> Result:
+                    point: focal.Point | None = None, preferred: tuple[tuple[str, int], ...] = (),
+                    saliency: bool = True) -> Result:
     """Decode `data` (as the `sniffed` format; None: any the pipeline takes) once and return a thumbnail for
     each size (fit in a size x size box) and each of `crops` (width, height: cut around `point`, or the saliency
     point of the largest thumbnail when None), in `output_format` at `quality`, and before it, in each (format,
     quality) of `preferred` (the most preferred first) that is smaller than the next one kept (smaller_first). Raises
-    PermanentFailure with a reason for anything wrong in the bytes."""
+    PermanentFailure with a reason for anything wrong in the bytes. `saliency` False (a gate's one rendition): no
+    point is looked for unless a crop needs one."""
     encodings = (*preferred, (output_format, quality))
     for name, _ in encodings:
         if name not in CONTENT_TYPES:
@@ -223,9 +225,11 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...], output_format: str, qua
             made = smaller_first([_encode(shown_as[name], size, name, q) for name, q in encodings])
             kept = len(made)
             outputs += made
-        point = point or _saliency(largest)
+        if point is None and (saliency or crops):
+            point = _saliency(largest)
         shown_size = (metadata["width"], metadata["height"])
         for crop in dict.fromkeys(crops):
+            assert point is not None  # looked for above whenever there are crops
             outputs += _crop(levels, base, left, shown_size, crop, point, profile, encodings)
         # From the smallest thumbnail as its file shows it (a JPEG's flattened onto white), still in memory: no other
         # decode. A placeholder is an extra: its failure leaves it out, never the thumbnails.

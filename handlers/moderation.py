@@ -393,7 +393,8 @@ def rendition(data: bytes, limits: imaging.Limits, fmt: str | None) -> list[tupl
     for box, quality in RENDITIONS:
         # The opaque formats straight to JPEG; the others through PNG, which keeps their alpha channel.
         opaque = fmt in OPAQUE_FORMATS
-        [made] = imaging.make_thumbnails(data, (box,), "jpeg" if opaque else "png", quality, limits, sniffed=fmt).thumbnails
+        [made] = imaging.make_thumbnails(data, (box,), "jpeg" if opaque else "png", quality, limits, sniffed=fmt,
+                                         saliency=False).thumbnails
         small = min(made.width, made.height) < MIN_SIDE
         if opaque and not small:
             views = [(made.data, made.width, made.height, "")]

@@ -103,7 +103,8 @@ def _output_formats_ok(value: Any) -> bool:
         return True
     if not (isinstance(value, tuple) and value and len(set(value)) == len(value) and set(value) <= set(OFFERED_FORMATS)):
         return False
-    return len(value) == 1 or ("png" not in value and value[-1] in ("jpeg", "webp"))
+    # The last is the fallback every browser shows: never AVIF (README, "What a page gets").
+    return value[-1] != "avif" and (len(value) == 1 or ("png" not in value and value[-1] in ("jpeg", "webp")))
 
 
 def matched_quality(fmt: str, reference: str, quality: int) -> int:
@@ -167,7 +168,7 @@ class ThumbnailSettings:
         "kept, and always in the last (the fallback every browser shows, at outputQuality; the others at the quality "
         "that matches its SSIM). Unset: outputFormat alone.",
         Accepts(_output_formats_ok, f"unset, or 1 to {len(OFFERED_FORMATS)} different formats of "
-                f"{' | '.join(OFFERED_FORMATS)}; with several, no png and the last jpeg or webp"),
+                f"{' | '.join(OFFERED_FORMATS)}; the last not avif, and with several no png and the last jpeg or webp"),
         declared=False, env="OUTPUT_FORMATS")
     store_gps: bool = setting(False, "storeGps", "bool", "Keep GPS coordinates from EXIF in the image record.",
                               env="STORE_GPS")

@@ -20,6 +20,7 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from handlers import stages
 from handlers.contracts import ClaimCheck
+from handlers.moderation import NAME as SCREENING
 from handlers.names import ClaimEvent, Function, StackOutput, Status
 from handlers.records import GATE
 from ops.queues import OpsError
@@ -63,11 +64,11 @@ def checkpoint_path(target: Target, settings: str, prefix: str, unscreened: bool
 
 
 def _scan(target: Target, settings: str, prefix: str, start: dict[str, Any] | None, page_size: int,
-          unscreened: bool = False) -> dict[str, Any]:
+          unscreened: str = "") -> dict[str, Any]:
     names = {"#s": "status", **{f"#f{i}": name for i, name in enumerate(FIELDS)}}
-    if unscreened:  # done before a gate was deployed: the record names no gate
-        condition = "#s = :done AND attribute_not_exists(#g)"
-        values: dict[str, Any] = {":done": {"S": Status.DONE}}
+    if unscreened:  # done before the gate `unscreened` was deployed: the record names no gate, or one met before it
+        condition = "#s = :done AND (attribute_not_exists(#g) OR #g <> :last)"
+        values: dict[str, Any] = {":done": {"S": Status.DONE}, ":last": {"S": unscreened}}
         names["#g"] = GATE
     else:
         condition = "#s = :done AND (attribute_not_exists(#t.#set) OR #t.#set <> :current)"
@@ -84,8 +85,9 @@ def _scan(target: Target, settings: str, prefix: str, start: dict[str, Any] | No
 
 
 def gates(target: Target) -> list[str]:
-    """The gate stages the stack has deployed (their queues are among its outputs)."""
-    return [stage.name for stage in stages.declared() if stage.gate and stage.name in target.outputs[StackOutput.QUEUE_URLS]]
+    """The gate stages the stack has deployed (their queues are among its outputs), in the order an upload meets them."""
+    deployed = [stage for stage in stages.declared() if stage.gate and stage.name in target.outputs[StackOutput.QUEUE_URLS]]
+    return [stage.name for stage in sorted(deployed, key=lambda stage: (stage.order, stage.name))]
 
 
 def request_for(record: dict[str, Any], created: bool = False) -> ClaimCheck:
@@ -101,8 +103,11 @@ def reprocess(target: Target, prefix: str = "", dry_run: bool = False, rate: flo
     (done before `moderation` was turned on); the gate screens each, passes it on (its thumbnails are current, so
     nothing is made again) or holds it back (its thumbnails are removed)."""
     settings = target.outputs[StackOutput.THUMBNAIL_SETTINGS]
-    if unscreened and not gates(target):
-        raise OpsError("this stack has no gate stage (turn `moderation` on first): there is nothing to screen with")
+    deployed = gates(target)
+    if unscreened and SCREENING not in deployed:
+        raise OpsError("this stack has no moderation gate (turn `moderation` on first): there is nothing to screen with")
+    # The record names the last gate it met; an image done before the moderation gate names none or an earlier one.
+    screened_by = deployed[-1] if unscreened else ""
     path = checkpoint_path(target, settings, prefix, unscreened)
     progress, start = Progress(), None
     if path.exists() and not restart and not dry_run:
@@ -112,7 +117,7 @@ def reprocess(target: Target, prefix: str = "", dry_run: bool = False, rate: flo
     limiter = limiter or RateLimit(rate)
     sns = target.client("sns")
     while True:
-        page = _scan(target, settings, prefix, start, page_size, unscreened)
+        page = _scan(target, settings, prefix, start, page_size, screened_by)
         progress.scanned += int(page.get("ScannedCount", 0))
         for item in page.get("Items", []):
             record = {name: _deserialize(value) for name, value in item.items()}

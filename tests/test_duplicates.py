@@ -109,6 +109,31 @@ def test_a_deleted_image_is_no_longer_matched(gate):
     assert copy["status"] == "done" and "duplicate_of" not in copy
 
 
+def test_every_hash_the_index_holds_for_an_image_is_a_candidate(gate, monkeypatch):
+    # An image's earlier version leaves its entries in band items its new one does not share: the lookup may read
+    # both, in any order, and the record decides which is current; keeping only the last read could drop it.
+    current, stale = phash.phash(PHOTO), phash.phash(PHOTO) ^ 0b111
+    items = [{"band": {"S": "x"}, "iK": {"S": phash.hex_of(current)}}, {"band": {"S": "y"}, "iK": {"S": phash.hex_of(stale)}}]
+    client = aws.client("dynamodb")
+    monkeypatch.setattr(client, "batch_get_item", lambda **kwargs: {"Responses": {INDEX: items}, "UnprocessedKeys": {}})
+    assert duplicates.candidates(INDEX, "alice", [current], 5) == {"K": {current, stale}}
+
+
+def test_unprocessed_keys_are_asked_for_again_and_at_last_fail_the_message(gate, monkeypatch):
+    client = aws.client("dynamodb")
+    answers: list[dict[str, Any]] = []
+
+    def batch_get_item(**kwargs: Any) -> dict[str, Any]:
+        answers.append(kwargs)
+        return {"Responses": {INDEX: []}, "UnprocessedKeys": {INDEX: kwargs["RequestItems"][INDEX]}}
+
+    monkeypatch.setattr(client, "batch_get_item", batch_get_item)
+    monkeypatch.setattr(duplicates.time, "sleep", lambda seconds: None)
+    with pytest.raises(RuntimeError, match="unprocessed after 8 tries"):
+        duplicates.candidates(INDEX, "alice", [phash.phash(PHOTO)], 5)
+    assert len(answers) == duplicates.UNPROCESSED_TRIES
+
+
 @pytest.mark.parametrize("gate", ["reject"], indirect=True)
 def test_reject_ends_a_copy_rejected_before_any_rekognition_call(gate):
     cloud, calls = gate

@@ -15,11 +15,13 @@ from localcloud import program
     ({"allowedFormats": ["jpeg", "bmpx"]}, "claimcheck:allowedFormats = ['jpeg', 'bmpx'] is out of range (accepted: a non-empty list without repeats of jpeg, png, webp, gif, tiff, heic, avif)"),
     ({"outputFormat": "avif"}, "claimcheck:outputFormat = 'avif' is out of range (accepted: jpeg | webp | png)"),
     ({"outputFormats": ["avif", "heic", "jpeg"]}, "claimcheck:outputFormats = ['avif', 'heic', 'jpeg'] is out of range "
-     "(accepted: unset, or 1 to 4 different formats of avif | webp | jpeg | png; with several, no png and the last jpeg or webp)"),
+     "(accepted: unset, or 1 to 4 different formats of avif | webp | jpeg | png; the last not avif, and with several no png and the last jpeg or webp)"),
     ({"outputFormats": []}, "claimcheck:outputFormats = [] is out of range (accepted: unset, or 1 to 4"),
     ({"outputFormats": ["webp", "jpeg", "webp"]}, "claimcheck:outputFormats = ['webp', 'jpeg', 'webp'] is out of range"),
     ({"outputFormats": ["avif", "png"]}, "claimcheck:outputFormats = ['avif', 'png'] is out of range"),
     ({"outputFormats": ["jpeg", "avif"]}, "claimcheck:outputFormats = ['jpeg', 'avif'] is out of range"),
+    ({"outputFormats": ["avif"]}, "claimcheck:outputFormats = ['avif'] is out of range (accepted: unset, or 1 to 4 "
+     "different formats of avif | webp | jpeg | png; the last not avif"),
     ({"outputFormat": "webp", "outputFormats": ["avif", "jpeg"]},
      "outputFormat = webp and outputFormats = ['avif', 'jpeg'] disagree (accepted: outputFormat unset, or the last of "
      "outputFormats, the fallback)"),
