@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 
 import boto3
 import pytest
@@ -97,7 +98,13 @@ def test_the_emulator_s_state_is_not_read_by_a_page(local):
         assert (answer.status_code, answer.json()["code"]) == (403, "TokenRequired"), path
         assert requests.post(f"{cloud.endpoint}{path}", headers={TOKEN_HEADER: "guessed"}, timeout=10).status_code == 403
     # the local cloud itself, with this run's token, is answered; nothing was reset by the refusals
-    state = requests.get(data, headers=token(cloud), timeout=10)
+    # moto serialises every backend for this answer while the pollers write to them, and its serialiser can fail
+    # mid-write with a 500 (seen once in a full make test): asked again, not the refusal under test.
+    for _ in range(3):
+        state = requests.get(data, headers=token(cloud), timeout=10)
+        if state.status_code != 500:
+            break
+        time.sleep(1)
     assert state.status_code == 200 and no_cors(state)
     assert any(key["name"] == ORIGINAL for key in state.json()["s3"]["FakeKey"])
 
