@@ -403,11 +403,15 @@ def decode_original(claim: contracts.ClaimCheck, env: environment.Environment, s
     with classified():
         data = aws.client("s3").get_object(**claim.object_version())["Body"].read()
     allowed = budget(env, settings.image_cpu_seconds, invocation)
-    limits = imaging.Limits(settings.max_pixels, settings.max_frames, settings.max_jpeg_scans,
-                            settings.max_jpeg_segments, max_decode_mb=allowed.memory_mb,
-                            bytes_per_pixel=tuple(DECODE_BYTES_PER_PIXEL.items()))
-    found, _ = isolation.run(work, data, limits, claim.format, budget=allowed)
+    found, _ = isolation.run(work, data, decode_limits(settings, allowed.memory_mb), claim.format, budget=allowed)
     return found
+
+
+def decode_limits(settings: Any, memory_mb: int) -> imaging.Limits:
+    """The decode limits of a stage's `settings` (max_pixels, max_frames, max_jpeg_scans, max_jpeg_segments) within
+    `memory_mb`."""
+    return imaging.Limits(settings.max_pixels, settings.max_frames, settings.max_jpeg_scans, settings.max_jpeg_segments,
+                          max_decode_mb=memory_mb, bytes_per_pixel=tuple(DECODE_BYTES_PER_PIXEL.items()))
 
 
 def invocation_margin(context: Any) -> float:
@@ -420,8 +424,7 @@ def _thumbnails_of(claim: contracts.ClaimCheck, env: environment.Environment,
     budget = _budget(env)
     data = _fetch(claim)
     s = env.settings(ThumbnailSettings)
-    limits = imaging.Limits(s.max_pixels, s.max_frames, s.max_jpeg_scans, s.max_jpeg_segments,
-                            max_decode_mb=budget.memory_mb, bytes_per_pixel=tuple(DECODE_BYTES_PER_PIXEL.items()))
+    limits = decode_limits(s, budget.memory_mb)
     (*preferred, (fallback, quality)) = s.encodings
     result, usage = isolation.run(
         imaging.make_thumbnails, data, s.sizes, fallback, quality, limits, s.store_gps, claim.format, s.crops,
