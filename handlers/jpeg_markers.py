@@ -15,7 +15,6 @@ SOI, EOI, SOS = 0xD8, 0xD9, 0xDA
 STANDALONE = frozenset({0x01, *range(0xD0, 0xD8), SOI, EOI})
 # T.81 Table B.1: the frame headers SOF0-SOF15, less the three codes among them that are not: DHT, JPG and DAC.
 SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-PROGRESSIVE = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
 # T.81 B.1.1.2: a marker is X'FF' and a byte neither 0 nor X'FF', after any number of X'FF' fill bytes. Anything
 # else where a marker should begin is passed over to the next marker, as libjpeg (jdmarker.c, next_marker) and
 # Pillow do: the walk sees the segments the decoder will act on. (No repetition in the pattern: it cannot backtrack.)
@@ -39,15 +38,10 @@ class Segment:
 
 @dataclass(frozen=True)
 class Frame:
-    """A frame header's size and components (T.81 B.2.2: P, Y, X, Nf after the length), as far as the data goes."""
+    """A frame header's size (T.81 B.2.2: P, Y, X after the length)."""
     marker: int
     width: int
     height: int
-    components: int | None  # None when the data ends before Nf
-
-    @property
-    def progressive(self) -> bool:
-        return self.marker in PROGRESSIVE
 
 
 def segments(data: bytes) -> Iterator[Segment]:
@@ -82,7 +76,7 @@ def frame(data: bytes, segment: Segment) -> Frame | None:
     if len(fields) < 5:
         return None
     height, width = struct.unpack_from(">HH", fields, 1)
-    return Frame(segment.marker, width, height, fields[5] if len(fields) > 5 else None)
+    return Frame(segment.marker, width, height)
 
 
 def first_frame(data: bytes) -> Frame | None:

@@ -20,13 +20,11 @@ SOS = b"\xff\xda"
 class JpegShape:
     segments: int  # marker segments before the first scan
     scans: int
-    progressive: bool
-    components: int
 
 
 def jpeg(data: bytes, max_segments: int, max_scans: int) -> JpegShape:
     """Walk a JPEG's markers up to its first scan, then count its scans (an MPO's frames included)."""
-    count, progressive, components, first_scan, ended = 0, False, 0, -1, False
+    count, first_scan, ended = 0, -1, False
     try:
         for segment in jpeg_markers.segments(data):
             ended = segment.marker == jpeg_markers.EOI
@@ -37,8 +35,6 @@ def jpeg(data: bytes, max_segments: int, max_scans: int) -> JpegShape:
                 if count > max_segments:
                     raise PermanentFailure(f"the JPEG has more than {max_segments:,} marker segments before its image "
                                            f"data (the limit is {max_segments:,})")
-                if segment.marker in jpeg_markers.SOF and (frame := jpeg_markers.frame(data, segment)):
-                    progressive, components = frame.progressive, frame.components or 0
     except jpeg_markers.MalformedJpeg as malformed:
         raise PermanentFailure(str(malformed)) from malformed
     if ended:
@@ -50,7 +46,7 @@ def jpeg(data: bytes, max_segments: int, max_scans: int) -> JpegShape:
     if scans > max_scans:
         raise PermanentFailure(f"the JPEG has {scans:,} scans, over the limit of {max_scans:,} "
                                "(each progressive scan is another pass over the whole image)")
-    return JpegShape(count, scans, progressive, components)
+    return JpegShape(count, scans)
 
 
 def tiff_pages(data: bytes, max_pages: int) -> int:

@@ -50,6 +50,8 @@ EQUIVALENT = {
         "None either way",
     ("handlers/failures.py", "super().__init__(reason)", "pass"):
         "BaseException.__new__ keeps the constructor's arguments as args, so str() and args are the reason without it",
+    ("handlers/preflight.py", "count, first_scan, ended = 0, -1, False", "2"):
+        "first_scan starts at -2 for -1: only its sign is read (no scan found) before a scan's offset replaces it",
     ("handlers/imaging.py", "exif = Image.Exif()", "pass"):
         "without the empty EXIF every guarded read fails inside _safe and gives the same defaults",
 }

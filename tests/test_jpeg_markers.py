@@ -78,7 +78,6 @@ def test_bytes_that_are_no_marker_are_passed_over_to_the_next_marker(stray):
 
 def test_the_frame_headers_are_sof0_to_sof15_but_dht_jpg_and_dac():
     assert set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC} == jpeg_markers.SOF
-    assert jpeg_markers.PROGRESSIVE < jpeg_markers.SOF
 
 
 def test_a_length_under_two_is_refused_by_name():
@@ -101,11 +100,9 @@ def test_a_frame_header_is_read_as_far_as_the_data_goes():
     header = frame_header(500, 300, 0xC2, components=3)
     data = SOI + header
     [segment] = segments(data)
-    assert jpeg_markers.frame(data, segment) == jpeg_markers.Frame(0xC2, 500, 300, 3)
-    assert jpeg_markers.frame(data[:2 + 10], segment) == jpeg_markers.Frame(0xC2, 500, 300, 3)  # Nf is the 10th byte
-    assert jpeg_markers.frame(data[:2 + 9], segment) == jpeg_markers.Frame(0xC2, 500, 300, None)
+    assert jpeg_markers.frame(data, segment) == jpeg_markers.Frame(0xC2, 500, 300)
+    assert jpeg_markers.frame(data[:2 + 9], segment) == jpeg_markers.Frame(0xC2, 500, 300)  # X ends at the 9th byte
     assert jpeg_markers.frame(data[:2 + 8], segment) is None
-    assert jpeg_markers.frame(data, segment).progressive and not jpeg_markers.Frame(0xC1, 1, 1, 1).progressive
     empty = SOI + b"\xff\xc0\x00\x02" + APP0 + SCAN  # a frame header's fields are its own, never the next segment's
     assert jpeg_markers.first_frame(empty) is None and sniff(empty).width is None
 
@@ -122,7 +119,7 @@ def test_a_run_of_fill_bytes_the_size_of_the_sniffed_head_is_walked_in_linear_ti
 #   EOI before the frame:     read a length after EOI      | walked on past EOI         -> the image ends there
 #   two frame headers:        the first                    | the last one's fields      -> the first; the preflight refuses
 #                                                                                          the second, as libjpeg does
-SHAPE = preflight.JpegShape(segments=2, scans=1, progressive=False, components=1)
+SHAPE = preflight.JpegShape(segments=2, scans=1)
 
 
 @pytest.mark.parametrize("data, size, preflighted", [
@@ -155,10 +152,26 @@ def test_what_the_decoder_reads_past_is_walked_past_and_what_it_refuses_is_refus
         decoded = Image.open(io.BytesIO(data))
         decoded.load()
         assert decoded.size == (64, 48) and (sniff(data).width, sniff(data).height) == (64, 48)
-        assert preflight.jpeg(data, 1000, 100).components == 3
+        assert preflight.jpeg(data, 1000, 100) == preflight.jpeg(photo, 1000, 100)
     for extra in (EOI, header):
         data = photo[:at] + extra + photo[at:]
         with pytest.raises(OSError, match="broken data stream"):
             Image.open(io.BytesIO(data)).load()
         with pytest.raises(PermanentFailure):
             preflight.jpeg(data, 1000, 100)
+
+
+@pytest.mark.parametrize("data", [SOI, SOI + APP0, SOI + APP0 + frame_header(), SOI + b"\x00" * 40],
+                         ids=["soi-alone", "cut-after-app0", "cut-after-the-frame", "no-marker-after-soi"])
+def test_a_jpeg_that_ends_before_its_first_scan_is_refused_as_truncated(data):
+    # Cut at a segment's end, the walk ends quietly: the preflight, not the decoder, names what is missing.
+    with pytest.raises(PermanentFailure) as refused:
+        preflight.jpeg(data, 1000, 100)
+    assert refused.value.reason == "the image data is truncated (the JPEG has no image data)"
+
+
+def test_a_scan_is_counted_from_the_first_one_on_not_from_the_file_start():
+    # The bytes FF DA may stand in a segment before the first scan (an APP payload here): not a scan.
+    app = b"\xff\xe1\x00\x06" + preflight.SOS + b"\x00\x00"
+    data = SOI + app + frame_header() + SCAN
+    assert preflight.jpeg(data, 1000, 1) == preflight.JpegShape(segments=2, scans=1)
