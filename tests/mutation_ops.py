@@ -80,6 +80,32 @@ def operator_expression(node: cst.CSTNode) -> Iterable[cst.CSTNode]:
                     yield node.with_changes(parts=[*node.parts[:i], part.with_changes(value=text), *node.parts[i + 1:]])
 
 
+# DynamoDB reads an expression's keywords in any case ("Reserved words in DynamoDB": "This list isn't
+# case-sensitive"); its #names, :values and function names are read exactly.
+_KEYWORDS = {"AND", "OR", "NOT", "BETWEEN", "IN", "SET", "REMOVE", "ADD", "DELETE"}
+
+
+def keyword_case_only(original: str, mutated: str) -> bool:
+    """True when the DynamoDB expression `mutated` differs from `original` only in its keywords' case."""
+    before, after = re.findall(r"[#:]?\w+|\S", original), re.findall(r"[#:]?\w+|\S", mutated)
+    return before != after and len(before) == len(after) and all(
+        a == b or (a.upper() == b.upper() and a.upper() in _KEYWORDS) for a, b in zip(before, after, strict=True))
+
+
+def string_cases_that_mean_something(mutate: Any) -> Any:
+    """mutmut's string operator without the mutants DynamoDB reads as the original expression (its lower-case copy
+    of "#seq = :seq AND #status = :done" is the same condition; its upper-case one names no placeholder and stays)."""
+    def operator(node: cst.CSTNode) -> Iterable[cst.CSTNode]:
+        text = node.evaluated_value if isinstance(node, cst.SimpleString) else None
+        for mutant in mutate(node):
+            if isinstance(text, str) and _is_expression(text) and isinstance(mutant, cst.SimpleString) and \
+                    isinstance(mutant.evaluated_value, str) and keyword_case_only(text, mutant.evaluated_value):
+                continue
+            yield mutant
+    operator.wrapped = mutate  # type: ignore[attr-defined]
+    return operator
+
+
 def operator_effect(node: cst.SimpleString) -> Iterable[cst.SimpleString]:
     """A policy statement's Effect flipped."""
     text = node.evaluated_value
@@ -276,6 +302,8 @@ def install() -> None:
         raise SystemExit(f"tests/mutation_ops.py patches mutmut 3.8.1, not {mutmut.__version__}: see requirements-mutate.txt")
     table = mutators.mutation_operators
     if not any(op is operator_effect for _, op in table):
+        table[:] = [(kind, string_cases_that_mean_something(op) if op is mutators.operator_string else op)  # type: ignore[index]
+                    for kind, op in table]
         table.extend(OPERATORS)  # type: ignore[attr-defined]  # the list file_mutation iterates
 
     skip = MutationVisitor._skip_node_and_children

@@ -238,3 +238,26 @@ def test_a_lifted_value_is_tested_by_the_tests_of_the_functions_that_read_it(tmp
     tests = {"pkg.mod.x_reads": {"t1"}, "pkg.mod.x_other": {"t2"}, "other.x_reads": {"t3"}}
     mutation_ops.assign_value_tests(tests)
     assert tests["pkg.mod.x__value_of_A"] == {"t1"} and tests["pkg.mod.x__value_of_B"] == {"t1", "t2"}
+
+
+def test_a_condition_differing_only_in_its_keywords_case_is_not_made_other_strings_keep_both_cases(tmp_path, monkeypatch):
+    # DynamoDB reads "and" as AND: that mutant is the same condition, so it is not made. The upper-case copy names no
+    # placeholder (#SEQ is not #seq) and is made; a string that is no expression keeps both of mutmut's case mutants.
+    found = made('''
+        def write(table):
+            return table.update_item(ConditionExpression="#seq = :seq AND attribute_not_exists(#g)", Note="Some Words")
+    ''', tmp_path, monkeypatch)
+    assert '"#seq = :seq and attribute_not_exists(#g)"' not in found
+    assert '"#SEQ = :SEQ AND ATTRIBUTE_NOT_EXISTS(#G)"' in found and '"#seq = :seq OR attribute_not_exists(#g)"' in found
+    assert {'"some words"', '"SOME WORDS"'} <= found
+
+
+@pytest.mark.parametrize("original, mutated, same", [
+    ("#seq = :seq AND #s = :s", "#seq = :seq and #s = :s", True),
+    ("SET #a = :a REMOVE #b", "set #a = :a remove #b", True),
+    ("#seq = :seq AND #s = :s", "#SEQ = :SEQ AND #S = :S", False),
+    ("attribute_exists(#a)", "ATTRIBUTE_EXISTS(#a)", False),
+    ("#seq = :seq AND #s = :s", "#seq = :seq OR #s = :s", False),
+])
+def test_keyword_case_only_is_true_for_keywords_alone(original, mutated, same):
+    assert mutation_ops.keyword_case_only(original, mutated) is same

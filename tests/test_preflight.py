@@ -3,8 +3,12 @@ memory budget): a JPEG with exactly the limit of scans or marker segments is dec
 reason a person reads, and a TIFF whose pages loop is refused for the loop, not stopped for its CPU."""
 from __future__ import annotations
 
+import io
 import struct
 import time
+
+import pytest
+from PIL import Image
 
 from handlers import imaging, isolation, preflight
 from handlers.failures import PermanentFailure
@@ -79,3 +83,57 @@ def test_a_tiff_with_exactly_the_limit_of_pages_is_decoded_and_one_more_is_refus
     assert preflight.tiff_pages(hostile.tiff_page_bomb(5), 5) == 5
     assert engine(hostile.tiff_page_bomb(5), "tiff", pages=5) == ("done", "")
     assert engine(hostile.tiff_page_bomb(6), "tiff", pages=5) == ("failed", "the image has more than 5 pages, over the limit of 5")
+
+
+def tiff_chain(pages: int, *, order: str = "<", big: bool = False, link_last_to: int | None = None) -> bytes:
+    """A TIFF of `pages` 1x1 grey pages, classic or BigTIFF, little (<) or big-endian (>): each page an IFD of six
+    entries and its link, then its pixel; the last page links to page `link_last_to` (None: ends the chain)."""
+    mark = b"II" if order == "<" else b"MM"
+    count, link, value = ("Q", "Q", 8) if big else ("H", "I", 4)
+    header = mark + (struct.pack(order + "HHHQ", 43, 8, 0, 16) if big else struct.pack(order + "HI", 42, 8))
+    entry_size = 4 + (8 if big else 4) + value
+    page_size = struct.calcsize(order + count) + 6 * entry_size + struct.calcsize(order + link) + 2
+    at = [len(header) + index * page_size for index in range(pages)]
+    body = b""
+    for index, offset in enumerate(at):
+        pixel_at = offset + page_size - 2
+        following = at[index + 1] if index + 1 < pages else (0 if link_last_to is None else at[link_last_to])
+        entries = [(256, 3, 1), (257, 3, 1), (258, 3, 8), (262, 3, 1), (273, 4, pixel_at), (279, 4, 1)]
+        body += struct.pack(order + count, len(entries))
+        for tag, kind, number in entries:
+            field = struct.pack(order + ("H" if kind == 3 else "I"), number).ljust(value, b"\x00")
+            body += struct.pack(order + "HH" + ("Q" if big else "I"), tag, kind, 1) + field
+        body += struct.pack(order + link, following) + b"\x7f\x00"
+    return header + body
+
+
+LAYOUTS = [("<", False), (">", False), ("<", True), (">", True)]
+
+
+@pytest.mark.parametrize("order, big", LAYOUTS, ids=["classic-II", "classic-MM", "bigtiff-II", "bigtiff-MM"])
+def test_a_tiffs_pages_are_counted_in_either_byte_order_classic_or_bigtiff_as_its_decoder_counts_them(order, big):
+    data = tiff_chain(3, order=order, big=big)
+    if not (big and order == ">"):  # Pillow 13 takes a big-endian BigTIFF for a classic one and cannot open it
+        with Image.open(io.BytesIO(data)) as decoded:
+            assert decoded.n_frames == 3  # the file is what the decoder reads: three pages
+    assert preflight.tiff_pages(data, 3) == 3
+    with pytest.raises(PermanentFailure) as refused:
+        preflight.tiff_pages(tiff_chain(4, order=order, big=big), 3)
+    assert refused.value.reason == "the image has more than 3 pages, over the limit of 3"
+    with pytest.raises(PermanentFailure) as looped:
+        preflight.tiff_pages(tiff_chain(3, order=order, big=big, link_last_to=1), 10)
+    assert looped.value.reason == "the TIFF's pages form a loop"
+
+
+@pytest.mark.parametrize("order, big", LAYOUTS, ids=["classic-II", "classic-MM", "bigtiff-II", "bigtiff-MM"])
+def test_a_tiff_cut_inside_its_chain_counts_the_pages_read_or_is_refused_as_truncated(order, big):
+    data = tiff_chain(2, order=order, big=big)
+    header, count_size, link_size = (16, 8, 8) if big else (8, 2, 4)
+    page = (len(data) - header) // 2
+    assert preflight.tiff_pages(data, 5) == 2
+    assert preflight.tiff_pages(data[:header + 2 * page - 3], 5) == 2  # the last link cut: what was read stands
+    assert preflight.tiff_pages(data[:header + count_size + 1], 5) == 1  # the first page's entries cut
+    with pytest.raises(PermanentFailure) as truncated:
+        preflight.tiff_pages(data[:header + page + count_size - 1], 5)  # linked to a page whose count is cut
+    assert truncated.value.reason == "the image data is truncated (a TIFF page lies past the end of the file)"
+    assert link_size == struct.calcsize(order + ("Q" if big else "I"))
