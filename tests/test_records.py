@@ -206,3 +206,116 @@ def test_only_the_first_version_of_a_key_is_made_by_its_event(cloud, monkeypatch
     second = records.get("images", IMAGE)
     assert second.item["created_at"] == first.item["created_at"] and not second.made_by_its_event
     assert not records.ImageRecord({"status": "accepted"}).made_by_its_event  # no stamps: nothing says it was first
+
+
+# The writes a gate and an operator make on a settled image: each on the version it judged, once, and only while the
+# record is as they saw it (a conditional UpdateItem writes only when its condition is true: DynamoDB Developer Guide,
+# "Condition expressions"; moto evaluates it). Each test reads the whole record back.
+STAMP = "2026-12-07T10:00:00.000Z"
+NEWER = "2".rjust(32, "0")
+
+
+def done(cloud, monkeypatch) -> records.ImageRecord:
+    known = accepted(cloud, expected=("thumbnails",))
+    records.record_stage("images", IMAGE, SEQ, "thumbnails", {"status": "done", "outputs": ["a"]}, known=known)
+    monkeypatch.setattr(records, "now", lambda: STAMP)
+    return records.get("images", IMAGE)
+
+
+def test_a_gates_verdict_on_a_done_image_quarantines_the_version_it_judged_with_its_reason(cloud, monkeypatch):
+    before = done(cloud, monkeypatch).item
+    held = {"status": "held", "reason": "explicit nudity (97.1%)", "labels": ["Nudity"]}
+    assert not records.record_verdict_on_done("images", IMAGE, NEWER, "moderation", held, records.Status.QUARANTINED)
+    assert stored(cloud) == before  # another version's verdict: nothing written
+    assert records.record_verdict_on_done("images", IMAGE, SEQ, "moderation", held, records.Status.QUARANTINED)
+    record = stored(cloud)
+    assert (record["status"], record["reason"], record["gate"], record["attention"], record["updated_at"]) == (
+        "quarantined", "explicit nudity (97.1%)", "moderation", "quarantined#0", STAMP)
+    assert record["moderation"] == {**held, "updated_at": STAMP} and record["thumbnails"]["outputs"] == ["a"]
+
+
+def test_a_holding_verdict_without_a_reason_quarantines_with_an_empty_reason(cloud, monkeypatch):
+    done(cloud, monkeypatch)
+    assert records.record_verdict_on_done("images", IMAGE, SEQ, "moderation", {"status": "held"}, records.Status.QUARANTINED)
+    assert (stored(cloud)["status"], stored(cloud)["reason"]) == ("quarantined", "")
+
+
+def test_a_passing_verdict_on_a_done_image_names_its_gate_and_a_second_verdict_is_refused(cloud, monkeypatch):
+    done(cloud, monkeypatch)
+    assert records.record_verdict_on_done("images", IMAGE, SEQ, "moderation", {"status": "done"}, records.Status.DONE)
+    record = stored(cloud)
+    assert (record["status"], record["reason"], record["gate"], record["updated_at"]) == ("done", "", "moderation", STAMP)
+    assert record["moderation"] == {"status": "done", "updated_at": STAMP} and "attention" not in record
+    # The gate's verdict is there: the same version's second verdict (a redelivered reprocess) changes nothing.
+    assert not records.record_verdict_on_done("images", IMAGE, SEQ, "moderation", {"status": "held", "reason": "r"},
+                                              records.Status.QUARANTINED)
+    assert stored(cloud) == record
+
+
+def test_a_verdict_on_an_image_that_is_not_done_is_refused(cloud, monkeypatch):
+    accepted(cloud, expected=("thumbnails",))
+    before = stored(cloud)
+    assert not records.record_verdict_on_done("images", IMAGE, SEQ, "moderation", {"status": "held", "reason": "r"},
+                                              records.Status.QUARANTINED)
+    assert stored(cloud) == before
+
+
+def quarantined(cloud, monkeypatch) -> records.ImageRecord:
+    done(cloud, monkeypatch)
+    held = {"status": "held", "reason": "explicit", "labels": ["Nudity"]}
+    records.record_verdict_on_done("images", IMAGE, SEQ, "moderation", held, records.Status.QUARANTINED)
+    return records.get("images", IMAGE)
+
+
+def test_an_approval_accepts_the_held_version_again_keeps_the_gates_labels_and_clears_the_other_results(cloud, monkeypatch):
+    held = quarantined(cloud, monkeypatch)
+    monkeypatch.setattr(records, "now", lambda: "2026-12-07T11:00:00.000Z")
+    decided = {"decision": "approved", "by": "ops"}
+    assert records.record_decision("images", held, "moderation", decided, approved=True)
+    record = stored(cloud)
+    assert (record["status"], record["reason"], record["attention"], record["decision"], record["updated_at"]) == (
+        "accepted", "", "accepted#0", decided, "2026-12-07T11:00:00.000Z")
+    assert record["moderation"] == {"status": "done", "reason": "explicit", "labels": ["Nudity"],
+                                    "updated_at": "2026-12-07T11:00:00.000Z"}
+    assert "thumbnails" not in record  # made again after the approval, from the accepted record
+
+
+def test_a_rejection_keeps_the_image_held_and_a_second_decision_is_refused(cloud, monkeypatch):
+    held = quarantined(cloud, monkeypatch)
+    decided = {"decision": "rejected", "by": "ops"}
+    assert records.record_decision("images", held, "moderation", decided, approved=False)
+    record = stored(cloud)
+    assert (record["status"], record["reason"], record["attention"], record["decision"]) == (
+        "quarantined", "explicit", "quarantined#0", decided)
+    assert record["thumbnails"]["outputs"] == ["a"] and record["moderation"]["status"] == "held"
+    assert not records.record_decision("images", records.get("images", IMAGE), "moderation",
+                                       {"decision": "approved", "by": "ops"}, approved=True)
+    assert stored(cloud) == record
+
+
+def test_a_decision_on_a_version_the_record_no_longer_holds_is_refused(cloud, monkeypatch):
+    held = quarantined(cloud, monkeypatch)
+    before = stored(cloud)
+    other = records.ImageRecord({**held.item, "sequencer": NEWER})  # what the operator saw was another version
+    assert not records.record_decision("images", other, "moderation", {"decision": "approved", "by": "ops"}, approved=True)
+    assert stored(cloud) == before
+    passed = records.ImageRecord({**held.item, "moderation": {"status": "done"}})
+    aws.table("images").put_item(Item=dict(passed.item))  # the gate no longer holds it
+    assert not records.record_decision("images", passed, "moderation", {"decision": "approved", "by": "ops"}, approved=True)
+    assert "decision" not in stored(cloud)
+
+
+def test_a_failed_reprocess_is_noted_on_the_done_version_it_tried_and_nowhere_else(cloud, monkeypatch):
+    before = done(cloud, monkeypatch).item
+    note = {"status": "failed", "reason": "the original is gone"}
+    assert not records.record_reprocess_failure("images", IMAGE, NEWER, note)
+    assert stored(cloud) == before
+    assert records.record_reprocess_failure("images", IMAGE, SEQ, note)
+    record = stored(cloud)
+    assert record["reprocess"] == {**note, "updated_at": STAMP}
+    assert (record["status"], record["thumbnails"]["outputs"]) == ("done", ["a"])
+    records.record_event("images", IMAGE, NEWER, {"status": "accepted", "reason": "", "key": "uploads/x.jpg",
+                                                   "expected_stages": ["thumbnails"]}, stages=RESULTS)
+    accepted_now = stored(cloud)
+    assert not records.record_reprocess_failure("images", IMAGE, NEWER, note)  # not done: nothing to note on
+    assert stored(cloud) == accepted_now
