@@ -319,3 +319,36 @@ def test_a_failed_reprocess_is_noted_on_the_done_version_it_tried_and_nowhere_el
     accepted_now = stored(cloud)
     assert not records.record_reprocess_failure("images", IMAGE, NEWER, note)  # not done: nothing to note on
     assert stored(cloud) == accepted_now
+
+
+def test_thumbnails_made_again_clear_the_note_of_an_earlier_failed_attempt(cloud, monkeypatch):
+    done(cloud, monkeypatch)
+    records.record_reprocess_failure("images", IMAGE, SEQ, {"status": "failed", "reason": "throttled"})
+    again = records.record_reprocessed("images", IMAGE, SEQ, "thumbnails", {"status": "done", "outputs": ["b"],
+                                                                            "settings": "v2"}, made_with=None)
+    record = stored(cloud)
+    assert again.outcome == Outcome.WRITTEN and record["thumbnails"]["outputs"] == ["b"] and "reprocess" not in record
+
+
+def test_renditions_name_each_stored_file_once_with_its_format_and_every_box_it_serves():
+    outputs = [
+        {"key": "t/a.v1.256.jpg", "box": 256, "width": 100, "content_type": "image/jpeg"},
+        {"key": "t/a.v1.256.jpg", "box": 512, "width": 100, "content_type": "image/jpeg"},  # smaller than both boxes
+        {"key": "t/a.v1.256.webp", "box": 256, "content_type": "image/webp"},
+        {"key": "t/a.v1.256.avif", "box": 256, "content_type": "image/avif"},
+        {"key": "t/a.v1.256.png", "box": 256, "content_type": "image/png"},
+        {"key": "t/b.v1.x.jpg", "content_type": "image/png"},  # the content type says it before the key does
+        {"key": "t/b.v1.x.webp", "format": "avif", "content_type": "image/webp"},  # a recorded format stands
+        # Made before content types were recorded: the key's last extension (the name may hold dots).
+        {"key": "t/old.v1.128.jpg", "box": 128}, {"key": "t/old.v1.png"}, {"key": "t/old.v1.webp"},
+        {"key": "t/old.v1.avif"}, {"key": "t/old.v1.gif"},
+    ]
+    assert [(r["key"], r["format"], r["boxes"]) for r in records.renditions(outputs)] == [
+        ("t/a.v1.256.jpg", "jpeg", [256, 512]), ("t/a.v1.256.webp", "webp", [256]), ("t/a.v1.256.avif", "avif", [256]),
+        ("t/a.v1.256.png", "png", [256]), ("t/b.v1.x.jpg", "png", []), ("t/b.v1.x.webp", "avif", []),
+        ("t/old.v1.128.jpg", "jpeg", [128]), ("t/old.v1.png", "png", []), ("t/old.v1.webp", "webp", []),
+        ("t/old.v1.avif", "avif", []), ("t/old.v1.gif", None, []),
+    ]
+    first = records.renditions(outputs)[0]
+    assert first == {"key": "t/a.v1.256.jpg", "width": 100, "content_type": "image/jpeg", "format": "jpeg",
+                     "boxes": [256, 512]}  # no `box`: a rendition serves its `boxes`
