@@ -4,8 +4,10 @@
     python -m tests.mutation --report [--files PATH...]                          report the last run only
 
 With neither --files nor --changed, every module in [tool.mutmut] only_mutate (pyproject.toml) is run; --changed
-takes the files changed against BASE (main by default: committed, staged and not) that are in that scope. mutmut's
-own output goes to mutants/mutmut-run.log. The report has a score per module, every survivor with its file:line, the
+takes the files changed against BASE (main by default: committed, staged and not) that are in that scope. Each run
+tries the last run's survivors of its modules again (mutmut keeps a verdict until the mutated file changes, and a
+survivor is what a new test was written for); killed mutants keep their verdict. mutmut's own output goes to
+mutants/mutmut-run.log. The report has a score per module, every survivor with its file:line, the
 line and the mutated code, and the equivalent mutants with their reasons; the exit status is 1 when a module scores
 under TARGET or a mutant survives where none may.
 """
@@ -79,9 +81,31 @@ def changed_files(base: str) -> list[str]:
     return sorted({n for n in (names + untracked).split() if in_scope(n) and Path(n).exists()})
 
 
+def retest_survivors(files: list[str]) -> int:
+    """Forget the last run's verdict on every survivor of `files` (all of the scope when empty), so this run tries
+    them again: mutmut keeps a verdict until the mutated file changes, and a survivor is what a test was just written
+    for. Killed mutants keep theirs. Returns how many were forgotten."""
+    forgotten = 0
+    for meta in Path("mutants").rglob("*.py.meta"):
+        path = meta.relative_to("mutants").as_posix().removesuffix(".meta")
+        if not in_scope(path) or (files and path not in files):
+            continue
+        data = json.loads(meta.read_text())
+        survivors = [name for name, code in data.get("exit_code_by_key", {}).items() if code == 0]
+        for name in survivors:
+            data["exit_code_by_key"][name] = None
+        if survivors:
+            meta.write_text(json.dumps(data, indent=4))
+            forgotten += len(survivors)
+    return forgotten
+
+
 def run(files: list[str], children: int) -> int:
     """mutmut run over `files` (all of the scope when empty); mutmut's output goes to mutants/mutmut-run.log."""
     globs = [f"{module_of_path(f)}.*" for f in files]
+    forgotten = retest_survivors(files)
+    if forgotten:
+        print(f"{forgotten} survivor(s) of the last run tried again")
     Path("mutants").mkdir(exist_ok=True)
     started = time.monotonic()
     with open("mutants/mutmut-run.log", "w") as log:

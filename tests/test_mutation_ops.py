@@ -261,3 +261,22 @@ def test_a_condition_differing_only_in_its_keywords_case_is_not_made_other_strin
 ])
 def test_keyword_case_only_is_true_for_keywords_alone(original, mutated, same):
     assert mutation_ops.keyword_case_only(original, mutated) is same
+
+
+def test_a_run_tries_the_survivors_of_its_modules_again_and_keeps_every_other_verdict(tmp_path, monkeypatch):
+    from tests import mutation
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.mutmut]\nonly_mutate = ["handlers/*.py"]\n')
+    metas = {}
+    for module in ("records", "preflight"):
+        meta = tmp_path / "mutants" / "handlers" / f"{module}.py.meta"
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps({"exit_code_by_key": {f"a__mutmut_{n}": code for n, code in enumerate((0, 1, 0, None, 36))},
+                                    "durations_by_key": {}}))
+        metas[module] = meta
+    assert mutation.retest_survivors(["handlers/records.py"]) == 2
+    codes = json.loads(metas["records"].read_text())["exit_code_by_key"]
+    assert list(codes.values()) == [None, 1, None, None, 36]  # survivors forgotten; killed, unrun and timeout kept
+    assert list(json.loads(metas["preflight"].read_text())["exit_code_by_key"].values()) == [0, 1, 0, None, 36]
+    assert mutation.retest_survivors([]) == 2  # the whole scope: the other module's survivors too
