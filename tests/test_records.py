@@ -352,3 +352,19 @@ def test_renditions_name_each_stored_file_once_with_its_format_and_every_box_it_
     first = records.renditions(outputs)[0]
     assert first == {"key": "t/a.v1.256.jpg", "width": 100, "content_type": "image/jpeg", "format": "jpeg",
                      "boxes": [256, 512]}  # no `box`: a rendition serves its `boxes`
+
+
+def test_thumbnails_made_again_replace_the_done_versions_result_once_and_no_other_versions(cloud, monkeypatch):
+    before = done(cloud, monkeypatch).item
+    again = {"status": "done", "outputs": ["b"], "settings": "v2"}
+    refused = records.record_reprocessed("images", IMAGE, NEWER, "thumbnails", again, made_with=None)
+    assert refused.outcome == Outcome.STALE and stored(cloud) == before  # another version's: nothing written
+    monkeypatch.setattr(records, "now", lambda: "2026-12-07T12:00:00.000Z")
+    assert records.record_reprocessed("images", IMAGE, SEQ, "thumbnails", again, made_with=None).outcome == Outcome.WRITTEN
+    record = stored(cloud)
+    assert record["thumbnails"] == {**again, "updated_at": "2026-12-07T12:00:00.000Z"}
+    assert (record["status"], record["updated_at"]) == ("done", "2026-12-07T12:00:00.000Z")
+    # Made again already (its settings are not the ones this request found): a second copy changes nothing.
+    assert records.record_reprocessed("images", IMAGE, SEQ, "thumbnails", {**again, "outputs": ["c"]},
+                                      made_with=None).outcome == Outcome.STALE
+    assert stored(cloud) == record
