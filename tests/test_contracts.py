@@ -110,3 +110,22 @@ def test_an_unversioned_claim_reads_its_object_only_while_the_etag_still_matches
     assert claim.object_version() == {"Bucket": claim.bucket, "Key": claim.key, "IfMatch": '"0123abcd"'}
     versioned = ClaimCheck.from_json(body(version_id="v1", etag="0123abcd"))
     assert versioned.object_version() == {"Bucket": versioned.bucket, "Key": versioned.key, "VersionId": "v1"}
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("jpeg", "created"), {"format": "jpeg", "event": "created", "gate": "pending"}),  # only a gate stage takes it
+    (("webp", "reprocess"), {"format": "webp", "event": "reprocess", "gate": "pending"}),
+    (("jpeg", "created", True), {"format": "jpeg", "event": "created", "gate": "clear"}),  # the last gate passed it
+    (("png", "created", True, "pending"), {"format": "png", "event": "created", "gate": "pending"}),  # to the next gate
+    ((None, "removed"), {"format": "none", "event": "removed", "gate": "clear"}),  # a removal never waits for a gate
+])
+def test_a_claim_checks_attributes_say_its_format_event_and_whether_a_gate_must_see_it_first(args, expected):
+    # The subscriptions' filter policies read exactly these (infra/stages.py): a wrong one sends it to the wrong stage.
+    assert contracts.attributes(*args) == expected
+
+
+def test_a_backfilled_version_orders_below_every_sequencer_s3_sends_and_both_have_the_stored_width():
+    # Records already in a table hold 32 digits: another width would order new sequencers against them by length.
+    assert len(normalize_sequencer("0055AED6DCD90281E5", "")) == 32
+    assert contracts.BACKFILL_SEQUENCER == "0" * 32
+    assert normalize_sequencer("0000000000000000001", "2026-01-01T00:00:00.000Z") > contracts.BACKFILL_SEQUENCER
