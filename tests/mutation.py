@@ -54,6 +54,8 @@ EQUIVALENT = {
         "BaseException.__new__ keeps the constructor's arguments as args, so str() and args are the reason without it",
     ("handlers/preflight.py", "count, first_scan, ended = 0, -1, False", "2"):
         "first_scan starts at -2 for -1: only its sign is read (no scan found) before a scan's offset replaces it",
+    ("handlers/records.py", "remove: tuple[str, ...] = ()", "remove: tuple[str, ...] = None"):
+        "a rejection removes nothing either way: _update reads `if remove:`, and None and () are both false",
     ("handlers/imaging.py", "exif = Image.Exif()", "pass"):
         "without the empty EXIF every guarded read fails inside _safe and gives the same defaults",
 }
