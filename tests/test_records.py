@@ -1,7 +1,9 @@
 """The image record's writes: ordering by sequencer, one record per key, and settling in one write when it can."""
 from __future__ import annotations
 
+import json
 import re
+from decimal import Decimal
 
 from handlers import aws, records
 from handlers.records import Outcome
@@ -368,3 +370,14 @@ def test_thumbnails_made_again_replace_the_done_versions_result_once_and_no_othe
     assert records.record_reprocessed("images", IMAGE, SEQ, "thumbnails", {**again, "outputs": ["c"]},
                                       made_with=None).outcome == Outcome.STALE
     assert stored(cloud) == record
+
+
+def test_a_record_is_given_as_json_takes_it():
+    # The status route's answer and the image events' detail: DynamoDB's Decimal, sets and binary, as JSON types.
+    item = {"width": Decimal("4000"), "focal": {"x": Decimal("0.25")}, "boxes": [Decimal("256"), Decimal("1.5")],
+            "tags": {"b", "a"}, "note": b"caf\xc3\xa9 \xff", "status": "done", "flag": True}
+    given = records.plain(item)
+    assert given == {"width": 4000, "focal": {"x": 0.25}, "boxes": [256, 1.5], "tags": ["a", "b"],
+                     "note": "café \ufffd", "status": "done", "flag": True}
+    assert type(given["width"]) is int and type(given["boxes"][1]) is float
+    assert json.loads(json.dumps(given)) == given
