@@ -129,3 +129,13 @@ def test_a_backfilled_version_orders_below_every_sequencer_s3_sends_and_both_hav
     assert len(normalize_sequencer("0055AED6DCD90281E5", "")) == 32
     assert contracts.BACKFILL_SEQUENCER == "0" * 32
     assert normalize_sequencer("0000000000000000001", "2026-01-01T00:00:00.000Z") > contracts.BACKFILL_SEQUENCER
+
+
+def test_each_version_of_an_image_has_thumbnails_of_its_own():
+    claim = ClaimCheck.from_json(body())
+    prefix = f"thumbnails/{contracts.image_id('uploads-bucket', 'uploads/a.jpg')}/"
+    assert claim.thumbnail_prefix == prefix + "v1/"
+    assert ClaimCheck.from_json(body(version_id="v2")).thumbnail_prefix == prefix + "v2/"
+    sequencer = normalize_sequencer("00AB", "")
+    unversioned = ClaimCheck.from_json(body(version_id=None, sequencer=sequencer))
+    assert unversioned.thumbnail_prefix == prefix + sequencer + "/"  # no version id: the event's sequencer
