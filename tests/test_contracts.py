@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import pytest
 
@@ -139,3 +140,26 @@ def test_each_version_of_an_image_has_thumbnails_of_its_own():
     sequencer = normalize_sequencer("00AB", "")
     unversioned = ClaimCheck.from_json(body(version_id=None, sequencer=sequencer))
     assert unversioned.thumbnail_prefix == prefix + sequencer + "/"  # no version id: the event's sequencer
+
+
+def test_a_claim_check_is_published_with_its_attributes_as_sns_takes_them():
+    # SNS Publish: each MessageAttributes value names its DataType and a StringValue (the filter policies read these).
+    claim = ClaimCheck.from_json(body(format="png", event="created"))
+    assert claim.message_attributes() == {"format": {"DataType": "String", "StringValue": "png"},
+                                          "event": {"DataType": "String", "StringValue": "created"},
+                                          "gate": {"DataType": "String", "StringValue": "pending"}}
+    assert claim.message_attributes(passed=True)["gate"] == {"DataType": "String", "StringValue": "clear"}
+    assert claim.message_attributes(True, "pending")["gate"]["StringValue"] == "pending"
+
+
+def test_the_claim_check_a_record_stands_for_is_the_one_the_intake_published():
+    claim = ClaimCheck.from_json(body(size=2048, format="webp", event_time="2026-03-04T05:06:07.000Z"))
+    record = {"image_id": claim.image_id, "status": "done", "bucket": claim.bucket, "key": claim.key,
+              "version_id": claim.version_id, "etag": claim.etag, "size": Decimal(2048), "format": "webp",
+              "sequencer": claim.sequencer, "event_time": claim.event_time, "thumbnails": {"status": "done"}}
+    assert ClaimCheck.of_record(record, "reprocess") == ClaimCheck.from_json(body(
+        size=2048, format="webp", event_time="2026-03-04T05:06:07.000Z", event="reprocess"))
+    bare = {"bucket": "b", "key": "uploads/x.jpg", "sequencer": claim.sequencer}  # a deleted key's record
+    assert ClaimCheck.of_record(bare, "removed") == ClaimCheck(
+        bucket="b", key="uploads/x.jpg", version_id=None, etag=None, size=0, format=None, sequencer=claim.sequencer,
+        event="removed", event_time="")
