@@ -240,7 +240,11 @@ def _lift(module: cst.Module, mutations: list[Any]) -> tuple[cst.Module, dict[st
     the functions (mangled names) that read it."""
     from mutmut.mutation.trampoline_templates import mangle_function_name
 
-    unowned = {id(m.original_node): m for m in mutations if m.contained_by_top_level_function is None}
+    # Several mutants share one original node (a dict's dropped entries, a string's three): keep every one.
+    unowned: dict[int, list[Any]] = {}
+    for m in mutations:
+        if m.contained_by_top_level_function is None:
+            unowned.setdefault(id(m.original_node), []).append(m)
     readers = {}
     for statement in module.body:
         functions = [(statement, None)] if isinstance(statement, cst.FunctionDef) else [
@@ -253,7 +257,7 @@ def _lift(module: cst.Module, mutations: list[Any]) -> tuple[cst.Module, dict[st
     lifted: dict[str, list[str]] = {}
     for statement in module.body:
         found = liftable(statement) if isinstance(statement, cst.SimpleStatementLine) else None
-        mine = [unowned[id(n)] for n in _walk(found[1]) if id(n) in unowned] if found else []
+        mine = [m for n in _walk(found[1]) for m in unowned.get(id(n), [])] if found else []
         if not found or not mine:
             body.append(statement)
             continue

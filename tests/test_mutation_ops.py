@@ -280,3 +280,19 @@ def test_a_run_tries_the_survivors_of_its_modules_again_and_keeps_every_other_ve
     assert list(codes.values()) == [None, 1, None, None, 36]  # survivors forgotten; killed, unrun and timeout kept
     assert list(json.loads(metas["preflight"].read_text())["exit_code_by_key"].values()) == [0, 1, 0, None, 36]
     assert mutation.retest_survivors([]) == 2  # the whole scope: the other module's survivors too
+
+
+def test_a_lifted_module_level_value_gets_every_mutant_of_each_of_its_nodes(tmp_path, monkeypatch):
+    # Several mutants share one node (a dict's dropped entries; a string's three): lifting once kept only the last,
+    # so dropping "PreconditionFailed" from failures.PERMANENT_ERRORS was never made.
+    found = mutants('''
+        ERRORS = {"NoSuchKey": "gone", "PreconditionFailed": "changed", "412": "changed"}
+
+        def reason(code):
+            return ERRORS.get(code)
+    ''', tmp_path, monkeypatch)
+    lifted = {name: code for name, code in found.items() if name.startswith("x__value_of_ERRORS__")}
+    assert {'{"PreconditionFailed": "changed", "412": "changed"}', '{"NoSuchKey": "gone", "412": "changed"}',
+            '{"NoSuchKey": "gone", "PreconditionFailed": "changed"}'} <= set(lifted.values())
+    assert {'"XXPreconditionFailedXX"', '"preconditionfailed"', '"PRECONDITIONFAILED"'} <= set(lifted.values())
+    assert len(lifted) == 3 + 13  # three drops; each string XX-wrapped and in whichever other case differs from it
