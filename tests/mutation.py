@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import hashlib
 import json
 import subprocess
 import sys
@@ -102,9 +103,35 @@ def retest_survivors(files: list[str]) -> int:
     return forgotten
 
 
+OPERATORS_STAMP = Path("mutants") / "operators.sha256"
+
+
+def forget_mutants_of_other_operators() -> int:
+    """When tests/mutation_ops.py changed since mutants/ was made, drop every mutated copy and its verdicts, so this
+    run makes and judges them again. mutmut keeps a function's verdicts while its source is unchanged and names its
+    mutants by number: made by other operators, a number can name another mutant. (mutmut's map of which tests reach
+    which function is kept: it does not depend on the operators.) Returns how many files were dropped."""
+    digest = hashlib.sha256(Path("tests/mutation_ops.py").read_bytes()).hexdigest()
+    if OPERATORS_STAMP.exists() and OPERATORS_STAMP.read_text().strip() == digest:
+        return 0
+    dropped = 0
+    for copy in Path("mutants").rglob("*.py"):
+        path = copy.relative_to("mutants").as_posix()
+        if in_scope(path):
+            for made in (copy, Path(f"{copy}.meta"), Path(f"{copy}.lines.json")):
+                made.unlink(missing_ok=True)
+            dropped += 1
+    OPERATORS_STAMP.parent.mkdir(exist_ok=True)
+    OPERATORS_STAMP.write_text(digest + "\n")
+    return dropped
+
+
 def run(files: list[str], children: int) -> int:
     """mutmut run over `files` (all of the scope when empty); mutmut's output goes to mutants/mutmut-run.log."""
     globs = [f"{module_of_path(f)}.*" for f in files]
+    dropped = forget_mutants_of_other_operators()
+    if dropped:
+        print(f"the operators changed since the last run: {dropped} module(s) mutated and judged again")
     forgotten = retest_survivors(files)
     if forgotten:
         print(f"{forgotten} survivor(s) of the last run tried again")

@@ -296,3 +296,24 @@ def test_a_lifted_module_level_value_gets_every_mutant_of_each_of_its_nodes(tmp_
             '{"NoSuchKey": "gone", "PreconditionFailed": "changed"}'} <= set(lifted.values())
     assert {'"XXPreconditionFailedXX"', '"preconditionfailed"', '"PRECONDITIONFAILED"'} <= set(lifted.values())
     assert len(lifted) == 3 + 13  # three drops; each string XX-wrapped and in whichever other case differs from it
+
+
+def test_mutants_made_by_other_operators_are_made_and_judged_again(tmp_path, monkeypatch):
+    from tests import mutation
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.mutmut]\nonly_mutate = ["handlers/*.py"]\n')
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "mutation_ops.py").write_text("OPERATORS = []\n")
+    made = [tmp_path / "mutants" / "handlers" / f"records.py{end}" for end in ("", ".meta", ".lines.json")]
+    kept = [tmp_path / "mutants" / "tests" / "test_records.py", tmp_path / "mutants" / "mutmut-stats.json"]
+    for f in made + kept:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("{}")
+    assert mutation.forget_mutants_of_other_operators() == 1  # made before any stamp: by unknown operators
+    assert not any(f.exists() for f in made) and all(f.exists() for f in kept)
+    for f in made:
+        f.write_text("{}")
+    assert mutation.forget_mutants_of_other_operators() == 0 and all(f.exists() for f in made)  # the same operators
+    (tmp_path / "tests" / "mutation_ops.py").write_text("OPERATORS = ['another']\n")
+    assert mutation.forget_mutants_of_other_operators() == 1 and not any(f.exists() for f in made)
