@@ -381,3 +381,10 @@ def test_a_record_is_given_as_json_takes_it():
                      "note": "café \ufffd", "status": "done", "flag": True}
     assert type(given["width"]) is int and type(given["boxes"][1]) is float
     assert json.loads(json.dumps(given)) == given
+
+
+def test_a_record_without_a_version_names_no_size_and_a_stored_size_is_an_int():
+    # A deleted key's record holds no object: its size is None, not an error; DynamoDB gives numbers as Decimal.
+    assert records.ImageRecord({"status": "deleted"}).size is None
+    assert records.ImageRecord({"status": "done", "size": Decimal(2048)}).size == 2048
+    assert type(records.ImageRecord({"size": Decimal(2048)}).size) is int
