@@ -57,6 +57,10 @@ EQUIVALENT = {
         "first_scan starts at -2 for -1: only its sign is read (no scan found) before a scan's offset replaces it",
     ("handlers/records.py", "remove: tuple[str, ...] = ()", "remove: tuple[str, ...] = None"):
         "a rejection removes nothing either way: _update reads `if remove:`, and None and () are both false",
+    ("handlers/preflight.py", "if first_scan < 0:", "<= 0"):
+        "first_scan is an SOS marker's offset, at least 2 (SOI takes 0 and 1), or -1: 0 is never there to compare",
+    ("handlers/preflight.py", "if first_scan < 0:", "1"):
+        "< 1 for < 0: first_scan is -1 or at least 2 (SOI takes offsets 0 and 1), never 0",
     ("handlers/imaging.py", "exif = Image.Exif()", "pass"):
         "without the empty EXIF every guarded read fails inside _safe and gives the same defaults",
 }

@@ -133,6 +133,10 @@ def test_a_tiff_cut_inside_its_chain_counts_the_pages_read_or_is_refused_as_trun
     assert preflight.tiff_pages(data, 5) == 2
     assert preflight.tiff_pages(data[:header + 2 * page - 3], 5) == 2  # the last link cut: what was read stands
     assert preflight.tiff_pages(data[:header + count_size + 1], 5) == 1  # the first page's entries cut
+    assert preflight.tiff_pages(data[:header + count_size], 5) == 1  # cut right after its entry count
+    assert preflight.tiff_pages(data[:header + page - 3], 5) == 1  # its link cut short by a byte: not followed
+    with pytest.raises(PermanentFailure, match="a TIFF page lies past the end"):
+        preflight.tiff_pages(data[:header + page - 2], 5)  # its link whole, to a page the file no longer holds
     with pytest.raises(PermanentFailure) as truncated:
         preflight.tiff_pages(data[:header + page + count_size - 1], 5)  # linked to a page whose count is cut
     assert truncated.value.reason == "the image data is truncated (a TIFF page lies past the end of the file)"
