@@ -88,17 +88,29 @@ def changed_files(base: str) -> list[str]:
     return sorted({n for n in (names + untracked).split() if in_scope(n) and Path(n).exists()})
 
 
+def equivalent_names(path: str) -> set[str]:
+    """The names of `path`'s mutants listed in EQUIVALENT, from the listing tests/mutation_ops.py wrote."""
+    listing = Path(f"mutants/{path}.lines.json")
+    if not listing.exists() or not Path(path).exists():
+        return set()
+    source = Path(path).read_text().splitlines()
+    return {f"{module_of_path(path)}.{key}" for key, entry in json.loads(listing.read_text())["mutants"].items()
+            if 0 < entry["line"] <= len(source) and (path, source[entry["line"] - 1].strip(), entry["mutated"]) in EQUIVALENT}
+
+
 def retest_survivors(files: list[str]) -> int:
     """Forget the last run's verdict on every survivor of `files` (all of the scope when empty), so this run tries
     them again: mutmut keeps a verdict until the mutated file changes, and a survivor is what a test was just written
-    for. Killed mutants keep theirs. Returns how many were forgotten."""
+    for. Killed and equivalent mutants keep theirs (an equivalent one survives every test it meets, so trying it again
+    costs the most). Returns how many were forgotten."""
     forgotten = 0
     for meta in Path("mutants").rglob("*.py.meta"):
         path = meta.relative_to("mutants").as_posix().removesuffix(".meta")
         if not in_scope(path) or (files and path not in files):
             continue
         data = json.loads(meta.read_text())
-        survivors = [name for name, code in data.get("exit_code_by_key", {}).items() if code == 0]
+        listed = equivalent_names(path)
+        survivors = [name for name, code in data.get("exit_code_by_key", {}).items() if code == 0 and name not in listed]
         for name in survivors:
             data["exit_code_by_key"][name] = None
         if survivors:

@@ -282,6 +282,24 @@ def test_a_run_tries_the_survivors_of_its_modules_again_and_keeps_every_other_ve
     assert mutation.retest_survivors([]) == 2  # the whole scope: the other module's survivors too
 
 
+def test_an_equivalent_survivor_is_not_tried_again(tmp_path, monkeypatch):
+    from tests import mutation
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.mutmut]\nonly_mutate = ["handlers/*.py"]\n')
+    (tmp_path / "handlers").mkdir()
+    (tmp_path / "handlers" / "failures.py").write_text("class PermanentFailure(Exception):\n    def __init__(self, reason):\n"
+                                                       "        super().__init__(reason)\n        self.reason = reason\n")
+    meta = tmp_path / "mutants" / "handlers" / "failures.py.meta"
+    meta.parent.mkdir(parents=True)
+    meta.write_text(json.dumps({"exit_code_by_key": {"handlers.failures.x_a__mutmut_1": 0, "handlers.failures.x_a__mutmut_2": 0}}))
+    (tmp_path / "mutants" / "handlers" / "failures.py.lines.json").write_text(json.dumps({"mutants": {
+        "x_a__mutmut_1": {"line": 3, "mutated": "pass"}, "x_a__mutmut_2": {"line": 4, "mutated": "pass"}}}))
+    assert mutation.retest_survivors([]) == 1  # line 3's `pass` is listed as equivalent (tests/mutation.py)
+    assert json.loads(meta.read_text())["exit_code_by_key"] == {"handlers.failures.x_a__mutmut_1": 0,
+                                                                "handlers.failures.x_a__mutmut_2": None}
+
+
 def test_a_lifted_module_level_value_gets_every_mutant_of_each_of_its_nodes(tmp_path, monkeypatch):
     # Several mutants share one node (a dict's dropped entries; a string's three): lifting once kept only the last,
     # so dropping "PreconditionFailed" from failures.PERMANENT_ERRORS was never made.
