@@ -59,7 +59,7 @@ def shared_scope(fixture_name: str, config: Any) -> str:
 # these start first and the many short files even out the end. In xdist's own order (most tests first) the one-test
 # files of minutes came last, and one of them could run alone for minutes while the other worker stood idle.
 SLOWEST_FIRST = ("test_ops.py",  # 376 s, one story: it cannot be split
-                 "test_soak.py", "test_bench.py", "test_moderation.py", "test_readme.py",  # 287, 219, 211, 207
+                 "test_bench.py", "test_moderation.py", "test_readme.py",  # 219, 211, 207
                  "test_local_versions.py", "test_localcloud.py", "test_aws_rules.py", "test_local_rules.py",  # 148-115
                  "test_local_events.py", "test_local_security.py", "test_thumbnails.py", "test_local_upload.py",  # 108-91
                  "test_forgery.py", "test_intake.py", "test_edges.py", "test_edges_infra.py", "test_versions.py",  # 83-72

@@ -1,7 +1,12 @@
-"""A small soak in make test: hostile delivery and failing AWS calls at high rates, and nothing lost."""
+"""A small soak (make test-soak, .ci/run): hostile delivery and failing AWS calls at high rates, and nothing lost."""
 from __future__ import annotations
 
+import pytest
+
 from localcloud import soak
+
+# Beside make test's other worker it took 287 s of make test's ten minutes (78 s alone): CI runs it after make test.
+pytestmark = pytest.mark.soak
 
 
 def test_nothing_is_lost_under_high_fault_rates(tmp_path):
