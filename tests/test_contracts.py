@@ -163,3 +163,42 @@ def test_the_claim_check_a_record_stands_for_is_the_one_the_intake_published():
     assert ClaimCheck.of_record(bare, "removed") == ClaimCheck(
         bucket="b", key="uploads/x.jpg", version_id=None, etag=None, size=0, format=None, sequencer=claim.sequencer,
         event="removed", event_time="")
+
+
+DECISION = {"bucket": "uploads-bucket", "key": "uploads/a.jpg", "version_id": "v1", "sequencer": "0" * SEQUENCER_WIDTH,
+            "decision": "approved", "by": "arn:aws:iam::123456789012:user/ops", "at": "2026-12-07T10:00:00.000Z", "v": 1,
+            "kind": contracts.DECISION_KIND}
+
+
+def test_a_decision_round_trips_as_one_compact_sorted_line_and_says_what_it_is():
+    request = contracts.DecisionRequest.from_json(json.dumps(DECISION))
+    assert request.to_json() == json.dumps(DECISION, separators=(",", ":"), sort_keys=True)
+    assert contracts.DecisionRequest.is_one(request.to_json()) and not contracts.DecisionRequest.is_one(body())
+    assert request.image_id == contracts.image_id("uploads-bucket", "uploads/a.jpg")
+
+
+@pytest.mark.parametrize("changes, reason", [
+    ({"v": 2}, "not a v1 decision"),
+    ({"extra": "x"}, "not a v1 decision"),  # a field it does not know: a forged or newer message, not read in part
+    ({"by": None}, "each a string"),
+    ({"decision": "maybe"}, "unknown decision 'maybe'"),
+    ({"decision": "x" * 100}, "unknown decision '" + "x" * 40 + "'"),  # quoted to 40 characters
+    ({"bucket": ""}, "each a string"), ({"key": ""}, "each a string"), ({"version_id": ""}, "each a string"),
+    ({"sequencer": ""}, "each a string"), ({"by": ""}, "each a string"), ({"at": ""}, "each a string"),
+    ({"key": "k" * 2049}, "each a string"),
+], ids=["version", "extra-field", "author-not-a-string", "unknown", "long-unknown", "bucket", "key", "version-id",
+        "sequencer", "author", "time", "key-too-long"])
+def test_a_decision_that_is_not_exactly_one_is_refused_with_a_reason(changes, reason):
+    with pytest.raises(InvalidClaimCheck) as refused:
+        contracts.DecisionRequest.from_json(json.dumps({**DECISION, **changes}))
+    assert reason in str(refused.value)
+
+
+def test_a_decision_missing_a_field_or_not_an_object_is_refused_and_the_longest_names_pass():
+    missing = {k: v for k, v in DECISION.items() if k != "by"}
+    with pytest.raises(InvalidClaimCheck, match=r"^not a v1 decision: '"):
+        contracts.DecisionRequest.from_json(json.dumps(missing))
+    assert contracts.DecisionRequest.from_json(json.dumps({**DECISION, "key": "k" * 2048})).key == "k" * 2048
+    with pytest.raises(InvalidClaimCheck) as quoted:
+        contracts.DecisionRequest.from_json(json.dumps([DECISION] * 10))
+    assert str(quoted.value) == f"not a v1 decision: {json.dumps([DECISION] * 10)[:80]!r}"
