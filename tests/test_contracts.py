@@ -202,3 +202,36 @@ def test_a_decision_missing_a_field_or_not_an_object_is_refused_and_the_longest_
     with pytest.raises(InvalidClaimCheck) as quoted:
         contracts.DecisionRequest.from_json(json.dumps([DECISION] * 10))
     assert str(quoted.value) == f"not a v1 decision: {json.dumps([DECISION] * 10)[:80]!r}"
+
+
+THUMB = "thumbnails/" + "a" * 32 + "/v1/256.jpg"
+
+
+def test_a_purge_request_round_trips_as_one_compact_line_naming_each_key_once_and_its_images():
+    other = "thumbnails/" + "b" * 32 + "/v2/1024.webp"
+    request = contracts.PurgeRequest.from_json(json.dumps({"v": 1, "keys": [THUMB, other, THUMB]}))
+    assert request.keys == (THUMB, other) and request.to_json() == f'{{"v":1,"keys":["{THUMB}","{other}"]}}'
+    assert request.images == {"thumbnails/" + "a" * 32 + "/", "thumbnails/" + "b" * 32 + "/"}
+    assert len(contracts.PurgeRequest.from_json(json.dumps({"v": 1, "keys": [THUMB] * 100})).keys) == 1
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (None, "message body is not JSON"),  # an SQS body that is not a string at all
+    ("{", "message body is not JSON: "),
+    (json.dumps({"v": 2, "keys": [THUMB]}), "not a v1 purge request"),
+    (json.dumps({"v": 1, "keys": [THUMB], "all": True}), "not a v1 purge request"),
+    (json.dumps({"v": 1, "keys": []}), "a purge request names 1 to 100 thumbnail keys"),
+    (json.dumps({"v": 1, "keys": [THUMB] * 101}), "a purge request names 1 to 100 thumbnail keys"),
+    (json.dumps({"v": 1, "keys": ["thumbnails/*"]}), "not a thumbnail key: 'thumbnails/*'"),
+    (json.dumps({"v": 1, "keys": ["uploads/a.jpg"]}), "not a thumbnail key: 'uploads/a.jpg'"),
+], ids=["not-a-string", "not-json", "version", "extra-field", "no-keys", "101-keys", "wildcard", "not-a-thumbnail"])
+def test_a_purge_request_that_is_not_exactly_one_is_refused_with_a_reason(raw, reason):
+    with pytest.raises(contracts.InvalidPurgeRequest) as refused:
+        contracts.PurgeRequest.from_json(raw)
+    assert str(refused.value).startswith(reason)
+
+
+def test_a_thumbnail_key_is_purged_by_the_path_its_url_carries():
+    # CloudFront Developer Guide, "Specifying the files to invalidate": the path as the URL carries it.
+    assert contracts.invalidation_path("thumbnails/" + "a" * 32 + "/v1 (2)/ü+=!$&'(),;:@.jpg") == (
+        "/thumbnails/" + "a" * 32 + "/v1%20(2)/%C3%BC+=!$&'(),;:@.jpg")  # a space and non-ASCII encoded, the rest kept
