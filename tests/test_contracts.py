@@ -174,6 +174,8 @@ def test_a_decision_round_trips_as_one_compact_sorted_line_and_says_what_it_is()
     request = contracts.DecisionRequest.from_json(json.dumps(DECISION))
     assert request.to_json() == json.dumps(DECISION, separators=(",", ":"), sort_keys=True)
     assert contracts.DecisionRequest.is_one(request.to_json()) and not contracts.DecisionRequest.is_one(body())
+    for other in ("{", None, "[]", '"decision"', json.dumps({**DECISION, "kind": "claim"})):  # not JSON, no object
+        assert not contracts.DecisionRequest.is_one(other)  # type: ignore[arg-type]
     assert request.image_id == contracts.image_id("uploads-bucket", "uploads/a.jpg")
 
 
