@@ -61,6 +61,8 @@ EQUIVALENT = {
         "first_scan is an SOS marker's offset, at least 2 (SOI takes 0 and 1), or -1: 0 is never there to compare",
     ("handlers/preflight.py", "if first_scan < 0:", "1"):
         "< 1 for < 0: first_scan is -1 or at least 2 (SOI takes offsets 0 and 1), never 0",
+    ("handlers/contracts.py", """return "/" + quote(key, safe="/+=!$&'(),;:@")""", '"XX/+=!$&\'(),;:@XX"'):
+        "X is an unreserved character: quote() keeps it whether `safe` names it or not",
     ("handlers/imaging.py", "exif = Image.Exif()", "pass"):
         "without the empty EXIF every guarded read fails inside _safe and gives the same defaults",
 }

@@ -165,6 +165,7 @@ def test_the_claim_check_a_record_stands_for_is_the_one_the_intake_published():
         event="removed", event_time="")
 
 
+NAMES = "a decision names a bucket, key, version, sequencer, author and time, each a string"
 DECISION = {"bucket": "uploads-bucket", "key": "uploads/a.jpg", "version_id": "v1", "sequencer": "0" * SEQUENCER_WIDTH,
             "decision": "approved", "by": "arn:aws:iam::123456789012:user/ops", "at": "2026-12-07T10:00:00.000Z", "v": 1,
             "kind": contracts.DECISION_KIND}
@@ -182,18 +183,18 @@ def test_a_decision_round_trips_as_one_compact_sorted_line_and_says_what_it_is()
 @pytest.mark.parametrize("changes, reason", [
     ({"v": 2}, "not a v1 decision"),
     ({"extra": "x"}, "not a v1 decision"),  # a field it does not know: a forged or newer message, not read in part
-    ({"by": None}, "each a string"),
+    ({"by": None}, NAMES),
     ({"decision": "maybe"}, "unknown decision 'maybe'"),
     ({"decision": "x" * 100}, "unknown decision '" + "x" * 40 + "'"),  # quoted to 40 characters
-    ({"bucket": ""}, "each a string"), ({"key": ""}, "each a string"), ({"version_id": ""}, "each a string"),
-    ({"sequencer": ""}, "each a string"), ({"by": ""}, "each a string"), ({"at": ""}, "each a string"),
-    ({"key": "k" * 2049}, "each a string"),
+    ({"bucket": ""}, NAMES), ({"key": ""}, NAMES), ({"version_id": ""}, NAMES),
+    ({"sequencer": ""}, NAMES), ({"by": ""}, NAMES), ({"at": ""}, NAMES),
+    ({"key": "k" * 2049}, NAMES),
 ], ids=["version", "extra-field", "author-not-a-string", "unknown", "long-unknown", "bucket", "key", "version-id",
         "sequencer", "author", "time", "key-too-long"])
 def test_a_decision_that_is_not_exactly_one_is_refused_with_a_reason(changes, reason):
     with pytest.raises(InvalidClaimCheck) as refused:
         contracts.DecisionRequest.from_json(json.dumps({**DECISION, **changes}))
-    assert reason in str(refused.value)
+    assert reason in str(refused.value) and (reason != NAMES or str(refused.value) == NAMES)
 
 
 def test_a_decision_missing_a_field_or_not_an_object_is_refused_and_the_longest_names_pass():
@@ -201,6 +202,7 @@ def test_a_decision_missing_a_field_or_not_an_object_is_refused_and_the_longest_
     with pytest.raises(InvalidClaimCheck, match=r"^not a v1 decision: '"):
         contracts.DecisionRequest.from_json(json.dumps(missing))
     assert contracts.DecisionRequest.from_json(json.dumps({**DECISION, "key": "k" * 2048})).key == "k" * 2048
+    assert contracts.DecisionRequest.from_json(json.dumps({**DECISION, "by": "x"})).by == "x"  # one character is a name
     with pytest.raises(InvalidClaimCheck) as quoted:
         contracts.DecisionRequest.from_json(json.dumps([DECISION] * 10))
     assert str(quoted.value) == f"not a v1 decision: {json.dumps([DECISION] * 10)[:80]!r}"
@@ -237,3 +239,14 @@ def test_a_thumbnail_key_is_purged_by_the_path_its_url_carries():
     # CloudFront Developer Guide, "Specifying the files to invalidate": the path as the URL carries it.
     assert contracts.invalidation_path("thumbnails/" + "a" * 32 + "/v1 (2)/ü+=!$&'(),;:@.jpg") == (
         "/thumbnails/" + "a" * 32 + "/v1%20(2)/%C3%BC+=!$&'(),;:@.jpg")  # a space and non-ASCII encoded, the rest kept
+
+
+def test_a_refused_purge_request_quotes_what_it_refused_to_80_characters():
+    body = json.dumps({"v": 2, "keys": [THUMB] * 5})
+    with pytest.raises(contracts.InvalidPurgeRequest) as refused:
+        contracts.PurgeRequest.from_json(body)
+    assert str(refused.value) == f"not a v1 purge request: {body[:80]!r}"
+    bad = "uploads/" + "b" * 200
+    with pytest.raises(contracts.InvalidPurgeRequest) as named:
+        contracts.PurgeRequest.from_json(json.dumps({"v": 1, "keys": [THUMB, bad]}))
+    assert str(named.value) == f"not a thumbnail key: {bad[:80]!r}"
