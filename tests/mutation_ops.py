@@ -102,7 +102,6 @@ def string_cases_that_mean_something(mutate: Any) -> Any:
                     isinstance(mutant.evaluated_value, str) and keyword_case_only(text, mutant.evaluated_value):
                 continue
             yield mutant
-    operator.wrapped = mutate  # type: ignore[attr-defined]
     return operator
 
 
